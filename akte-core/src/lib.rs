@@ -1,0 +1,73 @@
+//! akte-core: the records-management engine of akte.
+//!
+//! The storage engine underneath the records model:
+//!
+//! - [`content`]: a content-addressed store per tenant (SHA-256 keys, zstd where it pays,
+//!   atomic and durable writes, reads that verify as they stream);
+//! - [`journal`]: an append-only, hash-chained journal per tenant in checksummed segment
+//!   files ([`segment`]), with group commit and crash recovery; entries have a canonical
+//!   encoding ([`entry`]);
+//! - [`merkle`]: RFC 6962/9162 tree hashing, inclusion and consistency proofs, and their
+//!   verification as pure functions;
+//! - [`keys`] and [`note`]: Ed25519 keys and checkpoints in the C2SP signed-note format;
+//! - [`index`]: the sled index of derived state, rebuildable from the journals;
+//! - [`store`]: a data directory of tenants tying these together;
+//! - [`verify`]: verification of a whole store, or incrementally.
+//!
+//! The byte formats are documented in `docs/FORMAT.md`.
+//!
+//! ```
+//! use akte_core::entry::{EntryDraft, Payload, PayloadKind};
+//! use akte_core::store::{Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), StoreOptions::default())?;
+//! let tenant = store.create_tenant("stadt-erfurt")?;
+//!
+//! // Content first (durable), then the journal entry that refers to it.
+//! let put = tenant.put_content(&b"Bescheid vom 3. Mai"[..])?;
+//! let appended = tenant.append(
+//!     EntryDraft {
+//!         actor: "clerk:schmidt".into(),
+//!         kind: "document.version".into(),
+//!         object: "7d9f0c1e-0000-4000-8000-000000000001".into(),
+//!         payloads: vec![Payload {
+//!             kind: PayloadKind::Content,
+//!             role: "rendition".into(),
+//!             size: put.size,
+//!             digest: put.digest,
+//!         }],
+//!     },
+//!     vec![],
+//! )?;
+//!
+//! // A signed checkpoint, and a proof that the entry is in the tree it commits to.
+//! let note = tenant.checkpoint()?;
+//! let (checkpoint, _) = akte_core::note::Checkpoint::open(&note.to_bytes(), &tenant.verifier())?;
+//! let proof = tenant.inclusion_proof(appended.ticket.entry.seq, checkpoint.size)?;
+//! akte_core::merkle::verify_inclusion(
+//!     &appended.ticket.leaf,
+//!     appended.ticket.entry.seq,
+//!     checkpoint.size,
+//!     &proof,
+//!     &checkpoint.root,
+//! )?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod content;
+pub mod digest;
+pub mod entry;
+pub mod fsutil;
+pub mod index;
+pub mod journal;
+pub mod keys;
+pub mod merkle;
+pub mod note;
+pub mod segment;
+pub mod store;
+pub mod verify;
+
+pub use digest::Digest;

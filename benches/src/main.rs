@@ -1,0 +1,426 @@
+//! akte's benchmark binary: every figure beside a baseline measured in the same run.
+//!
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|all] [--quick]`
+//!
+//! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
+//! and noisy, so ratios against a baseline measured moments before are what to compare
+//! across runs, not absolute numbers.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest as _, Sha256};
+
+use akte_core::entry::{EntryDraft, Payload, PayloadKind};
+use akte_core::merkle::{self, MemoryTree};
+use akte_core::segment::Attachment;
+use akte_core::store::{Store, StoreOptions, Tenant};
+use akte_core::Digest;
+
+struct Row {
+    figure: String,
+    value: f64,
+    unit: &'static str,
+    baseline: String,
+    baseline_value: f64,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        if self.baseline_value > 0.0 {
+            self.value / self.baseline_value
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n| {:<46} | {:>12} | {:<38} | {:>12} | {:>7} |",
+        "figure", "value", "baseline (same run)", "baseline", "ratio"
+    );
+    println!(
+        "|{:-<48}|{:-<14}|{:-<40}|{:-<14}|{:-<9}|",
+        "", "", "", "", ""
+    );
+    for r in rows {
+        println!(
+            "| {:<46} | {:>8.1} {:<3} | {:<38} | {:>8.1} {:<3} | {:>7.2} |",
+            r.figure,
+            r.value,
+            r.unit,
+            r.baseline,
+            r.baseline_value,
+            r.unit,
+            r.ratio()
+        );
+    }
+}
+
+/// Deterministic pseudo-random bytes (incompressible).
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// German-like administrative text (compresses roughly 3-4x with zstd).
+fn text_bytes(n: usize, seed: u64) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "Antrag",
+        "Bescheid",
+        "Baugenehmigung",
+        "Flurstück",
+        "Gemarkung",
+        "gemäß",
+        "§",
+        "Abs.",
+        "der",
+        "die",
+        "das",
+        "und",
+        "wird",
+        "hiermit",
+        "erteilt",
+        "Stadtverwaltung",
+        "Erfurt",
+        "Widerspruch",
+        "Frist",
+        "Monat",
+        "Bekanntgabe",
+        "Verwaltungsakt",
+        "Anlage",
+        "Az.",
+    ];
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(n + 32);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+        v.push(if x.is_multiple_of(11) { b'\n' } else { b' ' });
+        if x.is_multiple_of(17) {
+            v.extend_from_slice(format!("{}", x % 100000).as_bytes());
+        }
+    }
+    v.truncate(n);
+    v
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+/// Runs `f` repeatedly for at least `min` and returns total bytes and elapsed time.
+fn timed<F: FnMut() -> Result<u64>>(min: Duration, mut f: F) -> Result<(u64, Duration)> {
+    let start = Instant::now();
+    let mut bytes = 0;
+    while start.elapsed() < min {
+        bytes += f()?;
+    }
+    Ok((bytes, start.elapsed()))
+}
+
+fn sha256sum_rate(path: &Path, bytes: u64) -> Result<f64> {
+    let start = Instant::now();
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .context("running sha256sum")?;
+    if !out.status.success() {
+        bail!("sha256sum failed");
+    }
+    Ok(mbps(bytes, start.elapsed()))
+}
+
+fn bench_store(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let min = Duration::from_millis(if quick { 300 } else { 1500 });
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    let store = Store::open(&dir.path().join("data"), StoreOptions::default())?;
+    let tenant = store.create_tenant("bench")?;
+    let cases: [(&str, usize); 3] = [("5 KB", 5_000), ("200 KB", 200_000), ("50 MB", 50_000_000)];
+    for (label, size) in cases {
+        for (kind, data) in [
+            ("text", text_bytes(size, 1)),
+            ("random", random_bytes(size, 2)),
+        ] {
+            // Baseline: the sha2 crate over the same buffer.
+            let (b, d) = timed(min, || {
+                std::hint::black_box(Sha256::digest(&data));
+                Ok(data.len() as u64)
+            })?;
+            let sha_rate = mbps(b, d);
+            // Baseline: write + fsync of the same bytes to a new file.
+            let mut n = 0u64;
+            let (b, d) = timed(min, || {
+                n += 1;
+                let p = dir.path().join(format!("plain-{n}"));
+                let mut f = File::create(&p)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                std::fs::remove_file(&p)?;
+                Ok(data.len() as u64)
+            })?;
+            let fsync_rate = mbps(b, d);
+            // Baseline: zstd level 3 compression of the buffer.
+            let (b, d) = timed(min, || {
+                std::hint::black_box(zstd::bulk::compress(&data, 3)?);
+                Ok(data.len() as u64)
+            })?;
+            let zstd_rate = mbps(b, d);
+            // akte put: each round stores new bytes (a counter prefix defeats dedup).
+            let mut i = 0u64;
+            let (b, d) = timed(min, || {
+                i += 1;
+                let prefix = i.to_le_bytes();
+                let reader = (&prefix[..]).chain(&data[..]);
+                let out = tenant.put_content(reader)?;
+                Ok(out.size)
+            })?;
+            let put_rate = mbps(b, d);
+            // akte get (verifying) of the last stored object.
+            let prefix = i.to_le_bytes();
+            let digest = Digest::of(&[&prefix[..], &data[..]].concat());
+            let (b, d) = timed(min, || {
+                let mut r = tenant.content().get(&digest)?;
+                let mut buf = vec![0u8; 256 << 10];
+                let mut total = 0u64;
+                loop {
+                    let k = r.read(&mut buf)?;
+                    if k == 0 {
+                        break;
+                    }
+                    total += k as u64;
+                }
+                Ok(total)
+            })?;
+            let get_rate = mbps(b, d);
+            let fig = format!("put {label} {kind}");
+            rows.push(Row {
+                figure: fig.clone(),
+                value: put_rate,
+                unit: "MB/s",
+                baseline: "sha2 crate, same buffer".into(),
+                baseline_value: sha_rate,
+            });
+            rows.push(Row {
+                figure: fig.clone(),
+                value: put_rate,
+                unit: "MB/s",
+                baseline: "write+fsync, same bytes".into(),
+                baseline_value: fsync_rate,
+            });
+            if kind == "text" {
+                rows.push(Row {
+                    figure: fig,
+                    value: put_rate,
+                    unit: "MB/s",
+                    baseline: "zstd -3, same buffer".into(),
+                    baseline_value: zstd_rate,
+                });
+            }
+            rows.push(Row {
+                figure: format!("get {label} {kind} (verified)"),
+                value: get_rate,
+                unit: "MB/s",
+                baseline: "sha2 crate, same buffer".into(),
+                baseline_value: sha_rate,
+            });
+            if size >= 1_000_000 {
+                let p = dir.path().join("sha256sum-input");
+                std::fs::write(&p, &data)?;
+                let rate = sha256sum_rate(&p, data.len() as u64)?;
+                rows.push(Row {
+                    figure: format!("get {label} {kind} (verified)"),
+                    value: get_rate,
+                    unit: "MB/s",
+                    baseline: "sha256sum, same bytes (file)".into(),
+                    baseline_value: rate,
+                });
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn append_one(tenant: &Tenant, i: u64) -> Result<()> {
+    let meta = format!("{{\"n\":{i}}}").into_bytes();
+    let att = Attachment::new(meta);
+    tenant.append(
+        EntryDraft {
+            actor: "bench".into(),
+            kind: "bench.append".into(),
+            object: String::new(),
+            payloads: vec![Payload {
+                kind: PayloadKind::Inline,
+                role: "meta".into(),
+                size: att.bytes.as_ref().map_or(0, |b| b.len() as u64),
+                digest: att.digest,
+            }],
+        },
+        vec![att],
+    )?;
+    Ok(())
+}
+
+fn bench_journal(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let min = Duration::from_millis(if quick { 500 } else { 3000 });
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    // Baseline: one write + fdatasync per append, single writer, records of the same size.
+    let p = dir.path().join("raw.log");
+    let mut f = OpenOptions::new().create(true).append(true).open(&p)?;
+    let record = vec![0x5au8; 200];
+    let (n, d) = timed(min, || {
+        f.write_all(&record)?;
+        f.sync_data()?;
+        Ok(1)
+    })?;
+    let raw_rate = n as f64 / d.as_secs_f64();
+    let store = Arc::new(Store::open(
+        &dir.path().join("data"),
+        StoreOptions::default(),
+    )?);
+    for writers in [1usize, 4, 16, 64] {
+        let tenant = store.create_tenant(&format!("w{writers}"))?;
+        let start = Instant::now();
+        let deadline = start + min;
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let tenant = tenant.clone();
+                std::thread::spawn(move || -> Result<u64> {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        append_one(&tenant, (w as u64) << 32 | n)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        let rate = total as f64 / start.elapsed().as_secs_f64();
+        let flushes = tenant
+            .journal()
+            .stats()
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        rows.push(Row {
+            figure: format!(
+                "journal appends, {writers} writers ({:.1}/flush)",
+                total as f64 / flushes.max(1) as f64
+            ),
+            value: rate,
+            unit: "/s",
+            baseline: "write+fdatasync per append, 1 writer".into(),
+            baseline_value: raw_rate,
+        });
+    }
+    Ok(())
+}
+
+fn bench_proofs(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let sizes: &[u64] = if quick {
+        &[10_000, 100_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    };
+    for &n in sizes {
+        let mut tree = MemoryTree::new();
+        for i in 0..n {
+            tree.push(merkle::leaf_hash(&i.to_be_bytes()));
+        }
+        let root = merkle::root(&tree, n)?;
+        let reps = 20_000u64;
+        let start = Instant::now();
+        let mut proof = Vec::new();
+        for k in 0..reps {
+            proof = merkle::inclusion_proof(&tree, (k * 7919) % n, n)?;
+        }
+        let make_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        let idx = ((reps - 1) * 7919) % n;
+        let leaf = merkle::leaf_hash(&idx.to_be_bytes());
+        let start = Instant::now();
+        for _ in 0..reps {
+            merkle::verify_inclusion(&leaf, idx, n, &proof, &root)?;
+        }
+        let verify_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        // Baseline: one SHA-256 of 65 bytes (a node hash), times the proof length.
+        let start = Instant::now();
+        let buf = [7u8; 65];
+        for _ in 0..reps {
+            std::hint::black_box(Sha256::digest(buf));
+        }
+        let hash_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64 * proof.len() as f64;
+        rows.push(Row {
+            figure: format!("inclusion proof make, n={n} ({} hashes)", proof.len()),
+            value: make_us,
+            unit: "µs",
+            baseline: "proof-length node hashes".into(),
+            baseline_value: hash_us,
+        });
+        rows.push(Row {
+            figure: format!("inclusion proof verify, n={n}"),
+            value: verify_us,
+            unit: "µs",
+            baseline: "proof-length node hashes".into(),
+            baseline_value: hash_us,
+        });
+    }
+    Ok(())
+}
+
+fn bench_dir() -> std::path::PathBuf {
+    std::env::var_os("AKTE_BENCH_DIR")
+        .map(Into::into)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let what = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .unwrap_or("all");
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    match what {
+        "store" => bench_store(&mut rows, quick)?,
+        "journal" => bench_journal(&mut rows, quick)?,
+        "proofs" => bench_proofs(&mut rows, quick)?,
+        "all" => {
+            bench_store(&mut rows, quick)?;
+            bench_journal(&mut rows, quick)?;
+            bench_proofs(&mut rows, quick)?;
+        }
+        other => bail!("unknown benchmark {other:?}: use store, journal, proofs or all"),
+    }
+    print_table(&rows);
+    println!(
+        "\n{} cores, ran {:.0} s",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! Storage engine behaviour through the public API of akte-core: group commit, proofs and
+//! checkpoints, index rebuild, verification, tampering and bad input.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use akte_core::entry::{EntryDraft, Payload, PayloadKind};
+use akte_core::journal::JournalOptions;
+use akte_core::merkle;
+use akte_core::note::Checkpoint;
+use akte_core::segment::Attachment;
+use akte_core::store::{Store, StoreError, StoreOptions, Tenant};
+use akte_core::verify::{verify_store, ProblemKind, VerifyOptions, VerifyReport};
+use akte_core::Digest;
+use akte_tests::{append_document, Rng};
+
+fn small_segments() -> StoreOptions {
+    StoreOptions {
+        journal: JournalOptions {
+            segment_max_bytes: 4 << 10,
+        },
+        ..StoreOptions::default()
+    }
+}
+
+fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Vec<Digest> {
+    let mut contents = Vec::new();
+    for i in 0..n {
+        let len = rng.range(0, 3000) as usize;
+        let body = rng.bytes(len);
+        let a = append_document(
+            tenant,
+            "clerk:test",
+            &format!("doc-{i}"),
+            &body,
+            format!("meta {i}").as_bytes(),
+        )
+        .unwrap();
+        contents.push(a.ticket.entry.payloads[1].digest);
+    }
+    contents
+}
+
+fn index_dump(tenant: &Tenant) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tenant
+        .index()
+        .iter_all()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+fn kinds(report: &VerifyReport) -> Vec<ProblemKind> {
+    report.problems().map(|p| p.kind).collect()
+}
+
+fn flip(path: &Path, pos: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = pos as usize % bytes.len();
+    bytes[i] ^= 0x20;
+    fs::write(path, bytes).unwrap();
+}
+
+fn segments(tenant_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(tenant_dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn concurrent_appends_share_flushes_and_form_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let tenant = store.create_tenant("gemeinde-a").unwrap();
+    let threads = 16;
+    let per_thread = 40;
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let tenant = tenant.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut seqs = Vec::new();
+            for i in 0..per_thread {
+                let a = append_document(&tenant, "clerk", "o", format!("{t}/{i}").as_bytes(), b"m")
+                    .unwrap();
+                seqs.push(a.ticket.entry.seq);
+            }
+            seqs
+        }));
+    }
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    let expected: Vec<u64> = (0..(threads * per_thread) as u64).collect();
+    assert_eq!(all, expected, "sequence numbers are unique and contiguous");
+    let stats = tenant.journal().stats();
+    let flushes = stats.flushes.load(std::sync::atomic::Ordering::Relaxed);
+    let entries = stats.entries.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(entries, (threads * per_thread) as u64);
+    assert!(flushes <= entries);
+    println!("{entries} entries in {flushes} flushes");
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:#?}", report);
+    assert_eq!(report.tenants[0].entries, entries);
+}
+
+#[test]
+fn checkpoints_and_proofs_verify_with_the_pure_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let tenant = store.create_tenant("amt-1").unwrap();
+    let mut rng = Rng::new(7);
+    fill(&tenant, 13, &mut rng);
+    let old_note = tenant.checkpoint().unwrap();
+    fill(&tenant, 30, &mut rng);
+    let new_note = tenant.checkpoint().unwrap();
+    let verifier = tenant.verifier();
+    let (old, _) = Checkpoint::open(&old_note.to_bytes(), &verifier).unwrap();
+    let (new, _) = Checkpoint::open(&new_note.to_bytes(), &verifier).unwrap();
+    assert_eq!((old.size, new.size), (13, 43));
+    assert_eq!(new.origin, "akte.local/amt-1");
+    for seq in 0..new.size {
+        let rec = tenant.entry(seq).unwrap();
+        let proof = tenant.inclusion_proof(seq, new.size).unwrap();
+        merkle::verify_inclusion(&rec.leaf, seq, new.size, &proof, &new.root).unwrap();
+    }
+    let proof = tenant.consistency_proof(old.size, new.size).unwrap();
+    merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof).unwrap();
+    // The same size gives the stored checkpoint back.
+    assert_eq!(tenant.checkpoint().unwrap().to_bytes(), new_note.to_bytes());
+    // Beyond the journal is an error, not a panic.
+    assert!(matches!(
+        tenant.inclusion_proof(0, 44),
+        Err(StoreError::BeyondJournal { .. })
+    ));
+    assert!(tenant.consistency_proof(44, 45).is_err());
+    // The latest checkpoint survives a reopen and still verifies.
+    drop(tenant);
+    drop(store);
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let (latest, _) = store.tenant("amt-1").unwrap().latest_checkpoint().unwrap();
+    assert_eq!(latest, new);
+}
+
+#[test]
+fn rebuilt_index_equals_live_index_and_replay_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    let mut rng = Rng::new(11);
+    fill(&tenant, 60, &mut rng);
+    let live = index_dump(&tenant);
+    assert_eq!(tenant.rebuild_index().unwrap(), 60);
+    assert_eq!(index_dump(&tenant), live);
+    // Appends after a rebuild continue the same tree.
+    fill(&tenant, 5, &mut rng);
+    let live = index_dump(&tenant);
+    drop(tenant);
+    drop(store);
+
+    // Lose the whole index: reopening replays the journal into a fresh one.
+    fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let tenant = store.tenant("t").unwrap();
+    assert_eq!(index_dump(&tenant), live);
+    assert!(verify_store(&store, VerifyOptions::default())
+        .unwrap()
+        .is_clean());
+}
+
+#[test]
+fn verify_is_clean_then_reports_each_tampered_byte_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    let mut rng = Rng::new(3);
+    let contents = fill(&tenant, 40, &mut rng);
+    tenant.checkpoint().unwrap();
+    fill(&tenant, 10, &mut rng);
+    tenant.checkpoint().unwrap();
+    fill(&tenant, 10, &mut rng);
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.tenants[0].checkpoints, 2);
+    let tdir = tenant.dir().to_path_buf();
+    let victim = contents[5];
+    let victim_path = tenant.content().path_of(&victim);
+    let cps = tenant.checkpoint_files().unwrap();
+    drop(tenant);
+    drop(store);
+
+    // A content object.
+    let size = fs::metadata(&victim_path).unwrap().len();
+    flip(&victim_path, size - 1);
+    // A sealed journal segment (not the last one: the last one is checked at open).
+    let segs = segments(&tdir);
+    assert!(segs.len() > 3, "small segments give several files");
+    let seg = &segs[1];
+    let seg_len = fs::metadata(seg).unwrap().len();
+    flip(seg, seg_len / 2);
+    // A checkpoint body and another checkpoint's signature.
+    flip(&cps[0].1, 3);
+    // Flip a bit of the signature itself (inside the base64, so the note still parses).
+    let sig_file = &cps[1].1;
+    let mut note = akte_core::note::SignedNote::parse(&fs::read(sig_file).unwrap()).unwrap();
+    note.signatures[0].signature[17] ^= 0x01;
+    fs::write(sig_file, note.to_bytes()).unwrap();
+
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    let found = kinds(&report);
+    println!(
+        "{}",
+        report
+            .problems()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(found.contains(&ProblemKind::ContentCorrupt), "{found:?}");
+    assert!(report
+        .problems()
+        .any(|p| p.digest == Some(victim) && p.path.as_deref() == Some(victim_path.as_path())));
+    assert!(found.contains(&ProblemKind::JournalDamaged), "{found:?}");
+    assert!(report
+        .problems()
+        .any(|p| p.path.as_deref() == Some(seg.as_path())));
+    assert!(report
+        .problems()
+        .any(|p| p.path.as_deref() == Some(cps[0].1.as_path())));
+    assert!(
+        report
+            .problems()
+            .any(|p| p.path.as_deref() == Some(cps[1].1.as_path())
+                && p.kind == ProblemKind::CheckpointSignature),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn damage_in_the_last_segment_refuses_to_open_and_names_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    fill(&tenant, 20, &mut Rng::new(5));
+    let tdir = tenant.dir().to_path_buf();
+    drop(tenant);
+    drop(store);
+    let seg = segments(&tdir).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len();
+    flip(&seg, len / 3);
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&seg.display().to_string()), "{err}");
+    assert!(err.contains("byte"), "{err}");
+}
+
+#[test]
+fn torn_tail_is_cut_back_and_logged_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    fill(&tenant, 10, &mut Rng::new(9));
+    let tdir = tenant.dir().to_path_buf();
+    let leaf9 = tenant.entry(9).unwrap().leaf;
+    drop(tenant);
+    drop(store);
+    let seg = segments(&tdir).pop().unwrap();
+    let good_len = fs::metadata(&seg).unwrap().len();
+    // An interrupted write: a partial record, then zeros the file system left.
+    let mut bytes = fs::read(&seg).unwrap();
+    let last_record_start = {
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = store.tenant("t").unwrap();
+        t.index().location(9).unwrap().unwrap().offset as usize
+    };
+    let partial = bytes[last_record_start..].to_vec();
+    bytes.extend_from_slice(&partial[..partial.len() / 2]);
+    bytes.extend_from_slice(&[0u8; 100]);
+    fs::write(&seg, &bytes).unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let tenant = store.tenant("t").unwrap();
+    assert_eq!(tenant.size(), 10);
+    assert_eq!(tenant.entry(9).unwrap().leaf, leaf9);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
+    assert!(verify_store(&store, VerifyOptions::default())
+        .unwrap()
+        .is_clean());
+    // And appending continues the chain.
+    fill(&tenant, 2, &mut Rng::new(10));
+    assert!(verify_store(&store, VerifyOptions::default())
+        .unwrap()
+        .is_clean());
+}
+
+#[test]
+fn incremental_verify_checks_only_what_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    let mut rng = Rng::new(21);
+    fill(&tenant, 30, &mut rng);
+    tenant.checkpoint().unwrap();
+    let full = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(full.is_clean());
+    fill(&tenant, 7, &mut rng);
+    tenant.checkpoint().unwrap();
+    let inc = VerifyOptions {
+        incremental: true,
+        ..VerifyOptions::default()
+    };
+    let r = verify_store(&store, inc).unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    assert_eq!(r.tenants[0].from_seq, 30);
+    assert_eq!(r.tenants[0].entries, 7);
+    assert_eq!(r.tenants[0].checkpoints, 1);
+    // Damage to content of a new entry is found by the next incremental run.
+    let fresh = fill(&tenant, 1, &mut rng);
+    let fresh_path = tenant.content().path_of(&fresh[0]);
+    let len = fs::metadata(&fresh_path).unwrap().len();
+    flip(&fresh_path, len - 1);
+    let r = verify_store(&store, inc).unwrap();
+    assert_eq!(kinds(&r), vec![ProblemKind::ContentCorrupt]);
+}
+
+#[test]
+fn bad_entries_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let tenant = store.create_tenant("t").unwrap();
+    fill(&tenant, 3, &mut Rng::new(1));
+    let before = index_dump(&tenant);
+    let size = tenant.size();
+    let draft = |payloads: Vec<Payload>| EntryDraft {
+        actor: "clerk".into(),
+        kind: "document.version".into(),
+        object: "x".into(),
+        payloads,
+    };
+    // Content that was never stored.
+    let err = tenant
+        .append(
+            draft(vec![Payload {
+                kind: PayloadKind::Content,
+                role: "rendition".into(),
+                size: 3,
+                digest: Digest::of(b"abc"),
+            }]),
+            vec![],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ContentMissing { .. }), "{err}");
+    // Stored content with a wrong declared size.
+    let put = tenant.put_content(&b"abcdef"[..]).unwrap();
+    let err = tenant
+        .append(
+            draft(vec![Payload {
+                kind: PayloadKind::Content,
+                role: "rendition".into(),
+                size: 5,
+                digest: put.digest,
+            }]),
+            vec![],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ContentSize { .. }), "{err}");
+    // An inline payload without its attachment, and an attachment with other bytes.
+    let a = Attachment::new(b"meta".to_vec());
+    let inline = Payload {
+        kind: PayloadKind::Inline,
+        role: "meta".into(),
+        size: 4,
+        digest: a.digest,
+    };
+    assert!(tenant.append(draft(vec![inline.clone()]), vec![]).is_err());
+    let other = Attachment {
+        digest: a.digest,
+        bytes: Some(b"metb".to_vec()),
+    };
+    assert!(tenant.append(draft(vec![inline]), vec![other]).is_err());
+    // Invalid fields.
+    let mut d = draft(vec![]);
+    d.kind = "Not Valid".into();
+    assert!(tenant
+        .append(d, vec![])
+        .unwrap_err()
+        .to_string()
+        .contains("kind"));
+    let mut d = draft(vec![]);
+    d.actor = String::new();
+    assert!(tenant.append(d, vec![]).is_err());
+
+    assert_eq!(tenant.size(), size);
+    assert_eq!(index_dump(&tenant), before);
+    assert!(verify_store(&store, VerifyOptions::default())
+        .unwrap()
+        .is_clean());
+}
+
+#[test]
+fn tenants_are_separate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let a = store.create_tenant("a").unwrap();
+    let b = store.create_tenant("b").unwrap();
+    let put = a.put_content(&b"only in a"[..]).unwrap();
+    assert!(
+        !b.content().contains(&put.digest).unwrap(),
+        "no dedup across tenants"
+    );
+    assert_ne!(a.verifier().to_string(), b.verifier().to_string());
+    fill(&a, 3, &mut Rng::new(2));
+    assert_eq!(b.size(), 0);
+    assert!(matches!(
+        store.create_tenant("a"),
+        Err(StoreError::TenantExists(_))
+    ));
+    for bad in ["", "A", "a/b", "-a", "ä", &"x".repeat(64), ".."] {
+        assert!(
+            matches!(
+                store.create_tenant(bad),
+                Err(StoreError::InvalidTenantId { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        store.tenant("zzz"),
+        Err(StoreError::UnknownTenant(_))
+    ));
+}
+
+#[test]
+fn bad_data_directories_give_clear_errors() {
+    // Another format version.
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    fs::write(dir.path().join("FORMAT"), "akte-store 2\n").unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedFormat { .. }), "{err}");
+    assert!(err.to_string().contains("akte-store 2"));
+
+    // A directory with other files.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), StoreOptions::default()),
+        Err(StoreError::NotAStore { .. })
+    ));
+
+    // A second process (here: a second open) is locked out.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), StoreOptions::default()),
+        Err(StoreError::Locked { .. })
+    ));
+    drop(first);
+}
+
+fn store_with_tenant() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let t = store.create_tenant("t").unwrap();
+    fill(&t, 5, &mut Rng::new(4));
+    let tdir = t.dir().to_path_buf();
+    (dir, tdir)
+}
+
+#[test]
+fn bad_key_files_give_clear_errors() {
+    let (dir, tdir) = store_with_tenant();
+    let key = tdir.join("keys/checkpoint.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("checkpoint.key"), "{err}");
+
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&key, "PRIVATE+KEY+garbage\n").unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("checkpoint.key"), "{err}");
+
+    fs::remove_file(&key).unwrap();
+    let err = Store::open(dir.path(), StoreOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("checkpoint.key"), "{err}");
+}
+
+#[test]
+fn bad_segment_files_give_clear_errors_and_no_panic() {
+    let mut rng = Rng::new(99);
+    type Damage = Box<dyn Fn(&Path, &mut Rng)>;
+    let cases: Vec<(&str, Damage)> = vec![
+        (
+            "zero-filled",
+            Box::new(|p: &Path, _: &mut Rng| {
+                let len = fs::metadata(p).unwrap().len() as usize;
+                fs::write(p, vec![0u8; len]).unwrap();
+            }),
+        ),
+        (
+            "random",
+            Box::new(|p: &Path, r: &mut Rng| {
+                let len = fs::metadata(p).unwrap().len() as usize;
+                fs::write(p, r.bytes(len)).unwrap();
+            }),
+        ),
+        (
+            "truncated into the header",
+            Box::new(|p: &Path, _: &mut Rng| {
+                let bytes = fs::read(p).unwrap();
+                fs::write(p, &bytes[..10]).unwrap();
+            }),
+        ),
+    ];
+    for (name, damage) in cases {
+        let (dir, tdir) = store_with_tenant();
+        let seg = segments(&tdir).pop().unwrap();
+        damage(&seg, &mut rng);
+        match Store::open(dir.path(), StoreOptions::default()) {
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&seg.display().to_string()), "{name}: {msg}");
+            }
+            Ok(_) => panic!("{name}: a damaged only segment must not open"),
+        }
+    }
+    // A segment cut inside a record is a torn tail: opens, keeps the complete records.
+    let (dir, tdir) = store_with_tenant();
+    let seg = segments(&tdir).pop().unwrap();
+    let bytes = fs::read(&seg).unwrap();
+    fs::write(&seg, &bytes[..bytes.len() - 7]).unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.tenant("t").unwrap().size(), 4);
+    assert!(verify_store(&store, VerifyOptions::default())
+        .unwrap()
+        .is_clean());
+}

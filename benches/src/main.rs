@@ -135,16 +135,21 @@ fn timed<F: FnMut() -> Result<u64>>(min: Duration, mut f: F) -> Result<(u64, Dur
     Ok((bytes, start.elapsed()))
 }
 
+/// Best of three runs of coreutils `sha256sum` over a file (page-cached after the first).
 fn sha256sum_rate(path: &Path, bytes: u64) -> Result<f64> {
-    let start = Instant::now();
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .context("running sha256sum")?;
-    if !out.status.success() {
-        bail!("sha256sum failed");
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let out = Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .context("running sha256sum")?;
+        if !out.status.success() {
+            bail!("sha256sum failed");
+        }
+        best = best.max(mbps(bytes, start.elapsed()));
     }
-    Ok(mbps(bytes, start.elapsed()))
+    Ok(best)
 }
 
 fn bench_store(rows: &mut Vec<Row>, quick: bool) -> Result<()> {

@@ -423,3 +423,17 @@ fn demo(dir: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// Incompressible bytes standing in for a scanned page (xorshift64).
+fn pseudo_random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

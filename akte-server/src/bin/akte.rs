@@ -366,12 +366,7 @@ fn demo(dir: &Path) -> Result<()> {
                 .repeat(100)
                 .into_bytes(),
         ),
-        (
-            "scan.bin",
-            (0..200_000u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect(),
-        ),
+        ("scan.jpg", pseudo_random_bytes(200_000)),
     ];
     let work = std::env::temp_dir().join(format!("akte-demo-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;

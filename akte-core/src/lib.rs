@@ -66,6 +66,7 @@ pub mod journal;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod records;
 pub mod segment;
 pub mod store;
 pub mod verify;

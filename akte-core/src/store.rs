@@ -436,6 +436,22 @@ impl std::fmt::Debug for Tenant {
     }
 }
 
+/// What the `build` step of [`Tenant::append_with`] decided.
+#[derive(Debug)]
+pub enum Write<T> {
+    /// Append this entry; `value` is handed back with the result.
+    Append {
+        /// The entry.
+        draft: EntryDraft,
+        /// Its attachments (the records behind its inline payloads).
+        attachments: Vec<Attachment>,
+        /// Returned to the caller once the entry is durable.
+        value: T,
+    },
+    /// Append nothing and return `value` (nothing to do).
+    Skip(T),
+}
+
 /// A durable journal entry, as `append` returns it.
 #[derive(Debug, Clone)]
 pub struct Appended {
@@ -610,18 +626,30 @@ impl Tenant {
         draft: EntryDraft,
         attachments: Vec<Attachment>,
     ) -> Result<Appended, StoreError> {
-        self.append_with(|_| Ok::<_, StoreError>((draft, attachments)))
+        let ((), appended) = self.append_with(|_| {
+            Ok::<_, StoreError>(Write::Append {
+                draft,
+                attachments,
+                value: (),
+            })
+        })?;
+        appended.ok_or_else(|| StoreError::Fenced {
+            tenant: self.id.clone(),
+            reason: "append produced no entry".into(),
+        })
     }
 
     /// Appends the entry that `build` makes from the current index, holding the tenant's
     /// write lock so that no other write comes between the check and the append. Returns
     /// once the entry is durable; writers waiting at the same time share one flush.
-    pub fn append_with<E, F>(&self, build: F) -> Result<Appended, E>
+    /// `build` may also decide that nothing needs appending ([`Write::Skip`]), for example
+    /// when an idempotent request is repeated.
+    pub fn append_with<T, E, F>(&self, build: F) -> Result<(T, Option<Appended>), E>
     where
-        F: FnOnce(&TenantIndex) -> Result<(EntryDraft, Vec<Attachment>), E>,
+        F: FnOnce(&TenantIndex) -> Result<Write<T>, E>,
         E: From<StoreError>,
     {
-        let ticket = {
+        let (value, ticket) = {
             let mut w = self.lock_writer();
             if let Some(reason) = &w.fenced {
                 return Err(StoreError::Fenced {
@@ -630,7 +658,14 @@ impl Tenant {
                 }
                 .into());
             }
-            let (draft, attachments) = build(&self.index)?;
+            let (draft, attachments, value) = match build(&self.index)? {
+                Write::Skip(value) => return Ok((value, None)),
+                Write::Append {
+                    draft,
+                    attachments,
+                    value,
+                } => (draft, attachments, value),
+            };
             self.check_content(&draft)?;
             let ticket = self
                 .journal
@@ -662,12 +697,12 @@ impl Tenant {
                     .map_err(StoreError::from)?;
                 return Err(e.into());
             }
-            ticket
+            (value, ticket)
         };
         self.journal
             .wait_durable(ticket.entry.seq)
             .map_err(StoreError::from)?;
-        Ok(Appended { ticket })
+        Ok((value, Some(Appended { ticket })))
     }
 
     fn check_content(&self, draft: &EntryDraft) -> Result<(), StoreError> {

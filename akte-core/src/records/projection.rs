@@ -1,0 +1,365 @@
+//! The records model's projection: how each event changes the index.
+//!
+//! Pure function of the index before the entry and the entry itself, applied live and
+//! during rebuild alike, so that a rebuilt index equals the live one.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::index::{IndexError, Projection, TenantIndex};
+use crate::journal::Record;
+
+use super::event::{kind, EventRecord, ROLE_EVENT};
+use super::schema::{self, tag, KeyExt};
+use super::types::{FieldChange, HistoryItem, Object, Stamp, Version};
+
+/// Keeps the records model's derived state in the index.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordsProjection;
+
+/// Whether an entry kind belongs to the records model.
+pub fn is_records_event(kind: &str) -> bool {
+    kind == kind::TENANT_CONFIGURE
+        || ["plan_unit.", "file.", "case.", "document.", "version."]
+            .iter()
+            .any(|p| kind.starts_with(p))
+}
+
+fn fail(seq: u64, reason: impl Into<String>) -> IndexError {
+    IndexError::Projection {
+        seq,
+        reason: reason.into(),
+    }
+}
+
+/// Reads an object from the index.
+pub fn load_object(index: &TenantIndex, id: Uuid) -> Result<Option<Object>, IndexError> {
+    match index.tree().get(schema::object(id))? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| IndexError::Malformed {
+                key: format!("object {id}"),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+struct Apply<'a> {
+    index: &'a TenantIndex,
+    batch: &'a mut sled::Batch,
+    record: &'a Record,
+    event: &'a EventRecord,
+    /// Objects changed by this entry, written once at the end.
+    changed: BTreeMap<Uuid, Object>,
+}
+
+impl Apply<'_> {
+    fn seq(&self) -> u64 {
+        self.record.entry.seq
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            actor: self.record.entry.actor.clone(),
+            at: self.record.entry.time,
+            seq: self.seq(),
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Result<Object, IndexError> {
+        if let Some(o) = self.changed.get(&id) {
+            return Ok(o.clone());
+        }
+        load_object(self.index, id)?
+            .ok_or_else(|| fail(self.seq(), format!("object {id} does not exist")))
+    }
+
+    fn history(&mut self, id: Uuid, changes: Vec<FieldChange>) -> Result<(), IndexError> {
+        let item = HistoryItem {
+            seq: self.seq(),
+            at: self.record.entry.time,
+            actor: self.record.entry.actor.clone(),
+            action: self.record.entry.kind.clone(),
+            changes,
+            reason: self.event.reason.clone(),
+        };
+        let bytes = serde_json::to_vec(&item).map_err(|e| fail(self.seq(), e.to_string()))?;
+        self.batch
+            .insert(schema::history(id).num(self.seq()), bytes);
+        Ok(())
+    }
+
+    fn words(&mut self, id: Uuid, old: &str, new: &str) {
+        for w in schema::words(old) {
+            self.batch.remove(schema::word(&w).id(id));
+        }
+        for w in schema::words(new) {
+            self.batch.insert(schema::word(&w).id(id), &[][..]);
+        }
+    }
+
+    /// Builds a new object from the event's fields plus what the journal knows.
+    fn create(&mut self, kind_name: &str) -> Result<Object, IndexError> {
+        let id = self
+            .event
+            .id
+            .ok_or_else(|| fail(self.seq(), "create without id"))?;
+        let mut fields = self.event.set.clone();
+        let stamp =
+            serde_json::to_value(self.stamp()).map_err(|e| fail(self.seq(), e.to_string()))?;
+        fields.insert("kind".into(), Value::from(kind_name));
+        fields.insert("id".into(), Value::from(id.to_string()));
+        fields.insert("revision".into(), Value::from(1u64));
+        fields.insert("created".into(), stamp.clone());
+        fields.insert("updated".into(), stamp);
+        let obj: Object = serde_json::from_value(Value::Object(fields)).map_err(|e| {
+            fail(
+                self.seq(),
+                format!("{kind_name} event does not make an object: {e}"),
+            )
+        })?;
+        let changes = self
+            .event
+            .set
+            .iter()
+            .map(|(k, v)| FieldChange {
+                field: k.clone(),
+                old: Value::Null,
+                new: v.clone(),
+            })
+            .collect();
+        self.history(id, changes)?;
+        self.words(id, "", obj.subject());
+        self.changed.insert(id, obj.clone());
+        Ok(obj)
+    }
+
+    /// Applies `set` to an existing object: new revision, stamp, history, word index.
+    fn update(
+        &mut self,
+        id: Uuid,
+        set: &Map<String, Value>,
+    ) -> Result<(Object, Object), IndexError> {
+        let old = self.get(id)?;
+        let Value::Object(mut fields) =
+            serde_json::to_value(&old).map_err(|e| fail(self.seq(), e.to_string()))?
+        else {
+            return Err(fail(self.seq(), "object is not a JSON object"));
+        };
+        let mut changes = Vec::new();
+        for (k, v) in set {
+            let before = fields.get(k).cloned().unwrap_or(Value::Null);
+            if &before != v {
+                changes.push(FieldChange {
+                    field: k.clone(),
+                    old: before,
+                    new: v.clone(),
+                });
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+        fields.insert("revision".into(), Value::from(old.revision() + 1));
+        fields.insert(
+            "updated".into(),
+            serde_json::to_value(self.stamp()).map_err(|e| fail(self.seq(), e.to_string()))?,
+        );
+        let new: Object = serde_json::from_value(Value::Object(fields)).map_err(|e| {
+            fail(
+                self.seq(),
+                format!("update of {id} does not make an object: {e}"),
+            )
+        })?;
+        self.history(id, changes)?;
+        self.words(id, old.subject(), new.subject());
+        self.changed.insert(id, new.clone());
+        Ok((old, new))
+    }
+
+    fn finish(self) -> Result<(), IndexError> {
+        for (id, obj) in &self.changed {
+            let bytes = serde_json::to_vec(obj).map_err(|e| fail(self.seq(), e.to_string()))?;
+            self.batch.insert(schema::object(*id), bytes);
+        }
+        Ok(())
+    }
+}
+
+impl Projection for RecordsProjection {
+    fn apply(
+        &self,
+        index: &TenantIndex,
+        record: &Record,
+        batch: &mut sled::Batch,
+    ) -> Result<(), IndexError> {
+        let entry = &record.entry;
+        if !is_records_event(&entry.kind) {
+            return Ok(());
+        }
+        let seq = entry.seq;
+        let Some(payload) = entry.payloads.iter().find(|p| p.role == ROLE_EVENT) else {
+            return Err(fail(seq, "records event without an event record"));
+        };
+        let Some(bytes) = record.attachment(&payload.digest) else {
+            // Destroyed: the record and its salt are gone; what the event did to the
+            // index was removed by the destruction that redacted it.
+            return Ok(());
+        };
+        let event = EventRecord::from_bytes(bytes)
+            .map_err(|e| fail(seq, format!("event record does not parse: {e}")))?;
+        let mut a = Apply {
+            index,
+            batch,
+            record,
+            event: &event,
+            changed: BTreeMap::new(),
+        };
+        let created_seq = |o: &Object| o.created().seq;
+        match entry.kind.as_str() {
+            kind::TENANT_CONFIGURE => {
+                let key = schema::key(tag::SETTINGS);
+                let mut settings: Map<String, Value> = match index.tree().get(&key)? {
+                    Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+                    None => Map::new(),
+                };
+                for (k, v) in &event.set {
+                    settings.insert(k.clone(), v.clone());
+                }
+                let bytes = serde_json::to_vec(&settings).map_err(|e| fail(seq, e.to_string()))?;
+                a.batch.insert(key, bytes);
+            }
+            kind::PLAN_UNIT_CREATE => {
+                let Object::PlanUnit(u) = a.create("plan_unit")? else {
+                    return Err(fail(seq, "not a plan unit"));
+                };
+                a.batch.insert(
+                    schema::key(tag::UNIT_CODE).raw(u.code.as_bytes()),
+                    u.id.as_bytes(),
+                );
+                a.batch
+                    .insert(schema::unit_children(u.parent).num(seq).id(u.id), &[][..]);
+            }
+            kind::PLAN_UNIT_UPDATE => {
+                let id = event.id.ok_or_else(|| fail(seq, "update without id"))?;
+                let (old, new) = a.update(id, &event.set)?;
+                if let (Object::PlanUnit(o), Object::PlanUnit(n)) = (&old, &new) {
+                    if o.code != n.code {
+                        a.batch
+                            .remove(schema::key(tag::UNIT_CODE).raw(o.code.as_bytes()));
+                        a.batch.insert(
+                            schema::key(tag::UNIT_CODE).raw(n.code.as_bytes()),
+                            n.id.as_bytes(),
+                        );
+                    }
+                    if o.parent != n.parent {
+                        let s = created_seq(&old);
+                        a.batch
+                            .remove(schema::unit_children(o.parent).num(s).id(id));
+                        a.batch
+                            .insert(schema::unit_children(n.parent).num(s).id(id), &[][..]);
+                    }
+                }
+            }
+            kind::PLAN_UNIT_DELETE => {
+                let id = event.id.ok_or_else(|| fail(seq, "delete without id"))?;
+                let Object::PlanUnit(u) = a.get(id)? else {
+                    return Err(fail(seq, "not a plan unit"));
+                };
+                a.batch.remove(schema::object(id));
+                a.batch
+                    .remove(schema::key(tag::UNIT_CODE).raw(u.code.as_bytes()));
+                a.batch
+                    .remove(schema::unit_children(u.parent).num(u.created.seq).id(id));
+                a.words(id, &u.title, "");
+                a.history(id, vec![])?;
+            }
+            kind::FILE_CREATE => {
+                let Object::File(f) = a.create("file")? else {
+                    return Err(fail(seq, "not a file"));
+                };
+                a.batch.insert(
+                    schema::key(tag::REFERENCE).raw(f.reference.as_bytes()),
+                    f.id.as_bytes(),
+                );
+                a.batch
+                    .insert(schema::unit_files(f.plan_unit).num(seq).id(f.id), &[][..]);
+                if let Some(parent) = f.parent_file {
+                    a.batch
+                        .insert(schema::children(parent).num(seq).id(f.id), &[b'f'][..]);
+                }
+            }
+            kind::CASE_CREATE => {
+                let Object::Case(c) = a.create("case")? else {
+                    return Err(fail(seq, "not a case"));
+                };
+                let parent = c.parent_case.unwrap_or(c.file);
+                a.batch
+                    .insert(schema::children(parent).num(seq).id(c.id), &[b'c'][..]);
+            }
+            kind::DOCUMENT_CREATE => {
+                let Object::Document(d) = a.create("document")? else {
+                    return Err(fail(seq, "not a document"));
+                };
+                a.batch
+                    .insert(schema::children(d.parent).num(seq).id(d.id), &[b'd'][..]);
+            }
+            kind::FILE_UPDATE
+            | kind::CASE_UPDATE
+            | kind::DOCUMENT_UPDATE
+            | kind::FILE_CLOSE
+            | kind::FILE_REOPEN
+            | kind::CASE_CLOSE
+            | kind::CASE_REOPEN => {
+                let id = event.id.ok_or_else(|| fail(seq, "change without id"))?;
+                a.update(id, &event.set)?;
+                for other in &event.cascade {
+                    a.update(*other, &event.set)?;
+                }
+            }
+            kind::VERSION_ADD => {
+                let id = event
+                    .id
+                    .ok_or_else(|| fail(seq, "version without document id"))?;
+                let data = event
+                    .version
+                    .as_ref()
+                    .ok_or_else(|| fail(seq, "version.add without version"))?;
+                let version = Version {
+                    document: id,
+                    number: data.number,
+                    comment: data.comment.clone(),
+                    renditions: data.renditions.clone(),
+                    created: a.stamp(),
+                };
+                let bytes = serde_json::to_vec(&version).map_err(|e| fail(seq, e.to_string()))?;
+                a.batch.insert(schema::version(id, data.number), bytes);
+                let mut set = Map::new();
+                set.insert("versions".into(), Value::from(data.number));
+                a.update(id, &set)?;
+            }
+            other => return Err(fail(seq, format!("unknown records event {other}"))),
+        }
+        if let Some(c) = event.counter {
+            let key = schema::counter(c.scope, c.year);
+            let current = index
+                .tree()
+                .get(&key)?
+                .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
+                .map_or(0, u32::from_be_bytes);
+            a.batch
+                .insert(key, &current.max(c.number).to_be_bytes()[..]);
+        }
+        if let (Some(rid), Some(digest), Some(id)) =
+            (&event.request_id, event.request_digest, event.id)
+        {
+            let v = serde_json::json!({"digest": digest, "id": id});
+            a.batch.insert(
+                schema::key(tag::REQUEST).raw(rid.as_bytes()),
+                serde_json::to_vec(&v).unwrap_or_default(),
+            );
+        }
+        a.finish()
+    }
+}

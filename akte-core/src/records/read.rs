@@ -1,0 +1,341 @@
+//! Reads of the records model: get, list with pagination, history, versions and queries.
+//! Reads go straight to sled (lock-free) and never wait for writers.
+
+use std::ops::Bound;
+
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use crate::index::{IndexError, TenantIndex};
+
+use super::projection::load_object;
+use super::schema::{self, tag, KeyExt};
+use super::service::{as_case, as_document, as_file, as_plan_unit, get_object};
+use super::types::*;
+use super::{RecordsError, TenantRecords};
+
+/// Default number of items per page.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Most index keys one query page may examine before returning what it has (with a token
+/// to go on), so that a query matching little never turns into one unbounded scan.
+pub const MAX_SCAN_PER_PAGE: usize = 20_000;
+
+/// A metadata query. All given criteria must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Only objects of this kind.
+    pub kind: Option<ObjectKind>,
+    /// Files whose reference starts with this.
+    pub reference_prefix: Option<String>,
+    /// Words that must all occur in the subject or title (case-insensitive).
+    pub subject_words: Vec<String>,
+    /// Open or closed (files and cases).
+    pub status: Option<Status>,
+    /// Created on or after.
+    pub created_from: Option<NaiveDate>,
+    /// Created on or before.
+    pub created_to: Option<NaiveDate>,
+    /// Closed on or after (files and cases).
+    pub closed_from: Option<NaiveDate>,
+    /// Closed on or before.
+    pub closed_to: Option<NaiveDate>,
+}
+
+fn page_size(p: &PageRequest) -> Result<usize, RecordsError> {
+    match p.page_size {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n <= MAX_PAGE_SIZE => Ok(n as usize),
+        n => Err(RecordsError::Invalid {
+            field: "page_size".into(),
+            reason: format!("{n}; at most {MAX_PAGE_SIZE}"),
+        }),
+    }
+}
+
+fn bad_token() -> RecordsError {
+    RecordsError::Invalid {
+        field: "page_token".into(),
+        reason: "not a page token of this listing".into(),
+    }
+}
+
+/// Pages through the keys under `prefix`, mapping each to an item (or skipping it).
+fn scan_page<T>(
+    index: &TenantIndex,
+    listing: &[u8],
+    prefix: &[u8],
+    page: &PageRequest,
+    max_scan: usize,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
+    let size = page_size(page)?;
+    let start = if page.page_token.is_empty() {
+        Bound::Included(prefix.to_vec())
+    } else {
+        let last = schema::decode_token(listing, &page.page_token).ok_or_else(bad_token)?;
+        if !last.starts_with(prefix) {
+            return Err(bad_token());
+        }
+        Bound::Excluded(last)
+    };
+    let mut items = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    for (scanned, kv) in index.tree().range((start, Bound::Unbounded)).enumerate() {
+        let (k, v) = kv.map_err(IndexError::from)?;
+        if !k.starts_with(prefix) {
+            return Ok(Page {
+                items,
+                next_page_token: None,
+            });
+        }
+        if items.len() == size || scanned == max_scan {
+            // More keys follow: hand out a token that resumes after the last one read.
+            let token = last_key.map(|l| schema::encode_token(listing, &l));
+            return Ok(Page {
+                items,
+                next_page_token: token,
+            });
+        }
+        if let Some(item) = map(&k, &v)? {
+            items.push(item);
+        }
+        last_key = Some(k.to_vec());
+    }
+    Ok(Page {
+        items,
+        next_page_token: None,
+    })
+}
+
+fn object_at(index: &TenantIndex, key: &[u8]) -> Result<Option<Object>, RecordsError> {
+    match schema::trailing_id(key) {
+        Some(id) => Ok(load_object(index, id)?),
+        None => Ok(None),
+    }
+}
+
+impl TenantRecords {
+    fn index(&self) -> &TenantIndex {
+        self.tenant.index()
+    }
+
+    /// Any object by id.
+    pub fn get(&self, id: Uuid) -> Result<Object, RecordsError> {
+        get_object(self.index(), id)
+    }
+
+    /// A plan unit by id.
+    pub fn plan_unit(&self, id: Uuid) -> Result<PlanUnit, RecordsError> {
+        as_plan_unit(self.get(id)?)
+    }
+
+    /// A file by id.
+    pub fn file(&self, id: Uuid) -> Result<File, RecordsError> {
+        as_file(self.get(id)?)
+    }
+
+    /// A case by id.
+    pub fn case(&self, id: Uuid) -> Result<Case, RecordsError> {
+        as_case(self.get(id)?)
+    }
+
+    /// A document by id.
+    pub fn document(&self, id: Uuid) -> Result<Document, RecordsError> {
+        as_document(self.get(id)?)
+    }
+
+    fn by_key(&self, key: Vec<u8>, what: &str, shown: &str) -> Result<Object, RecordsError> {
+        let not_found = || RecordsError::NotFound {
+            what: what.into(),
+            id: shown.chars().take(100).collect(),
+        };
+        let v = self.index().tree().get(key)?.ok_or_else(not_found)?;
+        let id = Uuid::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?;
+        self.get(id)
+    }
+
+    /// A file by its reference (Aktenzeichen).
+    pub fn file_by_reference(&self, reference: &str) -> Result<File, RecordsError> {
+        as_file(self.by_key(
+            schema::key(tag::REFERENCE).raw(reference.as_bytes()),
+            "file with reference",
+            reference,
+        )?)
+    }
+
+    /// A plan unit by its code.
+    pub fn plan_unit_by_code(&self, code: &str) -> Result<PlanUnit, RecordsError> {
+        as_plan_unit(self.by_key(
+            schema::key(tag::UNIT_CODE).raw(code.as_bytes()),
+            "plan unit with code",
+            code,
+        )?)
+    }
+
+    /// Plan units under `parent` (the top level for `None`), in creation order.
+    pub fn list_plan_units(
+        &self,
+        parent: Option<Uuid>,
+        page: &PageRequest,
+    ) -> Result<Page<PlanUnit>, RecordsError> {
+        if let Some(p) = parent {
+            self.plan_unit(p)?;
+        }
+        let prefix = schema::unit_children(parent);
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
+            object_at(self.index(), k)?.map(as_plan_unit).transpose()
+        })
+    }
+
+    /// Files filed under a plan unit (sub-files included), in creation order.
+    pub fn list_files(&self, unit: Uuid, page: &PageRequest) -> Result<Page<File>, RecordsError> {
+        self.plan_unit(unit)?;
+        let prefix = schema::unit_files(unit);
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
+            object_at(self.index(), k)?.map(as_file).transpose()
+        })
+    }
+
+    /// Sub-files, cases and documents directly inside a file, case or document.
+    pub fn list_children(
+        &self,
+        parent: Uuid,
+        page: &PageRequest,
+    ) -> Result<Page<Object>, RecordsError> {
+        let p = self.get(parent)?;
+        if p.kind() == ObjectKind::PlanUnit {
+            return Err(RecordsError::WrongKind {
+                id: parent.to_string(),
+                expected: "file, case or document (use list_files for plan units)".into(),
+                found: ObjectKind::PlanUnit,
+            });
+        }
+        let prefix = schema::children(parent);
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
+            object_at(self.index(), k)
+        })
+    }
+
+    /// All versions of a document, oldest first.
+    pub fn versions(&self, document: Uuid) -> Result<Vec<Version>, RecordsError> {
+        self.document(document)?;
+        let mut out = Vec::new();
+        for kv in self.index().tree().scan_prefix(schema::versions(document)) {
+            let (_, v) = kv.map_err(IndexError::from)?;
+            out.push(
+                serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// One version of a document.
+    pub fn version(&self, document: Uuid, number: u32) -> Result<Version, RecordsError> {
+        self.document(document)?;
+        let v = self
+            .index()
+            .tree()
+            .get(schema::version(document, number))?
+            .ok_or_else(|| RecordsError::NotFound {
+                what: "version".into(),
+                id: format!("{document}/{number}"),
+            })?;
+        serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))
+    }
+
+    /// The history of an object, oldest first: who changed which field when, from what to what.
+    pub fn history(&self, id: Uuid, page: &PageRequest) -> Result<Page<HistoryItem>, RecordsError> {
+        let prefix = schema::history(id);
+        if self.index().tree().scan_prefix(&prefix).next().is_none() {
+            return Err(RecordsError::NotFound {
+                what: "object".into(),
+                id: id.to_string(),
+            });
+        }
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |_, v| {
+            serde_json::from_slice(v)
+                .map(Some)
+                .map_err(|e| RecordsError::Internal(e.to_string()))
+        })
+    }
+
+    /// Objects matching a query, in the order of the index used (reference, first subject
+    /// word, or id). A page may hold fewer items than asked for while a token is returned:
+    /// each page examines at most [`MAX_SCAN_PER_PAGE`] index keys.
+    pub fn query(&self, q: &Query, page: &PageRequest) -> Result<Page<Object>, RecordsError> {
+        let words: Vec<String> = q
+            .subject_words
+            .iter()
+            .flat_map(|w| schema::words(w))
+            .collect();
+        if q.subject_words.iter().any(|w| !w.trim().is_empty()) && words.is_empty() {
+            return Err(RecordsError::Invalid {
+                field: "subject_words".into(),
+                reason: "no searchable word (words need 2 or more letters or digits)".into(),
+            });
+        }
+        let (prefix, listing) = if let Some(r) = &q.reference_prefix {
+            let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
+            (p.clone(), p)
+        } else if let Some(w) = words.first() {
+            let p = schema::word(w);
+            (p.clone(), p)
+        } else {
+            let p = schema::key(tag::OBJECT);
+            (p.clone(), p)
+        };
+        let index = self.index();
+        scan_page(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
+            let obj = if q.reference_prefix.is_some() {
+                match Uuid::from_slice(v) {
+                    Ok(id) => load_object(index, id)?,
+                    Err(_) => None,
+                }
+            } else if !words.is_empty() {
+                object_at(index, k)?
+            } else {
+                serde_json::from_slice(v).ok()
+            };
+            Ok(obj.filter(|o| matches(o, q, &words)))
+        })
+    }
+}
+
+fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
+    if q.kind.is_some_and(|k| k != o.kind()) {
+        return false;
+    }
+    if let Some(p) = &q.reference_prefix {
+        match o {
+            Object::File(f) if f.reference.starts_with(p.as_str()) => {}
+            _ => return false,
+        }
+    }
+    if !words.is_empty() {
+        let have = schema::words(o.subject());
+        if !words.iter().all(|w| have.contains(w)) {
+            return false;
+        }
+    }
+    if q.status.is_some_and(|s| s != o.status()) {
+        return false;
+    }
+    let created = o.created().at.date_naive();
+    if q.created_from.is_some_and(|d| created < d) || q.created_to.is_some_and(|d| created > d) {
+        return false;
+    }
+    if q.closed_from.is_some() || q.closed_to.is_some() {
+        let closed = match o {
+            Object::File(f) if f.status == Status::Closed => f.closed_on,
+            Object::Case(c) if c.status == Status::Closed => c.closed_on,
+            _ => None,
+        };
+        let Some(closed) = closed else { return false };
+        if q.closed_from.is_some_and(|d| closed < d) || q.closed_to.is_some_and(|d| closed > d) {
+            return false;
+        }
+    }
+    true
+}

@@ -50,6 +50,12 @@ pub mod kind {
     pub const DOCUMENT_UPDATE: &str = "document.update";
     /// A new version of a document was stored.
     pub const VERSION_ADD: &str = "version.add";
+    /// Retention or disposal decision set on a file.
+    pub const FILE_RETENTION: &str = "file.retention";
+    /// A hold was placed.
+    pub const HOLD_PLACE: &str = "hold.place";
+    /// A hold was released.
+    pub const HOLD_RELEASE: &str = "hold.release";
 }
 
 /// Role of the salted record among the entry's payloads.

@@ -49,6 +49,7 @@
 pub mod event;
 pub mod projection;
 mod read;
+pub mod retention;
 pub mod schema;
 mod service;
 pub mod types;
@@ -62,6 +63,9 @@ use crate::store::{Store, StoreError, StoreOptions};
 
 pub use projection::RecordsProjection;
 pub use read::Query;
+pub use retention::{
+    retention_end, DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, RetentionRule,
+};
 pub use service::{
     NewCase, NewDocument, NewFile, NewPlanUnit, NewRendition, NewVersion, TenantRecords,
     DEFAULT_REFERENCE_PATTERN,

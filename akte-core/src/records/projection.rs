@@ -13,7 +13,7 @@ use crate::journal::Record;
 
 use super::event::{kind, EventRecord, ROLE_EVENT};
 use super::schema::{self, tag, KeyExt};
-use super::types::{FieldChange, HistoryItem, Object, Stamp, Version};
+use super::types::{FieldChange, HistoryItem, Hold, HoldRelease, Object, Stamp, Version};
 
 /// Keeps the records model's derived state in the index.
 #[derive(Debug, Default, Clone, Copy)]
@@ -22,9 +22,16 @@ pub struct RecordsProjection;
 /// Whether an entry kind belongs to the records model.
 pub fn is_records_event(kind: &str) -> bool {
     kind == kind::TENANT_CONFIGURE
-        || ["plan_unit.", "file.", "case.", "document.", "version."]
-            .iter()
-            .any(|p| kind.starts_with(p))
+        || [
+            "plan_unit.",
+            "file.",
+            "case.",
+            "document.",
+            "version.",
+            "hold.",
+        ]
+        .iter()
+        .any(|p| kind.starts_with(p))
 }
 
 fn fail(seq: u64, reason: impl Into<String>) -> IndexError {
@@ -178,6 +185,21 @@ impl Apply<'_> {
         Ok((old, new))
     }
 
+    fn hold(&self, id: Uuid) -> Result<Hold, IndexError> {
+        let v = self
+            .index
+            .tree()
+            .get(schema::key(tag::HOLD).id(id))?
+            .ok_or_else(|| fail(self.seq(), format!("hold {id} does not exist")))?;
+        serde_json::from_slice(&v).map_err(|e| fail(self.seq(), e.to_string()))
+    }
+
+    fn put_hold(&mut self, hold: &Hold) -> Result<(), IndexError> {
+        let bytes = serde_json::to_vec(hold).map_err(|e| fail(self.seq(), e.to_string()))?;
+        self.batch.insert(schema::key(tag::HOLD).id(hold.id), bytes);
+        Ok(())
+    }
+
     fn finish(self) -> Result<(), IndexError> {
         for (id, obj) in &self.changed {
             let bytes = serde_json::to_vec(obj).map_err(|e| fail(self.seq(), e.to_string()))?;
@@ -306,6 +328,7 @@ impl Projection for RecordsProjection {
                     .insert(schema::children(d.parent).num(seq).id(d.id), &[b'd'][..]);
             }
             kind::FILE_UPDATE
+            | kind::FILE_RETENTION
             | kind::CASE_UPDATE
             | kind::DOCUMENT_UPDATE
             | kind::FILE_CLOSE
@@ -338,6 +361,55 @@ impl Projection for RecordsProjection {
                 let mut set = Map::new();
                 set.insert("versions".into(), Value::from(data.number));
                 a.update(id, &set)?;
+            }
+            kind::HOLD_PLACE => {
+                let id = event.id.ok_or_else(|| fail(seq, "hold without id"))?;
+                let field = |k: &str| {
+                    event
+                        .set
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let parse = |k: &str| {
+                    Uuid::parse_str(&field(k)).map_err(|e| fail(seq, format!("hold {k}: {e}")))
+                };
+                let hold = Hold {
+                    id,
+                    object: parse("object")?,
+                    file: parse("file")?,
+                    reason: field("reason"),
+                    reference: field("reference"),
+                    placed: a.stamp(),
+                    released: None,
+                };
+                a.put_hold(&hold)?;
+                a.batch
+                    .insert(schema::key(tag::FILE_HOLD).id(hold.file).id(id), &[][..]);
+                let change = vec![FieldChange {
+                    field: "hold".into(),
+                    old: Value::Null,
+                    new: Value::from(id.to_string()),
+                }];
+                a.history(hold.object, change)?;
+            }
+            kind::HOLD_RELEASE => {
+                let id = event.id.ok_or_else(|| fail(seq, "release without id"))?;
+                let mut hold = a.hold(id)?;
+                hold.released = Some(HoldRelease {
+                    stamp: a.stamp(),
+                    reason: event.reason.clone().unwrap_or_default(),
+                });
+                a.put_hold(&hold)?;
+                a.batch
+                    .remove(schema::key(tag::FILE_HOLD).id(hold.file).id(id));
+                let change = vec![FieldChange {
+                    field: "hold".into(),
+                    old: Value::from(id.to_string()),
+                    new: Value::Null,
+                }];
+                a.history(hold.object, change)?;
             }
             other => return Err(fail(seq, format!("unknown records event {other}"))),
         }

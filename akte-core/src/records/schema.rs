@@ -14,6 +14,9 @@
 //! | `m w` word, 0x00, id                        | — (subject words)             |
 //! | `m i` request id                            | {digest, id} (JSON)           |
 //! | `m t`                                       | tenant settings (JSON)        |
+//! | `m H` hold-id                               | hold (JSON)                   |
+//! | `m x` file-id, hold-id                      | — (active holds of a file)    |
+//! | `m d` file-id                               | disposal progress (JSON)      |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -48,6 +51,12 @@ pub mod tag {
     pub const REQUEST: u8 = b'i';
     /// Tenant settings.
     pub const SETTINGS: u8 = b't';
+    /// Holds by id.
+    pub const HOLD: u8 = b'H';
+    /// Active holds by top-level file.
+    pub const FILE_HOLD: u8 = b'x';
+    /// Disposal progress by top-level file.
+    pub const DISPOSAL: u8 = b'd';
 }
 
 /// A key builder: `m`, a tag, then parts.

@@ -145,7 +145,7 @@ pub struct TenantRecords {
 }
 
 /// What a write's check decided.
-enum Plan {
+pub(super) enum Plan {
     /// Append this event; `object` is what to return afterwards.
     Event {
         kind: &'static str,
@@ -154,6 +154,17 @@ enum Plan {
     },
     /// Nothing to append: return this object as it is (a repeated request, a no-op update).
     Done(Uuid),
+}
+
+impl Plan {
+    /// Append this event.
+    pub(super) fn event(kind: &'static str, record: EventRecord, contents: Vec<Payload>) -> Plan {
+        Plan::Event {
+            kind,
+            record: Box::new(record),
+            contents,
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> RecordsError {
@@ -238,6 +249,18 @@ impl TenantRecords {
     where
         F: FnOnce(&TenantIndex) -> Result<Plan, RecordsError>,
     {
+        let id = self.write_plan(actor, check)?;
+        if id.is_nil() {
+            return Err(RecordsError::Internal("write without an object".into()));
+        }
+        self.get(id)
+    }
+
+    /// Appends the event that `check` plans and returns the id it concerns (nil if none).
+    pub(super) fn write_plan<F>(&self, actor: &str, check: F) -> Result<Uuid, RecordsError>
+    where
+        F: FnOnce(&TenantIndex) -> Result<Plan, RecordsError>,
+    {
         validate::line("actor", actor, MAX_NAME)?;
         let (id, _) = self.tenant.append_with(|index| {
             let (kind, record, contents) = match check(index)? {
@@ -256,13 +279,24 @@ impl TenantRecords {
                 value: id,
             })
         })?;
-        if id.is_nil() {
-            return Err(RecordsError::Internal("write without an object".into()));
-        }
-        self.get(id)
+        Ok(id)
     }
 
-    fn new_event(id: Option<Uuid>) -> Result<EventRecord, RecordsError> {
+    /// Records tenant settings (reference pattern, retention rule).
+    pub(super) fn configure(
+        &self,
+        actor: &str,
+        set: Map<String, Value>,
+    ) -> Result<(), RecordsError> {
+        self.write_plan(actor, |_| {
+            let mut record = Self::new_event(None)?;
+            record.set = set;
+            Ok(Plan::event(kind::TENANT_CONFIGURE, record, vec![]))
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn new_event(id: Option<Uuid>) -> Result<EventRecord, RecordsError> {
         EventRecord::new(id)
             .map_err(|e| RecordsError::Internal(format!("no randomness for the salt: {e}")))
     }
@@ -328,14 +362,10 @@ impl TenantRecords {
         pattern: &str,
     ) -> Result<(), RecordsError> {
         validate::reference_pattern(pattern)?;
-        validate::line("actor", actor, MAX_NAME)?;
-        let mut record = Self::new_event(None)?;
-        record
-            .set
-            .insert("reference_pattern".into(), Value::from(pattern));
-        let (draft, attachments) = event_entry(actor, kind::TENANT_CONFIGURE, &record, vec![]);
-        self.tenant.append(draft, attachments)?;
-        Ok(())
+        self.configure(
+            actor,
+            set_fields(vec![("reference_pattern", Value::from(pattern))]),
+        )
     }
 
     /// The tenant's file reference pattern.

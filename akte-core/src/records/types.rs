@@ -240,6 +240,12 @@ pub struct File {
     pub status: Status,
     /// Date of the last closing (zdA); retention runs from it.
     pub closed_on: Option<NaiveDate>,
+    /// Retention set on the file itself; `None` inherits the plan unit's.
+    #[serde(default)]
+    pub retention_override: Option<Retention>,
+    /// Disposal decision set on the file itself; `None` inherits the plan unit's.
+    #[serde(default)]
+    pub disposal_override: Option<DisposalDecision>,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -477,4 +483,32 @@ impl PageRequest {
             page_token: String::new(),
         }
     }
+}
+
+/// Sperre / legal hold: blocks disposal of the object and everything in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Identifier.
+    pub id: Uuid,
+    /// The held file, case or document.
+    pub object: Uuid,
+    /// The top-level file containing the object (whose disposal the hold blocks).
+    pub file: Uuid,
+    /// Why (e.g. pending lawsuit, file inspection request).
+    pub reason: String,
+    /// Reference of the matter (court file number, request number).
+    pub reference: String,
+    /// Placed by and when.
+    pub placed: Stamp,
+    /// Released by and when, with the reason; `None` while active.
+    pub released: Option<HoldRelease>,
+}
+
+/// The release of a hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRelease {
+    /// Released by and when.
+    pub stamp: Stamp,
+    /// Why.
+    pub reason: String,
 }

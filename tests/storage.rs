@@ -384,6 +384,7 @@ fn bad_entries_are_refused_and_change_nothing() {
     let other = Attachment {
         digest: a.digest,
         bytes: Some(b"metb".to_vec()),
+        len: 4,
     };
     assert!(tenant.append(draft(vec![inline]), vec![other]).is_err());
     // Invalid fields.

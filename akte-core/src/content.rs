@@ -826,7 +826,7 @@ impl ContentStore {
     ///
     /// Used when destruction after retention has been decided; this layer does not check
     /// whether other records still refer to the object.
-    pub fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
         let path = self.path_of(digest);
         let fanout = self.fanout_of(digest);
         let existed = match fs::remove_file(&path) {

@@ -27,6 +27,8 @@ use crate::merkle::{MerkleError, NewNode, NodeSource};
 
 /// Payload role that releases one reference to a content object (destruction uses it).
 pub const ROLE_RELEASE: &str = "release";
+/// Payload role of a reference payload naming a metadata record that destruction removed.
+pub const ROLE_DESTROYED: &str = "destroyed";
 
 const KEY_POSITION: &[u8] = b"p";
 const PREFIX_NODE: u8 = b'n';

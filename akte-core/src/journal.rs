@@ -403,6 +403,12 @@ fn check_attachments(entry: &Entry, attachments: &[Attachment]) -> Result<(), St
                 p.role, a.digest, p.digest
             ));
         }
+        if a.len as u64 != p.size {
+            return Err(format!(
+                "attachment {} is {} bytes long, the entry says {}",
+                p.digest, a.len, p.size
+            ));
+        }
         if let Some(bytes) = &a.bytes {
             if bytes.len() as u64 != p.size {
                 return Err(format!(
@@ -738,6 +744,103 @@ impl Journal {
         let path = active.path.clone();
         active.file.sync_data().at("fdatasync", &path)?;
         Ok(written)
+    }
+
+    /// Removes the bytes of the given attachments (destruction), rewriting each affected
+    /// segment into a temporary file that replaces it atomically. Records keep their size
+    /// and offsets, entries and hashes stay as they were. Flushes wait meanwhile. Only the
+    /// records model's destruction calls this, after the entry that records the destruction
+    /// is durable. Returns how many attachments were redacted (already redacted ones count
+    /// too, so that an interrupted destruction can be completed).
+    pub(crate) fn redact(&self, targets: &[(Location, Digest)]) -> Result<usize, JournalError> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(reason) = &st.fenced {
+                return Err(self.fenced(reason));
+            }
+            if !st.flushing {
+                break;
+            }
+            st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        // Holding the flush slot keeps every writer away from the segment files.
+        st.flushing = true;
+        drop(st);
+        let result = self.redact_segments(targets);
+        let mut st = lock(&self.state);
+        st.flushing = false;
+        self.durable.notify_all();
+        drop(st);
+        result
+    }
+
+    fn redact_segments(&self, targets: &[(Location, Digest)]) -> Result<usize, JournalError> {
+        let mut by_segment: std::collections::BTreeMap<u64, Vec<(u64, Digest)>> =
+            std::collections::BTreeMap::new();
+        for (loc, digest) in targets {
+            by_segment
+                .entry(loc.segment)
+                .or_default()
+                .push((loc.offset, *digest));
+        }
+        let mut active = lock(&self.active);
+        let mut count = 0usize;
+        for (segment, list) in by_segment {
+            let path = self.dir.join(segment::segment_file_name(segment));
+            let tmp = self
+                .dir
+                .join(format!(".{}.redact", segment::segment_file_name(segment)));
+            let mut reader = SegmentReader::open(&path)?;
+            let original_len = reader.len();
+            let mut out = std::io::BufWriter::new(fsutil::open_new_with_mode(&tmp, 0o640)?);
+            out.write_all(&segment::encode_header(reader.first_seq()))
+                .at("write", &tmp)?;
+            while let Some((offset, mut raw)) = reader.next_record()? {
+                for (_, digest) in list.iter().filter(|(o, _)| *o == offset) {
+                    let mut found = false;
+                    for a in raw.attachments.iter_mut().filter(|a| &a.digest == digest) {
+                        *a = a.redacted();
+                        found = true;
+                    }
+                    if !found {
+                        return Err(JournalError::Inconsistent {
+                            path: path.clone(),
+                            offset,
+                            seq: None,
+                            reason: format!("no attachment {digest} to redact in this record"),
+                        });
+                    }
+                    count += 1;
+                }
+                out.write_all(&segment::encode_record(&raw.entry_bytes, &raw.attachments))
+                    .at("write", &tmp)?;
+            }
+            let file = out.into_inner().map_err(|e| PathIoError {
+                op: "write",
+                path: tmp.clone(),
+                source: e.into_error(),
+            })?;
+            let new_len = file.metadata().at("stat", &tmp)?.len();
+            if new_len != original_len {
+                let _ = fs::remove_file(&tmp);
+                return Err(JournalError::Inconsistent {
+                    path: path.clone(),
+                    offset: new_len.min(original_len),
+                    seq: None,
+                    reason: format!(
+                        "rewritten segment is {new_len} bytes, the original {original_len}"
+                    ),
+                });
+            }
+            file.sync_all().at("fsync", &tmp)?;
+            fs::rename(&tmp, &path).at("rename", &path)?;
+            fsutil::fsync_dir(&self.dir)?;
+            if active.path == path {
+                // The writer's descriptor still points at the replaced file.
+                *active = open_append(&path)?;
+            }
+        }
+        Ok(count)
     }
 
     /// Reads the record at `location` (as recorded by the index), checking its framing.

@@ -70,5 +70,6 @@ pub mod records;
 pub mod segment;
 pub mod store;
 pub mod verify;
+pub mod xdomea;
 
 pub use digest::Digest;

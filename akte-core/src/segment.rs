@@ -36,14 +36,28 @@ pub struct Attachment {
     pub digest: Digest,
     /// The bytes, or `None` once destruction removed them.
     pub bytes: Option<Vec<u8>>,
+    /// Length of the bytes. A redacted attachment keeps its length (as zero bytes on disk)
+    /// so that no record moves when destruction rewrites a segment.
+    pub len: u32,
 }
 
 impl Attachment {
-    /// An attachment holding `bytes`.
+    /// An attachment holding `bytes` (at most [`MAX_RECORD_BODY`] long; longer records are
+    /// refused when the record is framed).
     pub fn new(bytes: Vec<u8>) -> Attachment {
         Attachment {
             digest: Digest::of(&bytes),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             bytes: Some(bytes),
+        }
+    }
+
+    /// The same attachment with its bytes removed.
+    pub fn redacted(&self) -> Attachment {
+        Attachment {
+            digest: self.digest,
+            bytes: None,
+            len: self.len,
         }
     }
 }
@@ -78,6 +92,17 @@ pub enum SegmentError {
         offset: u64,
         /// File length.
         len: u64,
+    },
+    /// A record whose checksum is right but whose body does not decode: written that way,
+    /// so never a torn write.
+    #[error("{path}: record at byte {offset} has a valid checksum but does not decode: {reason}")]
+    Malformed {
+        /// The segment file.
+        path: PathBuf,
+        /// Offset of the record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
     },
     /// The bytes at `offset` are not a well-formed record or header.
     #[error("{path}: damaged at byte {offset}: {reason}")]
@@ -148,7 +173,7 @@ pub fn encode_record(entry_bytes: &[u8], attachments: &[Attachment]) -> Vec<u8> 
             + 6
             + attachments
                 .iter()
-                .map(|a| 37 + a.bytes.as_ref().map_or(0, Vec::len))
+                .map(|a| 37 + a.bytes.as_ref().map_or(a.len as usize, Vec::len))
                 .sum::<usize>(),
     );
     body.extend_from_slice(&(entry_bytes.len() as u32).to_be_bytes());
@@ -163,9 +188,11 @@ pub fn encode_record(entry_bytes: &[u8], attachments: &[Attachment]) -> Vec<u8> 
                 body.extend_from_slice(bytes);
             }
             None => {
+                // Same length as the bytes it replaces, all zeros: the record keeps its size.
                 body.push(ATTACHMENT_REDACTED);
                 body.extend_from_slice(a.digest.as_bytes());
-                body.extend_from_slice(&0u32.to_be_bytes());
+                body.extend_from_slice(&a.len.to_be_bytes());
+                body.resize(body.len() + a.len as usize, 0);
             }
         }
     }
@@ -215,13 +242,16 @@ pub fn decode_body(body: &[u8]) -> Result<RawRecord, String> {
         let state = take(1)?[0];
         let digest = Digest::from_slice(take(32)?).ok_or("attachment digest")?;
         let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "attachment length")?);
+        let raw = take(len as usize)?;
         let bytes = match state {
-            ATTACHMENT_PRESENT => Some(take(len as usize)?.to_vec()),
-            ATTACHMENT_REDACTED if len == 0 => None,
-            ATTACHMENT_REDACTED => return Err(format!("redacted attachment {i} has length {len}")),
+            ATTACHMENT_PRESENT => Some(raw.to_vec()),
+            ATTACHMENT_REDACTED if raw.iter().all(|&b| b == 0) => None,
+            ATTACHMENT_REDACTED => {
+                return Err(format!("redacted attachment {i} is not zero-filled"))
+            }
             other => return Err(format!("attachment {i} has unknown state {other}")),
         };
-        attachments.push(Attachment { digest, bytes });
+        attachments.push(Attachment { digest, bytes, len });
     }
     if pos != body.len() {
         return Err(format!(
@@ -343,7 +373,11 @@ impl SegmentReader {
         if body_crc(body_len, &body) != crc {
             return Err(damaged("record checksum mismatch".into()));
         }
-        let rec = decode_body(&body).map_err(damaged)?;
+        let rec = decode_body(&body).map_err(|reason| SegmentError::Malformed {
+            path: path.clone(),
+            offset,
+            reason,
+        })?;
         self.offset = offset + (RECORD_HEADER_LEN + body_len) as u64;
         Ok(Some((offset, rec)))
     }
@@ -407,10 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(segment_file_name(5));
         let a = Attachment::new(b"salted record".to_vec());
-        let redacted = Attachment {
-            digest: Digest::of(b"gone"),
-            bytes: None,
-        };
+        let redacted = Attachment::new(b"gone".to_vec()).redacted();
         let r1 = encode_record(b"entry one", std::slice::from_ref(&a));
         let r2 = encode_record(b"entry two", &[redacted.clone(), a.clone()]);
         write_segment(&p, 5, &[r1, r2]);

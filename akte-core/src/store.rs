@@ -809,6 +809,19 @@ impl Tenant {
         Ok(SignedNote::parse(&bytes)?)
     }
 
+    /// Signs a text that is not a checkpoint (a destruction record) with the tenant's key.
+    /// Crate-private: a public "sign anything" would let callers forge checkpoints. The
+    /// texts signed here never start with the tenant's origin line, so no checkpoint
+    /// verifier accepts them as checkpoints.
+    pub(crate) fn sign_text(&self, text: &str) -> Result<SignedNote, StoreError> {
+        if text.starts_with(&format!("{}\n", self.origin)) {
+            return Err(StoreError::Note(crate::note::NoteError::InvalidText {
+                reason: "a text starting with the origin line would look like a checkpoint".into(),
+            }));
+        }
+        Ok(SignedNote::sign(text, &self.key)?)
+    }
+
     /// Stored checkpoint files, by tree size.
     pub fn checkpoint_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let dir = self.dir.join("checkpoints");

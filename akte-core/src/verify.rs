@@ -18,6 +18,7 @@ use crate::content::ContentError;
 use crate::digest::Digest;
 use crate::entry::PayloadKind;
 use crate::fsutil::{self, IoContext};
+use crate::index::ROLE_DESTROYED;
 use crate::index::{Index, TenantIndex};
 use crate::journal::{self, Location};
 use crate::merkle::{leaf_hash, CompactRange};
@@ -266,6 +267,9 @@ pub fn verify_tenant(
     }
 
     let mut expected_seq = frontier.size();
+    let mut last_micros = i64::MIN;
+    let mut redacted: Vec<(Digest, u64, PathBuf)> = Vec::new();
+    let mut destroyed: HashSet<Digest> = HashSet::new();
     let segments = journal::list_segments(tenant.journal().dir())?;
     for (first, path) in segments {
         if expected_seq >= end {
@@ -329,6 +333,7 @@ pub fn verify_tenant(
                     journal_ok = false;
                     let at = match &e {
                         SegmentError::Damaged { offset, .. }
+                        | SegmentError::Malformed { offset, .. }
                         | SegmentError::Incomplete { offset, .. } => *offset,
                         SegmentError::Io { .. } => offset,
                     };
@@ -392,6 +397,25 @@ pub fn verify_tenant(
                         format!("previous-entry hash does not match the leaf hash {p} of the entry before"));
                 }
             }
+            let micros = record.entry.time.timestamp_micros();
+            if micros < last_micros {
+                ctx.problem(
+                    ProblemKind::ChainBroken,
+                    Some(seq),
+                    None,
+                    Some(&path),
+                    "entry time is earlier than the entry before: time never goes backwards in a journal",
+                );
+            }
+            last_micros = micros;
+            for a in record.attachments.iter().filter(|a| a.bytes.is_none()) {
+                redacted.push((a.digest, seq, path.clone()));
+            }
+            for p in &record.entry.payloads {
+                if p.kind == PayloadKind::Reference && p.role == ROLE_DESTROYED {
+                    destroyed.insert(p.digest);
+                }
+            }
             prev = Some(record.leaf);
             let nodes = frontier.push(record.leaf).unwrap_or_default();
             expected_seq += 1;
@@ -413,13 +437,30 @@ pub fn verify_tenant(
                     .iter()
                     .filter(|p| p.kind == PayloadKind::Content)
                 {
-                    if seen_content.insert(p.digest) {
-                        check_content(&mut ctx, &p.digest, Some(seq));
+                    // Content released by a later destruction is gone on purpose.
+                    let live = tenant.index().content_ref(&p.digest)?.is_some();
+                    if live && seen_content.insert(p.digest) {
+                        check_content(&mut ctx, &p.digest, p.size, Some(seq));
                     }
                 }
             }
             while let Some((size, cp_path)) = pending_cps.next_if(|(s, _)| *s == frontier.size()) {
                 check_checkpoint(&mut ctx, size, &cp_path, &frontier.root());
+            }
+        }
+    }
+    // Removed metadata records must be accounted for by a destruction entry (full runs: an
+    // incremental run may not see the destruction of an earlier record's bytes).
+    if start.is_none() {
+        for (digest, seq, path) in redacted {
+            if !destroyed.contains(&digest) {
+                ctx.problem(
+                    ProblemKind::JournalDamaged,
+                    Some(seq),
+                    Some(digest),
+                    Some(&path),
+                    "attachment removed, but no destruction entry lists it",
+                );
             }
         }
     }
@@ -443,8 +484,8 @@ pub fn verify_tenant(
     if let Some((rebuilt_tenant, _idx)) = &rebuilt {
         if options.content {
             for item in rebuilt_tenant.content_refs() {
-                let (digest, _) = item?;
-                check_content(&mut ctx, &digest, None);
+                let (digest, r) = item?;
+                check_content(&mut ctx, &digest, r.size, None);
             }
         }
         if journal_ok {
@@ -572,9 +613,19 @@ fn check_checkpoint(ctx: &mut Ctx<'_>, size: u64, path: &Path, root: &Digest) {
     }
 }
 
-fn check_content(ctx: &mut Ctx<'_>, digest: &Digest, seq: Option<u64>) {
+fn check_content(ctx: &mut Ctx<'_>, digest: &Digest, expected_size: u64, seq: Option<u64>) {
     let store = ctx.tenant.content();
     match store.verify_object(digest) {
+        Ok(size) if size != expected_size => {
+            let path = store.path_of(digest);
+            ctx.problem(
+                ProblemKind::ContentCorrupt,
+                seq,
+                Some(*digest),
+                Some(&path),
+                format!("object is {size} bytes, the journal says {expected_size}"),
+            );
+        }
         Ok(size) => {
             ctx.report.content_objects += 1;
             ctx.report.content_bytes += size;

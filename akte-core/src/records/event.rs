@@ -56,6 +56,8 @@ pub mod kind {
     pub const HOLD_PLACE: &str = "hold.place";
     /// A hold was released.
     pub const HOLD_RELEASE: &str = "hold.release";
+    /// A file and everything in it was destroyed.
+    pub const DISPOSAL_DESTROY: &str = "disposal.destroy";
 }
 
 /// Role of the salted record among the entry's payloads.

@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod destruction;
 pub mod event;
 pub mod projection;
 mod read;
@@ -151,6 +152,16 @@ pub enum RecordsError {
         /// The requested parent.
         parent: String,
     },
+    /// The object was destroyed after its retention; only a tombstone remains.
+    #[error("{kind} {id} was destroyed on {on}")]
+    Destroyed {
+        /// Kind of the destroyed object.
+        kind: ObjectKind,
+        /// Its id.
+        id: String,
+        /// When.
+        on: chrono::NaiveDate,
+    },
     /// A plan unit cannot be deleted while used.
     #[error("plan unit {id} is in use: {reason}; deactivate it instead")]
     InUse {
@@ -201,9 +212,11 @@ impl Records {
             projection: Arc::new(RecordsProjection),
             ..options
         };
-        Ok(Records {
+        let records = Records {
             store: Arc::new(Store::open(dir, options)?),
-        })
+        };
+        records.recover()?;
+        Ok(records)
     }
 
     /// The underlying store.
@@ -219,6 +232,14 @@ impl Records {
     /// An existing tenant.
     pub fn tenant(&self, id: &str) -> Result<TenantRecords, RecordsError> {
         Ok(TenantRecords::new(self.store.tenant(id)?))
+    }
+
+    /// Completes destructions a crash interrupted (see [`destruction`]); run at open.
+    fn recover(&self) -> Result<(), RecordsError> {
+        for t in self.store.tenants() {
+            destruction::recover(&t)?;
+        }
+        Ok(())
     }
 
     /// Ids of all tenants.

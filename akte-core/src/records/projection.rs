@@ -29,6 +29,7 @@ pub fn is_records_event(kind: &str) -> bool {
             "document.",
             "version.",
             "hold.",
+            "disposal.",
         ]
         .iter()
         .any(|p| kind.starts_with(p))
@@ -361,6 +362,23 @@ impl Projection for RecordsProjection {
                 let mut set = Map::new();
                 set.insert("versions".into(), Value::from(data.number));
                 a.update(id, &set)?;
+            }
+            kind::DISPOSAL_DESTROY => {
+                let body: super::destruction::FileDestruction = event
+                    .set
+                    .get("destruction")
+                    .cloned()
+                    .ok_or_else(|| fail(seq, "destruction without its description"))
+                    .and_then(|v| {
+                        serde_json::from_value(v).map_err(|e| fail(seq, e.to_string()))
+                    })?;
+                super::destruction::apply_destruction(
+                    index,
+                    a.batch,
+                    &body,
+                    seq,
+                    entry.time.date_naive(),
+                )?;
             }
             kind::HOLD_PLACE => {
                 let id = event.id.ok_or_else(|| fail(seq, "hold without id"))?;

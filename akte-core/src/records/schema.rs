@@ -17,6 +17,7 @@
 //! | `m H` hold-id                               | hold (JSON)                   |
 //! | `m x` file-id, hold-id                      | — (active holds of a file)    |
 //! | `m d` file-id                               | disposal progress (JSON)      |
+//! | `m z` id                                    | tombstone of a destroyed object (JSON) |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -57,6 +58,8 @@ pub mod tag {
     pub const FILE_HOLD: u8 = b'x';
     /// Disposal progress by top-level file.
     pub const DISPOSAL: u8 = b'd';
+    /// Tombstones of destroyed objects.
+    pub const TOMBSTONE: u8 = b'z';
 }
 
 /// A key builder: `m`, a tag, then parts.

@@ -1183,7 +1183,24 @@ fn read_counter(index: &TenantIndex, scope: Uuid, year: i32) -> Result<u32, Reco
 }
 
 pub(super) fn get_object(index: &TenantIndex, id: Uuid) -> Result<Object, RecordsError> {
-    load_object(index, id)?.ok_or_else(|| RecordsError::NotFound {
+    if let Some(o) = load_object(index, id)? {
+        return Ok(o);
+    }
+    if let Some(v) = index.tree().get(schema::key(tag::TOMBSTONE).id(id))? {
+        #[derive(Deserialize)]
+        struct Tomb {
+            kind: ObjectKind,
+            destroyed_on: NaiveDate,
+        }
+        if let Ok(t) = serde_json::from_slice::<Tomb>(&v) {
+            return Err(RecordsError::Destroyed {
+                kind: t.kind,
+                id: id.to_string(),
+                on: t.destroyed_on,
+            });
+        }
+    }
+    Err(RecordsError::NotFound {
         what: "object".into(),
         id: id.to_string(),
     })

@@ -177,10 +177,10 @@ pub fn reference_pattern(value: &str) -> Result<(), RecordsError> {
             "unit" => unit = true,
             "year" => year = true,
             "seq" => seq = true,
-            n if n.starts_with("seq:")
-                && n.len() == 5
-                && n.as_bytes()[4].is_ascii_digit()
-                && n.as_bytes()[4] != b'0' =>
+            n if n
+                .strip_prefix("seq:")
+                .map(|w| w.strip_prefix('0').unwrap_or(w))
+                .is_some_and(|w| w.len() == 1 && matches!(w.as_bytes()[0], b'1'..=b'9')) =>
             {
                 seq = true
             }

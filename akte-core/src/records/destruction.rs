@@ -1,0 +1,687 @@
+//! Destruction (Vernichtung) after retention, and the destruction record (Löschprotokoll).
+//!
+//! Destroying a file removes, for the file and everything in it, the salted event records
+//! (redacted in the journal segments: bytes zeroed, digests kept) and the content of every
+//! version and rendition that no retained object still uses; the journal entries stay, so
+//! the chain, the Merkle tree and every checkpoint still verify. One journal entry per
+//! file records the destruction: it lists the removed records and releases the content
+//! references by digest, and its own record (never destroyed) says what was destroyed, on
+//! which legal basis and with whose authorisation.
+//!
+//! Order, for crash safety: a marker file naming what will be redacted is written first;
+//! then the destruction entry is appended (durable); then segments are redacted and
+//! unreferenced content deleted; then the marker is removed. Opening the store completes a
+//! destruction whose entry is durable and drops a marker whose entry never became durable.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::digest::Digest;
+use crate::entry::{Payload, PayloadKind};
+use crate::fsutil;
+use crate::index::{IndexError, TenantIndex, ROLE_RELEASE};
+use crate::journal::Location;
+use crate::note::SignedNote;
+use crate::store::{StoreError, Tenant};
+
+use super::event::{kind, Counter, ROLE_EVENT};
+use super::retention::{
+    active_holds, effective, load_progress, read_rule, retention_end, DisposalProgress,
+};
+use super::schema::{self, tag, KeyExt};
+use super::service::{get_object, Plan};
+use super::types::*;
+use super::validate::{self, MAX_NAME, MAX_TEXT};
+use super::{RecordsError, TenantRecords};
+
+pub use crate::index::ROLE_DESTROYED;
+
+/// One object removed by a destruction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyedObject {
+    /// Its id.
+    pub id: Uuid,
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// The parent whose child listing held it (file, case or document).
+    pub parent: Option<Uuid>,
+    /// The file reference, for files.
+    pub reference: Option<String>,
+    /// The plan unit, for files.
+    pub plan_unit: Option<Uuid>,
+    /// Journal entry that created it.
+    pub created_seq: u64,
+}
+
+/// What the destruction entry of one file says (its event record; never destroyed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDestruction {
+    /// The destruction run.
+    pub run: Uuid,
+    /// The top-level file.
+    pub file: Uuid,
+    /// Its reference.
+    pub reference: String,
+    /// Every object removed (the file first).
+    pub objects: Vec<DestroyedObject>,
+    /// Running numbers drawn by the destroyed files, so references are never reused.
+    pub counters: Vec<Counter>,
+    /// Legal basis (e.g. "§ 18 ThürEGovG, Aufbewahrungsfrist abgelaufen").
+    pub legal_basis: String,
+    /// Who authorised it.
+    pub authorised_by: String,
+    /// Why the file could be destroyed ("retention ended 2031-12-31, decision V" or
+    /// "transferred, archive id X").
+    pub grounds: String,
+}
+
+/// The destruction record (Löschprotokoll) of one run, signed with the tenant's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructionRecord {
+    /// The run.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who ran it.
+    pub actor: String,
+    /// Who authorised it.
+    pub authorised_by: String,
+    /// Legal basis.
+    pub legal_basis: String,
+    /// Per file: the journal entry of its destruction and what was removed.
+    pub files: Vec<DestroyedFile>,
+}
+
+/// One file in a destruction record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyedFile {
+    /// The file.
+    pub file: Uuid,
+    /// Its reference.
+    pub reference: String,
+    /// Journal entry recording the destruction.
+    pub seq: u64,
+    /// Objects removed.
+    pub objects: Vec<DestroyedObject>,
+    /// Digests of the removed metadata records.
+    pub records: Vec<Digest>,
+    /// Digests of content released (deleted unless a retained object still uses it).
+    pub contents: Vec<Digest>,
+    /// Why it could be destroyed.
+    pub grounds: String,
+}
+
+/// First line of a signed destruction record (distinguishes it from any checkpoint).
+pub const DESTRUCTION_RECORD_HEADER: &str = "akte destruction record v1";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    seq: u64,
+    record_digest: Digest,
+    targets: Vec<(u64, u64, Digest)>,
+    contents: Vec<Digest>,
+}
+
+fn marker_dir(tenant: &Tenant) -> PathBuf {
+    tenant.dir().join("pending-destruction")
+}
+
+fn records_dir(tenant: &Tenant) -> PathBuf {
+    tenant.dir().join("destruction-records")
+}
+
+/// Why a file may be destroyed on `today`, or why not.
+fn destroyable(index: &TenantIndex, f: &File, today: NaiveDate) -> Result<String, RecordsError> {
+    let refuse = |reason: String| RecordsError::FailedPrecondition {
+        kind: ObjectKind::File,
+        id: f.id.to_string(),
+        reason,
+    };
+    if f.parent_file.is_some() {
+        return Err(refuse("is a sub-file; destroy its top-level file".into()));
+    }
+    let holds = active_holds(index, f.id)?;
+    if let Some(h) = holds.first() {
+        return Err(refuse(format!("is held by hold {} ({})", h.id, h.reason)));
+    }
+    if let Some(DisposalProgress::Transferred { archive_id, .. }) = load_progress(index, f.id)? {
+        return Ok(format!(
+            "transferred to the archive, archive id {archive_id}"
+        ));
+    }
+    if f.status != Status::Closed {
+        return Err(refuse("is not closed".into()));
+    }
+    let (retention, mut decision, _) = effective(index, f)?;
+    let progress = load_progress(index, f.id)?;
+    if let Some(DisposalProgress::Appraised { decision: d, .. }) = &progress {
+        decision = *d;
+    } else if progress.is_some() {
+        return Err(refuse(format!("is in a disposal process ({progress:?})")));
+    }
+    let closed_on = f
+        .closed_on
+        .ok_or_else(|| refuse("has no closing date".into()))?;
+    let Some(end) = retention_end(read_rule(index)?, closed_on, retention) else {
+        return Err(refuse(
+            "has unlimited retention: it can only be transferred".into(),
+        ));
+    };
+    if end >= today {
+        return Err(refuse(format!("is under retention until {end}")));
+    }
+    if decision != DisposalDecision::Destroy {
+        return Err(refuse(format!(
+            "has disposal decision {} and no confirmed transfer; only V may be destroyed",
+            decision.code()
+        )));
+    }
+    Ok(format!("retention ended {end}, disposal decision V"))
+}
+
+/// The file and everything in it, parents before children.
+fn contents_of(index: &TenantIndex, file: &File) -> Result<Vec<DestroyedObject>, RecordsError> {
+    let mut out = vec![DestroyedObject {
+        id: file.id,
+        kind: ObjectKind::File,
+        parent: None,
+        reference: Some(file.reference.clone()),
+        plan_unit: Some(file.plan_unit),
+        created_seq: file.created.seq,
+    }];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].id;
+        for kv in index.tree().scan_prefix(schema::children(parent)) {
+            let (k, _) = kv.map_err(IndexError::from)?;
+            let Some(id) = schema::trailing_id(&k) else {
+                continue;
+            };
+            let obj = get_object(index, id)?;
+            let (reference, plan_unit) = match &obj {
+                Object::File(f) => (Some(f.reference.clone()), Some(f.plan_unit)),
+                _ => (None, None),
+            };
+            out.push(DestroyedObject {
+                id,
+                kind: obj.kind(),
+                parent: Some(parent),
+                reference,
+                plan_unit,
+                created_seq: obj.created().seq,
+            });
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+impl TenantRecords {
+    /// Destroys files whose retention has ended with decision V, or whose transfer to the
+    /// archive was confirmed, and nothing else: files under retention, held, open, with
+    /// unlimited retention or awaiting appraisal or transfer are refused with the reason,
+    /// and then nothing at all is destroyed. Returns the signed destruction record.
+    pub fn destroy(
+        &self,
+        actor: &str,
+        files: &[Uuid],
+        legal_basis: &str,
+        authorised_by: &str,
+    ) -> Result<(DestructionRecord, SignedNote), RecordsError> {
+        self.destroy_on(
+            actor,
+            files,
+            legal_basis,
+            authorised_by,
+            Utc::now().date_naive(),
+        )
+    }
+
+    fn destroy_on(
+        &self,
+        actor: &str,
+        files: &[Uuid],
+        legal_basis: &str,
+        authorised_by: &str,
+        today: NaiveDate,
+    ) -> Result<(DestructionRecord, SignedNote), RecordsError> {
+        validate::line("legal_basis", legal_basis, MAX_TEXT)?;
+        validate::line("authorised_by", authorised_by, MAX_NAME)?;
+        let unique: BTreeSet<Uuid> = files.iter().copied().collect();
+        if unique.is_empty() || unique.len() != files.len() {
+            return Err(RecordsError::Invalid {
+                field: "files".into(),
+                reason: "must name at least one file, each once".into(),
+            });
+        }
+        // Check every file first, so that one refusal destroys nothing.
+        let index = self.tenant.index();
+        for id in files {
+            match get_object(index, *id)? {
+                Object::File(f) => {
+                    destroyable(index, &f, today)?;
+                }
+                other => {
+                    return Err(RecordsError::WrongKind {
+                        id: id.to_string(),
+                        expected: "file".into(),
+                        found: other.kind(),
+                    })
+                }
+            }
+        }
+        let run = Uuid::new_v4();
+        let mut destroyed = Vec::new();
+        for id in files {
+            destroyed.push(self.destroy_file(
+                actor,
+                *id,
+                run,
+                legal_basis,
+                authorised_by,
+                today,
+            )?);
+        }
+        let record = DestructionRecord {
+            id: run,
+            tenant: self.tenant.id().to_owned(),
+            at: Utc::now(),
+            actor: actor.to_owned(),
+            authorised_by: authorised_by.to_owned(),
+            legal_basis: legal_basis.to_owned(),
+            files: destroyed,
+        };
+        let json =
+            serde_json::to_string(&record).map_err(|e| RecordsError::Internal(e.to_string()))?;
+        let note = self
+            .tenant
+            .sign_text(&format!("{DESTRUCTION_RECORD_HEADER}\n{json}\n"))?;
+        let dir = records_dir(&self.tenant);
+        fsutil::create_dir_all_durable(&dir).map_err(StoreError::from)?;
+        fsutil::write_file_atomic(&dir.join(format!("{run}.note")), &note.to_bytes(), 0o644)
+            .map_err(StoreError::from)?;
+        Ok((record, note))
+    }
+
+    fn destroy_file(
+        &self,
+        actor: &str,
+        file: Uuid,
+        run: Uuid,
+        legal_basis: &str,
+        authorised_by: &str,
+        today: NaiveDate,
+    ) -> Result<DestroyedFile, RecordsError> {
+        let tenant = self.tenant.clone();
+        let mut outcome: Option<(Marker, DestroyedFile)> = None;
+        self.write_plan(actor, |index| {
+            let f = match get_object(index, file)? {
+                Object::File(f) => f,
+                other => {
+                    return Err(RecordsError::WrongKind {
+                        id: file.to_string(),
+                        expected: "file".into(),
+                        found: other.kind(),
+                    })
+                }
+            };
+            // Checked again under the write lock: nothing may have changed since.
+            let grounds = destroyable(index, &f, today)?;
+            let objects = contents_of(index, &f)?;
+            let mut targets = Vec::new();
+            let mut records = Vec::new();
+            let mut contents = Vec::new();
+            for o in &objects {
+                let oid = o.id.to_string();
+                for kv in index.tree().scan_prefix(schema::history(o.id)) {
+                    let (k, _) = kv.map_err(IndexError::from)?;
+                    let Some(seq) = k
+                        .get(k.len() - 8..)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                    else {
+                        continue;
+                    };
+                    let loc = index.location(seq)?.ok_or_else(|| {
+                        RecordsError::Internal(format!("entry {seq} has no location"))
+                    })?;
+                    let rec = tenant.journal().read_at(loc).map_err(StoreError::from)?;
+                    // Only the object's own events; holds and the like stay on record.
+                    if rec.entry.object != oid {
+                        continue;
+                    }
+                    for p in &rec.entry.payloads {
+                        match p.kind {
+                            PayloadKind::Inline if rec.attachment(&p.digest).is_some() => {
+                                targets.push((loc, p.digest));
+                                records.push((p.digest, p.size));
+                            }
+                            PayloadKind::Content => contents.push((p.digest, p.size)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            let mut counters = Vec::new();
+            for unit in objects
+                .iter()
+                .filter_map(|o| o.plan_unit)
+                .collect::<BTreeSet<_>>()
+            {
+                counters.extend(counters_of(index, unit)?);
+            }
+            let body = FileDestruction {
+                run,
+                file,
+                reference: f.reference.clone(),
+                objects: objects.clone(),
+                counters,
+                legal_basis: legal_basis.to_owned(),
+                authorised_by: authorised_by.to_owned(),
+                grounds: grounds.clone(),
+            };
+            let mut record = Self::new_event(Some(file))?;
+            record.set.insert(
+                "destruction".into(),
+                serde_json::to_value(&body).map_err(|e| RecordsError::Internal(e.to_string()))?,
+            );
+            let mut payloads: Vec<Payload> = records
+                .iter()
+                .map(|(d, size)| Payload {
+                    kind: PayloadKind::Reference,
+                    role: ROLE_DESTROYED.into(),
+                    size: *size,
+                    digest: *d,
+                })
+                .collect();
+            payloads.extend(contents.iter().map(|(d, size)| Payload {
+                kind: PayloadKind::Reference,
+                role: ROLE_RELEASE.into(),
+                size: *size,
+                digest: *d,
+            }));
+            // Under the write lock the next sequence number is known: the marker names it,
+            // so recovery can tell whether this entry became durable.
+            let seq = tenant.journal().enqueued_len();
+            let record_digest = Digest::of(&record.to_bytes());
+            let marker = Marker {
+                seq,
+                record_digest,
+                targets: targets
+                    .iter()
+                    .map(|(l, d)| (l.segment, l.offset, *d))
+                    .collect(),
+                contents: contents.iter().map(|(d, _)| *d).collect(),
+            };
+            write_marker(&tenant, &marker)?;
+            outcome = Some((
+                marker,
+                DestroyedFile {
+                    file,
+                    reference: f.reference.clone(),
+                    seq,
+                    objects,
+                    records: records.iter().map(|(d, _)| *d).collect(),
+                    contents: contents.iter().map(|(d, _)| *d).collect(),
+                    grounds,
+                },
+            ));
+            Ok(Plan::event(kind::DISPOSAL_DESTROY, record, payloads))
+        })?;
+        let (marker, destroyed) =
+            outcome.ok_or_else(|| RecordsError::Internal("destruction planned nothing".into()))?;
+        complete(&self.tenant, &marker)?;
+        Ok(destroyed)
+    }
+
+    /// A stored destruction record, with its signature checked.
+    pub fn destruction_record(
+        &self,
+        run: Uuid,
+    ) -> Result<(DestructionRecord, SignedNote), RecordsError> {
+        let path = records_dir(&self.tenant).join(format!("{run}.note"));
+        let bytes = std::fs::read(&path).map_err(|_| RecordsError::NotFound {
+            what: "destruction record".into(),
+            id: run.to_string(),
+        })?;
+        let note = SignedNote::parse(&bytes).map_err(StoreError::from)?;
+        note.verify(&[self.tenant.verifier()])
+            .map_err(StoreError::from)?;
+        let json = note
+            .text
+            .strip_prefix(&format!("{DESTRUCTION_RECORD_HEADER}\n"))
+            .ok_or_else(|| {
+                RecordsError::Internal(format!("{} is not a destruction record", path.display()))
+            })?;
+        let record = serde_json::from_str(json.trim_end())
+            .map_err(|e| RecordsError::Internal(e.to_string()))?;
+        Ok((record, note))
+    }
+
+    /// Ids of all destruction records.
+    pub fn list_destruction_records(&self) -> Result<Vec<Uuid>, RecordsError> {
+        let dir = records_dir(&self.tenant);
+        let mut out = Vec::new();
+        let Ok(items) = std::fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for item in items.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name
+                .strip_suffix(".note")
+                .and_then(|s| Uuid::parse_str(s).ok())
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Every running-number counter of a plan unit. The destroyed files' create events, which
+/// drew those numbers, are about to be redacted; keeping the counters in the destruction
+/// entry means a rebuilt index never hands out a destroyed file's reference again.
+fn counters_of(index: &TenantIndex, unit: Uuid) -> Result<Vec<Counter>, RecordsError> {
+    let mut out = Vec::new();
+    for kv in index.tree().scan_prefix(schema::key(tag::COUNTER).id(unit)) {
+        let (k, v) = kv.map_err(IndexError::from)?;
+        let year = k
+            .get(k.len().saturating_sub(4)..)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(i32::from_be_bytes);
+        let number = <[u8; 4]>::try_from(&v[..]).ok().map(u32::from_be_bytes);
+        if let (Some(year), Some(number)) = (year, number) {
+            out.push(Counter {
+                scope: unit,
+                year,
+                number,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn write_marker(tenant: &Tenant, marker: &Marker) -> Result<(), RecordsError> {
+    let dir = marker_dir(tenant);
+    fsutil::create_dir_all_durable(&dir).map_err(StoreError::from)?;
+    let bytes = serde_json::to_vec(marker).map_err(|e| RecordsError::Internal(e.to_string()))?;
+    fsutil::write_file_atomic(&dir.join(format!("{}.json", marker.seq)), &bytes, 0o600)
+        .map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// Redacts the records and deletes the released content a durable destruction entry names,
+/// then removes its marker. Safe to repeat.
+fn complete(tenant: &Tenant, marker: &Marker) -> Result<(), RecordsError> {
+    let targets: Vec<(Location, Digest)> = marker
+        .targets
+        .iter()
+        .map(|(segment, offset, d)| {
+            (
+                Location {
+                    segment: *segment,
+                    offset: *offset,
+                },
+                *d,
+            )
+        })
+        .collect();
+    tenant
+        .journal()
+        .redact(&targets)
+        .map_err(StoreError::from)?;
+    for d in &marker.contents {
+        if tenant.index().content_ref(d)?.is_none() {
+            tenant.content().remove(d).map_err(StoreError::from)?;
+        }
+    }
+    let path = marker_dir(tenant).join(format!("{}.json", marker.seq));
+    remove_durably(&path)?;
+    Ok(())
+}
+
+fn remove_durably(path: &Path) -> Result<(), RecordsError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::from(fsutil::PathIoError {
+                op: "remove",
+                path: path.to_path_buf(),
+                source: e,
+            })
+            .into())
+        }
+    }
+    if let Some(dir) = path.parent() {
+        fsutil::fsync_dir(dir).map_err(StoreError::from)?;
+    }
+    Ok(())
+}
+
+/// Finishes destructions interrupted by a crash: completes those whose entry is durable,
+/// forgets those whose entry never was. Called when the records model opens a tenant.
+pub(super) fn recover(tenant: &Tenant) -> Result<usize, RecordsError> {
+    let dir = marker_dir(tenant);
+    let Ok(items) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut done = 0;
+    for item in items.flatten() {
+        let path = item.path();
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
+            tracing::warn!(path = %path.display(), "ignoring unreadable destruction marker");
+            continue;
+        };
+        let durable = marker.seq < tenant.size()
+            && tenant
+                .entry(marker.seq)
+                .map(|r| {
+                    r.entry
+                        .payloads
+                        .iter()
+                        .any(|p| p.role == ROLE_EVENT && p.digest == marker.record_digest)
+                })
+                .unwrap_or(false);
+        if durable {
+            tracing::warn!(tenant = %tenant.id(), seq = marker.seq, "completing a destruction interrupted by a crash");
+            complete(tenant, &marker)?;
+            done += 1;
+        } else {
+            remove_durably(&path)?;
+        }
+    }
+    Ok(done)
+}
+
+/// The index changes of a destruction entry (called by the projection).
+pub(super) fn apply_destruction(
+    index: &TenantIndex,
+    batch: &mut sled::Batch,
+    body: &FileDestruction,
+    seq: u64,
+    on: NaiveDate,
+) -> Result<(), IndexError> {
+    let fail = |reason: String| IndexError::Projection { seq, reason };
+    let ids: BTreeSet<Uuid> = body.objects.iter().map(|o| o.id).collect();
+    for o in &body.objects {
+        if let Some(v) = index.tree().get(schema::object(o.id))? {
+            if let Ok(obj) = serde_json::from_slice::<Object>(&v) {
+                for w in schema::words(obj.subject()) {
+                    batch.remove(schema::word(&w).id(o.id));
+                }
+            }
+        }
+        batch.remove(schema::object(o.id));
+        if let Some(p) = o.parent {
+            batch.remove(schema::children(p).num(o.created_seq).id(o.id));
+        }
+        if let Some(u) = o.plan_unit {
+            batch.remove(schema::unit_files(u).num(o.created_seq).id(o.id));
+        }
+        for prefix in [
+            schema::history(o.id),
+            schema::versions(o.id),
+            schema::key(tag::COUNTER).id(o.id),
+        ] {
+            for kv in index.tree().scan_prefix(&prefix) {
+                let (k, _) = kv?;
+                batch.remove(k);
+            }
+        }
+        if let Some(r) = &o.reference {
+            batch.insert(
+                schema::key(tag::REFERENCE).raw(r.as_bytes()),
+                o.id.as_bytes(),
+            );
+        }
+        let tomb = serde_json::json!({"kind": o.kind, "destroyed_on": on, "run": body.run, "file": body.file, "reference": o.reference});
+        batch.insert(
+            schema::key(tag::TOMBSTONE).id(o.id),
+            serde_json::to_vec(&tomb).map_err(|e| fail(e.to_string()))?,
+        );
+    }
+    for kv in index.tree().scan_prefix(schema::key(tag::REQUEST)) {
+        let (k, v) = kv?;
+        let points_here = serde_json::from_slice::<Value>(&v)
+            .ok()
+            .and_then(|j| {
+                j.get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok())
+            })
+            .is_some_and(|id| ids.contains(&id));
+        if points_here {
+            batch.remove(k);
+        }
+    }
+    for c in &body.counters {
+        let key = schema::counter(c.scope, c.year);
+        let current = index
+            .tree()
+            .get(&key)?
+            .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
+            .map_or(0, u32::from_be_bytes);
+        batch.insert(key, &current.max(c.number).to_be_bytes()[..]);
+    }
+    let progress = DisposalProgress::Destroyed {
+        on,
+        record: body.run,
+    };
+    batch.insert(
+        schema::key(tag::DISPOSAL).id(body.file),
+        serde_json::to_vec(&progress).map_err(|e| fail(e.to_string()))?,
+    );
+    Ok(())
+}

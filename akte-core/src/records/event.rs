@@ -58,6 +58,18 @@ pub mod kind {
     pub const HOLD_RELEASE: &str = "hold.release";
     /// A file and everything in it was destroyed.
     pub const DISPOSAL_DESTROY: &str = "disposal.destroy";
+    /// Files were offered to the archive (0501).
+    pub const DISPOSAL_OFFER: &str = "disposal.offer";
+    /// The archive confirmed receipt of the offer (0504).
+    pub const DISPOSAL_OFFER_RECEIPT: &str = "disposal.offer_receipt";
+    /// The archive's appraisal was read (0502).
+    pub const DISPOSAL_APPRAISE: &str = "disposal.appraise";
+    /// Files were transferred (0503).
+    pub const DISPOSAL_TRANSFER: &str = "disposal.transfer";
+    /// The archive confirmed receipt of the transfer (0507).
+    pub const DISPOSAL_TRANSFER_RECEIPT: &str = "disposal.transfer_receipt";
+    /// The archive confirmed the import (0506).
+    pub const DISPOSAL_IMPORT_CONFIRM: &str = "disposal.import_confirm";
 }
 
 /// Role of the salted record among the entry's payloads.

@@ -47,6 +47,7 @@
 //! ```
 
 pub mod destruction;
+pub mod disposal;
 pub mod event;
 pub mod projection;
 mod read;
@@ -62,6 +63,7 @@ use std::sync::Arc;
 use crate::index::IndexError;
 use crate::store::{Store, StoreError, StoreOptions};
 
+pub use disposal::{DisposalProcess, Parties, ProcessStage};
 pub use projection::RecordsProjection;
 pub use read::Query;
 pub use retention::{

@@ -363,6 +363,26 @@ impl Projection for RecordsProjection {
                 set.insert("versions".into(), Value::from(data.number));
                 a.update(id, &set)?;
             }
+            kind::DISPOSAL_OFFER
+            | kind::DISPOSAL_OFFER_RECEIPT
+            | kind::DISPOSAL_APPRAISE
+            | kind::DISPOSAL_TRANSFER
+            | kind::DISPOSAL_TRANSFER_RECEIPT
+            | kind::DISPOSAL_IMPORT_CONFIRM => {
+                let process = event
+                    .id
+                    .ok_or_else(|| fail(seq, "disposal step without process id"))?;
+                let step = event.set.get("step").cloned().unwrap_or(Value::Null);
+                super::disposal::apply_step(
+                    index,
+                    a.batch,
+                    &entry.kind,
+                    process,
+                    &step,
+                    seq,
+                    entry.time.date_naive(),
+                )?;
+            }
             kind::DISPOSAL_DESTROY => {
                 let body: super::destruction::FileDestruction = event
                     .set

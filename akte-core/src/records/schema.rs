@@ -18,6 +18,7 @@
 //! | `m x` file-id, hold-id                      | — (active holds of a file)    |
 //! | `m d` file-id                               | disposal progress (JSON)      |
 //! | `m z` id                                    | tombstone of a destroyed object (JSON) |
+//! | `m D` process-id                            | disposal process (JSON)       |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -60,6 +61,8 @@ pub mod tag {
     pub const DISPOSAL: u8 = b'd';
     /// Tombstones of destroyed objects.
     pub const TOMBSTONE: u8 = b'z';
+    /// Disposal processes.
+    pub const PROCESS: u8 = b'D';
 }
 
 /// A key builder: `m`, a tag, then parts.

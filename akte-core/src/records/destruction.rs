@@ -319,6 +319,23 @@ impl TenantRecords {
         authorised_by: &str,
         today: NaiveDate,
     ) -> Result<DestroyedFile, RecordsError> {
+        let (marker, destroyed) =
+            self.append_destruction(actor, file, run, legal_basis, authorised_by, today)?;
+        complete(&self.tenant, &marker)?;
+        Ok(destroyed)
+    }
+
+    /// The first half of a file's destruction: marker, then the durable entry. What a
+    /// crash right after it leaves behind is what [`recover`] completes.
+    fn append_destruction(
+        &self,
+        actor: &str,
+        file: Uuid,
+        run: Uuid,
+        legal_basis: &str,
+        authorised_by: &str,
+        today: NaiveDate,
+    ) -> Result<(Marker, DestroyedFile), RecordsError> {
         let tenant = self.tenant.clone();
         let mut outcome: Option<(Marker, DestroyedFile)> = None;
         self.write_plan(actor, |index| {
@@ -435,10 +452,7 @@ impl TenantRecords {
             ));
             Ok(Plan::event(kind::DISPOSAL_DESTROY, record, payloads))
         })?;
-        let (marker, destroyed) =
-            outcome.ok_or_else(|| RecordsError::Internal("destruction planned nothing".into()))?;
-        complete(&self.tenant, &marker)?;
-        Ok(destroyed)
+        outcome.ok_or_else(|| RecordsError::Internal("destruction planned nothing".into()))
     }
 
     /// A stored destruction record, with its signature checked.
@@ -684,4 +698,157 @@ pub(super) fn apply_destruction(
         serde_json::to_vec(&progress).map_err(|e| fail(e.to_string()))?,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{NewDocument, NewFile, NewPlanUnit, NewRendition, NewVersion, Records};
+    use crate::store::StoreOptions;
+    use crate::verify::{verify_store, VerifyOptions};
+
+    fn journal_text(t: &TenantRecords) -> String {
+        let mut all = String::new();
+        for e in std::fs::read_dir(t.tenant().dir().join("journal")).unwrap() {
+            all.push_str(&String::from_utf8_lossy(
+                &std::fs::read(e.unwrap().path()).unwrap(),
+            ));
+        }
+        all
+    }
+
+    /// A due V file with one document version; returns (file, content digest).
+    fn due_file(t: &TenantRecords) -> (Uuid, Digest) {
+        let unit = t
+            .create_plan_unit(
+                "r",
+                NewPlanUnit {
+                    code: "9".into(),
+                    title: "U".into(),
+                    retention: Retention::Years(1),
+                    disposal: DisposalDecision::Destroy,
+                    ..NewPlanUnit::default()
+                },
+                None,
+            )
+            .unwrap();
+        let f = t
+            .create_file(
+                "r",
+                NewFile {
+                    plan_unit: unit.id,
+                    subject: "Geheimsache Zebra".into(),
+                    ..NewFile::default()
+                },
+                None,
+            )
+            .unwrap();
+        let d = t
+            .create_document(
+                "r",
+                NewDocument {
+                    parent: f.id,
+                    subject: "Brief".into(),
+                    ..NewDocument::default()
+                },
+                None,
+            )
+            .unwrap();
+        let put = t.put_content(&b"only in this file"[..]).unwrap();
+        t.add_version(
+            "r",
+            d.id,
+            NewVersion {
+                comment: String::new(),
+                renditions: vec![NewRendition {
+                    file_name: "b.txt".into(),
+                    media_type: "text/plain".into(),
+                    sha256: put.digest,
+                    size: put.size,
+                }],
+            },
+            None,
+        )
+        .unwrap();
+        t.close("r", f.id, None, NaiveDate::from_ymd_opt(2010, 1, 1))
+            .unwrap();
+        (f.id, put.digest)
+    }
+
+    #[test]
+    fn a_destruction_interrupted_after_its_entry_is_completed_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = records.create_tenant("t").unwrap();
+        let (file, digest) = due_file(&t);
+        // "Crash" right after the destruction entry became durable: no redaction yet.
+        let (marker, _) = t
+            .append_destruction(
+                "r",
+                file,
+                Uuid::new_v4(),
+                "basis",
+                "auth",
+                Utc::now().date_naive(),
+            )
+            .unwrap();
+        assert!(journal_text(&t).contains("Geheimsache Zebra"));
+        assert!(t.tenant().content().contains(&digest).unwrap());
+        assert!(marker_dir(t.tenant())
+            .join(format!("{}.json", marker.seq))
+            .exists());
+        drop(t);
+        drop(records);
+
+        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = records.tenant("t").unwrap();
+        assert!(
+            !journal_text(&t).contains("Geheimsache Zebra"),
+            "redacted on reopen"
+        );
+        assert!(
+            !t.tenant().content().contains(&digest).unwrap(),
+            "content deleted on reopen"
+        );
+        assert_eq!(
+            std::fs::read_dir(marker_dir(t.tenant())).unwrap().count(),
+            0
+        );
+        let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
+        assert!(
+            report.is_clean(),
+            "{:#?}",
+            report.problems().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_marker_whose_entry_never_became_durable_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = records.create_tenant("t").unwrap();
+        let (file, digest) = due_file(&t);
+        let size = t.tenant().size();
+        let marker = Marker {
+            seq: size,
+            record_digest: Digest::of(b"never appended"),
+            targets: vec![],
+            contents: vec![digest],
+        };
+        write_marker(t.tenant(), &marker).unwrap();
+        drop(t);
+        drop(records);
+        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = records.tenant("t").unwrap();
+        assert_eq!(t.tenant().size(), size);
+        assert!(t.get(file).is_ok(), "nothing destroyed");
+        assert!(
+            t.tenant().content().contains(&digest).unwrap(),
+            "content kept"
+        );
+        assert_eq!(
+            std::fs::read_dir(marker_dir(t.tenant())).unwrap().count(),
+            0
+        );
+    }
 }

@@ -245,7 +245,7 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
 }
 
 #[test]
-fn damage_in_the_last_segment_refuses_to_open_and_names_the_place() {
+fn damage_in_the_last_segment_makes_the_tenant_unavailable_and_names_the_place() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let tenant = store.create_tenant("t").unwrap();
@@ -256,11 +256,26 @@ fn damage_in_the_last_segment_refuses_to_open_and_names_the_place() {
     let seg = segments(&tdir).pop().unwrap();
     let len = fs::metadata(&seg).unwrap().len();
     flip(&seg, len / 3);
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = tenant_error(dir.path(), "t");
     assert!(err.contains(&seg.display().to_string()), "{err}");
     assert!(err.contains("byte"), "{err}");
+}
+
+/// Opens the store (which must succeed: other tenants stay available) and returns the
+/// error of the damaged tenant; verify must report it too.
+fn tenant_error(dir: &Path, id: &str) -> String {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let healthy = store.create_tenant("healthy-neighbour");
+    assert!(healthy.is_ok() || store.tenant("healthy-neighbour").is_ok());
+    let err = store.tenant(id).unwrap_err();
+    assert!(matches!(err, StoreError::TenantUnavailable { .. }), "{err}");
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    let problem = report
+        .problems()
+        .find(|p| p.tenant == id && p.kind == ProblemKind::TenantUnavailable)
+        .expect("verify reports the unavailable tenant");
+    assert_eq!(problem.message, err.to_string().split_once(": ").unwrap().1);
+    err.to_string()
 }
 
 #[test]
@@ -481,22 +496,16 @@ fn bad_key_files_give_clear_errors() {
     let (dir, tdir) = store_with_tenant();
     let key = tdir.join("keys/checkpoint.key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = tenant_error(dir.path(), "t");
     assert!(err.contains("checkpoint.key"), "{err}");
 
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     fs::write(&key, "PRIVATE+KEY+garbage\n").unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = tenant_error(dir.path(), "t");
     assert!(err.contains("checkpoint.key"), "{err}");
 
     fs::remove_file(&key).unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = tenant_error(dir.path(), "t");
     assert!(err.contains("checkpoint.key"), "{err}");
 }
 
@@ -531,13 +540,8 @@ fn bad_segment_files_give_clear_errors_and_no_panic() {
         let (dir, tdir) = store_with_tenant();
         let seg = segments(&tdir).pop().unwrap();
         damage(&seg, &mut rng);
-        match Store::open(dir.path(), StoreOptions::default()) {
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(msg.contains(&seg.display().to_string()), "{name}: {msg}");
-            }
-            Ok(_) => panic!("{name}: a damaged only segment must not open"),
-        }
+        let msg = tenant_error(dir.path(), "t");
+        assert!(msg.contains(&seg.display().to_string()), "{name}: {msg}");
     }
     // A segment cut inside a record is a torn tail: opens, keeps the complete records.
     let (dir, tdir) = store_with_tenant();

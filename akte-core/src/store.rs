@@ -79,6 +79,14 @@ pub enum StoreError {
     /// No tenant of that id.
     #[error("tenant {0:?} does not exist")]
     UnknownTenant(String),
+    /// The tenant exists but could not be opened (damaged journal, bad key file, ...).
+    #[error("tenant {tenant:?} is unavailable: {reason}")]
+    TenantUnavailable {
+        /// The tenant.
+        tenant: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
     /// A tenant of that id exists already.
     #[error("tenant {0:?} already exists")]
     TenantExists(String),
@@ -200,6 +208,9 @@ pub struct Store {
     options: StoreOptions,
     index: Index,
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
+    /// Tenants that could not be opened, with the reason. One damaged tenant must not take
+    /// the installation's other agencies down with it.
+    unavailable: BTreeMap<String, String>,
     create_lock: Mutex<()>,
     _lock: File,
 }
@@ -281,11 +292,12 @@ impl Store {
         let lock = lock_dir(dir)?;
         fsutil::create_dir_all_durable(&dir.join("tenants"))?;
         let index = Index::open(&dir.join("index"))?;
-        let store = Store {
+        let mut store = Store {
             dir: dir.to_path_buf(),
             options,
             index,
             tenants: RwLock::new(BTreeMap::new()),
+            unavailable: BTreeMap::new(),
             create_lock: Mutex::new(()),
             _lock: lock,
         };
@@ -300,11 +312,22 @@ impl Store {
                 fs::remove_dir_all(item.path()).at("remove", &item.path())?;
                 continue;
             }
-            validate_tenant_id(&name)?;
+            if let Err(e) = validate_tenant_id(&name) {
+                tracing::error!(path = %item.path().display(), error = %e, "not a tenant directory");
+                store.unavailable.insert(name, e.to_string());
+                continue;
+            }
             ids.push(name);
         }
         for id in ids {
-            let (tenant, report) = Tenant::open(&store, &id)?;
+            let (tenant, report) = match Tenant::open(&store, &id) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(tenant = %id, error = %e, "tenant cannot be opened; it stays unavailable, the others are served");
+                    store.unavailable.insert(id, e.to_string());
+                    continue;
+                }
+            };
             if report.replayed > 0 || report.rebuilt || report.truncated_bytes > 0 {
                 tracing::info!(tenant = %id, replayed = report.replayed, rebuilt = report.rebuilt,
                     truncated_bytes = report.truncated_bytes, "tenant recovered");
@@ -341,7 +364,7 @@ impl Store {
     pub fn create_tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
         validate_tenant_id(id)?;
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read_tenants().contains_key(id) {
+        if self.read_tenants().contains_key(id) || self.unavailable.contains_key(id) {
             return Err(StoreError::TenantExists(id.into()));
         }
         // Build the tenant in a hidden directory and rename it into place, so that a crash
@@ -384,10 +407,21 @@ impl Store {
 
     /// An existing tenant.
     pub fn tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
+        if let Some(reason) = self.unavailable.get(id) {
+            return Err(StoreError::TenantUnavailable {
+                tenant: id.to_owned(),
+                reason: reason.clone(),
+            });
+        }
         self.read_tenants()
             .get(id)
             .cloned()
             .ok_or_else(|| StoreError::UnknownTenant(id.chars().take(80).collect()))
+    }
+
+    /// Tenants that could not be opened, with the reason (naming file and place).
+    pub fn unavailable_tenants(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
     }
 
     /// All tenants, by id.

@@ -70,6 +70,8 @@ pub enum ProblemKind {
     ContentCorrupt,
     /// The live index differs from the index rebuilt from the journal.
     IndexMismatch,
+    /// The tenant could not be opened at all (the message names file and place).
+    TenantUnavailable,
 }
 
 /// One problem and where it is.
@@ -167,6 +169,21 @@ pub fn verify_store(store: &Store, options: VerifyOptions) -> Result<VerifyRepor
     for tenant in store.tenants() {
         report.tenants.push(verify_tenant(store, &tenant, options)?);
     }
+    for (id, reason) in store.unavailable_tenants() {
+        report.tenants.push(TenantReport {
+            tenant: id.clone(),
+            problems: vec![Problem {
+                tenant: id.clone(),
+                kind: ProblemKind::TenantUnavailable,
+                seq: None,
+                digest: None,
+                path: Some(store.dir().join("tenants").join(id)),
+                message: reason.clone(),
+            }],
+            ..TenantReport::default()
+        });
+    }
+    report.tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     Ok(report)
 }
 

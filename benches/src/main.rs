@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|all] [--quick]`
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|all] [--quick]`
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
 //! and noisy, so ratios against a baseline measured moments before are what to compare
@@ -392,6 +392,132 @@ fn bench_proofs(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     Ok(())
 }
 
+/// Verify throughput over a store of mixed documents, beside hashing the same original
+/// bytes with the sha2 crate; peak memory of verify is reported by `akte verify` runs in
+/// docs/PERFORMANCE.md.
+fn bench_verify(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    let store = Store::open(&dir.path().join("data"), StoreOptions::default())?;
+    let tenant = store.create_tenant("verify")?;
+    let docs = if quick { 100 } else { 600 };
+    let mut originals: Vec<Vec<u8>> = Vec::with_capacity(docs);
+    for i in 0..docs {
+        // About 55 % compressible text, 45 % incompressible, 20 KB to 1 MB.
+        let size = 20_000 + (i * 7919) % 1_000_000;
+        let data = if i % 20 < 11 {
+            text_bytes(size, i as u64 + 7)
+        } else {
+            random_bytes(size, i as u64 + 7)
+        };
+        let put = tenant.put_content(&data[..])?;
+        tenant.append(
+            EntryDraft {
+                actor: "bench".into(),
+                kind: "bench.document".into(),
+                object: String::new(),
+                payloads: vec![Payload {
+                    kind: PayloadKind::Content,
+                    role: "rendition".into(),
+                    size: put.size,
+                    digest: put.digest,
+                }],
+            },
+            vec![],
+        )?;
+        originals.push(data);
+    }
+    tenant.checkpoint()?;
+    let total: u64 = originals.iter().map(|d| d.len() as u64).sum();
+    let start = Instant::now();
+    for d in &originals {
+        std::hint::black_box(Sha256::digest(d));
+    }
+    let sha_rate = mbps(total, start.elapsed());
+    let start = Instant::now();
+    let report =
+        akte_core::verify::verify_store(&store, akte_core::verify::VerifyOptions::default())?;
+    let verify_rate = mbps(total, start.elapsed());
+    if !report.is_clean() {
+        bail!("verify found problems in the benchmark store");
+    }
+    rows.push(Row {
+        figure: format!("full verify, {docs} docs, {} MB", total / 1_000_000),
+        value: verify_rate,
+        unit: "MB/s",
+        baseline: "sha2 crate over the same bytes".into(),
+        baseline_value: sha_rate,
+    });
+    Ok(())
+}
+
+/// Index rebuild per 100,000 entries, beside a plain scan of the same journal.
+fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    let store = Arc::new(Store::open(
+        &dir.path().join("data"),
+        StoreOptions::default(),
+    )?);
+    let tenant = store.create_tenant("rebuild")?;
+    let n: u64 = if quick { 20_000 } else { 100_000 };
+    let writers = 32u64;
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let tenant = tenant.clone();
+            std::thread::spawn(move || -> Result<()> {
+                for i in (w..n).step_by(writers as usize) {
+                    append_one(&tenant, i)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    }
+    let size = tenant.size();
+    let start = Instant::now();
+    let mut count = 0u64;
+    for rec in tenant.journal().iter(None, size)? {
+        std::hint::black_box(rec?);
+        count += 1;
+    }
+    let scan = start.elapsed().as_secs_f64() * 100_000.0 / count as f64;
+    let start = Instant::now();
+    let rebuilt = tenant.rebuild_index()?;
+    let rebuild = start.elapsed().as_secs_f64() * 100_000.0 / rebuilt as f64;
+    rows.push(Row {
+        figure: format!("index rebuild per 100,000 entries (of {rebuilt})"),
+        value: rebuild,
+        unit: "s",
+        baseline: "journal scan (read, CRC, decode)".into(),
+        baseline_value: scan,
+    });
+    // Proofs from the sled index at this size, beside the in-memory tree.
+    let reps = 20_000u64;
+    let start = Instant::now();
+    for k in 0..reps {
+        std::hint::black_box(tenant.inclusion_proof((k * 7919) % size, size)?);
+    }
+    let sled_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    let mut tree = MemoryTree::new();
+    for seq in 0..size {
+        tree.push(tenant.entry(seq)?.leaf);
+    }
+    let start = Instant::now();
+    for k in 0..reps {
+        std::hint::black_box(merkle::inclusion_proof(&tree, (k * 7919) % size, size)?);
+    }
+    let mem_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    rows.push(Row {
+        figure: format!("inclusion proof from the sled index, n={size}"),
+        value: sled_us,
+        unit: "µs",
+        baseline: "same proof from an in-memory tree".into(),
+        baseline_value: mem_us,
+    });
+    Ok(())
+}
+
 fn bench_dir() -> std::path::PathBuf {
     std::env::var_os("AKTE_BENCH_DIR")
         .map(Into::into)
@@ -412,12 +538,18 @@ fn main() -> Result<()> {
         "store" => bench_store(&mut rows, quick)?,
         "journal" => bench_journal(&mut rows, quick)?,
         "proofs" => bench_proofs(&mut rows, quick)?,
+        "verify" => bench_verify(&mut rows, quick)?,
+        "rebuild" => bench_rebuild(&mut rows, quick)?,
         "all" => {
             bench_store(&mut rows, quick)?;
             bench_journal(&mut rows, quick)?;
             bench_proofs(&mut rows, quick)?;
+            bench_verify(&mut rows, quick)?;
+            bench_rebuild(&mut rows, quick)?;
         }
-        other => bail!("unknown benchmark {other:?}: use store, journal, proofs or all"),
+        other => {
+            bail!("unknown benchmark {other:?}: use store, journal, proofs, verify, rebuild or all")
+        }
     }
     print_table(&rows);
     println!(

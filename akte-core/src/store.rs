@@ -15,7 +15,7 @@
 //!     keys/checkpoint.pub       verifier key
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::io::AsRawFd;
@@ -462,6 +462,39 @@ pub struct Tenant {
     key: SigningKeyPair,
     projection: Arc<dyn Projection>,
     writer: Mutex<Writer>,
+    upper_nodes: RwLock<HashMap<(u8, u64), Digest>>,
+}
+
+/// Perfect subtrees at this level and above are cached in memory: they never change once
+/// complete, there are only n / 2^level of them, and they make up most of every proof.
+const CACHED_NODE_LEVEL: u8 = 6;
+
+/// The tenant's Merkle nodes: the upper levels from memory, the rest from the index.
+struct CachedNodes<'a> {
+    index: &'a TenantIndex,
+    cache: &'a RwLock<HashMap<(u8, u64), Digest>>,
+}
+
+impl merkle::NodeSource for CachedNodes<'_> {
+    fn perfect_node(&self, level: u8, index: u64) -> Result<Digest, MerkleError> {
+        if level < CACHED_NODE_LEVEL {
+            return self.index.perfect_node(level, index);
+        }
+        if let Some(d) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(level, index))
+        {
+            return Ok(*d);
+        }
+        let d = self.index.perfect_node(level, index)?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((level, index), d);
+        Ok(d)
+    }
 }
 
 impl std::fmt::Debug for Tenant {
@@ -523,6 +556,7 @@ impl Tenant {
                 frontier: CompactRange::new(),
                 fenced: None,
             }),
+            upper_nodes: RwLock::new(HashMap::new()),
         };
         let mut report = OpenReport {
             truncated_bytes: tenant.journal.recovery().truncated_bytes,
@@ -766,6 +800,13 @@ impl Tenant {
         Ok(())
     }
 
+    fn nodes(&self) -> CachedNodes<'_> {
+        CachedNodes {
+            index: &self.index,
+            cache: &self.upper_nodes,
+        }
+    }
+
     /// Number of durable journal entries (the largest tree size that can be proven).
     pub fn size(&self) -> u64 {
         self.journal.durable_len()
@@ -798,19 +839,19 @@ impl Tenant {
     /// Merkle root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Digest, StoreError> {
         self.check_size(size)?;
-        Ok(merkle::root(&self.index, size)?)
+        Ok(merkle::root(&self.nodes(), size)?)
     }
 
     /// Inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Digest>, StoreError> {
         self.check_size(size)?;
-        Ok(merkle::inclusion_proof(&self.index, seq, size)?)
+        Ok(merkle::inclusion_proof(&self.nodes(), seq, size)?)
     }
 
     /// Consistency proof between tree sizes `old` and `new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Digest>, StoreError> {
         self.check_size(new)?;
-        Ok(merkle::consistency_proof(&self.index, old, new)?)
+        Ok(merkle::consistency_proof(&self.nodes(), old, new)?)
     }
 
     /// Signs a checkpoint of the journal as it is now (all durable entries), stores it and
@@ -824,7 +865,7 @@ impl Tenant {
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size,
-            root: merkle::root(&self.index, size)?,
+            root: merkle::root(&self.nodes(), size)?,
             extensions: Vec::new(),
         };
         let note = cp.sign(&self.key)?;

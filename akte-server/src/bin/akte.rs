@@ -1,12 +1,21 @@
 //! `akte`: the command-line tool for operators and archivists.
 //!
 //! Offline commands work on a data directory directly (the daemon must not be running on
-//! it: the store is locked by whoever opens it first).
+//! it: the store is locked by whoever opens it first). Client commands (`admin`,
+//! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
+//! `verify-remote`) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //!
-//! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error.
+//! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error;
+//! 4 server unreachable, unavailable or overloaded; 5 not authenticated or not allowed;
+//! 6 not found; 7 request refused (invalid, conflicting, stale etag, closed object);
+//! 8 stored data damaged.
+
+#[path = "../cli/remote.rs"]
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,6 +23,7 @@ use clap::{Parser, Subcommand};
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
 use akte_core::merkle;
 use akte_core::note::Checkpoint;
+use akte_core::records::Records;
 use akte_core::segment::Attachment;
 use akte_core::store::{Store, StoreOptions};
 use akte_core::verify::{verify_store, VerifyOptions};
@@ -31,6 +41,8 @@ struct Cli {
     /// Print results as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    remote: remote::Remote,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +96,8 @@ enum Command {
     Stats,
     /// A first try: create a tenant, store documents, checkpoint, prove and verify.
     Demo,
+    #[command(flatten)]
+    Remote(remote::Command),
 }
 
 #[derive(Subcommand)]
@@ -109,15 +123,34 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
+            if let Some(s) = e.downcast_ref::<tonic::Status>() {
+                eprintln!("akte: error: {}", remote::describe(s));
+                return ExitCode::from(remote::exit_code(s.code()));
+            }
             eprintln!("akte: error: {e:#}");
-            ExitCode::from(3)
+            match e.downcast_ref::<akte_server::client::ClientError>() {
+                Some(akte_server::client::ClientError::Connect { .. }) => ExitCode::from(4),
+                _ => ExitCode::from(3),
+            }
         }
     }
 }
 
-fn open(dir: &Path) -> Result<Store> {
-    Store::open(dir, StoreOptions::default())
-        .with_context(|| format!("opening data directory {}", dir.display()))
+fn run_remote(cli: &Cli, command: &remote::Command) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let code = runtime.block_on(remote::run(&cli.remote, cli.json, command))?;
+    Ok(ExitCode::from(code))
+}
+
+/// Opens the data directory with the records model, so that index rebuilds and
+/// verification keep (and check) the records' derived state too.
+fn open(dir: &Path) -> Result<Arc<Store>> {
+    let records = Records::open(dir, StoreOptions::default())
+        .with_context(|| format!("opening data directory {}", dir.display()))?;
+    Ok(records.store().clone())
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -286,6 +319,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Demo => demo(&cli.data_dir)?,
+        Command::Remote(command) => return run_remote(cli, command),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,37 @@
+//! Compiles the public contract in `../proto` with the pure-Rust `protox` (no `protoc`
+//! needed) and generates the tonic server and client code from it. The encoded file
+//! descriptor set is written beside the code for server reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
+    let files = [
+        "akte/v1/common.proto",
+        "akte/v1/tenants.proto",
+        "akte/v1/file_plan.proto",
+        "akte/v1/files.proto",
+        "akte/v1/cases.proto",
+        "akte/v1/documents.proto",
+        "akte/v1/history.proto",
+        "akte/v1/journal.proto",
+        "akte/v1/verification.proto",
+        "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
+        "google/type/date.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
+    }
+    let fds = protox::compile(files, [&proto_root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("akte_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .bytes(".")
+        .compile_fds(fds)?;
+    Ok(())
+}

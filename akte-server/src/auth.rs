@@ -1,0 +1,458 @@
+//! Authentication and authorisation: bearer tokens known only by their SHA-256, each
+//! mapping to a principal, one tenant (or all, `*`) and roles.
+//!
+//! Tokens come from two places: the configuration file (`[[tokens]]` with `sha256`, never
+//! the token itself) and the token file `DATA_DIR/tokens.json`, written atomically by the
+//! API's CreateToken and DeleteToken. On a first start with no token anywhere, one admin
+//! token for all tenants is created and written to `DATA_DIR/bootstrap-token` (mode 0600).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use akte_core::fsutil;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Name of the token file in the data directory.
+pub const TOKEN_FILE: &str = "tokens.json";
+/// Name of the bootstrap token file in the data directory.
+pub const BOOTSTRAP_FILE: &str = "bootstrap-token";
+/// Prefix of generated tokens (makes them easy to recognise in leaked-secret scans).
+pub const TOKEN_PREFIX: &str = "akte_";
+
+/// A role a token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything of its tenant.
+    Reader,
+    /// Cases, documents, versions.
+    Clerk,
+    /// File plan and files too.
+    Registrar,
+    /// Reads, checkpoints, verification.
+    Archivist,
+    /// Everything in its tenant, plus tokens; with tenant `*` also tenants.
+    Admin,
+}
+
+impl Role {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Clerk => "clerk",
+            Role::Registrar => "registrar",
+            Role::Archivist => "archivist",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "reader" => Role::Reader,
+            "clerk" => Role::Clerk,
+            "registrar" => Role::Registrar,
+            "archivist" => Role::Archivist,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// Any role of the tenant.
+pub const READ: &[Role] = &[
+    Role::Reader,
+    Role::Clerk,
+    Role::Registrar,
+    Role::Archivist,
+    Role::Admin,
+];
+/// Cases, documents and versions.
+pub const CLERK_WRITE: &[Role] = &[Role::Clerk, Role::Registrar, Role::Admin];
+/// File plan and files.
+pub const REGISTRAR_WRITE: &[Role] = &[Role::Registrar, Role::Admin];
+/// Signing checkpoints.
+pub const SIGN: &[Role] = &[Role::Registrar, Role::Archivist, Role::Admin];
+/// Verification.
+pub const VERIFY: &[Role] = &[Role::Archivist, Role::Admin];
+/// Tokens and tenants.
+pub const ADMIN: &[Role] = &[Role::Admin];
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The principal's name, recorded as the actor of its changes.
+    pub name: String,
+    /// Its tenant; `None` for all tenants.
+    pub tenant: Option<String>,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Whether the principal may see the tenant at all.
+    pub fn sees(&self, tenant: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == tenant)
+    }
+
+    /// Whether it has one of the roles (admin has all).
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles
+            .iter()
+            .any(|r| *r == Role::Admin || roles.contains(r))
+    }
+
+    /// Whether it is an administrator of all tenants.
+    pub fn is_global_admin(&self) -> bool {
+        self.tenant.is_none() && self.roles.contains(&Role::Admin)
+    }
+}
+
+/// Errors of the token store.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A token file or configured token is malformed.
+    #[error("invalid token configuration: {0}")]
+    Config(String),
+    /// The token file could not be read or written.
+    #[error("token file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// No randomness for a new token.
+    #[error("no randomness for a new token: {0}")]
+    Random(String),
+    /// A field of a new token is invalid.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such token.
+    #[error("token {0} not found")]
+    NotFound(String),
+}
+
+/// A token as configured or stored: its hash and what it grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// Identifier (API tokens: random hex; configured tokens: `config-N`).
+    #[serde(default)]
+    pub id: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+    /// The principal it acts as.
+    pub principal: String,
+    /// Tenant id or `*`.
+    pub tenant: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// When it was created (API tokens).
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
+    /// Free description.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl TokenRecord {
+    fn principal(&self) -> Principal {
+        Principal {
+            name: self.principal.clone(),
+            tenant: (self.tenant != "*").then(|| self.tenant.clone()),
+            roles: self.roles.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<[u8; 32], AuthError> {
+        validate_principal(&self.principal)?;
+        if self.tenant != "*" {
+            akte_core::store::validate_tenant_id(&self.tenant).map_err(|e| AuthError::Invalid {
+                field: "tenant",
+                reason: e.to_string(),
+            })?;
+        }
+        if self.roles.is_empty() {
+            return Err(AuthError::Invalid {
+                field: "roles",
+                reason: format!("token {:?} has no role", self.principal),
+            });
+        }
+        let raw = hex::decode(&self.sha256)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| AuthError::Invalid {
+                field: "sha256",
+                reason: format!(
+                    "token of {:?}: sha256 must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)",
+                    self.principal
+                ),
+            })?;
+        Ok(raw)
+    }
+}
+
+/// Checks a principal name: 1 to 128 printable ASCII characters without spaces.
+pub fn validate_principal(name: &str) -> Result<(), AuthError> {
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::Invalid {
+            field: "principal",
+            reason: "must be 1 to 128 printable ASCII characters without spaces".into(),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TokenFile {
+    tokens: Vec<TokenRecord>,
+}
+
+/// The SHA-256 of a token, as configured.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn random_hex(n: usize) -> Result<String, AuthError> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
+/// All tokens the server accepts.
+#[derive(Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+    configured: Vec<TokenRecord>,
+    stored: Vec<TokenRecord>,
+    by_hash: HashMap<[u8; 32], Arc<Principal>>,
+}
+
+impl TokenStore {
+    /// Loads the configured tokens and the token file of `data_dir`.
+    pub fn load(data_dir: &Path, configured: Vec<TokenRecord>) -> Result<TokenStore, AuthError> {
+        let path = data_dir.join(TOKEN_FILE);
+        let stored = match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let mut s = String::new();
+                f.read_to_string(&mut s).map_err(|e| AuthError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let file: TokenFile = serde_json::from_str(&s).map_err(|e| AuthError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                file.tokens
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(AuthError::File {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let configured = configured
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut t)| {
+                if t.id.is_empty() {
+                    t.id = format!("config-{}", i + 1);
+                }
+                t
+            })
+            .collect();
+        let mut store = TokenStore {
+            path,
+            configured,
+            stored,
+            by_hash: HashMap::new(),
+        };
+        store.reindex()?;
+        Ok(store)
+    }
+
+    fn reindex(&mut self) -> Result<(), AuthError> {
+        let mut map = HashMap::new();
+        for t in self.configured.iter().chain(self.stored.iter()) {
+            let h = t.check()?;
+            if map.insert(h, Arc::new(t.principal())).is_some() {
+                return Err(AuthError::Config(format!(
+                    "the same token hash is configured twice (principal {:?})",
+                    t.principal
+                )));
+            }
+        }
+        self.by_hash = map;
+        Ok(())
+    }
+
+    /// Whether no token is known at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The principal of a bearer token.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
+        self.by_hash.get(&hash_token(token)).cloned()
+    }
+
+    fn save(&self, stored: &[TokenRecord]) -> Result<(), AuthError> {
+        let file = TokenFile {
+            tokens: stored.to_vec(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| AuthError::File {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        fsutil::write_file_atomic(&self.path, &bytes, 0o600).map_err(|e| AuthError::File {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Creates a token, stores its hash durably and returns its record and the secret.
+    pub fn create(
+        &mut self,
+        principal: &str,
+        tenant: Option<&str>,
+        roles: Vec<Role>,
+        description: &str,
+    ) -> Result<(TokenRecord, String), AuthError> {
+        if description.chars().count() > 256 || description.chars().any(char::is_control) {
+            return Err(AuthError::Invalid {
+                field: "description",
+                reason: "at most 256 characters, no control characters".into(),
+            });
+        }
+        let mut roles = roles;
+        roles.sort();
+        roles.dedup();
+        let secret = format!("{TOKEN_PREFIX}{}", random_hex(32)?);
+        let record = TokenRecord {
+            id: random_hex(8)?,
+            sha256: hex::encode(hash_token(&secret)),
+            principal: principal.to_owned(),
+            tenant: tenant.unwrap_or("*").to_owned(),
+            roles,
+            created: Some(Utc::now()),
+            description: description.to_owned(),
+        };
+        record.check()?;
+        let mut stored = self.stored.clone();
+        stored.push(record.clone());
+        self.save(&stored)?;
+        self.stored = stored;
+        self.reindex()?;
+        Ok((record, secret))
+    }
+
+    /// Tokens stored through the API in a scope (`None`: all-tenant tokens only).
+    pub fn list(&self, tenant: Option<&str>) -> Vec<TokenRecord> {
+        let scope = tenant.unwrap_or("*");
+        self.stored
+            .iter()
+            .filter(|t| t.tenant == scope)
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes a token stored through the API.
+    pub fn delete(&mut self, tenant: Option<&str>, id: &str) -> Result<(), AuthError> {
+        let scope = tenant.unwrap_or("*");
+        let before = self.stored.len();
+        let stored: Vec<TokenRecord> = self
+            .stored
+            .iter()
+            .filter(|t| !(t.id == id && t.tenant == scope))
+            .cloned()
+            .collect();
+        if stored.len() == before {
+            return Err(AuthError::NotFound(id.to_owned()));
+        }
+        self.save(&stored)?;
+        self.stored = stored;
+        self.reindex()
+    }
+
+    /// On a first start with no token at all: creates an admin token for all tenants,
+    /// writes it to `DATA_DIR/bootstrap-token` (mode 0600) and returns that path.
+    pub fn bootstrap(&mut self, data_dir: &Path) -> Result<Option<PathBuf>, AuthError> {
+        if !self.is_empty() {
+            return Ok(None);
+        }
+        let (_, secret) = self.create("bootstrap-admin", None, vec![Role::Admin], "bootstrap")?;
+        let path = data_dir.join(BOOTSTRAP_FILE);
+        fsutil::write_file_atomic(&path, format!("{secret}\n").as_bytes(), 0o600).map_err(|e| {
+            AuthError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Some(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TokenStore::load(dir.path(), vec![]).unwrap();
+        assert!(s.is_empty());
+        let boot = s.bootstrap(dir.path()).unwrap().unwrap();
+        let secret = std::fs::read_to_string(&boot).unwrap();
+        let p = s.authenticate(secret.trim()).unwrap();
+        assert!(p.is_global_admin());
+        let (rec, clerk) = s
+            .create("clerk:schmidt", Some("bauamt"), vec![Role::Clerk], "")
+            .unwrap();
+        let file = std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
+        assert!(!file.contains(&clerk), "the secret is not stored");
+        let s2 = TokenStore::load(dir.path(), vec![]).unwrap();
+        let p = s2.authenticate(&clerk).unwrap();
+        assert_eq!(p.tenant.as_deref(), Some("bauamt"));
+        assert!(p.sees("bauamt") && !p.sees("other"));
+        assert!(s2.authenticate("akte_wrong").is_none());
+        let mut s2 = s2;
+        s2.delete(Some("bauamt"), &rec.id).unwrap();
+        assert!(s2.authenticate(&clerk).is_none());
+        assert!(s2.bootstrap(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn configured_tokens_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = TokenRecord {
+            id: String::new(),
+            sha256: hex::encode(hash_token("s3cret")),
+            principal: "reader:a".into(),
+            tenant: "t".into(),
+            roles: vec![Role::Reader],
+            created: None,
+            description: String::new(),
+        };
+        let s = TokenStore::load(dir.path(), vec![good.clone()]).unwrap();
+        assert!(s.authenticate("s3cret").is_some());
+        let bad = TokenRecord {
+            sha256: "abc".into(),
+            ..good.clone()
+        };
+        assert!(TokenStore::load(dir.path(), vec![bad]).is_err());
+        assert!(TokenStore::load(dir.path(), vec![good.clone(), good]).is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! A small client library over the generated stubs: connecting with a bearer token (and
+//! TLS), building upload streams, and reading akte's error details. Used by the `akte`
+//! command-line tool and the tests.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Request, Status};
+
+use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::case_service_client::CaseServiceClient;
+use crate::pb::akte::v1::document_service_client::DocumentServiceClient;
+use crate::pb::akte::v1::file_plan_service_client::FilePlanServiceClient;
+use crate::pb::akte::v1::file_service_client::FileServiceClient;
+use crate::pb::akte::v1::history_service_client::HistoryServiceClient;
+use crate::pb::akte::v1::journal_service_client::JournalServiceClient;
+use crate::pb::akte::v1::tenant_service_client::TenantServiceClient;
+use crate::pb::akte::v1::verification_service_client::VerificationServiceClient;
+use crate::upload::MAX_CHUNK;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel that sends the token.
+pub type AuthChannel = InterceptedService<Channel, Bearer>;
+
+/// Client errors before any call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL or a TLS file is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The server could not be reached.
+    #[error("connecting to {url}: {message}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// TLS settings of a client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// CA certificate that signed the server's certificate (PEM); the system roots are not
+    /// used.
+    pub ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client key for mutual TLS (PEM).
+    pub key: Option<PathBuf>,
+    /// Server name to check in the certificate (default: the URL's host).
+    pub domain: Option<String>,
+}
+
+/// One stub per service over one channel.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// TenantService.
+    pub tenants: TenantServiceClient<AuthChannel>,
+    /// FilePlanService.
+    pub plan: FilePlanServiceClient<AuthChannel>,
+    /// FileService.
+    pub files: FileServiceClient<AuthChannel>,
+    /// CaseService.
+    pub cases: CaseServiceClient<AuthChannel>,
+    /// DocumentService.
+    pub documents: DocumentServiceClient<AuthChannel>,
+    /// HistoryService.
+    pub history: HistoryServiceClient<AuthChannel>,
+    /// JournalService.
+    pub journal: JournalServiceClient<AuthChannel>,
+    /// VerificationService.
+    pub verification: VerificationServiceClient<AuthChannel>,
+}
+
+impl Clients {
+    /// Stubs over an existing channel with a token.
+    pub fn new(channel: Channel, token: Option<&str>) -> Result<Clients, ClientError> {
+        let value = match token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| ClientError::Config("the token is not printable ASCII".into()))?,
+            ),
+            None => None,
+        };
+        let svc = InterceptedService::new(channel, Bearer(value));
+        let limit = 8 << 20;
+        Ok(Clients {
+            tenants: TenantServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            plan: FilePlanServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            files: FileServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            cases: CaseServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            documents: DocumentServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            history: HistoryServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            journal: JournalServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            verification: VerificationServiceClient::new(svc).max_decoding_message_size(limit),
+        })
+    }
+
+    /// Connects to `url` (`http://` or `https://`).
+    pub async fn connect(
+        url: &str,
+        token: Option<&str>,
+        tls: &ClientTls,
+    ) -> Result<Clients, ClientError> {
+        let mut ep = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| ClientError::Config(format!("server URL {url:?}: {e}")))?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let mut t = ClientTlsConfig::new();
+            if let Some(ca) = &tls.ca {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| ClientError::Config(format!("reading {}: {e}", ca.display())))?;
+                t = t.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let (Some(c), Some(k)) = (&tls.cert, &tls.key) {
+                let read = |p: &PathBuf| {
+                    std::fs::read(p)
+                        .map_err(|e| ClientError::Config(format!("reading {}: {e}", p.display())))
+                };
+                t = t.identity(Identity::from_pem(read(c)?, read(k)?));
+            }
+            if let Some(d) = &tls.domain {
+                t = t.domain_name(d.clone());
+            }
+            ep = ep
+                .tls_config(t)
+                .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+        }
+        let channel = ep.connect().await.map_err(|e| ClientError::Connect {
+            url: url.to_owned(),
+            message: format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            ),
+        })?;
+        Clients::new(channel, token)
+    }
+}
+
+/// The messages of an AddVersion call streaming `data` in chunks of `chunk` bytes.
+pub fn add_version_messages(
+    header: pb::AddVersionHeader,
+    data: Bytes,
+    chunk: usize,
+) -> Vec<pb::AddVersionRequest> {
+    let chunk = chunk.clamp(1, MAX_CHUNK);
+    let mut out = vec![pb::AddVersionRequest {
+        message: Some(pb::add_version_request::Message::Header(header)),
+    }];
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        out.push(pb::AddVersionRequest {
+            message: Some(pb::add_version_request::Message::Chunk(
+                data.slice(off..end),
+            )),
+        });
+        off = end;
+    }
+    out
+}
+
+/// The messages of an UploadRendition call.
+pub fn upload_rendition_messages(
+    header: pb::UploadRenditionHeader,
+    data: Bytes,
+    chunk: usize,
+) -> Vec<pb::UploadRenditionRequest> {
+    let chunk = chunk.clamp(1, MAX_CHUNK);
+    let mut out = vec![pb::UploadRenditionRequest {
+        message: Some(pb::upload_rendition_request::Message::Header(header)),
+    }];
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        out.push(pb::UploadRenditionRequest {
+            message: Some(pb::upload_rendition_request::Message::Chunk(
+                data.slice(off..end),
+            )),
+        });
+        off = end;
+    }
+    out
+}
+
+/// SHA-256 of bytes, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}

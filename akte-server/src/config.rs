@@ -1,0 +1,356 @@
+//! Configuration of akted: defaults, overridden by a TOML file (`--config`), overridden by
+//! environment variables (`AKTED_*`), overridden by flags.
+//!
+//! ```toml
+//! data_dir = "/var/lib/akte"
+//! listen = "0.0.0.0:50051"          # not loopback: TLS required
+//! metrics_listen = "127.0.0.1:9464" # or "off"
+//! tls_cert = "/etc/akte/server.pem"
+//! tls_key = "/etc/akte/server.key"
+//! client_ca = "/etc/akte/clients-ca.pem"  # mutual TLS
+//! max_concurrent_requests = 64
+//!
+//! [[tokens]]                        # only the SHA-256 of the token: printf %s "$T" | sha256sum
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! principal = "fachverfahren:bauamt"
+//! tenant = "bauamt"                 # or "*" for all tenants
+//! roles = ["clerk"]
+//! ```
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::TokenRecord;
+
+/// Default gRPC address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default metrics address.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Largest gRPC message by default (upload chunks are at most 1 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for akted.
+    #[error("configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The TOML configuration file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// gRPC address.
+    pub listen: Option<String>,
+    /// Metrics address, or "off".
+    pub metrics_listen: Option<String>,
+    /// Server certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) of client certificates (PEM); enables mutual TLS.
+    pub client_ca: Option<PathBuf>,
+    /// Most calls served at once.
+    pub max_concurrent_requests: Option<usize>,
+    /// Largest gRPC message, bytes.
+    pub max_message_bytes: Option<usize>,
+    /// How long shutdown waits for calls in flight, seconds.
+    pub drain_timeout_secs: Option<u64>,
+    /// Longest call, seconds (uploads included).
+    pub request_timeout_secs: Option<u64>,
+    /// Longest pause within an upload stream, seconds.
+    pub upload_idle_timeout_secs: Option<u64>,
+    /// Prefix of new tenants' checkpoint origins.
+    pub origin_prefix: Option<String>,
+    /// Tokens, by their SHA-256.
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// Settings given as flags or environment variables (flags win).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "AKTED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (created on first start) [default: ./data].
+    #[arg(long, env = "AKTED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC address [default: 127.0.0.1:50051]. Plain text only on loopback.
+    #[arg(long, env = "AKTED_LISTEN")]
+    pub listen: Option<String>,
+    /// Prometheus metrics address, or "off" [default: 127.0.0.1:9464].
+    #[arg(long, env = "AKTED_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Server certificate chain, PEM (enables TLS).
+    #[arg(long, env = "AKTED_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key, PEM.
+    #[arg(long, env = "AKTED_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA of client certificates, PEM (enables mutual TLS).
+    #[arg(long, env = "AKTED_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Most calls served at once; more get RESOURCE_EXHAUSTED [default: 64].
+    #[arg(long, env = "AKTED_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Largest gRPC message in bytes [default: 4194304].
+    #[arg(long, env = "AKTED_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Seconds shutdown waits for calls in flight [default: 30].
+    #[arg(long, env = "AKTED_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
+    /// Longest call in seconds, uploads included [default: 3600].
+    #[arg(long, env = "AKTED_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Longest pause within an upload stream in seconds [default: 60].
+    #[arg(long, env = "AKTED_UPLOAD_IDLE_TIMEOUT_SECS")]
+    pub upload_idle_timeout_secs: Option<u64>,
+    /// Prefix of new tenants' checkpoint origins [default: akte.local].
+    #[arg(long, env = "AKTED_ORIGIN_PREFIX")]
+    pub origin_prefix: Option<String>,
+}
+
+/// TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// Client CA for mutual TLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// gRPC address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Metrics address; `None` disables the endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// TLS, if any.
+    pub tls: Option<TlsFiles>,
+    /// Most calls at once.
+    pub max_concurrent_requests: usize,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Shutdown drain deadline.
+    pub drain_timeout: Duration,
+    /// Longest call.
+    pub request_timeout: Duration,
+    /// Longest pause in an upload.
+    pub upload_idle_timeout: Duration,
+    /// Checkpoint origin prefix.
+    pub origin_prefix: String,
+    /// Configured tokens.
+    pub tokens: Vec<TokenRecord>,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback, no TLS, metrics on 127.0.0.1:9464.
+    pub fn new(data_dir: &Path) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            tls: None,
+            max_concurrent_requests: 64,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            drain_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(3600),
+            upload_idle_timeout: Duration::from_secs(60),
+            origin_prefix: "akte.local".into(),
+            tokens: Vec::new(),
+        }
+    }
+
+    /// Resolves file, environment and flags into a configuration.
+    pub fn resolve(o: &Overrides) -> Result<ServerConfig, ConfigError> {
+        let file = match &o.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let mut c = ServerConfig::new(&data_dir);
+        let listen = o
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        c.listen = addr("listen", &listen)?;
+        let metrics = o
+            .metrics_listen
+            .clone()
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.into());
+        c.metrics_listen = match metrics.as_str() {
+            "off" | "" => None,
+            m => Some(addr("metrics_listen", m)?),
+        };
+        let cert = o.tls_cert.clone().or(file.tls_cert);
+        let key = o.tls_key.clone().or(file.tls_key);
+        let client_ca = o.client_ca.clone().or(file.client_ca);
+        c.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None) if client_ca.is_none() => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    reason: "TLS needs both tls_cert and tls_key (and client_ca only with them)"
+                        .into(),
+                })
+            }
+        };
+        if let Some(n) = o.max_concurrent_requests.or(file.max_concurrent_requests) {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "max_concurrent_requests",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            c.max_concurrent_requests = n;
+        }
+        if let Some(n) = o.max_message_bytes.or(file.max_message_bytes) {
+            if n < (1 << 20) + 4096 {
+                return Err(ConfigError::Invalid {
+                    key: "max_message_bytes",
+                    reason: "must leave room for a 1 MiB chunk (at least 1052672)".into(),
+                });
+            }
+            c.max_message_bytes = n;
+        }
+        let secs =
+            |v: Option<u64>, key: &'static str, d: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    None => Ok(d),
+                    Some(0) => Err(ConfigError::Invalid {
+                        key,
+                        reason: "must be at least 1 second".into(),
+                    }),
+                    Some(s) => Ok(Duration::from_secs(s)),
+                }
+            };
+        c.drain_timeout = secs(
+            o.drain_timeout_secs.or(file.drain_timeout_secs),
+            "drain_timeout_secs",
+            c.drain_timeout,
+        )?;
+        c.request_timeout = secs(
+            o.request_timeout_secs.or(file.request_timeout_secs),
+            "request_timeout_secs",
+            c.request_timeout,
+        )?;
+        c.upload_idle_timeout = secs(
+            o.upload_idle_timeout_secs.or(file.upload_idle_timeout_secs),
+            "upload_idle_timeout_secs",
+            c.upload_idle_timeout,
+        )?;
+        if let Some(p) = o.origin_prefix.clone().or(file.origin_prefix) {
+            c.origin_prefix = p;
+        }
+        c.tokens = file.tokens;
+        Ok(c)
+    }
+}
+
+fn addr(key: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError::Invalid {
+            key,
+            reason: format!("{s:?} is not an address such as 127.0.0.1:50051"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("akted.toml");
+        std::fs::write(
+            &path,
+            r#"
+data_dir = "/srv/akte"
+listen = "127.0.0.1:6000"
+metrics_listen = "off"
+max_concurrent_requests = 8
+[[tokens]]
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+principal = "clerk:a"
+tenant = "t"
+roles = ["clerk"]
+"#,
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:7000".into()),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::resolve(&o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/akte"));
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.max_concurrent_requests, 8);
+        assert_eq!(c.tokens.len(), 1);
+        let d = ServerConfig::resolve(&Overrides::default()).unwrap();
+        assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
+        std::fs::write(&path, "unknown_key = 1\n").unwrap();
+        assert!(ServerConfig::resolve(&Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! akte-server: `akted`, the gRPC daemon of akte, as a library (so that tests and embedders
+//! can start it in-process), plus a small client library for the `akte` CLI.
+//!
+//! - [`pb`]: the code generated from `proto/` (the public contract) and the encoded file
+//!   descriptor set for server reflection;
+//! - [`config`]: defaults, TOML file, `AKTED_*` environment variables and flags;
+//! - [`auth`]: bearer tokens known by their SHA-256, principals, tenants and roles;
+//! - [`service`]: the service implementations over `akte_core::records`;
+//! - [`error`]: the one mapping of core errors to gRPC statuses with `google.rpc.ErrorInfo`;
+//! - [`names`], [`convert`]: resource names and message conversions;
+//! - [`upload`]: streaming uploads into the content store with bounded memory;
+//! - [`metrics`]: the concurrency limit, request metrics and the Prometheus endpoint;
+//! - [`server`]: start, graceful shutdown;
+//! - [`client`]: connecting with a token, upload streams, error details.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod metrics;
+pub mod names;
+pub mod server;
+pub mod service;
+pub mod upload;
+
+/// Code generated from `proto/` by `build.rs` (protox + tonic-prost-build).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    /// The akte API.
+    pub mod akte {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("akte.v1");
+        }
+    }
+    /// Vendored Google types.
+    pub mod google {
+        /// google.rpc: Status and error details.
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+        /// google.type: Date.
+        pub mod r#type {
+            tonic::include_proto!("google.r#type");
+        }
+    }
+    /// The encoded `FileDescriptorSet` of `proto/`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("akte_descriptor");
+}

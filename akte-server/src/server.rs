@@ -1,0 +1,304 @@
+//! Starting and stopping the daemon: store, tokens, gRPC services with health and
+//! reflection, TLS, the metrics endpoint, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use akte_core::records::{Records, RecordsError};
+use akte_core::store::StoreOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::auth::{AuthError, TokenStore};
+use crate::config::ServerConfig;
+use crate::metrics::{serve_http, Metrics, MetricsLayer};
+use crate::pb::akte::v1::case_service_server::CaseServiceServer;
+use crate::pb::akte::v1::document_service_server::DocumentServiceServer;
+use crate::pb::akte::v1::file_plan_service_server::FilePlanServiceServer;
+use crate::pb::akte::v1::file_service_server::FileServiceServer;
+use crate::pb::akte::v1::history_service_server::HistoryServiceServer;
+use crate::pb::akte::v1::journal_service_server::JournalServiceServer;
+use crate::pb::akte::v1::tenant_service_server::TenantServiceServer;
+use crate::pb::akte::v1::verification_service_server::VerificationServiceServer;
+use crate::pb::FILE_DESCRIPTOR_SET;
+use crate::service::{Api, State};
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Plain text was asked for on an address other than loopback.
+    #[error("refusing to serve plain text on {0}: that is not a loopback address; configure tls_cert and tls_key")]
+    PlainTextNotLoopback(SocketAddr),
+    /// The store could not be opened.
+    #[error("opening the data directory {path}: {source}")]
+    Store {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: RecordsError,
+    },
+    /// Tokens could not be loaded or created.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A TLS file could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// An address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(String),
+    /// Making the store durable at shutdown failed.
+    #[error("flushing the store at shutdown: {0}")]
+    Flush(String),
+    /// A task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The gRPC address actually bound.
+    pub addr: SocketAddr,
+    /// The metrics address actually bound, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where the bootstrap token was written, when this start created one.
+    pub bootstrap_token: Option<PathBuf>,
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// The records the server serves (for tests and embedding).
+    pub fn records(&self) -> &Records {
+        &self.state.records
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A handle that triggers graceful shutdown.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, drains calls in flight (up to the drain deadline), flushes the
+    /// store and returns.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server has stopped (after a shutdown was triggered).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task
+            .await
+            .map_err(|e| ServerError::Internal(format!("server task: {e}")))?
+    }
+}
+
+async fn triggered(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|e| ServerError::Tls(format!("reading {}: {e}", path.display())))
+}
+
+/// Starts the server and returns once it accepts calls.
+pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
+    if cfg.tls.is_none() {
+        if !cfg.listen.ip().is_loopback() {
+            return Err(ServerError::PlainTextNotLoopback(cfg.listen));
+        }
+        tracing::warn!(listen = %cfg.listen, "serving plain text (no TLS) on loopback; configure tls_cert and tls_key before serving other hosts");
+    }
+    if let Some(m) = cfg.metrics_listen {
+        if !m.ip().is_loopback() {
+            tracing::warn!(metrics = %m, "the metrics endpoint (no authentication) listens beyond loopback");
+        }
+    }
+    let dir = cfg.data_dir.clone();
+    let origin_prefix = cfg.origin_prefix.clone();
+    let configured = cfg.tokens.clone();
+    let (records, tokens, bootstrap) = tokio::task::spawn_blocking(move || {
+        let options = StoreOptions {
+            origin_prefix,
+            ..StoreOptions::default()
+        };
+        let records = Records::open(&dir, options).map_err(|source| ServerError::Store {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut tokens = TokenStore::load(&dir, configured)?;
+        let bootstrap = tokens.bootstrap(&dir)?;
+        Ok::<_, ServerError>((records, tokens, bootstrap))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))??;
+    if let Some(p) = &bootstrap {
+        tracing::warn!(path = %p.display(), "no token was configured: created an admin token for all tenants and wrote it to this file (mode 0600); create tenants and their tokens with it, then delete the file");
+    }
+    let state = Arc::new(State {
+        records,
+        tokens: RwLock::new(tokens),
+        verify_lock: tokio::sync::Mutex::new(()),
+        upload_idle: cfg.upload_idle_timeout,
+    });
+    let api = Api::new(state.clone());
+    let metrics = Arc::new(Metrics::default());
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let metrics_listener = match cfg.metrics_listen {
+        Some(m) => Some(
+            TcpListener::bind(m)
+                .await
+                .map_err(|source| ServerError::Bind { addr: m, source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?),
+        None => None,
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<TenantServiceServer<Api>>().await;
+    health.set_serving::<FilePlanServiceServer<Api>>().await;
+    health.set_serving::<FileServiceServer<Api>>().await;
+    health.set_serving::<CaseServiceServer<Api>>().await;
+    health.set_serving::<DocumentServiceServer<Api>>().await;
+    health.set_serving::<HistoryServiceServer<Api>>().await;
+    health.set_serving::<JournalServiceServer<Api>>().await;
+    health.set_serving::<VerificationServiceServer<Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
+
+    let max = cfg.max_message_bytes;
+    macro_rules! limited {
+        ($server:ident) => {
+            $server::new(api.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+        };
+    }
+
+    let mut builder = Server::builder()
+        .timeout(cfg.request_timeout)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
+    if let Some(tls) = &cfg.tls {
+        let identity = Identity::from_pem(read_pem(&tls.cert)?, read_pem(&tls.key)?);
+        let mut t = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            t = t.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+        }
+        builder = builder
+            .tls_config(t)
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let router = builder
+        .layer(MetricsLayer::new(
+            metrics.clone(),
+            cfg.max_concurrent_requests,
+        ))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(limited!(TenantServiceServer))
+        .add_service(limited!(FilePlanServiceServer))
+        .add_service(limited!(FileServiceServer))
+        .add_service(limited!(CaseServiceServer))
+        .add_service(limited!(DocumentServiceServer))
+        .add_service(limited!(HistoryServiceServer))
+        .add_service(limited!(JournalServiceServer))
+        .add_service(limited!(VerificationServiceServer));
+
+    let (shutdown, rx) = watch::channel(false);
+    if let Some(l) = metrics_listener {
+        tokio::spawn(serve_http(
+            l,
+            metrics.clone(),
+            state.records.clone(),
+            triggered(rx.clone()),
+        ));
+    }
+    let incoming = TcpListenerStream::new(listener);
+    let signal = {
+        let rx = rx.clone();
+        let health = health.clone();
+        async move {
+            triggered(rx).await;
+            tracing::info!("shutting down: no new connections; draining calls in flight");
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    };
+    let drain = cfg.drain_timeout;
+    let task_state = state.clone();
+    let task = tokio::spawn(async move {
+        let mut serve = Box::pin(router.serve_with_incoming_shutdown(incoming, signal));
+        let deadline = async {
+            triggered(rx).await;
+            tokio::time::sleep(drain).await;
+        };
+        let served = tokio::select! {
+            r = &mut serve => r.map_err(|e| ServerError::Transport(e.to_string())),
+            _ = deadline => {
+                tracing::warn!(seconds = drain.as_secs(), "drain deadline passed; dropping the calls still in flight (none of them was acknowledged)");
+                Ok(())
+            }
+        };
+        // Whatever is left of the server (after a missed drain deadline) goes before the flush.
+        drop(serve);
+        let flushed = tokio::task::spawn_blocking(move || task_state.records.store().flush())
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        flushed.map_err(|e| ServerError::Flush(e.to_string()))?;
+        tracing::info!("stopped; the store is flushed");
+        served
+    });
+    tracing::info!(%addr, metrics = ?metrics_addr, tls = cfg.tls.is_some(), "akted listening");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        bootstrap_token: bootstrap,
+        state,
+        metrics,
+        shutdown,
+        task,
+    })
+}

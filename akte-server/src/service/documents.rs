@@ -1,0 +1,521 @@
+//! DocumentService: documents, versions, streaming upload and download.
+
+use std::io::Read;
+
+use akte_core::content::ContentError;
+use akte_core::records::{
+    validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, Object, ObjectKind,
+    PageRequest, RecordsError, Status as OpenOrClosed, TenantRecords,
+};
+use akte_core::Digest;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{CLERK_WRITE, READ};
+use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
+use crate::error::ApiError;
+use crate::names;
+use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::document_service_server::DocumentService;
+use crate::upload::{receive_content, ChunkSource};
+
+use super::{blocking, get_kind, named, reason, update, Api};
+
+const DOC: &[ObjectKind] = &[ObjectKind::Document];
+const CONTAINERS: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case, ObjectKind::Document];
+/// Size of download chunks.
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+
+/// A document message (its parent's kind is looked up for the parent's name).
+fn doc_msg(t: &TenantRecords, tenant: &str, d: &Document) -> Result<pb::Document, ApiError> {
+    let kind = t.get(d.parent)?.kind();
+    Ok(convert::document(tenant, d, kind))
+}
+
+/// Refuses uploads for a document in a closed file or case before any byte is stored
+/// (the records model checks again when the version is added).
+fn ensure_open(t: &TenantRecords, doc: &Document) -> Result<(), ApiError> {
+    let mut cur = t.get(doc.parent)?;
+    for _ in 0..10_000 {
+        let next = match &cur {
+            Object::PlanUnit(_) => return Ok(()),
+            Object::Document(d) => d.parent,
+            Object::Case(c) => {
+                if c.status == OpenOrClosed::Closed {
+                    return Err(RecordsError::Closed {
+                        kind: ObjectKind::Case,
+                        id: c.id.to_string(),
+                    }
+                    .into());
+                }
+                c.parent_case.unwrap_or(c.file)
+            }
+            Object::File(f) => {
+                if f.status == OpenOrClosed::Closed {
+                    return Err(RecordsError::Closed {
+                        kind: ObjectKind::File,
+                        id: f.id.to_string(),
+                    }
+                    .into());
+                }
+                match f.parent_file {
+                    Some(p) => p,
+                    None => return Ok(()),
+                }
+            }
+        };
+        cur = t.get(next)?;
+    }
+    Err(ApiError::Internal("containment deeper than 10000".into()))
+}
+
+fn digest(field: &str, hex: &str) -> Result<Digest, ApiError> {
+    Digest::from_hex(hex).map_err(|_| ApiError::field(field, "must be 64 hex digits (SHA-256)"))
+}
+
+fn rendition_spec(field: &str, u: &pb::RenditionUpload) -> Result<NewRendition, ApiError> {
+    let prefixed = |e: RecordsError| match e {
+        RecordsError::Invalid { field: f, reason } => {
+            ApiError::field(format!("{field}.{f}"), reason)
+        }
+        other => other.into(),
+    };
+    validate::file_name(&u.file_name).map_err(prefixed)?;
+    validate::media_type(&u.media_type).map_err(prefixed)?;
+    Ok(NewRendition {
+        file_name: u.file_name.clone(),
+        media_type: u.media_type.clone(),
+        sha256: digest(&format!("{field}.sha256"), &u.sha256)?,
+        size: u.size,
+    })
+}
+
+fn stream_error(s: Status) -> ApiError {
+    ApiError::Stream {
+        code: s.code(),
+        message: s.message().to_owned(),
+    }
+}
+
+/// The chunks of an AddVersion stream after its header.
+struct VersionChunks<'a>(&'a mut Streaming<pb::AddVersionRequest>);
+
+impl ChunkSource for VersionChunks<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        use pb::add_version_request::Message;
+        match self.0.message().await {
+            Ok(None) => Ok(None),
+            Ok(Some(pb::AddVersionRequest {
+                message: Some(Message::Chunk(b)),
+            })) => Ok(Some(b)),
+            Ok(Some(_)) => Err(ApiError::UploadProtocol(
+                "after the header only chunks may follow".into(),
+            )),
+            Err(s) => Err(stream_error(s)),
+        }
+    }
+}
+
+/// The chunks of an UploadRendition stream after its header.
+struct StagedChunks<'a>(&'a mut Streaming<pb::UploadRenditionRequest>);
+
+impl ChunkSource for StagedChunks<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        use pb::upload_rendition_request::Message;
+        match self.0.message().await {
+            Ok(None) => Ok(None),
+            Ok(Some(pb::UploadRenditionRequest {
+                message: Some(Message::Chunk(b)),
+            })) => Ok(Some(b)),
+            Ok(Some(_)) => Err(ApiError::UploadProtocol(
+                "after the header only chunks may follow".into(),
+            )),
+            Err(s) => Err(stream_error(s)),
+        }
+    }
+}
+
+async fn first_message<M>(
+    stream: &mut Streaming<M>,
+    idle: std::time::Duration,
+) -> Result<M, ApiError> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Err(_) => Err(ApiError::UploadIdle(idle.as_secs())),
+        Ok(Err(s)) => Err(stream_error(s)),
+        Ok(Ok(None)) => Err(ApiError::UploadProtocol(
+            "the stream ended before its header".into(),
+        )),
+        Ok(Ok(Some(m))) => Ok(m),
+    }
+}
+
+/// Reads until `buf` is full or the reader ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn download_error(e: std::io::Error) -> ApiError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ContentError>())
+    {
+        Some(ContentError::Corrupt { digest, reason, .. }) => {
+            tracing::error!(%digest, %reason, "stored content is corrupt; download stopped");
+            ApiError::ContentCorrupt(format!("content {digest}: {reason}"))
+        }
+        _ => ApiError::Internal(format!("reading content: {e}")),
+    }
+}
+
+#[tonic::async_trait]
+impl DocumentService for Api {
+    async fn create_document(
+        &self,
+        req: Request<pb::CreateDocumentRequest>,
+    ) -> Result<Response<pb::Document>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, CLERK_WRITE)?;
+        let d = r.document.unwrap_or_default();
+        let new = NewDocument {
+            id: parse_id("document_id", &r.document_id)?,
+            parent: parent.id,
+            subject: d.subject,
+            letter_date: parse_date("document.letter_date", d.letter_date.as_ref())?,
+            received_on: parse_date("document.received_on", d.received_on.as_ref())?,
+            sent_on: parse_date("document.sent_on", d.sent_on.as_ref())?,
+            sender: d.sender,
+            recipients: d.recipients,
+            clerk: d.clerk,
+            external_reference: d.external_reference,
+            confidentiality: convert::parse_confidentiality(
+                "document.confidentiality",
+                d.confidentiality,
+            )?
+            .unwrap_or(Confidentiality::Open),
+        };
+        let actor = caller.actor().to_owned();
+        let tenant = parent.tenant.clone();
+        let parent_name = r.parent.clone();
+        let msg = blocking(move || {
+            get_kind(&t, parent.id, parent.kind, &parent_name)?;
+            let d = t.create_document(&actor, new, request_id(&r.request_id))?;
+            doc_msg(&t, &tenant, &d)
+        })
+        .await?;
+        Ok(Response::new(msg))
+    }
+
+    async fn get_document(
+        &self,
+        req: Request<pb::GetDocumentRequest>,
+    ) -> Result<Response<pb::Document>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let o = names::object_of("name", &name, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let msg = blocking(move || {
+            let d = t.document(o.id).map_err(named(&name))?;
+            doc_msg(&t, &o.tenant, &d)
+        })
+        .await?;
+        Ok(Response::new(msg))
+    }
+
+    async fn list_documents(
+        &self,
+        req: Request<pb::ListDocumentsRequest>,
+    ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
+        let page = PageRequest {
+            page_size: convert::page_size(r.page_size)?,
+            page_token: r.page_token,
+        };
+        let tenant = parent.tenant.clone();
+        let parent_name = r.parent;
+        let (docs, next) = blocking(move || {
+            get_kind(&t, parent.id, parent.kind, &parent_name)?;
+            let p = t.list_children(parent.id, &page)?;
+            let docs: Vec<_> = p
+                .items
+                .into_iter()
+                .filter_map(|o| match o {
+                    Object::Document(d) => Some(convert::document(&tenant, &d, parent.kind)),
+                    _ => None,
+                })
+                .collect();
+            Ok((docs, p.next_page_token))
+        })
+        .await?;
+        Ok(Response::new(pb::ListDocumentsResponse {
+            documents: docs,
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_document(
+        &self,
+        req: Request<pb::UpdateDocumentRequest>,
+    ) -> Result<Response<pb::Document>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let d = r.document.unwrap_or_default();
+        let name = d.name.clone();
+        let o = names::object_of("document.name", &name, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &name, CLERK_WRITE)?;
+        let patch = convert::document_patch(&d, r.update_mask.as_ref())?;
+        let etag = parse_etag("etag", &r.etag)?;
+        let actor = caller.actor().to_owned();
+        let msg = blocking(move || {
+            let obj = update(
+                &t,
+                &actor,
+                (o.id, ObjectKind::Document, &name),
+                etag,
+                patch,
+                reason(r.reason),
+            )?;
+            match obj {
+                Object::Document(d) => doc_msg(&t, &o.tenant, &d),
+                _ => Err(ApiError::Internal("expected a document".into())),
+            }
+        })
+        .await?;
+        Ok(Response::new(msg))
+    }
+
+    async fn add_version(
+        &self,
+        req: Request<Streaming<pb::AddVersionRequest>>,
+    ) -> Result<Response<pb::Version>, Status> {
+        let caller = self.caller(&req)?;
+        let idle = self.state.upload_idle;
+        let mut stream = req.into_inner();
+        let header = match first_message(&mut stream, idle).await? {
+            pb::AddVersionRequest {
+                message: Some(pb::add_version_request::Message::Header(h)),
+            } => h,
+            _ => {
+                return Err(
+                    ApiError::UploadProtocol("the first message must be the header".into()).into(),
+                )
+            }
+        };
+        let o = names::object_of("header.document", &header.document, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &header.document, CLERK_WRITE)?;
+        let upload = header
+            .upload
+            .as_ref()
+            .map(|u| rendition_spec("header.upload", u))
+            .transpose()?;
+        let staged = header
+            .staged_renditions
+            .iter()
+            .enumerate()
+            .map(|(i, u)| rendition_spec(&format!("header.staged_renditions[{i}]"), u))
+            .collect::<Result<Vec<_>, _>>()?;
+        if upload.is_none() && staged.is_empty() {
+            return Err(ApiError::field(
+                "header.upload",
+                "a version needs a rendition: stream one (upload) or name staged ones",
+            )
+            .into());
+        }
+        let count = staged.len() + usize::from(upload.is_some());
+        if count > validate::MAX_RENDITIONS {
+            return Err(ApiError::field(
+                "header.staged_renditions",
+                format!("{count} renditions; at most {}", validate::MAX_RENDITIONS),
+            )
+            .into());
+        }
+        // Check before any byte is stored: the document exists, is writable, and staged
+        // content is there.
+        let (tc, name, staged_c) = (t.clone(), header.document.clone(), staged.clone());
+        blocking(move || {
+            let doc = match get_kind(&tc, o.id, ObjectKind::Document, &name)? {
+                Object::Document(d) => d,
+                _ => return Err(ApiError::NotFound { resource: name }),
+            };
+            ensure_open(&tc, &doc)?;
+            for s in &staged_c {
+                let info = tc.tenant().content().stat(&s.sha256)?;
+                if info.size != s.size {
+                    return Err(ApiError::SizeMismatch {
+                        expected: s.size,
+                        actual: info.size,
+                        at_least: false,
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        match &upload {
+            Some(u) => {
+                receive_content(
+                    &mut VersionChunks(&mut stream),
+                    t.clone(),
+                    u.sha256,
+                    u.size,
+                    idle,
+                )
+                .await?;
+            }
+            None => {
+                if VersionChunks(&mut stream).next_chunk().await?.is_some() {
+                    return Err(ApiError::UploadProtocol(
+                        "chunks sent but the header declares no streamed rendition".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+        let actor = caller.actor().to_owned();
+        let new = NewVersion {
+            comment: header.comment,
+            renditions: upload.into_iter().chain(staged).collect(),
+        };
+        let rid = header.request_id;
+        let version =
+            blocking(move || Ok(t.add_version(&actor, o.id, new, request_id(&rid))?)).await?;
+        tracing::info!(document = %o.id, version = version.number, principal = %caller.principal.name, "version added");
+        Ok(Response::new(convert::version(&o.tenant, &version)))
+    }
+
+    async fn upload_rendition(
+        &self,
+        req: Request<Streaming<pb::UploadRenditionRequest>>,
+    ) -> Result<Response<pb::UploadRenditionResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let idle = self.state.upload_idle;
+        let mut stream = req.into_inner();
+        let header = match first_message(&mut stream, idle).await? {
+            pb::UploadRenditionRequest {
+                message: Some(pb::upload_rendition_request::Message::Header(h)),
+            } => h,
+            _ => {
+                return Err(
+                    ApiError::UploadProtocol("the first message must be the header".into()).into(),
+                )
+            }
+        };
+        let o = names::object_of("header.document", &header.document, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &header.document, CLERK_WRITE)?;
+        let sha = digest("header.sha256", &header.sha256)?;
+        let (tc, name) = (t.clone(), header.document.clone());
+        blocking(
+            move || match get_kind(&tc, o.id, ObjectKind::Document, &name)? {
+                Object::Document(d) => ensure_open(&tc, &d),
+                _ => Err(ApiError::NotFound { resource: name }),
+            },
+        )
+        .await?;
+        let put =
+            receive_content(&mut StagedChunks(&mut stream), t, sha, header.size, idle).await?;
+        Ok(Response::new(pb::UploadRenditionResponse {
+            sha256: put.digest.to_hex(),
+            size: put.size,
+        }))
+    }
+
+    async fn get_version(
+        &self,
+        req: Request<pb::GetVersionRequest>,
+    ) -> Result<Response<pb::Version>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let v = names::version("name", &name, false)?;
+        let t = self.tenant(&caller, &v.tenant, &name, READ)?;
+        let (doc, number) = (v.document, v.number);
+        let version = blocking(move || t.version(doc, number).map_err(named(&name))).await?;
+        Ok(Response::new(convert::version(&v.tenant, &version)))
+    }
+
+    async fn list_versions(
+        &self,
+        req: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let parent = req.into_inner().parent;
+        let o = names::object_of("parent", &parent, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &parent, READ)?;
+        let versions = blocking(move || t.versions(o.id).map_err(named(&parent))).await?;
+        Ok(Response::new(pb::ListVersionsResponse {
+            versions: versions
+                .iter()
+                .map(|v| convert::version(&o.tenant, v))
+                .collect(),
+        }))
+    }
+
+    type DownloadRenditionStream = ReceiverStream<Result<pb::DownloadRenditionResponse, Status>>;
+
+    async fn download_rendition(
+        &self,
+        req: Request<pb::DownloadRenditionRequest>,
+    ) -> Result<Response<Self::DownloadRenditionStream>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let v = names::version("name", &name, true)?;
+        let t = self.tenant(&caller, &v.tenant, &name, READ)?;
+        let (doc, number, wanted) = (v.document, v.number, v.rendition);
+        let (rendition, reader) = blocking(move || {
+            let version = t.version(doc, number).map_err(named(&name))?;
+            let r = match wanted {
+                Some(id) => version.renditions.iter().find(|r| r.id == id),
+                None => version.renditions.first(),
+            }
+            .cloned()
+            .ok_or(ApiError::NotFound { resource: name })?;
+            let reader = t.open_rendition(&r)?;
+            Ok((r, reader))
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(4);
+        let first = pb::DownloadRenditionResponse {
+            message: Some(pb::download_rendition_response::Message::Rendition(
+                convert::rendition(&v.tenant, doc, number, &rendition),
+            )),
+        };
+        if tx.send(Ok(first)).await.is_err() {
+            return Err(ApiError::Internal("download channel closed".into()).into());
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let mut buf = vec![0u8; DOWNLOAD_CHUNK];
+            loop {
+                let msg = match read_full(&mut reader, &mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => Ok(pb::DownloadRenditionResponse {
+                        message: Some(pb::download_rendition_response::Message::Chunk(
+                            Bytes::copy_from_slice(&buf[..n]),
+                        )),
+                    }),
+                    Err(e) => Err(download_error(e).to_status()),
+                };
+                let failed = msg.is_err();
+                // A closed channel means the client went away: stop reading.
+                if tx.blocking_send(msg).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

@@ -1,0 +1,259 @@
+//! HistoryService, JournalService and VerificationService.
+
+use akte_core::entry::PayloadKind;
+use akte_core::note::Checkpoint;
+use akte_core::records::{PageRequest, TenantRecords};
+use akte_core::store::Tenant;
+use akte_core::verify::{verify_tenant, VerifyOptions};
+use bytes::Bytes;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{READ, SIGN, VERIFY};
+use crate::convert::{self, timestamp};
+use crate::error::ApiError;
+use crate::names;
+use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::history_service_server::HistoryService;
+use crate::pb::akte::v1::journal_service_server::JournalService;
+use crate::pb::akte::v1::verification_service_server::VerificationService;
+
+use super::{blocking, Api};
+
+fn bytes(d: &akte_core::Digest) -> Bytes {
+    Bytes::copy_from_slice(d.as_bytes())
+}
+
+fn checkpoint_msg(t: &Tenant, note_bytes: Vec<u8>) -> Result<pb::Checkpoint, ApiError> {
+    let verifier = t.verifier();
+    let (cp, _) = Checkpoint::open(&note_bytes, &verifier)
+        .map_err(|e| ApiError::Store(akte_core::store::StoreError::Note(e)))?;
+    Ok(pb::Checkpoint {
+        name: format!("tenants/{}/checkpoints/{}", t.id(), cp.size),
+        origin: cp.origin,
+        tree_size: cp.size,
+        root_hash: bytes(&cp.root),
+        signed_note: Bytes::from(note_bytes),
+        verifier_key: verifier.to_string(),
+    })
+}
+
+fn latest(t: &TenantRecords) -> Result<pb::Checkpoint, ApiError> {
+    let (_, note) = t.tenant().latest_checkpoint()?;
+    checkpoint_msg(t.tenant(), note.to_bytes())
+}
+
+#[tonic::async_trait]
+impl HistoryService for Api {
+    async fn list_history(
+        &self,
+        req: Request<pb::ListHistoryRequest>,
+    ) -> Result<Response<pb::ListHistoryResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let o = names::object("parent", &r.parent)?;
+        let t = self.tenant(&caller, &o.tenant, &r.parent, READ)?;
+        let page = PageRequest {
+            page_size: convert::page_size(r.page_size)?,
+            page_token: r.page_token,
+        };
+        let name = r.parent;
+        let page = blocking(move || {
+            // A deleted plan unit keeps its history; an existing object must be of the
+            // kind its name says.
+            if let Ok(obj) = t.get(o.id) {
+                if obj.kind() != o.kind {
+                    return Err(ApiError::NotFound { resource: name });
+                }
+            }
+            t.history(o.id, &page).map_err(super::named(&name))
+        })
+        .await?;
+        Ok(Response::new(pb::ListHistoryResponse {
+            entries: page.items.iter().map(convert::history).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl JournalService for Api {
+    async fn get_latest_checkpoint(
+        &self,
+        req: Request<pb::GetLatestCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().tenant;
+        let tenant = names::tenant("tenant", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        Ok(Response::new(blocking(move || latest(&t)).await?))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        req: Request<pb::CreateCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().tenant;
+        let tenant = names::tenant("tenant", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, SIGN)?;
+        let cp = blocking(move || {
+            let note = t.tenant().checkpoint()?;
+            checkpoint_msg(t.tenant(), note.to_bytes())
+        })
+        .await?;
+        tracing::info!(tenant = %tenant, size = cp.tree_size, principal = %caller.principal.name, "checkpoint signed");
+        Ok(Response::new(cp))
+    }
+
+    async fn get_entry(
+        &self,
+        req: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::JournalEntry>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (tenant, seq) = names::entry("name", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let rec = blocking(move || Ok(t.tenant().entry(seq)?)).await?;
+        let e = &rec.entry;
+        Ok(Response::new(pb::JournalEntry {
+            name,
+            seq: e.seq,
+            time: Some(timestamp(&e.time)),
+            prev_leaf_hash: bytes(&e.prev),
+            actor: e.actor.clone(),
+            kind: e.kind.clone(),
+            object: e.object.clone(),
+            payloads: e
+                .payloads
+                .iter()
+                .map(|p| pb::EntryPayload {
+                    kind: match p.kind {
+                        PayloadKind::Content => "content",
+                        PayloadKind::Inline => "inline",
+                        PayloadKind::Reference => "reference",
+                    }
+                    .to_owned(),
+                    role: p.role.clone(),
+                    size: p.size,
+                    sha256: bytes(&p.digest),
+                })
+                .collect(),
+            encoded_entry: Bytes::from(e.encode()),
+            leaf_hash: bytes(&rec.leaf),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        let t = self.tenant(&caller, &tenant, &r.tenant, READ)?;
+        let proof = blocking(move || {
+            let (size, checkpoint) = if r.tree_size == 0 {
+                let cp = latest(&t)?;
+                (cp.tree_size, Some(cp))
+            } else {
+                (r.tree_size, None)
+            };
+            if r.seq >= size {
+                return Err(ApiError::field(
+                    "seq",
+                    format!("entry {} is not in a tree of {size} entries", r.seq),
+                ));
+            }
+            let tenant = t.tenant();
+            let leaf = tenant.entry(r.seq)?.leaf;
+            let hashes = tenant.inclusion_proof(r.seq, size)?;
+            let root = tenant.root(size)?;
+            Ok(pb::InclusionProof {
+                seq: r.seq,
+                tree_size: size,
+                leaf_hash: bytes(&leaf),
+                hashes: hashes.iter().map(bytes).collect(),
+                root_hash: bytes(&root),
+                checkpoint,
+            })
+        })
+        .await?;
+        Ok(Response::new(proof))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        let t = self.tenant(&caller, &tenant, &r.tenant, READ)?;
+        if r.first_tree_size == 0 || r.first_tree_size > r.second_tree_size {
+            return Err(ApiError::field(
+                "first_tree_size",
+                "must be at least 1 and at most second_tree_size",
+            )
+            .into());
+        }
+        let proof = blocking(move || {
+            let tenant = t.tenant();
+            let hashes = tenant.consistency_proof(r.first_tree_size, r.second_tree_size)?;
+            Ok(pb::ConsistencyProof {
+                first_tree_size: r.first_tree_size,
+                second_tree_size: r.second_tree_size,
+                hashes: hashes.iter().map(bytes).collect(),
+                first_root_hash: bytes(&tenant.root(r.first_tree_size)?),
+                second_root_hash: bytes(&tenant.root(r.second_tree_size)?),
+            })
+        })
+        .await?;
+        Ok(Response::new(proof))
+    }
+}
+
+#[tonic::async_trait]
+impl VerificationService for Api {
+    async fn verify_tenant(
+        &self,
+        req: Request<pb::VerifyTenantRequest>,
+    ) -> Result<Response<pb::VerificationReport>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        let t = self.tenant(&caller, &tenant, &r.tenant, VERIFY)?;
+        let _one_at_a_time = self.state.verify_lock.lock().await;
+        let store = self.state.records.store().clone();
+        let options = VerifyOptions {
+            incremental: r.incremental,
+            content: !r.skip_content,
+            index: true,
+        };
+        let report = blocking(move || Ok(verify_tenant(&store, t.tenant(), options)?)).await?;
+        tracing::info!(tenant = %tenant, problems = report.problems.len(), principal = %caller.principal.name, "verification run");
+        Ok(Response::new(pb::VerificationReport {
+            tenant: r.tenant,
+            clean: report.problems.is_empty(),
+            from_seq: report.from_seq,
+            entries_checked: report.entries,
+            checkpoints_checked: report.checkpoints,
+            content_objects: report.content_objects,
+            content_bytes: report.content_bytes,
+            destroyed_records: report.destroyed_records,
+            unreferenced_objects: report.unreferenced_objects,
+            problems: report
+                .problems
+                .iter()
+                .map(|p| pb::VerificationProblem {
+                    kind: serde_json::to_value(p.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    seq: p.seq,
+                    digest: p.digest.map(|d| d.to_hex()).unwrap_or_default(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+        }))
+    }
+}

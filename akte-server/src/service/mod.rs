@@ -1,0 +1,219 @@
+//! The gRPC services over the records model. One [`Api`] value implements every service
+//! trait; each call authenticates, checks tenant and role, and runs the (blocking) core
+//! call on the blocking thread pool.
+
+mod cases;
+mod documents;
+mod files;
+mod journal;
+mod plan;
+mod tenants;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use akte_core::records::{Object, ObjectKind, Records, RecordsError, TenantRecords};
+use akte_core::store::StoreError;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::auth::{Principal, Role, TokenStore};
+use crate::error::ApiError;
+
+/// What all services share.
+#[derive(Debug)]
+pub struct State {
+    /// The records of all tenants.
+    pub records: Records,
+    /// Known tokens.
+    pub tokens: RwLock<TokenStore>,
+    /// One verification at a time.
+    pub verify_lock: tokio::sync::Mutex<()>,
+    /// How long an upload may send nothing.
+    pub upload_idle: Duration,
+}
+
+/// The implementation of every akte service.
+#[derive(Debug, Clone)]
+pub struct Api {
+    state: Arc<State>,
+}
+
+/// The caller of one request.
+pub(crate) struct Caller {
+    principal: Arc<Principal>,
+    method: String,
+}
+
+impl Caller {
+    /// The actor recorded in the journal.
+    fn actor(&self) -> &str {
+        &self.principal.name
+    }
+}
+
+fn method_of<T>(req: &tonic::Request<T>) -> String {
+    req.extensions()
+        .get::<tonic::GrpcMethod>()
+        .map(|m| format!("{}/{}", m.service(), m.method()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Api {
+    /// An API over shared state.
+    pub fn new(state: Arc<State>) -> Api {
+        Api { state }
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Authenticates the bearer token of a request.
+    pub(crate) fn caller<T>(&self, req: &tonic::Request<T>) -> Result<Caller, ApiError> {
+        let method = method_of(req);
+        let peer = req.remote_addr();
+        let deny = |why: &str| {
+            tracing::warn!(method = %method, peer = ?peer, "denied: {why}");
+            ApiError::Unauthenticated(format!(
+                "{why}: send the metadata `authorization: Bearer <token>` with a token the server knows"
+            ))
+        };
+        let Some(value) = req.metadata().get("authorization") else {
+            return Err(deny("no bearer token"));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| deny("malformed authorization"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| deny("authorization is not `Bearer <token>`"))?;
+        let principal = {
+            let tokens = self
+                .state
+                .tokens
+                .read()
+                .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
+            tokens.authenticate(token)
+        };
+        let principal = principal.ok_or_else(|| deny("unknown token"))?;
+        Ok(Caller { principal, method })
+    }
+
+    /// The records of `tenant` if the caller may act there with one of `roles`.
+    ///
+    /// Another tenant is reported as NOT_FOUND of `resource` (exactly like a resource that
+    /// does not exist); a missing role as PERMISSION_DENIED. Both are logged.
+    pub(crate) fn tenant(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        resource: &str,
+        roles: &[Role],
+    ) -> Result<TenantRecords, ApiError> {
+        let p = &caller.principal;
+        if !p.sees(tenant) {
+            tracing::warn!(principal = %p.name, method = %caller.method, resource, "denied: resource of another tenant (answered NOT_FOUND)");
+            return Err(ApiError::NotFound {
+                resource: resource.to_owned(),
+            });
+        }
+        if !p.has_any(roles) {
+            let required: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+            tracing::warn!(principal = %p.name, method = %caller.method, resource, "denied: role missing (needs one of {})", required.join(", "));
+            return Err(ApiError::PermissionDenied {
+                required: required.join(", "),
+            });
+        }
+        self.state.records.tenant(tenant).map_err(|e| match e {
+            RecordsError::Store(StoreError::UnknownTenant(_)) => ApiError::NotFound {
+                resource: resource.to_owned(),
+            },
+            other => other.into(),
+        })
+    }
+
+    /// Requires an administrator of all tenants.
+    pub(crate) fn global_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+        if caller.principal.is_global_admin() {
+            return Ok(());
+        }
+        tracing::warn!(principal = %caller.principal.name, method = %caller.method, "denied: needs an admin token for all tenants");
+        Err(ApiError::PermissionDenied {
+            required: "admin for all tenants (tenant \"*\")".into(),
+        })
+    }
+}
+
+/// Runs a blocking core call on the blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
+}
+
+/// Maps a core "not found" or "wrong kind" for an object named by the caller to
+/// NOT_FOUND of that name: a file id used as a case is simply no such case.
+pub(crate) fn named(name: &str) -> impl Fn(RecordsError) -> ApiError + '_ {
+    move |e| match e {
+        RecordsError::NotFound { .. } | RecordsError::WrongKind { .. } => ApiError::NotFound {
+            resource: name.to_owned(),
+        },
+        other => other.into(),
+    }
+}
+
+/// The object named, which must be of `kind`.
+pub(crate) fn get_kind(
+    t: &TenantRecords,
+    id: Uuid,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<Object, ApiError> {
+    let o = t.get(id).map_err(named(name))?;
+    if o.kind() != kind {
+        return Err(ApiError::NotFound {
+            resource: name.to_owned(),
+        });
+    }
+    Ok(o)
+}
+
+/// Updates an object of `kind`; without an etag, against whatever revision is current.
+pub(crate) fn update(
+    t: &TenantRecords,
+    actor: &str,
+    (id, kind, name): (Uuid, ObjectKind, &str),
+    etag: Option<u64>,
+    patch: Map<String, Value>,
+    reason: Option<String>,
+) -> Result<Object, ApiError> {
+    let current = get_kind(t, id, kind, name)?;
+    if let Some(rev) = etag {
+        return t
+            .update(actor, id, rev, patch, reason)
+            .map_err(ApiError::from);
+    }
+    let mut rev = current.revision();
+    for _ in 0..5 {
+        match t.update(actor, id, rev, patch.clone(), reason.clone()) {
+            Err(RecordsError::StaleRevision { current, .. }) => rev = current,
+            r => return r.map_err(ApiError::from),
+        }
+    }
+    t.update(actor, id, rev, patch, reason)
+        .map_err(ApiError::from)
+}
+
+/// A reason field: empty is none.
+pub(crate) fn reason(r: String) -> Option<String> {
+    (!r.is_empty()).then_some(r)
+}

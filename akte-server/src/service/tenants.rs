@@ -1,0 +1,220 @@
+//! TenantService: tenants and tokens.
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{AuthError, Role, TokenRecord, ADMIN, READ};
+use crate::convert::timestamp;
+use crate::error::ApiError;
+use crate::names;
+use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::tenant_service_server::TenantService;
+
+use super::{blocking, Api, Caller};
+
+fn tenant_msg(t: &akte_core::store::Tenant) -> pb::Tenant {
+    pb::Tenant {
+        name: names::tenant_name(t.id()),
+        tenant_id: t.id().to_owned(),
+        origin: t.origin().to_owned(),
+        verifier_key: t.verifier().to_string(),
+        journal_size: t.size(),
+    }
+}
+
+fn role_msg(r: Role) -> i32 {
+    (match r {
+        Role::Reader => pb::Role::Reader,
+        Role::Clerk => pb::Role::Clerk,
+        Role::Registrar => pb::Role::Registrar,
+        Role::Archivist => pb::Role::Archivist,
+        Role::Admin => pb::Role::Admin,
+    }) as i32
+}
+
+fn parse_role(v: i32) -> Result<Role, ApiError> {
+    Ok(match pb::Role::try_from(v) {
+        Ok(pb::Role::Reader) => Role::Reader,
+        Ok(pb::Role::Clerk) => Role::Clerk,
+        Ok(pb::Role::Registrar) => Role::Registrar,
+        Ok(pb::Role::Archivist) => Role::Archivist,
+        Ok(pb::Role::Admin) => Role::Admin,
+        _ => return Err(ApiError::field("roles", format!("{v} is not a role"))),
+    })
+}
+
+fn token_msg(t: &TokenRecord) -> pb::Token {
+    let scope = if t.tenant == "*" { "-" } else { &t.tenant };
+    pb::Token {
+        name: format!("tenants/{scope}/tokens/{}", t.id),
+        principal: t.principal.clone(),
+        tenant: t.tenant.clone(),
+        roles: t.roles.iter().map(|r| role_msg(*r)).collect(),
+        create_time: t.created.as_ref().map(timestamp),
+        description: t.description.clone(),
+    }
+}
+
+fn auth_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Invalid { field, reason } => ApiError::field(field, reason),
+        AuthError::NotFound(id) => ApiError::NotFound { resource: id },
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+impl Api {
+    /// Checks that the caller administers the token scope (`None`: all tenants).
+    fn token_scope(
+        &self,
+        caller: &Caller,
+        scope: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        match scope {
+            None => self.global_admin(caller),
+            Some(t) => self.tenant(caller, t, name, ADMIN).map(|_| ()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TenantService for Api {
+    async fn create_tenant(
+        &self,
+        req: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let caller = self.caller(&req)?;
+        self.global_admin(&caller)?;
+        let id = req.into_inner().tenant_id;
+        let records = self.state.records.clone();
+        let t = blocking(move || Ok(records.create_tenant(&id)?)).await?;
+        tracing::info!(tenant = %t.tenant().id(), principal = %caller.principal.name, "tenant created");
+        Ok(Response::new(tenant_msg(t.tenant())))
+    }
+
+    async fn get_tenant(
+        &self,
+        req: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let tenant = names::tenant("name", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        Ok(Response::new(tenant_msg(t.tenant())))
+    }
+
+    async fn list_tenants(
+        &self,
+        req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let caller = self.caller(&req)?;
+        self.global_admin(&caller)?;
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            n => return Err(ApiError::field("page_size", format!("{n}; 0 to 1000")).into()),
+        };
+        let mut tenants = self.state.records.store().tenants();
+        tenants.sort_by(|a, b| a.id().cmp(b.id()));
+        let start = if r.page_token.is_empty() {
+            0
+        } else {
+            let after = r
+                .page_token
+                .strip_prefix("after:")
+                .ok_or_else(|| ApiError::field("page_token", "not a page token of this listing"))?;
+            tenants.partition_point(|t| t.id() <= after)
+        };
+        let page: Vec<_> = tenants.iter().skip(start).take(size).collect();
+        let next = if start + page.len() < tenants.len() {
+            page.last()
+                .map(|t| format!("after:{}", t.id()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: page.iter().map(|t| tenant_msg(t)).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let scope = names::token_parent("parent", &r.parent)?;
+        self.token_scope(&caller, scope.as_deref(), &r.parent)?;
+        if r.roles.is_empty() {
+            return Err(ApiError::field("roles", "at least one role is required").into());
+        }
+        let roles = r
+            .roles
+            .iter()
+            .map(|v| parse_role(*v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = self.state.clone();
+        let (record, secret) = blocking(move || {
+            let mut tokens = state
+                .tokens
+                .write()
+                .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
+            tokens
+                .create(&r.principal, scope.as_deref(), roles, &r.description)
+                .map_err(auth_error)
+        })
+        .await?;
+        tracing::info!(token = %record.id, principal = %record.principal, tenant = %record.tenant, by = %caller.principal.name, "token created");
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: Some(token_msg(&record)),
+            secret,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let parent = req.into_inner().parent;
+        let scope = names::token_parent("parent", &parent)?;
+        self.token_scope(&caller, scope.as_deref(), &parent)?;
+        let tokens = self
+            .state
+            .tokens
+            .read()
+            .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?
+            .list(scope.as_deref());
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: tokens.iter().map(token_msg).collect(),
+        }))
+    }
+
+    async fn delete_token(
+        &self,
+        req: Request<pb::DeleteTokenRequest>,
+    ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (scope, id) = names::token("name", &name)?;
+        self.token_scope(&caller, scope.as_deref(), &name)?;
+        let state = self.state.clone();
+        let shown = name.clone();
+        blocking(move || {
+            let mut tokens = state
+                .tokens
+                .write()
+                .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
+            tokens.delete(scope.as_deref(), &id).map_err(|e| match e {
+                AuthError::NotFound(_) => ApiError::NotFound { resource: shown },
+                other => auth_error(other),
+            })
+        })
+        .await?;
+        tracing::info!(token = %name, by = %caller.principal.name, "token deleted");
+        Ok(Response::new(pb::DeleteTokenResponse {}))
+    }
+}

@@ -1,0 +1,148 @@
+//! Streaming uploads into the content store with bounded memory.
+//!
+//! The async side reads the client's chunks and passes them through a bounded channel to a
+//! blocking `Read` that `ContentStore::put_expecting` consumes on a blocking thread, hashing
+//! while it writes. At most [`CHANNEL_CHUNKS`] chunks of at most [`MAX_CHUNK`] bytes wait
+//! in memory, whatever the size of the upload. A protocol error on the async side reaches
+//! the reader as an I/O error, so the put fails and stores nothing.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use akte_core::content::PutOutcome;
+use akte_core::records::TenantRecords;
+use akte_core::Digest;
+use bytes::{Buf, Bytes};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+
+/// Largest chunk a client may send.
+pub const MAX_CHUNK: usize = 1 << 20;
+/// Chunks buffered between the network and the disk.
+pub const CHANNEL_CHUNKS: usize = 4;
+
+/// A blocking reader over chunks arriving on a channel.
+pub struct ChunkReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    /// A reader over `rx`; it ends when the sender is dropped.
+    pub fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> ChunkReader {
+        ChunkReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// Something that yields the chunks of an upload, one message at a time.
+pub trait ChunkSource {
+    /// The next chunk; `None` at the end of the stream.
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Bytes>, ApiError>> + Send;
+}
+
+/// Streams the chunks of `source` into the tenant's content store, checking them against
+/// the declared digest and size. Nothing is stored unless both match.
+pub async fn receive_content<S: ChunkSource>(
+    source: &mut S,
+    records: TenantRecords,
+    digest: Digest,
+    size: u64,
+    idle: Duration,
+) -> Result<PutOutcome, ApiError> {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+    let put = tokio::task::spawn_blocking(move || {
+        records
+            .tenant()
+            .content()
+            .put_expecting(ChunkReader::new(rx), Some(digest), Some(size))
+    });
+    let fed = feed(source, tx, idle).await;
+    let put = put
+        .await
+        .map_err(|e| ApiError::Internal(format!("upload worker failed: {e}")))?;
+    match (fed, put) {
+        (Err(e), _) => Err(e),
+        (Ok(()), r) => r.map_err(ApiError::from),
+    }
+}
+
+async fn feed<S: ChunkSource>(
+    source: &mut S,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    idle: Duration,
+) -> Result<(), ApiError> {
+    loop {
+        let next = match tokio::time::timeout(idle, source.next_chunk()).await {
+            Err(_) => Err(ApiError::UploadIdle(idle.as_secs())),
+            Ok(r) => r,
+        };
+        let chunk = match next {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                // Make the put fail (it must not store a cut-off upload).
+                let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                return Err(e);
+            }
+        };
+        if chunk.is_empty() || chunk.len() > MAX_CHUNK {
+            let e = ApiError::UploadProtocol(format!(
+                "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
+                chunk.len()
+            ));
+            let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+            return Err(e);
+        }
+        if tx.send(Ok(chunk)).await.is_err() {
+            // The store stopped reading (the upload is longer than declared): its error
+            // is the answer.
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_reader_reads_across_chunks_and_reports_errors() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(Bytes::from_static(b"abc"))).unwrap();
+        tx.try_send(Ok(Bytes::from_static(b"de"))).unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        ChunkReader::new(rx).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcde");
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(Bytes::from_static(b"abc"))).unwrap();
+        tx.try_send(Err(io::Error::other("cut"))).unwrap();
+        let mut out = Vec::new();
+        assert!(ChunkReader::new(rx).read_to_end(&mut out).is_err());
+    }
+}

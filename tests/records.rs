@@ -444,6 +444,25 @@ fn idempotent_creates() {
         ),
         Err(RecordsError::Invalid { .. })
     ));
+    // A repeated add_version returns the version that request created, not the latest.
+    let d = doc(&t, a.id, "Dokument").unwrap();
+    let put = t.put_content(&b"erste Fassung"[..]).unwrap();
+    let nv = NewVersion {
+        comment: String::new(),
+        renditions: vec![NewRendition {
+            file_name: "a.txt".into(),
+            media_type: "text/plain".into(),
+            sha256: put.digest,
+            size: put.size,
+        }],
+    };
+    let v1 = t.add_version(CLERK, d.id, nv.clone(), Some("v-1")).unwrap();
+    version(&t, d.id, b"zweite Fassung").unwrap();
+    let again = t.add_version(CLERK, d.id, nv, Some("v-1")).unwrap();
+    assert_eq!(again, v1);
+    assert_eq!(t.document(d.id).unwrap().versions, 2);
+    // Writability can be checked before any bytes are uploaded.
+    t.check_writable(d.id).unwrap();
     // Survives a rebuild (the key is derived from the journal too).
     t.tenant().rebuild_index().unwrap();
     let c = t

@@ -464,7 +464,8 @@ impl Projection for RecordsProjection {
         if let (Some(rid), Some(digest), Some(id)) =
             (&event.request_id, event.request_digest, event.id)
         {
-            let v = serde_json::json!({"digest": digest, "id": id});
+            let version = event.version.as_ref().map(|v| v.number);
+            let v = serde_json::json!({"digest": digest, "id": id, "version": version});
             a.batch.insert(
                 schema::key(tag::REQUEST).raw(rid.as_bytes()),
                 serde_json::to_vec(&v).unwrap_or_default(),

@@ -204,6 +204,17 @@ impl TenantRecords {
         parent: Uuid,
         page: &PageRequest,
     ) -> Result<Page<Object>, RecordsError> {
+        self.list_children_of_kind(parent, None, page)
+    }
+
+    /// Children of one kind only (cases, documents or sub-files); pages are full, because
+    /// the kind is filtered while scanning, not afterwards.
+    pub fn list_children_of_kind(
+        &self,
+        parent: Uuid,
+        kind: Option<ObjectKind>,
+        page: &PageRequest,
+    ) -> Result<Page<Object>, RecordsError> {
         let p = self.get(parent)?;
         if p.kind() == ObjectKind::PlanUnit {
             return Err(RecordsError::WrongKind {
@@ -213,7 +224,16 @@ impl TenantRecords {
             });
         }
         let prefix = schema::children(parent);
-        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
+        let wanted = kind.map(|k| match k {
+            ObjectKind::File => b'f',
+            ObjectKind::Case => b'c',
+            ObjectKind::Document => b'd',
+            ObjectKind::PlanUnit => b'p', // never a child of a file, case or document
+        });
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, v| {
+            if wanted.is_some_and(|w| v.first() != Some(&w)) {
+                return Ok(None);
+            }
             object_at(self.index(), k)
         })
     }

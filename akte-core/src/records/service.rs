@@ -308,6 +308,15 @@ impl TenantRecords {
         request_id: Option<&str>,
         digest: &Digest,
     ) -> Result<Option<Uuid>, RecordsError> {
+        Ok(Self::replay_version(index, request_id, digest)?.map(|(id, _)| id))
+    }
+
+    /// Like `replay`, also handing back the version number an `add_version` created.
+    fn replay_version(
+        index: &TenantIndex,
+        request_id: Option<&str>,
+        digest: &Digest,
+    ) -> Result<Option<(Uuid, Option<u32>)>, RecordsError> {
         let Some(rid) = request_id else {
             return Ok(None);
         };
@@ -322,6 +331,8 @@ impl TenantRecords {
         struct Seen {
             digest: Digest,
             id: Uuid,
+            #[serde(default)]
+            version: Option<u32>,
         }
         let seen: Seen = serde_json::from_slice(&v).map_err(internal)?;
         if &seen.digest != digest {
@@ -329,7 +340,7 @@ impl TenantRecords {
                 request_id: rid.to_owned(),
             });
         }
-        Ok(Some(seen.id))
+        Ok(Some((seen.id, seen.version)))
     }
 
     fn request_digest<T: Serialize>(op: &str, request: &T) -> Result<Digest, RecordsError> {
@@ -785,8 +796,10 @@ impl TenantRecords {
             validate::media_type(&r.media_type)?;
         }
         let digest = Self::request_digest("version.add", &(document, &new))?;
+        let mut replayed: Option<u32> = None;
         let obj = self.write(actor, |index| {
-            if let Some(id) = Self::replay(index, request_id, &digest)? {
+            if let Some((id, number)) = Self::replay_version(index, request_id, &digest)? {
+                replayed = number;
                 return Ok(Plan::Done(id));
             }
             let doc = expect_document(index, document, "document")?;
@@ -830,7 +843,15 @@ impl TenantRecords {
             })
         })?;
         let doc = as_document(obj)?;
-        self.version(doc.id, doc.versions)
+        self.version(doc.id, replayed.unwrap_or(doc.versions))
+    }
+
+    /// Whether new documents, cases or versions may be added to `id` (a file, case or
+    /// document): `Closed` names the closed file or case on the way up, if any. For
+    /// refusing an upload before any byte is stored.
+    pub fn check_writable(&self, id: Uuid) -> Result<(), RecordsError> {
+        let index = self.tenant.index();
+        ensure_writable(index, &get_object(index, id)?)
     }
 
     /// Closes (zdA) a file with its open cases and sub-files, or a case with its open

@@ -84,7 +84,7 @@ impl CaseService for Api {
         let parent_name = r.parent;
         let (cases, next) = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
-            let p = t.list_children(parent.id, &page)?;
+            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Case), &page)?;
             let cases: Vec<_> = p
                 .items
                 .into_iter()

@@ -5,7 +5,7 @@ use std::io::Read;
 use akte_core::content::ContentError;
 use akte_core::records::{
     validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, Object, ObjectKind,
-    PageRequest, RecordsError, Status as OpenOrClosed, TenantRecords,
+    PageRequest, RecordsError, TenantRecords,
 };
 use akte_core::Digest;
 use bytes::Bytes;
@@ -37,38 +37,7 @@ fn doc_msg(t: &TenantRecords, tenant: &str, d: &Document) -> Result<pb::Document
 /// Refuses uploads for a document in a closed file or case before any byte is stored
 /// (the records model checks again when the version is added).
 fn ensure_open(t: &TenantRecords, doc: &Document) -> Result<(), ApiError> {
-    let mut cur = t.get(doc.parent)?;
-    for _ in 0..10_000 {
-        let next = match &cur {
-            Object::PlanUnit(_) => return Ok(()),
-            Object::Document(d) => d.parent,
-            Object::Case(c) => {
-                if c.status == OpenOrClosed::Closed {
-                    return Err(RecordsError::Closed {
-                        kind: ObjectKind::Case,
-                        id: c.id.to_string(),
-                    }
-                    .into());
-                }
-                c.parent_case.unwrap_or(c.file)
-            }
-            Object::File(f) => {
-                if f.status == OpenOrClosed::Closed {
-                    return Err(RecordsError::Closed {
-                        kind: ObjectKind::File,
-                        id: f.id.to_string(),
-                    }
-                    .into());
-                }
-                match f.parent_file {
-                    Some(p) => p,
-                    None => return Ok(()),
-                }
-            }
-        };
-        cur = t.get(next)?;
-    }
-    Err(ApiError::Internal("containment deeper than 10000".into()))
+    Ok(t.check_writable(doc.id)?)
 }
 
 fn digest(field: &str, hex: &str) -> Result<Digest, ApiError> {
@@ -250,7 +219,7 @@ impl DocumentService for Api {
         let parent_name = r.parent;
         let (docs, next) = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
-            let p = t.list_children(parent.id, &page)?;
+            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Document), &page)?;
             let docs: Vec<_> = p
                 .items
                 .into_iter()

@@ -128,7 +128,7 @@ impl FileService for Api {
                 return Ok((p.items, p.next_page_token));
             }
             get_kind(&t, parent.id, ObjectKind::File, &parent_name)?;
-            let p = t.list_children(parent.id, &page)?;
+            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::File), &page)?;
             let files = p
                 .items
                 .into_iter()

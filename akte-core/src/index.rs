@@ -105,12 +105,27 @@ fn tree_name(tenant: &str) -> String {
 impl Index {
     /// Opens (or creates) the index database in `dir`.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
-            .flush_every_ms(Some(500))
-            .open()?;
-        Ok(Index { db })
+            .flush_every_ms(Some(500));
+        // sled releases its file lock from a background thread shortly after the last
+        // handle is dropped, so reopening in the same process can find it still held for a
+        // moment. Other processes are kept out by the store's own lock, taken before this.
+        let mut waited = 0;
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(Index { db }),
+                // sled 0.34 reports its lock as ErrorKind::Other with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && waited < 100 =>
+                {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Opens a throw-away index (for verification by rebuild and for tests).

@@ -60,6 +60,7 @@
 pub mod content;
 pub mod digest;
 pub mod entry;
+pub mod evidence;
 pub mod fsutil;
 pub mod index;
 pub mod journal;

@@ -493,7 +493,8 @@ impl TenantRecords {
     }
 
     /// Writes the 0503 transfer of every file the archive appraised A in `process`,
-    /// streaming each rendition from the content store into the ZIP, and records it.
+    /// streaming each rendition from the content store into the ZIP, with the evidence
+    /// file of [`crate::evidence`], and records it.
     pub fn transfer<W: Write + Seek>(
         &self,
         actor: &str,
@@ -583,14 +584,13 @@ impl TenantRecords {
                 .file(&f)?,
             );
         }
-        let content = self.tenant.content();
-        let out = xdomea::write_0503(
-            out,
+        // The ZIP carries the evidence file (crate::evidence) beside the XML and the files.
+        let out = crate::evidence::write_transfer(
+            self,
             &header(process, &parties.agency, &parties.archive),
             &objects,
-            |r| content.get(&r.digest),
-        )
-        .map_err(xdomea_err)?;
+            out,
+        )?;
         self.step(
             actor,
             kind::DISPOSAL_TRANSFER,

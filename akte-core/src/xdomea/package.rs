@@ -234,6 +234,8 @@ struct Pending {
 /// sequence with a callback that opens each rendition.
 pub struct TransferWriter<W: Write + Seek> {
     zip: ZipWriter<W>,
+    message: (String, u64, Digest),
+    names: HashSet<String>,
     pending: HashMap<Uuid, Pending>,
     order: Vec<Uuid>,
     added: HashSet<Uuid>,
@@ -275,17 +277,19 @@ impl<W: Write + Seek> TransferWriter<W> {
             );
         });
         let modified = zip_time(header);
+        let xml_name = message_xml_name(header.process_id, MessageType::Transfer);
+        let mut names: HashSet<String> = pending.values().map(|p| p.zip_name.clone()).collect();
+        names.insert(xml_name.clone());
         let mut zip = ZipWriter::new(out);
         let xml_options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .last_modified_time(modified);
-        zip.start_file(
-            message_xml_name(header.process_id, MessageType::Transfer),
-            xml_options,
-        )?;
+        zip.start_file(xml_name.as_str(), xml_options)?;
         zip.write_all(&xml)?;
         Ok(TransferWriter {
             zip,
+            message: (xml_name, xml.len() as u64, Digest::of(&xml)),
+            names,
             pending,
             order,
             added: HashSet::new(),
@@ -294,6 +298,42 @@ impl<W: Write + Seek> TransferWriter<W> {
             buffer: vec![0u8; CHUNK],
             failed: None,
         })
+    }
+
+    /// Name, size and SHA-256 of the message XML, the first entry of the ZIP.
+    pub fn message_entry(&self) -> (&str, u64, Digest) {
+        (self.message.0.as_str(), self.message.1, self.message.2)
+    }
+
+    /// Adds a file the message does not reference (akte's evidence file, say) as one more
+    /// deflated entry. Intake tools ignore such entries. Fails if the name is empty,
+    /// contains `/` or `\`, or is the name of the message or of any entry of this
+    /// transfer, or if the transfer failed earlier.
+    pub fn add_extra_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), XdomeaError> {
+        if let Some(reason) = &self.failed {
+            return Err(XdomeaError::Container(format!(
+                "the transfer failed earlier ({reason})"
+            )));
+        }
+        if name.is_empty() || name.contains(['/', '\\']) || self.names.contains(name) {
+            return Err(XdomeaError::Container(format!(
+                "{name:?} cannot be added: empty, a path, or already an entry of the transfer"
+            )));
+        }
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .last_modified_time(self.modified)
+            .large_file(bytes.len() as u64 >= ZIP64_FROM);
+        let written = self
+            .zip
+            .start_file(name, options)
+            .and_then(|()| self.zip.write_all(bytes).map_err(Into::into));
+        if let Err(e) = written {
+            self.failed = Some(e.to_string());
+            return Err(e.into());
+        }
+        self.names.insert(name.to_owned());
+        Ok(())
     }
 
     /// The renditions whose primary files are still to be added, in message order.

@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|all] [--quick]`
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|all] [--quick]`
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
 //! and noisy, so ratios against a baseline measured moments before are what to compare
@@ -13,6 +13,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod grpc;
+
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
 
@@ -22,7 +24,7 @@ use akte_core::segment::Attachment;
 use akte_core::store::{Store, StoreOptions, Tenant};
 use akte_core::Digest;
 
-struct Row {
+pub(crate) struct Row {
     figure: String,
     value: f64,
     unit: &'static str,
@@ -78,7 +80,7 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// German-like administrative text (compresses roughly 3-4x with zstd).
-fn text_bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn text_bytes(n: usize, seed: u64) -> Vec<u8> {
     const WORDS: &[&str] = &[
         "Antrag",
         "Bescheid",
@@ -121,7 +123,7 @@ fn text_bytes(n: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-fn mbps(bytes: u64, d: Duration) -> f64 {
+pub(crate) fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
 
@@ -518,7 +520,7 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench_dir() -> std::path::PathBuf {
+pub(crate) fn bench_dir() -> std::path::PathBuf {
     std::env::var_os("AKTE_BENCH_DIR")
         .map(Into::into)
         .unwrap_or_else(std::env::temp_dir)
@@ -540,15 +542,17 @@ fn main() -> Result<()> {
         "proofs" => bench_proofs(&mut rows, quick)?,
         "verify" => bench_verify(&mut rows, quick)?,
         "rebuild" => bench_rebuild(&mut rows, quick)?,
+        "grpc" => grpc::bench_grpc(&mut rows, quick)?,
         "all" => {
             bench_store(&mut rows, quick)?;
             bench_journal(&mut rows, quick)?;
             bench_proofs(&mut rows, quick)?;
             bench_verify(&mut rows, quick)?;
             bench_rebuild(&mut rows, quick)?;
+            grpc::bench_grpc(&mut rows, quick)?;
         }
         other => {
-            bail!("unknown benchmark {other:?}: use store, journal, proofs, verify, rebuild or all")
+            bail!("unknown benchmark {other:?}: use store, journal, proofs, verify, rebuild, grpc or all")
         }
     }
     print_table(&rows);

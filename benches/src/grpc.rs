@@ -1,0 +1,259 @@
+//! End-to-end ingest through akted over loopback, on the agency-like corpus from
+//! `../shared/corpus/gen_corpus.py`, beside the bound that hashing plus compression sets on
+//! the machine's cores (measured in the same run).
+//!
+//! The server runs in the benchmark's own process (the same code as `akted`, started
+//! through the library), so client and server share the two cores, as they would on one
+//! loopback machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+use akte_server::client::{add_version_messages, sha256_hex, ClientTls, Clients};
+use akte_server::config::ServerConfig;
+use akte_server::pb::akte::v1 as pb;
+use akte_server::server::{start, Running};
+
+use crate::{bench_dir, mbps, Row};
+
+fn corpus(dir: &Path, quick: bool) -> Result<Vec<(String, Vec<u8>)>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/gen_corpus.py");
+    let out = dir.join("corpus");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(&out)
+        .args(["--profile", if quick { "tiny" } else { "small" }])
+        .status()
+        .context("running gen_corpus.py (python3 and ../shared are needed)")?;
+    if !status.success() {
+        bail!("gen_corpus.py failed");
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![out];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                files.push((name, std::fs::read(&p)?));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+struct Server {
+    running: Running,
+    _dir: tempfile::TempDir,
+    url: String,
+    token: String,
+    file: String,
+}
+
+async fn server(tenant: &str) -> Result<Server> {
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    let mut cfg = ServerConfig::new(dir.path());
+    cfg.listen = "127.0.0.1:0".parse()?;
+    cfg.metrics_listen = None;
+    cfg.max_concurrent_requests = 256;
+    let running = start(cfg).await?;
+    let url = format!("http://{}", running.addr);
+    let boot = running
+        .bootstrap_token
+        .clone()
+        .context("no bootstrap token")?;
+    let admin_token = std::fs::read_to_string(boot)?.trim().to_owned();
+    let mut admin = Clients::connect(&url, Some(&admin_token), &ClientTls::default()).await?;
+    admin
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: tenant.into(),
+        })
+        .await?;
+    let token = admin
+        .tenants
+        .create_token(pb::CreateTokenRequest {
+            parent: format!("tenants/{tenant}"),
+            principal: "bench:clerk".into(),
+            roles: vec![pb::Role::Registrar as i32, pb::Role::Clerk as i32],
+            description: String::new(),
+        })
+        .await?
+        .into_inner()
+        .secret;
+    let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
+    let unit = c
+        .plan
+        .create_plan_unit(pb::CreatePlanUnitRequest {
+            parent: format!("tenants/{tenant}"),
+            plan_unit: Some(pb::PlanUnit {
+                code: "1".into(),
+                title: "Benchmark".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let file = c
+        .files
+        .create_file(pb::CreateFileRequest {
+            parent: unit.name,
+            file: Some(pb::File {
+                subject: "Benchmark".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .name;
+    Ok(Server {
+        running,
+        _dir: dir,
+        url,
+        token,
+        file,
+    })
+}
+
+/// Files each document (create + streamed version) with `clients` concurrent clients.
+async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<f64> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let mine: Vec<(String, Bytes)> = docs
+            .iter()
+            .skip(k)
+            .step_by(clients)
+            .map(|(n, b)| (n.clone(), Bytes::copy_from_slice(b)))
+            .collect();
+        let (url, token, file) = (s.url.clone(), s.token.clone(), s.file.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
+            for (name, data) in mine {
+                let doc = c
+                    .documents
+                    .create_document(pb::CreateDocumentRequest {
+                        parent: file.clone(),
+                        document: Some(pb::Document {
+                            subject: name.clone(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let header = pb::AddVersionHeader {
+                    document: doc.name,
+                    comment: String::new(),
+                    upload: Some(pb::RenditionUpload {
+                        file_name: name,
+                        media_type: "application/octet-stream".into(),
+                        sha256: sha256_hex(&data),
+                        size: data.len() as u64,
+                    }),
+                    staged_renditions: vec![],
+                    request_id: String::new(),
+                };
+                let msgs = add_version_messages(header, data, 1 << 20);
+                c.documents.add_version(tokio_stream::iter(msgs)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+pub(crate) fn bench_grpc(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(rows, quick))
+}
+
+async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let work = tempfile::tempdir_in(bench_dir())?;
+    let docs = corpus(work.path(), quick)?;
+    let total: u64 = docs.iter().map(|(_, b)| b.len() as u64).sum();
+    // The bound: every byte is hashed and zstd-compressed (akte skips compression for
+    // incompressible data, so this bound is conservative), on all cores.
+    let start = Instant::now();
+    for (_, b) in &docs {
+        std::hint::black_box(Sha256::digest(b));
+    }
+    let sha = mbps(total, start.elapsed());
+    let start = Instant::now();
+    for (_, b) in &docs {
+        std::hint::black_box(zstd::bulk::compress(b, 3)?);
+    }
+    let zstd_rate = mbps(total, start.elapsed());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let bound = cores / (1.0 / sha + 1.0 / zstd_rate);
+    for clients in [1usize, 4, 16] {
+        let s = server(&format!("c{clients}")).await?;
+        let secs = ingest(&s, &docs, clients).await?;
+        s.running.shutdown().await?;
+        rows.push(Row {
+            figure: format!(
+                "gRPC ingest, {} docs, {clients} clients ({:.0} docs/s)",
+                docs.len(),
+                docs.len() as f64 / secs
+            ),
+            value: total as f64 / secs / 1e6,
+            unit: "MB/s",
+            baseline: format!("hash+zstd bound on {cores} cores"),
+            baseline_value: bound,
+        });
+    }
+    // Small durable documents: 5 KB each, 16 clients.
+    let n = if quick { 1000 } else { 5000 };
+    let small: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("brief-{i}.txt"), crate::text_bytes(5_000, i as u64 + 1)))
+        .collect();
+    let raw = raw_fsync_rate(work.path(), 2000)?;
+    let s = server("small").await?;
+    let secs = ingest(&s, &small, 16).await?;
+    s.running.shutdown().await?;
+    rows.push(Row {
+        figure: format!("gRPC small 5 KB docs, 16 clients ({n} docs)"),
+        value: n as f64 / secs,
+        unit: "/s",
+        baseline: "write+fdatasync of 5 KB, 1 writer".into(),
+        baseline_value: raw,
+    });
+    Ok(())
+}
+
+fn raw_fsync_rate(dir: &Path, n: usize) -> Result<f64> {
+    use std::io::Write;
+    let p: PathBuf = dir.join("raw-fsync");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)?;
+    let buf = vec![7u8; 5_000];
+    let start = Instant::now();
+    for _ in 0..n {
+        f.write_all(&buf)?;
+        f.sync_data()?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}

@@ -22,7 +22,10 @@ use akte_server::server::{start, Running};
 use crate::{bench_dir, mbps, Row};
 
 fn corpus(dir: &Path, quick: bool) -> Result<Vec<(String, Vec<u8>)>> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/gen_corpus.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/gen_corpus.py"
+    );
     let out = dir.join("corpus");
     let status = Command::new("python3")
         .arg(script)
@@ -226,7 +229,12 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     // Small durable documents: 5 KB each, 16 clients.
     let n = if quick { 1000 } else { 5000 };
     let small: Vec<(String, Vec<u8>)> = (0..n)
-        .map(|i| (format!("brief-{i}.txt"), crate::text_bytes(5_000, i as u64 + 1)))
+        .map(|i| {
+            (
+                format!("brief-{i}.txt"),
+                crate::text_bytes(5_000, i as u64 + 1),
+            )
+        })
         .collect();
     let raw = raw_fsync_rate(work.path(), 2000)?;
     let s = server("small").await?;

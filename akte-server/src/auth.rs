@@ -80,6 +80,8 @@ pub const REGISTRAR_WRITE: &[Role] = &[Role::Registrar, Role::Admin];
 pub const SIGN: &[Role] = &[Role::Registrar, Role::Archivist, Role::Admin];
 /// Verification.
 pub const VERIFY: &[Role] = &[Role::Archivist, Role::Admin];
+/// Holds and the archive's disposal messages.
+pub const ARCHIVE: &[Role] = &[Role::Archivist, Role::Admin];
 /// Tokens and tenants.
 pub const ADMIN: &[Role] = &[Role::Admin];
 

@@ -13,11 +13,15 @@ use tonic::{Request, Status};
 
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::case_service_client::CaseServiceClient;
+use crate::pb::akte::v1::disposal_service_client::DisposalServiceClient;
 use crate::pb::akte::v1::document_service_client::DocumentServiceClient;
 use crate::pb::akte::v1::file_plan_service_client::FilePlanServiceClient;
 use crate::pb::akte::v1::file_service_client::FileServiceClient;
 use crate::pb::akte::v1::history_service_client::HistoryServiceClient;
+use crate::pb::akte::v1::hold_service_client::HoldServiceClient;
 use crate::pb::akte::v1::journal_service_client::JournalServiceClient;
+use crate::pb::akte::v1::retention_service_client::RetentionServiceClient;
+use crate::pb::akte::v1::search_service_client::SearchServiceClient;
 use crate::pb::akte::v1::tenant_service_client::TenantServiceClient;
 use crate::pb::akte::v1::verification_service_client::VerificationServiceClient;
 use crate::upload::MAX_CHUNK;
@@ -87,6 +91,14 @@ pub struct Clients {
     pub journal: JournalServiceClient<AuthChannel>,
     /// VerificationService.
     pub verification: VerificationServiceClient<AuthChannel>,
+    /// RetentionService.
+    pub retention: RetentionServiceClient<AuthChannel>,
+    /// HoldService.
+    pub holds: HoldServiceClient<AuthChannel>,
+    /// DisposalService.
+    pub disposal: DisposalServiceClient<AuthChannel>,
+    /// SearchService.
+    pub search: SearchServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -110,7 +122,14 @@ impl Clients {
             documents: DocumentServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             history: HistoryServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             journal: JournalServiceClient::new(svc.clone()).max_decoding_message_size(limit),
-            verification: VerificationServiceClient::new(svc).max_decoding_message_size(limit),
+            verification: VerificationServiceClient::new(svc.clone())
+                .max_decoding_message_size(limit),
+            retention: RetentionServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            holds: HoldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            disposal: DisposalServiceClient::new(svc)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),
         })
     }
 

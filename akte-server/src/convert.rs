@@ -139,7 +139,7 @@ fn parse_medium(field: &str, v: i32) -> Result<Option<Medium>, ApiError> {
         .ok_or_else(|| ApiError::field(field, format!("{v} is not a medium (1 to 3)")))
 }
 
-fn disposal(d: DisposalDecision) -> i32 {
+pub(crate) fn disposal(d: DisposalDecision) -> i32 {
     match d {
         DisposalDecision::Archive => 1,
         DisposalDecision::Destroy => 2,
@@ -147,7 +147,7 @@ fn disposal(d: DisposalDecision) -> i32 {
     }
 }
 
-fn parse_disposal(field: &str, v: i32) -> Result<Option<DisposalDecision>, ApiError> {
+pub(crate) fn parse_disposal(field: &str, v: i32) -> Result<Option<DisposalDecision>, ApiError> {
     Ok(Some(match v {
         0 => return Ok(None),
         1 => DisposalDecision::Archive,
@@ -162,7 +162,7 @@ fn parse_disposal(field: &str, v: i32) -> Result<Option<DisposalDecision>, ApiEr
     }))
 }
 
-fn retention(r: Retention) -> pb::Retention {
+pub(crate) fn retention(r: Retention) -> pb::Retention {
     pb::Retention {
         period: Some(match r {
             Retention::Years(y) => pb::retention::Period::Years(u32::from(y)),
@@ -171,7 +171,10 @@ fn retention(r: Retention) -> pb::Retention {
     }
 }
 
-fn parse_retention(field: &str, r: Option<&pb::Retention>) -> Result<Option<Retention>, ApiError> {
+pub(crate) fn parse_retention(
+    field: &str,
+    r: Option<&pb::Retention>,
+) -> Result<Option<Retention>, ApiError> {
     match r.and_then(|r| r.period.as_ref()) {
         None => Ok(None),
         Some(pb::retention::Period::Years(y)) => u16::try_from(*y)
@@ -185,7 +188,7 @@ fn parse_retention(field: &str, r: Option<&pb::Retention>) -> Result<Option<Rete
     }
 }
 
-fn state(s: Status) -> i32 {
+pub(crate) fn state(s: Status) -> i32 {
     match s {
         Status::Open => pb::State::Open as i32,
         Status::Closed => pb::State::Closed as i32,

@@ -274,6 +274,10 @@ fn records_parts(e: &RecordsError) -> Option<Parts> {
             parts(Code::InvalidArgument, "REQUEST_ID_REUSED", msg)
                 .meta("request_id", request_id.clone())
         }
+        RecordsError::Destroyed { kind, id, on } => parts(Code::NotFound, "OBJECT_DESTROYED", msg)
+            .meta("resource", id.clone())
+            .meta("kind", kind.name())
+            .meta("destroyed_on", on.to_string()),
         RecordsError::Store(s) => return store_parts(s),
         _ => return None,
     })

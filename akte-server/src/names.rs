@@ -268,6 +268,29 @@ pub fn token(field: &str, name: &str) -> Result<(Option<String>, String), ApiErr
     Ok((scope, segs[3].to_owned()))
 }
 
+/// Parses `tenants/{tenant}/{collection}/{uuid}` for collections outside the object tree
+/// (`holds`, `disposalProcesses`, `destructionRecords`).
+pub fn resource(field: &str, name: &str, collection: &str) -> Result<(String, Uuid), ApiError> {
+    let segs = segments(field, name)?;
+    if segs.len() != 4 || segs[2] != collection {
+        return Err(bad(
+            field,
+            format!(
+                "{:?} is not tenants/{{tenant}}/{collection}/{{id}}",
+                shown(name)
+            ),
+        ));
+    }
+    check_tenant(field, name, segs[1])?;
+    let id = uuid(field, name, segs[3])?;
+    Ok((segs[1].to_owned(), id))
+}
+
+/// `tenants/{tenant}/{collection}/{id}`.
+pub fn resource_name(tenant: &str, collection: &str, id: Uuid) -> String {
+    format!("tenants/{tenant}/{collection}/{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

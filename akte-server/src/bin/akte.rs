@@ -3,13 +3,17 @@
 //! Offline commands work on a data directory directly (the daemon must not be running on
 //! it: the store is locked by whoever opens it first). Client commands (`admin`,
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
-//! `verify-remote`) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
+//! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
+//! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
+//! no data directory at all (exit 0 verified, 1 problems, 2 cannot check).
 //!
 //! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error;
 //! 4 server unreachable, unavailable or overloaded; 5 not authenticated or not allowed;
 //! 6 not found; 7 request refused (invalid, conflicting, stale etag, closed object);
 //! 8 stored data damaged.
 
+#[path = "../cli/evidence.rs"]
+mod evidence;
 #[path = "../cli/remote.rs"]
 mod remote;
 
@@ -96,6 +100,8 @@ enum Command {
     Stats,
     /// A first try: create a tenant, store documents, checkpoint, prove and verify.
     Demo,
+    #[command(flatten)]
+    Package(evidence::Command),
     #[command(flatten)]
     Remote(remote::Command),
 }
@@ -319,6 +325,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Demo => demo(&cli.data_dir)?,
+        Command::Package(command) => return Ok(evidence::run(command, cli.json)),
         Command::Remote(command) => return run_remote(cli, command),
     }
     Ok(ExitCode::SUCCESS)

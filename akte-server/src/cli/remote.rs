@@ -14,6 +14,9 @@ use sha2::Digest as _;
 use tonic::Code;
 
 use akte_server::client::{ClientTls, Clients};
+
+#[path = "disposal.rs"]
+mod disposal;
 use akte_server::error::error_info;
 use akte_server::pb::akte::v1 as pb;
 use akte_server::pb::google::r#type::Date;
@@ -114,6 +117,21 @@ pub enum Command {
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+    /// Retention: set, status, due list.
+    Retention {
+        #[command(subcommand)]
+        command: disposal::RetentionCommand,
+    },
+    /// Holds (Aussonderungssperren).
+    Hold {
+        #[command(subcommand)]
+        command: disposal::HoldCommand,
+    },
+    /// The xdomea disposal flow and destruction.
+    Disposal {
+        #[command(subcommand)]
+        command: disposal::DisposalCommand,
     },
     /// Run verification of the tenant on the server (archivist or admin).
     VerifyRemote {
@@ -558,6 +576,9 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         Command::PlanUnit { command } => plan_unit(&ctx, &mut c, command).await?,
         Command::File { command } => file(&ctx, &mut c, command).await?,
         Command::Case { command } => case(&ctx, &mut c, command).await?,
+        Command::Retention { command } => disposal::retention(&ctx, &mut c, command).await?,
+        Command::Hold { command } => disposal::hold(&ctx, &mut c, command).await?,
+        Command::Disposal { command } => disposal::disposal(&ctx, &mut c, command).await?,
         Command::Document { command } => document(&ctx, &mut c, command).await?,
         Command::Upload {
             document,

@@ -3,11 +3,16 @@
 //! call on the blocking thread pool.
 
 mod cases;
+mod disposal;
 mod documents;
 mod files;
 mod journal;
 mod plan;
+mod retention;
+mod search;
 mod tenants;
+
+pub use disposal::{remove_temporary_zips, MAX_RECEIVED_MESSAGE};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

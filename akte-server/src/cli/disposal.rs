@@ -1,0 +1,609 @@
+//! Client commands for retention, holds and the xdomea disposal flow.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use akte_server::client::Clients;
+use akte_server::pb::akte::v1 as pb;
+
+use super::{date, parse_date, Ctx};
+
+/// Retention commands.
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Override retention and disposal decision of a file (registrar).
+    Set {
+        /// The file.
+        file: String,
+        /// Retention in years.
+        #[arg(long, conflicts_with = "unlimited")]
+        years: Option<u32>,
+        /// Unlimited retention.
+        #[arg(long)]
+        unlimited: bool,
+        /// Disposal decision: A (archive), V (destroy) or B (appraise).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Why (recorded in the journal).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The disposal status of a file, case or document, with its explanation.
+    Status {
+        /// The object.
+        name: String,
+    },
+    /// Files whose retention has ended.
+    Due {
+        /// Only files of this plan unit.
+        #[arg(long)]
+        plan_unit: Option<String>,
+        /// Only files with this decision (A, V or B).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only files whose retention ended on or before this day (YYYY-MM-DD).
+        #[arg(long)]
+        ended_by: Option<String>,
+    },
+}
+
+/// Hold commands.
+#[derive(Subcommand, Debug)]
+pub enum HoldCommand {
+    /// Place a hold on a file, case or document (archivist).
+    Place {
+        /// The object (full name, or a file id with --tenant).
+        object: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Reference of the matter, e.g. a court file number.
+        #[arg(long, default_value = "")]
+        reference: String,
+    },
+    /// Release a hold (archivist).
+    Release {
+        /// The hold.
+        hold: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List holds.
+    List {
+        /// Also released ones.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Sender and receiver of the messages the agency writes.
+#[derive(Args, Debug, Clone)]
+pub struct PartyArgs {
+    /// Agency key (Behördenschlüssel code) of the agency.
+    #[arg(long, env = "AKTE_AGENCY_CODE")]
+    pub agency_code: String,
+    /// Agency name.
+    #[arg(long, env = "AKTE_AGENCY_NAME")]
+    pub agency_name: String,
+    /// Agency key of the archive.
+    #[arg(long, env = "AKTE_ARCHIVE_CODE")]
+    pub archive_code: String,
+    /// Archive name.
+    #[arg(long, env = "AKTE_ARCHIVE_NAME")]
+    pub archive_name: String,
+}
+
+impl PartyArgs {
+    fn parties(&self) -> pb::Parties {
+        let p = |code: &str, name: &str| pb::Party {
+            agency_code: code.to_owned(),
+            agency_name: name.to_owned(),
+            institution: String::new(),
+        };
+        pb::Parties {
+            agency: Some(p(&self.agency_code, &self.agency_name)),
+            archive: Some(p(&self.archive_code, &self.archive_name)),
+        }
+    }
+}
+
+/// Disposal commands.
+#[derive(Subcommand, Debug)]
+pub enum DisposalCommand {
+    /// Offer files to the archive: writes the 0501 ZIP (registrar).
+    Offer {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Output file [default: the xdomea file name in the current directory].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        parties: PartyArgs,
+    },
+    /// Read a message of the archive (0502, 0504, 0506 or 0507; ZIP or XML) (archivist).
+    Receive {
+        /// The message file.
+        message: PathBuf,
+        /// Where to write the 0505 receipt of a 0502 [default: beside the message].
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+        #[command(flatten)]
+        parties: PartyArgs,
+    },
+    /// Transfer the files the archive appraised A: writes the 0503 ZIP (registrar).
+    Transfer {
+        /// The process.
+        process: String,
+        /// Output file [default: the xdomea file name in the current directory].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        parties: PartyArgs,
+    },
+    /// Transfer files with decision A directly (two stages): writes the 0503 ZIP.
+    TransferTwoStage {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Output file [default: the xdomea file name in the current directory].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        parties: PartyArgs,
+    },
+    /// Show a disposal process.
+    Process {
+        /// The process.
+        name: String,
+    },
+    /// Destroy files (registrar or admin); prints the signed destruction record.
+    Destroy {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// The legal basis.
+        #[arg(long)]
+        legal_basis: String,
+        /// Who authorised the destruction.
+        #[arg(long)]
+        authorised_by: String,
+    },
+    /// Show a destruction record (or list them without a name).
+    DestructionRecord {
+        /// The record.
+        name: Option<String>,
+    },
+}
+
+fn decision(field: &str, s: Option<&str>) -> Result<i32> {
+    Ok(match s.map(str::to_ascii_uppercase).as_deref() {
+        None => 0,
+        Some("A") => pb::DisposalDecision::Archive as i32,
+        Some("V") => pb::DisposalDecision::Destroy as i32,
+        Some("B") => pb::DisposalDecision::Appraise as i32,
+        Some(other) => bail!("--{field} {other:?}: expected A, V or B"),
+    })
+}
+
+fn hold_json(h: &pb::Hold) -> Value {
+    json!({
+        "name": h.name, "object": h.object, "file": h.file, "reason": h.reason,
+        "reference": h.reference, "placed_by": h.placed_by, "active": h.active,
+        "released_by": h.released_by, "release_reason": h.release_reason,
+    })
+}
+
+fn status_json(s: &pb::DisposalStatus) -> Value {
+    json!({
+        "object": s.object, "file": s.file, "reference": s.reference,
+        "state": pb::DisposalState::try_from(s.state).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
+        "decision": pb::DisposalDecision::try_from(s.decision).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
+        "source": s.source, "retention_end": date(&s.retention_end),
+        "explanation": s.explanation, "holds": s.holds.iter().map(hold_json).collect::<Vec<_>>(),
+        "process": s.process, "archive_id": s.archive_id,
+        "destruction_record": s.destruction_record, "since": date(&s.since),
+    })
+}
+
+fn process_json(p: &pb::DisposalProcess) -> Value {
+    json!({
+        "name": p.name, "two_stage": p.two_stage, "files": p.files,
+        "stage": pb::ProcessStage::try_from(p.stage).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
+        "decisions": p.decisions.iter().map(|d| json!({"file": d.file,
+            "decision": pb::DisposalDecision::try_from(d.decision).map(|x| x.as_str_name().to_owned()).unwrap_or_default()})).collect::<Vec<_>>(),
+        "confirmations": p.confirmations.iter().map(|c| json!({"file": c.file, "text": c.text})).collect::<Vec<_>>(),
+        "steps": p.steps,
+    })
+}
+
+fn record_json(r: &pb::DestructionRecord) -> Value {
+    json!({
+        "name": r.name, "actor": r.actor, "authorised_by": r.authorised_by,
+        "legal_basis": r.legal_basis,
+        "files": r.files.iter().map(|f| json!({"file": f.file, "reference": f.reference,
+            "seq": f.seq, "objects": f.objects, "grounds": f.grounds})).collect::<Vec<_>>(),
+        "signed_note": r.signed_note,
+    })
+}
+
+fn show_status(s: &pb::DisposalStatus) -> String {
+    format!("{}\t{}\t{}", s.file, s.reference, s.explanation)
+}
+
+/// Writes a streamed ZIP to `output` (or its xdomea name), via a `.part` file renamed when
+/// complete. Returns the info and the path.
+async fn save_zip(
+    mut s: tonic::Streaming<pb::MessageChunk>,
+    output: Option<&Path>,
+) -> Result<(pb::MessageInfo, PathBuf)> {
+    let first = s
+        .message()
+        .await?
+        .ok_or_else(|| anyhow!("the server sent nothing"))?;
+    let Some(pb::message_chunk::Message::Info(info)) = first.message else {
+        bail!("the server's first message is not the ZIP's description");
+    };
+    let out = match output {
+        Some(o) => o.to_path_buf(),
+        None => PathBuf::from(&info.file_name),
+    };
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    let mut received = 0u64;
+    let bar = progress(info.size, &info.file_name);
+    let result: Result<()> = async {
+        while let Some(m) = s.message().await? {
+            if let Some(pb::message_chunk::Message::Chunk(b)) = m.message {
+                received += b.len() as u64;
+                f.write_all(&b)?;
+                if let Some(bar) = &bar {
+                    bar.set_position(received);
+                }
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        f.flush()?;
+        if received != info.size {
+            bail!("received {received} bytes of {}", info.size);
+        }
+        Ok(())
+    }
+    .await;
+    drop(f);
+    match result {
+        Ok(()) => {
+            std::fs::rename(&tmp, &out)
+                .with_context(|| format!("renaming to {}", out.display()))?;
+            Ok((info, out))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A progress bar on standard error for a download of `size` bytes, only when standard
+/// output is a terminal (scripts and pipes see no bar).
+fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    Some(bar)
+}
+
+fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) {
+    ctx.print(
+        json!({"process": info.process, "file": path.display().to_string(), "size": info.size}),
+        || format!("{}\t{}\t{} bytes", info.process, path.display(), info.size),
+    );
+}
+
+fn files(ctx: &Ctx<'_>, files: &[String]) -> Result<Vec<String>> {
+    files.iter().map(|f| ctx.name(f, "files")).collect()
+}
+
+/// Runs a retention command.
+pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionCommand) -> Result<()> {
+    match command {
+        RetentionCommand::Set {
+            file,
+            years,
+            unlimited,
+            decision: d,
+            reason,
+        } => {
+            let retention = match (years, unlimited) {
+                (Some(y), _) => Some(pb::Retention {
+                    period: Some(pb::retention::Period::Years(*y)),
+                }),
+                (None, true) => Some(pb::Retention {
+                    period: Some(pb::retention::Period::Unlimited(true)),
+                }),
+                (None, false) => None,
+            };
+            let s = c
+                .retention
+                .set_retention(pb::SetRetentionRequest {
+                    file: ctx.name(file, "files")?,
+                    retention,
+                    disposal: decision("decision", d.as_deref())?,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            ctx.print(status_json(&s), || show_status(&s));
+        }
+        RetentionCommand::Status { name } => {
+            let s = c
+                .retention
+                .get_disposal_status(pb::GetDisposalStatusRequest {
+                    name: ctx.name(name, "files")?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(status_json(&s), || show_status(&s));
+        }
+        RetentionCommand::Due {
+            plan_unit,
+            decision: d,
+            ended_by,
+        } => {
+            let r = c
+                .retention
+                .list_due_files(pb::ListDueFilesRequest {
+                    parent: ctx.tenant_name()?,
+                    plan_unit: match plan_unit {
+                        Some(u) => ctx.name(u, "planUnits")?,
+                        None => String::new(),
+                    },
+                    decision: decision("decision", d.as_deref())?,
+                    ended_by: ended_by.as_deref().map(parse_date).transpose()?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(
+                Value::Array(r.files.iter().map(status_json).collect()),
+                || {
+                    r.files
+                        .iter()
+                        .map(show_status)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a hold command.
+pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Result<()> {
+    let show = |h: &pb::Hold| {
+        format!(
+            "{}\t{}\t{}\t{}\t{}",
+            h.name,
+            if h.active { "active" } else { "released" },
+            h.object,
+            h.reason,
+            h.reference
+        )
+    };
+    match command {
+        HoldCommand::Place {
+            object,
+            reason,
+            reference,
+        } => {
+            let h = c
+                .holds
+                .place_hold(pb::PlaceHoldRequest {
+                    object: ctx.name(object, "files")?,
+                    reason: reason.clone(),
+                    reference: reference.clone(),
+                })
+                .await?
+                .into_inner();
+            ctx.print(hold_json(&h), || show(&h));
+        }
+        HoldCommand::Release { hold, reason } => {
+            let h = c
+                .holds
+                .release_hold(pb::ReleaseHoldRequest {
+                    name: ctx.name(hold, "holds")?,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            ctx.print(hold_json(&h), || show(&h));
+        }
+        HoldCommand::List { all } => {
+            let r = c
+                .holds
+                .list_holds(pb::ListHoldsRequest {
+                    parent: ctx.tenant_name()?,
+                    include_released: *all,
+                })
+                .await?
+                .into_inner();
+            ctx.print(
+                Value::Array(r.holds.iter().map(hold_json).collect()),
+                || r.holds.iter().map(show).collect::<Vec<_>>().join("\n"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a disposal command.
+pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand) -> Result<()> {
+    match command {
+        DisposalCommand::Offer {
+            files: f,
+            output,
+            parties,
+        } => {
+            let s = c
+                .disposal
+                .offer(pb::OfferRequest {
+                    parent: ctx.tenant_name()?,
+                    files: files(ctx, f)?,
+                    parties: Some(parties.parties()),
+                })
+                .await?
+                .into_inner();
+            let (info, path) = save_zip(s, output.as_deref()).await?;
+            print_zip(ctx, &info, &path);
+        }
+        DisposalCommand::Receive {
+            message,
+            receipt,
+            parties,
+        } => {
+            let bytes =
+                std::fs::read(message).with_context(|| format!("reading {}", message.display()))?;
+            let r = c
+                .disposal
+                .receive_message(pb::ReceiveMessageRequest {
+                    parent: ctx.tenant_name()?,
+                    message: Bytes::from(bytes),
+                    parties: Some(parties.parties()),
+                })
+                .await?
+                .into_inner();
+            let mut written = Value::Null;
+            if !r.receipt.is_empty() {
+                let path = match receipt {
+                    Some(p) => p.clone(),
+                    None => {
+                        let mut p = message.as_os_str().to_owned();
+                        p.push(".0505.xml");
+                        PathBuf::from(p)
+                    }
+                };
+                std::fs::write(&path, &r.receipt)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                written = json!(path.display().to_string());
+            }
+            let p = r.process.clone().unwrap_or_default();
+            ctx.print(
+                json!({"message_type": r.message_type, "process": process_json(&p), "receipt": written}),
+                || {
+                    let stage = pb::ProcessStage::try_from(p.stage)
+                        .map(|x| x.as_str_name())
+                        .unwrap_or("");
+                    match &written {
+                        Value::String(w) => {
+                            format!("{}\t{}\t{stage}\t0505 written to {w}", r.message_type, p.name)
+                        }
+                        _ => format!("{}\t{}\t{stage}", r.message_type, p.name),
+                    }
+                },
+            );
+        }
+        DisposalCommand::Transfer {
+            process,
+            output,
+            parties,
+        } => {
+            let s = c
+                .disposal
+                .transfer(pb::TransferRequest {
+                    process: ctx.name(process, "disposalProcesses")?,
+                    parties: Some(parties.parties()),
+                })
+                .await?
+                .into_inner();
+            let (info, path) = save_zip(s, output.as_deref()).await?;
+            print_zip(ctx, &info, &path);
+        }
+        DisposalCommand::TransferTwoStage {
+            files: f,
+            output,
+            parties,
+        } => {
+            let s = c
+                .disposal
+                .transfer_two_stage(pb::TransferTwoStageRequest {
+                    parent: ctx.tenant_name()?,
+                    files: files(ctx, f)?,
+                    parties: Some(parties.parties()),
+                })
+                .await?
+                .into_inner();
+            let (info, path) = save_zip(s, output.as_deref()).await?;
+            print_zip(ctx, &info, &path);
+        }
+        DisposalCommand::Process { name } => {
+            let p = c
+                .disposal
+                .get_process(pb::GetProcessRequest {
+                    name: ctx.name(name, "disposalProcesses")?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(process_json(&p), || {
+                serde_json::to_string_pretty(&process_json(&p)).unwrap_or_default()
+            });
+        }
+        DisposalCommand::Destroy {
+            files: f,
+            legal_basis,
+            authorised_by,
+        } => {
+            let r = c
+                .disposal
+                .destroy(pb::DestroyRequest {
+                    parent: ctx.tenant_name()?,
+                    files: files(ctx, f)?,
+                    legal_basis: legal_basis.clone(),
+                    authorised_by: authorised_by.clone(),
+                })
+                .await?
+                .into_inner();
+            ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
+        }
+        DisposalCommand::DestructionRecord { name: Some(name) } => {
+            let r = c
+                .disposal
+                .get_destruction_record(pb::GetDestructionRecordRequest {
+                    name: ctx.name(name, "destructionRecords")?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
+        }
+        DisposalCommand::DestructionRecord { name: None } => {
+            let r = c
+                .disposal
+                .list_destruction_records(pb::ListDestructionRecordsRequest {
+                    parent: ctx.tenant_name()?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(json!(r.records), || r.records.join("\n"));
+        }
+    }
+    Ok(())
+}

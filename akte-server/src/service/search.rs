@@ -1,0 +1,89 @@
+//! SearchService: metadata search over `TenantRecords::query`.
+
+use akte_core::records::{Object, ObjectKind, PageRequest, Query, Status as State};
+use tonic::{Request, Response, Status};
+
+use crate::auth::READ;
+use crate::convert::{self, parse_date};
+use crate::error::ApiError;
+use crate::names;
+use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::search_service_server::SearchService;
+
+use super::{blocking, Api};
+
+#[tonic::async_trait]
+impl SearchService for Api {
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("parent", &r.parent)?;
+        let kind = match pb::ObjectType::try_from(r.r#type) {
+            Ok(pb::ObjectType::Unspecified) => None,
+            Ok(pb::ObjectType::PlanUnit) => Some(ObjectKind::PlanUnit),
+            Ok(pb::ObjectType::File) => Some(ObjectKind::File),
+            Ok(pb::ObjectType::Case) => Some(ObjectKind::Case),
+            Ok(pb::ObjectType::Document) => Some(ObjectKind::Document),
+            Err(_) => {
+                return Err(
+                    ApiError::field("type", format!("{} is not an object type", r.r#type)).into(),
+                )
+            }
+        };
+        let status = match pb::State::try_from(r.state) {
+            Ok(pb::State::Unspecified) => None,
+            Ok(pb::State::Open) => Some(State::Open),
+            Ok(pb::State::Closed) => Some(State::Closed),
+            Err(_) => {
+                return Err(ApiError::field("state", format!("{} is not a state", r.state)).into())
+            }
+        };
+        let q = Query {
+            kind,
+            reference_prefix: (!r.reference_prefix.is_empty()).then(|| r.reference_prefix.clone()),
+            subject_words: r
+                .subject_words
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            status,
+            created_from: parse_date("created_from", r.created_from.as_ref())?,
+            created_to: parse_date("created_to", r.created_to.as_ref())?,
+            closed_from: parse_date("closed_from", r.closed_from.as_ref())?,
+            closed_to: parse_date("closed_to", r.closed_to.as_ref())?,
+        };
+        let page = PageRequest {
+            page_size: convert::page_size(r.page_size)?,
+            page_token: r.page_token,
+        };
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let (results, next) = blocking(move || {
+            let p = t.query(&q, &page)?;
+            let mut out = Vec::with_capacity(p.items.len());
+            for o in p.items {
+                use pb::search_result::Object as R;
+                let object = match o {
+                    Object::PlanUnit(u) => R::PlanUnit(convert::plan_unit(&tenant, &u)),
+                    Object::File(f) => R::File(convert::file(&tenant, &f)),
+                    Object::Case(c) => R::Case(convert::case(&tenant, &c)),
+                    Object::Document(d) => {
+                        let parent = t.get(d.parent)?.kind();
+                        R::Document(convert::document(&tenant, &d, parent))
+                    }
+                };
+                out.push(pb::SearchResult {
+                    object: Some(object),
+                });
+            }
+            Ok((out, p.next_page_token))
+        })
+        .await?;
+        Ok(Response::new(pb::SearchResponse {
+            results,
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+}

@@ -1,5 +1,18 @@
 #!/usr/bin/env bash
-# The test command (README: "Run the tests"). Runs every test of the workspace.
+# The test command (README: "Run the tests"). Runs every test of the workspace and closes
+# with one line adding up cargo's per-binary summaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 2; i <= NF; i++) {
+      if ($i == "passed;") p += $(i - 1)
+      if ($i == "failed;") f += $(i - 1)
+    }
+  } END { print p + 0, f + 0 }' "$log")
+echo
+echo "workspace: $passed passed, $failed failed"
+exit "$status"

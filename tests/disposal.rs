@@ -374,11 +374,51 @@ fn four_stage_flow_end_to_end() {
         .iter()
         .any(|(_, b)| b == b"%PDF-1.7 Bebauungsplan Nord"));
 
+    // The download was lost: a plain second transfer is refused, a re-send writes the
+    // same files (same names, same bytes) again and is recorded; the stage stays.
+    let size = t.tenant().size();
+    assert!(t
+        .transfer(REG, process, &p, Cursor::new(Vec::new()))
+        .is_err());
+    assert_eq!(
+        t.tenant().size(),
+        size,
+        "a refused transfer records nothing"
+    );
+    let again = t
+        .resend_transfer(REG, process, &p, Cursor::new(Vec::new()))
+        .unwrap()
+        .into_inner();
+    let files_of = |entries: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        entries
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".xml") && !n.ends_with("_akte-evidence.json"))
+            .cloned()
+            .collect()
+    };
+    let entries_again = unzip(&again);
+    assert_eq!(files_of(&entries_again), files_of(&entries));
+    let xml_again = entries_again
+        .iter()
+        .find(|(n, _)| n.ends_with("Aussonderung.Aussonderung.0503.xml"))
+        .unwrap();
+    assert_valid(&xml_again.1, "re-sent 0503");
+    assert_eq!(t.tenant().size(), size + 1, "the re-send is recorded");
+    assert_eq!(
+        t.disposal_process(process).unwrap().stage,
+        ProcessStage::TransferSent
+    );
+
     // 0507 and 0506.
     let r0507 = xdomea::write_0507(&archive_header(process)).unwrap();
     assert_eq!(
         t.receive_transfer_receipt(ARCH, &r0507).unwrap().stage,
         ProcessStage::TransferReceived
+    );
+    assert!(
+        t.resend_transfer(REG, process, &p, Cursor::new(Vec::new()))
+            .is_err(),
+        "once the archive confirmed receipt there is nothing to re-send"
     );
     let wrong = xdomea::write_0506(
         &archive_header(process),
@@ -502,6 +542,24 @@ fn two_stage_transfer_and_what_blocks_disposal() {
     assert_eq!(
         xdomea::message_zip_name(process, MessageType::Transfer),
         format!("{process}_Aussonderung.Aussonderung.0503.zip")
+    );
+    // A two-stage process can be re-sent too, and keeps its files and decisions.
+    let before = t.disposal_process(process).unwrap();
+    let again = unzip(
+        &t.resend_transfer(REG, process, &p, Cursor::new(Vec::new()))
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(again.len(), entries.len());
+    let after = t.disposal_process(process).unwrap();
+    assert_eq!(
+        (after.two_stage, &after.files, &after.decisions, after.stage),
+        (
+            before.two_stage,
+            &before.files,
+            &before.decisions,
+            before.stage
+        )
     );
     let failed = xdomea::write_0506(
         &archive_header(process),

@@ -500,6 +500,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
             .transfer(pb::TransferRequest {
                 process: info.process.clone(),
                 parties: Some(parties()),
+                resend: false,
             })
             .await,
     )
@@ -513,6 +514,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
             .transfer(pb::TransferRequest {
                 process: info.process.clone(),
                 parties: Some(parties()),
+                resend: false,
             })
             .await,
     )
@@ -522,6 +524,36 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     let xml = xdomea::read_message_zip(Cursor::new(&tzip), MessageType::Transfer, 16 << 20)?;
     assert!(String::from_utf8_lossy(&xml).contains(&id_of(&keep.name).to_string()));
     assert_eq!(env.temp_files(), 0, "the temporary 0503 is deleted");
+
+    // The download was lost: transferring again needs `resend`, which writes the package
+    // again with the same primary files.
+    let transfer = |resend| pb::TransferRequest {
+        process: info.process.clone(),
+        parties: Some(parties()),
+        resend,
+    };
+    let s = collect(reg.disposal.transfer(transfer(false)).await)
+        .await
+        .expect_err("a second transfer without resend");
+    assert!(s.message().contains("TransferSent"), "{s:?}");
+    let (_, again) = collect(reg.disposal.transfer(transfer(true)).await).await?;
+    let primaries = |zip: &[u8]| -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let mut a = zip::ZipArchive::new(Cursor::new(zip))?;
+        let mut out = Vec::new();
+        for i in 0..a.len() {
+            let mut f = a.by_index(i)?;
+            let name = f.name().to_owned();
+            if name.ends_with(".xml") || name.ends_with("_akte-evidence.json") {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes)?;
+            out.push((name, bytes));
+        }
+        Ok(out)
+    };
+    assert_eq!(primaries(&again)?, primaries(&tzip)?);
+    assert!(!primaries(&tzip)?.is_empty());
 
     // 0507 and 0506.
     let r = receive(&mut arch, t, xdomea::write_0507(&archive_header(process))?).await?;

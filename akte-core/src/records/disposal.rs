@@ -519,7 +519,33 @@ impl TenantRecords {
                 reason: "the archive appraised no file A".into(),
             });
         }
-        self.write_transfer(actor, process, &files, false, parties, out)
+        self.write_transfer(actor, process, &files, TransferKind::First, parties, out)
+    }
+
+    /// Writes the 0503 of a process that was already transferred again, for example after
+    /// the first package was lost in the download, and records the re-send. Only before the
+    /// archive has answered (stage TransferSent): once a receipt (0507) or an import
+    /// confirmation (0506) has arrived, the archive holds the package. The new package has
+    /// a fresh message and a fresh evidence checkpoint; the files, versions and digests are
+    /// those of the first one (files in a disposal process cannot change).
+    pub fn resend_transfer<W: Write + Seek>(
+        &self,
+        actor: &str,
+        process: Uuid,
+        parties: &Parties,
+        out: W,
+    ) -> Result<W, RecordsError> {
+        let p = self.disposal_process(process)?;
+        if p.stage != ProcessStage::TransferSent {
+            return Err(self.wrong_stage(&p, "re-sent transfer"));
+        }
+        let files: Vec<Uuid> = p
+            .decisions
+            .iter()
+            .filter(|(_, d)| **d == DisposalDecision::Archive)
+            .map(|(f, _)| *f)
+            .collect();
+        self.write_transfer(actor, process, &files, TransferKind::Resend, parties, out)
     }
 
     /// The two-stage flow: transfers files whose decision is already A (due, not held)
@@ -552,7 +578,8 @@ impl TenantRecords {
             }
         }
         let process = Uuid::new_v4();
-        let out = self.write_transfer(actor, process, files, true, parties, out)?;
+        let out =
+            self.write_transfer(actor, process, files, TransferKind::TwoStage, parties, out)?;
         Ok((process, out))
     }
 
@@ -561,7 +588,7 @@ impl TenantRecords {
         actor: &str,
         process: Uuid,
         files: &[Uuid],
-        two_stage: bool,
+        transfer: TransferKind,
         parties: &Parties,
         out: W,
     ) -> Result<W, RecordsError> {
@@ -595,7 +622,11 @@ impl TenantRecords {
             actor,
             kind::DISPOSAL_TRANSFER,
             process,
-            serde_json::json!({"files": files, "two_stage": two_stage}),
+            serde_json::json!({
+                "files": files,
+                "two_stage": transfer == TransferKind::TwoStage,
+                "resend": transfer == TransferKind::Resend,
+            }),
         )?;
         Ok(out)
     }
@@ -665,6 +696,17 @@ impl TenantRecords {
         )?;
         self.disposal_process(p.id)
     }
+}
+
+/// Which transfer a `disposal.transfer` step records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransferKind {
+    /// The transfer of an appraised process.
+    First,
+    /// A two-stage transfer, which opens its process.
+    TwoStage,
+    /// The same package written again for a process already at TransferSent.
+    Resend,
 }
 
 /// The index changes of a disposal step (called by the projection).

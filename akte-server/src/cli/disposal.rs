@@ -144,6 +144,10 @@ pub enum DisposalCommand {
         /// Output file [default: the xdomea file name in the current directory].
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Write the package of an already transferred process again (after a lost
+        /// download); refused once the archive has sent its receipt.
+        #[arg(long)]
+        resend: bool,
         #[command(flatten)]
         parties: PartyArgs,
     },
@@ -525,6 +529,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
         DisposalCommand::Transfer {
             process,
             output,
+            resend,
             parties,
         } => {
             let s = c
@@ -532,6 +537,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .transfer(pb::TransferRequest {
                     process: ctx.name(process, "disposalProcesses")?,
                     parties: Some(parties.parties()),
+                    resend: *resend,
                 })
                 .await?
                 .into_inner();

@@ -385,14 +385,19 @@ impl DisposalService for Api {
         let parties = parties(r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.process, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
-        let name = r.process;
+        let (name, resend) = (r.process, r.resend);
         stream_zip(
             self.data_dir(),
             tenant,
             xdomea::transfer_zip_name,
             move |out| {
                 t.disposal_process(id).map_err(named(&name))?;
-                Ok((id, t.transfer(&actor, id, &parties, out)?))
+                let out = if resend {
+                    t.resend_transfer(&actor, id, &parties, out)?
+                } else {
+                    t.transfer(&actor, id, &parties, out)?
+                };
+                Ok((id, out))
             },
         )
         .await

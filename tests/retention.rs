@@ -380,3 +380,71 @@ fn due_list_filters() {
         .unwrap();
     assert_eq!(early.iter().map(|e| e.file).collect::<Vec<_>>(), vec![b.id]);
 }
+
+#[test]
+fn due_files_page_by_page() {
+    let (_dir, t, unit) = setup();
+    let mut due: Vec<Uuid> = (0..7)
+        .map(|i| closed_file(&t, unit.id, &format!("F{i}"), d(2015, 1, 1)).id)
+        .collect();
+    closed_file(&t, unit.id, "not yet", d(2024, 1, 1));
+    due.sort();
+    let day = d(2026, 6, 1);
+    let filter = DueFilter::default();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    let mut pages = 0;
+    loop {
+        let p = t.due_page(&filter, day, &page).unwrap();
+        assert!(p.items.len() <= 3);
+        seen.extend(p.items.iter().map(|e| e.file));
+        pages += 1;
+        match p.next_page_token {
+            Some(token) => page.page_token = token,
+            None => break,
+        }
+    }
+    assert_eq!(seen, due, "every due file once, in id order");
+    assert!(pages >= 3, "{pages} pages of at most 3");
+    assert_eq!(
+        t.due_list(&filter, day)
+            .unwrap()
+            .iter()
+            .map(|e| e.file)
+            .collect::<Vec<_>>(),
+        due
+    );
+
+    // Bad pages are refused with the field named.
+    for bad in [
+        PageRequest {
+            page_size: 1001,
+            page_token: String::new(),
+        },
+        PageRequest {
+            page_size: 3,
+            page_token: "not-a-token".into(),
+        },
+    ] {
+        let e = t.due_page(&filter, day, &bad).unwrap_err().to_string();
+        assert!(e.contains("page_"), "{e}");
+    }
+    // A token of another listing is not accepted here.
+    let other = t
+        .list_files(unit.id, &PageRequest::first(1))
+        .unwrap()
+        .next_page_token
+        .expect("more than one child");
+    let e = t
+        .due_page(
+            &filter,
+            day,
+            &PageRequest {
+                page_size: 3,
+                page_token: other,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("page_token"), "{e}");
+}

@@ -311,6 +311,43 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .files
         .iter()
         .all(|s| s.state == pb::DisposalState::Due as i32));
+    assert!(due.next_page_token.is_empty());
+    // The same three, two per page.
+    let page = |token: String| pb::ListDueFilesRequest {
+        parent: format!("tenants/{t}"),
+        page_size: 2,
+        page_token: token,
+        ..Default::default()
+    };
+    let first = reader
+        .retention
+        .list_due_files(page(String::new()))
+        .await?
+        .into_inner();
+    assert_eq!(first.files.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = reader
+        .retention
+        .list_due_files(page(first.next_page_token))
+        .await?
+        .into_inner();
+    assert_eq!(second.files.len(), 1);
+    assert!(second.next_page_token.is_empty());
+    let mut paged: Vec<String> = first
+        .files
+        .iter()
+        .chain(&second.files)
+        .map(|s| s.file.clone())
+        .collect();
+    let mut whole: Vec<String> = due.files.iter().map(|s| s.file.clone()).collect();
+    paged.sort();
+    whole.sort();
+    assert_eq!(paged, whole);
+    expect_err(
+        reader.retention.list_due_files(page("bogus".into())).await,
+        Code::InvalidArgument,
+        "INVALID_FIELD",
+    );
 
     // Holds: archivist only.
     let hold_req = pb::PlaceHoldRequest {

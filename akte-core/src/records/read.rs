@@ -62,7 +62,7 @@ fn bad_token() -> RecordsError {
 }
 
 /// Pages through the keys under `prefix`, mapping each to an item (or skipping it).
-fn scan_page<T>(
+pub(super) fn scan_page<T>(
     index: &TenantIndex,
     listing: &[u8],
     prefix: &[u8],

@@ -10,6 +10,7 @@ use crate::index::TenantIndex;
 
 use super::event::kind;
 use super::projection::load_object;
+use super::read::{scan_page, MAX_PAGE_SIZE, MAX_SCAN_PER_PAGE};
 use super::schema::{self, tag, KeyExt};
 use super::service::{get_object, Plan};
 use super::types::*;
@@ -534,39 +535,60 @@ impl TenantRecords {
         explain(index, &obj, day)
     }
 
-    /// Top-level files that are due for disposal on `day`, with their explanation.
+    /// Top-level files that are due for disposal on `day`, with their explanation: all of
+    /// them, page by page (see [`Self::due_page`]).
     pub fn due_list(
         &self,
         filter: &DueFilter,
         day: NaiveDate,
     ) -> Result<Vec<DisposalExplanation>, RecordsError> {
-        let index = self.tenant.index();
         let mut out = Vec::new();
-        for kv in index.tree().scan_prefix(schema::key(tag::OBJECT)) {
-            let (_, v) = kv.map_err(crate::index::IndexError::from)?;
-            let Ok(Object::File(f)) = serde_json::from_slice::<Object>(&v) else {
-                continue;
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let p = self.due_page(filter, day, &page)?;
+            out.extend(p.items);
+            match p.next_page_token {
+                Some(token) => page.page_token = token,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of the top-level files due for disposal on `day`, in the order of their
+    /// ids. Every object of the tenant is examined to find them, so a page stops after
+    /// 20,000 objects and may then hold fewer files than asked for (or none) while a token
+    /// to go on is returned: no request turns into one unbounded scan.
+    pub fn due_page(
+        &self,
+        filter: &DueFilter,
+        day: NaiveDate,
+        page: &PageRequest,
+    ) -> Result<Page<DisposalExplanation>, RecordsError> {
+        let index = self.tenant.index();
+        let prefix = schema::key(tag::OBJECT);
+        scan_page(index, b"due", &prefix, page, MAX_SCAN_PER_PAGE, |_, v| {
+            let Ok(Object::File(f)) = serde_json::from_slice::<Object>(v) else {
+                return Ok(None);
             };
             if f.parent_file.is_some() || f.status != Status::Closed {
-                continue;
+                return Ok(None);
             }
             if filter.plan_unit.is_some_and(|u| u != f.plan_unit) {
-                continue;
+                return Ok(None);
             }
             let e = explain(index, &Object::File(f), day)?;
             let DisposalStatus::Due { decision } = e.status else {
-                continue;
+                return Ok(None);
             };
             if filter.decision.is_some_and(|d| d != decision) {
-                continue;
+                return Ok(None);
             }
             if let (Some(by), Some(end)) = (filter.ended_by, e.retention_end) {
                 if end > by {
-                    continue;
+                    return Ok(None);
                 }
             }
-            out.push(e);
-        }
-        Ok(out)
+            Ok(Some(e))
+        })
     }
 }

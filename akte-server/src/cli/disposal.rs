@@ -374,28 +374,33 @@ pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionComman
             decision: d,
             ended_by,
         } => {
-            let r = c
-                .retention
-                .list_due_files(pb::ListDueFilesRequest {
-                    parent: ctx.tenant_name()?,
-                    plan_unit: match plan_unit {
-                        Some(u) => ctx.name(u, "planUnits")?,
-                        None => String::new(),
-                    },
-                    decision: decision("decision", d.as_deref())?,
-                    ended_by: ended_by.as_deref().map(parse_date).transpose()?,
-                })
-                .await?
-                .into_inner();
-            ctx.print(
-                Value::Array(r.files.iter().map(status_json).collect()),
-                || {
-                    r.files
-                        .iter()
-                        .map(show_status)
-                        .collect::<Vec<_>>()
-                        .join("\n")
+            let mut request = pb::ListDueFilesRequest {
+                parent: ctx.tenant_name()?,
+                plan_unit: match plan_unit {
+                    Some(u) => ctx.name(u, "planUnits")?,
+                    None => String::new(),
                 },
+                decision: decision("decision", d.as_deref())?,
+                ended_by: ended_by.as_deref().map(parse_date).transpose()?,
+                page_size: 1000,
+                page_token: String::new(),
+            };
+            let mut files = Vec::new();
+            loop {
+                let page = c
+                    .retention
+                    .list_due_files(request.clone())
+                    .await?
+                    .into_inner();
+                files.extend(page.files);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                request.page_token = page.next_page_token;
+            }
+            ctx.print(
+                Value::Array(files.iter().map(status_json).collect()),
+                || files.iter().map(show_status).collect::<Vec<_>>().join("\n"),
             );
         }
     }

@@ -4,7 +4,7 @@
 use akte_core::records::TenantRecords;
 use akte_core::records::{
     DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, Hold, ObjectKind,
-    RetentionRule,
+    PageRequest, RetentionRule,
 };
 use chrono::Utc;
 use tonic::{Request, Response, Status};
@@ -195,16 +195,24 @@ impl RetentionService for Api {
             decision: convert::parse_disposal("decision", r.decision)?,
             ended_by: parse_date("ended_by", r.ended_by.as_ref())?,
         };
+        let page = PageRequest {
+            page_size: convert::page_size(r.page_size)?,
+            page_token: r.page_token,
+        };
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
-        let files = blocking(move || {
-            let due = t.due_list(&filter, Utc::now().date_naive())?;
-            Ok(due
-                .iter()
-                .map(|e| status(&t, &tenant, ObjectKind::File, e))
-                .collect())
+        let out = blocking(move || {
+            let due = t.due_page(&filter, Utc::now().date_naive(), &page)?;
+            Ok(pb::ListDueFilesResponse {
+                files: due
+                    .items
+                    .iter()
+                    .map(|e| status(&t, &tenant, ObjectKind::File, e))
+                    .collect(),
+                next_page_token: due.next_page_token.unwrap_or_default(),
+            })
         })
         .await?;
-        Ok(Response::new(pb::ListDueFilesResponse { files }))
+        Ok(Response::new(out))
     }
 
     async fn set_retention_rule(

@@ -1201,3 +1201,110 @@ fn witness_cosignatures() {
         assert_eq!(v, &cases[i].2, "Python, {}", cases[i].0);
     }
 }
+
+/// Witnesses registered with the tenant: once one has cosigned a stored checkpoint that
+/// covers everything a transfer (or a document's evidence) needs, the evidence uses that
+/// checkpoint, carries the cosignature in the note and lists the witness; both verifiers
+/// accept it and both find a tampered cosignature. A checkpoint that does not cover the
+/// files is not used: then the evidence is as without witnesses.
+#[test]
+fn evidence_uses_the_newest_witnessed_checkpoint() {
+    let mut rng = Rng::new(29);
+    let (mut w, files) = world(&mut rng);
+    let witness = akte_core::keys::SigningKeyPair::generate("archiv.thueringen.de/zeuge").unwrap();
+    let wkey = witness.cosignature_verifier().to_string();
+    let wname = "archiv.thueringen.de/zeuge".to_owned();
+    let key = w.t.tenant().verifier().to_string();
+    w.t.tenant()
+        .add_witness(&witness.cosignature_verifier())
+        .unwrap();
+
+    // The witness cosigns the agency's checkpoint of now; the agency stores the line.
+    let note = w.t.tenant().checkpoint().unwrap();
+    let cp = akte_core::note::Checkpoint::parse_body(&note.text).unwrap();
+    let mut cosigned = note.clone();
+    cosigned
+        .push_signature(akte_core::note::cosign(&cp, &witness, 1_767_225_600).unwrap())
+        .unwrap();
+    w.t.tenant().add_cosignatures(&cosigned.to_bytes()).unwrap();
+
+    // A transfer of the first file: the witnessed checkpoint, with the witness listed.
+    let (process, zip) = transfer(&w, &files[..1]);
+    let es = entries(&zip);
+    let ev = Evidence::from_json(&es[evidence_index(&es)].data).unwrap();
+    assert_eq!(ev.checkpoint.as_bytes(), cosigned.to_bytes().as_slice());
+    assert_eq!(ev.witnesses, vec![wkey.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join(format!("{process}_good.zip"));
+    std::fs::write(&good, &zip).unwrap();
+    let report = verify_package(&good, Some(&key)).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.witnesses.len(), 1);
+    assert_eq!(report.witnesses[0].name, wname);
+    assert_eq!(report.witnesses[0].timestamp, 1_767_225_600);
+    let py = python(&["--key", &key, good.to_str().unwrap()]);
+    assert_eq!(py.code, 0, "{}", py.stdout);
+    assert!(
+        py.stdout.contains("archiv.thueringen.de/zeuge"),
+        "{}",
+        py.stdout
+    );
+
+    // A tampered cosignature (one bit of its signature), and one whose timestamp was moved:
+    // both verifiers name the witness.
+    let tampered = |at: usize| {
+        with_evidence(&mut entries(&zip), |ev| {
+            let mut n = SignedNote::parse(ev.checkpoint.as_bytes()).unwrap();
+            let line = n.signatures.iter_mut().find(|s| s.name == wname).unwrap();
+            line.signature[at] ^= 0x10;
+            ev.checkpoint = String::from_utf8(n.to_bytes()).unwrap();
+        })
+    };
+    let expected = vec![(
+        "witness".to_owned(),
+        wname.clone(),
+        "cosignature".to_owned(),
+    )];
+    let mut paths = Vec::new();
+    for (i, at) in [40usize, 7].into_iter().enumerate() {
+        let bytes = tampered(at);
+        assert_eq!(
+            rust_verdict(&bytes, Some(&key)),
+            expected,
+            "Rust, byte {at}"
+        );
+        let p = dir.path().join(format!("tampered-{i}.zip"));
+        std::fs::write(&p, &bytes).unwrap();
+        paths.push(p);
+    }
+    for v in python_verdicts(&paths, Some(&key)) {
+        assert_eq!(v, expected, "Python");
+    }
+
+    // A document's evidence (standalone and as a package) uses it as well.
+    let doc = w.documents[3];
+    let dev = w.t.document_evidence(doc).unwrap();
+    assert_eq!(dev.checkpoint, ev.checkpoint);
+    assert_eq!(dev.witnesses, vec![wkey.clone()]);
+    let dzip =
+        w.t.document_evidence_package(doc, Cursor::new(Vec::new()))
+            .unwrap()
+            .into_inner();
+    let dpath = dir.path().join("document.zip");
+    std::fs::write(&dpath, &dzip).unwrap();
+    assert!(verify_package(&dpath, Some(&key)).unwrap().is_clean());
+    assert_eq!(python_verdicts(&[dpath], Some(&key)), vec![Verdict::new()]);
+
+    // New documents after the witnessed checkpoint: it does not cover them, so a
+    // checkpoint is signed now and no witness is listed (and still both are clean).
+    let more = due_file(&mut w, "Nachtrag", &mut rng);
+    let (_, zip) = transfer(&w, &[files[1], more]);
+    let es = entries(&zip);
+    let ev2 = Evidence::from_json(&es[evidence_index(&es)].data).unwrap();
+    assert!(ev2.witnesses.is_empty());
+    assert_ne!(ev2.checkpoint, ev.checkpoint);
+    let p = dir.path().join("uncovered.zip");
+    std::fs::write(&p, &zip).unwrap();
+    assert!(verify_package(&p, Some(&key)).unwrap().is_clean());
+    assert_eq!(python_verdicts(&[p], Some(&key)), vec![Verdict::new()]);
+}

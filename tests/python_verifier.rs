@@ -340,3 +340,55 @@ fn walk_objects(data_dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Witness cosignatures are extra signature lines of the stored checkpoint notes
+/// (docs/FORMAT.md, "Cosignature"): the independent verifier must accept such notes as it
+/// accepts any note with lines by keys it does not know, and agree with akte's counts.
+#[test]
+fn python_verifier_accepts_checkpoints_with_cosignatures() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    {
+        let store = Store::open(&dir, small_segments()).unwrap();
+        let mut rng = Rng::new(0x5eed_2025);
+        let t = store.create_tenant("stadt-erfurt").unwrap();
+        let w1 = akte_core::keys::SigningKeyPair::generate("archiv.example/w1").unwrap();
+        let w2 = akte_core::keys::SigningKeyPair::generate("archiv.example/w2").unwrap();
+        t.add_witness(&w1.cosignature_verifier()).unwrap();
+        t.add_witness(&w2.cosignature_verifier()).unwrap();
+        for (round, witnesses) in [vec![&w1], vec![&w1, &w2], vec![]].into_iter().enumerate() {
+            fill(&t, 7, &mut rng);
+            let mut note: SignedNote = t.checkpoint().unwrap();
+            if witnesses.is_empty() {
+                continue;
+            }
+            let cp = akte_core::note::Checkpoint::parse_body(&note.text).unwrap();
+            for w in witnesses {
+                note.push_signature(
+                    akte_core::note::cosign(&cp, w, 1_700_000_000 + round as u64).unwrap(),
+                )
+                .unwrap();
+            }
+            let out = t.add_cosignatures(&note.to_bytes()).unwrap();
+            assert_eq!(out.stored.note, note);
+        }
+        let cosigned = t.newest_cosigned_checkpoint().unwrap().unwrap();
+        assert_eq!(cosigned.witnesses.len(), 2);
+        assert_eq!(cosigned.note.signatures.len(), 3, "log and two witnesses");
+    }
+    let report = akte_verify(&dir);
+    assert!(report.is_clean(), "{report:#?}");
+    let py = run_python(&dir, &["--json"]);
+    assert_eq!(py.code, 0, "{}", py.stdout);
+    assert!(!py.stdout.contains("WARNING"), "{}", py.stdout);
+    let t = &report.tenants[0];
+    assert_eq!(t.checkpoints, 3);
+    assert_eq!(
+        json_count(&py.stdout, "stadt-erfurt", "checkpoints_verified"),
+        3
+    );
+    assert_eq!(json_count(&py.stdout, "stadt-erfurt", "entries"), t.entries);
+    let text = run_python(&dir, &[]);
+    assert_eq!(text.code, 0, "{}", text.stdout);
+    assert!(!text.stdout.contains("WARNING"), "{}", text.stdout);
+}

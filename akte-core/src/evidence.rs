@@ -46,6 +46,7 @@ use crate::merkle::{self, ProofError};
 use crate::note::{verify_cosignature, Checkpoint, NoteError, SignedNote};
 use crate::records::{RecordsError, TenantRecords};
 use crate::store::{StoreError, Tenant};
+use crate::witness::WitnessError;
 use crate::xdomea::{
     self, primary_file_name, sanitize_file_name, FileObject, MessageHeader, MessageType,
     TransferWriter, XdomeaError,
@@ -112,6 +113,9 @@ pub enum EvidenceError {
         #[source]
         source: ProofError,
     },
+    /// Looking for a witnessed checkpoint failed (the witness list cannot be read).
+    #[error(transparent)]
+    Witness(#[from] WitnessError),
     /// Writing the ZIP failed.
     #[error(transparent)]
     Xdomea(#[from] XdomeaError),
@@ -437,11 +441,16 @@ pub enum EvidenceSubject {
     Document(Uuid),
 }
 
-/// Builds the evidence of `items`: signs a checkpoint of the tenant's journal as it is now
-/// (`Tenant::checkpoint`), and for each item reads its entry, checks that the entry lists
-/// the item as content (kind 1, same digest and size), and proves the entry's inclusion in
-/// that checkpoint. `message` is the transfer's XML (required for a transfer, refused for a
-/// document).
+/// Builds the evidence of `items`, and for each item reads its entry, checks that the entry
+/// lists the item as content (kind 1, same digest and size), and proves the entry's
+/// inclusion in one checkpoint. `message` is the transfer's XML (required for a transfer,
+/// refused for a document).
+///
+/// The checkpoint is the newest stored one that registered witnesses have cosigned, if it
+/// covers every item's entry; its note carries the cosignatures, and `witnesses` lists the
+/// keys of the witnesses whose cosignatures verify, so the evidence shows that others saw
+/// the same history. Otherwise a checkpoint of the journal as it is now is signed
+/// (`Tenant::checkpoint`) and `witnesses` is empty.
 pub fn build_evidence(
     tenant: &Tenant,
     subject: EvidenceSubject,
@@ -449,7 +458,18 @@ pub fn build_evidence(
     items: &[EvidenceItem],
 ) -> Result<Evidence, EvidenceError> {
     let key = tenant.verifier();
-    let note = tenant.checkpoint()?;
+    let needed = items
+        .iter()
+        .map(|i| i.seq.saturating_add(1))
+        .max()
+        .unwrap_or(0);
+    let (note, witnesses) = match tenant.newest_cosigned_checkpoint()? {
+        Some(c) if c.checkpoint.size >= needed => (
+            c.note,
+            c.witnesses.iter().map(|w| w.key.to_string()).collect(),
+        ),
+        _ => (tenant.checkpoint()?, Vec::new()),
+    };
     let (checkpoint, note) = Checkpoint::open(&note.to_bytes(), &key)?;
     let mut objects = Vec::with_capacity(items.len());
     for item in items {
@@ -499,7 +519,7 @@ pub fn build_evidence(
         checkpoint: String::from_utf8_lossy(&note.to_bytes()).into_owned(),
         verifier_key: key.to_string(),
         key_fingerprint: key.fingerprint(),
-        witnesses: Vec::new(),
+        witnesses,
         message,
         objects,
     };
@@ -583,8 +603,9 @@ fn transfer_items(
 }
 
 /// Writes a 0503 transfer ZIP with its evidence file: the XML, every primary file streamed
-/// from the content store, then `{ProzessID}_akte-evidence.json` with a checkpoint signed
-/// after the files were read. The disposal flow calls this; it records nothing itself.
+/// from the content store, then `{ProzessID}_akte-evidence.json` with a checkpoint chosen
+/// after the files were read (the newest witnessed one covering them, or one signed then;
+/// see [`build_evidence`]). The disposal flow calls this; it records nothing itself.
 pub(crate) fn write_transfer<W: Write + Seek>(
     records: &TenantRecords,
     header: &MessageHeader,
@@ -636,8 +657,8 @@ impl TenantRecords {
 
     /// The evidence of one document, for a file inspection request or a court: every
     /// rendition of every version, named `{rendition UUID}_{sanitised original name}` as in
-    /// a transfer, each with its `version.add` entry and inclusion proof, all leading to a
-    /// checkpoint signed now. Write it with [`Evidence::to_json`] and hand it over with the
+    /// a transfer, each with its `version.add` entry and inclusion proof, all leading to one
+    /// checkpoint (the newest witnessed one that covers them, or one signed now). Write it with [`Evidence::to_json`] and hand it over with the
     /// files under those names ([`verify_evidence_dir`] checks such a bundle), or use
     /// [`TenantRecords::document_evidence_package`].
     pub fn document_evidence(&self, document: Uuid) -> Result<Evidence, EvidenceError> {

@@ -12,7 +12,9 @@
 //! - [`keys`] and [`note`]: Ed25519 keys and checkpoints in the C2SP signed-note format;
 //! - [`index`]: the sled index of derived state, rebuildable from the journals;
 //! - [`store`]: a data directory of tenants tying these together;
-//! - [`verify`]: verification of a whole store, or incrementally.
+//! - [`verify`]: verification of a whole store, or incrementally;
+//! - [`witness`]: witnesses that cosign checkpoints, on the log's side (registered keys,
+//!   stored cosignatures) and on the witness's side (kept checkpoint, consistency check).
 //!
 //! The byte formats are documented in `docs/FORMAT.md`.
 //!
@@ -71,6 +73,7 @@ pub mod records;
 pub mod segment;
 pub mod store;
 pub mod verify;
+pub mod witness;
 pub mod xdomea;
 
 pub use digest::Digest;

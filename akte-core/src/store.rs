@@ -10,9 +10,10 @@
 //!     ORIGIN                    checkpoint origin line of this tenant's log
 //!     journal/<first-seq>.seg   journal segments
 //!     content/objects/ab/<hex>  content objects
-//!     checkpoints/<size>.note   signed checkpoints
+//!     checkpoints/<size>.note   signed checkpoints, with witness cosignatures
 //!     keys/checkpoint.key       Ed25519 signing key (mode 0600)
 //!     keys/checkpoint.pub       verifier key
+//!     keys/witnesses            registered witnesses' keys (crate::witness)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -463,6 +464,10 @@ pub struct Tenant {
     projection: Arc<dyn Projection>,
     writer: Mutex<Writer>,
     upper_nodes: RwLock<HashMap<(u8, u64), Digest>>,
+    /// Serialises rewrites of files under `checkpoints/` and `keys/witnesses`: signing a
+    /// checkpoint and adding a witness's cosignature to a stored one both replace a file,
+    /// and two unserialised replacements could lose one of them.
+    notes_lock: Mutex<()>,
 }
 
 /// Perfect subtrees at this level and above are cached in memory: they never change once
@@ -557,6 +562,7 @@ impl Tenant {
                 fenced: None,
             }),
             upper_nodes: RwLock::new(HashMap::new()),
+            notes_lock: Mutex::new(()),
         };
         let mut report = OpenReport {
             truncated_bytes: tenant.journal.recovery().truncated_bytes,
@@ -857,6 +863,9 @@ impl Tenant {
     /// Signs a checkpoint of the journal as it is now (all durable entries), stores it and
     /// returns it. A checkpoint of the same size is returned as stored.
     pub fn checkpoint(&self) -> Result<SignedNote, StoreError> {
+        // Held from the existence check to the write, so that a cosignature added in
+        // between (crate::witness) is never overwritten by the bare note.
+        let _notes = self.lock_notes();
         let size = self.size();
         let path = self.checkpoint_path(size);
         if path.exists() {
@@ -873,7 +882,13 @@ impl Tenant {
         Ok(note)
     }
 
-    fn checkpoint_path(&self, size: u64) -> PathBuf {
+    /// The lock every rewrite of a stored note or of the witness list takes.
+    pub(crate) fn lock_notes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.notes_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the checkpoint of `size` entries is stored (it may not exist).
+    pub(crate) fn checkpoint_path(&self, size: u64) -> PathBuf {
         self.dir
             .join("checkpoints")
             .join(format!("{size:020}.note"))

@@ -3,14 +3,15 @@
 //! Every error leaves the server as a `tonic::Status` whose details (the
 //! `grpc-status-details-bin` trailer) hold an encoded `google.rpc.Status` with a
 //! `google.rpc.ErrorInfo` (domain [`DOMAIN`], a stable reason from `akte.v1.ErrorReason`)
-//! and, for invalid fields, a `google.rpc.BadRequest`. [`RecordsError`], [`StoreError`] and
-//! [`ContentError`] are mapped here and nowhere else.
+//! and, for invalid fields, a `google.rpc.BadRequest`. [`RecordsError`], [`StoreError`],
+//! [`WitnessError`] and [`ContentError`] are mapped here and nowhere else.
 
 use akte_core::content::ContentError;
 use akte_core::journal::JournalError;
 use akte_core::merkle::MerkleError;
 use akte_core::records::RecordsError;
 use akte_core::store::StoreError;
+use akte_core::witness::WitnessError;
 use bytes::Bytes;
 use prost::Message;
 use tonic::{Code, Status};
@@ -104,6 +105,9 @@ pub enum ApiError {
     /// A storage error outside the records model (journal, checkpoints, proofs).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Registering a witness or storing a cosignature was refused or failed.
+    #[error(transparent)]
+    Witness(#[from] WitnessError),
     /// Anything unexpected; the message is logged, the client sees a generic one.
     #[error("internal error: {0}")]
     Internal(String),
@@ -225,6 +229,70 @@ fn store_parts(e: &StoreError) -> Option<Parts> {
     })
 }
 
+fn invalid_field(field: &str, msg: String) -> Parts {
+    let mut p = parts(Code::InvalidArgument, "INVALID_FIELD", msg.clone());
+    p.bad_field = Some((field.to_owned(), msg));
+    p.meta("field", field.to_owned())
+}
+
+fn witness_parts(e: &WitnessError) -> Option<Parts> {
+    let msg = e.to_string();
+    Some(match e {
+        WitnessError::InvalidKey(_) | WitnessError::OwnKey { .. } => {
+            invalid_field("verifier_key", msg)
+        }
+        WitnessError::NameTaken { existing, .. } => {
+            parts(Code::AlreadyExists, "ALREADY_EXISTS", msg).meta("existing", existing.clone())
+        }
+        WitnessError::KeyTaken { existing } => {
+            parts(Code::AlreadyExists, "ALREADY_EXISTS", msg).meta("existing", existing.clone())
+        }
+        WitnessError::TooMany { limit, .. } => {
+            parts(Code::FailedPrecondition, "INVALID_STATE", msg).meta("limit", limit.to_string())
+        }
+        WitnessError::NoSuchWitness {
+            tenant,
+            fingerprint,
+        } => {
+            let resource = format!("tenants/{tenant}/witnesses/{fingerprint}");
+            parts(Code::NotFound, "NOT_FOUND", format!("{resource} not found"))
+                .meta("resource", resource)
+        }
+        WitnessError::MalformedNote(_)
+        | WitnessError::WrongOrigin { .. }
+        | WitnessError::NoCosignature { .. }
+        | WitnessError::Note(_) => invalid_field("cosigned_note", msg),
+        WitnessError::NotStored { tenant, size } => {
+            let resource = format!("tenants/{tenant}/checkpoints/{size}");
+            parts(Code::NotFound, "NOT_FOUND", format!("{resource} not found"))
+                .meta("resource", resource)
+        }
+        WitnessError::CheckpointMismatch {
+            size,
+            stored_root,
+            given_root,
+            ..
+        } => parts(Code::InvalidArgument, "CHECKPOINT_MISMATCH", msg)
+            .meta("tree_size", size.to_string())
+            .meta("stored_root", stored_root.clone())
+            .meta("given_root", given_root.clone()),
+        WitnessError::UnknownWitness { name, key_id, .. } => {
+            parts(Code::FailedPrecondition, "WITNESS_UNKNOWN", msg)
+                .meta("witness", name.clone())
+                .meta("key_id", key_id.clone())
+        }
+        WitnessError::BadCosignature { name, .. } => {
+            parts(Code::InvalidArgument, "COSIGNATURE_INVALID", msg).meta("witness", name.clone())
+        }
+        WitnessError::Store(s) => return store_parts(s),
+        // A damaged witness list or stored note, or an I/O failure: the server's own data,
+        // logged with its path; the client sees INTERNAL.
+        WitnessError::DamagedList { .. }
+        | WitnessError::DamagedCheckpoint { .. }
+        | WitnessError::Io(_) => return None,
+    })
+}
+
 fn records_parts(e: &RecordsError) -> Option<Parts> {
     let msg = e.to_string();
     Some(match e {
@@ -336,6 +404,7 @@ impl ApiError {
             }
             ApiError::Records(e) => records_parts(e),
             ApiError::Store(e) => store_parts(e),
+            ApiError::Witness(e) => witness_parts(e),
             ApiError::Internal(_) => None,
         };
         known.unwrap_or_else(|| {

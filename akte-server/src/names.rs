@@ -1,7 +1,8 @@
 //! Resource names: `tenants/{tenant}/planUnits/{id}`, `.../files/{id}`, `.../cases/{id}`,
 //! `.../documents/{id}`, `.../documents/{id}/versions/{n}`,
 //! `.../versions/{n}/renditions/{id}`, `tenants/{tenant}/entries/{seq}`,
-//! `tenants/{tenant}/checkpoints/{size}` and `tenants/{tenant}/tokens/{id}`.
+//! `tenants/{tenant}/checkpoints/{size}`, `tenants/{tenant}/tokens/{id}` and
+//! `tenants/{tenant}/witnesses/{fingerprint}`.
 
 use akte_core::records::ObjectKind;
 use uuid::Uuid;
@@ -242,6 +243,73 @@ pub fn entry(field: &str, name: &str) -> Result<(String, u64), ApiError> {
     Ok((segs[1].to_owned(), seq))
 }
 
+/// Parses `tenants/{tenant}/checkpoints/{tree_size}` (decimal, no sign, no leading zeros:
+/// one spelling per checkpoint, as in the checkpoint text itself).
+pub fn checkpoint(field: &str, name: &str) -> Result<(String, u64), ApiError> {
+    let segs = segments(field, name)?;
+    if segs.len() != 4 || segs[2] != "checkpoints" {
+        return Err(bad(
+            field,
+            format!(
+                "{:?} is not tenants/{{tenant}}/checkpoints/{{tree_size}}",
+                shown(name)
+            ),
+        ));
+    }
+    check_tenant(field, name, segs[1])?;
+    let digits = segs[3];
+    let size = Some(digits)
+        .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|d| d.len() == 1 || !d.starts_with('0'))
+        .and_then(|d| d.parse::<u64>().ok())
+        .ok_or_else(|| {
+            bad(
+                field,
+                format!(
+                    "{:?}: the tree size must be a decimal number without leading zeros",
+                    shown(name)
+                ),
+            )
+        })?;
+    Ok((segs[1].to_owned(), size))
+}
+
+/// `tenants/{tenant}/witnesses/{fingerprint}`.
+pub fn witness_name(tenant: &str, fingerprint: &str) -> String {
+    format!("tenants/{tenant}/witnesses/{fingerprint}")
+}
+
+/// Parses `tenants/{tenant}/witnesses/{fingerprint}`: the fingerprint is 64 lower-case hex
+/// digits (SHA-256 of the witness's public key).
+pub fn witness(field: &str, name: &str) -> Result<(String, String), ApiError> {
+    let segs = segments(field, name)?;
+    if segs.len() != 4 || segs[2] != "witnesses" {
+        return Err(bad(
+            field,
+            format!(
+                "{:?} is not tenants/{{tenant}}/witnesses/{{fingerprint}}",
+                shown(name)
+            ),
+        ));
+    }
+    check_tenant(field, name, segs[1])?;
+    let fp = segs[3];
+    if fp.len() != 64
+        || !fp
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad(
+            field,
+            format!(
+                "{:?}: the witness id must be its key fingerprint, 64 lower-case hex digits",
+                shown(name)
+            ),
+        ));
+    }
+    Ok((segs[1].to_owned(), fp.to_owned()))
+}
+
 /// Scope of a token parent: `tenants/{tenant}` or `tenants/-` (all tenants, `None`).
 pub fn token_parent(field: &str, name: &str) -> Result<Option<String>, ApiError> {
     if name == "tenants/-" {
@@ -317,6 +385,44 @@ mod tests {
         );
         assert_eq!(tenant("p", "tenants/bauamt").unwrap(), "bauamt");
         assert_eq!(token_parent("p", "tenants/-").unwrap(), None);
+        assert_eq!(
+            checkpoint("name", "tenants/t/checkpoints/0").unwrap(),
+            ("t".into(), 0)
+        );
+        assert_eq!(
+            checkpoint("name", "tenants/t/checkpoints/18446744073709551615").unwrap(),
+            ("t".into(), u64::MAX)
+        );
+        let fp = "ab".repeat(32);
+        assert_eq!(
+            witness("name", &witness_name("t", &fp)).unwrap(),
+            ("t".into(), fp)
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_checkpoint_and_witness_names() {
+        for bad in [
+            "tenants/t/checkpoints/",
+            "tenants/t/checkpoints/01",
+            "tenants/t/checkpoints/+1",
+            "tenants/t/checkpoints/-1",
+            "tenants/t/checkpoints/1x",
+            "tenants/t/checkpoints/18446744073709551616",
+            "tenants/t/entries/1",
+            "tenants/T/checkpoints/1",
+        ] {
+            assert!(checkpoint("name", bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            format!("tenants/t/witnesses/{}", "AB".repeat(32)),
+            format!("tenants/t/witnesses/{}", "ab".repeat(31)),
+            format!("tenants/t/witnesses/{}g", "a".repeat(63)),
+            format!("tenants/t/tokens/{}", "ab".repeat(32)),
+            "tenants/t/witnesses/archiv.example".to_owned(),
+        ] {
+            assert!(witness("name", &bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

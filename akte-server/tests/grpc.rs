@@ -820,6 +820,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         .journal
         .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
             tenant: tenant.clone(),
+            cosigned: false,
         })
         .await?
         .into_inner();
@@ -1044,6 +1045,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
             .journal
             .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
                 tenant: "tenants/stadt-a".into(),
+                cosigned: false,
             })
             .await,
         Code::NotFound,

@@ -5,7 +5,8 @@
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
-//! no data directory at all (exit 0 verified, 1 problems, 2 cannot check).
+//! no data directory at all (exit 0 verified, 1 problems, 2 cannot check). `witness`
+//! makes a witness key and cosigns checkpoints (exit 1 when it refuses one).
 //!
 //! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error;
 //! 4 server unreachable, unavailable or overloaded; 5 not authenticated or not allowed;
@@ -16,6 +17,8 @@
 mod evidence;
 #[path = "../cli/remote.rs"]
 mod remote;
+#[path = "../cli/witness.rs"]
+mod witness;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -100,6 +103,12 @@ enum Command {
     Stats,
     /// A first try: create a tenant, store documents, checkpoint, prove and verify.
     Demo,
+    /// Act as a witness of an agency's journal: make a key, cosign checkpoints that extend
+    /// the last one seen (exit 1 when refused).
+    Witness {
+        #[command(subcommand)]
+        command: witness::Command,
+    },
     #[command(flatten)]
     Package(evidence::Command),
     #[command(flatten)]
@@ -260,6 +269,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             no_content,
         } => {
             let store = open(&cli.data_dir)?;
+            // Opening cuts a torn tail back; say where, since the report can then only
+            // show the loss through a checkpoint that covered the cut entries.
+            let recovered = recovered_on_open(&store)?;
             let report = verify_store(
                 &store,
                 VerifyOptions {
@@ -269,8 +281,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 },
             )?;
             if cli.json {
-                print_json(&serde_json::to_value(&report)?);
+                let mut value = serde_json::to_value(&report)?;
+                value["recovered"] = serde_json::to_value(&recovered)?;
+                print_json(&value);
             } else {
+                for r in &recovered {
+                    println!("  RECOVERED {}", r["message"].as_str().unwrap_or_default());
+                }
                 for t in &report.tenants {
                     println!(
                         "tenant {}: entries {}..{} checked, {} checkpoints, {} content objects ({} bytes), {} destroyed records, {} unreferenced objects, {} problems",
@@ -325,10 +342,55 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Demo => demo(&cli.data_dir)?,
+        Command::Witness { command } => return witness::run(&cli.remote, cli.json, command),
         Command::Package(command) => return Ok(evidence::run(command, cli.json)),
         Command::Remote(command) => return run_remote(cli, command),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What opening the store just repaired in each tenant's journal (docs/FORMAT.md, "Crash
+/// recovery"): a torn tail cut from the last segment, or a left-over empty last segment
+/// removed. Not a problem in itself (a crash leaves these before anything is
+/// acknowledged), but entries a checkpoint covers are then reported missing, and this
+/// names the segment where they were.
+fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for t in store.tenants() {
+        let recovery = t.journal().recovery();
+        if recovery.truncated_bytes > 0 {
+            let segments = akte_core::journal::list_segments(t.journal().dir())?;
+            let segment = segments.last().map(|(_, p)| p.clone()).unwrap_or_default();
+            let offset = std::fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
+            out.push(serde_json::json!({
+                "tenant": t.id(),
+                "segment": segment,
+                "offset": offset,
+                "truncated_bytes": recovery.truncated_bytes,
+                "message": format!(
+                    "tenant {}: cut a torn tail of {} bytes at byte offset {offset} of {}; \
+                     the journal now ends before entry {}",
+                    t.id(),
+                    recovery.truncated_bytes,
+                    segment.display(),
+                    t.size(),
+                ),
+            }));
+        }
+        if let Some(removed) = &recovery.removed_segment {
+            out.push(serde_json::json!({
+                "tenant": t.id(),
+                "segment": removed,
+                "removed": true,
+                "message": format!(
+                    "tenant {}: removed the empty last segment {} left by an interrupted segment change",
+                    t.id(),
+                    removed.display()
+                ),
+            }));
+        }
+    }
+    Ok(out)
 }
 
 fn ingest_file(

@@ -180,6 +180,19 @@ pub enum AdminCommand {
         /// Token name, tenants/{tenant}/tokens/{id}.
         name: String,
     },
+    /// Register a witness of --tenant's journal (its verifier key, from `akte witness
+    /// init`, obtained from the witness out of band).
+    AddWitness {
+        /// The witness's verifier key, or a file holding it (e.g. KEYFILE.pub).
+        key: String,
+    },
+    /// List --tenant's witnesses.
+    Witnesses,
+    /// Remove a witness: its cosignatures stop counting, new ones are refused.
+    DeleteWitness {
+        /// tenants/{tenant}/witnesses/{fingerprint}, or the bare fingerprint.
+        name: String,
+    },
 }
 
 /// Plan unit commands.
@@ -331,8 +344,12 @@ pub enum DocumentCommand {
 pub enum JournalCommand {
     /// Sign a checkpoint now.
     Checkpoint,
-    /// Show the latest checkpoint (the signed note).
-    Latest,
+    /// Show the latest checkpoint (the signed note, with any witness cosignatures).
+    Latest {
+        /// The newest checkpoint a registered witness has cosigned instead.
+        #[arg(long)]
+        cosigned: bool,
+    },
     /// Show an entry.
     Entry {
         /// Sequence number.
@@ -346,12 +363,23 @@ pub enum JournalCommand {
         #[arg(long, default_value_t = 0)]
         size: u64,
     },
+    /// Store a witness's cosigned checkpoint note (from `akte witness cosign --checkpoint
+    /// ... --out FILE`) with the tenant's checkpoint (archivist or admin).
+    AddCosignature {
+        /// The cosigned note.
+        file: PathBuf,
+    },
     /// Fetch and check a consistency proof between two tree sizes.
     Consistency {
         /// Smaller size.
         old: u64,
         /// Larger size.
         new: u64,
+        /// Also write the proof as a consistency proof file (one base64 hash per line,
+        /// docs/FORMAT.md), as `akte verify-consistency` and `akte witness cosign --proof`
+        /// read it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -518,6 +546,10 @@ fn checkpoint_json(c: &pb::Checkpoint) -> Value {
         "root_hash": hex::encode(&c.root_hash),
         "signed_note": String::from_utf8_lossy(&c.signed_note),
         "verifier_key": c.verifier_key,
+        "cosignatures": c.cosignatures.iter().map(|w| json!({
+            "verifier_key": w.verifier_key,
+            "cosign_time": w.cosign_time.as_ref().map(|t| t.seconds),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -548,8 +580,8 @@ fn digest(b: &[u8]) -> Result<akte_core::Digest> {
         .ok_or_else(|| anyhow!("the server sent a hash of {} bytes", b.len()))
 }
 
-/// Connects and runs a client command.
-pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u8> {
+/// Connects to akted with the token and TLS settings of `remote`.
+pub async fn connect(remote: &Remote) -> Result<Clients> {
     let token = match (&remote.token, &remote.token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(f)) => Some(
@@ -566,7 +598,12 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         key: remote.client_key.clone(),
         domain: None,
     };
-    let mut c = Clients::connect(&remote.server, token.as_deref(), &tls).await?;
+    Ok(Clients::connect(&remote.server, token.as_deref(), &tls).await?)
+}
+
+/// Connects and runs a client command.
+pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u8> {
+    let mut c = connect(remote).await?;
     let ctx = Ctx {
         r: remote,
         json: json_out,
@@ -841,8 +878,64 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                 .await?;
             ctx.print(json!({"deleted": name}), || format!("deleted {name}"));
         }
+        AdminCommand::AddWitness { key } => {
+            // A key string has '+' in it; anything else is taken as a file holding one.
+            let key = if key.contains('+') {
+                key.clone()
+            } else {
+                std::fs::read_to_string(key)
+                    .with_context(|| format!("reading the witness key file {key}"))?
+                    .trim_end_matches('\n')
+                    .to_owned()
+            };
+            let w = c
+                .journal
+                .add_witness(pb::AddWitnessRequest {
+                    parent: ctx.tenant_name()?,
+                    verifier_key: key,
+                })
+                .await?
+                .into_inner();
+            ctx.print(witness_json(&w), || {
+                format!(
+                    "{}
+{}",
+                    w.name, w.verifier_key
+                )
+            });
+        }
+        AdminCommand::Witnesses => {
+            let r = c
+                .journal
+                .list_witnesses(pb::ListWitnessesRequest {
+                    parent: ctx.tenant_name()?,
+                })
+                .await?
+                .into_inner();
+            ctx.print(
+                Value::Array(r.witnesses.iter().map(witness_json).collect()),
+                || {
+                    r.witnesses
+                        .iter()
+                        .map(|w| format!("{}\t{}", w.name, w.verifier_key))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        AdminCommand::DeleteWitness { name } => {
+            let name = ctx.name(name, "witnesses")?;
+            c.journal
+                .delete_witness(pb::DeleteWitnessRequest { name: name.clone() })
+                .await?;
+            ctx.print(json!({"deleted": name}), || format!("deleted {name}"));
+        }
     }
     Ok(())
+}
+
+fn witness_json(w: &pb::Witness) -> Value {
+    json!({"name": w.name, "verifier_key": w.verifier_key, "key_name": w.key_name})
 }
 
 async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) -> Result<()> {
@@ -1147,17 +1240,21 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
 async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Result<()> {
     let tenant = ctx.tenant_name()?;
     match command {
-        JournalCommand::Checkpoint | JournalCommand::Latest => {
-            let cp = if matches!(command, JournalCommand::Checkpoint) {
-                c.journal
+        JournalCommand::Checkpoint | JournalCommand::Latest { .. } => {
+            let cp = match command {
+                JournalCommand::Latest { cosigned } => c
+                    .journal
+                    .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
+                        tenant,
+                        cosigned: *cosigned,
+                    })
+                    .await?
+                    .into_inner(),
+                _ => c
+                    .journal
                     .create_checkpoint(pb::CreateCheckpointRequest { tenant })
                     .await?
-                    .into_inner()
-            } else {
-                c.journal
-                    .get_latest_checkpoint(pb::GetLatestCheckpointRequest { tenant })
-                    .await?
-                    .into_inner()
+                    .into_inner(),
             };
             let verifier = akte_core::keys::VerifierKey::parse(&cp.verifier_key)?;
             akte_core::note::Checkpoint::open(&cp.signed_note, &verifier)
@@ -1245,7 +1342,30 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 s
             });
         }
-        JournalCommand::Consistency { old, new } => {
+        JournalCommand::AddCosignature { file } => {
+            let note = std::fs::read(file)
+                .with_context(|| format!("reading the cosigned note {}", file.display()))?;
+            let cp = c
+                .journal
+                .add_cosignature(pb::AddCosignatureRequest {
+                    tenant,
+                    cosigned_note: note.into(),
+                })
+                .await?
+                .into_inner();
+            ctx.print(checkpoint_json(&cp), || {
+                let mut s = format!(
+                    "{}: {} witness cosignature(s) stored",
+                    cp.name,
+                    cp.cosignatures.len()
+                );
+                for w in &cp.cosignatures {
+                    s.push_str(&format!("\n  {}", w.verifier_key));
+                }
+                s
+            });
+        }
+        JournalCommand::Consistency { old, new, out } => {
             let p = c
                 .journal
                 .get_consistency_proof(pb::GetConsistencyProofRequest {
@@ -1268,6 +1388,14 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 &hashes,
             )
             .context("the consistency proof does not verify")?;
+            if let Some(path) = out {
+                akte_core::fsutil::write_file_atomic(
+                    path,
+                    akte_core::evidence::format_proof(&hashes).as_bytes(),
+                    0o644,
+                )
+                .with_context(|| format!("writing the proof file {}", path.display()))?;
+            }
             let v = json!({"first_tree_size": p.first_tree_size, "second_tree_size": p.second_tree_size,
                 "first_root_hash": hex::encode(&p.first_root_hash), "second_root_hash": hex::encode(&p.second_root_hash),
                 "proof": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(), "verified": true});

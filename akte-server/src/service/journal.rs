@@ -1,14 +1,17 @@
 //! HistoryService, JournalService and VerificationService.
 
 use akte_core::entry::PayloadKind;
+use akte_core::keys::VerifierKey;
 use akte_core::note::Checkpoint;
 use akte_core::records::{PageRequest, TenantRecords};
+use akte_core::store::StoreError;
 use akte_core::store::Tenant;
 use akte_core::verify::{verify_tenant, VerifyOptions};
+use akte_core::witness::CosignedCheckpoint;
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{READ, SIGN, VERIFY};
+use crate::auth::{ADMIN, ARCHIVE, READ, SIGN, VERIFY};
 use crate::convert::{self, timestamp};
 use crate::error::ApiError;
 use crate::names;
@@ -23,23 +26,48 @@ fn bytes(d: &akte_core::Digest) -> Bytes {
     Bytes::copy_from_slice(d.as_bytes())
 }
 
-fn checkpoint_msg(t: &Tenant, note_bytes: Vec<u8>) -> Result<pb::Checkpoint, ApiError> {
-    let verifier = t.verifier();
-    let (cp, _) = Checkpoint::open(&note_bytes, &verifier)
-        .map_err(|e| ApiError::Store(akte_core::store::StoreError::Note(e)))?;
-    Ok(pb::Checkpoint {
+/// The message of a stored checkpoint, with the registered witnesses whose cosignatures
+/// on it verify.
+fn checkpoint_msg(t: &Tenant, c: &CosignedCheckpoint) -> pb::Checkpoint {
+    let cp = &c.checkpoint;
+    pb::Checkpoint {
         name: format!("tenants/{}/checkpoints/{}", t.id(), cp.size),
-        origin: cp.origin,
+        origin: cp.origin.clone(),
         tree_size: cp.size,
         root_hash: bytes(&cp.root),
-        signed_note: Bytes::from(note_bytes),
-        verifier_key: verifier.to_string(),
-    })
+        signed_note: Bytes::from(c.note.to_bytes()),
+        verifier_key: t.verifier().to_string(),
+        cosignatures: c
+            .witnesses
+            .iter()
+            .map(|w| pb::Cosignature {
+                verifier_key: w.key.to_string(),
+                cosign_time: Some(prost_types::Timestamp {
+                    // Cosignature timestamps are at most 2^63-1 (checked when verified).
+                    seconds: i64::try_from(w.timestamp).unwrap_or(i64::MAX),
+                    nanos: 0,
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// The stored checkpoint of `size` as a message.
+fn stored(t: &Tenant, size: u64) -> Result<pb::Checkpoint, ApiError> {
+    Ok(checkpoint_msg(t, &t.cosigned_checkpoint(size)?))
 }
 
 fn latest(t: &TenantRecords) -> Result<pb::Checkpoint, ApiError> {
-    let (_, note) = t.tenant().latest_checkpoint()?;
-    checkpoint_msg(t.tenant(), note.to_bytes())
+    let (cp, _) = t.tenant().latest_checkpoint()?;
+    stored(t.tenant(), cp.size)
+}
+
+fn witness_msg(tenant: &str, key: &VerifierKey) -> pb::Witness {
+    pb::Witness {
+        name: names::witness_name(tenant, &key.fingerprint()),
+        verifier_key: key.to_string(),
+        key_name: key.name().to_owned(),
+    }
 }
 
 #[tonic::async_trait]
@@ -82,10 +110,35 @@ impl JournalService for Api {
         req: Request<pb::GetLatestCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let caller = self.caller(&req)?;
-        let name = req.into_inner().tenant;
+        let r = req.into_inner();
+        let name = r.tenant;
         let tenant = names::tenant("tenant", &name)?;
         let t = self.tenant(&caller, &tenant, &name, READ)?;
-        Ok(Response::new(blocking(move || latest(&t)).await?))
+        if !r.cosigned {
+            return Ok(Response::new(blocking(move || latest(&t)).await?));
+        }
+        let cp = blocking(move || {
+            let tenant = t.tenant();
+            match tenant.newest_cosigned_checkpoint()? {
+                Some(c) => Ok(checkpoint_msg(tenant, &c)),
+                None => Err(StoreError::NoCheckpoint(tenant.id().to_owned()).into()),
+            }
+        })
+        .await?;
+        Ok(Response::new(cp))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (tenant, size) = names::checkpoint("name", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        Ok(Response::new(
+            blocking(move || stored(t.tenant(), size)).await?,
+        ))
     }
 
     async fn create_checkpoint(
@@ -98,7 +151,10 @@ impl JournalService for Api {
         let t = self.tenant(&caller, &tenant, &name, SIGN)?;
         let cp = blocking(move || {
             let note = t.tenant().checkpoint()?;
-            checkpoint_msg(t.tenant(), note.to_bytes())
+            let size = Checkpoint::parse_body(&note.text)
+                .map_err(|e| ApiError::Store(StoreError::Note(e)))?
+                .size;
+            stored(t.tenant(), size)
         })
         .await?;
         tracing::info!(tenant = %tenant, size = cp.tree_size, principal = %caller.principal.name, "checkpoint signed");
@@ -209,6 +265,74 @@ impl JournalService for Api {
         })
         .await?;
         Ok(Response::new(proof))
+    }
+
+    async fn add_witness(
+        &self,
+        req: Request<pb::AddWitnessRequest>,
+    ) -> Result<Response<pb::Witness>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, ADMIN)?;
+        let key = VerifierKey::parse(r.verifier_key.trim_end_matches('\n'))
+            .map_err(|e| ApiError::field("verifier_key", e.to_string()))?;
+        let (key, added) = blocking(move || Ok(t.tenant().add_witness(&key)?)).await?;
+        if added {
+            tracing::info!(tenant = %tenant, witness = %key, principal = %caller.principal.name, "witness registered");
+        }
+        Ok(Response::new(witness_msg(&tenant, &key)))
+    }
+
+    async fn list_witnesses(
+        &self,
+        req: Request<pb::ListWitnessesRequest>,
+    ) -> Result<Response<pb::ListWitnessesResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let parent = req.into_inner().parent;
+        let tenant = names::tenant("parent", &parent)?;
+        // Witness keys are public: every checkpoint served to a reader names them anyway.
+        let t = self.tenant(&caller, &tenant, &parent, READ)?;
+        let keys = blocking(move || Ok(t.tenant().witnesses()?)).await?;
+        Ok(Response::new(pb::ListWitnessesResponse {
+            witnesses: keys.iter().map(|k| witness_msg(&tenant, k)).collect(),
+        }))
+    }
+
+    async fn delete_witness(
+        &self,
+        req: Request<pb::DeleteWitnessRequest>,
+    ) -> Result<Response<pb::DeleteWitnessResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (tenant, fingerprint) = names::witness("name", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, ADMIN)?;
+        let removed = blocking(move || Ok(t.tenant().remove_witness(&fingerprint)?)).await?;
+        tracing::info!(tenant = %tenant, witness = %removed, principal = %caller.principal.name, "witness removed");
+        Ok(Response::new(pb::DeleteWitnessResponse {}))
+    }
+
+    async fn add_cosignature(
+        &self,
+        req: Request<pb::AddCosignatureRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("tenant", &r.tenant)?;
+        let t = self.tenant(&caller, &tenant, &r.tenant, ARCHIVE)?;
+        if r.cosigned_note.is_empty() {
+            return Err(ApiError::field("cosigned_note", "is required").into());
+        }
+        let out = blocking(move || {
+            let out = t.tenant().add_cosignatures(&r.cosigned_note)?;
+            Ok((checkpoint_msg(t.tenant(), &out.stored), out.added))
+        })
+        .await?;
+        let (cp, added) = out;
+        if !added.is_empty() {
+            tracing::info!(tenant = %tenant, size = cp.tree_size, witnesses = ?added, principal = %caller.principal.name, "cosignatures stored");
+        }
+        Ok(Response::new(cp))
     }
 }
 

@@ -1,0 +1,325 @@
+//! The witnesses a tenant trusts: `tenants/<id>/keys/witnesses`.
+//!
+//! The file holds one verifier key per line, each ending in LF, in the order they were
+//! registered. akte writes every key with type 0x04 (`cosignature/v1`) in canonical form;
+//! a key given with type 0x01 is the same public key and is converted. The file is
+//! replaced atomically (temporary file, fsync, rename, fsync of the directory), so a
+//! crash leaves either the old or the new list. No file means no witnesses.
+//!
+//! Only an administrator registers a witness: a registered key's cosignatures are stored
+//! in the tenant's checkpoint notes and listed in the evidence of every transfer.
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, IoContext, PathIoError};
+use crate::keys::{KeyKind, VerifierKey, PUBLIC_KEY_MODE};
+use crate::store::Tenant;
+
+use super::WitnessError;
+
+/// Name of the witness list in a tenant's `keys/` directory.
+pub const WITNESSES_FILE: &str = "witnesses";
+
+/// Most witnesses one tenant may register. Each adds a line to every cosigned checkpoint
+/// note; 32 keeps notes far below the signed-note limit of 100 lines while allowing more
+/// witnesses than any agency plausibly needs.
+pub const MAX_WITNESSES: usize = 32;
+
+/// Largest witness list read (32 keys are under 5 KiB); a larger file is not one akte
+/// wrote.
+const MAX_LIST_BYTES: u64 = 64 * 1024;
+
+fn list_path(tenant: &Tenant) -> PathBuf {
+    tenant.dir().join("keys").join(WITNESSES_FILE)
+}
+
+/// Parses a witness list strictly: every line a canonical type-0x04 verifier key, no name
+/// or public key twice. `path` is only for errors.
+fn parse_list(bytes: &[u8], path: &Path) -> Result<Vec<VerifierKey>, WitnessError> {
+    let damaged = |line: usize, reason: String| WitnessError::DamagedList {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        damaged(line, "not UTF-8".to_owned())
+    })?;
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(body) = text.strip_suffix('\n') else {
+        return Err(damaged(
+            text.lines().count(),
+            "the last line does not end in LF".to_owned(),
+        ));
+    };
+    let mut keys: Vec<VerifierKey> = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let key = VerifierKey::parse(line).map_err(|e| damaged(i + 1, e.to_string()))?;
+        if key.kind() != KeyKind::CosignatureV1 || key.to_string() != line {
+            return Err(damaged(
+                i + 1,
+                "not a canonical cosignature/v1 (type 0x04) verifier key".to_owned(),
+            ));
+        }
+        if let Some(prev) = keys
+            .iter()
+            .find(|k| k.name() == key.name() || k.public_key_bytes() == key.public_key_bytes())
+        {
+            return Err(damaged(
+                i + 1,
+                format!("the key repeats the name or public key of {prev}"),
+            ));
+        }
+        keys.push(key);
+    }
+    if keys.len() > MAX_WITNESSES {
+        return Err(damaged(
+            keys.len(),
+            format!("more than {MAX_WITNESSES} witnesses"),
+        ));
+    }
+    Ok(keys)
+}
+
+fn format_list(keys: &[VerifierKey]) -> String {
+    keys.iter().map(|k| format!("{k}\n")).collect()
+}
+
+impl Tenant {
+    /// The tenant's registered witnesses (type-0x04 verifier keys), in registration order.
+    pub fn witnesses(&self) -> Result<Vec<VerifierKey>, WitnessError> {
+        let path = list_path(self);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(PathIoError {
+                    op: "open",
+                    path,
+                    source,
+                }
+                .into())
+            }
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_LIST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .at("read", &path)?;
+        if bytes.len() as u64 > MAX_LIST_BYTES {
+            return Err(WitnessError::DamagedList {
+                path,
+                line: 1,
+                reason: format!("larger than {MAX_LIST_BYTES} bytes"),
+            });
+        }
+        parse_list(&bytes, &path)
+    }
+
+    /// Registers a witness. The key may be given with type 0x01 or 0x04; it is stored as
+    /// type 0x04. Returns the stored key and whether it was new: registering the same key
+    /// under the same name again changes nothing.
+    ///
+    /// Refuses the tenant's own key (or its origin as the name), a name registered with
+    /// another key, a key registered under another name, and more than [`MAX_WITNESSES`].
+    pub fn add_witness(&self, key: &VerifierKey) -> Result<(VerifierKey, bool), WitnessError> {
+        let key = key.with_kind(KeyKind::CosignatureV1);
+        let own = self.verifier();
+        if key.public_key_bytes() == own.public_key_bytes() || key.name() == self.origin() {
+            return Err(WitnessError::OwnKey {
+                key: key.to_string(),
+                origin: self.origin().to_owned(),
+            });
+        }
+        let _notes = self.lock_notes();
+        let mut keys = self.witnesses()?;
+        if keys.contains(&key) {
+            return Ok((key, false));
+        }
+        if let Some(existing) = keys.iter().find(|k| k.name() == key.name()) {
+            return Err(WitnessError::NameTaken {
+                name: key.name().to_owned(),
+                existing: existing.to_string(),
+            });
+        }
+        if let Some(existing) = keys
+            .iter()
+            .find(|k| k.public_key_bytes() == key.public_key_bytes())
+        {
+            return Err(WitnessError::KeyTaken {
+                existing: existing.name().to_owned(),
+            });
+        }
+        if keys.len() >= MAX_WITNESSES {
+            return Err(WitnessError::TooMany {
+                tenant: self.id().to_owned(),
+                limit: MAX_WITNESSES,
+            });
+        }
+        keys.push(key.clone());
+        fsutil::write_file_atomic(
+            &list_path(self),
+            format_list(&keys).as_bytes(),
+            PUBLIC_KEY_MODE,
+        )?;
+        tracing::info!(tenant = %self.id(), witness = %key, "witness registered");
+        Ok((key, true))
+    }
+
+    /// Removes the witness whose public key has `fingerprint` (lower-case hex SHA-256 of
+    /// the public key, [`VerifierKey::fingerprint`]) and returns its key.
+    ///
+    /// Its cosignatures stay in the stored notes (they remain valid signatures), but
+    /// evidence no longer lists it and new cosignatures of it are refused: this is how an
+    /// administrator withdraws trust from a compromised or retired witness key.
+    pub fn remove_witness(&self, fingerprint: &str) -> Result<VerifierKey, WitnessError> {
+        let _notes = self.lock_notes();
+        let mut keys = self.witnesses()?;
+        let Some(at) = keys.iter().position(|k| k.fingerprint() == fingerprint) else {
+            return Err(WitnessError::NoSuchWitness {
+                tenant: self.id().to_owned(),
+                fingerprint: fingerprint.chars().take(80).collect(),
+            });
+        };
+        let removed = keys.remove(at);
+        fsutil::write_file_atomic(
+            &list_path(self),
+            format_list(&keys).as_bytes(),
+            PUBLIC_KEY_MODE,
+        )?;
+        tracing::info!(tenant = %self.id(), witness = %removed, "witness removed");
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKeyPair;
+    use crate::store::{Store, StoreOptions};
+
+    fn witness(name: &str) -> SigningKeyPair {
+        SigningKeyPair::generate(name).unwrap()
+    }
+
+    #[test]
+    fn registers_durably_and_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let w1 = witness("archiv.example/w1");
+        let w2 = witness("archiv.example/w2");
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            let t = store.create_tenant("bauamt").unwrap();
+            assert!(t.witnesses().unwrap().is_empty());
+            // Given as type 0x01, stored as type 0x04.
+            let (k, added) = t.add_witness(&w1.verifier()).unwrap();
+            assert!(added);
+            assert_eq!(k, w1.cosignature_verifier());
+            let (_, again) = t.add_witness(&w1.cosignature_verifier()).unwrap();
+            assert!(!again, "the same key twice is no change");
+            t.add_witness(&w2.cosignature_verifier()).unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = store.tenant("bauamt").unwrap();
+        assert_eq!(
+            t.witnesses().unwrap(),
+            vec![w1.cosignature_verifier(), w2.cosignature_verifier()]
+        );
+        let text = fs::read_to_string(t.dir().join("keys").join(WITNESSES_FILE)).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{}\n{}\n",
+                w1.cosignature_verifier(),
+                w2.cosignature_verifier()
+            )
+        );
+        let removed = t
+            .remove_witness(&w1.cosignature_verifier().fingerprint())
+            .unwrap();
+        assert_eq!(removed, w1.cosignature_verifier());
+        assert_eq!(t.witnesses().unwrap(), vec![w2.cosignature_verifier()]);
+        assert!(matches!(
+            t.remove_witness(&w1.cosignature_verifier().fingerprint()),
+            Err(WitnessError::NoSuchWitness { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_conflicts_and_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = store.create_tenant("bauamt").unwrap();
+        let w = witness("archiv.example/w1");
+        t.add_witness(&w.verifier()).unwrap();
+        let before = t.witnesses().unwrap();
+        // Another key under the same name.
+        let other = witness("archiv.example/w1");
+        assert!(matches!(
+            t.add_witness(&other.verifier()),
+            Err(WitnessError::NameTaken { .. })
+        ));
+        // The same key under another name.
+        let renamed = VerifierKey::from_public_key(
+            "archiv.example/w9",
+            KeyKind::CosignatureV1,
+            &w.public_key_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            t.add_witness(&renamed),
+            Err(WitnessError::KeyTaken { .. })
+        ));
+        // The tenant's own key, and a key named like the log.
+        assert!(matches!(
+            t.add_witness(&t.verifier()),
+            Err(WitnessError::OwnKey { .. })
+        ));
+        let named_like_log = witness(t.origin());
+        assert!(matches!(
+            t.add_witness(&named_like_log.verifier()),
+            Err(WitnessError::OwnKey { .. })
+        ));
+        assert_eq!(t.witnesses().unwrap(), before, "nothing changed");
+        // The limit.
+        for i in 1..MAX_WITNESSES {
+            t.add_witness(&witness(&format!("archiv.example/x{i}")).verifier())
+                .unwrap();
+        }
+        assert!(matches!(
+            t.add_witness(&witness("archiv.example/one-more").verifier()),
+            Err(WitnessError::TooMany { .. })
+        ));
+        assert_eq!(t.witnesses().unwrap().len(), MAX_WITNESSES);
+    }
+
+    #[test]
+    fn damaged_lists_are_refused_naming_the_line() {
+        let w = witness("archiv.example/w1");
+        let good = format!("{}\n", w.cosignature_verifier());
+        let p = Path::new("keys/witnesses");
+        assert_eq!(parse_list(good.as_bytes(), p).unwrap().len(), 1);
+        assert!(parse_list(b"", p).unwrap().is_empty());
+        let cases = [
+            (good.trim_end().to_owned(), 1),
+            (format!("{good}{good}"), 2),
+            (format!("{good}{}\n", w.verifier()), 2),
+            (format!("{good}not a key\n"), 2),
+            (format!("{good}\n"), 2),
+        ];
+        for (text, line) in cases {
+            match parse_list(text.as_bytes(), p) {
+                Err(WitnessError::DamagedList { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(parse_list(&[0xff, b'\n'], p).is_err());
+    }
+}

@@ -166,6 +166,9 @@ pub struct TokenRecord {
     /// Free description.
     #[serde(default)]
     pub description: String,
+    /// From this moment on the token is refused; `None`: it does not expire.
+    #[serde(default)]
+    pub expires: Option<DateTime<Utc>>,
 }
 
 impl TokenRecord {
@@ -232,13 +235,31 @@ fn random_hex(n: usize) -> Result<String, AuthError> {
     Ok(hex::encode(buf))
 }
 
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No token with this hash is known.
+    #[error("unknown token")]
+    Unknown,
+    /// The token is known but expired.
+    #[error("the token expired at {0}")]
+    Expired(DateTime<Utc>),
+}
+
+/// A known token: what it grants and until when.
+#[derive(Debug)]
+struct Known {
+    principal: Arc<Principal>,
+    expires: Option<DateTime<Utc>>,
+}
+
 /// All tokens the server accepts.
 #[derive(Debug)]
 pub struct TokenStore {
     path: PathBuf,
     configured: Vec<TokenRecord>,
     stored: Vec<TokenRecord>,
-    by_hash: HashMap<[u8; 32], Arc<Principal>>,
+    by_hash: HashMap<[u8; 32], Known>,
 }
 
 impl TokenStore {
@@ -290,7 +311,11 @@ impl TokenStore {
         let mut map = HashMap::new();
         for t in self.configured.iter().chain(self.stored.iter()) {
             let h = t.check()?;
-            if map.insert(h, Arc::new(t.principal())).is_some() {
+            let known = Known {
+                principal: Arc::new(t.principal()),
+                expires: t.expires,
+            };
+            if map.insert(h, known).is_some() {
                 return Err(AuthError::Config(format!(
                     "the same token hash is configured twice (principal {:?})",
                     t.principal
@@ -306,9 +331,25 @@ impl TokenStore {
         self.by_hash.is_empty()
     }
 
-    /// The principal of a bearer token.
-    pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
-        self.by_hash.get(&hash_token(token)).cloned()
+    /// The principal of a bearer token, now.
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Principal>, Refusal> {
+        self.authenticate_at(token, Utc::now())
+    }
+
+    /// The principal of a bearer token at `now`.
+    pub fn authenticate_at(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Principal>, Refusal> {
+        let known = self
+            .by_hash
+            .get(&hash_token(token))
+            .ok_or(Refusal::Unknown)?;
+        match known.expires {
+            Some(at) if at <= now => Err(Refusal::Expired(at)),
+            _ => Ok(known.principal.clone()),
+        }
     }
 
     fn save(&self, stored: &[TokenRecord]) -> Result<(), AuthError> {
@@ -326,18 +367,29 @@ impl TokenStore {
     }
 
     /// Creates a token, stores its hash durably and returns its record and the secret.
+    /// `expires`, if given, must lie in the future.
     pub fn create(
         &mut self,
         principal: &str,
         tenant: Option<&str>,
         roles: Vec<Role>,
         description: &str,
+        expires: Option<DateTime<Utc>>,
     ) -> Result<(TokenRecord, String), AuthError> {
         if description.chars().count() > 256 || description.chars().any(char::is_control) {
             return Err(AuthError::Invalid {
                 field: "description",
                 reason: "at most 256 characters, no control characters".into(),
             });
+        }
+        let now = Utc::now();
+        if let Some(at) = expires {
+            if at <= now {
+                return Err(AuthError::Invalid {
+                    field: "expire_time",
+                    reason: format!("{} is not in the future", at.to_rfc3339()),
+                });
+            }
         }
         let mut roles = roles;
         roles.sort();
@@ -349,8 +401,9 @@ impl TokenStore {
             principal: principal.to_owned(),
             tenant: tenant.unwrap_or("*").to_owned(),
             roles,
-            created: Some(Utc::now()),
+            created: Some(now),
             description: description.to_owned(),
+            expires,
         };
         record.check()?;
         let mut stored = self.stored.clone();
@@ -395,7 +448,13 @@ impl TokenStore {
         if !self.is_empty() {
             return Ok(None);
         }
-        let (_, secret) = self.create("bootstrap-admin", None, vec![Role::Admin], "bootstrap")?;
+        let (_, secret) = self.create(
+            "bootstrap-admin",
+            None,
+            vec![Role::Admin],
+            "bootstrap",
+            None,
+        )?;
         let path = data_dir.join(BOOTSTRAP_FILE);
         fsutil::write_file_atomic(&path, format!("{secret}\n").as_bytes(), 0o600).map_err(|e| {
             AuthError::File {
@@ -421,7 +480,7 @@ mod tests {
         let p = s.authenticate(secret.trim()).unwrap();
         assert!(p.is_global_admin());
         let (rec, clerk) = s
-            .create("clerk:schmidt", Some("bauamt"), vec![Role::Clerk], "")
+            .create("clerk:schmidt", Some("bauamt"), vec![Role::Clerk], "", None)
             .unwrap();
         let file = std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
         assert!(!file.contains(&clerk), "the secret is not stored");
@@ -429,10 +488,10 @@ mod tests {
         let p = s2.authenticate(&clerk).unwrap();
         assert_eq!(p.tenant.as_deref(), Some("bauamt"));
         assert!(p.sees("bauamt") && !p.sees("other"));
-        assert!(s2.authenticate("akte_wrong").is_none());
+        assert_eq!(s2.authenticate("akte_wrong"), Err(Refusal::Unknown));
         let mut s2 = s2;
         s2.delete(Some("bauamt"), &rec.id).unwrap();
-        assert!(s2.authenticate(&clerk).is_none());
+        assert_eq!(s2.authenticate(&clerk), Err(Refusal::Unknown));
         assert!(s2.bootstrap(dir.path()).unwrap().is_none());
     }
 
@@ -447,14 +506,51 @@ mod tests {
             roles: vec![Role::Reader],
             created: None,
             description: String::new(),
+            expires: None,
         };
         let s = TokenStore::load(dir.path(), vec![good.clone()]).unwrap();
-        assert!(s.authenticate("s3cret").is_some());
+        assert!(s.authenticate("s3cret").is_ok());
         let bad = TokenRecord {
             sha256: "abc".into(),
             ..good.clone()
         };
         assert!(TokenStore::load(dir.path(), vec![bad]).is_err());
         assert!(TokenStore::load(dir.path(), vec![good.clone(), good]).is_err());
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TokenStore::load(dir.path(), vec![]).unwrap();
+        let now = Utc::now();
+        let past = now - chrono::Duration::seconds(1);
+        let e = s
+            .create("clerk:a", Some("t"), vec![Role::Clerk], "", Some(past))
+            .unwrap_err();
+        assert!(e.to_string().contains("expire_time"), "{e}");
+        assert!(
+            s.list(Some("t")).is_empty(),
+            "a refused token is not stored"
+        );
+        let at = now + chrono::Duration::days(30);
+        let (rec, secret) = s
+            .create("clerk:a", Some("t"), vec![Role::Clerk], "", Some(at))
+            .unwrap();
+        assert_eq!(rec.expires, Some(at));
+        assert!(s.authenticate(&secret).is_ok());
+        assert_eq!(
+            s.authenticate_at(&secret, at),
+            Err(Refusal::Expired(at)),
+            "refused from the expiry moment on"
+        );
+        // The expiry survives a reload.
+        let s2 = TokenStore::load(dir.path(), vec![]).unwrap();
+        assert_eq!(
+            s2.authenticate_at(&secret, at + chrono::Duration::days(1)),
+            Err(Refusal::Expired(at))
+        );
+        assert!(s2
+            .authenticate_at(&secret, at - chrono::Duration::seconds(1))
+            .is_ok());
     }
 }

@@ -15,6 +15,7 @@
 //! principal = "fachverfahren:bauamt"
 //! tenant = "bauamt"                 # or "*" for all tenants
 //! roles = ["clerk"]
+//! expires = "2027-06-30T00:00:00Z"  # optional; refused from then on
 //! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -330,6 +331,7 @@ sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 principal = "clerk:a"
 tenant = "t"
 roles = ["clerk"]
+expires = "2027-06-30T00:00:00Z"
 "#,
         )
         .unwrap();
@@ -344,6 +346,10 @@ roles = ["clerk"]
         assert_eq!(c.metrics_listen, None);
         assert_eq!(c.max_concurrent_requests, 8);
         assert_eq!(c.tokens.len(), 1);
+        assert_eq!(
+            c.tokens[0].expires.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2027-06-30T00:00:00+00:00")
+        );
         let d = ServerConfig::resolve(&Overrides::default()).unwrap();
         assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
         std::fs::write(&path, "unknown_key = 1\n").unwrap();

@@ -44,6 +44,7 @@ impl Env {
                 principal: principal.into(),
                 roles: vec![role as i32],
                 description: String::new(),
+                expire_time: None,
             })
             .await
             .expect("create token")

@@ -52,6 +52,7 @@ impl Env {
                 principal: principal.into(),
                 roles: roles.iter().map(|r| *r as i32).collect(),
                 description: String::new(),
+                expire_time: None,
             })
             .await
             .expect("create token");
@@ -1154,11 +1155,59 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
             principal: "reader:temp".into(),
             roles: vec![pb::Role::Reader as i32],
             description: "befristet".into(),
+            expire_time: None,
         })
         .await?
         .into_inner();
     let token = created.token.unwrap();
     assert!(created.secret.starts_with("akte_"));
+
+    // Expiry: a past moment is refused; a token expiring soon works until then and is
+    // refused as expired afterwards.
+    let expiring = |at: chrono::DateTime<chrono::Utc>| pb::CreateTokenRequest {
+        parent: "tenants/stadt-b".into(),
+        principal: "reader:kurz".into(),
+        roles: vec![pb::Role::Reader as i32],
+        description: String::new(),
+        expire_time: Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: 0,
+        }),
+    };
+    let now = chrono::Utc::now();
+    expect_err(
+        tadmin
+            .tenants
+            .create_token(expiring(now - chrono::Duration::seconds(5)))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_FIELD",
+    );
+    let short = tadmin
+        .tenants
+        .create_token(expiring(now + chrono::Duration::seconds(2)))
+        .await?
+        .into_inner();
+    assert!(short.token.as_ref().unwrap().expire_time.is_some());
+    let mut short_client = env.client(Some(&short.secret)).await;
+    short_client
+        .tenants
+        .get_tenant(pb::GetTenantRequest {
+            name: "tenants/stadt-b".into(),
+        })
+        .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let s = expect_err(
+        short_client
+            .tenants
+            .get_tenant(pb::GetTenantRequest {
+                name: "tenants/stadt-b".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    assert!(s.message().contains("expired"), "{s:?}");
     let listed = tadmin
         .tenants
         .list_tokens(pb::ListTokensRequest {
@@ -1196,6 +1245,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
                 principal: "x".into(),
                 roles: vec![pb::Role::Admin as i32],
                 description: String::new(),
+                expire_time: None,
             })
             .await,
         Code::NotFound,
@@ -1209,6 +1259,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
                 principal: "x".into(),
                 roles: vec![pb::Role::Admin as i32],
                 description: String::new(),
+                expire_time: None,
             })
             .await,
         Code::PermissionDenied,

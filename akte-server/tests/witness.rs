@@ -46,6 +46,7 @@ async fn token(admin: &mut Clients, principal: &str, roles: &[pb::Role]) -> Stri
             principal: principal.into(),
             roles: roles.iter().map(|r| *r as i32).collect(),
             description: String::new(),
+            expire_time: None,
         })
         .await
         .expect("create token")

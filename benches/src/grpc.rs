@@ -91,6 +91,7 @@ async fn server(tenant: &str) -> Result<Server> {
             principal: "bench:clerk".into(),
             roles: vec![pb::Role::Registrar as i32, pb::Role::Clerk as i32],
             description: String::new(),
+            expire_time: None,
         })
         .await?
         .into_inner()

@@ -168,6 +168,10 @@ pub enum AdminCommand {
         /// Description.
         #[arg(long, default_value = "")]
         description: String,
+        /// When the token stops working: RFC 3339 (2027-06-30T00:00:00Z) or a date
+        /// (2027-06-30, meaning its start in UTC). Default: it does not expire.
+        #[arg(long)]
+        expires: Option<String>,
     },
     /// List tokens created through the API.
     Tokens {
@@ -451,6 +455,17 @@ fn date(d: &Option<Date>) -> Value {
         Some(d) if d.year != 0 => json!(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
         _ => Value::Null,
     }
+}
+
+/// A token expiry: RFC 3339, or a date meaning its start in UTC.
+fn parse_expiry(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
+        format!("--expires {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor a date YYYY-MM-DD")
+    })?;
+    Ok(d.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 fn parse_date(s: &str) -> Result<Date> {
@@ -756,7 +771,8 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
     let token_json = |t: &pb::Token| {
         json!({"name": t.name, "principal": t.principal, "tenant": t.tenant,
             "roles": t.roles.iter().map(|r| pb::Role::try_from(*r).map(|r| r.as_str_name()).unwrap_or("")).collect::<Vec<_>>(),
-            "description": t.description})
+            "description": t.description,
+            "expire_time": t.expire_time.as_ref().and_then(|e| chrono::DateTime::from_timestamp(e.seconds, e.nanos as u32)).map(|d| d.to_rfc3339())})
     };
     match command {
         AdminCommand::CreateTenant { id } => {
@@ -814,7 +830,17 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
             roles,
             all_tenants,
             description,
+            expires,
         } => {
+            let expire_time =
+                expires
+                    .as_deref()
+                    .map(parse_expiry)
+                    .transpose()?
+                    .map(|t| prost_types::Timestamp {
+                        seconds: t.timestamp(),
+                        nanos: t.timestamp_subsec_nanos() as i32,
+                    });
             let parent = if *all_tenants {
                 "tenants/-".to_owned()
             } else {
@@ -839,6 +865,7 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                     principal: principal.clone(),
                     roles,
                     description: description.clone(),
+                    expire_time,
                 })
                 .await?
                 .into_inner();

@@ -105,7 +105,7 @@ impl Api {
                 .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
             tokens.authenticate(token)
         };
-        let principal = principal.ok_or_else(|| deny("unknown token"))?;
+        let principal = principal.map_err(|refusal| deny(&refusal.to_string()))?;
         Ok(Caller { principal, method })
     }
 

@@ -51,7 +51,25 @@ fn token_msg(t: &TokenRecord) -> pb::Token {
         roles: t.roles.iter().map(|r| role_msg(*r)).collect(),
         create_time: t.created.as_ref().map(timestamp),
         description: t.description.clone(),
+        expire_time: t.expires.as_ref().map(timestamp),
     }
+}
+
+/// The expiry of a new token: unset, or a valid timestamp (checked against now by the
+/// token store).
+fn expire_time(
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(ts) = ts else {
+        return Ok(None);
+    };
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(|| ApiError::field("expire_time", "nanos must be 0 to 999,999,999"))?;
+    chrono::DateTime::from_timestamp(ts.seconds, nanos)
+        .map(Some)
+        .ok_or_else(|| ApiError::field("expire_time", "is out of range"))
 }
 
 fn auth_error(e: AuthError) -> ApiError {
@@ -156,6 +174,7 @@ impl TenantService for Api {
             .iter()
             .map(|v| parse_role(*v))
             .collect::<Result<Vec<_>, _>>()?;
+        let expires = expire_time(r.expire_time.as_ref())?;
         let state = self.state.clone();
         let (record, secret) = blocking(move || {
             let mut tokens = state
@@ -163,7 +182,13 @@ impl TenantService for Api {
                 .write()
                 .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
             tokens
-                .create(&r.principal, scope.as_deref(), roles, &r.description)
+                .create(
+                    &r.principal,
+                    scope.as_deref(),
+                    roles,
+                    &r.description,
+                    expires,
+                )
                 .map_err(auth_error)
         })
         .await?;

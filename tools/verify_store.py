@@ -422,6 +422,12 @@ class Cursor:
         return raw.decode("ascii")
 
 
+# The entry time range (FORMAT.md "Entry encoding"): -262143-01-01T00:00:00Z to
+# +262142-12-31T23:59:59.999999Z in microseconds since the epoch.
+ENTRY_TIME_MIN = -8_334_601_228_800_000_000
+ENTRY_TIME_MAX = 8_210_266_876_799_999_999
+
+
 def decode_entry(data):
     """Decode the canonical entry encoding (FORMAT.md, "Entry encoding") strictly."""
     cur = Cursor(data)
@@ -430,6 +436,8 @@ def decode_entry(data):
         raise Malformed("unknown entry version %d" % version)
     entry = {"seq": cur.u64()}
     entry["time"] = struct.unpack(">q", cur.take(8))[0]
+    if not ENTRY_TIME_MIN <= entry["time"] <= ENTRY_TIME_MAX:
+        raise Malformed("entry time %d µs is out of range" % entry["time"])
     entry["prev"] = cur.take(32)
     entry["actor"] = cur.text("actor", 1, 256)
     entry["kind"] = cur.token("kind")

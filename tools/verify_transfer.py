@@ -78,7 +78,8 @@ class Usage(Exception):
 # ------------------------------------------------------------------------------ Ed25519
 # RFC 8032 verification, strict as FORMAT.md asks: S below the group order, neither the
 # public key nor R of small order, and R equal byte for byte to the canonical encoding of
-# [S]B - [k]A. Points are decoded as the Evidence section describes (y taken modulo p).
+# [S]B - [k]A. Points are decoded as the Evidence section describes (y taken modulo p);
+# a verifier key must moreover be the canonical encoding of its point.
 
 _P = 2 ** 255 - 19
 _L = 2 ** 252 + 27742317777372353535851937790883648493
@@ -227,6 +228,8 @@ def parse_verifier_key(text):
     point = _ed_decode(public)
     if point is None or _ed_small_order(point):
         raise Malformed("the public key is not a usable Ed25519 point")
+    if _ed_encode(point) != public:
+        raise Malformed("the public key is not the canonical encoding of its point")
     return VerifierKey(name, typ, bytes.fromhex(kid_hex), public)
 
 
@@ -268,12 +271,15 @@ def parse_note(data):
 
 def parse_checkpoint(text):
     """(origin, size, root, extension lines) of a checkpoint text (FORMAT.md "Checkpoint";
-    the note's rules already exclude bytes below 0x20 other than LF)."""
+    the note's rules already exclude bytes below 0x20 other than LF; the origin has no
+    control character of Unicode category Cc at all)."""
     if not text.endswith("\n"):
         raise Malformed("checkpoint text must end in LF")
     lines = text[:-1].split("\n")
     if len(lines) < 3 or lines[0] == "":
         raise Malformed("checkpoint needs origin, size and root")
+    if any(is_control(c) for c in lines[0]):
+        raise Malformed("the origin contains a control character")
     if not SIZE_RE.match(lines[1]) or int(lines[1]) >= 1 << 64:
         raise Malformed("bad tree size")
     root = b64decode_canonical(lines[2])

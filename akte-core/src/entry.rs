@@ -410,6 +410,33 @@ mod tests {
         assert!(d.validate().is_err());
     }
 
+    #[test]
+    fn time_range_is_the_documented_one() {
+        // FORMAT.md, "Entry encoding": -262143-01-01T00:00:00Z to
+        // +262142-12-31T23:59:59.999999Z; every other i64 is refused.
+        let at = |micros: i64| {
+            let e = Entry {
+                seq: 0,
+                time: Utc.timestamp_micros(0).unwrap(),
+                prev: Digest::ZERO,
+                actor: "a".into(),
+                kind: "x.y".into(),
+                object: String::new(),
+                payloads: vec![],
+            };
+            let mut bytes = e.encode();
+            bytes[9..17].copy_from_slice(&micros.to_be_bytes());
+            Entry::decode(&bytes)
+        };
+        const MIN: i64 = -8_334_601_228_800_000_000;
+        const MAX: i64 = 8_210_266_876_799_999_999;
+        assert_eq!(at(MIN).unwrap().time.timestamp_micros(), MIN);
+        assert_eq!(at(MAX).unwrap().time.timestamp_micros(), MAX);
+        for bad in [MIN - 1, MAX + 1, i64::MIN, i64::MAX] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {

@@ -580,6 +580,15 @@ fn parse_verifier(s: &str, what: &str) -> Result<VerifierKey, KeyError> {
 fn decode_public_key(bytes: &[u8; 32], what: &str) -> Result<VerifyingKey, KeyError> {
     let public = VerifyingKey::from_bytes(bytes)
         .map_err(|_| malformed(what, "the public key is not a valid Ed25519 point"))?;
+    // Decompression accepts a y coordinate that is not reduced mod p, so one point has
+    // several 32-byte spellings. Only the canonical one is a key here (FORMAT.md, "Verifier
+    // key"), so that an independent verifier that checks canonicity reaches the same verdict.
+    if public.to_edwards().compress().to_bytes() != *bytes {
+        return Err(malformed(
+            what,
+            "the public key is not the canonical encoding of its Ed25519 point",
+        ));
+    }
     // A small-order key verifies forged signatures under lenient verification and none
     // under strict verification; either way it cannot be a real signer's key.
     if public.is_weak() {
@@ -971,6 +980,12 @@ mod tests {
         off_curve[0] = 2;
         let e = VerifierKey::from_public_key("bad", KeyKind::Ed25519, &off_curve).unwrap_err();
         assert!(e.to_string().contains("not a valid Ed25519 point"), "{e}");
+        // y = p + 1 spells the point y = 1 without reducing mod p (p = 2^255 - 19).
+        let mut unreduced = [0xffu8; 32];
+        unreduced[0] = 0xee;
+        unreduced[31] = 0x7f;
+        let e = VerifierKey::from_public_key("odd", KeyKind::Ed25519, &unreduced).unwrap_err();
+        assert!(e.to_string().contains("canonical"), "{e}");
     }
 
     #[test]

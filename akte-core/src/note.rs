@@ -551,10 +551,11 @@ impl Checkpoint {
         if self.origin.is_empty() {
             return bad("the origin is empty".to_owned());
         }
-        // Same rule as parsing: a note forbids controls other than newline, and a newline
-        // would end the line.
+        // Same rules as parsing: a note forbids controls other than newline, a newline
+        // would end the line, and the origin has no control character at all (Unicode Cc,
+        // FORMAT.md "Checkpoint"), as it names the journal in messages and file names.
         let unwritable = |c: char| c == '\n' || is_forbidden_control(c);
-        if self.origin.chars().any(unwritable) {
+        if self.origin.chars().any(|c| c.is_control()) {
             return bad(format!(
                 "the origin {:?} contains a control character",
                 truncate(&self.origin, 80)
@@ -611,6 +612,12 @@ impl Checkpoint {
         let origin = lines.next().unwrap_or_default();
         if origin.is_empty() {
             return Err(bad(1, "the origin line is empty".to_owned()));
+        }
+        if let Some(c) = origin.chars().find(|c| c.is_control()) {
+            return Err(bad(
+                1,
+                format!("the origin contains control character U+{:04X}", c as u32),
+            ));
         }
         let size_line = lines
             .next()
@@ -1136,6 +1143,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn origin_has_no_control_character() {
+        // Below 0x20 the note rules already refuse; DEL and the C1 controls are refused by
+        // the origin rule (Unicode Cc), when writing and when reading.
+        for c in ['\u{7f}', '\u{85}', '\u{9f}'] {
+            let cp = Checkpoint::new(format!("akte.example/t{c}"), 1, Digest::EMPTY_INPUT);
+            assert!(cp.validate().is_err(), "U+{:04X}", c as u32);
+            let e = Checkpoint::parse_body(&cp.to_body()).unwrap_err().to_string();
+            assert!(e.contains("control character"), "{e}");
+        }
+        let fine = Checkpoint::new("akte.example/stadt-ß", 1, Digest::EMPTY_INPUT);
+        assert!(fine.validate().is_ok());
     }
 
     #[test]

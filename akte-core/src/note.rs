@@ -1152,7 +1152,9 @@ mod tests {
         for c in ['\u{7f}', '\u{85}', '\u{9f}'] {
             let cp = Checkpoint::new(format!("akte.example/t{c}"), 1, Digest::EMPTY_INPUT);
             assert!(cp.validate().is_err(), "U+{:04X}", c as u32);
-            let e = Checkpoint::parse_body(&cp.to_body()).unwrap_err().to_string();
+            let e = Checkpoint::parse_body(&cp.to_body())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("control character"), "{e}");
         }
         let fine = Checkpoint::new("akte.example/stadt-ß", 1, Digest::EMPTY_INPUT);

@@ -18,7 +18,9 @@ named with --tenant) it checks:
   * the RFC 6962 Merkle tree, built incrementally as a compact range (O(log n)
     memory): at every stored checkpoint's size the root must equal the checkpoint's
     root, and the checkpoint (a C2SP signed note) must carry a valid Ed25519
-    signature by the tenant's key;
+    signature by the tenant's key; every other signature line must be a witness
+    cosignature (cosignature/v1) by a key in keys/witnesses or keys/witnesses-removed,
+    and verify;
   * every content object that content payloads still refer to (their reference count,
     less `release` references, is above zero): header, codec, length and SHA-256 of
     the original bytes; and the layout of content/objects.
@@ -83,6 +85,9 @@ CHECKPOINT_NAME = re.compile(r"([0-9]{20})\.note\Z")
 MAX_NOTE = 1 << 20
 MAX_SIGNATURES = 100
 EM_DASH_SPACE = "\u2014 "
+WITNESS_LISTS = ("witnesses", "witnesses-removed")  # in keys/ (FORMAT.md, Witnesses)
+MAX_WITNESSES = 32
+MAX_WITNESS_LIST = {"witnesses": 64 * 1024, "witnesses-removed": 1 << 20}
 
 OBJECT_MAGIC = b"\x89AKO\r\n\x1a\n"
 OBJECT_HEADER_LEN = 24
@@ -241,8 +246,9 @@ def is_control(char):
     return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
 
 
-def parse_verifier_key(text):
-    """Parse `<name>+<key id>+<base64(type || key)>`; return (name, key id, public key)."""
+def parse_verifier_key(text, key_type=0x01):
+    """Parse `<name>+<key id>+<base64(type || key)>` of type `key_type`; return
+    (name, key id, public key)."""
     parts = text.split("+", 2)
     if len(parts) != 3:
         raise Malformed("verifier key needs name, key id and key")
@@ -250,8 +256,8 @@ def parse_verifier_key(text):
     if not valid_key_name(name) or not re.fullmatch(r"[0-9a-fA-F]{8}", kid_hex):
         raise Malformed("malformed verifier key")
     raw = b64decode_canonical(b64)
-    if len(raw) != 33 or raw[0] != 0x01:
-        raise Malformed("not an Ed25519 (type 0x01) verifier key")
+    if len(raw) != 33 or raw[0] != key_type:
+        raise Malformed("not a verifier key of type 0x%02x" % key_type)
     public_key = raw[1:]
     kid = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
     if kid != bytes.fromhex(kid_hex):
@@ -306,8 +312,9 @@ def parse_note(data):
 def verify_note(data, key):
     """Return the note's text if it is validly signed by `key` (name, key id, public key).
 
-    Lines by other keys (for example witnesses) are ignored; every line by this key
-    must verify, and there must be at least one.
+    Lines by other keys are not looked at here (a stored checkpoint's witness lines are
+    checked by other_line_problems); every line by this key must verify, and there must
+    be at least one.
     """
     name, kid, public_key = key
     text, signatures = parse_note(data)
@@ -321,6 +328,35 @@ def verify_note(data, key):
     if not found:
         raise Malformed("no signature by the tenant's key %s+%s" % (name, kid.hex()))
     return text
+
+
+def cosignature_verifies(public_key, text, signature):
+    """A cosignature/v1 line's bytes after the key id (8-byte big-endian time, 64-byte
+    Ed25519 signature) over the note text (FORMAT.md "Cosignature")."""
+    if len(signature) != 72:
+        return False
+    timestamp = int.from_bytes(signature[:8], "big")
+    if timestamp >= 1 << 63:
+        return False
+    message = ("cosignature/v1\ntime %d\n" % timestamp + text).encode("utf-8")
+    return ed25519_verify(public_key, signature[8:], message)
+
+
+def other_line_problems(text, signatures, tenant_key, witnesses):
+    """FORMAT.md "Witnesses in the data directory": every line that is not the tenant's
+    must match (name and type-0x04 key id) a registered or removed witness and verify.
+    `witnesses` maps (name, key id) to public keys. Returns one message per bad line."""
+    problems = []
+    for number, (name, kid, signature) in enumerate(signatures, 1):
+        if (name, kid) == (tenant_key[0], tenant_key[1]):
+            continue  # checked by verify_note
+        keys = witnesses.get((name, kid))
+        if not keys:
+            problems.append("signature line %d by unknown key %s+%s" % (number, name, kid.hex()))
+        elif not any(cosignature_verifies(k, text, signature) for k in keys):
+            problems.append("signature line %d by witness %s+%s does not verify"
+                            % (number, name, kid.hex()))
+    return problems
 
 
 def parse_checkpoint(text):
@@ -852,10 +888,12 @@ class TenantVerifier:
         self.prev_leaf = bytes(32)
         self.prev_time = None
         self.redacted = []  # (digest, entry, segment) of attachments removed by destruction
+        self.witnesses = {}  # (name, type-0x04 key id) -> [public keys], both witness lists
         self.destroyed = set()  # digests that destruction entries list as destroyed
 
     def run(self):
         key = self.load_origin_and_key()
+        self.witnesses = self.load_witnesses()
         self.load_checkpoints(key)
         self.check_checkpoint_at_size()  # a checkpoint of size 0
         self.walk_journal()
@@ -896,6 +934,52 @@ class TenantVerifier:
                       path=path)
         return key
 
+    def load_witnesses(self):
+        """The keys of keys/witnesses and keys/witnesses-removed (no file: none), as a map
+        (name, type-0x04 key id) -> [public keys]. A line that breaks the list format is a
+        problem and is not used."""
+        witnesses = {}
+        for list_name in WITNESS_LISTS:
+            path = os.path.join(self.dir, "keys", list_name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(MAX_WITNESS_LIST[list_name] + 1)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self.report.problem("witness list: %s" % e, path=path)
+                continue
+            try:
+                if len(data) > MAX_WITNESS_LIST[list_name]:
+                    raise Malformed("larger than %d bytes" % MAX_WITNESS_LIST[list_name])
+                text = data.decode("utf-8")
+                if text != "" and not text.endswith("\n"):
+                    raise Malformed("the last line does not end in LF")
+            except (ValueError, Malformed) as e:
+                self.report.problem("witness list: %s" % e, path=path)
+                continue
+            seen = []
+            for number, line in enumerate(text.split("\n")[:-1], 1):
+                try:
+                    name, kid, public_key = parse_verifier_key(line, 0x04)
+                    if line.split("+", 2)[1] != kid.hex():
+                        raise Malformed("key id not in lower case")
+                    if list_name == "witnesses":
+                        if any(n == name or p == public_key for n, _, p in seen):
+                            raise Malformed("name or public key listed twice")
+                        if len(seen) >= MAX_WITNESSES:
+                            raise Malformed("more than %d witnesses" % MAX_WITNESSES)
+                    elif (name, kid, public_key) in seen:
+                        raise Malformed("key listed twice")
+                except Malformed as e:
+                    self.report.problem("witness list line %d: %s" % (number, e), path=path)
+                    continue
+                seen.append((name, kid, public_key))
+                keys = witnesses.setdefault((name, kid), [])
+                if public_key not in keys:
+                    keys.append(public_key)
+        return witnesses
+
     def load_checkpoints(self, key):
         directory = os.path.join(self.dir, "checkpoints")
         names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
@@ -929,6 +1013,8 @@ class TenantVerifier:
         origin, size, root = parse_checkpoint(text)
         if origin != self.report.origin:
             raise Malformed("origin %r is not this tenant's %r" % (origin, self.report.origin))
+        for message in other_line_problems(text, parse_note(data)[1], key, self.witnesses):
+            self.report.problem("checkpoint: %s" % message, size=size, path=path)
         return size, root
 
     def check_checkpoint_at_size(self):

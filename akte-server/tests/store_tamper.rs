@@ -8,7 +8,9 @@
 //! with zstd, one streamed through zstd at more than 256 KiB, random bytes stored raw), a
 //! journal spread over several small segments, a checkpoint part-way and a final checkpoint
 //! covering the whole journal (so that damage to the last record, which akte cuts back as a
-//! torn tail, still shows as a signed entry that is missing).
+//! torn tail, still shows as a signed entry that is missing). The first tenant's final
+//! checkpoint carries the cosignature of a registered witness, so flips in a stored
+//! checkpoint can hit a witness's line, which both verifiers check.
 //!
 //! For each class of bytes (a content object file, a journal segment file, a stored
 //! checkpoint file) every trial copies the store, XORs 1 to 3 distinct bytes at random
@@ -25,10 +27,10 @@
 //! (the frame header's unused bit, a larger window size). Such a trial is recognised by
 //! decoding the damaged object independently (the `zstd` crate, not akte's reader), must
 //! leave both verifiers clean, and is counted as neutral, not as a detection;
-//! `zstd_neutral_damage_leaves_both_verifiers_clean` checks those bits on purpose. The
-//! other neutral change, to a checkpoint's signature line of another key (a witness
-//! cosignature; the campaign's store has none), is checked by
-//! `checkpoint_lines_of_other_keys_are_ignored`.
+//! `zstd_neutral_damage_leaves_both_verifiers_clean` checks those bits on purpose. Lines
+//! of other keys in a stored checkpoint are not neutral: a line of an unknown key and a
+//! changed witness line must be found (`checkpoint_lines_of_unknown_keys_and_changed_witness_lines_are_found`),
+//! while the line of a witness removed later stays valid.
 //!
 //! Needs `python3` and a zstd decoder for the Python verifier: the `zstd` command-line tool
 //! or the `zstandard` module. Without one the test fails and says so; it never skips.
@@ -44,6 +46,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use akte_core::journal::JournalOptions;
+use akte_core::keys::SigningKeyPair;
+use akte_core::note::{cosign, Checkpoint};
 use akte_core::records::*;
 use akte_core::store::StoreOptions;
 use uuid::Uuid;
@@ -54,6 +58,12 @@ const OBJECT_HEADER_LEN: usize = 24;
 const SEGMENT_HEADER_LEN: usize = 24;
 const RECORD_HEADER_LEN: usize = 12;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// The witness registered for the first tenant; its key is derived from a fixed seed.
+const WITNESS: &str = "archiv.example/zeuge";
+
+fn witness_key() -> SigningKeyPair {
+    SigningKeyPair::from_seed(WITNESS, &[7; 32]).unwrap()
+}
 
 // --------------------------------------------------------------------------- RNG
 
@@ -262,10 +272,36 @@ fn build_store(seed: u64) -> tempfile::TempDir {
             add_version(&t, big, vec![("scan.tif", rng.bytes(260 << 10))]);
         }
         add_file(&t, unit, "Gewerbegebiet Ost", &mut rng);
-        t.tenant().checkpoint().unwrap();
+        let note = t.tenant().checkpoint().unwrap();
+        if k == 0 {
+            // A registered witness cosigns the final checkpoint: one more signature line.
+            let w = witness_key();
+            t.tenant().add_witness(&w.verifier()).unwrap();
+            let cp = Checkpoint::parse_body(&note.text).unwrap();
+            let mut cosigned = note;
+            cosigned
+                .push_signature(cosign(&cp, &w, 1_700_000_000).unwrap())
+                .unwrap();
+            let out = t.tenant().add_cosignatures(&cosigned.to_bytes()).unwrap();
+            assert_eq!(out.added, vec![WITNESS.to_owned()]);
+        }
     }
     drop(records);
     dir
+}
+
+/// The stored checkpoint that carries the witness's line, and that line (with its LF).
+fn cosigned_checkpoint(data: &Path) -> (PathBuf, String, String) {
+    let files = files_of(data);
+    let prefix = format!("\u{2014} {WITNESS} ");
+    for rel in &files[&Class::Checkpoint] {
+        let note = fs::read_to_string(data.join(rel)).unwrap();
+        if let Some(line) = note.lines().find(|l| l.starts_with(&prefix)) {
+            let line = format!("{line}\n");
+            return (rel.clone(), note, line);
+        }
+    }
+    panic!("no cosigned checkpoint in the store")
 }
 
 fn doc_in_new_file(t: &TenantRecords, unit: Uuid, subject: &str) -> Uuid {
@@ -559,10 +595,18 @@ fn region(class: Class, original: &[u8], at: usize) -> &'static str {
         }
         Class::Checkpoint => {
             let text_end = original.windows(2).position(|w| w == b"\n\n").unwrap() + 1;
+            let first_line_end = text_end
+                + 1
+                + original[text_end + 1..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap();
             if at < text_end {
                 "checkpoint text"
+            } else if at <= first_line_end {
+                "tenant's signature line"
             } else {
-                "signature line"
+                "witness's signature line"
             }
         }
     }
@@ -892,6 +936,11 @@ fn undamaged_store_is_clean_in_both_verifiers() {
         assert!(segs >= 3, "{id}: {segs} segments");
     }
     assert_eq!(files[&Class::Checkpoint].len(), 2 * TENANTS.len());
+    let (_, note, _) = cosigned_checkpoint(base.path());
+    assert_eq!(
+        note.lines().filter(|l| l.starts_with('\u{2014}')).count(),
+        2
+    );
 }
 
 /// The offset of the window descriptor byte in an object file, if its zstd frame has one.
@@ -988,18 +1037,17 @@ fn zstd_neutral_damage_leaves_both_verifiers_clean() {
     }
 }
 
-/// docs/FORMAT.md: a store verifier checks a stored checkpoint's line by the tenant's key
-/// and ignores the lines of other keys (witness cosignatures): such a line, and damage to
-/// it that keeps the note well-formed, leave both verifiers clean. Damage that breaks the
-/// note's syntax is found.
+/// docs/FORMAT.md ("Witnesses in the data directory"): every signature line of a stored
+/// checkpoint must be by the tenant's key or a registered-or-removed witness, and verify.
+/// A line of an unknown key, a witness line changed in its signature, key id or name, and
+/// a line whose syntax is broken are all found by both verifiers, naming the checkpoint
+/// file. The line of a witness removed later stays valid: both stay clean.
 #[test]
-fn checkpoint_lines_of_other_keys_are_ignored() {
+fn checkpoint_lines_of_unknown_keys_and_changed_witness_lines_are_found() {
     require_zstd_decoder();
     let base = build_store(3);
-    let files = files_of(base.path());
-    let rel = files[&Class::Checkpoint].last().unwrap().clone();
-    let note = fs::read_to_string(base.path().join(&rel)).unwrap();
-    let tenant_line = note.lines().last().unwrap();
+    let (rel, note, witness_line) = cosigned_checkpoint(base.path());
+    let tenant_line = note.lines().find(|l| l.starts_with('\u{2014}')).unwrap();
     let b64 = tenant_line.rsplit(' ').next().unwrap();
     assert!(b64.len() == 92 && b64.ends_with('='), "{tenant_line}");
     // A line by another key: another name, bytes of the right length for a signature.
@@ -1009,46 +1057,108 @@ fn checkpoint_lines_of_other_keys_are_ignored() {
         b[at] = if b[at] == b'A' { b'B' } else { b'A' };
         String::from_utf8(b).unwrap()
     };
-    let sig_start = other.rfind(' ').unwrap() + 1;
+    let sig_start = witness_line.rfind(' ').unwrap() + 1;
     let name_start = "\u{2014} ".len();
+    let without_witness = note.replace(&witness_line, "");
+    assert_ne!(without_witness, note);
+    // (what, the note's new text)
     let cases = [
-        ("a line by another key", other.clone(), true),
-        ("its signature changed", swap(&other, sig_start + 40), true),
-        ("its key id changed", swap(&other, sig_start + 1), true),
-        ("its name changed", swap(&other, name_start + 3), true),
+        ("an added line by an unknown key", format!("{note}{other}")),
         (
-            "its base64 broken",
-            other.replace(&b64[..8], "!!!!!!!!"),
-            false,
+            "the witness's signature changed",
+            format!("{without_witness}{}", swap(&witness_line, sig_start + 40)),
         ),
         (
-            "its em dash broken",
-            other.replacen('\u{2014}', "-", 1),
-            false,
+            "the witness's timestamp changed",
+            format!("{without_witness}{}", swap(&witness_line, sig_start + 8)),
+        ),
+        (
+            "the witness's key id changed",
+            format!("{without_witness}{}", swap(&witness_line, sig_start + 1)),
+        ),
+        (
+            "the witness's name changed",
+            format!("{without_witness}{}", swap(&witness_line, name_start + 3)),
+        ),
+        (
+            "an added line with broken base64",
+            format!("{note}{}", other.replace(&b64[..8], "!!!!!!!!")),
+        ),
+        (
+            "an added line with a broken em dash",
+            format!("{note}{}", other.replacen('\u{2014}', "-", 1)),
         ),
     ];
-    for (what, line, neutral) in cases {
+    for (what, text) in cases {
         let work = tempfile::tempdir().unwrap();
         copy_dir(base.path(), work.path());
-        fs::write(work.path().join(&rel), format!("{note}{line}")).unwrap();
+        fs::write(work.path().join(&rel), text).unwrap();
         let (python, _) = python_verdict(work.path());
+        assert!(
+            python.detected() && python.names(&rel),
+            "{what}: Python {:?}",
+            python.findings
+        );
+        // Needs `akte verify` to check witness lines (Tenant::verify_stored_cosignatures).
         let (akte, _) = akte_verdict(work.path());
-        if neutral {
-            assert!(!python.detected(), "{what}: Python {:?}", python.findings);
-            assert!(!akte.detected(), "{what}: akte {:?}", akte.findings);
-        } else {
-            assert!(
-                python.detected() && python.names(&rel),
-                "{what}: Python {:?}",
-                python.findings
-            );
-            assert!(
-                akte.detected() && akte.names(&rel),
-                "{what}: akte {:?}",
-                akte.findings
-            );
-        }
+        assert!(
+            akte.detected() && akte.names(&rel),
+            "{what}: akte {:?}",
+            akte.findings
+        );
     }
+
+    // The witness is removed: its stored line stays, verifiable with keys/witnesses-removed.
+    let work = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), work.path());
+    {
+        let records = Records::open(work.path(), small_segments()).unwrap();
+        let t = records.tenant(TENANTS[0]).unwrap();
+        t.tenant()
+            .remove_witness(&witness_key().cosignature_verifier().fingerprint())
+            .unwrap();
+        assert!(t.tenant().witnesses().unwrap().is_empty());
+    }
+    assert!(work
+        .path()
+        .join("tenants")
+        .join(TENANTS[0])
+        .join("keys/witnesses-removed")
+        .is_file());
+    assert_eq!(fs::read_to_string(work.path().join(&rel)).unwrap(), note);
+    let (python, _) = python_verdict(work.path());
+    assert!(
+        !python.detected(),
+        "removed witness: Python {:?}",
+        python.findings
+    );
+    let (akte, _) = akte_verdict(work.path());
+    assert!(
+        !akte.detected(),
+        "removed witness: akte {:?}",
+        akte.findings
+    );
+    // Without the removed list its line is one of an unknown key.
+    fs::remove_file(
+        work.path()
+            .join("tenants")
+            .join(TENANTS[0])
+            .join("keys/witnesses-removed"),
+    )
+    .unwrap();
+    let (python, _) = python_verdict(work.path());
+    assert!(
+        python.detected() && python.names(&rel),
+        "removed list gone: Python {:?}",
+        python.findings
+    );
+    // Needs the verify.rs hook, as above.
+    let (akte, _) = akte_verdict(work.path());
+    assert!(
+        akte.detected() && akte.names(&rel),
+        "removed list gone: akte {:?}",
+        akte.findings
+    );
 }
 
 #[test]

@@ -35,9 +35,11 @@ use crate::keys::KeyError;
 use crate::note::NoteError;
 use crate::store::StoreError;
 
-pub use registry::{MAX_WITNESSES, WITNESSES_FILE};
+pub use registry::{MAX_WITNESSES, REMOVED_WITNESSES_FILE, WITNESSES_FILE};
 pub use state::{Plan, WitnessState, WitnessStateError};
-pub use stored::{CosignatureOutcome, CosignedCheckpoint, Witnessed};
+pub use stored::{
+    check_stored_note, CosignatureOutcome, CosignedCheckpoint, StoredLineProblem, Witnessed,
+};
 
 /// Errors of the log side: registering witnesses and storing their cosignatures.
 ///

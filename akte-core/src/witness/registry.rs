@@ -8,6 +8,14 @@
 //!
 //! Only an administrator registers a witness: a registered key's cosignatures are stored
 //! in the tenant's checkpoint notes and listed in the evidence of every transfer.
+//!
+//! Removing a witness moves its key to `keys/witnesses-removed` (same line format, also
+//! replaced atomically). A removed key is never used for evidence or to accept new
+//! cosignatures; it is kept only so that the lines it signed earlier, which stay in the
+//! stored notes, can still be verified: a stored note may carry lines of the tenant's key
+//! and of registered-or-removed witnesses only, and every one must verify
+//! ([`super::stored::check_stored_note`]). A removed key may be registered again; it then
+//! appears in both lists, and verification uses their union.
 
 use std::fs;
 use std::io::{ErrorKind, Read};
@@ -22,6 +30,9 @@ use super::WitnessError;
 /// Name of the witness list in a tenant's `keys/` directory.
 pub const WITNESSES_FILE: &str = "witnesses";
 
+/// Name of the list of removed witnesses in a tenant's `keys/` directory.
+pub const REMOVED_WITNESSES_FILE: &str = "witnesses-removed";
+
 /// Most witnesses one tenant may register. Each adds a line to every cosigned checkpoint
 /// note; 32 keeps notes far below the signed-note limit of 100 lines while allowing more
 /// witnesses than any agency plausibly needs.
@@ -31,13 +42,43 @@ pub const MAX_WITNESSES: usize = 32;
 /// wrote.
 const MAX_LIST_BYTES: u64 = 64 * 1024;
 
-fn list_path(tenant: &Tenant) -> PathBuf {
-    tenant.dir().join("keys").join(WITNESSES_FILE)
+/// Largest list of removed witnesses read. It only grows (by one line per removal of a key
+/// not listed yet, each an administrator's act); 1 MiB holds thousands of keys.
+const MAX_REMOVED_LIST_BYTES: u64 = 1024 * 1024;
+
+/// Which of the two lists: the registered witnesses, or the removed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Registered,
+    Removed,
 }
 
-/// Parses a witness list strictly: every line a canonical type-0x04 verifier key, no name
-/// or public key twice. `path` is only for errors.
-fn parse_list(bytes: &[u8], path: &Path) -> Result<Vec<VerifierKey>, WitnessError> {
+impl List {
+    fn path(self, tenant: &Tenant) -> PathBuf {
+        let name = match self {
+            List::Registered => WITNESSES_FILE,
+            List::Removed => REMOVED_WITNESSES_FILE,
+        };
+        tenant.dir().join("keys").join(name)
+    }
+
+    fn max_bytes(self) -> u64 {
+        match self {
+            List::Registered => MAX_LIST_BYTES,
+            List::Removed => MAX_REMOVED_LIST_BYTES,
+        }
+    }
+}
+
+fn list_path(tenant: &Tenant) -> PathBuf {
+    List::Registered.path(tenant)
+}
+
+/// Parses a witness list strictly: every line a canonical type-0x04 verifier key. In the
+/// list of registered witnesses no name or public key appears twice and there are at most
+/// [`MAX_WITNESSES`]; in the list of removed witnesses only the same key must not appear
+/// twice (a name may have had several keys over time). `path` is only for errors.
+fn parse_list(bytes: &[u8], path: &Path, list: List) -> Result<Vec<VerifierKey>, WitnessError> {
     let damaged = |line: usize, reason: String| WitnessError::DamagedList {
         path: path.to_path_buf(),
         line,
@@ -69,10 +110,13 @@ fn parse_list(bytes: &[u8], path: &Path) -> Result<Vec<VerifierKey>, WitnessErro
                 "not a canonical cosignature/v1 (type 0x04) verifier key".to_owned(),
             ));
         }
-        if let Some(prev) = keys
-            .iter()
-            .find(|k| k.name() == key.name() || k.public_key_bytes() == key.public_key_bytes())
-        {
+        let repeats = |k: &&VerifierKey| match list {
+            List::Registered => {
+                k.name() == key.name() || k.public_key_bytes() == key.public_key_bytes()
+            }
+            List::Removed => **k == key,
+        };
+        if let Some(prev) = keys.iter().find(repeats) {
             return Err(damaged(
                 i + 1,
                 format!("the key repeats the name or public key of {prev}"),
@@ -80,7 +124,7 @@ fn parse_list(bytes: &[u8], path: &Path) -> Result<Vec<VerifierKey>, WitnessErro
         }
         keys.push(key);
     }
-    if keys.len() > MAX_WITNESSES {
+    if list == List::Registered && keys.len() > MAX_WITNESSES {
         return Err(damaged(
             keys.len(),
             format!("more than {MAX_WITNESSES} witnesses"),
@@ -93,34 +137,50 @@ fn format_list(keys: &[VerifierKey]) -> String {
     keys.iter().map(|k| format!("{k}\n")).collect()
 }
 
+/// Reads one of the lists; no file is an empty list.
+fn read_list(tenant: &Tenant, list: List) -> Result<Vec<VerifierKey>, WitnessError> {
+    let path = list.path(tenant);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(PathIoError {
+                op: "open",
+                path,
+                source,
+            }
+            .into())
+        }
+    };
+    let mut bytes = Vec::new();
+    let max = list.max_bytes();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .at("read", &path)?;
+    if bytes.len() as u64 > max {
+        return Err(WitnessError::DamagedList {
+            path,
+            line: 1,
+            reason: format!("larger than {max} bytes"),
+        });
+    }
+    parse_list(&bytes, &path, list)
+}
+
 impl Tenant {
     /// The tenant's registered witnesses (type-0x04 verifier keys), in registration order.
     pub fn witnesses(&self) -> Result<Vec<VerifierKey>, WitnessError> {
-        let path = list_path(self);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(PathIoError {
-                    op: "open",
-                    path,
-                    source,
-                }
-                .into())
-            }
-        };
-        let mut bytes = Vec::new();
-        file.take(MAX_LIST_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .at("read", &path)?;
-        if bytes.len() as u64 > MAX_LIST_BYTES {
-            return Err(WitnessError::DamagedList {
-                path,
-                line: 1,
-                reason: format!("larger than {MAX_LIST_BYTES} bytes"),
-            });
-        }
-        parse_list(&bytes, &path)
+        read_list(self, List::Registered)
+    }
+
+    /// The witnesses removed from the tenant (type-0x04 verifier keys), in the order of
+    /// their first removal; a key registered again is listed here too.
+    ///
+    /// Only for verifying the lines they signed before their removal, which stay in the
+    /// stored notes: a removed key is never evidence, and never accepted for new
+    /// cosignatures.
+    pub fn removed_witnesses(&self) -> Result<Vec<VerifierKey>, WitnessError> {
+        read_list(self, List::Removed)
     }
 
     /// Registers a witness. The key may be given with type 0x01 or 0x04; it is stored as
@@ -178,7 +238,9 @@ impl Tenant {
     ///
     /// Its cosignatures stay in the stored notes (they remain valid signatures), but
     /// evidence no longer lists it and new cosignatures of it are refused: this is how an
-    /// administrator withdraws trust from a compromised or retired witness key.
+    /// administrator withdraws trust from a compromised or retired witness key. The key is
+    /// added to `keys/witnesses-removed` ([`Tenant::removed_witnesses`]) so that its stored
+    /// lines can still be verified.
     pub fn remove_witness(&self, fingerprint: &str) -> Result<VerifierKey, WitnessError> {
         let _notes = self.lock_notes();
         let mut keys = self.witnesses()?;
@@ -189,6 +251,20 @@ impl Tenant {
             });
         };
         let removed = keys.remove(at);
+        // Crash order: the removed list is written (and fsynced) before the active list.
+        // A crash between the two leaves the key in both lists: still registered, its
+        // lines verifiable, and repeating the removal finishes it (the key is not listed
+        // twice). The other order could leave the key in neither list, and its valid
+        // stored cosignatures would then be lines of an unknown key, reported as damage.
+        let mut gone = self.removed_witnesses()?;
+        if !gone.contains(&removed) {
+            gone.push(removed.clone());
+            fsutil::write_file_atomic(
+                &List::Removed.path(self),
+                format_list(&gone).as_bytes(),
+                PUBLIC_KEY_MODE,
+            )?;
+        }
         fsutil::write_file_atomic(
             &list_path(self),
             format_list(&keys).as_bytes(),
@@ -246,9 +322,62 @@ mod tests {
             .unwrap();
         assert_eq!(removed, w1.cosignature_verifier());
         assert_eq!(t.witnesses().unwrap(), vec![w2.cosignature_verifier()]);
+        assert_eq!(
+            t.removed_witnesses().unwrap(),
+            vec![w1.cosignature_verifier()]
+        );
         assert!(matches!(
             t.remove_witness(&w1.cosignature_verifier().fingerprint()),
             Err(WitnessError::NoSuchWitness { .. })
+        ));
+    }
+
+    #[test]
+    fn removed_witnesses_are_kept_once_and_may_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let t = store.create_tenant("bauamt").unwrap();
+        assert!(
+            t.removed_witnesses().unwrap().is_empty(),
+            "no file, no keys"
+        );
+        let w1 = witness("archiv.example/w1");
+        let fp = w1.cosignature_verifier().fingerprint();
+        t.add_witness(&w1.verifier()).unwrap();
+        t.remove_witness(&fp).unwrap();
+        // Registered again (allowed), then removed again: listed once.
+        t.add_witness(&w1.verifier()).unwrap();
+        assert_eq!(t.witnesses().unwrap(), vec![w1.cosignature_verifier()]);
+        assert_eq!(
+            t.removed_witnesses().unwrap(),
+            vec![w1.cosignature_verifier()]
+        );
+        t.remove_witness(&fp).unwrap();
+        // Another key under the same name, removed too: both are kept.
+        let w1b = witness("archiv.example/w1");
+        t.add_witness(&w1b.verifier()).unwrap();
+        t.remove_witness(&w1b.cosignature_verifier().fingerprint())
+            .unwrap();
+        assert!(t.witnesses().unwrap().is_empty());
+        assert_eq!(
+            t.removed_witnesses().unwrap(),
+            vec![w1.cosignature_verifier(), w1b.cosignature_verifier()]
+        );
+        let text = fs::read_to_string(t.dir().join("keys").join(REMOVED_WITNESSES_FILE)).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{}\n{}\n",
+                w1.cosignature_verifier(),
+                w1b.cosignature_verifier()
+            )
+        );
+        // The same key twice in the removed list is damage.
+        let p = Path::new("keys/witnesses-removed");
+        let line = format!("{}\n", w1.cosignature_verifier());
+        assert!(matches!(
+            parse_list(format!("{line}{line}").as_bytes(), p, List::Removed),
+            Err(WitnessError::DamagedList { line: 2, .. })
         ));
     }
 
@@ -305,8 +434,13 @@ mod tests {
         let w = witness("archiv.example/w1");
         let good = format!("{}\n", w.cosignature_verifier());
         let p = Path::new("keys/witnesses");
-        assert_eq!(parse_list(good.as_bytes(), p).unwrap().len(), 1);
-        assert!(parse_list(b"", p).unwrap().is_empty());
+        assert_eq!(
+            parse_list(good.as_bytes(), p, List::Registered)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(parse_list(b"", p, List::Registered).unwrap().is_empty());
         let cases = [
             (good.trim_end().to_owned(), 1),
             (format!("{good}{good}"), 2),
@@ -315,11 +449,11 @@ mod tests {
             (format!("{good}\n"), 2),
         ];
         for (text, line) in cases {
-            match parse_list(text.as_bytes(), p) {
+            match parse_list(text.as_bytes(), p, List::Registered) {
                 Err(WitnessError::DamagedList { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
                 other => panic!("{text:?}: {other:?}"),
             }
         }
-        assert!(parse_list(&[0xff, b'\n'], p).is_err());
+        assert!(parse_list(&[0xff, b'\n'], p, List::Registered).is_err());
     }
 }

@@ -7,14 +7,25 @@
 //! journal. It streams: memory does not grow with the number of entries or objects (the
 //! rebuilt index lives in a temporary sled database on disk).
 //!
+//! Content objects, the expensive part, are checked on all cores: worker threads read,
+//! decompress and hash one object each, streaming it through a fixed buffer, fed through a
+//! bounded window of at most [`CONTENT_WINDOW`] checks. Their outcomes are reported in the
+//! order the checks were asked for, so the report is the same, problem for problem, as a
+//! single-threaded run. On full runs the comparison of the live index with the rebuilt one
+//! and the scan for unreferenced objects run beside the content checks.
+//!
 //! Every problem is collected with its location; verification goes on after a problem
 //! wherever the rest can still be checked.
 
-use std::collections::HashSet;
-use std::fs;
+use std::collections::{HashSet, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, Scope};
 
-use crate::content::ContentError;
+use crate::content::{ContentError, ContentStore};
 use crate::digest::Digest;
 use crate::entry::PayloadKind;
 use crate::fsutil::{self, IoContext};
@@ -187,9 +198,215 @@ pub fn verify_store(store: &Store, options: VerifyOptions) -> Result<VerifyRepor
     Ok(report)
 }
 
+/// Most content checks queued, running, or finished but not yet reported (their place in
+/// the order is not reached). Bounds the memory of a run whatever the number of objects.
+pub const CONTENT_WINDOW: usize = 256;
+
+/// What checking one content object found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Header, length and digest check out; the object's original length.
+    Size(u64),
+    /// No object file.
+    Missing,
+    /// Unreadable or wrong bytes: why.
+    Corrupt(String),
+}
+
+/// Reads, decompresses and hashes one object, in a fixed amount of memory.
+fn check_object(content: &ContentStore, digest: &Digest) -> Outcome {
+    match panic::catch_unwind(AssertUnwindSafe(|| content.verify_object(digest))) {
+        Ok(Ok(size)) => Outcome::Size(size),
+        Ok(Err(ContentError::NotFound { .. })) => Outcome::Missing,
+        Ok(Err(e)) => Outcome::Corrupt(e.to_string()),
+        Err(_) => Outcome::Corrupt("checking the object failed (internal error)".into()),
+    }
+}
+
+/// Number of threads checking content: the available cores.
+fn content_threads() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Worker threads checking content objects: tickets in, outcomes out.
+struct Pool {
+    jobs: mpsc::SyncSender<(u64, Digest)>,
+    done: mpsc::Receiver<(u64, Outcome)>,
+}
+
+impl Pool {
+    /// Starts `threads` workers in `scope` over `content`; they stop when the pool is dropped.
+    fn start<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        content: &'scope ContentStore,
+        threads: usize,
+    ) -> Pool {
+        let (jobs, job_rx) = mpsc::sync_channel::<(u64, Digest)>(CONTENT_WINDOW);
+        let (done_tx, done) = mpsc::channel();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for _ in 0..threads.max(1) {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || loop {
+                let job = match job_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((ticket, digest)) = job else { return };
+                if done_tx
+                    .send((ticket, check_object(content, &digest)))
+                    .is_err()
+                {
+                    return;
+                }
+            });
+        }
+        Pool { jobs, done }
+    }
+}
+
+/// Where an item of an [`Ordered`] queue stands.
+enum Step {
+    /// Nothing to wait for.
+    Ready,
+    /// Its content check is out.
+    Waiting(Digest),
+    /// Its content check came back.
+    Done(Outcome),
+}
+
+/// Items in the order they arose, some waiting for a content check on the pool; they come
+/// out in that order, each once everything before it is done.
+struct Ordered<'a, T> {
+    content: &'a ContentStore,
+    pool: Option<Pool>,
+    queue: VecDeque<(T, Step)>,
+    /// Ticket of the queue's front.
+    front: u64,
+    /// Checks sent whose outcome has not come back.
+    in_flight: usize,
+}
+
+impl<'a, T> Ordered<'a, T> {
+    fn new(content: &'a ContentStore, pool: Option<Pool>) -> Self {
+        Ordered {
+            content,
+            pool,
+            queue: VecDeque::new(),
+            front: 0,
+            in_flight: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether the caller must take outcomes (and items) before adding a check.
+    fn full(&self) -> bool {
+        self.queue.len() >= CONTENT_WINDOW && self.in_flight > 0
+    }
+
+    /// Adds an item with nothing to check, or with a known outcome.
+    fn push(&mut self, item: T, outcome: Option<Outcome>) {
+        self.queue
+            .push_back((item, outcome.map_or(Step::Ready, Step::Done)));
+    }
+
+    /// Adds an item whose object `digest` is to be checked (on the pool, if there is one).
+    fn push_check(&mut self, item: T, digest: Digest) {
+        let ticket = self.front + self.queue.len() as u64;
+        self.queue.push_back((item, Step::Waiting(digest)));
+        let sent = self
+            .pool
+            .as_ref()
+            .is_some_and(|pool| pool.jobs.send((ticket, digest)).is_ok());
+        if sent {
+            self.in_flight += 1;
+        } else {
+            self.abandon_pool();
+        }
+    }
+
+    /// Takes outcomes that came back; waits for one first if `block` and any is out.
+    fn receive(&mut self, block: bool) {
+        let mut block = block && self.in_flight > 0;
+        loop {
+            let Some(pool) = &self.pool else { return };
+            let msg = if block {
+                pool.done
+                    .recv()
+                    .map_err(|_| mpsc::TryRecvError::Disconnected)
+            } else {
+                pool.done.try_recv()
+            };
+            block = false;
+            match msg {
+                Ok((ticket, outcome)) => {
+                    self.in_flight -= 1;
+                    let at = (ticket - self.front) as usize;
+                    if let Some((_, step)) = self.queue.get_mut(at) {
+                        *step = Step::Done(outcome);
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => return self.abandon_pool(),
+            }
+        }
+    }
+
+    /// The workers are gone (they never should be): checks what is out here instead.
+    fn abandon_pool(&mut self) {
+        self.pool = None;
+        self.in_flight = 0;
+        for (_, step) in self.queue.iter_mut() {
+            if let Step::Waiting(digest) = step {
+                *step = Step::Done(check_object(self.content, digest));
+            }
+        }
+    }
+
+    /// The front item, if everything it waits for is done.
+    fn pop_ready(&mut self) -> Option<(T, Option<Outcome>)> {
+        if matches!(self.queue.front(), None | Some((_, Step::Waiting(_)))) {
+            return None;
+        }
+        let (item, step) = self.queue.pop_front()?;
+        self.front += 1;
+        Some((
+            item,
+            match step {
+                Step::Done(outcome) => Some(outcome),
+                _ => None,
+            },
+        ))
+    }
+
+    /// Gives up the pool once nothing is out.
+    fn take_pool(&mut self) -> Option<Pool> {
+        while self.in_flight > 0 {
+            self.receive(true);
+        }
+        self.pool.take()
+    }
+}
+
+/// An item of the report's order: a problem, or a content check to report.
+enum Pending {
+    Problem(Problem),
+    Content {
+        digest: Digest,
+        expected: u64,
+        seq: Option<u64>,
+    },
+}
+
 struct Ctx<'a> {
     tenant: &'a Tenant,
     report: TenantReport,
+    /// Problems and content checks not yet in the report. A problem waits here only behind
+    /// a content check whose outcome is still out.
+    order: Ordered<'a, Pending>,
 }
 
 impl Ctx<'_> {
@@ -201,21 +418,297 @@ impl Ctx<'_> {
         path: Option<&Path>,
         message: impl Into<String>,
     ) {
-        self.report.problems.push(Problem {
+        let p = self.new_problem(kind, seq, digest, path, message);
+        if self.order.is_empty() {
+            self.report.problems.push(p);
+        } else {
+            self.order.push(Pending::Problem(p), None);
+        }
+    }
+
+    fn new_problem(
+        &self,
+        kind: ProblemKind,
+        seq: Option<u64>,
+        digest: Option<Digest>,
+        path: Option<&Path>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem {
             tenant: self.tenant.id().to_owned(),
             kind,
             seq,
             digest,
             path: path.map(Path::to_path_buf),
             message: message.into(),
-        });
+        }
     }
+
+    /// Checks the object for `digest` (on a worker when there are any); its outcome is
+    /// reported in this call's place in the order.
+    fn check_content(&mut self, digest: &Digest, expected: u64, seq: Option<u64>) {
+        while self.order.full() {
+            self.order.receive(true);
+            self.drain();
+        }
+        let item = Pending::Content {
+            digest: *digest,
+            expected,
+            seq,
+        };
+        self.order.push_check(item, *digest);
+        self.order.receive(false);
+        self.drain();
+    }
+
+    /// Reports the outcome of a check of `digest` made earlier, in this call's place.
+    fn content_checked(&mut self, digest: &Digest, expected: u64, outcome: Outcome) {
+        let item = Pending::Content {
+            digest: *digest,
+            expected,
+            seq: None,
+        };
+        self.order.push(item, Some(outcome));
+        self.drain();
+    }
+
+    /// Waits for every check that is out and reports everything queued.
+    fn finish(&mut self) {
+        let pool = self.order.take_pool();
+        self.drain();
+        self.order.pool = pool;
+    }
+
+    /// Moves the ready front of the order into the report.
+    fn drain(&mut self) {
+        while let Some((item, outcome)) = self.order.pop_ready() {
+            match (item, outcome) {
+                (Pending::Problem(p), _) => self.report.problems.push(p),
+                (
+                    Pending::Content {
+                        digest,
+                        expected,
+                        seq,
+                    },
+                    Some(outcome),
+                ) => self.content_outcome(&digest, expected, seq, outcome),
+                (Pending::Content { .. }, None) => {}
+            }
+        }
+    }
+
+    /// Reports one content check that has reached the front of the order: its problem, if
+    /// any, goes straight into the report.
+    fn content_outcome(
+        &mut self,
+        digest: &Digest,
+        expected: u64,
+        seq: Option<u64>,
+        outcome: Outcome,
+    ) {
+        let (kind, message) = match outcome {
+            Outcome::Size(size) if size != expected => (
+                ProblemKind::ContentCorrupt,
+                format!("object is {size} bytes, the journal says {expected}"),
+            ),
+            Outcome::Size(size) => {
+                self.report.content_objects += 1;
+                self.report.content_bytes += size;
+                return;
+            }
+            Outcome::Missing => (
+                ProblemKind::ContentMissing,
+                "referenced content object is missing".to_owned(),
+            ),
+            Outcome::Corrupt(message) => (ProblemKind::ContentCorrupt, message),
+        };
+        let path = self.tenant.content().path_of(digest);
+        let p = self.new_problem(kind, seq, Some(*digest), Some(&path), message);
+        self.report.problems.push(p);
+    }
+}
+
+/// Outcomes of content checks made ahead, while the journal is read and the index rebuilt,
+/// for the objects the live index refers to: in digest order, in an unnamed temporary file
+/// (so memory stays bounded however many objects there are).
+struct Prefetched {
+    reader: BufReader<File>,
+    next: Option<(Digest, Outcome)>,
+}
+
+/// Checks every object the live index refers to on `pool`, in digest order, and writes the
+/// outcomes to a temporary file. `None` if that fails: the caller then checks everything.
+/// Gives the pool back once nothing is out.
+fn prefetch(tenant: &Tenant, pool: Pool) -> (Option<Prefetched>, Option<Pool>) {
+    let mut order: Ordered<'_, Digest> = Ordered::new(tenant.content(), Some(pool));
+    let file = prefetch_into(tenant, &mut order);
+    (file.ok(), order.take_pool())
+}
+
+fn prefetch_into(tenant: &Tenant, order: &mut Ordered<'_, Digest>) -> io::Result<Prefetched> {
+    fn write_ready(order: &mut Ordered<'_, Digest>, out: &mut impl Write) -> io::Result<()> {
+        while let Some((digest, outcome)) = order.pop_ready() {
+            if let Some(outcome) = outcome {
+                write_outcome(out, &digest, &outcome)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = BufWriter::new(temporary_file()?);
+    for item in tenant.index().content_refs() {
+        // A damaged live index ends the run ahead; the rest is checked afterwards.
+        let Ok((digest, _)) = item else { break };
+        while order.full() {
+            order.receive(true);
+            write_ready(order, &mut out)?;
+        }
+        order.push_check(digest, digest);
+        order.receive(false);
+        write_ready(order, &mut out)?;
+    }
+    let pool = order.take_pool();
+    write_ready(order, &mut out)?;
+    order.pool = pool;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file);
+    let next = read_outcome(&mut reader)?;
+    Ok(Prefetched { reader, next })
+}
+
+impl Prefetched {
+    /// The outcome for `digest`; asked in increasing digest order.
+    fn take(&mut self, digest: &Digest) -> Option<Outcome> {
+        while let Some((d, _)) = &self.next {
+            match d.0.cmp(&digest.0) {
+                std::cmp::Ordering::Less => self.advance(),
+                std::cmp::Ordering::Equal => {
+                    let outcome = self.next.take().map(|(_, o)| o);
+                    self.advance();
+                    return outcome;
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    fn advance(&mut self) {
+        self.next = read_outcome(&mut self.reader).unwrap_or(None);
+    }
+}
+
+/// A file in the system's temporary directory, removed at once (it lives while open).
+fn temporary_file() -> io::Result<File> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "akte-verify-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// Digest (32 bytes), tag (1), then the size (8, little-endian) or a message (length 4, bytes).
+fn write_outcome(out: &mut impl Write, digest: &Digest, outcome: &Outcome) -> io::Result<()> {
+    out.write_all(&digest.0)?;
+    match outcome {
+        Outcome::Size(size) => {
+            out.write_all(&[0])?;
+            out.write_all(&size.to_le_bytes())
+        }
+        Outcome::Missing => out.write_all(&[1]),
+        Outcome::Corrupt(msg) => {
+            out.write_all(&[2])?;
+            out.write_all(&(msg.len() as u32).to_le_bytes())?;
+            out.write_all(msg.as_bytes())
+        }
+    }
+}
+
+fn read_outcome(r: &mut impl Read) -> io::Result<Option<(Digest, Outcome)>> {
+    let mut head = [0u8; 33];
+    match r.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let digest = Digest::from_slice(&head[..32])
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "digest"))?;
+    let outcome = match head[32] {
+        0 => {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            Outcome::Size(u64::from_le_bytes(b))
+        }
+        1 => Outcome::Missing,
+        _ => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)?;
+            let mut msg = vec![0u8; u32::from_le_bytes(b) as usize];
+            r.read_exact(&mut msg)?;
+            Outcome::Corrupt(String::from_utf8_lossy(&msg).into_owned())
+        }
+    };
+    Ok(Some((digest, outcome)))
+}
+
+/// What the thread beside the content checks found: index differences, unreferenced
+/// objects, and errors listing the content store.
+#[derive(Default)]
+struct SideReport {
+    index_diffs: Vec<String>,
+    unreferenced: u64,
+    unlisted: Vec<String>,
+}
+
+/// Compares the indexes (if `compare`) and counts objects `reference` does not refer to (if
+/// `unreferenced`).
+fn side_checks(
+    tenant: &Tenant,
+    reference: &TenantIndex,
+    compare: bool,
+    unreferenced: bool,
+) -> Result<SideReport, StoreError> {
+    let mut out = SideReport::default();
+    if compare {
+        out.index_diffs = compare_indexes(tenant.index(), reference)?;
+    }
+    if unreferenced {
+        for item in tenant.content().iter() {
+            match item {
+                Ok(digest) => {
+                    if reference.content_ref(&digest)?.is_none() {
+                        out.unreferenced += 1;
+                    }
+                }
+                Err(e) => out.unlisted.push(e.to_string()),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Verifies one tenant.
 pub fn verify_tenant(
     store: &Store,
     tenant: &Tenant,
+    options: VerifyOptions,
+) -> Result<TenantReport, StoreError> {
+    thread::scope(|scope| verify_tenant_in(scope, store, tenant, options))
+}
+
+fn verify_tenant_in<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    store: &'env Store,
+    tenant: &'env Tenant,
     options: VerifyOptions,
 ) -> Result<TenantReport, StoreError> {
     let end = tenant.size();
@@ -231,6 +724,7 @@ pub fn verify_tenant(
             tenant: tenant.id().to_owned(),
             ..TenantReport::default()
         },
+        order: Ordered::new(tenant.content(), None),
     };
 
     // Where to start: the beginning, or just after the last verified entry.
@@ -267,8 +761,20 @@ pub fn verify_tenant(
         .collect();
     let mut pending_cps = checkpoints.into_iter().peekable();
 
+    // Content checks run on a pool of workers. On full runs with the index comparison they
+    // start at once, on what the live index refers to, beside the journal scan and rebuild;
+    // otherwise they are asked for as the scan comes upon them.
+    let threads = content_threads();
+    let full_index = options.index && start.is_none();
+    let prefetching = (options.content && full_index).then(|| {
+        scope.spawn(move || prefetch(tenant, Pool::start(scope, tenant.content(), threads)))
+    });
+    if options.content && !full_index {
+        ctx.order.pool = Some(Pool::start(scope, tenant.content(), threads));
+    }
+
     // A fresh index to compare with the live one (full runs only).
-    let rebuilt = if options.index && start.is_none() {
+    let rebuilt = if full_index {
         let idx = Index::temporary()?;
         Some((idx.tenant(tenant.id())?, idx))
     } else {
@@ -457,7 +963,7 @@ pub fn verify_tenant(
                     // Content released by a later destruction is gone on purpose.
                     let live = tenant.index().content_ref(&p.digest)?.is_some();
                     if live && seen_content.insert(p.digest) {
-                        check_content(&mut ctx, &p.digest, p.size, Some(seq));
+                        ctx.check_content(&p.digest, p.size, Some(seq));
                     }
                 }
             }
@@ -497,29 +1003,73 @@ pub fn verify_tenant(
                 format!("checkpoint covers {size} entries but the journal holds {end}: entries were removed"));
         }
     }
-
-    if let Some((rebuilt_tenant, _idx)) = &rebuilt {
-        if options.content {
-            for item in rebuilt_tenant.content_refs() {
-                let (digest, r) = item?;
-                check_content(&mut ctx, &digest, r.size, None);
+    // Witness cosignature lines of every stored checkpoint, old ones included: a witness
+    // may cosign an old checkpoint at any time. Only lines by the tenant's key and by
+    // registered (or removed) witnesses may be there, and all must verify.
+    match tenant.verify_stored_cosignatures() {
+        Ok(findings) => {
+            for (size, path, reason) in findings {
+                ctx.problem(
+                    ProblemKind::CheckpointSignature,
+                    Some(size),
+                    None,
+                    Some(&path),
+                    reason,
+                );
             }
         }
-        if journal_ok {
-            compare_indexes(&mut ctx, tenant.index(), rebuilt_tenant)?;
-        }
+        Err(e) => ctx.problem(
+            ProblemKind::CheckpointUnreadable,
+            None,
+            None,
+            Some(&tenant.dir().join("keys")),
+            e.to_string(),
+        ),
     }
-    if options.content && start.is_none() {
-        let reference = rebuilt.as_ref().map(|(t, _)| t).unwrap_or(tenant.index());
-        for item in tenant.content().iter() {
-            match item {
-                Ok(digest) => {
-                    if reference.content_ref(&digest)?.is_none() {
-                        ctx.report.unreferenced_objects += 1;
+
+    // The index comparison and the scan for unreferenced objects run beside the content
+    // checks; their findings follow the content problems in the report, as they always did.
+    let reference: &TenantIndex = rebuilt.as_ref().map_or(tenant.index(), |(t, _)| t);
+    let compare = rebuilt.is_some() && journal_ok;
+    let unreferenced = options.content && start.is_none();
+    let side = thread::scope(|inner| {
+        let side = (compare || unreferenced)
+            .then(|| inner.spawn(move || side_checks(tenant, reference, compare, unreferenced)));
+        let (mut prefetched, pool) = match prefetching.map(|h| h.join()) {
+            None => (None, None),
+            Some(Ok(r)) => r,
+            Some(Err(p)) => panic::resume_unwind(p),
+        };
+        if ctx.order.pool.is_none() {
+            ctx.order.pool = pool;
+        }
+        if let Some((rebuilt_tenant, _idx)) = &rebuilt {
+            if options.content {
+                // In the rebuilt index's order; what the live index missed is checked now.
+                for item in rebuilt_tenant.content_refs() {
+                    let (digest, r) = item?;
+                    match prefetched.as_mut().and_then(|p| p.take(&digest)) {
+                        Some(outcome) => ctx.content_checked(&digest, r.size, outcome),
+                        None => ctx.check_content(&digest, r.size, None),
                     }
                 }
-                Err(e) => ctx.problem(ProblemKind::ContentCorrupt, None, None, None, e.to_string()),
             }
+        }
+        ctx.finish();
+        match side.map(|h| h.join()) {
+            None => Ok(None),
+            Some(Ok(r)) => r.map(Some),
+            Some(Err(p)) => panic::resume_unwind(p),
+        }
+    })?;
+    ctx.order.pool = None;
+    if let Some(side) = side {
+        for msg in side.index_diffs {
+            ctx.problem(ProblemKind::IndexMismatch, None, None, None, msg);
+        }
+        ctx.report.unreferenced_objects += side.unreferenced;
+        for msg in side.unlisted {
+            ctx.problem(ProblemKind::ContentCorrupt, None, None, None, msg);
         }
     }
 
@@ -630,51 +1180,10 @@ fn check_checkpoint(ctx: &mut Ctx<'_>, size: u64, path: &Path, root: &Digest) {
     }
 }
 
-fn check_content(ctx: &mut Ctx<'_>, digest: &Digest, expected_size: u64, seq: Option<u64>) {
-    let store = ctx.tenant.content();
-    match store.verify_object(digest) {
-        Ok(size) if size != expected_size => {
-            let path = store.path_of(digest);
-            ctx.problem(
-                ProblemKind::ContentCorrupt,
-                seq,
-                Some(*digest),
-                Some(&path),
-                format!("object is {size} bytes, the journal says {expected_size}"),
-            );
-        }
-        Ok(size) => {
-            ctx.report.content_objects += 1;
-            ctx.report.content_bytes += size;
-        }
-        Err(ContentError::NotFound { .. }) => {
-            let path = store.path_of(digest);
-            ctx.problem(
-                ProblemKind::ContentMissing,
-                seq,
-                Some(*digest),
-                Some(&path),
-                "referenced content object is missing",
-            );
-        }
-        Err(e) => {
-            let path = store.path_of(digest);
-            ctx.problem(
-                ProblemKind::ContentCorrupt,
-                seq,
-                Some(*digest),
-                Some(&path),
-                e.to_string(),
-            );
-        }
-    }
-}
-
-fn compare_indexes(
-    ctx: &mut Ctx<'_>,
-    live: &TenantIndex,
-    rebuilt: &TenantIndex,
-) -> Result<(), StoreError> {
+/// Differences between the live and the rebuilt index, as messages (at most
+/// [`MAX_INDEX_DIFFS`] one by one, then a count).
+fn compare_indexes(live: &TenantIndex, rebuilt: &TenantIndex) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
     let mut a = live.iter_all();
     let mut b = rebuilt.iter_all();
     let mut x = a.next().transpose()?;
@@ -718,7 +1227,7 @@ fn compare_indexes(
         if let Some(msg) = report {
             diffs += 1;
             if diffs <= MAX_INDEX_DIFFS {
-                ctx.problem(ProblemKind::IndexMismatch, None, None, None, msg);
+                out.push(msg);
             }
         }
         if advance_a {
@@ -729,15 +1238,193 @@ fn compare_indexes(
         }
     }
     if diffs > MAX_INDEX_DIFFS {
-        ctx.problem(ProblemKind::IndexMismatch, None, None, None,
-            format!("{} more index differences (run `akte rebuild-index` to recreate the index from the journal)", diffs - MAX_INDEX_DIFFS));
+        out.push(format!("{} more index differences (run `akte rebuild-index` to recreate the index from the journal)", diffs - MAX_INDEX_DIFFS));
     }
-    Ok(())
+    Ok(out)
 }
 
 fn show_key(k: &[u8]) -> String {
     match k.first() {
         Some(p) if p.is_ascii_graphic() => format!("{}:{}", *p as char, hex::encode(&k[1..])),
         _ => hex::encode(k),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{EntryDraft, Payload};
+    use crate::store::StoreOptions;
+
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Half the objects compressible (zstd), half not (raw).
+                if seed.is_multiple_of(2) {
+                    b"abcdefgh"[(x % 8) as usize]
+                } else {
+                    (x >> (i % 8)) as u8
+                }
+            })
+            .collect()
+    }
+
+    fn add(tenant: &Tenant, data: &[u8]) -> Digest {
+        let put = tenant.put_content(data).unwrap();
+        tenant
+            .append(
+                EntryDraft {
+                    actor: "test".into(),
+                    kind: "test.document".into(),
+                    object: String::new(),
+                    payloads: vec![Payload {
+                        kind: PayloadKind::Content,
+                        role: "rendition".into(),
+                        size: put.size,
+                        digest: put.digest,
+                    }],
+                },
+                vec![],
+            )
+            .unwrap();
+        put.digest
+    }
+
+    fn damage(tenant: &Tenant, digests: &[Digest]) {
+        for (k, d) in digests.iter().enumerate() {
+            let path = tenant.content().path_of(d);
+            match k % 3 {
+                0 => fs::remove_file(&path).unwrap(),
+                1 => {
+                    let mut b = fs::read(&path).unwrap();
+                    let last = b.len() - 1;
+                    b[last] ^= 0x40;
+                    fs::write(&path, b).unwrap();
+                }
+                _ => {
+                    let b = fs::read(&path).unwrap();
+                    fs::write(&path, &b[..b.len() - 1]).unwrap();
+                }
+            }
+        }
+    }
+
+    /// More objects than the window, some large: the report lists the damaged ones in
+    /// digest order, the same every run, and counts the rest.
+    #[test]
+    fn parallel_content_checks_report_in_a_deterministic_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tenant = store.create_tenant("t").unwrap();
+        let n = CONTENT_WINDOW + 150;
+        let digests: Vec<Digest> = (0..n)
+            .map(|i| {
+                let len = if i % 50 == 7 { 700_000 } else { 100 + i * 37 };
+                add(&tenant, &bytes(len, i as u64))
+            })
+            .collect();
+        let clean = verify_store(&store, VerifyOptions::default()).unwrap();
+        assert!(clean.is_clean(), "{clean:#?}");
+        assert_eq!(clean.tenants[0].content_objects, n as u64);
+
+        let victims: Vec<Digest> = digests.iter().copied().step_by(23).collect();
+        damage(&tenant, &victims);
+        let mut expected = victims.clone();
+        expected.sort_by_key(|d| d.0);
+        let first = verify_store(&store, VerifyOptions::default()).unwrap();
+        for _ in 0..3 {
+            let again = verify_store(&store, VerifyOptions::default()).unwrap();
+            assert_eq!(
+                format!("{:?}", again.tenants[0].problems),
+                format!("{:?}", first.tenants[0].problems)
+            );
+        }
+        let t = &first.tenants[0];
+        let found: Vec<Digest> = t.problems.iter().filter_map(|p| p.digest).collect();
+        assert_eq!(found, expected, "{:#?}", t.problems);
+        assert!(t.problems.iter().all(|p| p.seq.is_none()
+            && matches!(
+                p.kind,
+                ProblemKind::ContentMissing | ProblemKind::ContentCorrupt
+            )));
+        assert_eq!(t.content_objects, (n - victims.len()) as u64);
+
+        // Without the index comparison the checks follow the journal: entry order.
+        let no_index = VerifyOptions {
+            index: false,
+            ..VerifyOptions::default()
+        };
+        let r = verify_store(&store, no_index).unwrap();
+        let found: Vec<Digest> = r.problems().filter_map(|p| p.digest).collect();
+        assert_eq!(found, victims);
+        let seqs: Vec<u64> = r.problems().filter_map(|p| p.seq).collect();
+        assert_eq!(seqs, (0..n as u64).step_by(23).collect::<Vec<_>>());
+    }
+
+    /// An incremental run checks new content as it reads the entries; a damaged object's
+    /// problem keeps its place among the journal's problems.
+    #[test]
+    fn incremental_run_keeps_problems_in_entry_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tenant = store.create_tenant("t").unwrap();
+        for i in 0..5 {
+            add(&tenant, &bytes(1000, i));
+        }
+        assert!(verify_store(&store, VerifyOptions::default())
+            .unwrap()
+            .is_clean());
+        let new: Vec<Digest> = (0..300)
+            .map(|i| add(&tenant, &bytes(2000 + i, 1000 + i as u64)))
+            .collect();
+        let victims = [new[3], new[150], new[299]];
+        damage(&tenant, &victims);
+        let inc = VerifyOptions {
+            incremental: true,
+            ..VerifyOptions::default()
+        };
+        let r = verify_store(&store, inc).unwrap();
+        let t = &r.tenants[0];
+        assert_eq!(t.from_seq, 5);
+        let found: Vec<(Option<u64>, Option<Digest>)> =
+            t.problems.iter().map(|p| (p.seq, p.digest)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Some(8), Some(new[3])),
+                (Some(155), Some(new[150])),
+                (Some(304), Some(new[299]))
+            ]
+        );
+        assert_eq!(t.content_objects, 297);
+    }
+
+    #[test]
+    fn prefetched_outcomes_are_found_in_digest_order() {
+        let d = |b: u8| Digest([b; 32]);
+        let mut file = temporary_file().unwrap();
+        {
+            let mut w = BufWriter::new(&mut file);
+            write_outcome(&mut w, &d(1), &Outcome::Size(10)).unwrap();
+            write_outcome(&mut w, &d(3), &Outcome::Missing).unwrap();
+            write_outcome(&mut w, &d(5), &Outcome::Corrupt("bad".into())).unwrap();
+            write_outcome(&mut w, &d(7), &Outcome::Size(0)).unwrap();
+            w.flush().unwrap();
+        }
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut reader = BufReader::new(file);
+        let next = read_outcome(&mut reader).unwrap();
+        let mut p = Prefetched { reader, next };
+        assert_eq!(p.take(&d(0)), None);
+        assert_eq!(p.take(&d(1)), Some(Outcome::Size(10)));
+        assert_eq!(p.take(&d(2)), None);
+        assert_eq!(p.take(&d(5)), Some(Outcome::Corrupt("bad".into())));
+        assert_eq!(p.take(&d(5)), None);
+        assert_eq!(p.take(&d(7)), Some(Outcome::Size(0)));
+        assert_eq!(p.take(&d(9)), None);
     }
 }

@@ -506,12 +506,7 @@ impl TenantRecords {
         if p.stage != ProcessStage::Appraised {
             return Err(self.wrong_stage(&p, "a transfer"));
         }
-        let files: Vec<Uuid> = p
-            .decisions
-            .iter()
-            .filter(|(_, d)| **d == DisposalDecision::Archive)
-            .map(|(f, _)| *f)
-            .collect();
+        let files = p.files_to_archive();
         if files.is_empty() {
             return Err(RecordsError::FailedPrecondition {
                 kind: ObjectKind::File,
@@ -539,12 +534,7 @@ impl TenantRecords {
         if p.stage != ProcessStage::TransferSent {
             return Err(self.wrong_stage(&p, "re-sent transfer"));
         }
-        let files: Vec<Uuid> = p
-            .decisions
-            .iter()
-            .filter(|(_, d)| **d == DisposalDecision::Archive)
-            .map(|(f, _)| *f)
-            .collect();
+        let files = p.files_to_archive();
         self.write_transfer(actor, process, &files, TransferKind::Resend, parties, out)
     }
 
@@ -695,6 +685,17 @@ impl TenantRecords {
             serde_json::json!({"results": results}),
         )?;
         self.disposal_process(p.id)
+    }
+}
+
+impl DisposalProcess {
+    /// The files the archive appraised A (or, two-stage, that were sent with decision A).
+    fn files_to_archive(&self) -> Vec<Uuid> {
+        self.decisions
+            .iter()
+            .filter(|(_, d)| **d == DisposalDecision::Archive)
+            .map(|(f, _)| *f)
+            .collect()
     }
 }
 

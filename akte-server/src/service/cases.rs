@@ -10,7 +10,7 @@ use crate::names;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::case_service_server::CaseService;
 
-use super::{blocking, get_kind, named, reason, update, Api};
+use super::{blocking, get_kind, named, reason, update, Api, Lifecycle};
 
 const CASE: &[ObjectKind] = &[ObjectKind::Case];
 const CONTAINERS: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case];
@@ -135,17 +135,19 @@ impl CaseService for Api {
     ) -> Result<Response<pb::Case>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let o = names::object_of("name", &r.name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, CLERK_WRITE)?;
-        let etag = parse_etag("etag", &r.etag)?;
         let date = parse_date("close_date", r.close_date.as_ref())?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            get_kind(&t, o.id, ObjectKind::Case, &r.name)?;
-            Ok(t.close(&actor, o.id, etag, date)?)
-        })
-        .await?;
-        case_of(&o.tenant, obj)
+        let step = Lifecycle::Close(date);
+        let (tenant, obj) = self
+            .close_or_reopen(
+                &caller,
+                r.name,
+                ObjectKind::Case,
+                CLERK_WRITE,
+                &r.etag,
+                step,
+            )
+            .await?;
+        case_of(&tenant, obj)
     }
 
     async fn reopen_case(
@@ -154,15 +156,17 @@ impl CaseService for Api {
     ) -> Result<Response<pb::Case>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let o = names::object_of("name", &r.name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, CLERK_WRITE)?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            get_kind(&t, o.id, ObjectKind::Case, &r.name)?;
-            Ok(t.reopen(&actor, o.id, etag, reason(r.reason))?)
-        })
-        .await?;
-        case_of(&o.tenant, obj)
+        let step = Lifecycle::Reopen(reason(r.reason));
+        let (tenant, obj) = self
+            .close_or_reopen(
+                &caller,
+                r.name,
+                ObjectKind::Case,
+                CLERK_WRITE,
+                &r.etag,
+                step,
+            )
+            .await?;
+        case_of(&tenant, obj)
     }
 }

@@ -10,7 +10,7 @@ use crate::names;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::file_service_server::FileService;
 
-use super::{blocking, get_kind, named, reason, update, Api};
+use super::{blocking, get_kind, named, reason, update, Api, Lifecycle};
 
 const FILE: &[ObjectKind] = &[ObjectKind::File];
 
@@ -179,17 +179,19 @@ impl FileService for Api {
     ) -> Result<Response<pb::File>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let o = names::object_of("name", &r.name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
-        let etag = parse_etag("etag", &r.etag)?;
         let date = parse_date("close_date", r.close_date.as_ref())?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            get_kind(&t, o.id, ObjectKind::File, &r.name)?;
-            Ok(t.close(&actor, o.id, etag, date)?)
-        })
-        .await?;
-        file_of(&o.tenant, obj)
+        let step = Lifecycle::Close(date);
+        let (tenant, obj) = self
+            .close_or_reopen(
+                &caller,
+                r.name,
+                ObjectKind::File,
+                REGISTRAR_WRITE,
+                &r.etag,
+                step,
+            )
+            .await?;
+        file_of(&tenant, obj)
     }
 
     async fn reopen_file(
@@ -198,15 +200,17 @@ impl FileService for Api {
     ) -> Result<Response<pb::File>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let o = names::object_of("name", &r.name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            get_kind(&t, o.id, ObjectKind::File, &r.name)?;
-            Ok(t.reopen(&actor, o.id, etag, reason(r.reason))?)
-        })
-        .await?;
-        file_of(&o.tenant, obj)
+        let step = Lifecycle::Reopen(reason(r.reason));
+        let (tenant, obj) = self
+            .close_or_reopen(
+                &caller,
+                r.name,
+                ObjectKind::File,
+                REGISTRAR_WRITE,
+                &r.etag,
+                step,
+            )
+            .await?;
+        file_of(&tenant, obj)
     }
 }

@@ -222,3 +222,40 @@ pub(crate) fn update(
 pub(crate) fn reason(r: String) -> Option<String> {
     (!r.is_empty()).then_some(r)
 }
+
+/// Closing or reopening a file or case.
+pub(crate) enum Lifecycle {
+    /// Close, on the given day or today.
+    Close(Option<chrono::NaiveDate>),
+    /// Reopen, with an optional reason.
+    Reopen(Option<String>),
+}
+
+impl Api {
+    /// The shared body of CloseFile/ReopenFile and CloseCase/ReopenCase: resolves `name`
+    /// as an object of `kind` in a tenant the caller may write with `roles`, checks the
+    /// etag and applies `step`. Returns the tenant and the object after the step.
+    pub(crate) async fn close_or_reopen(
+        &self,
+        caller: &Caller,
+        name: String,
+        kind: ObjectKind,
+        roles: &[Role],
+        etag: &str,
+        step: Lifecycle,
+    ) -> Result<(String, Object), ApiError> {
+        let o = crate::names::object_of("name", &name, &[kind])?;
+        let t = self.tenant(caller, &o.tenant, &name, roles)?;
+        let etag = crate::convert::parse_etag("etag", etag)?;
+        let actor = caller.actor().to_owned();
+        let obj = blocking(move || {
+            get_kind(&t, o.id, kind, &name)?;
+            Ok(match step {
+                Lifecycle::Close(date) => t.close(&actor, o.id, etag, date)?,
+                Lifecycle::Reopen(reason) => t.reopen(&actor, o.id, etag, reason)?,
+            })
+        })
+        .await?;
+        Ok((o.tenant, obj))
+    }
+}

@@ -459,10 +459,18 @@ fn bad_data_directories_give_clear_errors() {
     // Another format version.
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
-    fs::write(dir.path().join("FORMAT"), "akte-store 2\n").unwrap();
+    fs::write(dir.path().join("FORMAT"), "akte-store 3\n").unwrap();
     let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedFormat { .. }), "{err}");
-    assert!(err.to_string().contains("akte-store 2"));
+    assert!(err.to_string().contains("akte-store 3"));
+
+    // Format 1 (before pack files) opens and is marked as format 2 from then on.
+    fs::write(dir.path().join("FORMAT"), "akte-store 1\n").unwrap();
+    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+        "akte-store 2\n"
+    );
 
     // A directory with other files.
     let dir = tempfile::tempdir().unwrap();

@@ -7,12 +7,15 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/objects/<first 2 hex digits>/<64 hex digits>   one committed object per file
+//! <root>/packs/<20-digit number>.pack                   small objects, many to a file
+//! <root>/objects/<first 2 hex digits>/<64 hex digits>   one larger object per file
 //! <root>/tmp/put-*                                      uploads in progress (or left by a crash)
 //! ```
 //!
-//! Both directories must be on the same file system: an object is committed by hard-linking
-//! its finished temporary file into `objects/`.
+//! Objects shorter than [`ContentOptions::pack_below`] (256 KiB by default) are appended to
+//! pack files, where concurrent puts share one flush ([`crate::pack`]); larger ones get a
+//! file of their own. `objects/` and `tmp/` must be on the same file system: an object is
+//! committed by hard-linking its finished temporary file into `objects/`.
 //!
 //! # Object file
 //!
@@ -56,6 +59,7 @@ use crate::digest::Digest;
 use crate::fsutil::{
     create_dir_all_durable, fsync_dir, open_new_with_mode, IoContext, PathIoError,
 };
+use crate::pack::{self, PackCheck, PackRecovery, PackStore, PackedObject};
 
 /// First eight bytes of every object file.
 ///
@@ -236,6 +240,13 @@ pub enum ContentError {
         /// The rejected level.
         level: i32,
     },
+
+    /// Pack settings outside the accepted range were configured.
+    #[error("invalid pack settings: {reason}")]
+    InvalidPackOptions {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn at_least(expected: &u64, actual: &u64) -> &'static str {
@@ -252,12 +263,49 @@ pub struct ContentOptions {
     /// zstd level for new objects, 1 to [`MAX_ZSTD_LEVEL`]. Only affects writing: objects of
     /// any level are read the same way.
     pub zstd_level: i32,
+    /// New objects shorter than this many bytes go to pack files; 0 stores every object in
+    /// a file of its own. At most [`pack::MAX_PACKED_LEN`]. Only affects writing.
+    pub pack_below: u64,
+    /// A new pack file is started once the active one would grow beyond this many bytes.
+    pub pack_max_bytes: u64,
 }
 
 impl Default for ContentOptions {
     fn default() -> Self {
         ContentOptions {
             zstd_level: DEFAULT_ZSTD_LEVEL,
+            pack_below: pack::MAX_PACKED_LEN,
+            pack_max_bytes: pack::DEFAULT_PACK_MAX_BYTES,
+        }
+    }
+}
+
+/// Where an object's stored bytes are: a file of its own, or a record in a pack file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The object file or the pack file.
+    pub path: PathBuf,
+    /// Where the object's bytes start in it (0 for an object file; the record header in a
+    /// pack).
+    pub offset: u64,
+    /// How many bytes belong to the object (the whole object file; header and payload of a
+    /// pack record).
+    pub len: u64,
+    /// Whether it is a pack record.
+    pub packed: bool,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.packed {
+            write!(
+                f,
+                "{} (record at byte {})",
+                self.path.display(),
+                self.offset
+            )
+        } else {
+            write!(f, "{}", self.path.display())
         }
     }
 }
@@ -351,6 +399,8 @@ pub struct ContentStore {
     /// exists may have been created by a concurrent put or by a process that crashed before
     /// flushing; one fsync of `objects/` per directory and store lifetime settles both.
     fanout_durable: Box<[AtomicBool]>,
+    packs: PackStore,
+    pack_below: u64,
 }
 
 impl ContentStore {
@@ -359,13 +409,54 @@ impl ContentStore {
         Self::open_with(root, ContentOptions::default())
     }
 
-    /// Opens (creating if needed) the store at `root`.
-    ///
-    /// Creates `objects/` and `tmp/` durably and removes whatever a crash left in `tmp/`.
+    /// Opens (creating if needed) the store at `root`, with a throw-away location index for
+    /// its pack files: every pack is read at open. [`Self::open_indexed`] keeps the index.
     pub fn open_with(root: &Path, options: ContentOptions) -> Result<Self, ContentError> {
+        let index = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(4 << 20)
+            .open()
+            .and_then(|db| db.open_tree("packs"))
+            .map_err(|e| {
+                io_error(
+                    "open a temporary pack index for",
+                    root,
+                    io::Error::other(e.to_string()),
+                )
+            })?;
+        Self::open_indexed(root, options, index)
+    }
+
+    /// Opens (creating if needed) the store at `root`, keeping the location of packed
+    /// objects in `index` (a tree of the store's sled index).
+    ///
+    /// Creates `objects/`, `tmp/` and `packs/` durably, removes whatever a crash left in
+    /// `tmp/`, and indexes pack records a crash kept from the index (see [`crate::pack`]).
+    pub fn open_indexed(
+        root: &Path,
+        options: ContentOptions,
+        index: sled::Tree,
+    ) -> Result<Self, ContentError> {
         if !(1..=MAX_ZSTD_LEVEL).contains(&options.zstd_level) {
             return Err(ContentError::InvalidLevel {
                 level: options.zstd_level,
+            });
+        }
+        if options.pack_below > pack::MAX_PACKED_LEN {
+            return Err(ContentError::InvalidPackOptions {
+                reason: format!(
+                    "objects below {} bytes cannot be packed; at most {} is possible",
+                    options.pack_below,
+                    pack::MAX_PACKED_LEN
+                ),
+            });
+        }
+        if options.pack_max_bytes < pack::PACK_HEADER_LEN + pack::RECORD_HEADER_LEN {
+            return Err(ContentError::InvalidPackOptions {
+                reason: format!(
+                    "a pack of at most {} bytes holds no record",
+                    options.pack_max_bytes
+                ),
             });
         }
         let objects = root.join("objects");
@@ -385,12 +476,15 @@ impl ContentStore {
                 ));
             }
         }
+        let packs = PackStore::open(&root.join("packs"), index, options.pack_max_bytes)?;
         let store = ContentStore {
             root: root.to_path_buf(),
             objects,
             tmp,
             zstd_level: options.zstd_level,
             fanout_durable: (0..256).map(|_| AtomicBool::new(false)).collect(),
+            packs,
+            pack_below: options.pack_below,
         };
         store.clean_tmp()?;
         Ok(store)
@@ -447,8 +541,71 @@ impl ContentStore {
         self.objects.join(hex::encode([digest.0[0]]))
     }
 
-    /// Whether an object file exists for `digest` (its content is not checked).
+    /// What opening the pack files found and did (records indexed again after a crash, a
+    /// torn tail cut back, damage).
+    pub fn pack_recovery(&self) -> &PackRecovery {
+        self.packs.recovery()
+    }
+
+    /// The directory of the pack files.
+    pub fn packs_dir(&self) -> &Path {
+        self.packs.dir()
+    }
+
+    /// Where the stored bytes of `digest` are: the first sound pack record, else the object
+    /// file. `None` if neither is there.
+    pub fn place(&self, digest: &Digest) -> Result<Option<Place>, ContentError> {
+        let copies = self.packs.locate(digest)?;
+        for obj in &copies {
+            if self.packs.open_record(digest, obj).is_ok() {
+                return Ok(Some(self.packed_place(obj)));
+            }
+        }
+        let path = self.path_of(digest);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => {
+                return Ok(Some(Place {
+                    path,
+                    offset: 0,
+                    len: m.len(),
+                    packed: false,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("stat", &path, e)),
+        }
+        Ok(copies.first().map(|obj| self.packed_place(obj)))
+    }
+
+    fn packed_place(&self, obj: &PackedObject) -> Place {
+        Place {
+            path: self.packs.path_of(obj.pack),
+            offset: obj.offset,
+            len: obj.record_len(),
+            packed: true,
+        }
+    }
+
+    /// Where problems with `digest` are best reported: its place, or the object file it
+    /// would have.
+    pub fn describe(&self, digest: &Digest) -> PathBuf {
+        match self.place(digest) {
+            Ok(Some(p)) if p.packed => PathBuf::from(p.to_string()),
+            Ok(Some(p)) => p.path,
+            _ => self.path_of(digest),
+        }
+    }
+
+    /// Whether an object is stored for `digest` (its content is not checked).
     pub fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
+        if self.packs.contains(digest)? {
+            return Ok(true);
+        }
+        self.contains_file(digest)
+    }
+
+    fn contains_file(&self, digest: &Digest) -> Result<bool, ContentError> {
         let path = self.path_of(digest);
         match fs::symlink_metadata(&path) {
             Ok(m) => Ok(m.is_file()),
@@ -498,6 +655,9 @@ impl ContentStore {
             let probe = &buf[..probe_len];
             let digest = Digest(hasher.finalize().into());
             check_expectations(expected_digest, expected_size, digest, received)?;
+            if received < self.pack_below {
+                return self.put_packed(digest, probe);
+            }
             let compressed = self.compress_block(probe)?;
             let (codec, payload) = if compressed.len() < probe.len() {
                 (Codec::Zstd, &compressed[..])
@@ -557,6 +717,40 @@ impl ContentStore {
             .at("write", &tmp.path)?;
         let stored_size = tmp.file.metadata().at("stat", &tmp.path)?.len();
         self.commit(tmp, digest, received, codec, stored_size)
+    }
+
+    /// Stores a small object as a pack record, unless it is stored already (packed, or in
+    /// a file of its own from before packing).
+    fn put_packed(&self, digest: Digest, data: &[u8]) -> Result<PutOutcome, ContentError> {
+        let size = data.len() as u64;
+        if self.contains_file(&digest)? {
+            let path = self.path_of(&digest);
+            if let Some(info) = self.existing_looks_sound(&digest, &path, size)? {
+                return Ok(PutOutcome {
+                    digest,
+                    size,
+                    stored_size: info.stored_size,
+                    codec: info.codec,
+                    newly_stored: false,
+                });
+            }
+        }
+        let compressed = self.compress_block(data)?;
+        let (codec, payload) = if compressed.len() < data.len() {
+            (Codec::Zstd, &compressed[..])
+        } else {
+            (Codec::Raw, data)
+        };
+        let (obj, newly_stored) = self.packs.put(digest, codec, size, payload)?;
+        tracing::debug!(digest = %digest, size, pack = obj.pack, offset = obj.offset,
+            codec = %obj.codec, newly_stored, "stored packed content object");
+        Ok(PutOutcome {
+            digest,
+            size,
+            stored_size: obj.record_len(),
+            codec: obj.codec,
+            newly_stored,
+        })
     }
 
     /// Compresses `data` into one zstd frame in memory.
@@ -763,13 +957,13 @@ impl ContentStore {
     /// [`ContentReader`]). Callers must read to the end — until `read` returns `Ok(0)` —
     /// before relying on the bytes.
     pub fn get(&self, digest: &Digest) -> Result<ContentReader, ContentError> {
-        let (file, header, _) = self.open_object(digest)?;
-        let path = self.path_of(digest);
+        let found = self.find(digest)?;
         let tracked = TrackedFile {
-            file,
+            file: found.file.take(found.payload_len),
             failed: false,
         };
-        let source = match header.codec {
+        let path = found.path;
+        let source = match found.codec {
             Codec::Raw => Source::Raw(BufReader::with_capacity(READ_BUF_LEN, tracked)),
             Codec::Zstd => {
                 let buffered = BufReader::with_capacity(zstd::zstd_safe::DCtx::in_size(), tracked);
@@ -787,8 +981,9 @@ impl ContentStore {
         Ok(ContentReader {
             digest: *digest,
             path,
-            size: header.size,
-            codec: header.codec,
+            record: found.record,
+            size: found.size,
+            codec: found.codec,
             source,
             hasher: Sha256::new(),
             produced: 0,
@@ -796,8 +991,56 @@ impl ContentStore {
         })
     }
 
-    /// Header facts of the object for `digest`, without reading its payload.
+    /// Finds the stored bytes of `digest`: the first pack record whose header is sound,
+    /// else the object file. The file is positioned at the payload.
+    fn find(&self, digest: &Digest) -> Result<Found, ContentError> {
+        let mut packed_error = None;
+        for obj in self.packs.locate(digest)? {
+            match self.packs.open_record(digest, &obj) {
+                Ok((file, header)) => {
+                    return Ok(Found {
+                        file,
+                        path: self.packs.path_of(obj.pack),
+                        record: Some(obj.offset),
+                        codec: header.codec,
+                        size: header.size,
+                        payload_len: u64::from(header.payload_len),
+                    })
+                }
+                Err(e @ (ContentError::Corrupt { .. } | ContentError::NotFound { .. })) => {
+                    packed_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match self.open_object(digest) {
+            Ok((file, header, file_len)) => Ok(Found {
+                file,
+                path: self.path_of(digest),
+                record: None,
+                codec: header.codec,
+                size: header.size,
+                payload_len: file_len - HEADER_LEN as u64,
+            }),
+            Err(ContentError::NotFound { .. }) if packed_error.is_some() => Err(packed_error
+                .unwrap_or_else(|| ContentError::NotFound {
+                    digest: *digest,
+                    path: self.path_of(digest),
+                })),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Header facts of the object for `digest`, without reading its payload: for a packed
+    /// object from the location index, for an object file from its header.
     pub fn stat(&self, digest: &Digest) -> Result<ObjectInfo, ContentError> {
+        if let Some(obj) = self.packs.locate(digest)?.first() {
+            return Ok(ObjectInfo {
+                size: obj.size,
+                stored_size: obj.record_len(),
+                codec: obj.codec,
+            });
+        }
         let (_, header, file_len) = self.open_object(digest)?;
         Ok(ObjectInfo {
             size: header.size,
@@ -827,6 +1070,11 @@ impl ContentStore {
     /// Used when destruction after retention has been decided; this layer does not check
     /// whether other records still refer to the object.
     pub(crate) fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+        let packed = self.packs.remove(digest)?;
+        Ok(self.remove_file(digest)? || packed)
+    }
+
+    fn remove_file(&self, digest: &Digest) -> Result<bool, ContentError> {
         let path = self.path_of(digest);
         let fanout = self.fanout_of(digest);
         let existed = match fs::remove_file(&path) {
@@ -847,13 +1095,33 @@ impl ContentStore {
         Ok(existed)
     }
 
-    /// Iterates over the digests of all stored objects, in no particular order.
+    /// Iterates over the digests of all stored objects: object files in no particular
+    /// order, then packed objects in digest order. An object stored both ways (a file
+    /// from before packing, and a pack record) comes out twice.
     ///
-    /// Walks the directories as it goes (memory does not grow with the store). Entries that
-    /// are not correctly named objects come out as [`ContentError::Stray`] naming the path;
-    /// iteration continues after them. Object contents are not read; see
-    /// [`Self::verify_object`].
-    pub fn iter(&self) -> ObjectIter {
+    /// Walks the directories and the location index as it goes (memory does not grow with
+    /// the store). Entries of `objects/` that are not correctly named objects come out as
+    /// [`ContentError::Stray`] naming the path; iteration continues after them. Object
+    /// contents are not read; see [`Self::verify_object`], and [`Self::check_packs`] for
+    /// the structure of the pack files.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Digest, ContentError>> + '_ {
+        self.files().chain(self.packs.digests())
+    }
+
+    /// Reads every pack file from front to back and reports what is not well formed (see
+    /// [`crate::pack`]); payloads are checked by [`Self::verify_object`].
+    pub fn check_packs(&self) -> Result<PackCheck, ContentError> {
+        self.packs.check_packs()
+    }
+
+    /// Forgets where packed objects are and reads every pack again (`rebuild-index`).
+    /// Returns the number of records indexed.
+    pub fn reindex_packs(&self) -> Result<u64, ContentError> {
+        self.packs.reindex()
+    }
+
+    /// Iterates over the digests of the objects stored in files of their own.
+    pub fn files(&self) -> ObjectIter {
         match fs::read_dir(&self.objects).at("read directory", &self.objects) {
             Ok(top) => ObjectIter {
                 objects: self.objects.clone(),
@@ -1041,10 +1309,23 @@ impl Drop for TempFile {
     }
 }
 
-/// The object file under a decoder, remembering whether the file itself failed, so that a
-/// disk error is not reported as a corrupt object (or the other way round).
-struct TrackedFile {
+/// What [`ContentStore::find`] found: a file positioned at the payload, and the facts of its
+/// header.
+struct Found {
     file: File,
+    path: PathBuf,
+    /// Offset of the pack record, for a packed object.
+    record: Option<u64>,
+    codec: Codec,
+    size: u64,
+    payload_len: u64,
+}
+
+/// The payload region of an object under a decoder (the rest of an object file, or one
+/// pack record's payload), remembering whether the file itself failed, so that a disk error
+/// is not reported as a corrupt object (or the other way round).
+struct TrackedFile {
+    file: io::Take<File>,
     failed: bool,
 }
 
@@ -1093,6 +1374,8 @@ enum Failure {
 pub struct ContentReader {
     digest: Digest,
     path: PathBuf,
+    /// Offset of the pack record, for a packed object.
+    record: Option<u64>,
     size: u64,
     codec: Codec,
     source: Source,
@@ -1139,7 +1422,10 @@ impl ContentReader {
             Failure::Corrupt(reason) => io::Error::other(ContentError::Corrupt {
                 digest: self.digest,
                 path: self.path.clone(),
-                reason: reason.clone(),
+                reason: match self.record {
+                    Some(offset) => format!("pack record at byte {offset}: {reason}"),
+                    None => reason.clone(),
+                },
             }),
             Failure::Io(kind, msg) => io::Error::other(ContentError::Io(PathIoError {
                 op: "read",
@@ -1370,7 +1656,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::sync::{Arc, Barrier};
 
+    /// A store that keeps every object in a file of its own: most tests here are about that
+    /// format; `packed_store` and the tests after it cover pack records.
     fn new_store() -> (tempfile::TempDir, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open_with(dir.path(), loose_only()).unwrap();
+        (dir, store)
+    }
+
+    fn loose_only() -> ContentOptions {
+        ContentOptions {
+            pack_below: 0,
+            ..ContentOptions::default()
+        }
+    }
+
+    fn packed_store() -> (tempfile::TempDir, ContentStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
         (dir, store)
@@ -1665,11 +1966,24 @@ mod tests {
     fn compression_levels_are_validated_and_used() {
         let dir = tempfile::tempdir().unwrap();
         for level in [0, -1, 20, 22] {
-            let err = ContentStore::open_with(dir.path(), ContentOptions { zstd_level: level })
-                .unwrap_err();
+            let err = ContentStore::open_with(
+                dir.path(),
+                ContentOptions {
+                    zstd_level: level,
+                    ..loose_only()
+                },
+            )
+            .unwrap_err();
             assert!(matches!(err, ContentError::InvalidLevel { level: l } if l == level));
         }
-        let store = ContentStore::open_with(dir.path(), ContentOptions { zstd_level: 19 }).unwrap();
+        let store = ContentStore::open_with(
+            dir.path(),
+            ContentOptions {
+                zstd_level: 19,
+                ..loose_only()
+            },
+        )
+        .unwrap();
         assert_eq!(store.zstd_level(), 19);
         assert_eq!(
             check_round_trip(&store, &text_bytes(600_000)).codec,
@@ -1739,6 +2053,39 @@ mod tests {
             assert_eq!(second.codec, first.codec);
         }
         assert_eq!(object_count(&store), 3);
+        assert_eq!(dir_len(&store.root().join("tmp")), 0);
+    }
+
+    /// The boundary between packed and file objects, and what a rejected small upload
+    /// leaves in the packs (nothing).
+    #[test]
+    fn small_objects_are_packed_and_rejected_ones_leave_no_record() {
+        let (dir, store) = packed_store();
+        let pack = dir.path().join("packs").join(pack::pack_file_name(0));
+        let data = text_bytes(5000);
+        let bad = Digest::of(b"something else");
+        assert!(store.put_expecting(&data[..], Some(bad), None).is_err());
+        assert!(store
+            .put_expecting(&data[..], None, Some(data.len() as u64 + 1))
+            .is_err());
+        assert_eq!(object_count(&store), 0);
+        assert_eq!(fs::metadata(&pack).unwrap().len(), pack::PACK_HEADER_LEN);
+        for (len, packed) in [
+            (0, true),
+            (1, true),
+            (PROBE_LEN - 1, true),
+            (PROBE_LEN, false),
+            (PROBE_LEN + 1, false),
+        ] {
+            let data = random_bytes(len, len as u64 + 7);
+            let out = store.put(&data[..]).unwrap();
+            let place = store.place(&out.digest).unwrap().unwrap();
+            assert_eq!(place.packed, packed, "{len} bytes");
+            assert_eq!(place.len, out.stored_size, "{len} bytes");
+            assert_eq!(read_all(&store, &out.digest).unwrap(), data);
+            assert!(!store.put(&data[..]).unwrap().newly_stored);
+        }
+        assert_eq!(object_count(&store), 5);
         assert_eq!(dir_len(&store.root().join("tmp")), 0);
     }
 

@@ -102,6 +102,10 @@ fn tree_name(tenant: &str) -> String {
     format!("tenant/{tenant}")
 }
 
+fn packs_tree_name(tenant: &str) -> String {
+    format!("packs/{tenant}")
+}
+
 impl Index {
     /// Opens (or creates) the index database in `dir`.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
@@ -144,9 +148,16 @@ impl Index {
         })
     }
 
-    /// Removes a tenant's index tree entirely (before a rebuild).
+    /// Where a tenant's content store keeps the location of packed objects
+    /// ([`crate::pack`]): derived from the pack files, as the tenant tree is from the journal.
+    pub fn packs_tree(&self, tenant: &str) -> Result<sled::Tree, IndexError> {
+        Ok(self.db.open_tree(packs_tree_name(tenant))?)
+    }
+
+    /// Removes a tenant's index trees entirely (before creating a tenant of that name).
     pub fn clear_tenant(&self, tenant: &str) -> Result<(), IndexError> {
         self.db.drop_tree(tree_name(tenant))?;
+        self.db.drop_tree(packs_tree_name(tenant))?;
         Ok(())
     }
 

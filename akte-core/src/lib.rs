@@ -3,7 +3,8 @@
 //! The storage engine underneath the records model:
 //!
 //! - [`content`]: a content-addressed store per tenant (SHA-256 keys, zstd where it pays,
-//!   atomic and durable writes, reads that verify as they stream);
+//!   atomic and durable writes, reads that verify as they stream), small objects in
+//!   [`pack`] files flushed in groups;
 //! - [`journal`]: an append-only, hash-chained journal per tenant in checksummed segment
 //!   files ([`segment`]), with group commit and crash recovery; entries have a canonical
 //!   encoding ([`entry`]);
@@ -69,6 +70,7 @@ pub mod journal;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod pack;
 pub mod records;
 pub mod segment;
 pub mod store;

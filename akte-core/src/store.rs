@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! DATA_DIR/
-//!   FORMAT                      "akte-store 1\n": refuses directories of other versions
+//!   FORMAT                      "akte-store 2\n": refuses directories of other versions
 //!   LOCK                        flock: one process at a time
 //!   index/                      sled database (derived, rebuildable)
 //!   tenants/<id>/
 //!     ORIGIN                    checkpoint origin line of this tenant's log
 //!     journal/<first-seq>.seg   journal segments
-//!     content/objects/ab/<hex>  content objects
+//!     content/objects/ab/<hex>  content objects of 256 KiB and more
+//!     content/packs/<n>.pack    smaller content objects, many to a file
 //!     checkpoints/<size>.note   signed checkpoints, with witness cosignatures
 //!     keys/checkpoint.key       Ed25519 signing key (mode 0600)
 //!     keys/checkpoint.pub       verifier key
@@ -35,7 +36,11 @@ use crate::note::{Checkpoint, NoteError, SignedNote};
 use crate::segment::Attachment;
 
 /// Contents of the `FORMAT` file of a data directory of this version.
-pub const STORE_FORMAT: &str = "akte-store 1\n";
+pub const STORE_FORMAT: &str = "akte-store 2\n";
+/// The version before pack files. Its directories are a subset of version 2 (no
+/// `content/packs/`), so they are opened and marked as version 2 from then on: an older
+/// akte would not find the objects written to packs.
+pub const STORE_FORMAT_1: &str = "akte-store 1\n";
 /// Name of a tenant's signing key file.
 pub const SIGNING_KEY_FILE: &str = "checkpoint.key";
 /// Name of a tenant's verifier key file.
@@ -157,8 +162,8 @@ pub struct StoreOptions {
     pub journal: JournalOptions,
     /// The records model's projection (the bare engine uses [`NoProjection`]).
     pub projection: Arc<dyn Projection>,
-    /// zstd level for content.
-    pub zstd_level: i32,
+    /// Content store settings (zstd level, packing).
+    pub content: ContentOptions,
 }
 
 impl Default for StoreOptions {
@@ -167,7 +172,7 @@ impl Default for StoreOptions {
             origin_prefix: "akte.local".into(),
             journal: JournalOptions::default(),
             projection: Arc::new(NoProjection),
-            zstd_level: 3,
+            content: ContentOptions::default(),
         }
     }
 }
@@ -270,8 +275,10 @@ impl Store {
     /// up with the journals.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         fsutil::create_dir_all_durable(dir)?;
+        let mut upgrade = false;
         match read_format(dir)? {
             Some(f) if f == STORE_FORMAT => {}
+            Some(f) if f == STORE_FORMAT_1 => upgrade = true,
             Some(found) => {
                 return Err(StoreError::UnsupportedFormat {
                     path: dir.to_path_buf(),
@@ -291,6 +298,10 @@ impl Store {
             }
         }
         let lock = lock_dir(dir)?;
+        if upgrade {
+            fsutil::write_file_atomic(&dir.join("FORMAT"), STORE_FORMAT.as_bytes(), 0o644)?;
+            tracing::info!(dir = %dir.display(), "data directory of format 1 is now format 2 (small content objects go to pack files)");
+        }
         fsutil::create_dir_all_durable(&dir.join("tenants"))?;
         let index = Index::open(&dir.join("index"))?;
         let mut store = Store {
@@ -370,6 +381,8 @@ impl Store {
         }
         // Build the tenant in a hidden directory and rename it into place, so that a crash
         // never leaves a half-made tenant visible.
+        // A stale index of a tenant of the same name (removed by hand) must not leak in.
+        self.index.clear_tenant(id)?;
         let tenants_dir = self.dir.join("tenants");
         let staging = tenants_dir.join(format!(".new-{id}"));
         if staging.exists() {
@@ -393,12 +406,14 @@ impl Store {
             &staging.join("journal"),
             self.options.journal.clone(),
         )?);
-        drop(ContentStore::open(&staging.join("content"))?);
+        drop(ContentStore::open_indexed(
+            &staging.join("content"),
+            self.options.content,
+            self.index.packs_tree(id)?,
+        )?);
         let final_dir = tenants_dir.join(id);
         fs::rename(&staging, &final_dir).at("rename", &final_dir)?;
         fsutil::fsync_dir(&tenants_dir)?;
-        // A stale index tree of a tenant of the same name (removed by hand) must not leak in.
-        self.index.clear_tenant(id)?;
         let (tenant, _) = Tenant::open(self, id)?;
         let tenant = Arc::new(tenant);
         self.write_tenants().insert(id.into(), tenant.clone());
@@ -430,11 +445,13 @@ impl Store {
         self.read_tenants().values().cloned().collect()
     }
 
-    /// Recreates every tenant's index from its journal.
+    /// Recreates every tenant's index from its journal, and the location index of its
+    /// pack files from the packs.
     pub fn rebuild_index(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         for t in self.tenants() {
             total += t.rebuild_index()?;
+            t.content.reindex_packs()?;
         }
         self.index.flush()?;
         Ok(total)
@@ -541,11 +558,10 @@ impl Tenant {
             .to_owned();
         let key = SigningKeyPair::load(&dir.join("keys").join(SIGNING_KEY_FILE))?;
         let journal = Journal::open(&dir.join("journal"), store.options.journal.clone())?;
-        let content = ContentStore::open_with(
+        let content = ContentStore::open_indexed(
             &dir.join("content"),
-            ContentOptions {
-                zstd_level: store.options.zstd_level,
-            },
+            store.options.content,
+            store.index.packs_tree(id)?,
         )?;
         let index = store.index.tenant(id)?;
         let tenant = Tenant {

@@ -34,6 +34,7 @@ use crate::index::{Index, TenantIndex};
 use crate::journal::{self, Location};
 use crate::merkle::{leaf_hash, CompactRange};
 use crate::note::Checkpoint;
+use crate::pack::PackProblem;
 use crate::segment::{self, SegmentError, SegmentReader};
 use crate::store::{Store, StoreError, Tenant};
 
@@ -79,6 +80,9 @@ pub enum ProblemKind {
     ContentMissing,
     /// A content object's bytes do not hash to its name.
     ContentCorrupt,
+    /// A pack file is not well formed: its header, a record header, a record running past
+    /// the end, a removed record whose payload is not zeros, or a file that is not a pack.
+    PackDamaged,
     /// The live index differs from the index rebuilt from the journal.
     IndexMismatch,
     /// The tenant could not be opened at all (the message names file and place).
@@ -522,7 +526,7 @@ impl Ctx<'_> {
             ),
             Outcome::Corrupt(message) => (ProblemKind::ContentCorrupt, message),
         };
-        let path = self.tenant.content().path_of(digest);
+        let path = self.tenant.content().describe(digest);
         let p = self.new_problem(kind, seq, Some(*digest), Some(&path), message);
         self.report.problems.push(p);
     }
@@ -667,6 +671,7 @@ struct SideReport {
     index_diffs: Vec<String>,
     unreferenced: u64,
     unlisted: Vec<String>,
+    packs: Vec<PackProblem>,
 }
 
 /// Compares the indexes (if `compare`) and counts objects `reference` does not refer to (if
@@ -682,6 +687,12 @@ fn side_checks(
         out.index_diffs = compare_indexes(tenant.index(), reference)?;
     }
     if unreferenced {
+        // The structure of the pack files; their payloads are checked by digest with the
+        // rest of the content.
+        match tenant.content().check_packs() {
+            Ok(check) => out.packs = check.problems,
+            Err(e) => out.unlisted.push(e.to_string()),
+        }
         for item in tenant.content().iter() {
             match item {
                 Ok(digest) => {
@@ -1071,6 +1082,13 @@ fn verify_tenant_in<'scope, 'env>(
         for msg in side.unlisted {
             ctx.problem(ProblemKind::ContentCorrupt, None, None, None, msg);
         }
+        for p in side.packs {
+            let msg = match p.offset {
+                Some(o) => format!("at byte {o}: {}", p.reason),
+                None => p.reason,
+            };
+            ctx.problem(ProblemKind::PackDamaged, None, None, Some(&p.path), msg);
+        }
     }
 
     if ctx.report.problems.is_empty() && expected_seq == end {
@@ -1294,9 +1312,28 @@ mod tests {
         put.digest
     }
 
+    /// Damages each object: a file is removed, changed or cut; a pack record has a byte
+    /// of its payload changed (its first, last or middle byte).
     fn damage(tenant: &Tenant, digests: &[Digest]) {
+        use std::os::unix::fs::FileExt;
         for (k, d) in digests.iter().enumerate() {
-            let path = tenant.content().path_of(d);
+            let place = tenant.content().place(d).unwrap().unwrap();
+            let path = place.path.clone();
+            if place.packed {
+                let payload = place.len - crate::pack::RECORD_HEADER_LEN;
+                let at = place.offset
+                    + crate::pack::RECORD_HEADER_LEN
+                    + [0, payload - 1, payload / 2][k % 3];
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .unwrap();
+                let mut b = [0u8];
+                f.read_exact_at(&mut b, at).unwrap();
+                f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+                continue;
+            }
             match k % 3 {
                 0 => fs::remove_file(&path).unwrap(),
                 1 => {

@@ -1,0 +1,1975 @@
+//! Pack files: small content objects appended to shared files and flushed in groups.
+//!
+//! A file per object costs an inode, a directory entry and two flushes (file and
+//! directory) for every document, however small; on the file systems agencies run that is
+//! most of the time a 5 KB letter takes to store. Objects whose original bytes are shorter
+//! than [`MAX_PACKED_LEN`] therefore go to the tenant's pack files instead: one
+//! append-only file after another, each record a fixed header and the payload.
+//! Concurrent puts share one write and one `fdatasync` (group commit, as the journal does).
+//!
+//! # Layout
+//!
+//! ```text
+//! <content root>/packs/<20-digit pack number>.pack
+//! ```
+//!
+//! A pack starts with a 24-byte header ([`PACK_MAGIC`], version, pack number, CRC-32C),
+//! followed by records back to back: a 56-byte [`RecordHeader`] (state, codec, digest,
+//! original length, payload length, CRC-32C of the header) and the payload (the original
+//! bytes or one zstd frame). `docs/FORMAT.md` describes every byte.
+//!
+//! # Where an object is
+//!
+//! The digest → (pack, offset) map lives in a sled tree of its own: derived state, like the
+//! rest of the index. It is updated by the flush that made the records durable, together
+//! with a marker saying how far the packs are indexed. Opening the pack store reads the
+//! records beyond the marker again (checking each payload against its digest), so records
+//! that were flushed but whose index update was lost in a crash are found again, and a torn
+//! tail (a write interrupted by a crash, never acknowledged) is cut back.
+//!
+//! # Guarantees
+//!
+//! * **Durable before acknowledged.** [`PackStore::put`] returns once the record is flushed
+//!   and indexed.
+//! * **Nothing half-written is visible.** A record is found only through the index, which
+//!   learns of it after the flush.
+//! * **Removal leaves no trace of the bytes.** Destruction overwrites a record's payload
+//!   with zeros and marks the record removed, in place: records never move and a pack never
+//!   changes length. Repeating a removal is harmless, so an interrupted destruction can be
+//!   completed.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::content::{Codec, ContentError};
+use crate::digest::Digest;
+use crate::fsutil::{self, IoContext, PathIoError};
+
+/// First eight bytes of every pack file.
+pub const PACK_MAGIC: [u8; 8] = *b"AKTE-PAK";
+/// The pack format version this code writes and the only one it reads.
+pub const PACK_FORMAT_VERSION: u32 = 1;
+/// Length of the pack file header.
+pub const PACK_HEADER_LEN: u64 = 24;
+/// First four bytes of every record.
+pub const RECORD_MAGIC: [u8; 4] = *b"AKP1";
+/// Length of a record header.
+pub const RECORD_HEADER_LEN: u64 = 56;
+/// Objects whose original bytes are shorter than this are packed; it also bounds every
+/// record's original length and payload length, so a damaged header cannot make a reader
+/// allocate or skip more.
+pub const MAX_PACKED_LEN: u64 = 256 * 1024;
+/// A new pack is started once the active one would grow beyond this.
+pub const DEFAULT_PACK_MAX_BYTES: u64 = 64 << 20;
+
+/// Unix mode of pack files: records are appended and, on destruction, zeroed by akte only.
+const PACK_MODE: u32 = 0o640;
+/// Read buffer when scanning packs.
+const SCAN_BUF_LEN: usize = 256 * 1024;
+
+const KEY_THROUGH: &[u8] = b"t";
+const PREFIX_OBJECT: u8 = b'o';
+
+/// Whether a record's payload is there or was removed by destruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// The payload holds the object (state byte 1).
+    Present,
+    /// The payload was overwritten with zeros (state byte 2).
+    Removed,
+}
+
+impl RecordState {
+    fn to_byte(self) -> u8 {
+        match self {
+            RecordState::Present => 1,
+            RecordState::Removed => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<RecordState> {
+        match b {
+            1 => Some(RecordState::Present),
+            2 => Some(RecordState::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed header in front of every record's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Present or removed.
+    pub state: RecordState,
+    /// How the payload is encoded.
+    pub codec: Codec,
+    /// SHA-256 of the original bytes: the object's key.
+    pub digest: Digest,
+    /// Length of the original bytes.
+    pub size: u64,
+    /// Length of the payload that follows the header.
+    pub payload_len: u32,
+}
+
+impl RecordHeader {
+    /// The 56 header bytes, CRC included.
+    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN as usize] {
+        let mut h = [0u8; RECORD_HEADER_LEN as usize];
+        h[..4].copy_from_slice(&RECORD_MAGIC);
+        h[4] = self.state.to_byte();
+        h[5] = self.codec.to_byte();
+        // Bytes 6..8 stay zero (reserved).
+        h[8..40].copy_from_slice(self.digest.as_bytes());
+        h[40..48].copy_from_slice(&self.size.to_be_bytes());
+        h[48..52].copy_from_slice(&self.payload_len.to_be_bytes());
+        let crc = crc32c::crc32c(&h[..52]);
+        h[52..56].copy_from_slice(&crc.to_be_bytes());
+        h
+    }
+
+    /// Parses and checks a header; the error says what is wrong.
+    pub fn decode(h: &[u8; RECORD_HEADER_LEN as usize]) -> Result<RecordHeader, String> {
+        if h[..4] != RECORD_MAGIC {
+            return Err(format!(
+                "bad record magic {} (expected {})",
+                hex::encode(&h[..4]),
+                hex::encode(RECORD_MAGIC)
+            ));
+        }
+        let stored_crc = u32::from_be_bytes([h[52], h[53], h[54], h[55]]);
+        let crc = crc32c::crc32c(&h[..52]);
+        if stored_crc != crc {
+            return Err(format!(
+                "record header CRC-32C is {stored_crc:08x}, the header bytes give {crc:08x}"
+            ));
+        }
+        let state = RecordState::from_byte(h[4])
+            .ok_or_else(|| format!("unknown record state byte {}", h[4]))?;
+        let codec = Codec::from_byte(h[5]).ok_or_else(|| format!("unknown codec byte {}", h[5]))?;
+        if h[6..8] != [0, 0] {
+            return Err(format!(
+                "reserved record bytes 6..8 are {}, not zero",
+                hex::encode(&h[6..8])
+            ));
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&h[8..40]);
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&h[40..48]);
+        let size = u64::from_be_bytes(size);
+        let payload_len = u32::from_be_bytes([h[48], h[49], h[50], h[51]]);
+        if size >= MAX_PACKED_LEN {
+            return Err(format!(
+                "original length {size} is not below the packing limit of {MAX_PACKED_LEN}"
+            ));
+        }
+        if u64::from(payload_len) >= MAX_PACKED_LEN {
+            return Err(format!(
+                "payload length {payload_len} is not below the packing limit of {MAX_PACKED_LEN}"
+            ));
+        }
+        match codec {
+            Codec::Raw if u64::from(payload_len) != size => {
+                return Err(format!(
+                    "raw record of {size} bytes with a payload of {payload_len} bytes"
+                ))
+            }
+            Codec::Zstd if payload_len == 0 => return Err("empty zstd payload".to_owned()),
+            _ => {}
+        }
+        Ok(RecordHeader {
+            state,
+            codec,
+            digest: Digest(digest),
+            size,
+            payload_len,
+        })
+    }
+
+    /// Header plus payload.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN + u64::from(self.payload_len)
+    }
+}
+
+/// The name of pack number `n`.
+pub fn pack_file_name(n: u64) -> String {
+    format!("{n:020}.pack")
+}
+
+/// The pack number a file name stands for, if it is a pack's name.
+pub fn parse_pack_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".pack")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The 24-byte header of pack number `n`.
+pub fn encode_pack_header(n: u64) -> [u8; PACK_HEADER_LEN as usize] {
+    let mut h = [0u8; PACK_HEADER_LEN as usize];
+    h[..8].copy_from_slice(&PACK_MAGIC);
+    h[8..12].copy_from_slice(&PACK_FORMAT_VERSION.to_be_bytes());
+    h[12..20].copy_from_slice(&n.to_be_bytes());
+    let crc = crc32c::crc32c(&h[..20]);
+    h[20..24].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// Parses a pack header; returns the pack number it records.
+pub fn decode_pack_header(h: &[u8; PACK_HEADER_LEN as usize]) -> Result<u64, String> {
+    if h[..8] != PACK_MAGIC {
+        return Err(format!(
+            "bad pack magic {} (expected {})",
+            hex::encode(&h[..8]),
+            hex::encode(PACK_MAGIC)
+        ));
+    }
+    let stored_crc = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+    let crc = crc32c::crc32c(&h[..20]);
+    if stored_crc != crc {
+        return Err(format!(
+            "pack header CRC-32C is {stored_crc:08x}, the header bytes give {crc:08x}"
+        ));
+    }
+    let version = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+    if version != PACK_FORMAT_VERSION {
+        return Err(format!(
+            "unsupported pack format version {version} (this build reads {PACK_FORMAT_VERSION})"
+        ));
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&h[12..20]);
+    Ok(u64::from_be_bytes(n))
+}
+
+/// Where a packed object is, and what its header says (the index value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedObject {
+    /// Pack number.
+    pub pack: u64,
+    /// Byte offset of the record header in the pack.
+    pub offset: u64,
+    /// How the payload is encoded.
+    pub codec: Codec,
+    /// Length of the original bytes.
+    pub size: u64,
+    /// Length of the payload.
+    pub payload_len: u32,
+}
+
+impl PackedObject {
+    /// Header plus payload.
+    pub fn record_len(&self) -> u64 {
+        RECORD_HEADER_LEN + u64::from(self.payload_len)
+    }
+}
+
+fn object_key(digest: &Digest, pack: u64, offset: u64) -> [u8; 49] {
+    let mut k = [0u8; 49];
+    k[0] = PREFIX_OBJECT;
+    k[1..33].copy_from_slice(digest.as_bytes());
+    k[33..41].copy_from_slice(&pack.to_be_bytes());
+    k[41..49].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+fn object_prefix(digest: &Digest) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = PREFIX_OBJECT;
+    k[1..].copy_from_slice(digest.as_bytes());
+    k
+}
+
+fn object_value(obj: &PackedObject) -> [u8; 13] {
+    let mut v = [0u8; 13];
+    v[0] = obj.codec.to_byte();
+    v[1..9].copy_from_slice(&obj.size.to_be_bytes());
+    v[9..13].copy_from_slice(&obj.payload_len.to_be_bytes());
+    v
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+}
+
+/// Decodes one location entry of the index; `None` if it is malformed.
+fn decode_object(key: &[u8], value: &[u8]) -> Option<(Digest, PackedObject)> {
+    if key.len() != 49 || key[0] != PREFIX_OBJECT || value.len() != 13 {
+        return None;
+    }
+    let digest = Digest::from_slice(&key[1..33])?;
+    Some((
+        digest,
+        PackedObject {
+            pack: u64_at(key, 33)?,
+            offset: u64_at(key, 41)?,
+            codec: Codec::from_byte(value[0])?,
+            size: u64_at(value, 1)?,
+            payload_len: u32::from_be_bytes(value[9..13].try_into().ok()?),
+        },
+    ))
+}
+
+/// What opening the pack store found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackRecovery {
+    /// Records found beyond the index's marker and added to it.
+    pub reindexed: u64,
+    /// Bytes cut from a torn tail of the last pack, and where.
+    pub truncated: Option<(PathBuf, u64, u64)>,
+    /// Damage found while reading records beyond the marker (file, offset, reason); the
+    /// records concerned are not indexed, `verify` reports the objects as missing.
+    pub damaged: Vec<(PathBuf, u64, String)>,
+}
+
+/// A problem `check_packs` found in the pack files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackProblem {
+    /// The file.
+    pub path: PathBuf,
+    /// Byte offset in it, where there is one.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Summary of a structural check of every pack file.
+#[derive(Debug, Clone, Default)]
+pub struct PackCheck {
+    /// Pack files read.
+    pub packs: u64,
+    /// Records with their payload.
+    pub present: u64,
+    /// Records removed by destruction.
+    pub removed: u64,
+    /// Bytes of pack files read.
+    pub bytes: u64,
+    /// Everything wrong.
+    pub problems: Vec<PackProblem>,
+}
+
+struct Chunk {
+    pack: u64,
+    start: u64,
+    /// The pack is new: write its header (after flushing the previous one) first.
+    new_pack: bool,
+    bytes: Vec<u8>,
+}
+
+struct State {
+    /// Number and logical length (queued records included) of the pack being appended to.
+    tail_pack: u64,
+    tail_len: u64,
+    chunks: Vec<Chunk>,
+    /// Objects in `chunks`, with their tickets, for the index update after the flush.
+    queued: Vec<(Digest, PackedObject, u64)>,
+    next_ticket: u64,
+    /// Tickets below this are durable and indexed.
+    durable: u64,
+    /// Pack and offset up to which records are durable: beyond it, a flush may be writing.
+    durable_end: (u64, u64),
+    /// Objects queued or being flushed, by digest: a second put of the same bytes waits for
+    /// the first instead of storing them twice.
+    in_flight: HashMap<Digest, (PackedObject, u64)>,
+    flushing: bool,
+    fenced: Option<String>,
+}
+
+/// The pack file being appended to.
+struct Active {
+    number: u64,
+    file: File,
+    path: PathBuf,
+}
+
+/// The pack files of one content store. See the module documentation.
+pub(crate) struct PackStore {
+    dir: PathBuf,
+    index: sled::Tree,
+    max_bytes: u64,
+    state: Mutex<State>,
+    durable: Condvar,
+    active: Mutex<Active>,
+    recovery: PackRecovery,
+}
+
+impl std::fmt::Debug for PackStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn io_error(op: &'static str, path: &Path, source: io::Error) -> ContentError {
+    ContentError::Io(PathIoError {
+        op,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn index_error(dir: &Path, e: sled::Error) -> ContentError {
+    io_error(
+        "update the pack index for",
+        dir,
+        io::Error::other(e.to_string()),
+    )
+}
+
+/// Pack files in `dir`, by number; other files are reported as strays by `check_packs`.
+fn list_packs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, ContentError> {
+    let mut out = Vec::new();
+    for item in fs::read_dir(dir).at("read directory", dir)? {
+        let item = item.at("read directory", dir)?;
+        if let Some(n) = item.file_name().to_str().and_then(parse_pack_file_name) {
+            out.push((n, item.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn create_pack(dir: &Path, number: u64) -> Result<Active, ContentError> {
+    let path = dir.join(pack_file_name(number));
+    let _ = fs::remove_file(&path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(PACK_MODE)
+        .open(&path)
+        .at("create", &path)?;
+    file.write_all_at(&encode_pack_header(number), 0)
+        .at("write", &path)?;
+    file.sync_all().at("fsync", &path)?;
+    fsutil::fsync_dir(dir)?;
+    Ok(Active { number, file, path })
+}
+
+fn open_pack_rw(path: &Path, number: u64) -> Result<Active, ContentError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .at("open for writing", path)?;
+    Ok(Active {
+        number,
+        file,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Reads a pack header from `file`; `Err` holds the reason it is unusable.
+fn read_pack_header(file: &File, len: u64, expected: u64) -> Result<(), String> {
+    if len < PACK_HEADER_LEN {
+        return Err(format!(
+            "file is {len} bytes long, shorter than the {PACK_HEADER_LEN}-byte pack header"
+        ));
+    }
+    let mut h = [0u8; PACK_HEADER_LEN as usize];
+    file.read_exact_at(&mut h, 0)
+        .map_err(|e| format!("reading the pack header: {e}"))?;
+    let n = decode_pack_header(&h)?;
+    if n != expected {
+        return Err(format!(
+            "header says pack {n}, the file name says {expected}"
+        ));
+    }
+    Ok(())
+}
+
+/// One step of reading a pack from front to back.
+enum Step {
+    /// A record with a well-formed header that fits in the file.
+    Record(u64, RecordHeader),
+    /// The end of the file, exactly after the last record.
+    End,
+    /// Something that is not a complete, well-formed record at this offset.
+    Bad(u64, String),
+}
+
+/// Reads a pack sequentially, optionally handing out payloads.
+struct Scanner {
+    reader: BufReader<File>,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+impl Scanner {
+    fn open(path: &Path, from: u64) -> Result<Scanner, ContentError> {
+        let mut file = File::open(path).at("open", path)?;
+        let len = file.metadata().at("stat", path)?.len();
+        file.seek(SeekFrom::Start(from)).at("seek", path)?;
+        Ok(Scanner {
+            reader: BufReader::with_capacity(SCAN_BUF_LEN, file),
+            path: path.to_path_buf(),
+            offset: from,
+            len,
+        })
+    }
+
+    fn next(&mut self) -> Result<Step, ContentError> {
+        let at = self.offset;
+        if at == self.len {
+            return Ok(Step::End);
+        }
+        if self.len - at < RECORD_HEADER_LEN {
+            return Ok(Step::Bad(
+                at,
+                format!(
+                    "{} bytes at the end of the file, shorter than a record header",
+                    self.len - at
+                ),
+            ));
+        }
+        let mut h = [0u8; RECORD_HEADER_LEN as usize];
+        self.reader.read_exact(&mut h).at("read", &self.path)?;
+        let header = match RecordHeader::decode(&h) {
+            Ok(h) => h,
+            Err(reason) => return Ok(Step::Bad(at, reason)),
+        };
+        if self.len - at < header.record_len() {
+            return Ok(Step::Bad(
+                at,
+                format!(
+                    "record of {} bytes runs past the end of the file ({} bytes left)",
+                    header.record_len(),
+                    self.len - at
+                ),
+            ));
+        }
+        self.offset = at + header.record_len();
+        Ok(Step::Record(at, header))
+    }
+
+    fn payload(&mut self, header: &RecordHeader) -> Result<Vec<u8>, ContentError> {
+        let mut buf = vec![0u8; header.payload_len as usize];
+        self.reader.read_exact(&mut buf).at("read", &self.path)?;
+        Ok(buf)
+    }
+
+    fn skip_payload(&mut self, header: &RecordHeader) -> Result<(), ContentError> {
+        self.reader
+            .seek_relative(i64::from(header.payload_len))
+            .at("seek", &self.path)?;
+        Ok(())
+    }
+
+    /// Continues at `offset` (after damage).
+    fn resume_at(&mut self, offset: u64) -> Result<(), ContentError> {
+        self.reader
+            .seek(SeekFrom::Start(offset))
+            .at("seek", &self.path)?;
+        self.offset = offset;
+        Ok(())
+    }
+}
+
+/// The first offset after `from` at which a well-formed record header starts, if any: after
+/// damage, this tells a torn tail (nothing follows) from damage inside a pack.
+fn find_next_record(path: &Path, from: u64) -> Result<Option<u64>, ContentError> {
+    let file = File::open(path).at("open", path)?;
+    let len = file.metadata().at("stat", path)?.len();
+    let window = SCAN_BUF_LEN as u64;
+    let mut start = from + 1;
+    let mut buf = vec![0u8; SCAN_BUF_LEN + RECORD_HEADER_LEN as usize];
+    while start + RECORD_HEADER_LEN <= len {
+        let n = (len - start).min(window + RECORD_HEADER_LEN) as usize;
+        file.read_exact_at(&mut buf[..n], start).at("read", path)?;
+        let last = n.saturating_sub(RECORD_HEADER_LEN as usize);
+        for i in 0..=last {
+            if buf[i..i + 4] != RECORD_MAGIC {
+                continue;
+            }
+            let mut h = [0u8; RECORD_HEADER_LEN as usize];
+            h.copy_from_slice(&buf[i..i + RECORD_HEADER_LEN as usize]);
+            if let Ok(header) = RecordHeader::decode(&h) {
+                if start + i as u64 + header.record_len() <= len {
+                    return Ok(Some(start + i as u64));
+                }
+            }
+        }
+        start += window;
+    }
+    Ok(None)
+}
+
+/// Decodes a payload and checks it against its header: length and digest.
+pub fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), String> {
+    let mut hasher = Sha256::new();
+    let produced = match header.codec {
+        Codec::Raw => {
+            hasher.update(payload);
+            payload.len() as u64
+        }
+        Codec::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(payload)
+                .map_err(|e| format!("zstd payload does not decode: {e}"))?
+                .single_frame();
+            let mut buf = [0u8; 16 * 1024];
+            let mut produced = 0u64;
+            loop {
+                match decoder.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        produced += n as u64;
+                        if produced > header.size {
+                            return Err(format!(
+                                "payload decodes to more than the {} bytes the header records",
+                                header.size
+                            ));
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("zstd payload does not decode: {e}")),
+                }
+            }
+            let rest = decoder.finish();
+            if !rest.is_empty() {
+                return Err(format!(
+                    "unexpected bytes after the zstd frame ({} bytes)",
+                    rest.len()
+                ));
+            }
+            produced
+        }
+    };
+    if produced != header.size {
+        return Err(format!(
+            "payload decodes to {produced} bytes, the header records {}",
+            header.size
+        ));
+    }
+    let actual = Digest(hasher.finalize().into());
+    if actual != header.digest {
+        return Err(format!(
+            "content hashes to {actual}, not to the digest {} the record names",
+            header.digest
+        ));
+    }
+    Ok(())
+}
+
+impl PackStore {
+    /// Opens the packs in `dir` (creating the directory and a first pack if needed), with
+    /// `index` as the location index, and brings the index up to the packs.
+    pub(crate) fn open(
+        dir: &Path,
+        index: sled::Tree,
+        max_bytes: u64,
+    ) -> Result<PackStore, ContentError> {
+        fsutil::create_dir_all_durable(dir)?;
+        let mut packs = list_packs(dir)?;
+        let mut recovery = PackRecovery::default();
+
+        // A crash while starting a pack can leave it without a complete header.
+        if let Some((n, path)) = packs.last().cloned() {
+            let len = fs::metadata(&path).at("stat", &path)?.len();
+            let file = File::open(&path).at("open", &path)?;
+            if len <= PACK_HEADER_LEN && read_pack_header(&file, len, n).is_err() {
+                tracing::warn!(path = %path.display(), "removing a pack file without a complete header, left by an interrupted pack change");
+                fs::remove_file(&path).at("remove", &path)?;
+                fsutil::fsync_dir(dir)?;
+                packs.pop();
+            }
+        }
+
+        let through = Self::read_through(&index, dir)?;
+        let through = match through {
+            Some((pack, offset)) => {
+                let known = packs
+                    .iter()
+                    .find(|(n, _)| *n == pack)
+                    .map(|(_, p)| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
+                match known {
+                    Some(len) if offset <= len && offset >= PACK_HEADER_LEN => Some((pack, offset)),
+                    _ => {
+                        tracing::warn!(dir = %dir.display(), pack, offset,
+                            "the pack index does not match the pack files; reindexing every pack");
+                        index.clear().map_err(|e| index_error(dir, e))?;
+                        None
+                    }
+                }
+            }
+            None => {
+                if !index.is_empty() {
+                    index.clear().map_err(|e| index_error(dir, e))?;
+                }
+                None
+            }
+        };
+
+        let mut batch = sled::Batch::default();
+        let mut marker = through;
+        let last_number = packs.last().map(|(n, _)| *n);
+        for (n, path) in &packs {
+            let start = match through {
+                Some((p, _)) if *n < p => continue,
+                Some((p, o)) if *n == p => o,
+                _ => PACK_HEADER_LEN,
+            };
+            let file = File::open(path).at("open", path)?;
+            let len = file.metadata().at("stat", path)?.len();
+            if let Err(reason) = read_pack_header(&file, len, *n) {
+                tracing::error!(path = %path.display(), %reason, "pack file is damaged; its objects stay unavailable");
+                recovery.damaged.push((path.clone(), 0, reason));
+                continue;
+            }
+            let end = Self::reindex_pack(
+                path,
+                *n,
+                start,
+                Some(*n) == last_number,
+                &mut batch,
+                &mut recovery,
+            )?;
+            marker = Some((*n, end));
+        }
+        if let Some((pack, offset)) = marker {
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&pack.to_be_bytes());
+            v[8..].copy_from_slice(&offset.to_be_bytes());
+            batch.insert(KEY_THROUGH, &v[..]);
+        }
+        index.apply_batch(batch).map_err(|e| index_error(dir, e))?;
+
+        // Append to the last pack if it is sound and has room, else start a new one.
+        let (active, tail_len) = match packs.last() {
+            Some((n, path)) => {
+                let file = File::open(path).at("open", path)?;
+                let len = file.metadata().at("stat", path)?.len();
+                let sound = read_pack_header(&file, len, *n).is_ok()
+                    && !recovery.damaged.iter().any(|(p, _, _)| p == path);
+                if sound && len < max_bytes {
+                    (open_pack_rw(path, *n)?, len)
+                } else {
+                    (create_pack(dir, n + 1)?, PACK_HEADER_LEN)
+                }
+            }
+            None => (create_pack(dir, 0)?, PACK_HEADER_LEN),
+        };
+        if recovery.reindexed > 0 {
+            tracing::info!(dir = %dir.display(), records = recovery.reindexed, "indexed pack records whose index update a crash had lost");
+        }
+        Ok(PackStore {
+            dir: dir.to_path_buf(),
+            index,
+            max_bytes,
+            state: Mutex::new(State {
+                tail_pack: active.number,
+                tail_len,
+                chunks: Vec::new(),
+                queued: Vec::new(),
+                next_ticket: 0,
+                durable: 0,
+                durable_end: (active.number, tail_len),
+                in_flight: HashMap::new(),
+                flushing: false,
+                fenced: None,
+            }),
+            durable: Condvar::new(),
+            active: Mutex::new(active),
+            recovery,
+        })
+    }
+
+    fn read_through(index: &sled::Tree, dir: &Path) -> Result<Option<(u64, u64)>, ContentError> {
+        let v = index.get(KEY_THROUGH).map_err(|e| index_error(dir, e))?;
+        Ok(v.and_then(|v| Some((u64_at(&v, 0)?, u64_at(&v, 8)?))))
+    }
+
+    /// Reads the records of one pack from `start`, checks each payload against its digest
+    /// and adds the present ones to `batch`. A torn tail of the last pack is cut back.
+    /// Returns the offset up to which the pack is now indexed.
+    fn reindex_pack(
+        path: &Path,
+        number: u64,
+        start: u64,
+        last: bool,
+        batch: &mut sled::Batch,
+        recovery: &mut PackRecovery,
+    ) -> Result<u64, ContentError> {
+        let mut scanner = Scanner::open(path, start)?;
+        loop {
+            let bad = match scanner.next()? {
+                Step::End => return Ok(scanner.offset),
+                Step::Record(offset, header) => {
+                    let payload = scanner.payload(&header)?;
+                    let verdict = match header.state {
+                        RecordState::Present => check_payload(&header, &payload),
+                        RecordState::Removed if payload.iter().all(|&b| b == 0) => Ok(()),
+                        RecordState::Removed => {
+                            Err("removed record whose payload is not zeros".into())
+                        }
+                    };
+                    match verdict {
+                        Ok(()) => {
+                            if header.state == RecordState::Present {
+                                let obj = PackedObject {
+                                    pack: number,
+                                    offset,
+                                    codec: header.codec,
+                                    size: header.size,
+                                    payload_len: header.payload_len,
+                                };
+                                batch.insert(
+                                    &object_key(&header.digest, number, offset)[..],
+                                    &object_value(&obj)[..],
+                                );
+                                recovery.reindexed += 1;
+                            }
+                            continue;
+                        }
+                        Err(reason) => (offset, reason),
+                    }
+                }
+                Step::Bad(offset, reason) => (offset, reason),
+            };
+            let (offset, reason) = bad;
+            match find_next_record(path, offset)? {
+                Some(next) => {
+                    tracing::error!(path = %path.display(), offset, %reason, resumed_at = next,
+                        "damaged record inside a pack; it is not indexed");
+                    recovery.damaged.push((path.to_path_buf(), offset, reason));
+                    scanner.resume_at(next)?;
+                }
+                None if last => {
+                    let len = scanner.len;
+                    tracing::warn!(path = %path.display(), offset, bytes = len - offset, %reason,
+                        "pack has a torn tail (a write interrupted by a crash, never acknowledged); cutting it back");
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .at("open for truncation", path)?;
+                    f.set_len(offset).at("truncate", path)?;
+                    f.sync_all().at("fsync", path)?;
+                    recovery.truncated = Some((path.to_path_buf(), offset, len - offset));
+                    return Ok(offset);
+                }
+                None => {
+                    tracing::error!(path = %path.display(), offset, %reason,
+                        "damaged end of a pack that is not the last one; left as it is");
+                    recovery.damaged.push((path.to_path_buf(), offset, reason));
+                    return Ok(offset);
+                }
+            }
+        }
+    }
+
+    /// What opening found and did.
+    pub(crate) fn recovery(&self) -> &PackRecovery {
+        &self.recovery
+    }
+
+    /// The pack directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of pack number `n`.
+    pub(crate) fn path_of(&self, n: u64) -> PathBuf {
+        self.dir.join(pack_file_name(n))
+    }
+
+    /// Every indexed copy of `digest`, oldest first.
+    pub(crate) fn locate(&self, digest: &Digest) -> Result<Vec<PackedObject>, ContentError> {
+        let mut out = Vec::new();
+        for kv in self.index.scan_prefix(object_prefix(digest)) {
+            let (k, v) = kv.map_err(|e| index_error(&self.dir, e))?;
+            match decode_object(&k, &v) {
+                Some((_, obj)) => out.push(obj),
+                None => {
+                    return Err(io_error(
+                        "read the pack index for",
+                        &self.dir,
+                        io::Error::other(format!("malformed location entry for {digest}")),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any copy of `digest` is indexed.
+    pub(crate) fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
+        Ok(self
+            .index
+            .scan_prefix(object_prefix(digest))
+            .next()
+            .transpose()
+            .map_err(|e| index_error(&self.dir, e))?
+            .is_some())
+    }
+
+    /// Opens the record of `obj` and checks its header against the index: the file
+    /// positioned at the payload, and the header.
+    pub(crate) fn open_record(
+        &self,
+        digest: &Digest,
+        obj: &PackedObject,
+    ) -> Result<(File, RecordHeader), ContentError> {
+        let path = self.path_of(obj.pack);
+        let corrupt = |reason: String| ContentError::Corrupt {
+            digest: *digest,
+            path: path.clone(),
+            reason: format!("pack record at byte {}: {reason}", obj.offset),
+        };
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContentError::NotFound {
+                    digest: *digest,
+                    path,
+                })
+            }
+            Err(e) => return Err(io_error("open", &path, e)),
+        };
+        let len = file.metadata().at("stat", &path)?.len();
+        if obj.offset + RECORD_HEADER_LEN > len {
+            return Err(corrupt(format!("the pack is only {len} bytes long")));
+        }
+        let mut h = [0u8; RECORD_HEADER_LEN as usize];
+        file.read_exact_at(&mut h, obj.offset).at("read", &path)?;
+        let header = RecordHeader::decode(&h).map_err(&corrupt)?;
+        if header.digest != *digest {
+            return Err(corrupt(format!("the record holds {}", header.digest)));
+        }
+        if header.state == RecordState::Removed {
+            return Err(ContentError::NotFound {
+                digest: *digest,
+                path,
+            });
+        }
+        if (header.codec, header.size, header.payload_len) != (obj.codec, obj.size, obj.payload_len)
+        {
+            return Err(corrupt(format!(
+                "header records {} bytes as {} in a payload of {}, the index {} bytes as {} in {}",
+                header.size, header.codec, header.payload_len, obj.size, obj.codec, obj.payload_len
+            )));
+        }
+        if obj.offset + header.record_len() > len {
+            return Err(corrupt(format!(
+                "the record runs past the end of the pack ({len} bytes)"
+            )));
+        }
+        file.seek(SeekFrom::Start(obj.offset + RECORD_HEADER_LEN))
+            .at("seek", &path)?;
+        Ok((file, header))
+    }
+
+    /// Stores one object's encoded payload, unless the same digest is stored or being
+    /// stored already. Returns where it is and whether this call stored it; returns once
+    /// the record is durable and indexed.
+    pub(crate) fn put(
+        &self,
+        digest: Digest,
+        codec: Codec,
+        size: u64,
+        payload: &[u8],
+    ) -> Result<(PackedObject, bool), ContentError> {
+        if size >= MAX_PACKED_LEN || payload.len() as u64 >= MAX_PACKED_LEN {
+            return Err(io_error(
+                "pack",
+                &self.dir,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("an object of {size} bytes is too large for a pack"),
+                ),
+            ));
+        }
+        // An indexed copy whose header is sound makes this a duplicate. A copy with a
+        // damaged header is passed over: the new one is stored beside it, and reads take
+        // the first sound copy.
+        let mut seen_damaged = false;
+        for obj in self.locate(&digest)? {
+            match self.open_record(&digest, &obj) {
+                Ok(_) => return Ok((obj, false)),
+                Err(ContentError::Corrupt { .. } | ContentError::NotFound { .. }) => {
+                    seen_damaged = true
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut st = lock(&self.state);
+        if let Some(reason) = &st.fenced {
+            return Err(self.fenced(reason));
+        }
+        if let Some(&(obj, ticket)) = st.in_flight.get(&digest) {
+            self.wait_durable(st, ticket)?;
+            return Ok((obj, false));
+        }
+        // Checked again under the lock: a concurrent put may have finished meanwhile.
+        if !seen_damaged {
+            if let Some(obj) = self.locate(&digest)?.first() {
+                return Ok((*obj, false));
+            }
+        }
+        let header = RecordHeader {
+            state: RecordState::Present,
+            codec,
+            digest,
+            size,
+            payload_len: payload.len() as u32,
+        };
+        let record_len = header.record_len();
+        let new_pack = st.tail_len > PACK_HEADER_LEN && st.tail_len + record_len > self.max_bytes;
+        if new_pack {
+            st.tail_pack += 1;
+            st.tail_len = PACK_HEADER_LEN;
+        }
+        let obj = PackedObject {
+            pack: st.tail_pack,
+            offset: st.tail_len,
+            codec,
+            size,
+            payload_len: header.payload_len,
+        };
+        let (pack, start) = (st.tail_pack, st.tail_len);
+        match st.chunks.last_mut() {
+            Some(c) if !new_pack && c.pack == pack => {
+                c.bytes.extend_from_slice(&header.encode());
+                c.bytes.extend_from_slice(payload);
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(record_len as usize);
+                bytes.extend_from_slice(&header.encode());
+                bytes.extend_from_slice(payload);
+                st.chunks.push(Chunk {
+                    pack,
+                    start,
+                    new_pack,
+                    bytes,
+                });
+            }
+        }
+        st.tail_len += record_len;
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queued.push((digest, obj, ticket));
+        st.in_flight.insert(digest, (obj, ticket));
+        self.wait_durable(st, ticket)?;
+        Ok((obj, true))
+    }
+
+    fn fenced(&self, reason: &str) -> ContentError {
+        io_error(
+            "write to the packs in",
+            &self.dir,
+            io::Error::other(format!(
+                "the packs are fenced after a failed write ({reason}); reopen the store"
+            )),
+        )
+    }
+
+    /// Blocks until `ticket` is durable and indexed. The first waiter while no flush runs
+    /// writes and flushes everything queued (group commit); the others wait for it.
+    fn wait_durable<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        ticket: u64,
+    ) -> Result<(), ContentError> {
+        loop {
+            if st.durable > ticket {
+                return Ok(());
+            }
+            if let Some(reason) = &st.fenced {
+                return Err(self.fenced(reason));
+            }
+            if st.flushing {
+                st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let chunks = std::mem::take(&mut st.chunks);
+            let queued = std::mem::take(&mut st.queued);
+            let Some(&(_, _, last)) = queued.last() else {
+                let reason =
+                    format!("pack ticket {ticket} is neither queued, in flight nor durable");
+                st.fenced = Some(reason.clone());
+                return Err(self.fenced(&reason));
+            };
+            st.flushing = true;
+            drop(st);
+            let result = self
+                .write_chunks(&chunks)
+                .and_then(|()| self.index_flushed(&queued, chunks.last()));
+            st = lock(&self.state);
+            st.flushing = false;
+            match result {
+                Ok(()) => {
+                    st.durable = last + 1;
+                    if let Some(c) = chunks.last() {
+                        st.durable_end = (c.pack, c.start + c.bytes.len() as u64);
+                    }
+                    for (digest, _, t) in &queued {
+                        if st.in_flight.get(digest).map(|(_, t2)| t2) == Some(t) {
+                            st.in_flight.remove(digest);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dir = %self.dir.display(), error = %e, "pack write failed; fencing the packs");
+                    st.fenced = Some(e.to_string());
+                }
+            }
+            self.durable.notify_all();
+        }
+    }
+
+    fn write_chunks(&self, chunks: &[Chunk]) -> Result<(), ContentError> {
+        let mut active = lock(&self.active);
+        for chunk in chunks {
+            if chunk.new_pack || chunk.pack != active.number {
+                // The records of the old pack are durable before the new pack appears, so
+                // the packs on disk are always what was written, in order.
+                let path = active.path.clone();
+                active.file.sync_data().at("fdatasync", &path)?;
+                *active = create_pack(&self.dir, chunk.pack)?;
+            }
+            let path = active.path.clone();
+            active
+                .file
+                .write_all_at(&chunk.bytes, chunk.start)
+                .at("write", &path)?;
+        }
+        let path = active.path.clone();
+        active.file.sync_data().at("fdatasync", &path)?;
+        Ok(())
+    }
+
+    /// Records the flushed objects and the new end of the indexed packs in one batch.
+    fn index_flushed(
+        &self,
+        queued: &[(Digest, PackedObject, u64)],
+        last: Option<&Chunk>,
+    ) -> Result<(), ContentError> {
+        let mut batch = sled::Batch::default();
+        for (digest, obj, _) in queued {
+            batch.insert(
+                &object_key(digest, obj.pack, obj.offset)[..],
+                &object_value(obj)[..],
+            );
+        }
+        if let Some(c) = last {
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&c.pack.to_be_bytes());
+            v[8..].copy_from_slice(&(c.start + c.bytes.len() as u64).to_be_bytes());
+            batch.insert(KEY_THROUGH, &v[..]);
+        }
+        self.index
+            .apply_batch(batch)
+            .map_err(|e| index_error(&self.dir, e))
+    }
+
+    /// Removes every copy of `digest` (destruction): each record's payload is overwritten
+    /// with zeros and its state set to removed, in place and durably, then the index forgets
+    /// the copies. Returns whether any copy was indexed. Safe to repeat.
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+        let copies = self.locate(digest)?;
+        if copies.is_empty() {
+            return Ok(false);
+        }
+        // Hold the flush slot, so that no group flush runs while records are rewritten.
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(reason) = &st.fenced {
+                return Err(self.fenced(reason));
+            }
+            if !st.flushing {
+                break;
+            }
+            st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.flushing = true;
+        drop(st);
+        let result = self.zero_copies(digest, &copies);
+        let mut st = lock(&self.state);
+        st.flushing = false;
+        self.durable.notify_all();
+        drop(st);
+        result?;
+        tracing::info!(digest = %digest, copies = copies.len(), "removed packed content object");
+        Ok(true)
+    }
+
+    fn zero_copies(&self, digest: &Digest, copies: &[PackedObject]) -> Result<(), ContentError> {
+        let zeros = vec![0u8; 64 * 1024];
+        let mut batch = sled::Batch::default();
+        for obj in copies {
+            let path = self.path_of(obj.pack);
+            let file = match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                // The pack is gone: nothing of the object is left to remove.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    batch.remove(&object_key(digest, obj.pack, obj.offset)[..]);
+                    continue;
+                }
+                Err(e) => return Err(io_error("open for removal", &path, e)),
+            };
+            // Zeros first, then the header: after a crash in between, the record still
+            // says present, its digest no longer matches, and completing the destruction
+            // writes both again.
+            let mut done = 0u64;
+            let len = u64::from(obj.payload_len);
+            while done < len {
+                let n = (len - done).min(zeros.len() as u64) as usize;
+                file.write_all_at(&zeros[..n], obj.offset + RECORD_HEADER_LEN + done)
+                    .at("write", &path)?;
+                done += n as u64;
+            }
+            let header = RecordHeader {
+                state: RecordState::Removed,
+                codec: obj.codec,
+                digest: *digest,
+                size: obj.size,
+                payload_len: obj.payload_len,
+            };
+            file.write_all_at(&header.encode(), obj.offset)
+                .at("write", &path)?;
+            file.sync_data().at("fdatasync", &path)?;
+            batch.remove(&object_key(digest, obj.pack, obj.offset)[..]);
+        }
+        self.index
+            .apply_batch(batch)
+            .map_err(|e| index_error(&self.dir, e))
+    }
+
+    /// Digests of every indexed object, in digest order, each once.
+    pub(crate) fn digests(&self) -> impl Iterator<Item = Result<Digest, ContentError>> + '_ {
+        let mut last: Option<Digest> = None;
+        self.index
+            .scan_prefix([PREFIX_OBJECT])
+            .filter_map(move |kv| {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(index_error(&self.dir, e))),
+                };
+                match decode_object(&k, &v) {
+                    Some((d, _)) if last == Some(d) => None,
+                    Some((d, _)) => {
+                        last = Some(d);
+                        Some(Ok(d))
+                    }
+                    None => Some(Err(io_error(
+                        "read the pack index for",
+                        &self.dir,
+                        io::Error::other("malformed location entry"),
+                    ))),
+                }
+            })
+    }
+
+    /// Drops the location index and reads every pack again (`rebuild-index`).
+    pub(crate) fn reindex(&self) -> Result<u64, ContentError> {
+        // Waiting for the flush slot keeps writers out while the index is rebuilt.
+        let mut st = lock(&self.state);
+        while st.flushing {
+            st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.flushing = true;
+        drop(st);
+        let result = (|| {
+            self.index.clear().map_err(|e| index_error(&self.dir, e))?;
+            let packs = list_packs(&self.dir)?;
+            let mut batch = sled::Batch::default();
+            let mut recovery = PackRecovery::default();
+            let mut marker = None;
+            for (n, path) in &packs {
+                let file = File::open(path).at("open", path)?;
+                let len = file.metadata().at("stat", path)?.len();
+                if read_pack_header(&file, len, *n).is_err() {
+                    continue;
+                }
+                // Never cut anything here: the active pack may hold records being written.
+                let end = Self::reindex_pack(
+                    path,
+                    *n,
+                    PACK_HEADER_LEN,
+                    false,
+                    &mut batch,
+                    &mut recovery,
+                )?;
+                marker = Some((*n, end));
+            }
+            if let Some((pack, offset)) = marker {
+                let mut v = [0u8; 16];
+                v[..8].copy_from_slice(&pack.to_be_bytes());
+                v[8..].copy_from_slice(&offset.to_be_bytes());
+                batch.insert(KEY_THROUGH, &v[..]);
+            }
+            self.index
+                .apply_batch(batch)
+                .map_err(|e| index_error(&self.dir, e))?;
+            Ok(recovery.reindexed)
+        })();
+        let mut st = lock(&self.state);
+        st.flushing = false;
+        self.durable.notify_all();
+        drop(st);
+        result
+    }
+
+    /// Reads every pack file from front to back and reports whatever is not well formed:
+    /// pack headers, record headers, records running past the end, removed records whose
+    /// payload is not zeros, and files in the pack directory that are not packs. Payloads
+    /// of present records are checked against their digests by the content checks, not
+    /// here.
+    pub(crate) fn check_packs(&self) -> Result<PackCheck, ContentError> {
+        let mut out = PackCheck::default();
+        for item in fs::read_dir(&self.dir).at("read directory", &self.dir)? {
+            let item = item.at("read directory", &self.dir)?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            if parse_pack_file_name(&name).is_none() && !name.starts_with('.') {
+                out.problems.push(PackProblem {
+                    path: item.path(),
+                    offset: None,
+                    reason: "not a pack file name (20 digits and .pack)".into(),
+                });
+            }
+        }
+        // The end of what is flushed: records beyond it may still be being written.
+        let (durable_pack, durable_offset) = lock(&self.state).durable_end;
+        for (n, path) in list_packs(&self.dir)? {
+            out.packs += 1;
+            let file = File::open(&path).at("open", &path)?;
+            let len = file.metadata().at("stat", &path)?.len();
+            if let Err(reason) = read_pack_header(&file, len, n) {
+                out.problems.push(PackProblem {
+                    path: path.clone(),
+                    offset: Some(0),
+                    reason,
+                });
+                continue;
+            }
+            let limit = match n.cmp(&durable_pack) {
+                std::cmp::Ordering::Less => len,
+                std::cmp::Ordering::Equal => durable_offset.min(len),
+                std::cmp::Ordering::Greater => PACK_HEADER_LEN,
+            };
+            out.bytes += limit;
+            let mut scanner = Scanner::open(&path, PACK_HEADER_LEN)?;
+            scanner.len = scanner.len.min(limit);
+            loop {
+                match scanner.next()? {
+                    Step::End => break,
+                    Step::Record(offset, header) => match header.state {
+                        RecordState::Present => {
+                            out.present += 1;
+                            scanner.skip_payload(&header)?;
+                        }
+                        RecordState::Removed => {
+                            out.removed += 1;
+                            let payload = scanner.payload(&header)?;
+                            if payload.iter().any(|&b| b != 0) {
+                                out.problems.push(PackProblem {
+                                    path: path.clone(),
+                                    offset: Some(offset),
+                                    reason: "removed record whose payload is not zeros".into(),
+                                });
+                            }
+                        }
+                    },
+                    Step::Bad(offset, reason) => {
+                        out.problems.push(PackProblem {
+                            path: path.clone(),
+                            offset: Some(offset),
+                            reason,
+                        });
+                        match find_next_record(&path, offset)? {
+                            Some(next) if next < limit => scanner.resume_at(next)?,
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{ContentOptions, ContentStore};
+    use std::sync::{Arc, Barrier};
+
+    /// Deterministic incompressible bytes.
+    fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2).wrapping_add(1);
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn text(len: usize, seed: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = seed;
+        while out.len() < len {
+            out.extend_from_slice(format!("Bescheid {i} vom 3. Mai, Az. 42-{i:06}\n").as_bytes());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// A content store whose pack index survives reopening (a sled database in `dir`).
+    struct Fixture {
+        dir: tempfile::TempDir,
+        db: sled::Db,
+        options: ContentOptions,
+    }
+
+    impl Fixture {
+        fn new(pack_max_bytes: u64) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new()
+                .path(dir.path().join("index"))
+                .open()
+                .unwrap();
+            Fixture {
+                dir,
+                db,
+                options: ContentOptions {
+                    pack_max_bytes,
+                    ..ContentOptions::default()
+                },
+            }
+        }
+
+        fn open(&self) -> ContentStore {
+            ContentStore::open_indexed(
+                &self.dir.path().join("content"),
+                self.options,
+                self.db.open_tree("packs").unwrap(),
+            )
+            .unwrap()
+        }
+
+        fn tree(&self) -> sled::Tree {
+            self.db.open_tree("packs").unwrap()
+        }
+
+        fn pack(&self, n: u64) -> PathBuf {
+            self.dir
+                .path()
+                .join("content/packs")
+                .join(pack_file_name(n))
+        }
+    }
+
+    fn read_all(store: &ContentStore, d: &Digest) -> Result<Vec<u8>, ContentError> {
+        let mut r = store.get(d)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .map_err(|e| ContentError::from_read_error(e, Path::new("?")))?;
+        Ok(out)
+    }
+
+    fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+        let f = OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+    }
+
+    fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+        let f = File::open(path).unwrap();
+        let mut b = vec![0u8; len];
+        f.read_exact_at(&mut b, offset).unwrap();
+        b
+    }
+
+    #[test]
+    fn record_header_round_trips_and_every_byte_is_checked() {
+        let h = RecordHeader {
+            state: RecordState::Present,
+            codec: Codec::Zstd,
+            digest: Digest::of(b"x"),
+            size: 5000,
+            payload_len: 1234,
+        };
+        let bytes = h.encode();
+        assert_eq!(&bytes[..4], b"AKP1");
+        assert_eq!(RecordHeader::decode(&bytes).unwrap(), h);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes;
+                b[i] ^= 1 << bit;
+                assert!(
+                    RecordHeader::decode(&b).is_err(),
+                    "flip of bit {bit} in byte {i} went unnoticed"
+                );
+            }
+        }
+        let raw_mismatch = RecordHeader {
+            codec: Codec::Raw,
+            ..h
+        };
+        assert!(RecordHeader::decode(&raw_mismatch.encode())
+            .unwrap_err()
+            .contains("raw record"));
+        let too_big = RecordHeader {
+            size: MAX_PACKED_LEN,
+            ..h
+        };
+        assert!(RecordHeader::decode(&too_big.encode()).is_err());
+    }
+
+    /// The worked example of docs/FORMAT.md, "Pack files", byte for byte.
+    #[test]
+    fn the_documented_example_is_what_akte_writes() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        store.put(&b"akte"[..]).unwrap();
+        let expected = concat!(
+            "414b54452d50414b", // AKTE-PAK
+            "00000001",         // version 1
+            "0000000000000000", // pack 0
+            "666bcc7d",         // CRC-32C
+            "414b5031010000",   // AKP1, present, raw, reserved...
+            "00",
+            "ed500e315f33358824203cee073893311e0a80d77989dc55c5d86247d95b2403",
+            "0000000000000004", // original length
+            "00000004",         // payload length
+            "3e727a9e",         // CRC-32C
+            "616b7465",         // "akte"
+        );
+        assert_eq!(hex::encode(fs::read(f.pack(0)).unwrap()), expected);
+    }
+
+    #[test]
+    fn pack_header_and_names() {
+        let h = encode_pack_header(7);
+        assert_eq!(decode_pack_header(&h).unwrap(), 7);
+        for i in 0..h.len() {
+            let mut b = h;
+            b[i] ^= 0x10;
+            assert!(decode_pack_header(&b).is_err(), "byte {i}");
+        }
+        assert_eq!(pack_file_name(42), "00000000000000000042.pack");
+        assert_eq!(parse_pack_file_name("00000000000000000042.pack"), Some(42));
+        assert_eq!(parse_pack_file_name("42.pack"), None);
+        assert_eq!(parse_pack_file_name("0000000000000000004x.pack"), None);
+    }
+
+    #[test]
+    fn small_objects_round_trip_through_packs_and_large_ones_get_files() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let cases = [
+            (Vec::new(), Codec::Raw),
+            (b"x".to_vec(), Codec::Raw),
+            (text(5000, 1), Codec::Zstd),
+            (random_bytes(5000, 2), Codec::Raw),
+            (text(MAX_PACKED_LEN as usize - 1, 3), Codec::Zstd),
+        ];
+        let mut digests = Vec::new();
+        for (data, codec) in &cases {
+            let out = store.put(&data[..]).unwrap();
+            assert!(out.newly_stored);
+            assert_eq!(out.codec, *codec, "{} bytes", data.len());
+            let place = store.place(&out.digest).unwrap().unwrap();
+            assert!(place.packed, "{} bytes", data.len());
+            assert_eq!(place.len, out.stored_size);
+            assert!(!store.path_of(&out.digest).exists());
+            digests.push(out.digest);
+        }
+        let big = random_bytes(MAX_PACKED_LEN as usize, 4);
+        let out = store.put(&big[..]).unwrap();
+        assert!(!store.place(&out.digest).unwrap().unwrap().packed);
+        assert!(store.path_of(&out.digest).is_file());
+        drop(store);
+        let store = f.open();
+        assert_eq!(store.pack_recovery().reindexed, 0);
+        for ((data, _), d) in cases.iter().zip(&digests) {
+            assert_eq!(&read_all(&store, d).unwrap(), data);
+            assert_eq!(store.stat(d).unwrap().size, data.len() as u64);
+            assert_eq!(store.verify_object(d).unwrap(), data.len() as u64);
+            assert!(store.contains(d).unwrap());
+        }
+        assert_eq!(read_all(&store, &out.digest).unwrap(), big);
+        let listed: std::collections::BTreeSet<Digest> = store.iter().map(|d| d.unwrap()).collect();
+        assert_eq!(listed.len(), digests.len() + 1);
+        let check = store.check_packs().unwrap();
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        assert_eq!(check.present, digests.len() as u64);
+    }
+
+    #[test]
+    fn concurrent_puts_share_flushes_and_store_each_digest_once() {
+        let f = Fixture::new(64 << 10);
+        let store = Arc::new(f.open());
+        let threads = 8;
+        let barrier = Arc::new(Barrier::new(threads));
+        let mut handles = Vec::new();
+        for t in 0..threads {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            handles.push(std::thread::spawn(move || {
+                barrier.wait();
+                let mut newly = Vec::new();
+                for i in 0..60u64 {
+                    // Half of the documents are the same for every thread.
+                    let seed = if i % 2 == 0 {
+                        i
+                    } else {
+                        1000 * (t as u64 + 1) + i
+                    };
+                    let data = random_bytes(3000 + (seed as usize % 7) * 500, seed);
+                    let out = store.put(&data[..]).unwrap();
+                    newly.push((out.digest, out.newly_stored, data));
+                }
+                newly
+            }));
+        }
+        let mut stored: std::collections::BTreeMap<Digest, (usize, Vec<u8>)> = Default::default();
+        for h in handles {
+            for (d, newly, data) in h.join().unwrap() {
+                let e = stored.entry(d).or_insert((0, data));
+                e.0 += usize::from(newly);
+            }
+        }
+        for (d, (newly, data)) in &stored {
+            assert_eq!(*newly, 1, "{d} stored {newly} times");
+            assert_eq!(&read_all(&store, d).unwrap(), data);
+        }
+        drop(store);
+        // Several packs of at most 64 KiB, all readable after reopening, none damaged.
+        let store = f.open();
+        assert!(f.pack(3).exists());
+        let check = store.check_packs().unwrap();
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        assert_eq!(check.present, stored.len() as u64);
+        for (d, (_, data)) in &stored {
+            assert_eq!(&read_all(&store, d).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn records_the_index_lost_are_found_again_at_open() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let mut all = Vec::new();
+        for i in 0..10 {
+            let data = text(2000 + i * 100, i as u64);
+            all.push((store.put(&data[..]).unwrap(), data));
+        }
+        drop(store);
+        // As if the last four index updates had not reached the disk before a crash.
+        let tree = f.tree();
+        let keep_through = {
+            let s = f.open();
+            let p = s.place(&all[6].0.digest).unwrap().unwrap();
+            p.offset
+        };
+        for (out, _) in &all[6..] {
+            for kv in tree.scan_prefix(object_prefix(&out.digest)) {
+                tree.remove(kv.unwrap().0).unwrap();
+            }
+        }
+        let mut v = [0u8; 16];
+        v[8..].copy_from_slice(&keep_through.to_be_bytes());
+        tree.insert(KEY_THROUGH, &v[..]).unwrap();
+        let store = f.open();
+        assert_eq!(store.pack_recovery().reindexed, 4);
+        for (out, data) in &all {
+            assert_eq!(&read_all(&store, &out.digest).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_and_writing_goes_on() {
+        for torn in [
+            "half a header",
+            "header without its payload",
+            "payload garbage",
+        ] {
+            let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+            let store = f.open();
+            let kept = store.put(&text(3000, 1)[..]).unwrap();
+            drop(store);
+            let pack = f.pack(0);
+            let good_len = fs::metadata(&pack).unwrap().len();
+            let data = random_bytes(4000, 9);
+            let header = RecordHeader {
+                state: RecordState::Present,
+                codec: Codec::Raw,
+                digest: Digest::of(&data),
+                size: 4000,
+                payload_len: 4000,
+            }
+            .encode();
+            let tail: Vec<u8> = match torn {
+                "half a header" => header[..30].to_vec(),
+                "header without its payload" => [&header[..], &data[..1000]].concat(),
+                _ => [&header[..], &random_bytes(4000, 10)[..]].concat(),
+            };
+            patch(&pack, good_len, &tail);
+            let store = f.open();
+            let rec = store.pack_recovery();
+            assert_eq!(
+                rec.truncated,
+                Some((pack.clone(), good_len, tail.len() as u64)),
+                "{torn}"
+            );
+            assert_eq!(fs::metadata(&pack).unwrap().len(), good_len, "{torn}");
+            assert!(!store.contains(&Digest::of(&data)).unwrap(), "{torn}");
+            assert_eq!(read_all(&store, &kept.digest).unwrap(), text(3000, 1));
+            let again = store.put(&data[..]).unwrap();
+            assert!(again.newly_stored);
+            assert_eq!(read_all(&store, &again.digest).unwrap(), data);
+            assert!(store.check_packs().unwrap().problems.is_empty(), "{torn}");
+        }
+    }
+
+    #[test]
+    fn damage_beyond_the_marker_inside_a_pack_is_reported_not_cut() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let a = store.put(&random_bytes(3000, 10)[..]).unwrap();
+        let b = store.put(&random_bytes(3000, 20)[..]).unwrap();
+        let c = store.put(&random_bytes(3000, 30)[..]).unwrap();
+        let b_place = store.place(&b.digest).unwrap().unwrap();
+        drop(store);
+        // The index forgets b and c, and b's payload is damaged.
+        let tree = f.tree();
+        for d in [&b.digest, &c.digest] {
+            for kv in tree.scan_prefix(object_prefix(d)) {
+                tree.remove(kv.unwrap().0).unwrap();
+            }
+        }
+        let mut v = [0u8; 16];
+        v[8..].copy_from_slice(&b_place.offset.to_be_bytes());
+        tree.insert(KEY_THROUGH, &v[..]).unwrap();
+        patch(&b_place.path, b_place.offset + 100, b"XX");
+        let len = fs::metadata(&b_place.path).unwrap().len();
+        let store = f.open();
+        let rec = store.pack_recovery();
+        assert_eq!(rec.reindexed, 1);
+        assert_eq!(rec.truncated, None);
+        assert_eq!(rec.damaged.len(), 1);
+        assert_eq!(rec.damaged[0].1, b_place.offset);
+        assert_eq!(fs::metadata(&b_place.path).unwrap().len(), len);
+        assert!(read_all(&store, &a.digest).is_ok());
+        assert!(matches!(
+            store.get(&b.digest),
+            Err(ContentError::NotFound { .. })
+        ));
+        assert!(read_all(&store, &c.digest).is_ok());
+    }
+
+    #[test]
+    fn damaged_payloads_and_headers_are_reported_with_their_place() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let raw = store.put(&random_bytes(3000, 1)[..]).unwrap();
+        let zst = store.put(&text(9000, 2)[..]).unwrap();
+        let hdr = store.put(&random_bytes(2000, 3)[..]).unwrap();
+        assert_eq!(zst.codec, Codec::Zstd);
+        for (out, at) in [
+            (&raw, RECORD_HEADER_LEN + 10),
+            (&zst, RECORD_HEADER_LEN + 20),
+        ] {
+            let p = store.place(&out.digest).unwrap().unwrap();
+            let b = read_at(&p.path, p.offset + at, 1);
+            patch(&p.path, p.offset + at, &[b[0] ^ 0x55]);
+            let err = read_all(&store, &out.digest).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, ContentError::Corrupt { .. }), "{msg}");
+            assert!(msg.contains(&p.path.display().to_string()), "{msg}");
+            assert!(
+                msg.contains(&format!("record at byte {}", p.offset)),
+                "{msg}"
+            );
+        }
+        let p = store.place(&hdr.digest).unwrap().unwrap();
+        patch(&p.path, p.offset + 45, &[0xff]);
+        let err = store.get(&hdr.digest).unwrap_err();
+        assert!(err.to_string().contains("CRC-32C"), "{err}");
+        let check = store.check_packs().unwrap();
+        assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+        assert_eq!(check.problems[0].offset, Some(p.offset));
+        // A fresh upload of the bytes behind the damaged header is stored beside it.
+        let again = store.put(&random_bytes(2000, 3)[..]).unwrap();
+        assert!(again.newly_stored);
+        assert_eq!(
+            read_all(&store, &hdr.digest).unwrap(),
+            random_bytes(2000, 3)
+        );
+    }
+
+    #[test]
+    fn removal_zeroes_the_payload_in_place_and_can_be_repeated() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let gone = store.put(&text(6000, 1)[..]).unwrap();
+        let stays = store.put(&text(6000, 2)[..]).unwrap();
+        let p = store.place(&gone.digest).unwrap().unwrap();
+        let pack_len = fs::metadata(&p.path).unwrap().len();
+        assert!(store.remove(&gone.digest).unwrap());
+        assert_eq!(fs::metadata(&p.path).unwrap().len(), pack_len);
+        let header = read_at(&p.path, p.offset, RECORD_HEADER_LEN as usize);
+        let h = RecordHeader::decode(&header.try_into().unwrap()).unwrap();
+        assert_eq!(h.state, RecordState::Removed);
+        let payload = read_at(
+            &p.path,
+            p.offset + RECORD_HEADER_LEN,
+            h.payload_len as usize,
+        );
+        assert!(payload.iter().all(|&b| b == 0));
+        assert!(!store.contains(&gone.digest).unwrap());
+        assert!(matches!(
+            store.get(&gone.digest),
+            Err(ContentError::NotFound { .. })
+        ));
+        assert!(!store.remove(&gone.digest).unwrap());
+        assert_eq!(read_all(&store, &stays.digest).unwrap(), text(6000, 2));
+        let check = store.check_packs().unwrap();
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        assert_eq!((check.present, check.removed), (1, 1));
+        // After reopening (the index read again from the packs) it stays removed.
+        drop(store);
+        f.tree().clear().unwrap();
+        let store = f.open();
+        assert!(!store.contains(&gone.digest).unwrap());
+        // A removed record whose payload is not zeros is reported.
+        patch(&p.path, p.offset + RECORD_HEADER_LEN + 3, b"\x01");
+        let check = store.check_packs().unwrap();
+        assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+        assert!(check.problems[0].reason.contains("not zeros"));
+        // The same bytes can be stored again afterwards.
+        assert!(store.put(&text(6000, 1)[..]).unwrap().newly_stored);
+    }
+
+    #[test]
+    fn an_interrupted_removal_is_completed_by_repeating_it() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let gone = store.put(&random_bytes(8000, 1)[..]).unwrap();
+        let p = store.place(&gone.digest).unwrap().unwrap();
+        // The crash hit after part of the zeros: header still present, payload half zero.
+        patch(&p.path, p.offset + RECORD_HEADER_LEN, &vec![0u8; 3000]);
+        assert!(store.remove(&gone.digest).unwrap());
+        let check = store.check_packs().unwrap();
+        assert!(check.problems.is_empty(), "{:?}", check.problems);
+        // A torn header write is repaired the same way.
+        let gone2 = store.put(&random_bytes(8000, 2)[..]).unwrap();
+        let p2 = store.place(&gone2.digest).unwrap().unwrap();
+        patch(&p2.path, p2.offset + 4, &[2]);
+        assert!(store.remove(&gone2.digest).unwrap());
+        assert!(store.check_packs().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn check_packs_reports_strays_and_bad_pack_headers() {
+        let f = Fixture::new(4096);
+        let store = f.open();
+        for i in 0..6 {
+            store.put(&random_bytes(1500, i)[..]).unwrap();
+        }
+        fs::write(f.dir.path().join("content/packs/notes.txt"), b"x").unwrap();
+        patch(&f.pack(1), 9, &[0x77]);
+        let check = store.check_packs().unwrap();
+        let reasons: Vec<String> = check.problems.iter().map(|p| p.reason.clone()).collect();
+        assert_eq!(check.problems.len(), 2, "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("not a pack file name")));
+        assert!(reasons.iter().any(|r| r.contains("pack header CRC-32C")));
+    }
+
+    #[test]
+    fn a_last_pack_without_a_complete_header_is_removed_at_open() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let kept = store.put(&random_bytes(3000, 1)[..]).unwrap();
+        drop(store);
+        fs::write(f.pack(1), &encode_pack_header(1)[..10]).unwrap();
+        let store = f.open();
+        assert!(!f.pack(1).exists() || fs::metadata(f.pack(1)).unwrap().len() == PACK_HEADER_LEN);
+        assert!(read_all(&store, &kept.digest).is_ok());
+        assert!(store.put(&random_bytes(3000, 2)[..]).unwrap().newly_stored);
+        assert!(store.check_packs().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn reindex_rebuilds_the_locations_from_the_packs() {
+        let f = Fixture::new(8192);
+        let store = f.open();
+        let mut all = Vec::new();
+        for i in 0..12 {
+            let data = random_bytes(1000 + i * 50, i as u64);
+            all.push((store.put(&data[..]).unwrap().digest, data));
+        }
+        store.remove(&all[3].0).unwrap();
+        f.tree().clear().unwrap();
+        assert!(!store.contains(&all[0].0).unwrap());
+        assert_eq!(store.reindex_packs().unwrap(), 11);
+        for (i, (d, data)) in all.iter().enumerate() {
+            if i == 3 {
+                assert!(!store.contains(d).unwrap());
+            } else {
+                assert_eq!(&read_all(&store, d).unwrap(), data);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_stored_before_packing_deduplicates_small_puts() {
+        let dir = tempfile::tempdir().unwrap();
+        let loose = ContentOptions {
+            pack_below: 0,
+            ..ContentOptions::default()
+        };
+        let store = ContentStore::open_with(dir.path(), loose).unwrap();
+        let data = text(4000, 5);
+        let first = store.put(&data[..]).unwrap();
+        drop(store);
+        let store = ContentStore::open(dir.path()).unwrap();
+        let again = store.put(&data[..]).unwrap();
+        assert!(!again.newly_stored);
+        assert!(!store.place(&first.digest).unwrap().unwrap().packed);
+        assert_eq!(read_all(&store, &first.digest).unwrap(), data);
+        assert!(store.remove(&first.digest).unwrap());
+        assert!(!store.contains(&first.digest).unwrap());
+    }
+
+    #[test]
+    fn bad_pack_options_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for options in [
+            ContentOptions {
+                pack_below: MAX_PACKED_LEN + 1,
+                ..ContentOptions::default()
+            },
+            ContentOptions {
+                pack_max_bytes: 10,
+                ..ContentOptions::default()
+            },
+        ] {
+            let err = ContentStore::open_with(dir.path(), options).unwrap_err();
+            assert!(
+                matches!(err, ContentError::InvalidPackOptions { .. }),
+                "{err}"
+            );
+        }
+    }
+}

@@ -1,30 +1,51 @@
 //! docs/FORMAT.md promises that a store is "verifiable without akte": an archivist's own
 //! script can check it. `tools/verify_store.py` is such a script, written from FORMAT.md
 //! alone with the Python standard library. This test holds both sides to the promise: on a
-//! clean store the script must agree with akte's own `verify_store` (same entry and
-//! checkpoint counts), and for every class of damage both must report a problem, the
-//! script naming the damaged file.
+//! clean store the script must agree with akte's own `verify_store` (same entry,
+//! checkpoint and content object counts), and for every class of damage both must report
+//! a problem, the script naming the damaged file.
 //!
-//! Needs `python3` on PATH (CI has it); without it the test fails and says so.
+//! Small objects are records in pack files (FORMAT.md, "Pack files"), larger ones files of
+//! their own; the store holds both, with both codecs each, in several small packs. The
+//! damage classes cover object files, journal segments, checkpoints and packs: a packed
+//! raw and a packed zstd payload, a record header, a pack header, a removed record
+//! (destruction) whose payload is no longer all zeros. A partial record appended to the
+//! last pack is a torn tail: a warning for the script, and akte cuts it when it opens the
+//! store and stays clean.
+//!
+//! Needs `python3` on PATH (CI has it) and, for zstd content, the `zstd` tool or the
+//! `zstandard` module; without python3 the test fails and says so.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use akte_core::content::{ContentOptions, Place};
 use akte_core::journal::JournalOptions;
 use akte_core::note::SignedNote;
+use akte_core::records::*;
 use akte_core::store::{Store, StoreOptions, Tenant};
 use akte_core::verify::{verify_store, VerifyOptions, VerifyReport};
 use akte_core::Digest;
 use akte_tests::{append_document, Rng};
+use chrono::NaiveDate;
 
-/// Small segments, so that each tenant's journal spans several files and the damage test
-/// can hit a sealed (not the last) one.
+/// Length of a pack file's header and of a record header (docs/FORMAT.md, "Pack files").
+const PACK_HEADER_LEN: u64 = 24;
+const PACK_RECORD_HEADER_LEN: u64 = 56;
+
+/// Small segments and small packs, so that each tenant's journal and packed content span
+/// several files and the damage test can hit a sealed (not the last) one.
 fn small_segments() -> StoreOptions {
     StoreOptions {
         journal: JournalOptions {
             segment_max_bytes: 4096,
+        },
+        content: ContentOptions {
+            pack_max_bytes: 16 << 10,
+            ..ContentOptions::default()
         },
         ..StoreOptions::default()
     }
@@ -87,10 +108,19 @@ fn json_count(json: &str, tenant: &str, key: &str) -> u64 {
     digits.parse().unwrap()
 }
 
+/// The digests of the documents `fill` appended, by how they are stored.
+#[derive(Default)]
+struct Filled {
+    /// Random bytes, stored raw.
+    raw: Vec<Digest>,
+    /// Compressible text, stored with zstd.
+    zstd: Vec<Digest>,
+}
+
 /// Appends `n` documents, alternating compressible text (stored with zstd) and random
-/// bytes (stored raw); returns the digests of the random ones.
-fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Vec<Digest> {
-    let mut raw = Vec::new();
+/// bytes (stored raw); all are shorter than 256 KiB, so they are packed.
+fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Filled {
+    let mut out = Filled::default();
     for i in 0..n {
         let body = if i % 2 == 0 {
             let line = format!("Bescheid {i}: Antrag auf Baugenehmigung, Flurstück 47/11\n");
@@ -111,11 +141,14 @@ fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Vec<Digest> {
             meta.as_bytes(),
         )
         .unwrap();
+        let digest = appended.ticket.entry.payloads[1].digest;
         if i % 2 == 1 {
-            raw.push(appended.ticket.entry.payloads[1].digest);
+            out.raw.push(digest);
+        } else {
+            out.zstd.push(digest);
         }
     }
-    raw
+    out
 }
 
 /// Copies a data directory (with the store closed), keeping file modes.
@@ -133,7 +166,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Flips bits of one byte with an ordinary write, as damage on disk would. Objects are
-/// mode 0440, so the file is made writable first.
+/// mode 0440 and packs 0640, so the file is made writable first.
 fn flip(path: &Path, pos: usize, mask: u8) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
     let mut bytes = fs::read(path).unwrap();
@@ -142,7 +175,12 @@ fn flip(path: &Path, pos: usize, mask: u8) {
 }
 
 /// Damages one file in place.
-type Damage = fn(&Path);
+type Damage = Box<dyn Fn(&Path)>;
+
+/// Flips a bit of the byte at `pos`.
+fn flip_at(pos: u64) -> Damage {
+    Box::new(move |path| flip(path, pos as usize, 0x20))
+}
 
 fn flip_last_byte(path: &Path) {
     let len = fs::metadata(path).unwrap().len() as usize;
@@ -168,12 +206,57 @@ fn flip_signature_bit(path: &Path) {
 }
 
 fn segments(tenant_dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(tenant_dir.join("journal"))
+    list(&tenant_dir.join("journal"))
+}
+
+/// The files of a directory, sorted (names starting with `.` left out).
+fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     v.sort();
     v
+}
+
+/// One record of a pack file, read with the layout of docs/FORMAT.md ("Record").
+#[derive(Debug, Clone, Copy)]
+struct PackRecord {
+    offset: u64,
+    state: u8,
+    codec: u8,
+    payload_len: u64,
+}
+
+/// Every record of a well-formed pack, front to back.
+fn pack_records(path: &Path) -> Vec<PackRecord> {
+    let bytes = fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"AKTE-PAK", "{}", path.display());
+    let mut out = Vec::new();
+    let mut at = PACK_HEADER_LEN as usize;
+    while at < bytes.len() {
+        let h = &bytes[at..at + PACK_RECORD_HEADER_LEN as usize];
+        assert_eq!(&h[..4], b"AKP1", "{} at {at}", path.display());
+        let payload_len = u64::from(u32::from_be_bytes(h[48..52].try_into().unwrap()));
+        out.push(PackRecord {
+            offset: at as u64,
+            state: h[4],
+            codec: h[5],
+            payload_len,
+        });
+        at += (PACK_RECORD_HEADER_LEN + payload_len) as usize;
+    }
+    assert_eq!(at, bytes.len(), "{}", path.display());
+    out
+}
+
+/// Every pack file of every tenant.
+fn walk_packs(data_dir: &Path) -> Vec<PathBuf> {
+    list(&data_dir.join("tenants"))
+        .iter()
+        .flat_map(|t| list(&t.join("content/packs")))
+        .collect()
 }
 
 fn akte_verify(data_dir: &Path) -> VerifyReport {
@@ -181,23 +264,34 @@ fn akte_verify(data_dir: &Path) -> VerifyReport {
     verify_store(&store, VerifyOptions::default()).unwrap()
 }
 
-/// The files the damage cases hit, relative to the data directory.
+/// The files the damage cases hit, relative to the data directory, and where in them.
 struct Victims {
     raw_object: PathBuf,
     sealed_segment: PathBuf,
     checkpoint_body: PathBuf,
     checkpoint_signature: PathBuf,
+    /// A raw packed object's record.
+    packed_raw: Place,
+    /// A zstd packed object's record.
+    packed_zstd: Place,
+    /// The record whose header the damage hits (another raw object's).
+    record_header: Place,
+    /// A pack of the other tenant, for its header.
+    pack_header: PathBuf,
+    /// The last pack of the first tenant, for a torn tail.
+    last_pack: PathBuf,
 }
 
-/// Two tenants, 60 entries, compressible and incompressible content, a duplicate, an
-/// empty document, and checkpoints at several sizes (0 included).
+/// Two tenants, 62 entries, compressible and incompressible content (packed, and two
+/// documents of more than 256 KiB in object files), a duplicate, an empty document, and
+/// checkpoints at several sizes (0 included).
 fn build_store(dir: &Path) -> Victims {
     let store = Store::open(dir, small_segments()).unwrap();
     let mut rng = Rng::new(0x5eed_2024);
     let a = store.create_tenant("stadt-erfurt").unwrap();
     let b = store.create_tenant("kreis-gotha").unwrap();
     b.checkpoint().unwrap();
-    let raw = fill(&a, 16, &mut rng);
+    let filled = fill(&a, 16, &mut rng);
     a.checkpoint().unwrap();
     fill(&b, 12, &mut rng);
     b.checkpoint().unwrap();
@@ -206,6 +300,19 @@ fn build_store(dir: &Path) -> Victims {
     let twice = rng.bytes(777); // stored once, referred to twice
     append_document(&a, "clerk:test", "copy", &twice, b"{}").unwrap();
     append_document(&a, "clerk:test", "duplicate", &twice, b"{}").unwrap();
+    // 256 KiB and more: files of their own, random bytes raw, text through zstd.
+    let scan = rng.bytes(300 << 10);
+    let scan = append_document(&a, "clerk:test", "scan", &scan, b"{}")
+        .unwrap()
+        .ticket
+        .entry
+        .payloads[1]
+        .digest;
+    let report: Vec<u8> = (0..6000)
+        .flat_map(|i| format!("Gutachten, Absatz {i}: Standsicherheit geprüft\n").into_bytes())
+        .collect();
+    assert!(report.len() >= 256 << 10);
+    append_document(&a, "clerk:test", "gutachten", &report, b"{}").unwrap();
     a.checkpoint().unwrap();
     fill(&b, 15, &mut rng);
     b.checkpoint().unwrap();
@@ -219,14 +326,71 @@ fn build_store(dir: &Path) -> Victims {
     );
     let cps = a.checkpoint_files().unwrap();
     assert!(cps.len() >= 2, "{cps:?}");
-    let raw_object = a.content().path_of(&raw[2]);
-    assert_eq!(fs::read(&raw_object).unwrap()[9], 0, "a raw object");
+    let place = |d: &Digest| {
+        let mut p = a.content().place(d).unwrap().expect("stored");
+        p.path = rel(&p.path);
+        p
+    };
+    let raw_object = place(&scan);
+    assert!(!raw_object.packed, "{raw_object:?}");
+    assert_eq!(
+        fs::read(dir.join(&raw_object.path)).unwrap()[9],
+        0,
+        "a raw object"
+    );
+    let codec_of = |p: &Place| fs::read(dir.join(&p.path)).unwrap()[p.offset as usize + 5];
+    let packed_raw = place(&filled.raw[2]);
+    let packed_zstd = place(&filled.zstd[3]);
+    let record_header = place(&filled.raw[0]);
+    for (p, codec) in [(&packed_raw, 0), (&packed_zstd, 1), (&record_header, 0)] {
+        assert!(p.packed, "{p:?}");
+        assert_eq!(codec_of(p), codec, "{p:?}");
+    }
+    let a_packs = list(a.content().packs_dir());
+    let b_packs = list(b.content().packs_dir());
+    assert!(
+        a_packs.len() >= 3 && b_packs.len() >= 2,
+        "small packs give several files: {a_packs:?} {b_packs:?}"
+    );
+    // Damage to a record header of a sealed pack is damage inside history, not a torn tail.
+    assert_ne!(record_header.path, rel(a_packs.last().unwrap()));
     Victims {
-        raw_object: rel(&raw_object),
+        raw_object: raw_object.path,
         sealed_segment: rel(&segs[1]),
         checkpoint_body: rel(&cps[0].1),
         checkpoint_signature: rel(&cps[cps.len() - 1].1),
+        packed_raw,
+        packed_zstd,
+        record_header,
+        pack_header: rel(&b_packs[0]),
+        last_pack: rel(a_packs.last().unwrap()),
     }
+}
+
+/// Runs both verifiers on a damaged copy, the script first (opening the store for akte's
+/// `verify_store` may cut a torn tail): both must report a problem, the script naming
+/// `path` and akte reporting a problem with it.
+fn assert_both_find(what: &str, copy: &Path, path: &Path, akte: impl Fn(&Path) -> VerifyReport) {
+    let py = run_python(copy, &[]);
+    assert_eq!(
+        py.code, 1,
+        "{what}: the script must report it:\n{}",
+        py.stdout
+    );
+    assert!(
+        py.stdout
+            .lines()
+            .any(|l| l.contains("PROBLEM") && l.contains(&format!("path={}", path.display()))),
+        "{what}: the script must name {}:\n{}",
+        path.display(),
+        py.stdout
+    );
+    let akte = akte(copy);
+    assert!(
+        akte.problems().any(|p| p.path.as_deref() == Some(path)),
+        "{what}: akte must report {} too: {akte:#?}",
+        path.display()
+    );
 }
 
 #[test]
@@ -235,18 +399,26 @@ fn python_verifier_agrees_with_akte_and_finds_each_damage_class() {
     let clean = base.path().join("clean");
     let victims = build_store(&clean);
 
-    // Both codecs are on disk, so both object paths of the script are exercised.
+    // Both codecs are on disk, in object files and in pack records, so every object path
+    // of the script is exercised.
     let codecs: Vec<u8> = walk_objects(&clean)
         .iter()
         .map(|p| fs::read(p).unwrap()[9])
         .collect();
     assert!(codecs.contains(&0) && codecs.contains(&1), "{codecs:?}");
+    let packs = walk_packs(&clean);
+    let records: Vec<PackRecord> = packs.iter().flat_map(|p| pack_records(p)).collect();
+    assert!(records.iter().all(|r| r.state == 1), "nothing destroyed");
+    for codec in [0, 1] {
+        assert!(records.iter().any(|r| r.codec == codec), "{records:?}");
+    }
 
     // Clean: exit 0 and the same counts as akte.
     let report = akte_verify(&clean);
     assert!(report.is_clean(), "{report:#?}");
     let py = run_python(&clean, &["--json"]);
     assert_eq!(py.code, 0, "{}", py.stdout);
+    assert!(!py.stdout.contains("\"warnings\": [\n"), "{}", py.stdout);
     assert_eq!(report.tenants.len(), 2);
     for t in &report.tenants {
         let count = |key| json_count(&py.stdout, &t.tenant, key);
@@ -258,6 +430,7 @@ fn python_verifier_agrees_with_akte_and_finds_each_damage_class() {
             t.tenant
         );
         assert_eq!(count("checkpoints"), t.checkpoints, "tenant {}", t.tenant);
+        assert_eq!(count("objects_not_checked"), 0, "zstd decoder missing?");
         assert_eq!(
             count("objects_checked") + count("objects_not_checked"),
             t.content_objects,
@@ -265,11 +438,21 @@ fn python_verifier_agrees_with_akte_and_finds_each_damage_class() {
             t.tenant
         );
         assert_eq!(count("objects_unreferenced"), t.unreferenced_objects);
+        let tenant_packs = clean.join("tenants").join(&t.tenant).join("content/packs");
+        let tenant_packs = list(&tenant_packs);
+        assert_eq!(count("packs"), tenant_packs.len() as u64);
+        assert_eq!(
+            count("pack_records"),
+            tenant_packs
+                .iter()
+                .map(|p| pack_records(p).len() as u64)
+                .sum::<u64>()
+        );
     }
     assert_eq!(
         report.tenants.iter().map(|t| t.entries).sum::<u64>(),
-        60,
-        "the store has 60 entries"
+        62,
+        "the store has 62 entries"
     );
     // One tenant alone, in the text form.
     let one = run_python(&clean, &["--tenant", "kreis-gotha"]);
@@ -280,22 +463,53 @@ fn python_verifier_agrees_with_akte_and_finds_each_damage_class() {
     assert_eq!(run_python(&base.path().join("missing"), &[]).code, 2);
 
     // Each damage class on its own fresh copy.
-    let cases: [(&str, &Path, Damage); 4] = [
-        ("content object byte", &victims.raw_object, flip_last_byte),
+    let payload_middle =
+        |p: &Place| p.offset + PACK_RECORD_HEADER_LEN + (p.len - PACK_RECORD_HEADER_LEN) / 2;
+    let cases: [(&str, &Path, Damage); 9] = [
+        (
+            "content object file byte",
+            &victims.raw_object,
+            Box::new(flip_last_byte),
+        ),
         (
             "sealed journal segment byte",
             &victims.sealed_segment,
-            flip_middle_byte,
+            Box::new(flip_middle_byte),
         ),
         (
             "checkpoint body byte",
             &victims.checkpoint_body,
-            flip_origin_byte,
+            Box::new(flip_origin_byte),
         ),
         (
             "checkpoint signature bit",
             &victims.checkpoint_signature,
-            flip_signature_bit,
+            Box::new(flip_signature_bit),
+        ),
+        (
+            "payload byte of a packed raw object",
+            &victims.packed_raw.path,
+            flip_at(payload_middle(&victims.packed_raw)),
+        ),
+        (
+            "payload byte of a packed zstd object",
+            &victims.packed_zstd.path,
+            flip_at(payload_middle(&victims.packed_zstd)),
+        ),
+        (
+            "record header byte (the digest) in a sealed pack",
+            &victims.record_header.path,
+            flip_at(victims.record_header.offset + 20),
+        ),
+        (
+            "record header byte (the payload length) in a sealed pack",
+            &victims.record_header.path,
+            flip_at(victims.record_header.offset + 50),
+        ),
+        (
+            "pack header byte (the pack number)",
+            &victims.pack_header,
+            flip_at(19),
         ),
     ];
     for (i, (what, victim, damage)) in cases.iter().enumerate() {
@@ -303,28 +517,219 @@ fn python_verifier_agrees_with_akte_and_finds_each_damage_class() {
         copy_tree(&clean, &copy);
         let path = copy.join(victim);
         damage(&path);
+        assert_both_find(what, &copy, &path, akte_verify);
+    }
 
-        let py = run_python(&copy, &[]);
-        assert_eq!(
-            py.code, 1,
-            "{what}: the script must report it:\n{}",
-            py.stdout
+    // A partial record at the end of the last pack, as a crash during an upload leaves it:
+    // never acknowledged, so a warning for the script; akte cuts it when it opens the
+    // store and then finds nothing wrong.
+    let copy = base.path().join("torn-pack-tail");
+    copy_tree(&clean, &copy);
+    let last_pack = copy.join(&victims.last_pack);
+    let clean_len = fs::metadata(&last_pack).unwrap().len();
+    let donor = fs::read(copy.join(&victims.packed_zstd.path)).unwrap();
+    let start = victims.packed_zstd.offset as usize;
+    let partial = &donor[start..start + PACK_RECORD_HEADER_LEN as usize + 3];
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&last_pack)
+        .unwrap()
+        .write_all(partial)
+        .unwrap();
+    let py = run_python(&copy, &[]);
+    assert_eq!(py.code, 0, "a torn pack tail is no problem:\n{}", py.stdout);
+    assert!(
+        py.stdout.lines().any(|l| l.contains("WARNING")
+            && l.contains("torn tail")
+            && l.contains(&format!("path={}", last_pack.display()))),
+        "the script must warn of the torn tail of {}:\n{}",
+        last_pack.display(),
+        py.stdout
+    );
+    let report = akte_verify(&copy);
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(
+        fs::metadata(&last_pack).unwrap().len(),
+        clean_len,
+        "akte cuts the torn tail when it opens the store"
+    );
+    let py = run_python(&copy, &[]);
+    assert_eq!(py.code, 0, "{}", py.stdout);
+    assert!(!py.stdout.contains("WARNING"), "{}", py.stdout);
+}
+
+/// Destruction zeroes a packed object's payload and marks its record removed (FORMAT.md,
+/// "Record"): the script must accept such a store as akte does, and a non-zero byte in a
+/// removed record's payload is damage that both find.
+#[test]
+fn python_verifier_checks_removed_pack_records() {
+    const REG: &str = "registrar:weber";
+    let base = tempfile::tempdir().unwrap();
+    let clean = base.path().join("clean");
+    let destroyed = {
+        let records = Records::open(&clean, small_segments()).unwrap();
+        let t = records.create_tenant("amt").unwrap();
+        let unit = t
+            .create_plan_unit(
+                REG,
+                NewPlanUnit {
+                    code: "1".into(),
+                    title: "Massenakten".into(),
+                    retention: Retention::Years(5),
+                    disposal: DisposalDecision::Destroy,
+                    ..NewPlanUnit::default()
+                },
+                None,
+            )
+            .unwrap();
+        let mut digests = Vec::new();
+        let mut files = Vec::new();
+        for (subject, closed) in [("Alt", 2015), ("Neu", 2025)] {
+            let f = t
+                .create_file(
+                    REG,
+                    NewFile {
+                        plan_unit: unit.id,
+                        subject: subject.into(),
+                        ..NewFile::default()
+                    },
+                    None,
+                )
+                .unwrap();
+            let doc = t
+                .create_document(
+                    REG,
+                    NewDocument {
+                        parent: f.id,
+                        subject: format!("Antrag {subject}"),
+                        ..NewDocument::default()
+                    },
+                    None,
+                )
+                .unwrap();
+            for bytes in [
+                format!("Antrag {subject}, Seite 1\n")
+                    .repeat(40)
+                    .into_bytes(), // zstd
+                Rng::new(closed).bytes(3000), // raw
+            ] {
+                let put = t.put_content(&bytes[..]).unwrap();
+                digests.push(put.digest);
+                t.add_version(
+                    REG,
+                    doc.id,
+                    NewVersion {
+                        comment: String::new(),
+                        renditions: vec![NewRendition {
+                            file_name: "a.pdf".into(),
+                            media_type: "application/pdf".into(),
+                            sha256: put.digest,
+                            size: put.size,
+                        }],
+                    },
+                    None,
+                )
+                .unwrap();
+            }
+            let date = NaiveDate::from_ymd_opt(closed as i32, 3, 1).unwrap();
+            t.close(REG, f.id, None, Some(date)).unwrap();
+            files.push(f.id);
+        }
+        t.destroy(REG, &files[..1], "§ 18 ThürEGovG", "Amtsleitung")
+            .unwrap();
+        t.tenant().checkpoint().unwrap();
+        digests.truncate(2);
+        digests
+    };
+    let akte_verify_records = |dir: &Path| {
+        let records = Records::open(dir, small_segments()).unwrap();
+        verify_store(records.store(), VerifyOptions::default()).unwrap()
+    };
+
+    let packs = walk_packs(&clean);
+    let removed: Vec<(PathBuf, PackRecord)> = packs
+        .iter()
+        .flat_map(|p| pack_records(p).into_iter().map(move |r| (p.clone(), r)))
+        .filter(|(_, r)| r.state == 2)
+        .collect();
+    assert_eq!(removed.len(), destroyed.len(), "{removed:?}");
+    for (path, r) in &removed {
+        let bytes = fs::read(path).unwrap();
+        let start = (r.offset + PACK_RECORD_HEADER_LEN) as usize;
+        assert!(bytes[start..start + r.payload_len as usize]
+            .iter()
+            .all(|&b| b == 0));
+    }
+    let report = akte_verify_records(&clean);
+    assert!(report.is_clean(), "{report:#?}");
+    let py = run_python(&clean, &["--json"]);
+    assert_eq!(py.code, 0, "{}", py.stdout);
+    assert_eq!(json_count(&py.stdout, "amt", "pack_records_removed"), 2);
+    assert_eq!(
+        json_count(&py.stdout, "amt", "objects_checked"),
+        report.tenants[0].content_objects
+    );
+
+    for (i, (path, r)) in removed.iter().enumerate() {
+        let copy = base.path().join(format!("damaged-{i}"));
+        copy_tree(&clean, &copy);
+        let victim = copy.join(path.strip_prefix(&clean).unwrap());
+        flip(
+            &victim,
+            (r.offset + PACK_RECORD_HEADER_LEN + r.payload_len / 2) as usize,
+            0x01,
         );
-        assert!(
-            py.stdout.contains(&format!("path={}", path.display())),
-            "{what}: the script must name {}:\n{}",
-            path.display(),
-            py.stdout
-        );
-        let report = akte_verify(&copy);
-        assert!(
-            report
-                .problems()
-                .any(|p| p.path.as_deref() == Some(path.as_path())),
-            "{what}: akte must report {} too: {report:#?}",
-            path.display()
+        assert_both_find(
+            "a non-zero byte in a removed record",
+            &copy,
+            &victim,
+            akte_verify_records,
         );
     }
+}
+
+/// A version-1 data directory ("akte-store 1", no `content/packs/`, every object a file)
+/// is valid: the script accepts it, and akte opens it (and rewrites FORMAT to version 2).
+/// A FORMAT of an unknown version is a problem.
+#[test]
+fn python_verifier_reads_a_version_1_store() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("data");
+    {
+        let options = StoreOptions {
+            content: ContentOptions {
+                pack_below: 0,
+                ..ContentOptions::default()
+            },
+            ..small_segments()
+        };
+        let store = Store::open(&dir, options).unwrap();
+        let t = store.create_tenant("stadt-erfurt").unwrap();
+        fill(&t, 6, &mut Rng::new(0x5eed_0001));
+        t.checkpoint().unwrap();
+    }
+    let tenant = dir.join("tenants/stadt-erfurt");
+    fs::remove_dir_all(tenant.join("content/packs")).unwrap();
+    fs::write(dir.join("FORMAT"), "akte-store 1\n").unwrap();
+    assert_eq!(walk_objects(&dir).len(), 6);
+
+    let py = run_python(&dir, &["--json"]);
+    assert_eq!(py.code, 0, "{}", py.stdout);
+    assert_eq!(json_count(&py.stdout, "stadt-erfurt", "objects_checked"), 6);
+    assert_eq!(json_count(&py.stdout, "stadt-erfurt", "packs"), 0);
+
+    let unknown = base.path().join("unknown");
+    copy_tree(&dir, &unknown);
+    fs::write(unknown.join("FORMAT"), "akte-store 3\n").unwrap();
+    let py = run_python(&unknown, &[]);
+    assert_eq!(py.code, 1, "{}", py.stdout);
+    assert!(py.stdout.contains("FORMAT"), "{}", py.stdout);
+
+    let report = akte_verify(&dir);
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(fs::read(dir.join("FORMAT")).unwrap(), b"akte-store 2\n");
+    let py = run_python(&dir, &[]);
+    assert_eq!(py.code, 0, "after akte upgraded it:\n{}", py.stdout);
 }
 
 /// Every object file of every tenant.

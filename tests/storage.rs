@@ -191,14 +191,15 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
     assert_eq!(report.tenants[0].checkpoints, 2);
     let tdir = tenant.dir().to_path_buf();
     let victim = contents[5];
-    let victim_path = tenant.content().path_of(&victim);
+    // Small objects are pack records: the last byte of the record is its payload's.
+    let victim_place = tenant.content().place(&victim).unwrap().unwrap();
+    let victim_path = victim_place.path.clone();
     let cps = tenant.checkpoint_files().unwrap();
     drop(tenant);
     drop(store);
 
     // A content object.
-    let size = fs::metadata(&victim_path).unwrap().len();
-    flip(&victim_path, size - 1);
+    flip(&victim_path, victim_place.offset + victim_place.len - 1);
     // A sealed journal segment (not the last one: the last one is checked at open).
     let segs = segments(&tdir);
     assert!(segs.len() > 3, "small segments give several files");
@@ -339,9 +340,8 @@ fn incremental_verify_checks_only_what_is_new() {
     assert_eq!(r.tenants[0].checkpoints, 1);
     // Damage to content of a new entry is found by the next incremental run.
     let fresh = fill(&tenant, 1, &mut rng);
-    let fresh_path = tenant.content().path_of(&fresh[0]);
-    let len = fs::metadata(&fresh_path).unwrap().len();
-    flip(&fresh_path, len - 1);
+    let fresh_place = tenant.content().place(&fresh[0]).unwrap().unwrap();
+    flip(&fresh_place.path, fresh_place.offset + fresh_place.len - 1);
     let r = verify_store(&store, inc).unwrap();
     assert_eq!(kinds(&r), vec![ProblemKind::ContentCorrupt]);
 }

@@ -8,7 +8,8 @@ written from that document alone, to show that an archivist can check an akte st
 with nothing but Python 3.11 and its standard library. For every tenant (or the one
 named with --tenant) it checks:
 
-  * FORMAT, ORIGIN and keys/checkpoint.pub;
+  * FORMAT (version 2, "akte-store 2", or version 1, a store without pack files),
+    ORIGIN and keys/checkpoint.pub;
   * the journal segments in order: header (magic, version, first sequence number,
     CRC-32C), record framing (magic, length, CRC-32C), the canonical entry encoding,
     sequence numbers, times, the prev-hash chain, and the attachments against the
@@ -21,17 +22,39 @@ named with --tenant) it checks:
     signature by the tenant's key; every other signature line must be a witness
     cosignature (cosignature/v1) by a key in keys/witnesses or keys/witnesses-removed,
     and verify;
+  * the pack files in content/packs/ (missing in a version-1 store), front to back:
+    the pack header (magic, version, number, CRC-32C), every record header (magic,
+    CRC-32C, state, codec, reserved bytes, lengths below 262144, raw payload length
+    equal to the original length, a zstd payload not empty), records back to back up
+    to exactly the end of the file, removed records' payloads all zeros, numbers from 0
+    without gaps, and no other files (names starting with "." are ignored). After
+    damage, reading resumes at the next well-formed record header, so later records
+    are still found; each finding names the pack file and byte offset. A torn tail of
+    the last pack (bytes that are not a complete record, or a last record whose payload
+    does not match its digest, with no well-formed record after it) is a warning, like
+    a torn journal tail: it was never acknowledged;
   * every content object that content payloads still refer to (their reference count,
-    less `release` references, is above zero): header, codec, length and SHA-256 of
-    the original bytes; and the layout of content/objects.
+    less `release` references, is above zero): it is intact if the copy akte serves
+    passes the checks, that is the first present pack record of its digest (in pack
+    number and offset order) whose header is well formed, or if there is none, its
+    object file: header, codec, for zstd exactly one frame (its structure walked, window
+    at most 128 MiB) filling the payload, the length and SHA-256 of the original bytes.
+    A damaged copy is a problem naming the pack file and record offset, or the object
+    file.
+    Also the layout of content/objects. Packed objects are counted in the same report
+    fields as object files (objects_checked, objects_unreferenced, ...); the report
+    adds per tenant the counts packs, pack_records (present) and pack_records_removed,
+    and findings in a pack carry the byte offset ("offset" in JSON).
 
 Everything streams: segments and objects are read in pieces, never whole (one entry,
-at most 16 MiB by the format, is the largest thing held).
+at most 16 MiB by the format, is the largest thing held; a pack record's payload, below
+256 KiB, is read whole). Memory grows only with the number of distinct content digests.
 
 Findings are problems (damage, or a rule of FORMAT.md broken: exit status 1) or
 warnings (states FORMAT.md describes as harmless, such as a torn tail left by a crash,
 an empty last segment, or a zstd object that could not be decoded here). Every finding
-names the tenant and, as applicable, the entry number, checkpoint size, file and digest.
+names the tenant and, as applicable, the entry number, checkpoint size, file, byte
+offset and digest.
 
 Optional helpers, used only when present: the `cryptography` package for a faster
 Ed25519 check (the strict checks of FORMAT.md are always done here), and the
@@ -45,6 +68,7 @@ Exit status: 0 clean, 1 problems found, 2 usage error.
 import argparse
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -52,6 +76,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 
 try:  # optional, only to speed up the Ed25519 equation
     from cryptography.exceptions import InvalidSignature
@@ -66,7 +91,9 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 CHUNK = 1 << 20  # read size for streaming; bounds memory per read
 
-FORMAT_MARKER = b"akte-store 1\n"
+# FORMAT.md, "Data directory": version 2 added pack files; a version-1 directory is a
+# version-2 directory without content/packs/.
+FORMAT_MARKERS = (b"akte-store 2\n", b"akte-store 1\n")
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 
 SEGMENT_NAME = re.compile(r"([0-9]{20})\.seg\Z")
@@ -95,6 +122,15 @@ DIGEST_HEX = re.compile(r"[0-9a-f]{64}\Z")
 FAN_HEX = re.compile(r"[0-9a-f]{2}\Z")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_MAX_WINDOW = 1 << 27
+
+PACK_NAME = re.compile(r"([0-9]{20})\.pack\Z")
+PACK_MAGIC = b"AKTE-PAK"
+PACK_VERSION = 1
+PACK_HEADER_LEN = 24
+PACK_RECORD_MAGIC = b"AKP1"
+PACK_RECORD_HEADER_LEN = 56
+PACK_PRESENT, PACK_REMOVED = 1, 2
+MAX_PACKED = 262_144  # original and payload lengths of a record are below this
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -647,11 +683,13 @@ class NoZstdDecoder(Exception):
     pass
 
 
-def zstd_frame_end(f, pos):
+def zstd_frame_end(f, pos, limit):
     """Walk one zstd frame's structure from `pos` (RFC 8878 3.1.1) without decoding;
-    return the offset just after it. Also enforces akte's 128 MiB window limit."""
+    return the offset just after it. Also enforces akte's 128 MiB window limit. The frame
+    must end at or before `limit` (the end of the object file or of the record's payload):
+    the walk stops as soon as it passes it, so it never reads past the payload."""
     f.seek(pos)
-    head = f.read(6)
+    head = f.read(min(6, max(limit - pos, 0)))
     if len(head) < 5 or head[:4] != ZSTD_MAGIC:
         raise ObjectCorrupt("payload is not a zstd frame")
     fhd = head[4]
@@ -669,6 +707,8 @@ def zstd_frame_end(f, pos):
     did_len = [0, 1, 2, 4][fhd & 3]
     pos += 5 + (0 if single_segment else 1) + did_len + fcs_len
     while True:
+        if pos + 3 > limit:
+            raise ObjectCorrupt("zstd frame is truncated")
         f.seek(pos)
         raw = f.read(3)
         if len(raw) != 3:
@@ -685,34 +725,54 @@ def zstd_frame_end(f, pos):
     return pos
 
 
-def _zstd_pieces(path):
-    """Yield the decoded bytes of the zstd payload of object `path`, piece by piece."""
-    if zstandard is not None:
-        with open(path, "rb") as f:
-            f.seek(OBJECT_HEADER_LEN)
-            dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
-            reader = dctx.stream_reader(f, read_across_frames=False)
-            while True:
+def _zstd_module_pieces(source):
+    """Decode one zstd frame from the file object `source` with the zstandard module."""
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    reader = dctx.stream_reader(source, read_across_frames=False)
+    while True:
+        try:
+            piece = reader.read(CHUNK)
+        except zstandard.ZstdError as e:
+            raise ObjectCorrupt("zstd payload does not decode: %s" % e)
+        if not piece:
+            return
+        yield piece
+
+
+def _zstd_tool_pieces(tool, path=None, offset=0, data=None):
+    """Decode with the zstd command-line tool: the payload of the file `path` from
+    `offset` to its end, or the bytes `data`."""
+    if data is None:
+        # The child reads the payload straight from the file (its offset set past the
+        # header), so no thread is needed to feed it. zstd_frame_end() has already made
+        # sure there is exactly one frame, so "zstd decodes every frame" does not matter.
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.lseek(fd, offset, os.SEEK_SET)
+            proc = subprocess.Popen([tool, "-d", "-c", "-q", "--memory=128MB"], stdin=fd,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        finally:
+            os.close(fd)
+        feeder = None
+    else:
+        # Fed through a pipe by a thread, so that neither side blocks on a full pipe.
+        proc = subprocess.Popen([tool, "-d", "-c", "-q", "--memory=128MB"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+        def feed():
+            try:
+                proc.stdin.write(data)
+            except OSError:
+                pass  # the tool stopped early (or was killed); its exit status says why
+            finally:
                 try:
-                    piece = reader.read(CHUNK)
-                except zstandard.ZstdError as e:
-                    raise ObjectCorrupt("zstd payload does not decode: %s" % e)
-                if not piece:
-                    return
-                yield piece
-    tool = shutil.which("zstd")
-    if tool is None:
-        raise NoZstdDecoder()
-    # The child reads the payload straight from the file (its offset set past the
-    # header), so no thread is needed to feed it. zstd_frame_end() has already made
-    # sure there is exactly one frame, so "zstd decodes every frame" does not matter.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.lseek(fd, OBJECT_HEADER_LEN, os.SEEK_SET)
-        proc = subprocess.Popen([tool, "-d", "-c", "-q", "--memory=128MB"], stdin=fd,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    finally:
-        os.close(fd)
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
     finished = False
     try:
         while True:
@@ -728,8 +788,37 @@ def _zstd_pieces(path):
         err = proc.stderr.read().decode("utf-8", "replace").strip()
         proc.stderr.close()
         status = proc.wait()
+        if feeder is not None:
+            feeder.join()
     if status != 0:
         raise ObjectCorrupt("zstd payload does not decode: %s" % (err or "zstd failed"))
+
+
+def _zstd_pieces(path):
+    """Yield the decoded bytes of the zstd payload of object `path`, piece by piece."""
+    if zstandard is not None:
+        with open(path, "rb") as f:
+            f.seek(OBJECT_HEADER_LEN)
+            yield from _zstd_module_pieces(f)
+        return
+    tool = shutil.which("zstd")
+    if tool is None:
+        raise NoZstdDecoder()
+    yield from _zstd_tool_pieces(tool, path=path, offset=OBJECT_HEADER_LEN)
+
+
+def _zstd_payload_pieces(payload):
+    """Yield the decoded bytes of a pack record's zstd payload (at most 256 KiB, held in
+    memory; what it decodes to is still handed out piece by piece)."""
+    if zstandard is not None:
+        yield from _zstd_module_pieces(io.BytesIO(payload))
+        return
+    tool = shutil.which("zstd")
+    if tool is None:
+        raise NoZstdDecoder()
+    # The payload is fed through a pipe: the pack goes on after it with the next record,
+    # which the tool would try to decode as one more frame.
+    yield from _zstd_tool_pieces(tool, data=payload)
 
 
 def verify_object(path, digest_hex):
@@ -757,7 +846,7 @@ def verify_object(path, digest_hex):
                 raise ObjectCorrupt("raw payload length differs from the header")
             pieces = _file_pieces(f)
         elif codec == 1:
-            if zstd_frame_end(f, OBJECT_HEADER_LEN) != file_len:
+            if zstd_frame_end(f, OBJECT_HEADER_LEN, file_len) != file_len:
                 raise ObjectCorrupt("zstd frame does not end where the file ends")
             pieces = None
         else:
@@ -774,6 +863,10 @@ def _file_pieces(f):
         if not piece:
             return
         yield piece
+
+
+def _bytes_pieces(data):
+    yield data
 
 
 def _check_original(pieces, length, digest_hex):
@@ -809,6 +902,247 @@ def stray_object_entries(objects_dir):
                 yield path, None
 
 
+# --------------------------------------------------------------------------- pack files
+
+def decode_pack_record_header(h):
+    """Check a 56-byte record header by the rules of FORMAT.md ("Pack files", "Record");
+    return (state, codec, digest, original length L, payload length P) or raise
+    Malformed with the reason."""
+    if h[:4] != PACK_RECORD_MAGIC:
+        raise Malformed("bad record magic %s" % h[:4].hex())
+    if crc32c(h[:52]) != struct.unpack(">I", h[52:56])[0]:
+        raise Malformed("record header CRC-32C mismatch")
+    state, codec = h[4], h[5]
+    if state not in (PACK_PRESENT, PACK_REMOVED):
+        raise Malformed("unknown record state %d" % state)
+    if codec not in (0, 1):
+        raise Malformed("unknown codec %d" % codec)
+    if h[6:8] != b"\x00\x00":
+        raise Malformed("reserved record bytes are not zero")
+    digest = h[8:40]
+    length, payload_len = struct.unpack(">QI", h[40:52])
+    if length >= MAX_PACKED:
+        raise Malformed("original length %d is not below %d" % (length, MAX_PACKED))
+    if payload_len >= MAX_PACKED:
+        raise Malformed("payload length %d is not below %d" % (payload_len, MAX_PACKED))
+    if codec == 0 and payload_len != length:
+        raise Malformed("raw record of %d bytes with a payload of %d bytes"
+                        % (length, payload_len))
+    if codec == 1 and payload_len == 0:
+        raise Malformed("empty zstd payload")
+    return state, codec, digest, length, payload_len
+
+
+def read_pack_record(f, offset, file_size):
+    """The record header at `offset`, if it is well formed and the whole record lies
+    within the file; else raise Malformed."""
+    if file_size - offset < PACK_RECORD_HEADER_LEN:
+        raise Malformed("%d bytes at the end of the file, shorter than a record header"
+                        % (file_size - offset))
+    f.seek(offset)
+    header = decode_pack_record_header(f.read(PACK_RECORD_HEADER_LEN))
+    if offset + PACK_RECORD_HEADER_LEN + header[4] > file_size:
+        raise Malformed("record of %d bytes runs past the end of the file (%d bytes left)"
+                        % (PACK_RECORD_HEADER_LEN + header[4], file_size - offset))
+    return header
+
+
+def next_pack_record(f, start, file_size):
+    """Offset of the first well-formed record header (magic, CRC-32C and the header
+    rules, the record within the file) at or after `start`, or None: after damage, reading
+    resumes there, and with none the damage at the end of the last pack is a torn tail
+    (FORMAT.md, "Crash safety of packs")."""
+    pos = start
+    while pos + PACK_RECORD_HEADER_LEN <= file_size:
+        f.seek(pos)
+        window = f.read(CHUNK + PACK_RECORD_HEADER_LEN - 1)
+        hit = window.find(PACK_RECORD_MAGIC)
+        while 0 <= hit < CHUNK:
+            try:
+                read_pack_record(f, pos + hit, file_size)
+                return pos + hit
+            except Malformed:
+                hit = window.find(PACK_RECORD_MAGIC, hit + 1)
+        pos += CHUNK
+    return None
+
+
+class PackedCopy:
+    """A present record of a pack file: one copy of an object."""
+
+    __slots__ = ("path", "offset", "codec", "length", "payload_len")
+
+    def __init__(self, path, offset, codec, length, payload_len):
+        self.path, self.offset, self.codec = path, offset, codec
+        self.length, self.payload_len = length, payload_len
+
+
+def verify_packed(copy, digest_hex):
+    """Check a present record's payload as an object file's payload would be checked
+    (FORMAT.md, "Verifying pack files" step 4). Returns the original length; raises
+    ObjectCorrupt or NoZstdDecoder."""
+    with open(copy.path, "rb") as f:
+        f.seek(copy.offset + PACK_RECORD_HEADER_LEN)
+        payload = f.read(copy.payload_len)  # below 256 KiB by the header rules
+    if len(payload) != copy.payload_len:
+        raise ObjectCorrupt("the record runs past the end of the pack")
+    if copy.codec == 0:
+        pieces = _bytes_pieces(payload)
+    else:
+        if zstd_frame_end(io.BytesIO(payload), 0, len(payload)) != len(payload):
+            raise ObjectCorrupt("zstd frame does not end where the payload ends")
+        pieces = _zstd_payload_pieces(payload)
+    return _check_original(pieces, copy.length, digest_hex)
+
+
+class PackScan:
+    """What reading a tenant's content/packs/ found: the present records by digest, the
+    digests of removed ones, and the places where records could not be read (whose
+    objects are unknown)."""
+
+    def __init__(self):
+        self.copies = {}  # digest -> [PackedCopy], in pack and offset order
+        self.removed = {}  # digest -> (path, offset) of a removed record
+        self.unreadable = []  # (path, offset) where a record header could not be read
+        self.packs = self.present = self.removed_records = 0
+
+    def region_for_missing(self):
+        """The place to name for a referenced object found nowhere: the first place where
+        records could not be read (their digests are unknown), and how many more there
+        are; None if every record was read."""
+        if not self.unreadable:
+            return None
+        path, offset = self.unreadable[0]
+        return path, offset, len(self.unreadable) - 1
+
+
+def scan_packs(packs_dir, report):
+    """Read every pack file front to back (FORMAT.md, "Verifying pack files", steps 1 to
+    3) and report what is not well formed. A missing packs/ is a store without packs."""
+    scan = PackScan()
+    if not os.path.isdir(packs_dir) or os.path.islink(packs_dir):
+        if os.path.lexists(packs_dir):
+            report.problem("content store: packs/ is not a directory", path=packs_dir)
+        return scan
+    numbered = []
+    for name in sorted(os.listdir(packs_dir)):
+        path = os.path.join(packs_dir, name)
+        if name.startswith("."):
+            continue  # temporary file of an atomic write (FORMAT.md, Data directory)
+        match = PACK_NAME.match(name)
+        if not match:
+            report.problem("content store: does not belong in packs/", path=path)
+        elif os.path.islink(path) or not os.path.isfile(path):
+            report.problem("content store: pack is not a regular file", path=path)
+        else:
+            numbered.append((int(match.group(1)), path))
+    numbered.sort()
+    # Numbers start at 0 and grow by one with each new pack (FORMAT.md, "Pack files").
+    expected = 0
+    for number, _ in numbered:
+        if number > expected:
+            what = ("pack file %d is" % expected if number == expected + 1 else
+                    "pack files %d to %d are" % (expected, number - 1))
+            report.problem("%s missing (pack numbers go up by one from 0)" % what,
+                           path=os.path.join(packs_dir, "%020d.pack" % expected))
+        expected = number + 1
+    for i, (number, path) in enumerate(numbered):
+        scan.packs += 1
+        try:
+            _scan_pack(path, number, i == len(numbered) - 1, scan, report)
+        except OSError as e:
+            report.problem("pack file: %s" % e, path=path)
+            scan.unreadable.append((path, 0))
+    return scan
+
+
+def _scan_pack(path, number, is_last, scan, report):
+    file_size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header = f.read(PACK_HEADER_LEN)
+        reason = None
+        if len(header) < PACK_HEADER_LEN:
+            reason = "pack header is incomplete (%d bytes)" % len(header)
+        elif header[:8] != PACK_MAGIC:
+            reason = "bad pack magic %s" % header[:8].hex()
+        elif crc32c(header[:20]) != struct.unpack(">I", header[20:24])[0]:
+            reason = "pack header CRC-32C mismatch"
+        else:
+            version, header_number = struct.unpack(">IQ", header[8:20])
+            if version != PACK_VERSION:
+                reason = "unknown pack format version %d" % version
+            elif header_number != number:
+                reason = "pack header says pack %d, the file name %d" % (header_number, number)
+        if reason is not None:
+            if is_last and file_size <= PACK_HEADER_LEN:
+                # A crash while starting a pack (FORMAT.md, "Crash safety of packs").
+                report.warning("pack header at byte offset 0: %s; a pack being started when "
+                               "akte stopped, akte removes it on open" % reason,
+                               path=path, offset=0)
+            else:
+                report.problem("pack header at byte offset 0: %s" % reason, path=path, offset=0)
+            scan.unreadable.append((path, 0))
+            return
+        offset, last_present, tail = PACK_HEADER_LEN, None, None
+        while offset < file_size:
+            try:
+                state, codec, digest, length, payload_len = read_pack_record(f, offset, file_size)
+            except Malformed as e:
+                resume = next_pack_record(f, offset + 1, file_size)
+                if resume is None and is_last:
+                    tail = (offset, str(e))  # decided below, with the record before it
+                    break
+                where = (" (a well-formed record starts at byte offset %d)" % resume
+                         if resume is not None else "")
+                report.problem("damaged pack record at byte offset %d: %s%s"
+                               % (offset, e, where), path=path, offset=offset)
+                scan.unreadable.append((path, offset))
+                if resume is None:
+                    break
+                offset = resume
+                continue
+            end = offset + PACK_RECORD_HEADER_LEN + payload_len
+            if state == PACK_REMOVED:
+                scan.removed_records += 1
+                scan.removed.setdefault(digest, (path, offset))
+                f.seek(offset + PACK_RECORD_HEADER_LEN)
+                if any(f.read(payload_len)):  # below 256 KiB by the header rules
+                    report.problem("removed pack record at byte offset %d: its payload is "
+                                   "not all zeros" % offset, path=path, offset=offset,
+                                   digest=digest.hex())
+                last_present = None
+            else:
+                scan.present += 1
+                copy = PackedCopy(path, offset, codec, length, payload_len)
+                scan.copies.setdefault(digest, []).append(copy)
+                last_present = (digest, copy)
+            offset = end
+        if not is_last:
+            return
+        # A torn tail of the last pack: bytes that are not a complete record, or a last
+        # complete record whose payload does not match its digest, with no well-formed
+        # record after it. Never acknowledged, so a warning (FORMAT.md, "Crash safety of
+        # packs"); a journal reference to such a record is still a problem, found by the
+        # content check.
+        if tail is not None:
+            scan.unreadable.append((path, tail[0]))  # what was there is unknown
+        if last_present is not None:
+            digest, copy = last_present
+            try:
+                verify_packed(copy, digest.hex())
+            except NoZstdDecoder:
+                pass
+            except ObjectCorrupt as e:
+                # Its digest is known: if the journal refers to it, the content check
+                # reports the damaged copy.
+                tail = (copy.offset, "last record: %s" % e)
+        if tail is not None:
+            at, why = tail
+            report.warning("torn tail of the last pack at byte offset %d (%d bytes, %s); akte "
+                           "cuts it on open unless its index already covers it"
+                           % (at, file_size - at, why), path=path, offset=at)
+
+
 # --------------------------------------------------------------------------- a tenant
 
 class TenantReport:
@@ -819,11 +1153,13 @@ class TenantReport:
         self.checkpoints = self.checkpoints_verified = 0
         self.objects_checked = self.objects_unchecked = 0
         self.objects_released = self.objects_unreferenced = 0
+        self.packs = self.pack_records = self.pack_records_removed = 0
         self.attachments_redacted = 0
         self.problems, self.warnings = [], []
 
     def problem(self, message, **where):
-        """Record a problem; `where` names entry, tree size, path and/or digest."""
+        """Record a problem; `where` names entry, tree size, path, byte offset and/or
+        digest."""
         self.problems.append(_finding(self.tenant, message, where))
 
     def warning(self, message, **where):
@@ -839,12 +1175,14 @@ class TenantReport:
             "objects_not_checked": self.objects_unchecked,
             "objects_released": self.objects_released,
             "objects_unreferenced": self.objects_unreferenced,
+            "packs": self.packs, "pack_records": self.pack_records,
+            "pack_records_removed": self.pack_records_removed,
             "attachments_redacted": self.attachments_redacted,
             "problems": self.problems, "warnings": self.warnings,
         }
 
 
-LOCATION_KEYS = ("entry", "size", "path", "digest")
+LOCATION_KEYS = ("entry", "size", "path", "offset", "digest")
 
 
 def _finding(tenant, message, where):
@@ -1170,45 +1508,96 @@ class TenantVerifier:
 
     def check_content(self):
         r = self.report
-        objects = os.path.join(self.dir, "content", "objects")
-        present = set()
+        content = os.path.join(self.dir, "content")
+        objects = os.path.join(content, "objects")
+        present = set()  # digests (hex) of object files
         if os.path.isdir(objects):
             for path, reason in stray_object_entries(objects):
                 if reason is None:
                     present.add(os.path.basename(path))
                 else:
                     r.problem("content store: %s" % reason, path=path)
+        packs = scan_packs(os.path.join(content, "packs"), r)
+        r.packs, r.pack_records = packs.packs, packs.present
+        r.pack_records_removed = packs.removed_records
+        packed = set(packs.copies)  # digests (bytes) with a present pack record
         for digest, (count, size, first) in sorted(self.content.refs.items()):
             hex_digest = digest.hex()
-            path = os.path.join(objects, hex_digest[:2], hex_digest)
             if count == 0:
                 # Every reference was released: the object may be gone (destroyed) or
                 # still there waiting for removal; either way it is not checked.
-                if hex_digest not in present:
+                if hex_digest not in present and digest not in packed:
                     r.objects_released += 1
                 continue
-            if hex_digest not in present:
-                r.problem("content object missing", entry=first, path=path, digest=hex_digest)
-                continue
+            path = os.path.join(objects, hex_digest[:2], hex_digest)
+            has_file = hex_digest in present
             present.discard(hex_digest)
-            try:
-                length = verify_object(path, hex_digest)
-            except NoZstdDecoder:
-                r.objects_unchecked += 1
-                r.warning("not checked: no zstd decoder", path=path, digest=hex_digest)
-                continue
-            except (OSError, ObjectCorrupt) as e:
-                r.problem("content object: %s" % e, entry=first, path=path, digest=hex_digest)
-                continue
-            if length != size:
-                r.problem("content object holds %d bytes, entry says %d" % (length, size),
-                          entry=first, path=path, digest=hex_digest)
-                continue
-            r.objects_checked += 1
+            packed.discard(digest)
+            self.check_object(digest, size, first, packs, path if has_file else None)
         # Objects no entry refers to (any more): left by a crash between storing content
         # and journalling it, or released and not yet removed. Harmless for the history,
-        # so only counted.
-        r.objects_unreferenced = len(present)
+        # so only counted; an object both in a pack and in a file of its own counts once.
+        r.objects_unreferenced = len(present | {d.hex() for d in packed})
+
+    def check_object(self, digest, size, first, packs, file_path):
+        """Journal step 4 for one referenced object: intact if the copy akte serves passes
+        the checks (FORMAT.md, "Verifying pack files"): the first present pack record of its
+        digest with a well-formed header, else its object file."""
+        r, hex_digest = self.report, digest.hex()
+        candidates = [(c.path, c.offset, lambda c=c: verify_packed(c, hex_digest))
+                      for c in packs.copies.get(digest, ())[:1]]
+        if file_path is not None and not candidates:
+            candidates.append((file_path, None, lambda: verify_object(file_path, hex_digest)))
+        if not candidates:
+            object_path = os.path.join(self.dir, "content", "objects", hex_digest[:2],
+                                       hex_digest)
+            region = packs.region_for_missing()
+            if digest in packs.removed:
+                path, offset = packs.removed[digest]
+                r.problem("content object missing: its pack record at byte offset %d was "
+                          "removed (destruction), but references to it remain" % offset,
+                          entry=first, path=path, offset=offset, digest=hex_digest)
+            elif region is None:
+                r.problem("content object missing", entry=first, path=object_path,
+                          digest=hex_digest)
+            else:
+                # The record may be in bytes that could not be read: name them.
+                more = " (and %d more such places)" % region[2] if region[2] else ""
+                r.problem("content object missing: no present pack record and no object "
+                          "file %s; the unreadable pack bytes at byte offset %d may have "
+                          "held it%s" % (object_path, region[1], more), entry=first,
+                          path=region[0], offset=region[1], digest=hex_digest)
+            return
+        damaged, unchecked, length = [], None, None
+        for path, offset, check in candidates:
+            where = "" if offset is None else "pack record at byte offset %d: " % offset
+            try:
+                length = check()
+            except NoZstdDecoder:
+                unchecked = unchecked or (path, offset)
+                continue
+            except (OSError, ObjectCorrupt) as e:
+                damaged.append((path, offset, where + str(e)))
+                continue
+            break
+        if length is not None:
+            for bad_path, bad_offset, message in damaged:
+                r.warning("damaged copy of a content object that has an intact copy: %s"
+                          % message, entry=first, path=bad_path, offset=bad_offset,
+                          digest=hex_digest)
+            if length != size:
+                r.problem("content object holds %d bytes, entry says %d" % (length, size),
+                          entry=first, path=path, offset=offset, digest=hex_digest)
+                return
+            r.objects_checked += 1
+        elif unchecked is not None:
+            r.objects_unchecked += 1
+            r.warning("not checked: no zstd decoder", path=unchecked[0], offset=unchecked[1],
+                      digest=hex_digest)
+        else:
+            for path, offset, message in damaged:
+                r.problem("content object: %s" % message, entry=first, path=path,
+                          offset=offset, digest=hex_digest)
 
 
 # --------------------------------------------------------------------------- driver
@@ -1235,11 +1624,12 @@ def check_format_file(data_dir):
     """None if FORMAT is right, else a problem message."""
     try:
         with open(os.path.join(data_dir, "FORMAT"), "rb") as f:
-            marker = f.read(len(FORMAT_MARKER) + 1)
+            marker = f.read(max(len(m) for m in FORMAT_MARKERS) + 1)
     except OSError as e:
         return "FORMAT: %s" % e
-    if marker != FORMAT_MARKER:
-        return "FORMAT is %r, this verifier knows %r" % (marker, FORMAT_MARKER)
+    if marker not in FORMAT_MARKERS:
+        return "FORMAT is %r, this verifier knows %s" % (
+            marker, " and ".join(repr(m) for m in FORMAT_MARKERS))
     return None
 
 
@@ -1254,6 +1644,8 @@ def print_text(reports, global_problems):
               "%d released and removed, %d unreferenced"
               % (r.objects_checked, r.objects_unchecked, r.objects_released,
                  r.objects_unreferenced))
+        print("  packs: %d file(s), %d present and %d removed record(s)"
+              % (r.packs, r.pack_records, r.pack_records_removed))
         print("  attachments: %d redacted by destruction" % r.attachments_redacted)
         for kind, findings in (("WARNING", r.warnings), ("PROBLEM", r.problems)):
             for f in findings:

@@ -587,16 +587,6 @@ impl ContentStore {
         }
     }
 
-    /// Where problems with `digest` are best reported: its place, or the object file it
-    /// would have.
-    pub fn describe(&self, digest: &Digest) -> PathBuf {
-        match self.place(digest) {
-            Ok(Some(p)) if p.packed => PathBuf::from(p.to_string()),
-            Ok(Some(p)) => p.path,
-            _ => self.path_of(digest),
-        }
-    }
-
     /// Whether an object is stored for `digest` (its content is not checked).
     pub fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
         if self.packs.contains(digest)? {
@@ -753,20 +743,30 @@ impl ContentStore {
         })
     }
 
-    /// Compresses `data` into one zstd frame in memory.
+    /// Compresses `data` into one zstd frame in memory (with its length and checksum).
+    ///
+    /// The compression context is kept per thread and reused: a fresh one allocates and
+    /// faults in about a megabyte of tables, which cost more than compressing a letter.
     fn compress_block(&self, data: &[u8]) -> Result<Vec<u8>, ContentError> {
-        let compress = || -> io::Result<Vec<u8>> {
-            let mut enc = zstd::stream::write::Encoder::new(
-                Vec::with_capacity(data.len() / 2 + 64),
-                self.zstd_level,
-            )?;
-            enc.include_checksum(true)?;
-            // Records the length in the frame header and lets zstd size its window to the input.
-            enc.set_pledged_src_size(Some(data.len() as u64))?;
-            enc.write_all(data)?;
-            enc.finish()
-        };
-        compress().map_err(|source| ContentError::Compress { source })
+        thread_local! {
+            static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let level = self.zstd_level;
+        COMPRESSOR
+            .with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+                    let mut c = zstd::bulk::Compressor::new(level)?;
+                    c.include_checksum(true)?;
+                    *slot = Some((level, c));
+                }
+                match slot.as_mut() {
+                    Some((_, c)) => c.compress(data),
+                    None => Err(io::Error::other("no zstd compressor")),
+                }
+            })
+            .map_err(|source| ContentError::Compress { source })
     }
 
     /// Whether compressing the (full) probe saves at least [`MIN_SAVING_PERCENT`].

@@ -1,24 +1,35 @@
 //! The sled index: state derived from the journals, rebuildable at any time.
 //!
-//! One sled tree per tenant. Every journal entry is applied as one atomic sled batch that
-//! also records the journal position it brings the index to, so after a crash the index is
-//! at some position p and catching up means replaying entries p.. from the journal.
+//! One sled tree per tenant. Every journal entry's changes are applied as one
+//! [`IndexBatch`] to the tenant's write-behind overlay ([`crate::overlay`]), which goes to
+//! sled as one atomic batch, together with the journal position it brings the index to,
+//! every few hundred entries. So after a crash sled's index is at some position p and
+//! catching up means replaying entries p.. from the journal. Reads look at the overlay
+//! first: an applied entry is visible at once.
 //!
 //! Keys of a tenant tree (all integers big-endian, so sled's byte order is numeric order):
 //!
 //! | prefix | key                      | value                                   |
 //! |--------|--------------------------|-----------------------------------------|
 //! | `p`    | —                        | next sequence number u64, last leaf [32] |
-//! | `n`    | level u8, index u64      | perfect Merkle node hash [32]            |
-//! | `l`    | seq u64                  | record location (segment u64, offset u64)|
 //! | `r`    | content digest [32]      | reference count u64, size u64            |
 //! | `m`    | (records model)          | owned by the [`Projection`]              |
 //!
-//! The storage layer owns `p`, `n`, `l` and `r`; a [`Projection`] (the records model) adds
-//! its own keys under `m` in the same batch.
+//! The storage layer owns `p` and `r`; a [`Projection`] (the records model) adds its own
+//! keys under `m` in the same batch. Perfect Merkle nodes and record locations, which have
+//! a fixed shape, are in two flat files per tenant beside sled ([`crate::tree_files`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sled::IVec;
+
+use crate::fsutil::PathIoError;
+pub use crate::overlay::IndexBatch;
+use crate::overlay::{Lookup, Merged, Overlay, FLUSH_ENTRIES, MAX_PENDING_ENTRIES};
+use crate::tree_files::TreeFiles;
 
 use crate::digest::Digest;
 use crate::entry::PayloadKind;
@@ -31,8 +42,6 @@ pub const ROLE_RELEASE: &str = "release";
 pub const ROLE_DESTROYED: &str = "destroyed";
 
 const KEY_POSITION: &[u8] = b"p";
-const PREFIX_NODE: u8 = b'n';
-const PREFIX_LOCATION: u8 = b'l';
 const PREFIX_CONTENT_REF: u8 = b'r';
 /// Key prefix reserved for the records model's projection.
 pub const PREFIX_MODEL: u8 = b'm';
@@ -43,6 +52,9 @@ pub enum IndexError {
     /// sled reported an error.
     #[error("index database: {0}")]
     Sled(#[from] sled::Error),
+    /// The files of Merkle nodes and record locations failed.
+    #[error("index files: {0}")]
+    Files(#[from] PathIoError),
     /// A stored value does not have the expected form.
     #[error("index value for {key} is malformed: {reason}")]
     Malformed {
@@ -72,7 +84,7 @@ pub trait Projection: Send + Sync {
         &self,
         index: &TenantIndex,
         record: &Record,
-        batch: &mut sled::Batch,
+        batch: &mut IndexBatch,
     ) -> Result<(), IndexError>;
 }
 
@@ -81,7 +93,7 @@ pub trait Projection: Send + Sync {
 pub struct NoProjection;
 
 impl Projection for NoProjection {
-    fn apply(&self, _: &TenantIndex, _: &Record, _: &mut sled::Batch) -> Result<(), IndexError> {
+    fn apply(&self, _: &TenantIndex, _: &Record, _: &mut IndexBatch) -> Result<(), IndexError> {
         Ok(())
     }
 }
@@ -90,6 +102,26 @@ impl Projection for NoProjection {
 #[derive(Clone)]
 pub struct Index {
     db: sled::Db,
+    /// Where the tenants' files of Merkle nodes and record locations are.
+    files_dir: std::path::PathBuf,
+    /// Each tenant's overlay and files, shared by every handle of that tenant's index.
+    tenants: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
+    /// For a temporary index: removes its files directory when the last handle goes.
+    _temporary: Option<Arc<TemporaryDir>>,
+}
+
+/// What every handle of one tenant's index shares.
+struct Shared {
+    overlay: Overlay,
+    files: TreeFiles,
+}
+
+struct TemporaryDir(std::path::PathBuf);
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl std::fmt::Debug for Index {
@@ -107,8 +139,9 @@ fn packs_tree_name(tenant: &str) -> String {
 }
 
 impl Index {
-    /// Opens (or creates) the index database in `dir`.
-    pub fn open(dir: &Path) -> Result<Index, IndexError> {
+    /// Opens (or creates) the index database in `dir`, with the tenants' files of Merkle
+    /// nodes and record locations in `files_dir`.
+    pub fn open(dir: &Path, files_dir: &Path) -> Result<Index, IndexError> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
@@ -119,7 +152,7 @@ impl Index {
         let mut waited = 0;
         loop {
             match config.open() {
-                Ok(db) => return Ok(Index { db }),
+                Ok(db) => return Ok(Index::over(db, files_dir.to_path_buf(), None)),
                 // sled 0.34 reports its lock as ErrorKind::Other with this text.
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock") && waited < 100 =>
@@ -134,17 +167,59 @@ impl Index {
 
     /// Opens a throw-away index (for verification by rebuild and for tests).
     pub fn temporary() -> Result<Index, IndexError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(32 << 20)
             .open()?;
-        Ok(Index { db })
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "akte-index-{}-{nanos:x}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let guard = Arc::new(TemporaryDir(dir.clone()));
+        Ok(Index::over(db, dir, Some(guard)))
+    }
+
+    fn over(
+        db: sled::Db,
+        files_dir: std::path::PathBuf,
+        temporary: Option<Arc<TemporaryDir>>,
+    ) -> Index {
+        Index {
+            db,
+            files_dir,
+            tenants: Arc::new(Mutex::new(HashMap::new())),
+            _temporary: temporary,
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The index tree of one tenant.
     pub fn tenant(&self, tenant: &str) -> Result<TenantIndex, IndexError> {
+        let mut all = self.shared();
+        let shared = match all.get(tenant) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(Shared {
+                    overlay: Overlay::default(),
+                    files: TreeFiles::open(&self.files_dir, tenant)?,
+                });
+                all.insert(tenant.to_owned(), s.clone());
+                s
+            }
+        };
         Ok(TenantIndex {
             tree: self.db.open_tree(tree_name(tenant))?,
+            shared,
         })
     }
 
@@ -156,14 +231,29 @@ impl Index {
 
     /// Removes a tenant's index trees entirely (before creating a tenant of that name).
     pub fn clear_tenant(&self, tenant: &str) -> Result<(), IndexError> {
+        if let Some(s) = self.shared().remove(tenant) {
+            s.overlay.clear();
+        }
+        TreeFiles::remove(&self.files_dir, tenant)?;
         self.db.drop_tree(tree_name(tenant))?;
         self.db.drop_tree(packs_tree_name(tenant))?;
         Ok(())
     }
 
-    /// Flushes sled's buffers to disk. Not needed for safety (the journal is the truth) but
-    /// shortens the replay after a crash.
+    /// Writes every tenant's overlay to sled and flushes sled's buffers to disk. Not needed
+    /// for safety (the journal is the truth) but shortens the replay after a crash.
     pub fn flush(&self) -> Result<(), IndexError> {
+        let all: Vec<(String, Arc<Shared>)> = self
+            .shared()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (tenant, shared) in all {
+            shared.files.sync()?;
+            shared
+                .overlay
+                .flush(&self.db.open_tree(tree_name(&tenant))?)?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -187,31 +277,18 @@ pub struct ContentRef {
     pub size: u64,
 }
 
-/// The index tree of one tenant.
+/// The index tree of one tenant, with its overlay of changes not yet in sled and its files
+/// of Merkle nodes and record locations.
 #[derive(Clone)]
 pub struct TenantIndex {
     tree: sled::Tree,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TenantIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TenantIndex")
     }
-}
-
-fn node_key(level: u8, index: u64) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[0] = PREFIX_NODE;
-    k[1] = level;
-    k[2..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = prefix;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn digest_key(prefix: u8, d: &Digest) -> [u8; 33] {
@@ -228,14 +305,87 @@ fn u64_at(v: &[u8], at: usize) -> Option<u64> {
 }
 
 impl TenantIndex {
-    /// The raw sled tree (for the records model's reads).
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// The value of `key`, as of the last applied entry.
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        match self.shared.overlay.get(key.as_ref()) {
+            Lookup::Found(v) => Ok(v),
+            Lookup::Absent => self.tree.get(key),
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Every key starting with `prefix`, in order, with its value.
+    pub fn scan_prefix<P: AsRef<[u8]>>(
+        &self,
+        prefix: P,
+    ) -> impl Iterator<Item = sled::Result<(IVec, IVec)>> + use<P> {
+        let prefix = prefix.as_ref().to_vec();
+        let pending = match prefix_end(&prefix) {
+            Some(end) => self
+                .shared
+                .overlay
+                .range(Bound::Included(prefix.clone()), Bound::Excluded(end)),
+            None => self
+                .shared
+                .overlay
+                .range(Bound::Included(prefix.clone()), Bound::Unbounded),
+        };
+        Merged::new(pending, self.tree.scan_prefix(prefix))
+    }
+
+    /// Every key in `range`, in order, with its value.
+    pub fn range<R: RangeBounds<Vec<u8>>>(
+        &self,
+        range: R,
+    ) -> impl Iterator<Item = sled::Result<(IVec, IVec)>> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        let pending = self.shared.overlay.range(start.clone(), end.clone());
+        Merged::new(pending, self.tree.range::<Vec<u8>, _>((start, end)))
+    }
+
+    /// Writes the changes waiting in memory to sled (one atomic batch), after flushing the
+    /// files of nodes and locations that the batch's position relies on.
+    pub fn flush_pending(&self) -> Result<(), IndexError> {
+        self.shared.files.sync()?;
+        self.shared.overlay.flush(&self.tree)?;
+        Ok(())
+    }
+
+    /// How many entries the files of nodes and locations hold.
+    pub fn file_entries(&self) -> Result<u64, IndexError> {
+        Ok(self.shared.files.entries()?)
+    }
+
+    /// Cuts the files of nodes and locations back to the first `n` entries.
+    pub fn truncate_files(&self, n: u64) -> Result<(), IndexError> {
+        Ok(self.shared.files.truncate(n)?)
+    }
+
+    /// Where this index's files of nodes and locations differ from `other`'s, if they do.
+    pub fn files_difference(&self, other: &TenantIndex) -> Result<Option<String>, IndexError> {
+        Ok(self.shared.files.first_difference(&other.shared.files)?)
+    }
+
+    /// Flushes if enough entries wait and no flush runs; waits for one if far too many
+    /// wait. Called by writers once they no longer hold the tenant's write lock.
+    pub fn flush_if_due(&self) -> Result<(), IndexError> {
+        let waiting = self.shared.overlay.entries();
+        if waiting >= MAX_PENDING_ENTRIES
+            || (waiting >= FLUSH_ENTRIES && self.shared.overlay.try_flush_slot())
+        {
+            self.flush_pending()?;
+        }
+        Ok(())
     }
 
     /// How far the index has applied the journal.
     pub fn position(&self) -> Result<Position, IndexError> {
-        match self.tree.get(KEY_POSITION)? {
+        match self.get(KEY_POSITION)? {
             None => Ok(Position {
                 next_seq: 0,
                 last_leaf: Digest::ZERO,
@@ -265,14 +415,10 @@ impl TenantIndex {
         new_nodes: &[NewNode],
         projection: &dyn Projection,
     ) -> Result<(), IndexError> {
-        let mut batch = sled::Batch::default();
-        for n in new_nodes {
-            batch.insert(&node_key(n.level, n.index)[..], &n.hash.as_bytes()[..]);
-        }
-        batch.insert(
-            &seq_key(PREFIX_LOCATION, record.entry.seq)[..],
-            &record.location.to_bytes()[..],
-        );
+        self.shared
+            .files
+            .write(record.entry.seq, record.location, new_nodes)?;
+        let mut batch = IndexBatch::default();
         let mut deltas: BTreeMap<Digest, (i64, u64)> = BTreeMap::new();
         for p in &record.entry.payloads {
             match p.kind {
@@ -306,26 +452,21 @@ impl TenantIndex {
         pos[..8].copy_from_slice(&(record.entry.seq + 1).to_be_bytes());
         pos[8..].copy_from_slice(record.leaf.as_bytes());
         batch.insert(KEY_POSITION, &pos[..]);
-        self.tree.apply_batch(batch)?;
+        self.shared.overlay.merge(batch);
         Ok(())
     }
 
     /// Location of entry `seq`, if applied.
     pub fn location(&self, seq: u64) -> Result<Option<Location>, IndexError> {
-        match self.tree.get(seq_key(PREFIX_LOCATION, seq))? {
-            None => Ok(None),
-            Some(v) => Location::from_bytes(&v)
-                .map(Some)
-                .ok_or_else(|| IndexError::Malformed {
-                    key: format!("location of entry {seq}"),
-                    reason: format!("{} bytes", v.len()),
-                }),
+        if seq >= self.position()?.next_seq {
+            return Ok(None);
         }
+        Ok(self.shared.files.location(seq)?)
     }
 
     /// Reference count of a content object (`None` when no live entry refers to it).
     pub fn content_ref(&self, digest: &Digest) -> Result<Option<ContentRef>, IndexError> {
-        match self.tree.get(digest_key(PREFIX_CONTENT_REF, digest))? {
+        match self.get(digest_key(PREFIX_CONTENT_REF, digest))? {
             None => Ok(None),
             Some(v) => match (u64_at(&v, 0), u64_at(&v, 8), v.len()) {
                 (Some(count), Some(size), 16) => Ok(Some(ContentRef { count, size })),
@@ -341,7 +482,7 @@ impl TenantIndex {
     pub fn content_refs(
         &self,
     ) -> impl Iterator<Item = Result<(Digest, ContentRef), IndexError>> + '_ {
-        self.tree.scan_prefix([PREFIX_CONTENT_REF]).map(|kv| {
+        self.scan_prefix([PREFIX_CONTENT_REF]).map(|kv| {
             let (k, v) = kv?;
             let digest = Digest::from_slice(&k[1..]).ok_or_else(|| IndexError::Malformed {
                 key: "content reference".into(),
@@ -359,20 +500,35 @@ impl TenantIndex {
 
     /// Every key and value, in order (for comparing a live index with a rebuilt one).
     pub fn iter_all(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), IndexError>> {
-        self.tree.iter().map(|kv| kv.map_err(IndexError::from))
+        self.range::<std::ops::RangeFull>(..)
+            .map(|kv| kv.map_err(IndexError::from))
     }
 
     /// Removes everything (before a rebuild).
     pub fn clear(&self) -> Result<(), IndexError> {
+        self.shared.overlay.clear();
         self.tree.clear()?;
+        self.shared.files.truncate(0)?;
         Ok(())
     }
 }
 
+/// The first key after every key that starts with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 impl NodeSource for TenantIndex {
     fn perfect_node(&self, level: u8, index: u64) -> Result<Digest, MerkleError> {
-        match self.tree.get(node_key(level, index)) {
-            Ok(Some(v)) => Digest::from_slice(&v).ok_or(MerkleError::MissingNode { level, index }),
+        match self.shared.files.node(level, index) {
+            Ok(Some(d)) => Ok(d),
             Ok(None) => Err(MerkleError::MissingNode { level, index }),
             Err(e) => Err(MerkleError::Source(e.to_string())),
         }

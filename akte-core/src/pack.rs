@@ -330,6 +330,9 @@ pub struct PackRecovery {
     /// Damage found while reading records beyond the marker (file, offset, reason); the
     /// records concerned are not indexed, `verify` reports the objects as missing.
     pub damaged: Vec<(PathBuf, u64, String)>,
+    /// Packs shorter than the index's marker, or missing: records that were flushed and
+    /// acknowledged are gone (file, its length, reason). `check_packs` reports them.
+    pub lost: Vec<(PathBuf, u64, String)>,
 }
 
 /// A problem `check_packs` found in the pack files.
@@ -693,20 +696,39 @@ impl PackStore {
 
         let through = Self::read_through(&index, dir)?;
         let through = match through {
-            Some((pack, offset)) => {
-                let known = packs
-                    .iter()
-                    .find(|(n, _)| *n == pack)
-                    .map(|(_, p)| fs::metadata(p).map(|m| m.len()).unwrap_or(0));
-                match known {
-                    Some(len) if offset <= len && offset >= PACK_HEADER_LEN => Some((pack, offset)),
-                    _ => {
-                        tracing::warn!(dir = %dir.display(), pack, offset,
-                            "the pack index does not match the pack files; reindexing every pack");
-                        index.clear().map_err(|e| index_error(dir, e))?;
-                        None
+            Some((pack, offset)) if offset >= PACK_HEADER_LEN => {
+                // The marker's pack must be there and at least that long: those records
+                // were flushed and acknowledged. Anything else is damage, never a torn tail:
+                // it is reported, and nothing in that pack is cut or read again.
+                match packs.iter().find(|(n, _)| *n == pack) {
+                    Some((_, path)) => {
+                        let len = fs::metadata(path).at("stat", path)?.len();
+                        if len < offset {
+                            let reason = format!(
+                                "the pack is {len} bytes long, but records up to byte {offset} were flushed and acknowledged"
+                            );
+                            tracing::error!(path = %path.display(), %reason, "pack lost acknowledged records");
+                            recovery.lost.push((path.clone(), len, reason));
+                        }
+                    }
+                    // A pack that held no record yet is missing harmlessly.
+                    None if offset == PACK_HEADER_LEN => {}
+                    None => {
+                        let path = dir.join(pack_file_name(pack));
+                        let reason = format!(
+                            "the pack is missing, but records up to byte {offset} of it were flushed and acknowledged"
+                        );
+                        tracing::error!(path = %path.display(), %reason, "pack lost acknowledged records");
+                        recovery.lost.push((path, 0, reason));
                     }
                 }
+                Some((pack, offset))
+            }
+            Some((pack, offset)) => {
+                tracing::warn!(dir = %dir.display(), pack, offset,
+                    "the pack index's marker is malformed; reindexing every pack");
+                index.clear().map_err(|e| index_error(dir, e))?;
+                None
             }
             None => {
                 if !index.is_empty() {
@@ -727,6 +749,10 @@ impl PackStore {
             };
             let file = File::open(path).at("open", path)?;
             let len = file.metadata().at("stat", path)?.len();
+            if len < start {
+                // Reported above: the pack lost acknowledged records.
+                continue;
+            }
             if let Err(reason) = read_pack_header(&file, len, *n) {
                 tracing::error!(path = %path.display(), %reason, "pack file is damaged; its objects stay unavailable");
                 recovery.damaged.push((path.clone(), 0, reason));
@@ -756,7 +782,8 @@ impl PackStore {
                 let file = File::open(path).at("open", path)?;
                 let len = file.metadata().at("stat", path)?.len();
                 let sound = read_pack_header(&file, len, *n).is_ok()
-                    && !recovery.damaged.iter().any(|(p, _, _)| p == path);
+                    && !recovery.damaged.iter().any(|(p, _, _)| p == path)
+                    && !recovery.lost.iter().any(|(p, _, _)| p == path);
                 if sound && len < max_bytes {
                     (open_pack_rw(path, *n)?, len)
                 } else {
@@ -1345,7 +1372,32 @@ impl PackStore {
         }
         // The end of what is flushed: records beyond it may still be being written.
         let (durable_pack, durable_offset) = lock(&self.state).durable_end;
-        for (n, path) in list_packs(&self.dir)? {
+        let packs = list_packs(&self.dir)?;
+        // Numbers start at 0 and grow by one: a gap is a pack that went missing.
+        let mut expected = 0u64;
+        let mut gaps = 0usize;
+        for (n, _) in &packs {
+            while expected < *n && gaps < 100 {
+                out.problems.push(PackProblem {
+                    path: self.path_of(expected),
+                    offset: None,
+                    reason: "pack file missing (packs with higher numbers exist)".into(),
+                });
+                expected += 1;
+                gaps += 1;
+            }
+            expected = n.saturating_add(1);
+        }
+        for (path, len, reason) in &self.recovery.lost {
+            if !out.problems.iter().any(|p| &p.path == path) {
+                out.problems.push(PackProblem {
+                    path: path.clone(),
+                    offset: Some(*len),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        for (n, path) in packs {
             out.packs += 1;
             let file = File::open(&path).at("open", &path)?;
             let len = file.metadata().at("stat", &path)?.len();
@@ -1894,6 +1946,61 @@ mod tests {
         assert_eq!(check.problems.len(), 2, "{reasons:?}");
         assert!(reasons.iter().any(|r| r.contains("not a pack file name")));
         assert!(reasons.iter().any(|r| r.contains("pack header CRC-32C")));
+    }
+
+    #[test]
+    fn a_pack_shorter_than_its_indexed_records_is_reported_not_cut() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let a = store.put(&random_bytes(3000, 1)[..]).unwrap();
+        let b = store.put(&random_bytes(3000, 2)[..]).unwrap();
+        let b_place = store.place(&b.digest).unwrap().unwrap();
+        drop(store);
+        // Acknowledged records lost: the pack ends in the middle of b.
+        let cut = b_place.offset + 100;
+        OpenOptions::new()
+            .write(true)
+            .open(f.pack(0))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let store = f.open();
+        assert_eq!(
+            fs::metadata(f.pack(0)).unwrap().len(),
+            cut,
+            "nothing is cut"
+        );
+        assert_eq!(store.pack_recovery().truncated, None);
+        assert_eq!(store.pack_recovery().lost.len(), 1);
+        assert!(read_all(&store, &a.digest).is_ok());
+        let err = store.get(&b.digest).unwrap_err();
+        assert!(
+            err.to_string().contains(&f.pack(0).display().to_string()),
+            "{err}"
+        );
+        let check = store.check_packs().unwrap();
+        assert!(
+            check.problems.iter().any(|p| p.path == f.pack(0)),
+            "{:?}",
+            check.problems
+        );
+        // New records go to a new pack.
+        let c = store.put(&random_bytes(3000, 3)[..]).unwrap();
+        assert_eq!(store.place(&c.digest).unwrap().unwrap().path, f.pack(1));
+        // A missing pack among later ones is reported as a gap.
+        drop(store);
+        let store = f.open();
+        store.put(&random_bytes(100_000, 4)[..]).unwrap();
+        fs::remove_file(f.pack(0)).unwrap();
+        let check = store.check_packs().unwrap();
+        assert!(
+            check
+                .problems
+                .iter()
+                .any(|p| p.path == f.pack(0) && p.reason.contains("missing")),
+            "{:?}",
+            check.problems
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   FORMAT                      "akte-store 2\n": refuses directories of other versions
 //!   LOCK                        flock: one process at a time
 //!   index/                      sled database (derived, rebuildable)
+//!   merkle/<id>.nodes|.locations perfect Merkle nodes and record locations (derived)
 //!   tenants/<id>/
 //!     ORIGIN                    checkpoint origin line of this tenant's log
 //!     journal/<first-seq>.seg   journal segments
@@ -303,7 +304,7 @@ impl Store {
             tracing::info!(dir = %dir.display(), "data directory of format 1 is now format 2 (small content objects go to pack files)");
         }
         fsutil::create_dir_all_durable(&dir.join("tenants"))?;
-        let index = Index::open(&dir.join("index"))?;
+        let index = Index::open(&dir.join("index"), &dir.join("merkle"))?;
         let mut store = Store {
             dir: dir.to_path_buf(),
             options,
@@ -464,6 +465,16 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Writes the index's pending changes to sled, so the next open does not replay them.
+    /// Nothing depends on it: the journal is the truth, and a failure here is only logged.
+    fn drop(&mut self) {
+        if let Err(e) = self.index.flush() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "flushing the index at close failed; the next open replays the journal");
+        }
+    }
+}
+
 struct Writer {
     frontier: CompactRange,
     fenced: Option<String>,
@@ -596,14 +607,22 @@ impl Tenant {
     fn catch_up_index(&self) -> Result<(u64, bool), StoreError> {
         let journal_len = self.journal.durable_len();
         let pos = self.index.position()?;
+        // The files of nodes and locations are flushed before sled records a position, so
+        // they hold at least that many entries; fewer means they were lost or cut.
+        let files = self.index.file_entries()?;
         let consistent = if pos.next_seq == 0 {
             true
-        } else if pos.next_seq > journal_len {
+        } else if pos.next_seq > journal_len || files < pos.next_seq {
             false
         } else {
+            let leaf = merkle::NodeSource::perfect_node(&self.index, 0, pos.next_seq - 1).ok();
             match self.index.location(pos.next_seq - 1)? {
                 Some(loc) => match self.journal.read_at(loc) {
-                    Ok(rec) => rec.leaf == pos.last_leaf && rec.entry.seq == pos.next_seq - 1,
+                    Ok(rec) => {
+                        rec.leaf == pos.last_leaf
+                            && leaf == Some(pos.last_leaf)
+                            && rec.entry.seq == pos.next_seq - 1
+                    }
                     Err(_) => false,
                 },
                 None => false,
@@ -615,6 +634,8 @@ impl Tenant {
             let n = self.rebuild_index()?;
             return Ok((n, true));
         }
+        // Whatever the files hold beyond sled's position is replayed from the journal.
+        self.index.truncate_files(pos.next_seq)?;
         let peaks = CompactRange::peak_positions(pos.next_seq)
             .into_iter()
             .map(|(level, idx)| merkle::NodeSource::perfect_node(&self.index, level, idx))
@@ -639,8 +660,10 @@ impl Tenant {
             }
             let nodes = w.frontier.push(rec.leaf)?;
             self.index.apply(&rec, &nodes, self.projection.as_ref())?;
+            self.index.flush_if_due()?;
             replayed += 1;
         }
+        self.index.flush_pending()?;
         Ok((replayed, false))
     }
 
@@ -789,6 +812,8 @@ impl Tenant {
             }
             (value, ticket)
         };
+        // Outside the write lock, so that other writers go on while sled is written.
+        self.index.flush_if_due().map_err(StoreError::from)?;
         self.journal
             .wait_durable(ticket.entry.seq)
             .map_err(StoreError::from)?;
@@ -975,7 +1000,9 @@ pub fn replay_into(
         let rec = rec?;
         let nodes = frontier.push(rec.leaf)?;
         index.apply(&rec, &nodes, projection)?;
+        index.flush_if_due()?;
         n += 1;
     }
+    index.flush_pending()?;
     Ok(n)
 }

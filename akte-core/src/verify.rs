@@ -526,7 +526,16 @@ impl Ctx<'_> {
             ),
             Outcome::Corrupt(message) => (ProblemKind::ContentCorrupt, message),
         };
-        let path = self.tenant.content().describe(digest);
+        // The file to look at: the pack or the object file. A corrupt object's message
+        // already names the pack record's offset.
+        let (path, message) = match self.tenant.content().place(digest) {
+            Ok(Some(place)) if place.packed && kind != ProblemKind::ContentCorrupt => (
+                place.path,
+                format!("pack record at byte {}: {message}", place.offset),
+            ),
+            Ok(Some(place)) => (place.path, message),
+            _ => (self.tenant.content().path_of(digest), message),
+        };
         let p = self.new_problem(kind, seq, Some(*digest), Some(&path), message);
         self.report.problems.push(p);
     }
@@ -685,6 +694,9 @@ fn side_checks(
     let mut out = SideReport::default();
     if compare {
         out.index_diffs = compare_indexes(tenant.index(), reference)?;
+        if let Some(d) = tenant.index().files_difference(reference)? {
+            out.index_diffs.push(d);
+        }
     }
     if unreferenced {
         // The structure of the pack files; their payloads are checked by digest with the
@@ -963,6 +975,8 @@ fn verify_tenant_in<'scope, 'env>(
             if let Some((rebuilt_tenant, _)) = &rebuilt {
                 // A projection error shows up as an index difference in the comparison.
                 let _ = rebuilt_tenant.apply(&record, &nodes, projection.as_ref());
+                // Keeps the rebuilt index's overlay bounded, however long the journal.
+                rebuilt_tenant.flush_if_due()?;
             } else if options.content {
                 // Incremental: hash the content the new entries refer to, once each.
                 for p in record

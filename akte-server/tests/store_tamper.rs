@@ -12,22 +12,36 @@
 //! checkpoint carries the cosignature of a registered witness, so flips in a stored
 //! checkpoint can hit a witness's line, which both verifiers check.
 //!
-//! For each class of bytes (a content object file, a journal segment file, a stored
-//! checkpoint file) every trial copies the store, XORs 1 to 3 distinct bytes at random
-//! positions of one randomly chosen file of that class with random non-zero values, runs
-//! `verify_store.py` (first: `akte verify` opens the store, which may cut a torn tail) and
-//! then `akte verify` on the copy, and requires both to fail and to name the damaged file
-//! (its path under the data directory, which holds the digest, segment or checkpoint
-//! name). A few dozen trials per class run normally; `store_tamper_campaign_long`
-//! (ignored) runs 240 per class over four seeds, each with its own store.
+//! Objects shorter than 256 KiB are records in the tenants' pack files (docs/FORMAT.md,
+//! "Pack files"), so most content is there; the one large document per tenant is a
+//! content object file of its own.
+//!
+//! For each class of bytes (a content object file, a pack file, a journal segment file, a
+//! stored checkpoint file) every trial copies the store, XORs 1 to 3 distinct bytes at
+//! random positions of one randomly chosen file of that class with random non-zero
+//! values, runs `verify_store.py` (first: `akte verify` opens the store, which may cut a
+//! torn tail) and then `akte verify` on the copy, and requires both to fail and to name
+//! the damaged file (its path under the data directory, which holds the digest, pack
+//! number, segment or checkpoint name). A few dozen trials per class run normally;
+//! `store_tamper_campaign_long` (ignored) runs 240 per class over four seeds, each with
+//! its own store.
+//!
+//! A pack has no torn-tail position to hit: its last record is complete and indexed, and
+//! akte cuts back a damaged last record of the last pack at open only beyond its index
+//! marker, which a clean open leaves at the end. So damage to the last record is corrupt
+//! (or missing) content for akte; the Python verifier reports it as a torn tail (a
+//! warning) and, because the journal refers to the object, as a problem naming the pack.
 //!
 //! Damage that by design changes nothing verifiable (docs/FORMAT.md, "What store
-//! verification leaves out, by design"): a zstd object whose damaged payload is still one
-//! complete frame that decodes, within the 128 MiB window limit, to the original bytes
-//! (the frame header's unused bit, a larger window size). Such a trial is recognised by
-//! decoding the damaged object independently (the `zstd` crate, not akte's reader), must
-//! leave both verifiers clean, and is counted as neutral, not as a detection;
-//! `zstd_neutral_damage_leaves_both_verifiers_clean` checks those bits on purpose. Lines
+//! verification leaves out, by design"): a zstd object, in an object file or a present
+//! pack record, whose damaged payload is still one complete frame filling the payload
+//! that decodes, within the 128 MiB window limit, to the original bytes (the frame
+//! header's unused bit, a larger window size), with every header (object header, pack
+//! header, record headers) unchanged. Such a trial is recognised by decoding the damaged
+//! payload independently (the `zstd` crate, not akte's reader), must leave both
+//! verifiers clean, and is counted as neutral, not as a detection;
+//! `zstd_neutral_damage_leaves_both_verifiers_clean` checks those bits on purpose, in
+//! object files and in pack records. Lines
 //! of other keys in a stored checkpoint are not neutral: a line of an unknown key and a
 //! changed witness line must be found (`checkpoint_lines_of_unknown_keys_and_changed_witness_lines_are_found`),
 //! while the line of a witness removed later stays valid.
@@ -55,6 +69,8 @@ use uuid::Uuid;
 const REG: &str = "registrar:weber";
 const TENANTS: [&str; 2] = ["stadt-erfurt", "kreis-gotha"];
 const OBJECT_HEADER_LEN: usize = 24;
+const PACK_HEADER_LEN: usize = 24;
+const PACK_RECORD_HEADER_LEN: usize = 56;
 const SEGMENT_HEADER_LEN: usize = 24;
 const RECORD_HEADER_LEN: usize = 12;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -332,16 +348,23 @@ fn doc_in_new_file(t: &TenantRecords, unit: Uuid, subject: &str) -> Uuid {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Class {
     Content,
+    Pack,
     Segment,
     Checkpoint,
 }
 
 impl Class {
-    const ALL: [Class; 3] = [Class::Content, Class::Segment, Class::Checkpoint];
+    const ALL: [Class; 4] = [
+        Class::Content,
+        Class::Pack,
+        Class::Segment,
+        Class::Checkpoint,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Class::Content => "content object",
+            Class::Pack => "pack file",
             Class::Segment => "journal segment",
             Class::Checkpoint => "stored checkpoint",
         }
@@ -372,7 +395,39 @@ fn files_of(data: &Path) -> BTreeMap<Class, Vec<PathBuf>> {
             let fan = fan.strip_prefix(&t).unwrap().to_string_lossy().into_owned();
             out.entry(Class::Content).or_default().extend(list(&fan));
         }
+        out.entry(Class::Pack)
+            .or_default()
+            .extend(list("content/packs"));
     }
+    out
+}
+
+/// A record of a pack file: where it starts, its codec, and where its payload is.
+#[derive(Debug, Clone)]
+struct PackRecord {
+    offset: usize,
+    codec: u8,
+    payload: std::ops::Range<usize>,
+}
+
+/// The records of an undamaged pack file (docs/FORMAT.md, "Pack files"), front to back.
+fn pack_records(pack: &[u8]) -> Vec<PackRecord> {
+    assert_eq!(&pack[..8], b"AKTE-PAK");
+    let mut out = Vec::new();
+    let mut at = PACK_HEADER_LEN;
+    while at < pack.len() {
+        let h = &pack[at..at + PACK_RECORD_HEADER_LEN];
+        assert_eq!(&h[..4], b"AKP1", "record at {at}");
+        let len = u32::from_be_bytes(h[48..52].try_into().unwrap()) as usize;
+        let start = at + PACK_RECORD_HEADER_LEN;
+        out.push(PackRecord {
+            offset: at,
+            codec: h[5],
+            payload: start..start + len,
+        });
+        at = start + len;
+    }
+    assert_eq!(at, pack.len(), "records end at the end of the pack");
     out
 }
 
@@ -544,6 +599,27 @@ fn akte_verdict(data: &Path) -> (Verdict, Option<serde_json::Value>) {
 
 // --------------------------------------------------------------------------- damage
 
+/// Which part of a zstd frame the byte at `at` is in.
+fn zstd_region(payload: &[u8], at: usize) -> &'static str {
+    let fhd = payload[4];
+    let single = (fhd >> 5) & 1;
+    let header_len = 5
+        + usize::from(single == 0)
+        + [0, 1, 2, 4][usize::from(fhd & 3)]
+        + [usize::from(single), 2, 4, 8][usize::from(fhd >> 6)];
+    if at < 4 {
+        "zstd magic"
+    } else if at == 4 {
+        "zstd frame header descriptor"
+    } else if at < header_len {
+        "zstd window/size fields"
+    } else if fhd & 4 != 0 && at >= payload.len() - 4 {
+        "zstd content checksum"
+    } else {
+        "zstd blocks"
+    }
+}
+
 /// Which part of its file the (first) damaged byte is in, for the summary.
 fn region(class: Class, original: &[u8], at: usize) -> &'static str {
     match class {
@@ -554,24 +630,22 @@ fn region(class: Class, original: &[u8], at: usize) -> &'static str {
             if original[9] == 0 {
                 return "raw payload";
             }
-            let payload = &original[OBJECT_HEADER_LEN..];
-            let at = at - OBJECT_HEADER_LEN;
-            let fhd = payload[4];
-            let single = (fhd >> 5) & 1;
-            let header_len = 5
-                + usize::from(single == 0)
-                + [0, 1, 2, 4][usize::from(fhd & 3)]
-                + [usize::from(single), 2, 4, 8][usize::from(fhd >> 6)];
-            if at < 4 {
-                "zstd magic"
-            } else if at == 4 {
-                "zstd frame header descriptor"
-            } else if at < header_len {
-                "zstd window/size fields"
-            } else if fhd & 4 != 0 && at >= payload.len() - 4 {
-                "zstd content checksum"
+            zstd_region(&original[OBJECT_HEADER_LEN..], at - OBJECT_HEADER_LEN)
+        }
+        Class::Pack => {
+            if at < PACK_HEADER_LEN {
+                return "pack header";
+            }
+            let r = pack_records(original)
+                .into_iter()
+                .find(|r| r.offset <= at && at < r.payload.end)
+                .expect("every byte after the pack header is in a record");
+            if at < r.payload.start {
+                "record header"
+            } else if r.codec == 0 {
+                "raw payload"
             } else {
-                "zstd blocks"
+                "zstd payload"
             }
         }
         Class::Segment => {
@@ -638,10 +712,10 @@ fn torn_tail(rel: &Path, original: &[u8], flips: &[(usize, u8)], all: &[PathBuf]
     records[first..].iter().all(damaged)
 }
 
-/// Decodes the payload of an object file as docs/FORMAT.md requires (one complete zstd
-/// frame, nothing after it, window at most 2^27), independently of akte's reader.
-fn zstd_original(file: &[u8]) -> Option<Vec<u8>> {
-    let payload = file.get(OBJECT_HEADER_LEN..)?;
+/// Decodes a zstd payload (of an object file or a pack record) as docs/FORMAT.md requires
+/// (one complete zstd frame, nothing after it, window at most 2^27), independently of
+/// akte's reader.
+fn zstd_original(payload: &[u8]) -> Option<Vec<u8>> {
     if payload.get(..4) != Some(&ZSTD_MAGIC[..]) {
         return None;
     }
@@ -657,13 +731,38 @@ fn zstd_original(file: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// True if a damaged zstd payload is, by every rule of docs/FORMAT.md, the same content:
+/// it is still one frame filling the payload that decodes to the original's bytes.
+fn zstd_unchanged(original: &[u8], damaged: &[u8]) -> bool {
+    let decoded = zstd_original(damaged);
+    decoded.is_some() && decoded == zstd_original(original)
+}
+
 /// True if the damaged object still holds, by every rule of docs/FORMAT.md, the same
 /// original bytes: the header is untouched and the damaged zstd frame decodes to them.
 fn content_unchanged(original: &[u8], damaged: &[u8]) -> bool {
     original[..OBJECT_HEADER_LEN] == damaged[..OBJECT_HEADER_LEN]
         && original[9] == 1
-        && zstd_original(damaged).is_some()
-        && zstd_original(damaged) == zstd_original(original)
+        && zstd_unchanged(
+            &original[OBJECT_HEADER_LEN..],
+            &damaged[OBJECT_HEADER_LEN..],
+        )
+}
+
+/// True if the damaged pack still holds, by every rule of docs/FORMAT.md, the same
+/// objects: the pack header and every record header are untouched, and every changed
+/// payload is a zstd payload that still decodes to its original bytes.
+fn pack_unchanged(original: &[u8], damaged: &[u8]) -> bool {
+    if original.len() != damaged.len() || original[..PACK_HEADER_LEN] != damaged[..PACK_HEADER_LEN]
+    {
+        return false;
+    }
+    pack_records(original).into_iter().all(|r| {
+        let header = r.offset..r.payload.start;
+        let (before, after) = (&original[r.payload.clone()], &damaged[r.payload.clone()]);
+        original[header.clone()] == damaged[header]
+            && (before == after || (r.codec == 1 && zstd_unchanged(before, after)))
+    })
 }
 
 /// One damaged copy: which file, which bytes, and what must be found.
@@ -735,7 +834,11 @@ fn run_trial(base: &Path, all: &BTreeMap<Class, Vec<PathBuf>>, spec: Spec) -> Ou
     fs::write(&path, &damaged).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
     let first = spec.flips[0].0;
-    let neutral = spec.class == Class::Content && content_unchanged(&original, &damaged);
+    let neutral = match spec.class {
+        Class::Content => content_unchanged(&original, &damaged),
+        Class::Pack => pack_unchanged(&original, &damaged),
+        Class::Segment | Class::Checkpoint => false,
+    };
     let torn = spec.class == Class::Segment
         && torn_tail(&spec.rel, &original, &spec.flips, &all[&Class::Segment]);
     // Python first: `akte verify` opens the store, and opening cuts a torn tail.
@@ -895,7 +998,8 @@ fn run_campaign(seeds: &[u64], per_class: usize) {
 // --------------------------------------------------------------------------- the tests
 
 /// The undamaged store is clean in both verifiers, and the Python verifier really
-/// decoded every zstd object (a missing decoder would only be a warning there).
+/// decoded every zstd object (a missing decoder would only be a warning there), packed
+/// ones included: it checked as many objects as akte.
 #[test]
 fn undamaged_store_is_clean_in_both_verifiers() {
     require_zstd_decoder();
@@ -905,29 +1009,69 @@ fn undamaged_store_is_clean_in_both_verifiers() {
     copy_dir(base.path(), work.path());
     let (python, json) = python_verdict(work.path());
     assert_eq!(python.problems, 0, "Python: {:?}", python.findings);
-    let checked: u64 = json["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            assert_eq!(t["objects_not_checked"], 0, "zstd objects left unchecked");
-            t["objects_checked"].as_u64().unwrap()
-        })
-        .sum();
-    assert_eq!(checked as usize, files[&Class::Content].len());
-    let (akte, _) = akte_verdict(work.path());
+    assert!(
+        python.findings.is_empty(),
+        "Python warns: {:?}",
+        python.findings
+    );
+    let (akte, akte_json) = akte_verdict(work.path());
     assert_eq!(akte.code, 0, "akte: {:?}", akte.findings);
+    let akte_json = akte_json.expect("akte's report");
+    let mut checked = 0;
+    for t in json["tenants"].as_array().unwrap() {
+        assert_eq!(t["objects_not_checked"], 0, "zstd objects left unchecked");
+        let a = akte_json["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["tenant"] == t["tenant"])
+            .unwrap_or_else(|| panic!("akte has no report of {}", t["tenant"]));
+        assert_eq!(
+            t["objects_checked"], a["content_objects"],
+            "{}",
+            t["tenant"]
+        );
+        assert_eq!(
+            t["objects_unreferenced"], a["unreferenced_objects"],
+            "{}",
+            t["tenant"]
+        );
+        checked += t["objects_checked"].as_u64().unwrap();
+    }
+    // Most content is packed; the large documents are object files.
+    let packed: Vec<(PathBuf, PackRecord)> = files[&Class::Pack]
+        .iter()
+        .flat_map(|p| {
+            pack_records(&fs::read(base.path().join(p)).unwrap())
+                .into_iter()
+                .map(move |r| (p.clone(), r))
+        })
+        .collect();
+    assert_eq!(
+        checked as usize,
+        files[&Class::Content].len() + packed.len(),
+        "every object file and every pack record is a referenced object"
+    );
+    assert!(
+        packed.len() > 2 * files[&Class::Content].len(),
+        "{packed:?}"
+    );
 
-    // The store is what the campaign needs: several segments per tenant, both codecs, a
-    // zstd frame with a window descriptor (streamed), a checkpoint of the whole journal.
+    // The store is what the campaign needs: several segments per tenant, both codecs in
+    // object files and in packs, a zstd frame with a window descriptor (streamed) and a
+    // single-segment one in a pack, a checkpoint of the whole journal.
     let codecs: Vec<u8> = files[&Class::Content]
         .iter()
         .map(|p| fs::read(base.path().join(p)).unwrap()[9])
         .collect();
     assert!(codecs.contains(&0) && codecs.contains(&1), "{codecs:?}");
+    for codec in [0, 1] {
+        assert!(packed.iter().any(|(_, r)| r.codec == codec), "{packed:?}");
+    }
     assert!(files[&Class::Content]
         .iter()
         .any(|p| window_descriptor_at(&fs::read(base.path().join(p)).unwrap()).is_some()));
+    assert!(single_segment_packed(base.path(), &files).is_some());
     for id in TENANTS {
         let segs = files[&Class::Segment]
             .iter()
@@ -948,61 +1092,103 @@ fn window_descriptor_at(file: &[u8]) -> Option<usize> {
     (file[9] == 1 && (file[OBJECT_HEADER_LEN + 4] >> 5) & 1 == 0).then_some(OBJECT_HEADER_LEN + 5)
 }
 
-/// docs/FORMAT.md lists damage to a zstd object that changes nothing verifiable: both
-/// verifiers must stay clean. Damage next to it (the reserved bit, a window above the
-/// 128 MiB limit) must be found by both.
+/// A pack and the offset of the frame header descriptor of a zstd record in it whose frame
+/// is single-segment.
+fn single_segment_packed(
+    base: &Path,
+    files: &BTreeMap<Class, Vec<PathBuf>>,
+) -> Option<(PathBuf, usize)> {
+    files[&Class::Pack].iter().find_map(|p| {
+        let pack = fs::read(base.join(p)).unwrap();
+        pack_records(&pack)
+            .into_iter()
+            .find(|r| r.codec == 1 && (pack[r.payload.start + 4] >> 5) & 1 == 1)
+            .map(|r| (p.clone(), r.payload.start + 4))
+    })
+}
+
+/// docs/FORMAT.md lists damage to a zstd object that changes nothing verifiable, in an
+/// object file or a pack record: both verifiers must stay clean. Damage next to it (the
+/// reserved bit, a window above the 128 MiB limit) must be found by both.
 #[test]
 fn zstd_neutral_damage_leaves_both_verifiers_clean() {
     require_zstd_decoder();
     let base = build_store(2);
     let files = files_of(base.path());
-    let zstd_objects: Vec<&PathBuf> = files[&Class::Content]
-        .iter()
-        .filter(|p| fs::read(base.path().join(p)).unwrap()[9] == 1)
-        .collect();
-    let small = zstd_objects
-        .iter()
-        .find(|p| window_descriptor_at(&fs::read(base.path().join(p)).unwrap()).is_none())
-        .expect("a single-segment zstd frame");
-    let streamed = zstd_objects
+    // Objects below 256 KiB are packed, with single-segment frames; the streamed one is a
+    // file with a window descriptor.
+    let (pack, packed_fhd) =
+        single_segment_packed(base.path(), &files).expect("a single-segment zstd frame");
+    let streamed = files[&Class::Content]
         .iter()
         .find(|p| window_descriptor_at(&fs::read(base.path().join(p)).unwrap()).is_some())
         .expect("a zstd frame with a window descriptor");
     let wd = window_descriptor_at(&fs::read(base.path().join(streamed)).unwrap()).unwrap();
     let original_window = fs::read(base.path().join(streamed)).unwrap()[wd];
 
-    // (what, file, offset, the byte's new value, neutral?)
+    // (what, class, file, offset, the byte's new value, neutral?)
     type Change = fn(u8) -> u8;
     let fhd = OBJECT_HEADER_LEN + 4;
-    let cases: Vec<(&str, &PathBuf, usize, Change, bool)> = vec![
+    let cases: Vec<(&str, Class, &PathBuf, usize, Change, bool)> = vec![
         (
-            "unused bit, single-segment frame",
-            small,
-            fhd,
+            "unused bit, single-segment frame in a pack",
+            Class::Pack,
+            &pack,
+            packed_fhd,
             |b| b ^ 0x10,
             true,
         ),
         (
             "unused bit, streamed frame",
+            Class::Content,
             streamed,
             fhd,
             |b| b ^ 0x10,
             true,
         ),
-        ("window 1 step larger", streamed, wd, |b| b + 1, true),
-        ("window 128 MiB", streamed, wd, |_| 17 << 3, true),
+        (
+            "window 1 step larger",
+            Class::Content,
+            streamed,
+            wd,
+            |b| b + 1,
+            true,
+        ),
+        (
+            "window 128 MiB",
+            Class::Content,
+            streamed,
+            wd,
+            |_| 17 << 3,
+            true,
+        ),
         (
             "window above 128 MiB",
+            Class::Content,
             streamed,
             wd,
             |_| (17 << 3) | 1,
             false,
         ),
-        ("reserved bit", small, fhd, |b| b ^ 0x08, false),
-        ("reserved bit, streamed", streamed, fhd, |b| b ^ 0x08, false),
+        (
+            "reserved bit, single-segment frame in a pack",
+            Class::Pack,
+            &pack,
+            packed_fhd,
+            |b| b ^ 0x08,
+            false,
+        ),
+        (
+            "reserved bit, streamed",
+            Class::Content,
+            streamed,
+            fhd,
+            |b| b ^ 0x08,
+            false,
+        ),
     ];
     assert!(original_window < 17 << 3, "window {original_window:#x}");
-    for (what, rel, at, change, neutral) in cases {
+    for (what, class, rel, at, change, neutral) in cases {
         let work = tempfile::tempdir().unwrap();
         copy_dir(base.path(), work.path());
         let path = work.path().join(rel);
@@ -1010,9 +1196,12 @@ fn zstd_neutral_damage_leaves_both_verifiers_clean() {
         let mut damaged = original.clone();
         damaged[at] = change(damaged[at]);
         assert_ne!(damaged, original, "{what}");
+        let unchanged = match class {
+            Class::Pack => pack_unchanged(&original, &damaged),
+            _ => content_unchanged(&original, &damaged),
+        };
         assert_eq!(
-            content_unchanged(&original, &damaged),
-            neutral,
+            unchanged, neutral,
             "{what}: the independent decoder disagrees with docs/FORMAT.md"
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();

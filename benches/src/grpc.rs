@@ -149,7 +149,9 @@ pub(crate) async fn prepare(
 }
 
 /// Files each document (create + streamed version) with `clients` concurrent clients.
-async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<f64> {
+/// Returns the seconds it took and the cores busy meanwhile (client and server together).
+async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<(f64, f64)> {
+    let cpu = crate::process_cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..clients {
@@ -197,7 +199,8 @@ async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Resul
     for t in tasks {
         t.await??;
     }
-    Ok(start.elapsed().as_secs_f64())
+    let secs = start.elapsed().as_secs_f64();
+    Ok((secs, (crate::process_cpu_seconds() - cpu) / secs))
 }
 
 pub(crate) fn bench_grpc(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
@@ -228,9 +231,18 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         .map(|n| n.get())
         .unwrap_or(1) as f64;
     let bound = cores / (1.0 / sha + 1.0 / zstd_rate);
-    for clients in [1usize, 4, 16] {
+    // AKTE_BENCH_CLIENTS=16 runs one client count only (for profiling one phase).
+    let counts: Vec<usize> = match std::env::var("AKTE_BENCH_CLIENTS") {
+        Ok(v) => v
+            .split(',')
+            .map(|c| c.trim().parse())
+            .collect::<Result<_, _>>()
+            .context("AKTE_BENCH_CLIENTS: a comma-separated list of client counts")?,
+        Err(_) => vec![1, 4, 16],
+    };
+    for clients in counts {
         let s = server(&format!("c{clients}")).await?;
-        let secs = ingest(&s, &docs, clients).await?;
+        let (secs, busy) = ingest(&s, &docs, clients).await?;
         let mut verify_row = None;
         if clients == 16 {
             // A full verification of this records-model store, run by the server.
@@ -267,7 +279,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         s.running.shutdown().await?;
         rows.push(Row {
             figure: format!(
-                "gRPC ingest, {} docs, {clients} clients ({:.0} docs/s)",
+                "gRPC ingest, {} docs, {clients} clients ({:.0} docs/s, {busy:.1} cores busy)",
                 docs.len(),
                 docs.len() as f64 / secs
             ),
@@ -278,7 +290,21 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         });
         rows.extend(verify_row);
     }
-    // Small durable documents: 5 KB each, 16 clients.
+    Ok(())
+}
+
+/// Small durable documents: 5 KB each, 16 clients, beside one writer's bare
+/// write + fdatasync loop.
+pub(crate) fn bench_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run_small(rows, quick))
+}
+
+async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let work = tempfile::tempdir_in(bench_dir())?;
     let n = if quick { 1000 } else { 5000 };
     let small: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
@@ -290,10 +316,10 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         .collect();
     let raw = raw_fsync_rate(work.path(), 2000)?;
     let s = server("small").await?;
-    let secs = ingest(&s, &small, 16).await?;
+    let (secs, busy) = ingest(&s, &small, 16).await?;
     s.running.shutdown().await?;
     rows.push(Row {
-        figure: format!("gRPC small 5 KB docs, 16 clients ({n} docs)"),
+        figure: format!("gRPC small 5 KB docs, 16 clients ({n} docs, {busy:.1} cores busy)"),
         value: n as f64 / secs,
         unit: "/s",
         baseline: "write+fdatasync of 5 KB, 1 writer".into(),

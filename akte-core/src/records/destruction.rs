@@ -199,7 +199,7 @@ fn contents_of(index: &TenantIndex, file: &File) -> Result<Vec<DestroyedObject>,
     let mut i = 0;
     while i < out.len() {
         let parent = out[i].id;
-        for kv in index.tree().scan_prefix(schema::children(parent)) {
+        for kv in index.scan_prefix(schema::children(parent)) {
             let (k, _) = kv.map_err(IndexError::from)?;
             let Some(id) = schema::trailing_id(&k) else {
                 continue;
@@ -357,7 +357,7 @@ impl TenantRecords {
             let mut contents = Vec::new();
             for o in &objects {
                 let oid = o.id.to_string();
-                for kv in index.tree().scan_prefix(schema::history(o.id)) {
+                for kv in index.scan_prefix(schema::history(o.id)) {
                     let (k, _) = kv.map_err(IndexError::from)?;
                     let Some(seq) = k
                         .get(k.len() - 8..)
@@ -505,7 +505,7 @@ impl TenantRecords {
 /// entry means a rebuilt index never hands out a destroyed file's reference again.
 fn counters_of(index: &TenantIndex, unit: Uuid) -> Result<Vec<Counter>, RecordsError> {
     let mut out = Vec::new();
-    for kv in index.tree().scan_prefix(schema::key(tag::COUNTER).id(unit)) {
+    for kv in index.scan_prefix(schema::key(tag::COUNTER).id(unit)) {
         let (k, v) = kv.map_err(IndexError::from)?;
         let year = k
             .get(k.len().saturating_sub(4)..)
@@ -622,7 +622,7 @@ pub(super) fn recover(tenant: &Tenant) -> Result<usize, RecordsError> {
 /// The index changes of a destruction entry (called by the projection).
 pub(super) fn apply_destruction(
     index: &TenantIndex,
-    batch: &mut sled::Batch,
+    batch: &mut crate::index::IndexBatch,
     body: &FileDestruction,
     seq: u64,
     on: NaiveDate,
@@ -630,7 +630,7 @@ pub(super) fn apply_destruction(
     let fail = |reason: String| IndexError::Projection { seq, reason };
     let ids: BTreeSet<Uuid> = body.objects.iter().map(|o| o.id).collect();
     for o in &body.objects {
-        if let Some(v) = index.tree().get(schema::object(o.id))? {
+        if let Some(v) = index.get(schema::object(o.id))? {
             if let Ok(obj) = serde_json::from_slice::<Object>(&v) {
                 for w in schema::words(obj.subject()) {
                     batch.remove(schema::word(&w).id(o.id));
@@ -649,7 +649,7 @@ pub(super) fn apply_destruction(
             schema::versions(o.id),
             schema::key(tag::COUNTER).id(o.id),
         ] {
-            for kv in index.tree().scan_prefix(&prefix) {
+            for kv in index.scan_prefix(&prefix) {
                 let (k, _) = kv?;
                 batch.remove(k);
             }
@@ -666,7 +666,7 @@ pub(super) fn apply_destruction(
             serde_json::to_vec(&tomb).map_err(|e| fail(e.to_string()))?,
         );
     }
-    for kv in index.tree().scan_prefix(schema::key(tag::REQUEST)) {
+    for kv in index.scan_prefix(schema::key(tag::REQUEST)) {
         let (k, v) = kv?;
         let points_here = serde_json::from_slice::<Value>(&v)
             .ok()
@@ -683,7 +683,6 @@ pub(super) fn apply_destruction(
     for c in &body.counters {
         let key = schema::counter(c.scope, c.year);
         let current = index
-            .tree()
             .get(&key)?
             .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
             .map_or(0, u32::from_be_bytes);

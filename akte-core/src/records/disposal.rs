@@ -87,7 +87,7 @@ pub(super) fn load_process(
     index: &TenantIndex,
     id: Uuid,
 ) -> Result<Option<DisposalProcess>, RecordsError> {
-    match index.tree().get(schema::key(tag::PROCESS).id(id))? {
+    match index.get(schema::key(tag::PROCESS).id(id))? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -151,7 +151,7 @@ fn non_empty(s: &str) -> Option<String> {
 
 fn children(index: &TenantIndex, parent: Uuid) -> Result<Vec<Object>, RecordsError> {
     let mut out = Vec::new();
-    for kv in index.tree().scan_prefix(schema::children(parent)) {
+    for kv in index.scan_prefix(schema::children(parent)) {
         let (k, _) = kv.map_err(IndexError::from)?;
         if let Some(id) = schema::trailing_id(&k) {
             out.push(get_object(index, id)?);
@@ -242,7 +242,7 @@ impl Mapper<'_> {
         let mut versions = Vec::new();
         if self.with_versions {
             for n in 1..=d.versions {
-                let Some(v) = self.index.tree().get(schema::version(d.id, n))? else {
+                let Some(v) = self.index.get(schema::version(d.id, n))? else {
                     continue;
                 };
                 let v: Version = serde_json::from_slice(&v)
@@ -713,7 +713,7 @@ enum TransferKind {
 /// The index changes of a disposal step (called by the projection).
 pub(super) fn apply_step(
     index: &TenantIndex,
-    batch: &mut sled::Batch,
+    batch: &mut crate::index::IndexBatch,
     kind_name: &str,
     process: Uuid,
     step: &Value,
@@ -722,7 +722,7 @@ pub(super) fn apply_step(
 ) -> Result<(), IndexError> {
     let fail = |reason: String| IndexError::Projection { seq, reason };
     let key = schema::key(tag::PROCESS).id(process);
-    let mut p: DisposalProcess = match index.tree().get(&key)? {
+    let mut p: DisposalProcess = match index.get(&key)? {
         Some(v) => serde_json::from_slice(&v).map_err(|e| fail(e.to_string()))?,
         None => DisposalProcess {
             id: process,

@@ -44,7 +44,7 @@ fn fail(seq: u64, reason: impl Into<String>) -> IndexError {
 
 /// Reads an object from the index.
 pub fn load_object(index: &TenantIndex, id: Uuid) -> Result<Option<Object>, IndexError> {
-    match index.tree().get(schema::object(id))? {
+    match index.get(schema::object(id))? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -57,7 +57,7 @@ pub fn load_object(index: &TenantIndex, id: Uuid) -> Result<Option<Object>, Inde
 
 struct Apply<'a> {
     index: &'a TenantIndex,
-    batch: &'a mut sled::Batch,
+    batch: &'a mut crate::index::IndexBatch,
     record: &'a Record,
     event: &'a EventRecord,
     /// Objects changed by this entry, written once at the end.
@@ -100,12 +100,18 @@ impl Apply<'_> {
         Ok(())
     }
 
+    /// Keeps the word index in step with a changed subject; words in both stay untouched.
     fn words(&mut self, id: Uuid, old: &str, new: &str) {
-        for w in schema::words(old) {
-            self.batch.remove(schema::word(&w).id(id));
+        if old == new {
+            return;
         }
-        for w in schema::words(new) {
-            self.batch.insert(schema::word(&w).id(id), &[][..]);
+        let old = schema::words(old);
+        let new = schema::words(new);
+        for w in old.iter().filter(|w| !new.contains(w)) {
+            self.batch.remove(schema::word(w).id(id));
+        }
+        for w in new.iter().filter(|w| !old.contains(w)) {
+            self.batch.insert(schema::word(w).id(id), &[][..]);
         }
     }
 
@@ -189,7 +195,6 @@ impl Apply<'_> {
     fn hold(&self, id: Uuid) -> Result<Hold, IndexError> {
         let v = self
             .index
-            .tree()
             .get(schema::key(tag::HOLD).id(id))?
             .ok_or_else(|| fail(self.seq(), format!("hold {id} does not exist")))?;
         serde_json::from_slice(&v).map_err(|e| fail(self.seq(), e.to_string()))
@@ -215,7 +220,7 @@ impl Projection for RecordsProjection {
         &self,
         index: &TenantIndex,
         record: &Record,
-        batch: &mut sled::Batch,
+        batch: &mut crate::index::IndexBatch,
     ) -> Result<(), IndexError> {
         let entry = &record.entry;
         if !is_records_event(&entry.kind) {
@@ -243,7 +248,7 @@ impl Projection for RecordsProjection {
         match entry.kind.as_str() {
             kind::TENANT_CONFIGURE => {
                 let key = schema::key(tag::SETTINGS);
-                let mut settings: Map<String, Value> = match index.tree().get(&key)? {
+                let mut settings: Map<String, Value> = match index.get(&key)? {
                     Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
                     None => Map::new(),
                 };
@@ -454,7 +459,6 @@ impl Projection for RecordsProjection {
         if let Some(c) = event.counter {
             let key = schema::counter(c.scope, c.year);
             let current = index
-                .tree()
                 .get(&key)?
                 .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
                 .map_or(0, u32::from_be_bytes);

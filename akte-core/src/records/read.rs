@@ -82,7 +82,7 @@ pub(super) fn scan_page<T>(
     };
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
-    for (scanned, kv) in index.tree().range((start, Bound::Unbounded)).enumerate() {
+    for (scanned, kv) in index.range((start, Bound::Unbounded)).enumerate() {
         let (k, v) = kv.map_err(IndexError::from)?;
         if !k.starts_with(prefix) {
             return Ok(Page {
@@ -151,7 +151,7 @@ impl TenantRecords {
             what: what.into(),
             id: shown.chars().take(100).collect(),
         };
-        let v = self.index().tree().get(key)?.ok_or_else(not_found)?;
+        let v = self.index().get(key)?.ok_or_else(not_found)?;
         let id = Uuid::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?;
         self.get(id)
     }
@@ -242,7 +242,7 @@ impl TenantRecords {
     pub fn versions(&self, document: Uuid) -> Result<Vec<Version>, RecordsError> {
         self.document(document)?;
         let mut out = Vec::new();
-        for kv in self.index().tree().scan_prefix(schema::versions(document)) {
+        for kv in self.index().scan_prefix(schema::versions(document)) {
             let (_, v) = kv.map_err(IndexError::from)?;
             out.push(
                 serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?,
@@ -256,7 +256,6 @@ impl TenantRecords {
         self.document(document)?;
         let v = self
             .index()
-            .tree()
             .get(schema::version(document, number))?
             .ok_or_else(|| RecordsError::NotFound {
                 what: "version".into(),
@@ -268,7 +267,7 @@ impl TenantRecords {
     /// The history of an object, oldest first: who changed which field when, from what to what.
     pub fn history(&self, id: Uuid, page: &PageRequest) -> Result<Page<HistoryItem>, RecordsError> {
         let prefix = schema::history(id);
-        if self.index().tree().scan_prefix(&prefix).next().is_none() {
+        if self.index().scan_prefix(&prefix).next().is_none() {
             return Err(RecordsError::NotFound {
                 what: "object".into(),
                 id: id.to_string(),

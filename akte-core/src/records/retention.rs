@@ -159,7 +159,7 @@ pub struct DueFilter {
 }
 
 pub(super) fn read_rule(index: &TenantIndex) -> Result<RetentionRule, RecordsError> {
-    match index.tree().get(schema::key(tag::SETTINGS))? {
+    match index.get(schema::key(tag::SETTINGS))? {
         None => Ok(RetentionRule::default()),
         Some(v) => {
             let settings: Map<String, Value> =
@@ -199,10 +199,7 @@ pub(super) fn top_file(index: &TenantIndex, obj: &Object) -> Result<File, Record
 
 pub(super) fn active_holds(index: &TenantIndex, file: Uuid) -> Result<Vec<Hold>, RecordsError> {
     let mut out = Vec::new();
-    for kv in index
-        .tree()
-        .scan_prefix(schema::key(tag::FILE_HOLD).id(file))
-    {
+    for kv in index.scan_prefix(schema::key(tag::FILE_HOLD).id(file)) {
         let (k, _) = kv.map_err(crate::index::IndexError::from)?;
         if let Some(hold_id) = schema::trailing_id(&k) {
             if let Some(h) = load_hold(index, hold_id)? {
@@ -214,7 +211,7 @@ pub(super) fn active_holds(index: &TenantIndex, file: Uuid) -> Result<Vec<Hold>,
 }
 
 pub(super) fn load_hold(index: &TenantIndex, id: Uuid) -> Result<Option<Hold>, RecordsError> {
-    match index.tree().get(schema::key(tag::HOLD).id(id))? {
+    match index.get(schema::key(tag::HOLD).id(id))? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -226,7 +223,7 @@ pub(super) fn load_progress(
     index: &TenantIndex,
     file: Uuid,
 ) -> Result<Option<DisposalProgress>, RecordsError> {
-    match index.tree().get(schema::key(tag::DISPOSAL).id(file))? {
+    match index.get(schema::key(tag::DISPOSAL).id(file))? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -502,12 +499,7 @@ impl TenantRecords {
     /// active ones.
     pub fn list_holds(&self, active_only: bool) -> Result<Vec<Hold>, RecordsError> {
         let mut out = Vec::new();
-        for kv in self
-            .tenant
-            .index()
-            .tree()
-            .scan_prefix(schema::key(tag::HOLD))
-        {
+        for kv in self.tenant.index().scan_prefix(schema::key(tag::HOLD)) {
             let (_, v) = kv.map_err(crate::index::IndexError::from)?;
             let h: Hold =
                 serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?;

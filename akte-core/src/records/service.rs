@@ -321,10 +321,7 @@ impl TenantRecords {
             return Ok(None);
         };
         validate::request_id(rid)?;
-        let Some(v) = index
-            .tree()
-            .get(schema::key(tag::REQUEST).raw(rid.as_bytes()))?
-        else {
+        let Some(v) = index.get(schema::key(tag::REQUEST).raw(rid.as_bytes()))? else {
             return Ok(None);
         };
         #[derive(Deserialize)]
@@ -358,7 +355,7 @@ impl TenantRecords {
                 reason: "the nil UUID is not an id".into(),
             }),
             Some(id) => {
-                if index.tree().contains_key(schema::object(id))? {
+                if index.contains_key(schema::object(id))? {
                     return Err(RecordsError::AlreadyExists { id: id.to_string() });
                 }
                 Ok(id)
@@ -525,19 +522,13 @@ impl TenantRecords {
         let ((), _) = self.tenant.append_with(|index| {
             let unit = expect_plan_unit(index, id, "id")?;
             check_revision(&Object::PlanUnit(unit.clone()), expected_revision)?;
-            if index
-                .tree()
-                .scan_prefix(schema::unit_files(id))
-                .next()
-                .is_some()
-            {
+            if index.scan_prefix(schema::unit_files(id)).next().is_some() {
                 return Err(RecordsError::InUse {
                     id: id.to_string(),
                     reason: "files are filed under it".into(),
                 });
             }
             if index
-                .tree()
                 .scan_prefix(schema::unit_children(Some(id)))
                 .next()
                 .is_some()
@@ -608,10 +599,7 @@ impl TenantRecords {
                     .checked_add(1)
                     .ok_or_else(|| internal("running number overflow"))?;
                 let r = validate::render_reference(&pattern, &unit.code, year, number);
-                if !index
-                    .tree()
-                    .contains_key(schema::key(tag::REFERENCE).raw(r.as_bytes()))?
-                {
+                if !index.contains_key(schema::key(tag::REFERENCE).raw(r.as_bytes()))? {
                     break r;
                 }
             };
@@ -1090,10 +1078,7 @@ fn check_revision(obj: &Object, expected: u64) -> Result<(), RecordsError> {
 }
 
 fn check_code_free(index: &TenantIndex, code: &str, own: Option<Uuid>) -> Result<(), RecordsError> {
-    if let Some(v) = index
-        .tree()
-        .get(schema::key(tag::UNIT_CODE).raw(code.as_bytes()))?
-    {
+    if let Some(v) = index.get(schema::key(tag::UNIT_CODE).raw(code.as_bytes()))? {
         let existing = Uuid::from_slice(&v).map_err(internal)?;
         if Some(existing) != own {
             return Err(RecordsError::DuplicateCode {
@@ -1162,7 +1147,7 @@ fn open_descendants(index: &TenantIndex, id: Uuid) -> Result<Vec<Uuid>, RecordsE
     let mut out = Vec::new();
     let mut todo = vec![id];
     while let Some(parent) = todo.pop() {
-        for kv in index.tree().scan_prefix(schema::children(parent)) {
+        for kv in index.scan_prefix(schema::children(parent)) {
             let (k, v) = kv.map_err(crate::index::IndexError::from)?;
             if v.first() == Some(&b'd') {
                 continue;
@@ -1182,7 +1167,7 @@ fn open_descendants(index: &TenantIndex, id: Uuid) -> Result<Vec<Uuid>, RecordsE
 }
 
 fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
-    match index.tree().get(schema::key(tag::SETTINGS))? {
+    match index.get(schema::key(tag::SETTINGS))? {
         None => Ok(DEFAULT_REFERENCE_PATTERN.to_owned()),
         Some(v) => {
             let settings: Map<String, Value> = serde_json::from_slice(&v).map_err(internal)?;
@@ -1197,7 +1182,6 @@ fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
 
 fn read_counter(index: &TenantIndex, scope: Uuid, year: i32) -> Result<u32, RecordsError> {
     Ok(index
-        .tree()
         .get(schema::counter(scope, year))?
         .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
         .map_or(0, u32::from_be_bytes))
@@ -1207,7 +1191,7 @@ pub(super) fn get_object(index: &TenantIndex, id: Uuid) -> Result<Object, Record
     if let Some(o) = load_object(index, id)? {
         return Ok(o);
     }
-    if let Some(v) = index.tree().get(schema::key(tag::TOMBSTONE).id(id))? {
+    if let Some(v) = index.get(schema::key(tag::TOMBSTONE).id(id))? {
         #[derive(Deserialize)]
         struct Tomb {
             kind: ObjectKind,

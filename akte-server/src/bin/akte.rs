@@ -349,9 +349,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What opening the store just repaired in each tenant's journal (docs/FORMAT.md, "Crash
-/// recovery"): a torn tail cut from the last segment, or a left-over empty last segment
-/// removed. Not a problem in itself (a crash leaves these before anything is
+/// What opening the store just repaired in each tenant's journal and packs (docs/FORMAT.md,
+/// "Crash recovery", "Crash safety of packs"): a torn tail cut from the last segment or the
+/// last pack, or a left-over empty last segment removed. Not a problem in itself (a crash leaves these before anything is
 /// acknowledged), but entries a checkpoint covers are then reported missing, and this
 /// names the segment where they were.
 fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
@@ -374,6 +374,21 @@ fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
                     recovery.truncated_bytes,
                     segment.display(),
                     t.size(),
+                ),
+            }));
+        }
+        let packs = t.content().pack_recovery();
+        if let Some((pack, offset, bytes)) = &packs.truncated {
+            out.push(serde_json::json!({
+                "tenant": t.id(),
+                "pack": pack,
+                "offset": offset,
+                "truncated_bytes": bytes,
+                "message": format!(
+                    "tenant {}: cut a torn tail of {bytes} bytes at byte offset {offset} of {} \
+                     (an upload interrupted before it was acknowledged)",
+                    t.id(),
+                    pack.display(),
                 ),
             }));
         }

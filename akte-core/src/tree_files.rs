@@ -1,0 +1,289 @@
+//! A tenant's perfect Merkle nodes and record locations, in two flat files.
+//!
+//! Both are derived from the journal alone and have a fixed shape, so an array on disk
+//! serves them better than sled: a proof reads ~20 nodes and an entry read one location,
+//! each a `pread` from the page cache, and appending an entry costs two `pwrite`s instead
+//! of three or more sled keys.
+//!
+//! * `<tenant>.nodes`: every perfect node of the tree, 32 bytes each, in the order they
+//!   complete (post-order): leaf 0; leaf 1, node (1, 0); leaf 2; leaf 3, (1, 1), (2, 0); ...
+//!   After n leaves the file holds 2n − popcount(n) nodes.
+//! * `<tenant>.locations`: the record location of entry `seq` (segment u64, offset u64,
+//!   big-endian) at byte `16 · seq`.
+//!
+//! The files are written as entries are applied and flushed before the sled index records a
+//! journal position covering them ([`TreeFiles::sync`]), so wherever sled's position is, the
+//! files hold at least that much; opening cuts anything beyond it and replays the journal.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::fsutil::{self, IoContext, PathIoError};
+use crate::journal::Location;
+use crate::merkle::NewNode;
+
+const NODE_LEN: u64 = 32;
+const LOCATION_LEN: u64 = 16;
+
+/// Number of perfect nodes of a tree of `n` leaves.
+pub fn nodes_for(n: u64) -> u64 {
+    2 * n - u64::from(n.count_ones())
+}
+
+/// Post-order position of the perfect node at `level` and `index` (`None` if it would lie
+/// beyond any tree akte can hold).
+pub fn node_position(level: u8, index: u64) -> Option<u64> {
+    // The node completes when leaf m = (index + 1) · 2^level − 1 is pushed: the nodes before
+    // are those of a tree of m leaves, then come that leaf and its `level` new ancestors.
+    let m = index
+        .checked_add(1)?
+        .checked_mul(1u64.checked_shl(u32::from(level))?)?
+        .checked_sub(1)?;
+    nodes_for(m).checked_add(u64::from(level))
+}
+
+/// The two files of one tenant.
+#[derive(Debug)]
+pub(crate) struct TreeFiles {
+    nodes: File,
+    nodes_path: PathBuf,
+    locations: File,
+    locations_path: PathBuf,
+}
+
+fn open_rw(path: &Path) -> Result<File, PathIoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(path)
+        .at("open", path)
+}
+
+impl TreeFiles {
+    /// Opens (creating if needed) the files of `tenant` in `dir`.
+    pub(crate) fn open(dir: &Path, tenant: &str) -> Result<TreeFiles, PathIoError> {
+        fsutil::create_dir_all_durable(dir)?;
+        let nodes_path = dir.join(format!("{tenant}.nodes"));
+        let locations_path = dir.join(format!("{tenant}.locations"));
+        let existed = nodes_path.exists() && locations_path.exists();
+        let files = TreeFiles {
+            nodes: open_rw(&nodes_path)?,
+            nodes_path,
+            locations: open_rw(&locations_path)?,
+            locations_path,
+        };
+        if !existed {
+            fsutil::fsync_dir(dir)?;
+        }
+        Ok(files)
+    }
+
+    /// Records entry `seq`: its location and the nodes its leaf completed (as
+    /// `CompactRange::push` returns them, the leaf first).
+    pub(crate) fn write(
+        &self,
+        seq: u64,
+        location: Location,
+        nodes: &[NewNode],
+    ) -> Result<(), PathIoError> {
+        self.locations
+            .write_all_at(&location.to_bytes(), seq * LOCATION_LEN)
+            .at("write", &self.locations_path)?;
+        // The nodes of one push are consecutive: the leaf's position, then one per level.
+        let Some(first) = nodes.first() else {
+            return Ok(());
+        };
+        let Some(pos) = node_position(first.level, first.index) else {
+            return Ok(());
+        };
+        let mut bytes = Vec::with_capacity(nodes.len() * NODE_LEN as usize);
+        for n in nodes {
+            bytes.extend_from_slice(n.hash.as_bytes());
+        }
+        self.nodes
+            .write_all_at(&bytes, pos * NODE_LEN)
+            .at("write", &self.nodes_path)
+    }
+
+    /// The perfect node at `level` and `index`, if the file holds it.
+    pub(crate) fn node(&self, level: u8, index: u64) -> Result<Option<Digest>, PathIoError> {
+        let Some(pos) = node_position(level, index) else {
+            return Ok(None);
+        };
+        let mut b = [0u8; NODE_LEN as usize];
+        match self.nodes.read_exact_at(&mut b, pos * NODE_LEN) {
+            Ok(()) => Ok(Some(Digest(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e).at("read", &self.nodes_path),
+        }
+    }
+
+    /// The location of entry `seq`, if the file holds it.
+    pub(crate) fn location(&self, seq: u64) -> Result<Option<Location>, PathIoError> {
+        let mut b = [0u8; LOCATION_LEN as usize];
+        let Some(at) = seq.checked_mul(LOCATION_LEN) else {
+            return Ok(None);
+        };
+        match self.locations.read_exact_at(&mut b, at) {
+            Ok(()) => Ok(Location::from_bytes(&b)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e).at("read", &self.locations_path),
+        }
+    }
+
+    /// How many entries the files hold completely (both files agree on at least this many).
+    pub(crate) fn entries(&self) -> Result<u64, PathIoError> {
+        let locs = self
+            .locations
+            .metadata()
+            .at("stat", &self.locations_path)?
+            .len()
+            / LOCATION_LEN;
+        let nodes = self.nodes.metadata().at("stat", &self.nodes_path)?.len() / NODE_LEN;
+        // The largest n <= locs whose nodes are all there.
+        let mut n = locs;
+        while n > 0 && nodes_for(n) > nodes {
+            n -= 1;
+        }
+        Ok(n)
+    }
+
+    /// Cuts both files back to the first `n` entries.
+    pub(crate) fn truncate(&self, n: u64) -> Result<(), PathIoError> {
+        self.locations
+            .set_len(n * LOCATION_LEN)
+            .at("truncate", &self.locations_path)?;
+        self.nodes
+            .set_len(nodes_for(n) * NODE_LEN)
+            .at("truncate", &self.nodes_path)
+    }
+
+    /// Flushes both files, before sled may record a position that relies on them.
+    pub(crate) fn sync(&self) -> Result<(), PathIoError> {
+        self.locations
+            .sync_data()
+            .at("fdatasync", &self.locations_path)?;
+        self.nodes.sync_data().at("fdatasync", &self.nodes_path)
+    }
+
+    /// The first byte at which the two files differ from `other`'s, if any (file name and
+    /// offset), for verification against a rebuilt index. Bytes beyond the end of
+    /// `other`'s files are not compared: the live index may have gone on meanwhile.
+    pub(crate) fn first_difference(
+        &self,
+        other: &TreeFiles,
+    ) -> Result<Option<String>, PathIoError> {
+        for (a, ap, b, bp) in [
+            (
+                &self.nodes,
+                &self.nodes_path,
+                &other.nodes,
+                &other.nodes_path,
+            ),
+            (
+                &self.locations,
+                &self.locations_path,
+                &other.locations,
+                &other.locations_path,
+            ),
+        ] {
+            let alen = a.metadata().at("stat", ap)?.len();
+            let blen = b.metadata().at("stat", bp)?.len();
+            let mut off = 0u64;
+            let mut x = vec![0u8; 64 * 1024];
+            let mut y = vec![0u8; 64 * 1024];
+            while off < alen.min(blen) {
+                let n = (alen.min(blen) - off).min(x.len() as u64) as usize;
+                a.read_exact_at(&mut x[..n], off).at("read", ap)?;
+                b.read_exact_at(&mut y[..n], off).at("read", bp)?;
+                if let Some(i) = (0..n).find(|&i| x[i] != y[i]) {
+                    return Ok(Some(format!(
+                        "{} differs from the journal at byte {}",
+                        ap.display(),
+                        off + i as u64
+                    )));
+                }
+                off += n as u64;
+            }
+            if alen < blen {
+                return Ok(Some(format!(
+                    "{} is {alen} bytes long, the journal gives {blen}",
+                    ap.display()
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes both files (the tenant's index is dropped).
+    pub(crate) fn remove(dir: &Path, tenant: &str) -> Result<(), PathIoError> {
+        for ext in ["nodes", "locations"] {
+            let p = dir.join(format!("{tenant}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at("remove", &p),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::CompactRange;
+
+    #[test]
+    fn positions_follow_the_order_in_which_nodes_complete() {
+        let mut range = CompactRange::new();
+        let mut order = Vec::new();
+        for i in 0..1000u64 {
+            for n in range.push(Digest::of(&i.to_be_bytes())).unwrap() {
+                order.push((n.level, n.index));
+            }
+            assert_eq!(order.len() as u64, nodes_for(i + 1));
+        }
+        for (pos, (level, index)) in order.iter().enumerate() {
+            assert_eq!(node_position(*level, *index), Some(pos as u64));
+        }
+        assert_eq!(node_position(63, u64::MAX), None);
+    }
+
+    #[test]
+    fn nodes_and_locations_round_trip_and_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TreeFiles::open(dir.path(), "t").unwrap();
+        let mut range = CompactRange::new();
+        let mut all = Vec::new();
+        for seq in 0..37u64 {
+            let nodes = range.push(Digest::of(&seq.to_be_bytes())).unwrap();
+            let loc = Location {
+                segment: seq / 10,
+                offset: seq * 100,
+            };
+            files.write(seq, loc, &nodes).unwrap();
+            all.extend(nodes);
+        }
+        assert_eq!(files.entries().unwrap(), 37);
+        for n in &all {
+            assert_eq!(files.node(n.level, n.index).unwrap(), Some(n.hash));
+        }
+        assert_eq!(files.location(36).unwrap().unwrap().offset, 3600);
+        assert_eq!(files.location(37).unwrap(), None);
+        files.truncate(20).unwrap();
+        assert_eq!(files.entries().unwrap(), 20);
+        assert_eq!(files.node(0, 20).unwrap(), None);
+        assert!(files.node(4, 0).unwrap().is_some());
+        assert_eq!(files.location(20).unwrap(), None);
+        let other = TreeFiles::open(dir.path(), "u").unwrap();
+        assert!(other.first_difference(&files).unwrap().is_some());
+        assert!(files.first_difference(&other).unwrap().is_none());
+    }
+}

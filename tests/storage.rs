@@ -175,6 +175,66 @@ fn rebuilt_index_equals_live_index_and_replay_catches_up() {
         .is_clean());
 }
 
+/// The index's files of Merkle nodes and record locations (`merkle/`) are derived: lost,
+/// cut or lengthened they are rebuilt or cut back at open, and a changed byte is an index
+/// difference that verify names and `rebuild_index` repairs.
+#[test]
+fn the_index_files_are_rebuilt_cut_back_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = dir.path().join("merkle/t.nodes");
+    let locations = dir.path().join("merkle/t.locations");
+    let open = || Store::open(dir.path(), small_segments()).unwrap();
+    // More entries than one overlay flush holds, so sled and the files both have some.
+    let (live, root, proof) = {
+        let store = open();
+        let tenant = store.create_tenant("t").unwrap();
+        fill(&tenant, 700, &mut Rng::new(21));
+        let size = tenant.size();
+        let proof = tenant.inclusion_proof(123, size).unwrap();
+        (index_dump(&tenant), tenant.root(size).unwrap(), proof)
+    };
+    let check = |store: &Store, what: &str| {
+        let tenant = store.tenant("t").unwrap();
+        assert_eq!(index_dump(&tenant), live, "{what}");
+        assert_eq!(tenant.root(700).unwrap(), root, "{what}");
+        assert_eq!(tenant.inclusion_proof(123, 700).unwrap(), proof, "{what}");
+        let leaf = tenant.entry(123).unwrap().leaf;
+        merkle::verify_inclusion(&leaf, 123, 700, &proof, &root).unwrap();
+        let report = verify_store(store, VerifyOptions::default()).unwrap();
+        assert!(report.is_clean(), "{what}: {report:#?}");
+    };
+    let nodes_len = fs::metadata(&nodes).unwrap().len();
+    assert_eq!(nodes_len, 32 * (2 * 700 - u64::from(700u64.count_ones())));
+
+    fs::remove_dir_all(dir.path().join("merkle")).unwrap();
+    check(&open(), "files lost");
+
+    let f = fs::OpenOptions::new().write(true).open(&nodes).unwrap();
+    f.set_len(nodes_len - 100).unwrap();
+    drop(f);
+    check(&open(), "nodes file cut");
+
+    let mut extra = fs::read(&locations).unwrap();
+    extra.extend_from_slice(&[7u8; 40]);
+    fs::write(&locations, extra).unwrap();
+    check(&open(), "locations file lengthened");
+    assert_eq!(fs::metadata(&locations).unwrap().len(), 16 * 700);
+
+    // A changed node: verify names the file; rebuilding the index repairs it.
+    flip(&nodes, 32 * 50 + 3);
+    let store = open();
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(
+        report
+            .problems()
+            .any(|p| p.kind == ProblemKind::IndexMismatch
+                && p.message.contains(&nodes.display().to_string())),
+        "{report:#?}"
+    );
+    store.rebuild_index().unwrap();
+    check(&store, "after rebuild-index");
+}
+
 #[test]
 fn verify_is_clean_then_reports_each_tampered_byte_class() {
     let dir = tempfile::tempdir().unwrap();

@@ -233,10 +233,6 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
 
     let mut builder = Server::builder()
         .timeout(cfg.request_timeout)
-        // Uploads arrive as messages of up to 1 MiB; HTTP/2's default of 16 KiB frames would
-        // cut each into 64 frames, each handled on its own. Flow-control windows stay at
-        // their defaults, which bound what a stream can buffer.
-        .max_frame_size(Some(1 << 20))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
     if let Some(tls) = &cfg.tls {

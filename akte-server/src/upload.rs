@@ -9,7 +9,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use akte_core::content::PutOutcome;
+use akte_core::content::{ContentError, PutOutcome};
 use akte_core::records::TenantRecords;
 use akte_core::Digest;
 use bytes::{Buf, Bytes};
@@ -19,6 +19,9 @@ use crate::error::ApiError;
 
 /// Largest chunk a client may send.
 pub const MAX_CHUNK: usize = 1 << 20;
+/// Uploads declared shorter than this are received into memory before anything is stored
+/// (they go to the content store's pack files anyway); longer ones stream.
+pub const SMALL_UPLOAD: u64 = akte_core::pack::MAX_PACKED_LEN;
 /// Chunks buffered between the network and the disk.
 pub const CHANNEL_CHUNKS: usize = 4;
 
@@ -91,6 +94,45 @@ pub async fn receive_content<S: ChunkSource>(
     }
 }
 
+/// Receives a whole small upload of the declared `size` into memory. Stops as soon as more
+/// than `size` bytes arrived (the answer is then the size mismatch), so memory stays within
+/// `size` plus one chunk. Digest and size are checked when the bytes are stored.
+pub async fn receive_small<S: ChunkSource>(
+    source: &mut S,
+    size: u64,
+    idle: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(size as usize);
+    loop {
+        let next = match tokio::time::timeout(idle, source.next_chunk()).await {
+            Err(_) => return Err(ApiError::UploadIdle(idle.as_secs())),
+            Ok(r) => r?,
+        };
+        let Some(chunk) = next else {
+            return Ok(out);
+        };
+        check_chunk(&chunk)?;
+        out.extend_from_slice(&chunk);
+        if out.len() as u64 > size {
+            return Err(ContentError::SizeMismatch {
+                expected: size,
+                actual: out.len() as u64,
+            }
+            .into());
+        }
+    }
+}
+
+fn check_chunk(chunk: &Bytes) -> Result<(), ApiError> {
+    if chunk.is_empty() || chunk.len() > MAX_CHUNK {
+        return Err(ApiError::UploadProtocol(format!(
+            "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
+            chunk.len()
+        )));
+    }
+    Ok(())
+}
+
 async fn feed<S: ChunkSource>(
     source: &mut S,
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -110,11 +152,7 @@ async fn feed<S: ChunkSource>(
                 return Err(e);
             }
         };
-        if chunk.is_empty() || chunk.len() > MAX_CHUNK {
-            let e = ApiError::UploadProtocol(format!(
-                "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
-                chunk.len()
-            ));
+        if let Err(e) = check_chunk(&chunk) {
             let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
             return Err(e);
         }

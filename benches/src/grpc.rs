@@ -317,9 +317,18 @@ async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let raw = raw_fsync_rate(work.path(), 2000)?;
     let s = server("small").await?;
     let (secs, busy) = ingest(&s, &small, 16).await?;
+    let tenant = s.running.records().tenant("small")?;
+    let stats = tenant.tenant().journal().stats();
+    let per_flush = stats.entries.load(std::sync::atomic::Ordering::Relaxed) as f64
+        / stats
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1) as f64;
     s.running.shutdown().await?;
     rows.push(Row {
-        figure: format!("gRPC small 5 KB docs, 16 clients ({n} docs, {busy:.1} cores busy)"),
+        figure: format!(
+            "gRPC small 5 KB docs, 16 clients ({n} docs, {busy:.1} cores busy, {per_flush:.1} entries/flush)"
+        ),
         value: n as f64 / secs,
         unit: "/s",
         baseline: "write+fdatasync of 5 KB, 1 writer".into(),

@@ -711,7 +711,7 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         baseline: "journal scan (read, CRC, decode)".into(),
         baseline_value: scan,
     });
-    // Proofs from the sled index at this size and, on full runs, after growing the tenant
+    // Proofs from the tenant's index at this size and, on full runs, after growing the tenant
     // to 10^6 entries, beside the same proofs from an in-memory tree.
     index_proofs(rows, &tenant, size)?;
     if !quick {
@@ -737,8 +737,8 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Inclusion and consistency proofs from a tenant's sled index (perfect nodes read from
-/// sled, upper levels cached as proofs read them), beside the same proofs from a
+/// Inclusion and consistency proofs from a tenant's index (perfect nodes read from its
+/// nodes file, upper levels cached as proofs read them), beside the same proofs from a
 /// `MemoryTree` of the same leaves.
 fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     let reps = 20_000u64;
@@ -758,7 +758,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     }
     let mem_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     rows.push(Row {
-        figure: format!("inclusion proof from the sled index, n={size}"),
+        figure: format!("inclusion proof from the index, n={size}"),
         value: sled_us,
         unit: "µs",
         baseline: "same proof from an in-memory tree".into(),
@@ -775,7 +775,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     }
     let mem_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     rows.push(Row {
-        figure: format!("consistency proof from the sled index, n={size}"),
+        figure: format!("consistency proof from the index, n={size}"),
         value: sled_us,
         unit: "µs",
         baseline: "same proof from an in-memory tree".into(),

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use akte_core::content::ContentOptions;
 use akte_core::journal::JournalOptions;
 use akte_core::store::{Store, StoreOptions};
 use akte_tests::{append_document, Rng};
@@ -26,9 +27,13 @@ fn main() {
     let threads: usize = args[3].parse().unwrap_or(4);
     let seed: u64 = args[4].parse().unwrap_or(1);
     let options = StoreOptions {
-        // Small segments so that crashes also hit segment changes.
+        // Small segments and packs so that crashes also hit segment and pack changes.
         journal: JournalOptions {
             segment_max_bytes: 64 << 10,
+        },
+        content: ContentOptions {
+            pack_max_bytes: 64 << 10,
+            ..ContentOptions::default()
         },
         ..StoreOptions::default()
     };

@@ -118,7 +118,7 @@ struct Filled {
 }
 
 /// Appends `n` documents, alternating compressible text (stored with zstd) and random
-/// bytes (stored raw); all are shorter than 256 KiB, so they are packed.
+/// bytes (stored raw); all are shorter than 1 MiB, so they are packed.
 fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Filled {
     let mut out = Filled::default();
     for i in 0..n {
@@ -283,7 +283,7 @@ struct Victims {
 }
 
 /// Two tenants, 62 entries, compressible and incompressible content (packed, and two
-/// documents of more than 256 KiB in object files), a duplicate, an empty document, and
+/// documents of more than 1 MiB in object files), a duplicate, an empty document, and
 /// checkpoints at several sizes (0 included).
 fn build_store(dir: &Path) -> Victims {
     let store = Store::open(dir, small_segments()).unwrap();
@@ -300,18 +300,18 @@ fn build_store(dir: &Path) -> Victims {
     let twice = rng.bytes(777); // stored once, referred to twice
     append_document(&a, "clerk:test", "copy", &twice, b"{}").unwrap();
     append_document(&a, "clerk:test", "duplicate", &twice, b"{}").unwrap();
-    // 256 KiB and more: files of their own, random bytes raw, text through zstd.
-    let scan = rng.bytes(300 << 10);
+    // 1 MiB and more: files of their own, random bytes raw, text through zstd.
+    let scan = rng.bytes(1100 << 10);
     let scan = append_document(&a, "clerk:test", "scan", &scan, b"{}")
         .unwrap()
         .ticket
         .entry
         .payloads[1]
         .digest;
-    let report: Vec<u8> = (0..6000)
+    let report: Vec<u8> = (0..24000)
         .flat_map(|i| format!("Gutachten, Absatz {i}: Standsicherheit geprüft\n").into_bytes())
         .collect();
-    assert!(report.len() >= 256 << 10);
+    assert!(report.len() >= 1 << 20);
     append_document(&a, "clerk:test", "gutachten", &report, b"{}").unwrap();
     a.checkpoint().unwrap();
     fill(&b, 15, &mut rng);

@@ -24,7 +24,7 @@ named with --tenant) it checks:
     and verify;
   * the pack files in content/packs/ (missing in a version-1 store), front to back:
     the pack header (magic, version, number, CRC-32C), every record header (magic,
-    CRC-32C, state, codec, reserved bytes, lengths below 262144, raw payload length
+    CRC-32C, state, codec, reserved bytes, lengths below 1048576, raw payload length
     equal to the original length, a zstd payload not empty), records back to back up
     to exactly the end of the file, removed records' payloads all zeros, numbers from 0
     without gaps, and no other files (names starting with "." are ignored). After
@@ -48,7 +48,7 @@ named with --tenant) it checks:
 
 Everything streams: segments and objects are read in pieces, never whole (one entry,
 at most 16 MiB by the format, is the largest thing held; a pack record's payload, below
-256 KiB, is read whole). Memory grows only with the number of distinct content digests.
+1 MiB, is read whole). Memory grows only with the number of distinct content digests.
 
 Findings are problems (damage, or a rule of FORMAT.md broken: exit status 1) or
 warnings (states FORMAT.md describes as harmless, such as a torn tail left by a crash,
@@ -130,7 +130,7 @@ PACK_HEADER_LEN = 24
 PACK_RECORD_MAGIC = b"AKP1"
 PACK_RECORD_HEADER_LEN = 56
 PACK_PRESENT, PACK_REMOVED = 1, 2
-MAX_PACKED = 262_144  # original and payload lengths of a record are below this
+MAX_PACKED = 1_048_576  # original and payload lengths of a record are below this
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -808,7 +808,7 @@ def _zstd_pieces(path):
 
 
 def _zstd_payload_pieces(payload):
-    """Yield the decoded bytes of a pack record's zstd payload (at most 256 KiB, held in
+    """Yield the decoded bytes of a pack record's zstd payload (below 1 MiB, held in
     memory; what it decodes to is still handed out piece by piece)."""
     if zstandard is not None:
         yield from _zstd_module_pieces(io.BytesIO(payload))
@@ -983,7 +983,7 @@ def verify_packed(copy, digest_hex):
     ObjectCorrupt or NoZstdDecoder."""
     with open(copy.path, "rb") as f:
         f.seek(copy.offset + PACK_RECORD_HEADER_LEN)
-        payload = f.read(copy.payload_len)  # below 256 KiB by the header rules
+        payload = f.read(copy.payload_len)  # below 1 MiB by the header rules
     if len(payload) != copy.payload_len:
         raise ObjectCorrupt("the record runs past the end of the pack")
     if copy.codec == 0:
@@ -1106,7 +1106,7 @@ def _scan_pack(path, number, is_last, scan, report):
                 scan.removed_records += 1
                 scan.removed.setdefault(digest, (path, offset))
                 f.seek(offset + PACK_RECORD_HEADER_LEN)
-                if any(f.read(payload_len)):  # below 256 KiB by the header rules
+                if any(f.read(payload_len)):  # below 1 MiB by the header rules
                     report.problem("removed pack record at byte offset %d: its payload is "
                                    "not all zeros" % offset, path=path, offset=offset,
                                    digest=digest.hex())

@@ -12,7 +12,7 @@
 //! <root>/tmp/put-*                                      uploads in progress (or left by a crash)
 //! ```
 //!
-//! Objects shorter than [`ContentOptions::pack_below`] (256 KiB by default) are appended to
+//! Objects shorter than [`ContentOptions::pack_below`] (1 MiB by default) are appended to
 //! pack files, where concurrent puts share one flush ([`crate::pack`]); larger ones get a
 //! file of their own. `objects/` and `tmp/` must be on the same file system: an object is
 //! committed by hard-linking its finished temporary file into `objects/`.
@@ -613,7 +613,9 @@ impl ContentStore {
     /// caller announced.
     ///
     /// The input is streamed through a fixed 256 KiB buffer into a temporary file while being
-    /// hashed; memory use does not depend on its length. If `expected_size` or
+    /// hashed; memory use does not depend on its length. An input shorter than
+    /// [`ContentOptions::pack_below`] (1 MiB by default) is held in memory instead and
+    /// appended to a pack file. If `expected_size` or
     /// `expected_digest` is given and differs, the result is
     /// [`ContentError::SizeMismatch`] or [`ContentError::DigestMismatch`] and nothing is stored.
     /// A failing reader gives [`ContentError::Read`], also storing nothing.
@@ -646,7 +648,7 @@ impl ContentStore {
             let digest = Digest(hasher.finalize().into());
             check_expectations(expected_digest, expected_size, digest, received)?;
             if received < self.pack_below {
-                return self.put_packed(digest, probe);
+                return self.put_packed(digest, probe, None);
             }
             let compressed = self.compress_block(probe)?;
             let (codec, payload) = if compressed.len() < probe.len() {
@@ -673,6 +675,27 @@ impl ContentStore {
         } else {
             Codec::Raw
         };
+        // Below the packing limit it is still packed: read on into memory (at most
+        // `pack_below` bytes) until it ends, or turns out too long for a pack and streams.
+        let mut held: Vec<u8> = Vec::new();
+        if self.pack_below > PROBE_LEN as u64 {
+            held.extend_from_slice(&buf[..probe_len]);
+            loop {
+                let n = read_full(&mut reader, &mut buf, received)?;
+                if n == 0 {
+                    let digest = Digest(hasher.finalize().into());
+                    check_expectations(expected_digest, expected_size, digest, received)?;
+                    return self.put_packed(digest, &held, Some(codec));
+                }
+                received += n as u64;
+                check_not_longer(expected_size, received)?;
+                hasher.update(&buf[..n]);
+                held.extend_from_slice(&buf[..n]);
+                if received >= self.pack_below {
+                    break;
+                }
+            }
+        }
         let tmp = TempFile::create(&self.tmp)?;
         // The length is not known yet; it is patched in once the input has ended. Until the
         // object is committed nobody reads this file, and a crash leaves it only in tmp/.
@@ -687,7 +710,12 @@ impl ContentStore {
                     .at("start zstd stream", &tmp.path)?,
             ),
         };
-        sink.write_all(&buf[..probe_len]).at("write", &tmp.path)?;
+        if held.is_empty() {
+            sink.write_all(&buf[..probe_len]).at("write", &tmp.path)?;
+        } else {
+            sink.write_all(&held).at("write", &tmp.path)?;
+            drop(held);
+        }
         loop {
             let n = read_full(&mut reader, &mut buf, received)?;
             if n == 0 {
@@ -709,9 +737,38 @@ impl ContentStore {
         self.commit(tmp, digest, received, codec, stored_size)
     }
 
+    /// Stores bytes already in memory, checking them against what the caller announced, as
+    /// [`Self::put_expecting`] does; an object below the packing limit is packed straight
+    /// from `data`, without the copies a reader needs.
+    pub fn put_bytes(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        let size = data.len() as u64;
+        if size >= self.pack_below {
+            return self.put_expecting(data, expected_digest, expected_size);
+        }
+        let digest = Digest::of(data);
+        check_expectations(expected_digest, expected_size, digest, size)?;
+        let probed = match data.get(..PROBE_LEN) {
+            Some(probe) if self.probe_pays(probe)? => Some(Codec::Zstd),
+            Some(_) => Some(Codec::Raw),
+            None => None,
+        };
+        self.put_packed(digest, data, probed)
+    }
+
     /// Stores a small object as a pack record, unless it is stored already (packed, or in
-    /// a file of its own from before packing).
-    fn put_packed(&self, digest: Digest, data: &[u8]) -> Result<PutOutcome, ContentError> {
+    /// a file of its own from before packing). `probed` is the codec the 256 KiB probe chose
+    /// for a longer input: raw is then stored without compressing the rest for nothing.
+    fn put_packed(
+        &self,
+        digest: Digest,
+        data: &[u8],
+        probed: Option<Codec>,
+    ) -> Result<PutOutcome, ContentError> {
         let size = data.len() as u64;
         if self.contains_file(&digest)? {
             let path = self.path_of(&digest);
@@ -725,8 +782,11 @@ impl ContentStore {
                 });
             }
         }
-        let compressed = self.compress_block(data)?;
-        let (codec, payload) = if compressed.len() < data.len() {
+        let compressed = match probed {
+            Some(Codec::Raw) => Vec::new(),
+            _ => self.compress_block(data)?,
+        };
+        let (codec, payload) = if !compressed.is_empty() && compressed.len() < data.len() {
             (Codec::Zstd, &compressed[..])
         } else {
             (Codec::Raw, data)
@@ -2070,12 +2130,16 @@ mod tests {
             .is_err());
         assert_eq!(object_count(&store), 0);
         assert_eq!(fs::metadata(&pack).unwrap().len(), pack::PACK_HEADER_LEN);
+        let limit = pack::MAX_PACKED_LEN as usize;
         for (len, packed) in [
             (0, true),
             (1, true),
             (PROBE_LEN - 1, true),
-            (PROBE_LEN, false),
-            (PROBE_LEN + 1, false),
+            (PROBE_LEN, true),
+            (PROBE_LEN + 1, true),
+            (limit - 1, true),
+            (limit, false),
+            (limit + 1, false),
         ] {
             let data = random_bytes(len, len as u64 + 7);
             let out = store.put(&data[..]).unwrap();
@@ -2085,8 +2149,45 @@ mod tests {
             assert_eq!(read_all(&store, &out.digest).unwrap(), data);
             assert!(!store.put(&data[..]).unwrap().newly_stored);
         }
-        assert_eq!(object_count(&store), 5);
+        assert_eq!(object_count(&store), 8);
         assert_eq!(dir_len(&store.root().join("tmp")), 0);
+        // From memory: the same checks and the same outcome as from a reader.
+        let data = random_bytes(400_000, 99);
+        let bad = Digest::of(b"other");
+        assert!(matches!(
+            store.put_bytes(&data, Some(bad), None),
+            Err(ContentError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.put_bytes(&data, None, Some(5)),
+            Err(ContentError::SizeMismatch { .. })
+        ));
+        assert_eq!(object_count(&store), 8);
+        let out = store
+            .put_bytes(&data, Some(Digest::of(&data)), Some(400_000))
+            .unwrap();
+        assert!(out.newly_stored);
+        assert_eq!(out.codec, Codec::Raw);
+        assert!(
+            !store
+                .put_expecting(&data[..], None, None)
+                .unwrap()
+                .newly_stored
+        );
+        let big = random_bytes(limit + 5, 98);
+        assert!(
+            !store
+                .place(&store.put_bytes(&big, None, None).unwrap().digest)
+                .unwrap()
+                .unwrap()
+                .packed
+        );
+        // Longer than the probe and compressible: packed, as one zstd frame.
+        let text = text_bytes(600_000);
+        let out = store.put(&text[..]).unwrap();
+        assert_eq!(out.codec, Codec::Zstd);
+        assert!(store.place(&out.digest).unwrap().unwrap().packed);
+        assert_eq!(read_all(&store, &out.digest).unwrap(), text);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A file per object costs an inode, a directory entry and two flushes (file and
 //! directory) for every document, however small; on the file systems agencies run that is
 //! most of the time a 5 KB letter takes to store. Objects whose original bytes are shorter
-//! than [`MAX_PACKED_LEN`] therefore go to the tenant's pack files instead: one
+//! than [`MAX_PACKED_LEN`] (1 MiB) therefore go to the tenant's pack files instead: one
 //! append-only file after another, each record a fixed header and the payload.
 //! Concurrent puts share one write and one `fdatasync` (group commit, as the journal does).
 //!
@@ -64,7 +64,7 @@ pub const RECORD_HEADER_LEN: u64 = 56;
 /// Objects whose original bytes are shorter than this are packed; it also bounds every
 /// record's original length and payload length, so a damaged header cannot make a reader
 /// allocate or skip more.
-pub const MAX_PACKED_LEN: u64 = 256 * 1024;
+pub const MAX_PACKED_LEN: u64 = 1 << 20;
 /// A new pack is started once the active one would grow beyond this.
 pub const DEFAULT_PACK_MAX_BYTES: u64 = 64 << 20;
 

@@ -10,7 +10,7 @@
 //!   tenants/<id>/
 //!     ORIGIN                    checkpoint origin line of this tenant's log
 //!     journal/<first-seq>.seg   journal segments
-//!     content/objects/ab/<hex>  content objects of 256 KiB and more
+//!     content/objects/ab/<hex>  content objects of 1 MiB and more
 //!     content/packs/<n>.pack    smaller content objects, many to a file
 //!     checkpoints/<size>.note   signed checkpoints, with witness cosignatures
 //!     keys/checkpoint.key       Ed25519 signing key (mode 0600)

@@ -2116,19 +2116,21 @@ async fn damaged_content_ends_the_download_with_data_loss() -> R<()> {
     let mut f = fixture(&env, "bauamt").await;
     let data = bytes_of(600_000, 11);
     let v = upload(&mut f.clerk, header(&f.doc.name, &data, "a.pdf"), &data).await?;
-    // Flip one byte of the stored (incompressible, so raw) object near its end.
+    // Flip one byte of the stored (incompressible, so raw) object near its end: the last
+    // bytes of its pack record.
     let digest = akte_core::Digest::from_hex(&v.renditions[0].sha256)?;
-    let path = env
+    let place = env
         .server
         .records()
         .tenant("bauamt")?
         .tenant()
         .content()
-        .path_of(&digest);
-    let mut stored = std::fs::read(&path)?;
-    let last = stored.len() - 10;
+        .place(&digest)?
+        .expect("the object is stored");
+    let mut stored = std::fs::read(&place.path)?;
+    let last = (place.offset + place.len - 10) as usize;
     stored[last] ^= 0xff;
-    std::fs::write(&path, stored)?;
+    std::fs::write(&place.path, stored)?;
     let s = download(&mut f.clerk, &v.name)
         .await
         .expect_err("damaged bytes are not delivered as complete");

@@ -5,14 +5,14 @@
 //!
 //! One realistic store is built with akte-core's records model: two tenants, files, cases,
 //! documents and versions whose renditions are of mixed sizes (short and long text stored
-//! with zstd, one streamed through zstd at more than 256 KiB, random bytes stored raw), a
+//! with zstd, one streamed through zstd at more than 1 MiB, random bytes stored raw), a
 //! journal spread over several small segments, a checkpoint part-way and a final checkpoint
 //! covering the whole journal (so that damage to the last record, which akte cuts back as a
 //! torn tail, still shows as a signed entry that is missing). The first tenant's final
 //! checkpoint carries the cosignature of a registered witness, so flips in a stored
 //! checkpoint can hit a witness's line, which both verifiers check.
 //!
-//! Objects shorter than 256 KiB are records in the tenants' pack files (docs/FORMAT.md,
+//! Objects shorter than 1 MiB are records in the tenants' pack files (docs/FORMAT.md,
 //! "Pack files"), so most content is there; the one large document per tenant is a
 //! content object file of its own.
 //!
@@ -275,17 +275,17 @@ fn build_store(seed: u64) -> tempfile::TempDir {
         add_file(&t, unit, "Bebauungsplan Nord", &mut rng);
         t.tenant().checkpoint().unwrap();
         add_file(&t, unit, "Carport Süd", &mut rng);
-        // One large document per tenant: 256 KiB or more is probed and then streamed,
-        // through one zstd frame (compressible) or raw (random).
+        // One large document per tenant: 1 MiB or more is probed and then streamed, through
+        // one zstd frame (compressible) or raw (random).
         let big = doc_in_new_file(&t, unit, "Gutachten");
         if k == 0 {
             let mut long = Vec::new();
-            while long.len() < 300 << 10 {
+            while long.len() < 1100 << 10 {
                 long.extend_from_slice(&text("Gutachten", &mut rng, 200));
             }
             add_version(&t, big, vec![("gutachten.txt", long)]);
         } else {
-            add_version(&t, big, vec![("scan.tif", rng.bytes(260 << 10))]);
+            add_version(&t, big, vec![("scan.tif", rng.bytes(1040 << 10))]);
         }
         add_file(&t, unit, "Gewerbegebiet Ost", &mut rng);
         let note = t.tenant().checkpoint().unwrap();
@@ -1115,7 +1115,7 @@ fn zstd_neutral_damage_leaves_both_verifiers_clean() {
     require_zstd_decoder();
     let base = build_store(2);
     let files = files_of(base.path());
-    // Objects below 256 KiB are packed, with single-segment frames; the streamed one is a
+    // Objects below 1 MiB are packed, with single-segment frames; the streamed one is a
     // file with a window descriptor.
     let (pack, packed_fhd) =
         single_segment_packed(base.path(), &files).expect("a single-segment zstd frame");

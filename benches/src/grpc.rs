@@ -324,6 +324,7 @@ async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             .flushes
             .load(std::sync::atomic::Ordering::Relaxed)
             .max(1) as f64;
+    let reads = read_rate(&s, 16, if quick { 1000 } else { 5000 }).await?;
     s.running.shutdown().await?;
     rows.push(Row {
         figure: format!(
@@ -334,7 +335,56 @@ async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         baseline: "write+fdatasync of 5 KB, 1 writer".into(),
         baseline_value: raw,
     });
+    // What the RPC machinery alone allows: a document's two calls cost at least two
+    // round trips through tonic, HTTP/2 and a worker thread.
+    rows.push(Row {
+        figure: "gRPC small 5 KB docs (2 calls each), 16 clients".into(),
+        value: n as f64 / secs,
+        unit: "/s",
+        baseline: "half the rate of GetDocument calls, 16 clients".into(),
+        baseline_value: reads / 2.0,
+    });
     Ok(())
+}
+
+/// GetDocument calls per second with `clients` concurrent clients (`total` calls in all):
+/// one unary round trip each, with a blocking read of the index and nothing to flush.
+async fn read_rate(s: &Server, clients: usize, total: usize) -> Result<f64> {
+    let mut c = Clients::connect(&s.url, Some(&s.token), &ClientTls::default()).await?;
+    let doc = c
+        .documents
+        .create_document(pb::CreateDocumentRequest {
+            parent: s.file.clone(),
+            document: Some(pb::Document {
+                subject: "read me".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .name;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, token, doc) = (s.url.clone(), s.token.clone(), doc.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
+            for _ in 0..total / clients {
+                c.documents
+                    .get_document(pb::GetDocumentRequest {
+                        name: doc.clone(),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((total / clients * clients) as f64 / start.elapsed().as_secs_f64())
 }
 
 fn raw_fsync_rate(dir: &Path, n: usize) -> Result<f64> {

@@ -349,18 +349,16 @@ impl DocumentService for Api {
         let (comment, name) = (header.comment, header.document);
         // A small upload (the common case: letters, forms, XML) is received into memory
         // first, then checked, stored and recorded in one blocking call: one hand-off to a
-        // worker thread instead of three. Memory stays bounded: at most SMALL_UPLOAD bytes
-        // per request, and requests are limited.
+        // worker thread instead of three. Memory stays bounded: below SMALL_UPLOAD (1 MiB)
+        // bytes per request, plus their compressed form, and requests are limited.
         if let Some(u) = upload.as_ref().filter(|u| u.size < SMALL_UPLOAD) {
             let bytes = receive_small(&mut VersionChunks(&mut stream), u.size, idle).await?;
             let spec = u.clone();
             let version = blocking(move || {
                 check_version_target(&t, o.id, &name, &staged)?;
-                t.tenant().content().put_expecting(
-                    &bytes[..],
-                    Some(spec.sha256),
-                    Some(spec.size),
-                )?;
+                t.tenant()
+                    .content()
+                    .put_bytes(&bytes, Some(spec.sha256), Some(spec.size))?;
                 let new = NewVersion {
                     comment,
                     renditions: std::iter::once(spec).chain(staged).collect(),

@@ -305,6 +305,12 @@ fn u64_at(v: &[u8], at: usize) -> Option<u64> {
 }
 
 impl TenantIndex {
+    /// A number that tells this tenant's index apart from every other one open in the
+    /// process (for caches of decoded values, which also compare the stored bytes).
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+
     /// The value of `key`, as of the last applied entry.
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
         match self.shared.overlay.get(key.as_ref()) {

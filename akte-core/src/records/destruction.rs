@@ -638,6 +638,8 @@ pub(super) fn apply_destruction(
             }
         }
         batch.remove(schema::object(o.id));
+        // Not even a decoded copy in memory outlives the destruction.
+        super::projection::forget_decoded(index, o.id);
         if let Some(p) = o.parent {
             batch.remove(schema::children(p).num(o.created_seq).id(o.id));
         }

@@ -964,16 +964,7 @@ impl ContentStore {
             path: path.clone(),
             reason,
         };
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ContentError::NotFound {
-                    digest: *digest,
-                    path,
-                })
-            }
-            Err(e) => return Err(io_error("open", &path, e)),
-        };
+        let mut file = open_stored(digest, &path)?;
         let meta = file.metadata().at("stat", &path)?;
         if !meta.is_file() {
             return Err(corrupt("not a regular file".to_owned()));
@@ -1216,6 +1207,19 @@ impl ContentError {
             Some(Err(other)) => io_error("read", path, io::Error::new(kind, other)),
             None => io_error("read", path, io::Error::from(kind)),
         }
+    }
+}
+
+/// Opens the file that holds `digest` (an object file or a pack); a missing file is
+/// [`ContentError::NotFound`].
+pub(crate) fn open_stored(digest: &Digest, path: &Path) -> Result<File, ContentError> {
+    match File::open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound {
+            digest: *digest,
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(io_error("open", path, e)),
     }
 }
 

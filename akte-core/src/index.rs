@@ -108,6 +108,102 @@ pub struct Index {
     tenants: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
     /// For a temporary index: removes its files directory when the last handle goes.
     _temporary: Option<Arc<TemporaryDir>>,
+    /// Writes overlays to sled in the background; stopped when the last handle goes.
+    flusher: Arc<Flusher>,
+}
+
+/// The background thread that writes tenants' overlays to sled once enough entries wait,
+/// so that no request pays for sled's work; writers only fall back to flushing themselves
+/// when far too many entries wait ([`TenantIndex::make_room`]). Dropping the last handle
+/// stops the thread after it has written what was handed to it.
+struct Flusher {
+    inner: Arc<FlusherInner>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What the thread shares with the handles (never a handle itself, so that dropping the
+/// last one is seen).
+#[derive(Default)]
+struct FlusherInner {
+    state: Mutex<FlusherState>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct FlusherState {
+    due: Vec<(sled::Tree, Arc<Shared>)>,
+    stop: bool,
+}
+
+impl Flusher {
+    fn start() -> Arc<Flusher> {
+        let inner = Arc::new(FlusherInner::default());
+        let for_thread = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("akte-index-flush".into())
+            .spawn(move || Flusher::run(&for_thread))
+            .map_err(|e| {
+                // Without the thread, writers flush when the overlay reaches its limit.
+                tracing::warn!(error = %e, "no background thread for index flushes");
+            })
+            .ok();
+        Arc::new(Flusher {
+            inner,
+            thread: Mutex::new(thread),
+        })
+    }
+
+    fn run(inner: &FlusherInner) {
+        loop {
+            let (due, stop) = {
+                let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                while st.due.is_empty() && !st.stop {
+                    st = inner.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                (std::mem::take(&mut st.due), st.stop)
+            };
+            for (tree, shared) in due {
+                if let Err(e) = flush_shared(&tree, &shared) {
+                    // The overlay keeps the changes; the next flush tries again, and writers
+                    // meet the error themselves once the overlay is full.
+                    tracing::error!(error = %e, "writing the index overlay to sled failed");
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn request(&self, tree: &sled::Tree, shared: &Arc<Shared>) {
+        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !st.due.iter().any(|(_, s)| Arc::ptr_eq(s, shared)) {
+            st.due.push((tree.clone(), shared.clone()));
+        }
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop = true;
+        self.inner.wake.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Flushes one tenant's files, then its overlay (the order sled's position relies on).
+fn flush_shared(tree: &sled::Tree, shared: &Shared) -> Result<(), IndexError> {
+    shared.files.sync()?;
+    shared.overlay.flush(tree)?;
+    Ok(())
 }
 
 /// What every handle of one tenant's index shares.
@@ -196,6 +292,7 @@ impl Index {
             files_dir,
             tenants: Arc::new(Mutex::new(HashMap::new())),
             _temporary: temporary,
+            flusher: Flusher::start(),
         }
     }
 
@@ -220,6 +317,7 @@ impl Index {
         Ok(TenantIndex {
             tree: self.db.open_tree(tree_name(tenant))?,
             shared,
+            flusher: self.flusher.clone(),
         })
     }
 
@@ -249,10 +347,7 @@ impl Index {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (tenant, shared) in all {
-            shared.files.sync()?;
-            shared
-                .overlay
-                .flush(&self.db.open_tree(tree_name(&tenant))?)?;
+            flush_shared(&self.db.open_tree(tree_name(&tenant))?, &shared)?;
         }
         self.db.flush()?;
         Ok(())
@@ -283,6 +378,7 @@ pub struct ContentRef {
 pub struct TenantIndex {
     tree: sled::Tree,
     shared: Arc<Shared>,
+    flusher: Arc<Flusher>,
 }
 
 impl std::fmt::Debug for TenantIndex {
@@ -357,9 +453,7 @@ impl TenantIndex {
     /// Writes the changes waiting in memory to sled (one atomic batch), after flushing the
     /// files of nodes and locations that the batch's position relies on.
     pub fn flush_pending(&self) -> Result<(), IndexError> {
-        self.shared.files.sync()?;
-        self.shared.overlay.flush(&self.tree)?;
-        Ok(())
+        flush_shared(&self.tree, &self.shared)
     }
 
     /// How many entries the files of nodes and locations hold.
@@ -378,7 +472,8 @@ impl TenantIndex {
     }
 
     /// Flushes if enough entries wait and no flush runs; waits for one if far too many
-    /// wait. Called by writers once they no longer hold the tenant's write lock.
+    /// wait. For single-threaded replays; live writers use [`Self::make_room`] and
+    /// [`Self::request_flush`].
     pub fn flush_if_due(&self) -> Result<(), IndexError> {
         let waiting = self.shared.overlay.entries();
         if waiting >= MAX_PENDING_ENTRIES
@@ -387,6 +482,24 @@ impl TenantIndex {
             self.flush_pending()?;
         }
         Ok(())
+    }
+
+    /// Before a writer applies an entry: if the overlay is full (the background flush fell
+    /// behind or fails), flush now, so that memory stays bounded and a failing index is
+    /// reported before anything is queued.
+    pub fn make_room(&self) -> Result<(), IndexError> {
+        if self.shared.overlay.entries() >= MAX_PENDING_ENTRIES {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    /// After a writer applied an entry: hands the overlay to the background flush once
+    /// enough entries wait.
+    pub fn request_flush(&self) {
+        if self.shared.overlay.entries() >= FLUSH_ENTRIES {
+            self.flusher.request(&self.tree, &self.shared);
+        }
     }
 
     /// How far the index has applied the journal.

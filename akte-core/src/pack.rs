@@ -128,27 +128,13 @@ impl RecordHeader {
         h[8..40].copy_from_slice(self.digest.as_bytes());
         h[40..48].copy_from_slice(&self.size.to_be_bytes());
         h[48..52].copy_from_slice(&self.payload_len.to_be_bytes());
-        let crc = crc32c::crc32c(&h[..52]);
-        h[52..56].copy_from_slice(&crc.to_be_bytes());
+        seal(&mut h);
         h
     }
 
     /// Parses and checks a header; the error says what is wrong.
     pub fn decode(h: &[u8; RECORD_HEADER_LEN as usize]) -> Result<RecordHeader, String> {
-        if h[..4] != RECORD_MAGIC {
-            return Err(format!(
-                "bad record magic {} (expected {})",
-                hex::encode(&h[..4]),
-                hex::encode(RECORD_MAGIC)
-            ));
-        }
-        let stored_crc = u32::from_be_bytes([h[52], h[53], h[54], h[55]]);
-        let crc = crc32c::crc32c(&h[..52]);
-        if stored_crc != crc {
-            return Err(format!(
-                "record header CRC-32C is {stored_crc:08x}, the header bytes give {crc:08x}"
-            ));
-        }
+        check_framing(h, &RECORD_MAGIC, "record")?;
         let state = RecordState::from_byte(h[4])
             .ok_or_else(|| format!("unknown record state byte {}", h[4]))?;
         let codec = Codec::from_byte(h[5]).ok_or_else(|| format!("unknown codec byte {}", h[5]))?;
@@ -198,6 +184,35 @@ impl RecordHeader {
     }
 }
 
+/// Writes the CRC-32C of all bytes before the last four into the last four (both headers
+/// end in their CRC).
+fn seal(h: &mut [u8]) {
+    let at = h.len() - 4;
+    let crc = crc32c::crc32c(&h[..at]);
+    h[at..].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Checks a header's magic (its first bytes) and its CRC-32C (its last four bytes, over all
+/// before them); `what` names the header in the error.
+fn check_framing(h: &[u8], magic: &[u8], what: &str) -> Result<(), String> {
+    if &h[..magic.len()] != magic {
+        return Err(format!(
+            "bad {what} magic {} (expected {})",
+            hex::encode(&h[..magic.len()]),
+            hex::encode(magic)
+        ));
+    }
+    let at = h.len() - 4;
+    let stored = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let crc = crc32c::crc32c(&h[..at]);
+    if stored != crc {
+        return Err(format!(
+            "{what} header CRC-32C is {stored:08x}, the header bytes give {crc:08x}"
+        ));
+    }
+    Ok(())
+}
+
 /// The name of pack number `n`.
 pub fn pack_file_name(n: u64) -> String {
     format!("{n:020}.pack")
@@ -218,27 +233,13 @@ pub fn encode_pack_header(n: u64) -> [u8; PACK_HEADER_LEN as usize] {
     h[..8].copy_from_slice(&PACK_MAGIC);
     h[8..12].copy_from_slice(&PACK_FORMAT_VERSION.to_be_bytes());
     h[12..20].copy_from_slice(&n.to_be_bytes());
-    let crc = crc32c::crc32c(&h[..20]);
-    h[20..24].copy_from_slice(&crc.to_be_bytes());
+    seal(&mut h);
     h
 }
 
 /// Parses a pack header; returns the pack number it records.
 pub fn decode_pack_header(h: &[u8; PACK_HEADER_LEN as usize]) -> Result<u64, String> {
-    if h[..8] != PACK_MAGIC {
-        return Err(format!(
-            "bad pack magic {} (expected {})",
-            hex::encode(&h[..8]),
-            hex::encode(PACK_MAGIC)
-        ));
-    }
-    let stored_crc = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
-    let crc = crc32c::crc32c(&h[..20]);
-    if stored_crc != crc {
-        return Err(format!(
-            "pack header CRC-32C is {stored_crc:08x}, the header bytes give {crc:08x}"
-        ));
-    }
+    check_framing(h, &PACK_MAGIC, "pack")?;
     let version = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
     if version != PACK_FORMAT_VERSION {
         return Err(format!(
@@ -958,16 +959,7 @@ impl PackStore {
             path: path.clone(),
             reason: format!("pack record at byte {}: {reason}", obj.offset),
         };
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ContentError::NotFound {
-                    digest: *digest,
-                    path,
-                })
-            }
-            Err(e) => return Err(io_error("open", &path, e)),
-        };
+        let mut file = crate::content::open_stored(digest, &path)?;
         let len = file.metadata().at("stat", &path)?.len();
         if obj.offset + RECORD_HEADER_LEN > len {
             return Err(corrupt(format!("the pack is only {len} bytes long")));

@@ -762,6 +762,9 @@ impl Tenant {
         F: FnOnce(&TenantIndex) -> Result<Write<T>, E>,
         E: From<StoreError>,
     {
+        // A full overlay (the background flush fell behind, or sled fails) is dealt with
+        // before anything is queued, so its error reaches the caller with nothing written.
+        self.index.make_room().map_err(StoreError::from)?;
         let (value, ticket) = {
             let mut w = self.lock_writer();
             if let Some(reason) = &w.fenced {
@@ -812,11 +815,10 @@ impl Tenant {
             }
             (value, ticket)
         };
-        // Outside the write lock, so that other writers go on while sled is written.
-        self.index.flush_if_due().map_err(StoreError::from)?;
         self.journal
             .wait_durable(ticket.entry.seq)
             .map_err(StoreError::from)?;
+        self.index.request_flush();
         Ok((value, Some(Appended { ticket })))
     }
 

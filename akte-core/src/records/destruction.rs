@@ -718,6 +718,23 @@ mod tests {
         all
     }
 
+    /// Every byte under the tenant's content store, as text (pack files and object files).
+    fn content_text(t: &TenantRecords) -> String {
+        let mut all = String::new();
+        let mut todo = vec![t.tenant().dir().join("content")];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        all
+    }
+
     /// A due V file with one document version; returns (file, content digest).
     fn due_file(t: &TenantRecords) -> (Uuid, Digest) {
         let unit = t
@@ -795,6 +812,7 @@ mod tests {
             .unwrap();
         assert!(journal_text(&t).contains("Geheimsache Zebra"));
         assert!(t.tenant().content().contains(&digest).unwrap());
+        assert!(content_text(&t).contains("only in this file"));
         assert!(marker_dir(t.tenant())
             .join(format!("{}.json", marker.seq))
             .exists());
@@ -810,6 +828,10 @@ mod tests {
         assert!(
             !t.tenant().content().contains(&digest).unwrap(),
             "content deleted on reopen"
+        );
+        assert!(
+            !content_text(&t).contains("only in this file"),
+            "no byte of the content is left in the packs"
         );
         assert_eq!(
             std::fs::read_dir(marker_dir(t.tenant())).unwrap().count(),

@@ -297,6 +297,15 @@ fn object_value(obj: &PackedObject) -> [u8; 13] {
     v
 }
 
+/// The value of the index's marker: packs before `pack`, and `pack` up to `offset`, are
+/// indexed.
+fn through_value(pack: u64, offset: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&pack.to_be_bytes());
+    v[8..].copy_from_slice(&offset.to_be_bytes());
+    v
+}
+
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     b.get(at..at + 8)
         .and_then(|s| <[u8; 8]>::try_from(s).ok())
@@ -770,10 +779,7 @@ impl PackStore {
             marker = Some((*n, end));
         }
         if let Some((pack, offset)) = marker {
-            let mut v = [0u8; 16];
-            v[..8].copy_from_slice(&pack.to_be_bytes());
-            v[8..].copy_from_slice(&offset.to_be_bytes());
-            batch.insert(KEY_THROUGH, &v[..]);
+            batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
         }
         index.apply_batch(batch).map_err(|e| index_error(dir, e))?;
 
@@ -1186,10 +1192,8 @@ impl PackStore {
             );
         }
         if let Some(c) = last {
-            let mut v = [0u8; 16];
-            v[..8].copy_from_slice(&c.pack.to_be_bytes());
-            v[8..].copy_from_slice(&(c.start + c.bytes.len() as u64).to_be_bytes());
-            batch.insert(KEY_THROUGH, &v[..]);
+            let end = c.start + c.bytes.len() as u64;
+            batch.insert(KEY_THROUGH, &through_value(c.pack, end)[..]);
         }
         self.index
             .apply_batch(batch)
@@ -1327,10 +1331,7 @@ impl PackStore {
                 marker = Some((*n, end));
             }
             if let Some((pack, offset)) = marker {
-                let mut v = [0u8; 16];
-                v[..8].copy_from_slice(&pack.to_be_bytes());
-                v[8..].copy_from_slice(&offset.to_be_bytes());
-                batch.insert(KEY_THROUGH, &v[..]);
+                batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
             }
             self.index
                 .apply_batch(batch)
@@ -1731,9 +1732,8 @@ mod tests {
                 tree.remove(kv.unwrap().0).unwrap();
             }
         }
-        let mut v = [0u8; 16];
-        v[8..].copy_from_slice(&keep_through.to_be_bytes());
-        tree.insert(KEY_THROUGH, &v[..]).unwrap();
+        tree.insert(KEY_THROUGH, &through_value(0, keep_through)[..])
+            .unwrap();
         let store = f.open();
         assert_eq!(store.pack_recovery().reindexed, 4);
         for (out, data) in &all {
@@ -1802,9 +1802,8 @@ mod tests {
                 tree.remove(kv.unwrap().0).unwrap();
             }
         }
-        let mut v = [0u8; 16];
-        v[8..].copy_from_slice(&b_place.offset.to_be_bytes());
-        tree.insert(KEY_THROUGH, &v[..]).unwrap();
+        tree.insert(KEY_THROUGH, &through_value(0, b_place.offset)[..])
+            .unwrap();
         patch(&b_place.path, b_place.offset + 100, b"XX");
         let len = fs::metadata(&b_place.path).unwrap().len();
         let store = f.open();

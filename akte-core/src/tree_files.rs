@@ -29,7 +29,7 @@ const LOCATION_LEN: u64 = 16;
 
 /// Number of perfect nodes of a tree of `n` leaves.
 pub fn nodes_for(n: u64) -> u64 {
-    2 * n - u64::from(n.count_ones())
+    n.saturating_mul(2) - u64::from(n.count_ones())
 }
 
 /// Post-order position of the perfect node at `level` and `index` (`None` if it would lie
@@ -116,8 +116,11 @@ impl TreeFiles {
         let Some(pos) = node_position(level, index) else {
             return Ok(None);
         };
+        let Some(at) = pos.checked_mul(NODE_LEN) else {
+            return Ok(None);
+        };
         let mut b = [0u8; NODE_LEN as usize];
-        match self.nodes.read_exact_at(&mut b, pos * NODE_LEN) {
+        match self.nodes.read_exact_at(&mut b, at) {
             Ok(()) => Ok(Some(Digest(b))),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e).at("read", &self.nodes_path),

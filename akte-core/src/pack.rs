@@ -749,35 +749,8 @@ impl PackStore {
         };
 
         let mut batch = sled::Batch::default();
-        let mut marker = through;
-        let last_number = packs.last().map(|(n, _)| *n);
-        for (n, path) in &packs {
-            let start = match through {
-                Some((p, _)) if *n < p => continue,
-                Some((p, o)) if *n == p => o,
-                _ => PACK_HEADER_LEN,
-            };
-            let file = File::open(path).at("open", path)?;
-            let len = file.metadata().at("stat", path)?.len();
-            if len < start {
-                // Reported above: the pack lost acknowledged records.
-                continue;
-            }
-            if let Err(reason) = read_pack_header(&file, len, *n) {
-                tracing::error!(path = %path.display(), %reason, "pack file is damaged; its objects stay unavailable");
-                recovery.damaged.push((path.clone(), 0, reason));
-                continue;
-            }
-            let end = Self::reindex_pack(
-                path,
-                *n,
-                start,
-                Some(*n) == last_number,
-                &mut batch,
-                &mut recovery,
-            )?;
-            marker = Some((*n, end));
-        }
+        let marker =
+            Self::index_packs(&packs, through, true, &mut batch, &mut recovery)?.or(through);
         if let Some((pack, offset)) = marker {
             batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
         }
@@ -822,6 +795,43 @@ impl PackStore {
             active: Mutex::new(active),
             recovery,
         })
+    }
+
+    /// Reads the records of `packs` that lie beyond the marker `through` (all of them when
+    /// there is none) into `batch`, checking each payload, and returns where the last pack
+    /// read ends. A torn tail of the last pack is cut only if `cut_torn_tail`; a pack shorter
+    /// than the marker, or with a damaged header, is skipped (reported by the caller or in
+    /// `recovery`).
+    fn index_packs(
+        packs: &[(u64, PathBuf)],
+        through: Option<(u64, u64)>,
+        cut_torn_tail: bool,
+        batch: &mut sled::Batch,
+        recovery: &mut PackRecovery,
+    ) -> Result<Option<(u64, u64)>, ContentError> {
+        let mut marker = None;
+        let last_number = packs.last().map(|(n, _)| *n);
+        for (n, path) in packs {
+            let start = match through {
+                Some((p, _)) if *n < p => continue,
+                Some((p, o)) if *n == p => o,
+                _ => PACK_HEADER_LEN,
+            };
+            let file = File::open(path).at("open", path)?;
+            let len = file.metadata().at("stat", path)?.len();
+            if len < start {
+                continue;
+            }
+            if let Err(reason) = read_pack_header(&file, len, *n) {
+                tracing::error!(path = %path.display(), %reason, "pack file is damaged; its objects stay unavailable");
+                recovery.damaged.push((path.clone(), 0, reason));
+                continue;
+            }
+            let last = cut_torn_tail && Some(*n) == last_number;
+            let end = Self::reindex_pack(path, *n, start, last, batch, recovery)?;
+            marker = Some((*n, end));
+        }
+        Ok(marker)
     }
 
     fn read_through(index: &sled::Tree, dir: &Path) -> Result<Option<(u64, u64)>, ContentError> {
@@ -1312,24 +1322,8 @@ impl PackStore {
             let packs = list_packs(&self.dir)?;
             let mut batch = sled::Batch::default();
             let mut recovery = PackRecovery::default();
-            let mut marker = None;
-            for (n, path) in &packs {
-                let file = File::open(path).at("open", path)?;
-                let len = file.metadata().at("stat", path)?.len();
-                if read_pack_header(&file, len, *n).is_err() {
-                    continue;
-                }
-                // Never cut anything here: the active pack may hold records being written.
-                let end = Self::reindex_pack(
-                    path,
-                    *n,
-                    PACK_HEADER_LEN,
-                    false,
-                    &mut batch,
-                    &mut recovery,
-                )?;
-                marker = Some((*n, end));
-            }
+            // Never cut anything here: the active pack may hold records being written.
+            let marker = Self::index_packs(&packs, None, false, &mut batch, &mut recovery)?;
             if let Some((pack, offset)) = marker {
                 batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
             }

@@ -203,12 +203,16 @@ async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Resul
     Ok((secs, (crate::process_cpu_seconds() - cpu) / secs))
 }
 
-pub(crate) fn bench_grpc(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The runtime client and server share: two workers, as on the machines the targets are for.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    rt.block_on(run(rows, quick))
+        .build()?)
+}
+
+pub(crate) fn bench_grpc(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    runtime()?.block_on(run(rows, quick))
 }
 
 async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
@@ -296,11 +300,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
 /// Small durable documents: 5 KB each, 16 clients, beside one writer's bare
 /// write + fdatasync loop.
 pub(crate) fn bench_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run_small(rows, quick))
+    runtime()?.block_on(run_small(rows, quick))
 }
 
 async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {

@@ -95,10 +95,13 @@ fn run(iterations: usize) {
         if acked.len() > before {
             kills_with_new_acks += 1;
         }
-        let store = Store::open(&data, StoreOptions::default())
-            .unwrap_or_else(|e| panic!("iteration {i} (seed {seed}): reopen failed: {e}"));
+        let store = Store::open(
+            akte_core::embedded::open(&data).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("iteration {i} (seed {seed}): reopen failed: {e}"));
         let tenant = store.tenant("t").unwrap();
-        let size = tenant.size();
+        let size = tenant.size().unwrap();
         for (seq, a) in &acked {
             assert!(
                 *seq < size,

@@ -28,7 +28,11 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let t = records.create_tenant("amt").unwrap();
     let unit_v = t
         .create_plan_unit(
@@ -235,7 +239,9 @@ fn destroying_a_due_v_file_removes_records_and_content_and_stays_verifiable() {
     // The salted records are gone from the segment files: no trace of the sender's name
     // except in the keeper's records.
     let mut segs = String::new();
-    for e in std::fs::read_dir(tenant.dir().join("journal")).unwrap() {
+    for e in std::fs::read_dir(akte_tests::tenant_dir(w._dir.path(), tenant.id()).join("journal"))
+        .unwrap()
+    {
         let mut b = Vec::new();
         std::fs::File::open(e.unwrap().path())
             .unwrap()
@@ -272,7 +278,7 @@ fn destroying_a_due_v_file_removes_records_and_content_and_stays_verifiable() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/verify_store.py");
     let out = std::process::Command::new("python3")
         .arg(script)
-        .arg(w.records.store().dir())
+        .arg(w._dir.path())
         .output()
         .expect("python3 is needed for this test");
     assert!(
@@ -314,12 +320,21 @@ fn destroying_a_due_v_file_removes_records_and_content_and_stays_verifiable() {
     assert_ne!(next.reference, keeper.reference);
 
     // Reopening keeps all of it.
-    let dir = w.records.store().dir().to_path_buf();
     drop(tenant);
-    let World { records, t: tt, .. } = w;
+    let World {
+        records,
+        t: tt,
+        _dir: data,
+        ..
+    } = w;
+    let dir = data.path().to_path_buf();
     drop(tt);
     drop(records);
-    let records = Records::open(&dir, StoreOptions::default()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(&dir).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
     assert!(
         report.is_clean(),
@@ -371,7 +386,7 @@ fn nothing_retained_or_held_can_be_destroyed() {
         )
         .unwrap();
     let (due, due_doc) = full_file(t, w.unit_v.id, "Fällig", d(2010, 1, 1), b"w");
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
 
     let cases: Vec<(Uuid, &str)> = vec![
         (retained.id, "under retention until 2029-12-31"),
@@ -419,7 +434,11 @@ fn nothing_retained_or_held_can_be_destroyed() {
         t.destroy(REG, &[due.id], BASIS, ""),
         Err(RecordsError::Invalid { .. })
     ));
-    assert_eq!(t.tenant().size(), size, "every refusal changed nothing");
+    assert_eq!(
+        t.tenant().size().unwrap(),
+        size,
+        "every refusal changed nothing"
+    );
     assert!(t.get(due.id).is_ok());
 
     // Maintenance paths: rebuilding the index and a full verify never remove anything.

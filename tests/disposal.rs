@@ -91,7 +91,11 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let t = records.create_tenant("stadt-erfurt").unwrap();
     World {
         _dir: dir,
@@ -260,7 +264,7 @@ fn four_stage_flow_end_to_end() {
     );
 
     // Bad 0502s are rejected and change nothing.
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
     let case_of_keep = t
         .list_children(keep.id, &PageRequest::first(10))
         .unwrap()
@@ -300,7 +304,7 @@ fn four_stage_flow_end_to_end() {
         println!("rejected 0502 #{i}: {e}");
     }
     assert_eq!(
-        t.tenant().size(),
+        t.tenant().size().unwrap(),
         size,
         "rejected messages recorded nothing"
     );
@@ -376,12 +380,12 @@ fn four_stage_flow_end_to_end() {
 
     // The download was lost: a plain second transfer is refused, a re-send writes the
     // same files (same names, same bytes) again and is recorded; the stage stays.
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
     assert!(t
         .transfer(REG, process, &p, Cursor::new(Vec::new()))
         .is_err());
     assert_eq!(
-        t.tenant().size(),
+        t.tenant().size().unwrap(),
         size,
         "a refused transfer records nothing"
     );
@@ -403,7 +407,11 @@ fn four_stage_flow_end_to_end() {
         .find(|(n, _)| n.ends_with("Aussonderung.Aussonderung.0503.xml"))
         .unwrap();
     assert_valid(&xml_again.1, "re-sent 0503");
-    assert_eq!(t.tenant().size(), size + 1, "the re-send is recorded");
+    assert_eq!(
+        t.tenant().size().unwrap(),
+        size + 1,
+        "the re-send is recorded"
+    );
     assert_eq!(
         t.disposal_process(process).unwrap().stage,
         ProcessStage::TransferSent
@@ -508,7 +516,7 @@ fn two_stage_transfer_and_what_blocks_disposal() {
         .unwrap();
     t.place_hold(REG, held.id, "Klage", "VG 1 K 1/26").unwrap();
     let p = parties();
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
     for (id, why) in [
         (held.id, "held"),
         (v.id, "decision A"),
@@ -529,7 +537,7 @@ fn two_stage_transfer_and_what_blocks_disposal() {
         .unwrap_err()
         .to_string()
         .contains("held"));
-    assert_eq!(t.tenant().size(), size);
+    assert_eq!(t.tenant().size().unwrap(), size);
 
     let (process, zip) = t
         .transfer_two_stage(REG, &[a.id], &p, Cursor::new(Vec::new()))

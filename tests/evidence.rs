@@ -182,7 +182,11 @@ fn due_file(w: &mut World, subject: &str, rng: &mut Rng) -> Uuid {
 
 fn world(rng: &mut Rng) -> (World, Vec<Uuid>) {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let t = records.create_tenant("stadt-erfurt").unwrap();
     let unit = t
         .create_plan_unit(

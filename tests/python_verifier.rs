@@ -22,8 +22,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use akte_core::content::{ContentOptions, Place};
-use akte_core::journal::JournalOptions;
+use akte_core::embedded::content::{ContentOptions, Place};
+use akte_core::embedded::journal::JournalOptions;
+use akte_core::embedded::EmbeddedOptions;
 use akte_core::note::SignedNote;
 use akte_core::records::*;
 use akte_core::store::{Store, StoreOptions, Tenant};
@@ -38,8 +39,8 @@ const PACK_RECORD_HEADER_LEN: u64 = 56;
 
 /// Small segments and small packs, so that each tenant's journal and packed content span
 /// several files and the damage test can hit a sealed (not the last) one.
-fn small_segments() -> StoreOptions {
-    StoreOptions {
+fn small_segments() -> EmbeddedOptions {
+    EmbeddedOptions {
         journal: JournalOptions {
             segment_max_bytes: 4096,
         },
@@ -47,7 +48,6 @@ fn small_segments() -> StoreOptions {
             pack_max_bytes: 16 << 10,
             ..ContentOptions::default()
         },
-        ..StoreOptions::default()
     }
 }
 
@@ -260,7 +260,11 @@ fn walk_packs(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 fn akte_verify(data_dir: &Path) -> VerifyReport {
-    let store = Store::open(data_dir, small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(data_dir, small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     verify_store(&store, VerifyOptions::default()).unwrap()
 }
 
@@ -286,7 +290,11 @@ struct Victims {
 /// documents of more than 1 MiB in object files), a duplicate, an empty document, and
 /// checkpoints at several sizes (0 included).
 fn build_store(dir: &Path) -> Victims {
-    let store = Store::open(dir, small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir, small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let mut rng = Rng::new(0x5eed_2024);
     let a = store.create_tenant("stadt-erfurt").unwrap();
     let b = store.create_tenant("kreis-gotha").unwrap();
@@ -319,15 +327,17 @@ fn build_store(dir: &Path) -> Victims {
     a.checkpoint().unwrap(); // the same size again: still one file per size
 
     let rel = |p: &Path| p.strip_prefix(dir).unwrap().to_path_buf();
-    let segs = segments(a.dir());
+    let a_dir = akte_tests::tenant_dir(dir, a.id());
+    let segs = segments(&a_dir);
     assert!(
         segs.len() >= 3,
         "small segments give several files: {segs:?}"
     );
     let cps = a.checkpoint_files().unwrap();
     assert!(cps.len() >= 2, "{cps:?}");
+    let a_content = akte_tests::content_view(dir, a.id());
     let place = |d: &Digest| {
-        let mut p = a.content().place(d).unwrap().expect("stored");
+        let mut p = a_content.place(d).unwrap().expect("stored");
         p.path = rel(&p.path);
         p
     };
@@ -346,8 +356,8 @@ fn build_store(dir: &Path) -> Victims {
         assert!(p.packed, "{p:?}");
         assert_eq!(codec_of(p), codec, "{p:?}");
     }
-    let a_packs = list(a.content().packs_dir());
-    let b_packs = list(b.content().packs_dir());
+    let a_packs = list(&a_dir.join("content/packs"));
+    let b_packs = list(&akte_tests::tenant_dir(dir, b.id()).join("content/packs"));
     assert!(
         a_packs.len() >= 3 && b_packs.len() >= 2,
         "small packs give several files: {a_packs:?} {b_packs:?}"
@@ -357,8 +367,8 @@ fn build_store(dir: &Path) -> Victims {
     Victims {
         raw_object: raw_object.path,
         sealed_segment: rel(&segs[1]),
-        checkpoint_body: rel(&cps[0].1),
-        checkpoint_signature: rel(&cps[cps.len() - 1].1),
+        checkpoint_body: rel(&a_dir.join(&cps[0].1)),
+        checkpoint_signature: rel(&a_dir.join(&cps[cps.len() - 1].1)),
         packed_raw,
         packed_zstd,
         record_header,
@@ -387,7 +397,10 @@ fn assert_both_find(what: &str, copy: &Path, path: &Path, akte: impl Fn(&Path) -
     );
     let akte = akte(copy);
     assert!(
-        akte.problems().any(|p| p.path.as_deref() == Some(path)),
+        akte.problems().any(|p| p
+            .place
+            .as_deref()
+            .is_some_and(|place| place.starts_with(&path.display().to_string()))),
         "{what}: akte must report {} too: {akte:#?}",
         path.display()
     );
@@ -567,7 +580,11 @@ fn python_verifier_checks_removed_pack_records() {
     let base = tempfile::tempdir().unwrap();
     let clean = base.path().join("clean");
     let destroyed = {
-        let records = Records::open(&clean, small_segments()).unwrap();
+        let records = Records::open(
+            akte_core::embedded::open_with(&clean, small_segments()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.create_tenant("amt").unwrap();
         let unit = t
             .create_plan_unit(
@@ -642,7 +659,11 @@ fn python_verifier_checks_removed_pack_records() {
         digests
     };
     let akte_verify_records = |dir: &Path| {
-        let records = Records::open(dir, small_segments()).unwrap();
+        let records = Records::open(
+            akte_core::embedded::open_with(dir, small_segments()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         verify_store(records.store(), VerifyOptions::default()).unwrap()
     };
 
@@ -696,14 +717,18 @@ fn python_verifier_reads_a_version_1_store() {
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("data");
     {
-        let options = StoreOptions {
+        let options = EmbeddedOptions {
             content: ContentOptions {
                 pack_below: 0,
                 ..ContentOptions::default()
             },
             ..small_segments()
         };
-        let store = Store::open(&dir, options).unwrap();
+        let store = Store::open(
+            akte_core::embedded::open_with(&dir, options).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.create_tenant("stadt-erfurt").unwrap();
         fill(&t, 6, &mut Rng::new(0x5eed_0001));
         t.checkpoint().unwrap();
@@ -754,7 +779,11 @@ fn python_verifier_accepts_checkpoints_with_cosignatures() {
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("data");
     {
-        let store = Store::open(&dir, small_segments()).unwrap();
+        let store = Store::open(
+            akte_core::embedded::open_with(&dir, small_segments()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let mut rng = Rng::new(0x5eed_2025);
         let t = store.create_tenant("stadt-erfurt").unwrap();
         let w1 = akte_core::keys::SigningKeyPair::generate("archiv.example/w1").unwrap();

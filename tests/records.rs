@@ -16,7 +16,11 @@ const CLERK: &str = "clerk:schmidt";
 
 fn open() -> (tempfile::TempDir, Records) {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     (dir, records)
 }
 
@@ -336,7 +340,7 @@ fn closing_cascades_blocks_writes_and_reopening_is_recorded() {
     }
     assert_eq!(t.file(f.id).unwrap().closed_on, Some(on));
     // Writes into anything inside are refused, naming the closed object; nothing changes.
-    let before = t.tenant().size();
+    let before = t.tenant().size().unwrap();
     assert!(matches!(
         doc(&t, f.id, "neu"),
         Err(RecordsError::Closed { .. })
@@ -380,7 +384,11 @@ fn closing_cascades_blocks_writes_and_reopening_is_recorded() {
         t.reopen(CLERK, c.id, None, None),
         Err(RecordsError::Closed { .. })
     ));
-    assert_eq!(t.tenant().size(), before, "refused writes append nothing");
+    assert_eq!(
+        t.tenant().size().unwrap(),
+        before,
+        "refused writes append nothing"
+    );
 
     let reopened = t
         .reopen(REG, f.id, None, Some("Widerspruch eingegangen".into()))
@@ -419,10 +427,10 @@ fn idempotent_creates() {
         ..NewFile::default()
     };
     let a = t.create_file(REG, req.clone(), Some("req-1")).unwrap();
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
     let b = t.create_file(REG, req.clone(), Some("req-1")).unwrap();
     assert_eq!(a, b, "same key, same request: the first result");
-    assert_eq!(t.tenant().size(), size, "no second entry");
+    assert_eq!(t.tenant().size().unwrap(), size, "no second entry");
     let other = NewFile {
         subject: "Andere Akte".into(),
         ..req
@@ -486,7 +494,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let u = unit(&t, "022.31");
     let f = file(&t, u.id, "Akte");
     let d = doc(&t, f.id, "Dokument").unwrap();
-    let size = t.tenant().size();
+    let size = t.tenant().size().unwrap();
 
     let bad_units = [
         NewPlanUnit {
@@ -722,7 +730,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
             None,
         )
         .unwrap();
-    let before_cycle = t.tenant().size();
+    let before_cycle = t.tenant().size().unwrap();
     let ur = t.plan_unit(u.id).unwrap().revision;
     assert!(matches!(
         t.update(REG, u.id, ur, patch(&[("parent", json!(child.id))]), None),
@@ -742,7 +750,7 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         ),
         Err(RecordsError::DuplicateCode { .. })
     ));
-    assert_eq!(t.tenant().size(), before_cycle);
+    assert_eq!(t.tenant().size().unwrap(), before_cycle);
     // Pagination tokens from elsewhere, and bad page sizes.
     assert!(matches!(
         t.list_children(
@@ -770,7 +778,11 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
         Err(RecordsError::Invalid { .. })
     ));
 
-    assert_eq!(t.tenant().size(), size + 1, "only the sub-unit was added");
+    assert_eq!(
+        t.tenant().size().unwrap(),
+        size + 1,
+        "only the sub-unit was added"
+    );
     assert_rebuild_equal_and_verify_clean(&records, &t);
 }
 

@@ -5,23 +5,32 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use akte_core::backend::BackendError;
+use akte_core::embedded::journal::JournalOptions;
+use akte_core::embedded::EmbeddedOptions;
+use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
-use akte_core::journal::JournalOptions;
 use akte_core::merkle;
 use akte_core::note::Checkpoint;
-use akte_core::segment::Attachment;
 use akte_core::store::{Store, StoreError, StoreOptions, Tenant};
 use akte_core::verify::{verify_store, ProblemKind, VerifyOptions, VerifyReport};
 use akte_core::Digest;
 use akte_tests::{append_document, Rng};
 
-fn small_segments() -> StoreOptions {
-    StoreOptions {
+fn small_segments() -> EmbeddedOptions {
+    EmbeddedOptions {
         journal: JournalOptions {
             segment_max_bytes: 4 << 10,
         },
-        ..StoreOptions::default()
+        ..EmbeddedOptions::default()
     }
+}
+
+/// Whether a problem is reported at the file `path` (the place may add a byte offset).
+fn at(p: &akte_core::verify::Problem, path: &Path) -> bool {
+    p.place
+        .as_deref()
+        .is_some_and(|place| place.starts_with(&path.display().to_string()))
 }
 
 fn fill(tenant: &Tenant, n: usize, rng: &mut Rng) -> Vec<Digest> {
@@ -76,7 +85,11 @@ fn segments(tenant_dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn concurrent_appends_share_flushes_and_form_one_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("gemeinde-a").unwrap();
     let threads = 16;
     let per_thread = 40;
@@ -114,7 +127,11 @@ fn concurrent_appends_share_flushes_and_form_one_chain() {
 #[test]
 fn checkpoints_and_proofs_verify_with_the_pure_functions() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("amt-1").unwrap();
     let mut rng = Rng::new(7);
     fill(&tenant, 13, &mut rng);
@@ -144,7 +161,11 @@ fn checkpoints_and_proofs_verify_with_the_pure_functions() {
     // The latest checkpoint survives a reopen and still verifies.
     drop(tenant);
     drop(store);
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let (latest, _) = store.tenant("amt-1").unwrap().latest_checkpoint().unwrap();
     assert_eq!(latest, new);
 }
@@ -152,7 +173,11 @@ fn checkpoints_and_proofs_verify_with_the_pure_functions() {
 #[test]
 fn rebuilt_index_equals_live_index_and_replay_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     let mut rng = Rng::new(11);
     fill(&tenant, 60, &mut rng);
@@ -167,7 +192,11 @@ fn rebuilt_index_equals_live_index_and_replay_catches_up() {
 
     // Lose the whole index: reopening replays the journal into a fresh one.
     fs::remove_dir_all(dir.path().join("index")).unwrap();
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.tenant("t").unwrap();
     assert_eq!(index_dump(&tenant), live);
     assert!(verify_store(&store, VerifyOptions::default())
@@ -175,21 +204,27 @@ fn rebuilt_index_equals_live_index_and_replay_catches_up() {
         .is_clean());
 }
 
-/// The index's files of Merkle nodes and record locations (`merkle/`) are derived: lost,
+/// The index's files of Merkle nodes and record locations (`index/<tenant>/`) are derived: lost,
 /// cut or lengthened they are rebuilt or cut back at open, and a changed byte is an index
 /// difference that verify names and `rebuild_index` repairs.
 #[test]
 fn the_index_files_are_rebuilt_cut_back_or_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = dir.path().join("merkle/t.nodes");
-    let locations = dir.path().join("merkle/t.locations");
-    let open = || Store::open(dir.path(), small_segments()).unwrap();
+    let nodes = dir.path().join("index/t/nodes");
+    let locations = dir.path().join("index/t/locations");
+    let open = || {
+        Store::open(
+            akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap()
+    };
     // More entries than one overlay flush holds, so sled and the files both have some.
     let (live, root, proof) = {
         let store = open();
         let tenant = store.create_tenant("t").unwrap();
         fill(&tenant, 700, &mut Rng::new(21));
-        let size = tenant.size();
+        let size = tenant.size().unwrap();
         let proof = tenant.inclusion_proof(123, size).unwrap();
         (index_dump(&tenant), tenant.root(size).unwrap(), proof)
     };
@@ -206,7 +241,8 @@ fn the_index_files_are_rebuilt_cut_back_or_reported() {
     let nodes_len = fs::metadata(&nodes).unwrap().len();
     assert_eq!(nodes_len, 32 * (2 * 700 - u64::from(700u64.count_ones())));
 
-    fs::remove_dir_all(dir.path().join("merkle")).unwrap();
+    fs::remove_file(&nodes).unwrap();
+    fs::remove_file(&locations).unwrap();
     check(&open(), "files lost");
 
     let f = fs::OpenOptions::new().write(true).open(&nodes).unwrap();
@@ -220,15 +256,17 @@ fn the_index_files_are_rebuilt_cut_back_or_reported() {
     check(&open(), "locations file lengthened");
     assert_eq!(fs::metadata(&locations).unwrap().len(), 16 * 700);
 
-    // A changed node: verify names the file; rebuilding the index repairs it.
+    // A changed node: verify names the index and the node; rebuilding the index repairs it.
     flip(&nodes, 32 * 50 + 3);
     let store = open();
     let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    let index_dir = dir.path().join("index/t").display().to_string();
     assert!(
         report
             .problems()
             .any(|p| p.kind == ProblemKind::IndexMismatch
-                && p.message.contains(&nodes.display().to_string())),
+                && p.message.contains(&index_dir)
+                && p.message.contains("Merkle node")),
         "{report:#?}"
     );
     store.rebuild_index().unwrap();
@@ -238,7 +276,11 @@ fn the_index_files_are_rebuilt_cut_back_or_reported() {
 #[test]
 fn verify_is_clean_then_reports_each_tampered_byte_class() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     let mut rng = Rng::new(3);
     let contents = fill(&tenant, 40, &mut rng);
@@ -249,12 +291,20 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
     let report = verify_store(&store, VerifyOptions::default()).unwrap();
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.tenants[0].checkpoints, 2);
-    let tdir = tenant.dir().to_path_buf();
+    let tdir = akte_tests::tenant_dir(dir.path(), tenant.id());
     let victim = contents[5];
     // Small objects are pack records: the last byte of the record is its payload's.
-    let victim_place = tenant.content().place(&victim).unwrap().unwrap();
+    let victim_place = akte_tests::content_view(dir.path(), "t")
+        .place(&victim)
+        .unwrap()
+        .unwrap();
     let victim_path = victim_place.path.clone();
-    let cps = tenant.checkpoint_files().unwrap();
+    let cps: Vec<(u64, PathBuf)> = tenant
+        .checkpoint_files()
+        .unwrap()
+        .into_iter()
+        .map(|(size, name)| (size, tdir.join(name)))
+        .collect();
     drop(tenant);
     drop(store);
 
@@ -274,7 +324,11 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
     note.signatures[0].signature[17] ^= 0x01;
     fs::write(sig_file, note.to_bytes()).unwrap();
 
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let report = verify_store(&store, VerifyOptions::default()).unwrap();
     let found = kinds(&report);
     println!(
@@ -288,19 +342,14 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
     assert!(found.contains(&ProblemKind::ContentCorrupt), "{found:?}");
     assert!(report
         .problems()
-        .any(|p| p.digest == Some(victim) && p.path.as_deref() == Some(victim_path.as_path())));
+        .any(|p| p.digest == Some(victim) && at(p, &victim_path)));
     assert!(found.contains(&ProblemKind::JournalDamaged), "{found:?}");
-    assert!(report
-        .problems()
-        .any(|p| p.path.as_deref() == Some(seg.as_path())));
-    assert!(report
-        .problems()
-        .any(|p| p.path.as_deref() == Some(cps[0].1.as_path())));
+    assert!(report.problems().any(|p| at(p, seg)));
+    assert!(report.problems().any(|p| at(p, &cps[0].1)));
     assert!(
         report
             .problems()
-            .any(|p| p.path.as_deref() == Some(cps[1].1.as_path())
-                && p.kind == ProblemKind::CheckpointSignature),
+            .any(|p| at(p, &cps[1].1) && p.kind == ProblemKind::CheckpointSignature),
         "{found:?}"
     );
 }
@@ -308,10 +357,14 @@ fn verify_is_clean_then_reports_each_tampered_byte_class() {
 #[test]
 fn damage_in_the_last_segment_makes_the_tenant_unavailable_and_names_the_place() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     fill(&tenant, 20, &mut Rng::new(5));
-    let tdir = tenant.dir().to_path_buf();
+    let tdir = akte_tests::tenant_dir(dir.path(), tenant.id());
     drop(tenant);
     drop(store);
     let seg = segments(&tdir).pop().unwrap();
@@ -325,7 +378,11 @@ fn damage_in_the_last_segment_makes_the_tenant_unavailable_and_names_the_place()
 /// Opens the store (which must succeed: other tenants stay available) and returns the
 /// error of the damaged tenant; verify must report it too.
 fn tenant_error(dir: &Path, id: &str) -> String {
-    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let healthy = store.create_tenant("healthy-neighbour");
     assert!(healthy.is_ok() || store.tenant("healthy-neighbour").is_ok());
     let err = store.tenant(id).unwrap_err();
@@ -342,10 +399,14 @@ fn tenant_error(dir: &Path, id: &str) -> String {
 #[test]
 fn torn_tail_is_cut_back_and_logged_not_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     fill(&tenant, 10, &mut Rng::new(9));
-    let tdir = tenant.dir().to_path_buf();
+    let tdir = akte_tests::tenant_dir(dir.path(), tenant.id());
     let leaf9 = tenant.entry(9).unwrap().leaf;
     drop(tenant);
     drop(store);
@@ -354,7 +415,11 @@ fn torn_tail_is_cut_back_and_logged_not_refused() {
     // An interrupted write: a partial record, then zeros the file system left.
     let mut bytes = fs::read(&seg).unwrap();
     let last_record_start = {
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            akte_core::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.tenant("t").unwrap();
         t.index().location(9).unwrap().unwrap().offset as usize
     };
@@ -362,9 +427,13 @@ fn torn_tail_is_cut_back_and_logged_not_refused() {
     bytes.extend_from_slice(&partial[..partial.len() / 2]);
     bytes.extend_from_slice(&[0u8; 100]);
     fs::write(&seg, &bytes).unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.tenant("t").unwrap();
-    assert_eq!(tenant.size(), 10);
+    assert_eq!(tenant.size().unwrap(), 10);
     assert_eq!(tenant.entry(9).unwrap().leaf, leaf9);
     assert_eq!(fs::metadata(&seg).unwrap().len(), good_len);
     assert!(verify_store(&store, VerifyOptions::default())
@@ -380,7 +449,11 @@ fn torn_tail_is_cut_back_and_logged_not_refused() {
 #[test]
 fn incremental_verify_checks_only_what_is_new() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), small_segments()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     let mut rng = Rng::new(21);
     fill(&tenant, 30, &mut rng);
@@ -400,7 +473,10 @@ fn incremental_verify_checks_only_what_is_new() {
     assert_eq!(r.tenants[0].checkpoints, 1);
     // Damage to content of a new entry is found by the next incremental run.
     let fresh = fill(&tenant, 1, &mut rng);
-    let fresh_place = tenant.content().place(&fresh[0]).unwrap().unwrap();
+    let fresh_place = akte_tests::content_view(dir.path(), "t")
+        .place(&fresh[0])
+        .unwrap()
+        .unwrap();
     flip(&fresh_place.path, fresh_place.offset + fresh_place.len - 1);
     let r = verify_store(&store, inc).unwrap();
     assert_eq!(kinds(&r), vec![ProblemKind::ContentCorrupt]);
@@ -409,11 +485,15 @@ fn incremental_verify_checks_only_what_is_new() {
 #[test]
 fn bad_entries_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let tenant = store.create_tenant("t").unwrap();
     fill(&tenant, 3, &mut Rng::new(1));
     let before = index_dump(&tenant);
-    let size = tenant.size();
+    let size = tenant.size().unwrap();
     let draft = |payloads: Vec<Payload>| EntryDraft {
         actor: "clerk".into(),
         kind: "document.version".into(),
@@ -474,7 +554,7 @@ fn bad_entries_are_refused_and_change_nothing() {
     d.actor = String::new();
     assert!(tenant.append(d, vec![]).is_err());
 
-    assert_eq!(tenant.size(), size);
+    assert_eq!(tenant.size().unwrap(), size);
     assert_eq!(index_dump(&tenant), before);
     assert!(verify_store(&store, VerifyOptions::default())
         .unwrap()
@@ -484,7 +564,11 @@ fn bad_entries_are_refused_and_change_nothing() {
 #[test]
 fn tenants_are_separate() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let a = store.create_tenant("a").unwrap();
     let b = store.create_tenant("b").unwrap();
     let put = a.put_content(&b"only in a"[..]).unwrap();
@@ -494,7 +578,7 @@ fn tenants_are_separate() {
     );
     assert_ne!(a.verifier().to_string(), b.verifier().to_string());
     fill(&a, 3, &mut Rng::new(2));
-    assert_eq!(b.size(), 0);
+    assert_eq!(b.size().unwrap(), 0);
     assert!(matches!(
         store.create_tenant("a"),
         Err(StoreError::TenantExists(_))
@@ -518,15 +602,30 @@ fn tenants_are_separate() {
 fn bad_data_directories_give_clear_errors() {
     // Another format version.
     let dir = tempfile::tempdir().unwrap();
-    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    drop(
+        Store::open(
+            akte_core::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap(),
+    );
     fs::write(dir.path().join("FORMAT"), "akte-store 3\n").unwrap();
-    let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
-    assert!(matches!(err, StoreError::UnsupportedFormat { .. }), "{err}");
+    let err = akte_core::embedded::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, BackendError::UnsupportedFormat { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("akte-store 3"));
 
     // Format 1 (before pack files) opens and is marked as format 2 from then on.
     fs::write(dir.path().join("FORMAT"), "akte-store 1\n").unwrap();
-    drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    drop(
+        Store::open(
+            akte_core::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap(),
+    );
     assert_eq!(
         fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
         "akte-store 2\n"
@@ -536,26 +635,34 @@ fn bad_data_directories_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "hello").unwrap();
     assert!(matches!(
-        Store::open(dir.path(), StoreOptions::default()),
-        Err(StoreError::NotAStore { .. })
+        akte_core::embedded::open(dir.path()),
+        Err(BackendError::NotAStore { .. })
     ));
 
     // A second process (here: a second open) is locked out.
     let dir = tempfile::tempdir().unwrap();
-    let first = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let first = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     assert!(matches!(
-        Store::open(dir.path(), StoreOptions::default()),
-        Err(StoreError::Locked { .. })
+        akte_core::embedded::open(dir.path()),
+        Err(BackendError::Locked { .. })
     ));
     drop(first);
 }
 
 fn store_with_tenant() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let t = store.create_tenant("t").unwrap();
     fill(&t, 5, &mut Rng::new(4));
-    let tdir = t.dir().to_path_buf();
+    let tdir = akte_tests::tenant_dir(dir.path(), t.id());
     (dir, tdir)
 }
 
@@ -616,8 +723,12 @@ fn bad_segment_files_give_clear_errors_and_no_panic() {
     let seg = segments(&tdir).pop().unwrap();
     let bytes = fs::read(&seg).unwrap();
     fs::write(&seg, &bytes[..bytes.len() - 7]).unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    assert_eq!(store.tenant("t").unwrap().size(), 4);
+    let store = Store::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(store.tenant("t").unwrap().size().unwrap(), 4);
     assert!(verify_store(&store, VerifyOptions::default())
         .unwrap()
         .is_clean());

@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let records = Records::open(&dir, StoreOptions::default())?;
+    let records = Records::open(
+        akte_core::embedded::open(&dir).unwrap(),
+        StoreOptions::default(),
+    )?;
     let agency = match records.tenant("bauamt-erfurt") {
         Ok(t) => t,
         Err(_) => records.create_tenant("bauamt-erfurt")?,

@@ -324,6 +324,51 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Payload role of a reference payload that releases one reference to a content object.
+/// Part of the journal format, not of the records model: the engine counts references to
+/// content (a content payload adds one, a release takes one away), and content may only
+/// be removed once no live entry refers to it.
+pub const ROLE_RELEASE: &str = "release";
+
+/// Payload role of a reference payload naming an attachment whose bytes were removed by
+/// destruction. Part of the journal format: verification accepts a redacted attachment
+/// only if a later entry names it so.
+pub const ROLE_DESTROYED: &str = "destroyed";
+
+/// A record attached to a journal entry: a salted metadata record, or what is left of it
+/// after destruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// SHA-256 of the bytes; matches an inline payload of the entry.
+    pub digest: Digest,
+    /// The bytes, or `None` once destruction removed them.
+    pub bytes: Option<Vec<u8>>,
+    /// Length of the bytes. A redacted attachment keeps its length (as zero bytes on disk)
+    /// so that no record moves when destruction rewrites a segment.
+    pub len: u32,
+}
+
+impl Attachment {
+    /// An attachment holding `bytes` (at most 16 MiB long; longer records are refused when
+    /// the record is appended).
+    pub fn new(bytes: Vec<u8>) -> Attachment {
+        Attachment {
+            digest: Digest::of(&bytes),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            bytes: Some(bytes),
+        }
+    }
+
+    /// The same attachment with its bytes removed.
+    pub fn redacted(&self) -> Attachment {
+        Attachment {
+            digest: self.digest,
+            bytes: None,
+            len: self.len,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

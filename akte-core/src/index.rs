@@ -1,13 +1,13 @@
-//! The sled index: state derived from the journals, rebuildable at any time.
+//! The derived index of a tenant: state derived from its journal, rebuildable at any time.
 //!
-//! One sled tree per tenant. Every journal entry's changes are applied as one
-//! [`IndexBatch`] to the tenant's write-behind overlay ([`crate::overlay`]), which goes to
-//! sled as one atomic batch, together with the journal position it brings the index to,
-//! every few hundred entries. So after a crash sled's index is at some position p and
-//! catching up means replaying entries p.. from the journal. Reads look at the overlay
-//! first: an applied entry is visible at once.
+//! [`TenantIndex`] is what the engine and the records model read and write; it keeps the
+//! storage layer's own keys and hands everything to the tenant's
+//! [`IndexBackend`](crate::backend::IndexBackend). Every journal entry's changes are
+//! applied as one atomic change, together with the journal position they bring the index
+//! to, so the index always reflects a prefix of the journal and catching up after a crash
+//! means replaying the entries after its position.
 //!
-//! Keys of a tenant tree (all integers big-endian, so sled's byte order is numeric order):
+//! Keys (all integers big-endian, so byte order is numeric order):
 //!
 //! | prefix | key                      | value                                   |
 //! |--------|--------------------------|-----------------------------------------|
@@ -16,30 +16,19 @@
 //! | `m`    | (records model)          | owned by the [`Projection`]              |
 //!
 //! The storage layer owns `p` and `r`; a [`Projection`] (the records model) adds its own
-//! keys under `m` in the same batch. Perfect Merkle nodes and record locations, which have
-//! a fixed shape, are in two flat files per tenant beside sled ([`crate::tree_files`]).
+//! keys under `m` in the same change. Perfect Merkle nodes and record locations, which
+//! have a fixed shape, are kept by the backend beside the keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use sled::IVec;
-
-use crate::fsutil::PathIoError;
-pub use crate::overlay::IndexBatch;
-use crate::overlay::{Lookup, Merged, Overlay, FLUSH_ENTRIES, MAX_PENDING_ENTRIES};
-use crate::tree_files::TreeFiles;
-
+pub use crate::backend::IndexBatch;
+use crate::backend::{FaultKind, IndexBackend, IoFailure, KvIter, TreeUpdate, Value};
 use crate::digest::Digest;
-use crate::entry::PayloadKind;
+use crate::entry::{PayloadKind, ROLE_RELEASE};
 use crate::journal::{Location, Record};
 use crate::merkle::{MerkleError, NewNode, NodeSource};
-
-/// Payload role that releases one reference to a content object (destruction uses it).
-pub const ROLE_RELEASE: &str = "release";
-/// Payload role of a reference payload naming a metadata record that destruction removed.
-pub const ROLE_DESTROYED: &str = "destroyed";
 
 const KEY_POSITION: &[u8] = b"p";
 const PREFIX_CONTENT_REF: u8 = b'r';
@@ -49,12 +38,17 @@ pub const PREFIX_MODEL: u8 = b'm';
 /// Index errors.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// sled reported an error.
-    #[error("index database: {0}")]
-    Sled(#[from] sled::Error),
-    /// The files of Merkle nodes and record locations failed.
-    #[error("index files: {0}")]
-    Files(#[from] PathIoError),
+    /// The backend's storage failed.
+    #[error("index: {0}")]
+    Io(#[from] IoFailure),
+    /// The backend failed in a way of its own (a database error, a damaged file).
+    #[error("index database: {reason}")]
+    Backend {
+        /// What happened.
+        reason: String,
+        /// Its kind.
+        kind: FaultKind,
+    },
     /// A stored value does not have the expected form.
     #[error("index value for {key} is malformed: {reason}")]
     Malformed {
@@ -71,6 +65,18 @@ pub enum IndexError {
         /// Why.
         reason: String,
     },
+}
+
+impl IndexError {
+    /// What kind of failure it is.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            IndexError::Io(e) => e.kind(),
+            IndexError::Backend { kind, .. } => *kind,
+            IndexError::Malformed { .. } => FaultKind::Corrupt,
+            IndexError::Projection { .. } => FaultKind::Other,
+        }
+    }
 }
 
 /// How the records model keeps its own derived state in step with the journal.
@@ -98,262 +104,6 @@ impl Projection for NoProjection {
     }
 }
 
-/// The index database of a store.
-#[derive(Clone)]
-pub struct Index {
-    db: sled::Db,
-    /// Where the tenants' files of Merkle nodes and record locations are.
-    files_dir: std::path::PathBuf,
-    /// Each tenant's overlay and files, shared by every handle of that tenant's index.
-    tenants: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
-    /// For a temporary index: removes its files directory when the last handle goes.
-    _temporary: Option<Arc<TemporaryDir>>,
-    /// Writes overlays to sled in the background; stopped when the last handle goes.
-    flusher: Arc<Flusher>,
-}
-
-/// The background thread that writes tenants' overlays to sled once enough entries wait,
-/// so that no request pays for sled's work; writers only fall back to flushing themselves
-/// when far too many entries wait ([`TenantIndex::make_room`]). Dropping the last handle
-/// stops the thread after it has written what was handed to it.
-struct Flusher {
-    inner: Arc<FlusherInner>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// What the thread shares with the handles (never a handle itself, so that dropping the
-/// last one is seen).
-#[derive(Default)]
-struct FlusherInner {
-    state: Mutex<FlusherState>,
-    wake: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct FlusherState {
-    due: Vec<(sled::Tree, Arc<Shared>)>,
-    stop: bool,
-}
-
-impl Flusher {
-    fn start() -> Arc<Flusher> {
-        let inner = Arc::new(FlusherInner::default());
-        let for_thread = inner.clone();
-        let thread = std::thread::Builder::new()
-            .name("akte-index-flush".into())
-            .spawn(move || Flusher::run(&for_thread))
-            .map_err(|e| {
-                // Without the thread, writers flush when the overlay reaches its limit.
-                tracing::warn!(error = %e, "no background thread for index flushes");
-            })
-            .ok();
-        Arc::new(Flusher {
-            inner,
-            thread: Mutex::new(thread),
-        })
-    }
-
-    fn run(inner: &FlusherInner) {
-        loop {
-            let (due, stop) = {
-                let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
-                while st.due.is_empty() && !st.stop {
-                    st = inner.wake.wait(st).unwrap_or_else(|p| p.into_inner());
-                }
-                (std::mem::take(&mut st.due), st.stop)
-            };
-            for (tree, shared) in due {
-                if let Err(e) = flush_shared(&tree, &shared) {
-                    // The overlay keeps the changes; the next flush tries again, and writers
-                    // meet the error themselves once the overlay is full.
-                    tracing::error!(error = %e, "writing the index overlay to sled failed");
-                }
-            }
-            if stop {
-                return;
-            }
-        }
-    }
-
-    fn request(&self, tree: &sled::Tree, shared: &Arc<Shared>) {
-        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.due.iter().any(|(_, s)| Arc::ptr_eq(s, shared)) {
-            st.due.push((tree.clone(), shared.clone()));
-        }
-        self.inner.wake.notify_one();
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stop = true;
-        self.inner.wake.notify_all();
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Flushes one tenant's files, then its overlay (the order sled's position relies on).
-fn flush_shared(tree: &sled::Tree, shared: &Shared) -> Result<(), IndexError> {
-    shared.files.sync()?;
-    shared.overlay.flush(tree)?;
-    Ok(())
-}
-
-/// What every handle of one tenant's index shares.
-struct Shared {
-    overlay: Overlay,
-    files: TreeFiles,
-}
-
-struct TemporaryDir(std::path::PathBuf);
-
-impl Drop for TemporaryDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::fmt::Debug for Index {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Index")
-    }
-}
-
-fn tree_name(tenant: &str) -> String {
-    format!("tenant/{tenant}")
-}
-
-fn packs_tree_name(tenant: &str) -> String {
-    format!("packs/{tenant}")
-}
-
-impl Index {
-    /// Opens (or creates) the index database in `dir`, with the tenants' files of Merkle
-    /// nodes and record locations in `files_dir`.
-    pub fn open(dir: &Path, files_dir: &Path) -> Result<Index, IndexError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 << 20)
-            .flush_every_ms(Some(500));
-        // sled releases its file lock from a background thread shortly after the last
-        // handle is dropped, so reopening in the same process can find it still held for a
-        // moment. Other processes are kept out by the store's own lock, taken before this.
-        let mut waited = 0;
-        loop {
-            match config.open() {
-                Ok(db) => return Ok(Index::over(db, files_dir.to_path_buf(), None)),
-                // sled 0.34 reports its lock as ErrorKind::Other with this text.
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && waited < 100 =>
-                {
-                    waited += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Opens a throw-away index (for verification by rebuild and for tests).
-    pub fn temporary() -> Result<Index, IndexError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let db = sled::Config::new()
-            .temporary(true)
-            .cache_capacity(32 << 20)
-            .open()?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "akte-index-{}-{nanos:x}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let guard = Arc::new(TemporaryDir(dir.clone()));
-        Ok(Index::over(db, dir, Some(guard)))
-    }
-
-    fn over(
-        db: sled::Db,
-        files_dir: std::path::PathBuf,
-        temporary: Option<Arc<TemporaryDir>>,
-    ) -> Index {
-        Index {
-            db,
-            files_dir,
-            tenants: Arc::new(Mutex::new(HashMap::new())),
-            _temporary: temporary,
-            flusher: Flusher::start(),
-        }
-    }
-
-    fn shared(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
-        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The index tree of one tenant.
-    pub fn tenant(&self, tenant: &str) -> Result<TenantIndex, IndexError> {
-        let mut all = self.shared();
-        let shared = match all.get(tenant) {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(Shared {
-                    overlay: Overlay::default(),
-                    files: TreeFiles::open(&self.files_dir, tenant)?,
-                });
-                all.insert(tenant.to_owned(), s.clone());
-                s
-            }
-        };
-        Ok(TenantIndex {
-            tree: self.db.open_tree(tree_name(tenant))?,
-            shared,
-            flusher: self.flusher.clone(),
-        })
-    }
-
-    /// Where a tenant's content store keeps the location of packed objects
-    /// ([`crate::pack`]): derived from the pack files, as the tenant tree is from the journal.
-    pub fn packs_tree(&self, tenant: &str) -> Result<sled::Tree, IndexError> {
-        Ok(self.db.open_tree(packs_tree_name(tenant))?)
-    }
-
-    /// Removes a tenant's index trees entirely (before creating a tenant of that name).
-    pub fn clear_tenant(&self, tenant: &str) -> Result<(), IndexError> {
-        if let Some(s) = self.shared().remove(tenant) {
-            s.overlay.clear();
-        }
-        TreeFiles::remove(&self.files_dir, tenant)?;
-        self.db.drop_tree(tree_name(tenant))?;
-        self.db.drop_tree(packs_tree_name(tenant))?;
-        Ok(())
-    }
-
-    /// Writes every tenant's overlay to sled and flushes sled's buffers to disk. Not needed
-    /// for safety (the journal is the truth) but shortens the replay after a crash.
-    pub fn flush(&self) -> Result<(), IndexError> {
-        let all: Vec<(String, Arc<Shared>)> = self
-            .shared()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (tenant, shared) in all {
-            flush_shared(&self.db.open_tree(tree_name(&tenant))?, &shared)?;
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-}
-
 /// Where an index stands relative to its journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -372,13 +122,10 @@ pub struct ContentRef {
     pub size: u64,
 }
 
-/// The index tree of one tenant, with its overlay of changes not yet in sled and its files
-/// of Merkle nodes and record locations.
+/// The index of one tenant, over its backend.
 #[derive(Clone)]
 pub struct TenantIndex {
-    tree: sled::Tree,
-    shared: Arc<Shared>,
-    flusher: Arc<Flusher>,
+    backend: Arc<dyn IndexBackend>,
 }
 
 impl std::fmt::Debug for TenantIndex {
@@ -401,105 +148,115 @@ fn u64_at(v: &[u8], at: usize) -> Option<u64> {
 }
 
 impl TenantIndex {
+    /// The index kept by `backend`.
+    pub fn new(backend: Arc<dyn IndexBackend>) -> TenantIndex {
+        TenantIndex { backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn IndexBackend> {
+        &self.backend
+    }
+
     /// A number that tells this tenant's index apart from every other one open in the
     /// process (for caches of decoded values, which also compare the stored bytes).
     pub fn identity(&self) -> usize {
-        Arc::as_ptr(&self.shared) as usize
+        self.backend.identity()
     }
 
     /// The value of `key`, as of the last applied entry.
-    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
-        match self.shared.overlay.get(key.as_ref()) {
-            Lookup::Found(v) => Ok(v),
-            Lookup::Absent => self.tree.get(key),
-        }
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<Value>, IndexError> {
+        self.backend.get(key.as_ref())
     }
 
     /// Whether `key` has a value.
-    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool, IndexError> {
         Ok(self.get(key)?.is_some())
     }
 
     /// Every key starting with `prefix`, in order, with its value.
-    pub fn scan_prefix<P: AsRef<[u8]>>(
-        &self,
-        prefix: P,
-    ) -> impl Iterator<Item = sled::Result<(IVec, IVec)>> + use<P> {
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> KvIter<'_> {
         let prefix = prefix.as_ref().to_vec();
-        let pending = match prefix_end(&prefix) {
-            Some(end) => self
-                .shared
-                .overlay
-                .range(Bound::Included(prefix.clone()), Bound::Excluded(end)),
-            None => self
-                .shared
-                .overlay
-                .range(Bound::Included(prefix.clone()), Bound::Unbounded),
+        let end = match prefix_end(&prefix) {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
         };
-        Merged::new(pending, self.tree.scan_prefix(prefix))
+        self.backend.range(Bound::Included(prefix), end)
     }
 
     /// Every key in `range`, in order, with its value.
-    pub fn range<R: RangeBounds<Vec<u8>>>(
-        &self,
-        range: R,
-    ) -> impl Iterator<Item = sled::Result<(IVec, IVec)>> {
-        let start = range.start_bound().cloned();
-        let end = range.end_bound().cloned();
-        let pending = self.shared.overlay.range(start.clone(), end.clone());
-        Merged::new(pending, self.tree.range::<Vec<u8>, _>((start, end)))
+    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> KvIter<'_> {
+        self.backend
+            .range(range.start_bound().cloned(), range.end_bound().cloned())
     }
 
-    /// Writes the changes waiting in memory to sled (one atomic batch), after flushing the
-    /// files of nodes and locations that the batch's position relies on.
+    /// Makes everything applied so far durable (not needed for safety: the journal is the
+    /// truth; it shortens the replay after a crash).
     pub fn flush_pending(&self) -> Result<(), IndexError> {
-        flush_shared(&self.tree, &self.shared)
+        self.backend.flush()
     }
 
-    /// How many entries the files of nodes and locations hold.
+    /// How many entries the tree state (nodes and locations) holds.
     pub fn file_entries(&self) -> Result<u64, IndexError> {
-        Ok(self.shared.files.entries()?)
+        self.backend.tree_len()
     }
 
-    /// Cuts the files of nodes and locations back to the first `n` entries.
+    /// Cuts the tree state back to the first `n` entries.
     pub fn truncate_files(&self, n: u64) -> Result<(), IndexError> {
-        Ok(self.shared.files.truncate(n)?)
+        self.backend.truncate_tree(n)
     }
 
-    /// Where this index's files of nodes and locations differ from `other`'s, if they do.
-    pub fn files_difference(&self, other: &TenantIndex) -> Result<Option<String>, IndexError> {
-        Ok(self.shared.files.first_difference(&other.shared.files)?)
+    /// The first place where this index's tree state (nodes and locations of the first
+    /// `n` entries) differs from `other`'s, if it does.
+    pub fn tree_difference(
+        &self,
+        other: &TenantIndex,
+        n: u64,
+    ) -> Result<Option<String>, IndexError> {
+        for seq in 0..n {
+            let (a, b) = (self.backend.location(seq)?, other.backend.location(seq)?);
+            if a != b {
+                return Ok(Some(format!(
+                    "{}: location of entry {seq}: {a:?} here, {b:?} when rebuilt",
+                    self.backend.describe()
+                )));
+            }
+        }
+        for seq in 0..n {
+            // The nodes completed by leaf `seq`: the leaf and one per trailing one bit.
+            let leaves = seq + 1;
+            let levels = (seq + 1).trailing_zeros() as u8;
+            for level in 0..=levels {
+                let index = seq >> level;
+                let (a, b) = (
+                    self.backend.node(level, index)?,
+                    other.backend.node(level, index)?,
+                );
+                if a != b {
+                    return Ok(Some(format!(
+                        "{}: Merkle node at level {level}, index {index} (after {leaves} entries) differs from the one rebuilt",
+                        self.backend.describe()
+                    )));
+                }
+            }
+        }
+        Ok(None)
     }
 
-    /// Flushes if enough entries wait and no flush runs; waits for one if far too many
-    /// wait. For single-threaded replays; live writers use [`Self::make_room`] and
-    /// [`Self::request_flush`].
+    /// Flushes if enough applied entries wait in memory (single-threaded replays).
     pub fn flush_if_due(&self) -> Result<(), IndexError> {
-        let waiting = self.shared.overlay.entries();
-        if waiting >= MAX_PENDING_ENTRIES
-            || (waiting >= FLUSH_ENTRIES && self.shared.overlay.try_flush_slot())
-        {
-            self.flush_pending()?;
-        }
-        Ok(())
+        self.backend.flush_if_due()
     }
 
-    /// Before a writer applies an entry: if the overlay is full (the background flush fell
-    /// behind or fails), flush now, so that memory stays bounded and a failing index is
-    /// reported before anything is queued.
+    /// Before a writer queues an entry: lets the backend make room, so that its failure
+    /// reaches the caller with nothing written.
     pub fn make_room(&self) -> Result<(), IndexError> {
-        if self.shared.overlay.entries() >= MAX_PENDING_ENTRIES {
-            self.flush_pending()?;
-        }
-        Ok(())
+        self.backend.make_room()
     }
 
-    /// After a writer applied an entry: hands the overlay to the background flush once
-    /// enough entries wait.
+    /// After an applied entry became durable.
     pub fn request_flush(&self) {
-        if self.shared.overlay.entries() >= FLUSH_ENTRIES {
-            self.flusher.request(&self.tree, &self.shared);
-        }
+        self.backend.entry_durable()
     }
 
     /// How far the index has applied the journal.
@@ -527,16 +284,13 @@ impl TenantIndex {
     }
 
     /// Applies one journal record: Merkle nodes, location, content references, the
-    /// projection's keys and the new position, all in one atomic batch.
+    /// projection's keys and the new position, all as one atomic change.
     pub fn apply(
         &self,
         record: &Record,
         new_nodes: &[NewNode],
         projection: &dyn Projection,
     ) -> Result<(), IndexError> {
-        self.shared
-            .files
-            .write(record.entry.seq, record.location, new_nodes)?;
         let mut batch = IndexBatch::default();
         let mut deltas: BTreeMap<Digest, (i64, u64)> = BTreeMap::new();
         for p in &record.entry.payloads {
@@ -571,8 +325,14 @@ impl TenantIndex {
         pos[..8].copy_from_slice(&(record.entry.seq + 1).to_be_bytes());
         pos[8..].copy_from_slice(record.leaf.as_bytes());
         batch.insert(KEY_POSITION, &pos[..]);
-        self.shared.overlay.merge(batch);
-        Ok(())
+        self.backend.apply(
+            batch,
+            TreeUpdate {
+                seq: record.entry.seq,
+                location: record.location,
+                nodes: new_nodes,
+            },
+        )
     }
 
     /// Location of entry `seq`, if applied.
@@ -580,7 +340,7 @@ impl TenantIndex {
         if seq >= self.position()?.next_seq {
             return Ok(None);
         }
-        Ok(self.shared.files.location(seq)?)
+        self.backend.location(seq)
     }
 
     /// Reference count of a content object (`None` when no live entry refers to it).
@@ -618,22 +378,18 @@ impl TenantIndex {
     }
 
     /// Every key and value, in order (for comparing a live index with a rebuilt one).
-    pub fn iter_all(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), IndexError>> {
+    pub fn iter_all(&self) -> KvIter<'_> {
         self.range::<std::ops::RangeFull>(..)
-            .map(|kv| kv.map_err(IndexError::from))
     }
 
     /// Removes everything (before a rebuild).
     pub fn clear(&self) -> Result<(), IndexError> {
-        self.shared.overlay.clear();
-        self.tree.clear()?;
-        self.shared.files.truncate(0)?;
-        Ok(())
+        self.backend.clear()
     }
 }
 
 /// The first key after every key that starts with `prefix` (`None`: there is none).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -646,7 +402,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl NodeSource for TenantIndex {
     fn perfect_node(&self, level: u8, index: u64) -> Result<Digest, MerkleError> {
-        match self.shared.files.node(level, index) {
+        match self.backend.node(level, index) {
             Ok(Some(d)) => Ok(d),
             Ok(None) => Err(MerkleError::MissingNode { level, index }),
             Err(e) => Err(MerkleError::Source(e.to_string())),

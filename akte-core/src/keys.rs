@@ -21,7 +21,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest as _, Sha256};
 
-use crate::fsutil::{write_file_atomic, PathIoError};
+use crate::embedded::fsutil::{write_file_atomic, IoFailure};
 
 /// Signature type byte of plain Ed25519 note signatures (C2SP signed-note).
 pub const TYPE_ED25519: u8 = 0x01;
@@ -159,7 +159,7 @@ pub enum KeyError {
     },
     /// Reading or writing a key file failed.
     #[error(transparent)]
-    Io(#[from] PathIoError),
+    Io(#[from] IoFailure),
 }
 
 /// Computes a C2SP key id: the first 4 bytes of
@@ -316,6 +316,23 @@ impl SigningKeyPair {
         };
         wipe(&mut bytes);
         result
+    }
+
+    /// The bytes of a private key file (the private key string and a newline), for a
+    /// store that keeps the key as a secret blob. The caller wipes them when done.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.private_string().into_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Parses the bytes of a private key file (as [`SigningKeyPair::to_file_bytes`] writes
+    /// them); `what` names where they come from in errors.
+    pub fn from_file_bytes(bytes: &[u8], what: &str) -> Result<Self, KeyError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => single_line(text, what).and_then(|line| parse_private(line, what)),
+            Err(_) => Err(malformed(what, "the file is not UTF-8 text")),
+        }
     }
 
     /// Writes the private key file atomically with mode 0600: the private key string and a
@@ -717,11 +734,7 @@ fn check_key_file_meta(path: &Path, meta: &fs::Metadata, private: bool) -> Resul
 }
 
 fn io_error(op: &'static str, path: &Path, source: io::Error) -> KeyError {
-    KeyError::Io(PathIoError {
-        op,
-        path: path.to_path_buf(),
-        source,
-    })
+    KeyError::Io(IoFailure::new(op, path.display().to_string(), source))
 }
 
 /// A key file holds exactly one line; the final newline is optional because keys are

@@ -25,7 +25,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let store = Store::open(dir.path(), StoreOptions::default())?;
+//! let store = Store::open(akte_core::embedded::open(dir.path())?, StoreOptions::default())?;
 //! let tenant = store.create_tenant("stadt-erfurt")?;
 //!
 //! // Content first (durable), then the journal entry that refers to it.
@@ -60,22 +60,18 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod content;
+pub mod backend;
 pub mod digest;
+pub mod embedded;
 pub mod entry;
 pub mod evidence;
-pub mod fsutil;
 pub mod index;
 pub mod journal;
 pub mod keys;
 pub mod merkle;
 pub mod note;
-mod overlay;
-pub mod pack;
 pub mod records;
-pub mod segment;
 pub mod store;
-mod tree_files;
 pub mod verify;
 pub mod witness;
 pub mod xdomea;

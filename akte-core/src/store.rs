@@ -1,80 +1,45 @@
-//! The store: a data directory holding tenants, each with its journal, content store,
-//! checkpoints and signing key, plus the shared sled index.
+//! The engine: tenants over a storage backend, with the rules every backend shares.
 //!
-//! ```text
-//! DATA_DIR/
-//!   FORMAT                      "akte-store 2\n": refuses directories of other versions
-//!   LOCK                        flock: one process at a time
-//!   index/                      sled database (derived, rebuildable)
-//!   merkle/<id>.nodes|.locations perfect Merkle nodes and record locations (derived)
-//!   tenants/<id>/
-//!     ORIGIN                    checkpoint origin line of this tenant's log
-//!     journal/<first-seq>.seg   journal segments
-//!     content/objects/ab/<hex>  content objects of 1 MiB and more
-//!     content/packs/<n>.pack    smaller content objects, many to a file
-//!     checkpoints/<size>.note   signed checkpoints, with witness cosignatures
-//!     keys/checkpoint.key       Ed25519 signing key (mode 0600)
-//!     keys/checkpoint.pub       verifier key
-//!     keys/witnesses            registered witnesses' keys (crate::witness)
-//! ```
+//! A [`Store`] opens the tenants of a [`Backend`] and keeps, per [`Tenant`], what the
+//! backend does not: the Merkle frontier of the journal, the check of a write against the
+//! index and its append under one lock, index catch-up after a crash, checkpoints and
+//! proofs. The backends keep the bytes (see [`crate::backend`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::content::{ContentError, ContentOptions, ContentStore, PutOutcome};
+use crate::backend::content::{ContentError, PutOutcome};
+use crate::backend::{
+    Backend, BackendError, ContentBackend, FaultKind, JournalBackend, MetaError, MetaStore,
+    TenantParts, TenantSeed,
+};
 use crate::digest::Digest;
-use crate::entry::{EntryDraft, PayloadKind};
-use crate::fsutil::{self, IoContext, PathIoError};
-use crate::index::{Index, IndexError, NoProjection, Projection, TenantIndex};
-use crate::journal::{Journal, JournalError, JournalOptions, Record, Ticket};
+use crate::entry::{Attachment, EntryDraft, PayloadKind};
+use crate::index::{IndexError, NoProjection, Projection, TenantIndex};
+use crate::journal::{JournalError, Record, Ticket};
 use crate::keys::{KeyError, SigningKeyPair, VerifierKey};
 use crate::merkle::{self, CompactRange, MerkleError};
 use crate::note::{Checkpoint, NoteError, SignedNote};
-use crate::segment::Attachment;
 
-/// Contents of the `FORMAT` file of a data directory of this version.
-pub const STORE_FORMAT: &str = "akte-store 2\n";
-/// The version before pack files. Its directories are a subset of version 2 (no
-/// `content/packs/`), so they are opened and marked as version 2 from then on: an older
-/// akte would not find the objects written to packs.
-pub const STORE_FORMAT_1: &str = "akte-store 1\n";
-/// Name of a tenant's signing key file.
-pub const SIGNING_KEY_FILE: &str = "checkpoint.key";
-/// Name of a tenant's verifier key file.
-pub const VERIFIER_KEY_FILE: &str = "checkpoint.pub";
+/// Name of a tenant's signing key blob.
+pub const SIGNING_KEY: &str = "keys/checkpoint.key";
+/// Name of a tenant's verifier key blob.
+pub const VERIFIER_KEY: &str = "keys/checkpoint.pub";
+/// Name of the blob holding a tenant's checkpoint origin line.
+pub const ORIGIN: &str = "ORIGIN";
+/// Prefix of the blobs holding signed checkpoints.
+pub const CHECKPOINTS: &str = "checkpoints/";
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file operation failed.
+    /// The backend failed.
     #[error(transparent)]
-    Io(#[from] PathIoError),
-    /// The directory is not an akte data directory.
-    #[error("{path} is not an akte data directory (no FORMAT file, and it is not empty)")]
-    NotAStore {
-        /// The directory.
-        path: PathBuf,
-    },
-    /// The directory was written by another version of akte.
-    #[error("{path} holds format {found:?}; this build reads {expected:?}")]
-    UnsupportedFormat {
-        /// The directory.
-        path: PathBuf,
-        /// What the FORMAT file says.
-        found: String,
-        /// What this build expects.
-        expected: String,
-    },
-    /// Another process holds the store.
-    #[error("{path} is in use by another process (lock held)")]
-    Locked {
-        /// The lock file.
-        path: PathBuf,
-    },
+    Backend(#[from] BackendError),
+    /// A blob of the metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
     /// A tenant id is malformed.
     #[error("invalid tenant id {id:?}: {reason}")]
     InvalidTenantId {
@@ -97,6 +62,18 @@ pub enum StoreError {
     /// A tenant of that id exists already.
     #[error("tenant {0:?} already exists")]
     TenantExists(String),
+    /// A blob the tenant needs is missing or malformed.
+    #[error("tenant {tenant:?}: {what} ({place}) {reason}")]
+    TenantData {
+        /// The tenant.
+        tenant: String,
+        /// What ("origin", "signing key", ...).
+        what: &'static str,
+        /// Where it is stored.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An entry refers to content that is not in the content store.
     #[error("content {digest} is not stored for tenant {tenant} (put it first)")]
     ContentMissing {
@@ -154,26 +131,40 @@ pub enum StoreError {
     Merkle(#[from] MerkleError),
 }
 
+impl StoreError {
+    /// What kind of failure it is, where it is one of storage.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            StoreError::Backend(e) => e.kind(),
+            StoreError::Meta(e) => e.kind(),
+            StoreError::Content(e) => e.kind(),
+            StoreError::Journal(e) => e.kind(),
+            StoreError::Index(e) => e.kind(),
+            StoreError::UnknownTenant(_) | StoreError::NoCheckpoint(_) => FaultKind::NotFound,
+            StoreError::TenantExists(_) => FaultKind::Conflict,
+            StoreError::TenantUnavailable { .. } | StoreError::Fenced { .. } => {
+                FaultKind::Unavailable
+            }
+            StoreError::TenantData { .. } => FaultKind::Corrupt,
+            _ => FaultKind::Other,
+        }
+    }
+}
+
 /// How a store is opened.
 #[derive(Clone)]
 pub struct StoreOptions {
     /// Prefix of new tenants' checkpoint origins: `<prefix>/<tenant id>`.
     pub origin_prefix: String,
-    /// Journal tunables.
-    pub journal: JournalOptions,
     /// The records model's projection (the bare engine uses [`NoProjection`]).
     pub projection: Arc<dyn Projection>,
-    /// Content store settings (zstd level, packing).
-    pub content: ContentOptions,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             origin_prefix: "akte.local".into(),
-            journal: JournalOptions::default(),
             projection: Arc::new(NoProjection),
-            content: ContentOptions::default(),
         }
     }
 }
@@ -182,7 +173,6 @@ impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
             .field("origin_prefix", &self.origin_prefix)
-            .field("journal", &self.journal)
             .finish()
     }
 }
@@ -209,22 +199,22 @@ pub fn validate_tenant_id(id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An open data directory.
+/// The tenants of a backend, open.
 pub struct Store {
-    dir: PathBuf,
+    backend: Arc<dyn Backend>,
     options: StoreOptions,
-    index: Index,
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
     /// Tenants that could not be opened, with the reason. One damaged tenant must not take
     /// the installation's other agencies down with it.
     unavailable: BTreeMap<String, String>,
     create_lock: Mutex<()>,
-    _lock: File,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend.describe())
+            .finish()
     }
 }
 
@@ -239,101 +229,30 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
 }
 
-fn read_format(dir: &Path) -> Result<Option<String>, StoreError> {
-    let p = dir.join("FORMAT");
-    match fs::read(&p) {
-        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(PathIoError {
-            op: "read",
-            path: p,
-            source: e,
-        }
-        .into()),
-    }
-}
-
-fn lock_dir(dir: &Path) -> Result<File, StoreError> {
-    let p = dir.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .at("open", &p)?;
-    // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StoreError::Locked { path: p });
-    }
-    Ok(f)
-}
-
 impl Store {
-    /// Opens the data directory `dir`, creating it when it does not exist or is empty.
-    ///
-    /// Every tenant's journal is recovered (a torn tail is cut back) and the index catches
-    /// up with the journals.
-    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        fsutil::create_dir_all_durable(dir)?;
-        let mut upgrade = false;
-        match read_format(dir)? {
-            Some(f) if f == STORE_FORMAT => {}
-            Some(f) if f == STORE_FORMAT_1 => upgrade = true,
-            Some(found) => {
-                return Err(StoreError::UnsupportedFormat {
-                    path: dir.to_path_buf(),
-                    found: found.trim_end().chars().take(80).collect(),
-                    expected: STORE_FORMAT.trim_end().into(),
-                })
-            }
-            None => {
-                let empty = fs::read_dir(dir).at("list", dir)?.next().is_none();
-                if !empty {
-                    return Err(StoreError::NotAStore {
-                        path: dir.to_path_buf(),
-                    });
-                }
-                fsutil::create_dir_all_durable(&dir.join("tenants"))?;
-                fsutil::write_file_atomic(&dir.join("FORMAT"), STORE_FORMAT.as_bytes(), 0o644)?;
-            }
-        }
-        let lock = lock_dir(dir)?;
-        if upgrade {
-            fsutil::write_file_atomic(&dir.join("FORMAT"), STORE_FORMAT.as_bytes(), 0o644)?;
-            tracing::info!(dir = %dir.display(), "data directory of format 1 is now format 2 (small content objects go to pack files)");
-        }
-        fsutil::create_dir_all_durable(&dir.join("tenants"))?;
-        let index = Index::open(&dir.join("index"), &dir.join("merkle"))?;
+    /// Opens every tenant of `backend`: each journal is recovered (a torn tail is cut
+    /// back) and each index catches up with its journal. A tenant that cannot be opened
+    /// is reported as unavailable; the others are served.
+    pub fn open(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Store, StoreError> {
         let mut store = Store {
-            dir: dir.to_path_buf(),
+            backend,
             options,
-            index,
             tenants: RwLock::new(BTreeMap::new()),
             unavailable: BTreeMap::new(),
             create_lock: Mutex::new(()),
-            _lock: lock,
         };
-        let tenants_dir = dir.join("tenants");
-        let mut ids = Vec::new();
-        for item in fs::read_dir(&tenants_dir).at("list", &tenants_dir)? {
-            let item = item.at("list", &tenants_dir)?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                // An interrupted tenant creation; it never became visible.
-                tracing::warn!(path = %item.path().display(), "removing incomplete tenant directory");
-                fs::remove_dir_all(item.path()).at("remove", &item.path())?;
+        for id in store.backend.tenant_ids()? {
+            if let Err(e) = validate_tenant_id(&id) {
+                tracing::error!(tenant = %id, error = %e, "not a tenant");
+                store.unavailable.insert(id, e.to_string());
                 continue;
             }
-            if let Err(e) = validate_tenant_id(&name) {
-                tracing::error!(path = %item.path().display(), error = %e, "not a tenant directory");
-                store.unavailable.insert(name, e.to_string());
-                continue;
-            }
-            ids.push(name);
-        }
-        for id in ids {
-            let (tenant, report) = match Tenant::open(&store, &id) {
+            let opened = store
+                .backend
+                .open_tenant(&id)
+                .map_err(StoreError::from)
+                .and_then(|parts| Tenant::open(&store, &id, parts));
+            let (tenant, report) = match opened {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "tenant cannot be opened; it stays unavailable, the others are served");
@@ -358,14 +277,9 @@ impl Store {
         self.tenants.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The shared index.
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// The options the store was opened with.
@@ -380,42 +294,27 @@ impl Store {
         if self.read_tenants().contains_key(id) || self.unavailable.contains_key(id) {
             return Err(StoreError::TenantExists(id.into()));
         }
-        // Build the tenant in a hidden directory and rename it into place, so that a crash
-        // never leaves a half-made tenant visible.
-        // A stale index of a tenant of the same name (removed by hand) must not leak in.
-        self.index.clear_tenant(id)?;
-        let tenants_dir = self.dir.join("tenants");
-        let staging = tenants_dir.join(format!(".new-{id}"));
-        if staging.exists() {
-            fs::remove_dir_all(&staging).at("remove", &staging)?;
-        }
-        fsutil::create_dir_all_durable(&staging.join("keys"))?;
-        fsutil::create_dir_all_durable(&staging.join("checkpoints"))?;
         let origin = format!("{}/{id}", self.options.origin_prefix);
-        fsutil::write_file_atomic(
-            &staging.join("ORIGIN"),
-            format!("{origin}\n").as_bytes(),
-            0o644,
-        )?;
         let key = SigningKeyPair::generate(&origin)?;
-        key.save(&staging.join("keys").join(SIGNING_KEY_FILE))?;
-        key.verifier()
-            .save(&staging.join("keys").join(VERIFIER_KEY_FILE))?;
-        // The first journal segment and the content directories are made here too, so a
-        // tenant never becomes visible without them.
-        drop(Journal::open(
-            &staging.join("journal"),
-            self.options.journal.clone(),
-        )?);
-        drop(ContentStore::open_indexed(
-            &staging.join("content"),
-            self.options.content,
-            self.index.packs_tree(id)?,
-        )?);
-        let final_dir = tenants_dir.join(id);
-        fs::rename(&staging, &final_dir).at("rename", &final_dir)?;
-        fsutil::fsync_dir(&tenants_dir)?;
-        let (tenant, _) = Tenant::open(self, id)?;
+        let mut key_bytes = key.to_file_bytes();
+        let seed = TenantSeed {
+            meta: vec![
+                (ORIGIN.into(), format!("{origin}\n").into_bytes(), false),
+                (SIGNING_KEY.into(), key_bytes.clone(), true),
+                (
+                    VERIFIER_KEY.into(),
+                    format!("{}\n", key.verifier()).into_bytes(),
+                    false,
+                ),
+            ],
+        };
+        let created = self.backend.create_tenant(id, &seed);
+        key_bytes.fill(0);
+        let parts = match created {
+            Err(BackendError::TenantExists(id)) => return Err(StoreError::TenantExists(id)),
+            other => other?,
+        };
+        let (tenant, _) = Tenant::open(self, id, parts)?;
         let tenant = Arc::new(tenant);
         self.write_tenants().insert(id.into(), tenant.clone());
         tracing::info!(tenant = %id, origin = %origin, "tenant created");
@@ -446,54 +345,59 @@ impl Store {
         self.read_tenants().values().cloned().collect()
     }
 
-    /// Recreates every tenant's index from its journal, and the location index of its
-    /// pack files from the packs.
+    /// Recreates every tenant's index from its journal, and what the content stores derive
+    /// from their own bytes (the location index of pack files).
     pub fn rebuild_index(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         for t in self.tenants() {
             total += t.rebuild_index()?;
-            t.content.reindex_packs()?;
+            t.content.reindex()?;
+            t.index.flush_pending()?;
         }
-        self.index.flush()?;
         Ok(total)
     }
 
-    /// Flushes the index (on shutdown; the journal is durable at every acknowledgement).
+    /// Flushes the indexes (on shutdown; the journal is durable at every acknowledgement).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.index.flush()?;
+        for t in self.tenants() {
+            t.index.flush_pending()?;
+        }
+        self.backend.flush()?;
         Ok(())
     }
 }
 
 impl Drop for Store {
-    /// Writes the index's pending changes to sled, so the next open does not replay them.
-    /// Nothing depends on it: the journal is the truth, and a failure here is only logged.
+    /// Writes the indexes' pending changes, so the next open does not replay them. Nothing
+    /// depends on it: the journal is the truth, and a failure here is only logged.
     fn drop(&mut self) {
-        if let Err(e) = self.index.flush() {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "flushing the index at close failed; the next open replays the journal");
+        if let Err(e) = self.flush() {
+            tracing::warn!(backend = %self.backend.describe(), error = %e, "flushing the index at close failed; the next open replays the journal");
         }
     }
 }
 
 struct Writer {
     frontier: CompactRange,
+    /// Leaf hash of the last entry the frontier holds.
+    last_leaf: Digest,
     fenced: Option<String>,
 }
 
-/// One tenant: journal, content store, index tree and signing key.
+/// One tenant: journal, content store, index, metadata and signing key.
 pub struct Tenant {
     id: String,
-    dir: PathBuf,
     origin: String,
-    content: ContentStore,
-    journal: Journal,
+    content: Arc<dyn ContentBackend>,
+    journal: Arc<dyn JournalBackend>,
     index: TenantIndex,
+    meta: Arc<dyn MetaStore>,
     key: SigningKeyPair,
     projection: Arc<dyn Projection>,
     writer: Mutex<Writer>,
     upper_nodes: RwLock<HashMap<(u8, u64), Digest>>,
-    /// Serialises rewrites of files under `checkpoints/` and `keys/witnesses`: signing a
-    /// checkpoint and adding a witness's cosignature to a stored one both replace a file,
+    /// Serialises rewrites of checkpoint blobs and of the witness list: signing a
+    /// checkpoint and adding a witness's cosignature to a stored one both replace a blob,
     /// and two unserialised replacements could lose one of them.
     notes_lock: Mutex<()>,
 }
@@ -559,33 +463,60 @@ pub struct Appended {
     pub ticket: Ticket,
 }
 
+fn peaks_frontier(index: &TenantIndex, size: u64) -> Result<CompactRange, StoreError> {
+    let peaks = CompactRange::peak_positions(size)
+        .into_iter()
+        .map(|(level, idx)| merkle::NodeSource::perfect_node(index, level, idx))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CompactRange::from_parts(size, peaks)?)
+}
+
 impl Tenant {
-    fn open(store: &Store, id: &str) -> Result<(Tenant, OpenReport), StoreError> {
-        let dir = store.dir.join("tenants").join(id);
-        let origin_path = dir.join("ORIGIN");
-        let origin = fs::read_to_string(&origin_path)
-            .at("read", &origin_path)?
+    fn open(
+        store: &Store,
+        id: &str,
+        parts: TenantParts,
+    ) -> Result<(Tenant, OpenReport), StoreError> {
+        let TenantParts {
+            journal,
+            index,
+            content,
+            meta,
+        } = parts;
+        let missing = |what: &'static str, name: &str, reason: &str| StoreError::TenantData {
+            tenant: id.to_owned(),
+            what,
+            place: meta.describe(name),
+            reason: reason.to_owned(),
+        };
+        let origin = meta
+            .get(ORIGIN)?
+            .ok_or_else(|| missing("checkpoint origin", ORIGIN, "is missing"))?;
+        let origin = String::from_utf8(origin)
+            .map_err(|_| missing("checkpoint origin", ORIGIN, "is not UTF-8 text"))?
             .trim_end()
             .to_owned();
-        let key = SigningKeyPair::load(&dir.join("keys").join(SIGNING_KEY_FILE))?;
-        let journal = Journal::open(&dir.join("journal"), store.options.journal.clone())?;
-        let content = ContentStore::open_indexed(
-            &dir.join("content"),
-            store.options.content,
-            store.index.packs_tree(id)?,
-        )?;
-        let index = store.index.tenant(id)?;
+        let mut key_bytes = meta
+            .get_secret(SIGNING_KEY)?
+            .ok_or_else(|| missing("signing key", SIGNING_KEY, "is missing"))?;
+        let key = SigningKeyPair::from_file_bytes(
+            &key_bytes,
+            &format!("private key {}", meta.describe(SIGNING_KEY)),
+        );
+        key_bytes.fill(0);
+        let key = key?;
         let tenant = Tenant {
             id: id.to_owned(),
-            dir,
             origin,
             content,
             journal,
-            index,
+            index: TenantIndex::new(index),
+            meta,
             key,
             projection: store.options.projection.clone(),
             writer: Mutex::new(Writer {
                 frontier: CompactRange::new(),
+                last_leaf: Digest::ZERO,
                 fenced: None,
             }),
             upper_nodes: RwLock::new(HashMap::new()),
@@ -603,12 +534,12 @@ impl Tenant {
 
     /// Brings the index up to the journal: replays the entries it has not seen, or rebuilds
     /// it entirely if it is ahead of the journal or disagrees with it (possible after a
-    /// crash, since the index is written before the journal's flush completes).
+    /// crash, since the index may be written before the journal's flush completes).
     fn catch_up_index(&self) -> Result<(u64, bool), StoreError> {
-        let journal_len = self.journal.durable_len();
+        let journal_len = self.journal.durable_len()?;
         let pos = self.index.position()?;
-        // The files of nodes and locations are flushed before sled records a position, so
-        // they hold at least that many entries; fewer means they were lost or cut.
+        // The tree state is made durable before the index records a position, so it holds
+        // at least that many entries; fewer means it was lost or cut.
         let files = self.index.file_entries()?;
         let consistent = if pos.next_seq == 0 {
             true
@@ -634,14 +565,11 @@ impl Tenant {
             let n = self.rebuild_index()?;
             return Ok((n, true));
         }
-        // Whatever the files hold beyond sled's position is replayed from the journal.
+        // Whatever the tree state holds beyond the index's position is replayed.
         self.index.truncate_files(pos.next_seq)?;
-        let peaks = CompactRange::peak_positions(pos.next_seq)
-            .into_iter()
-            .map(|(level, idx)| merkle::NodeSource::perfect_node(&self.index, level, idx))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut w = self.lock_writer();
-        w.frontier = CompactRange::from_parts(pos.next_seq, peaks)?;
+        w.frontier = peaks_frontier(&self.index, pos.next_seq)?;
+        w.last_leaf = pos.last_leaf;
         if pos.next_seq == journal_len {
             return Ok((0, false));
         }
@@ -659,6 +587,7 @@ impl Tenant {
                 continue;
             }
             let nodes = w.frontier.push(rec.leaf)?;
+            w.last_leaf = rec.leaf;
             self.index.apply(&rec, &nodes, self.projection.as_ref())?;
             self.index.flush_if_due()?;
             replayed += 1;
@@ -671,18 +600,16 @@ impl Tenant {
     pub fn rebuild_index(&self) -> Result<u64, StoreError> {
         let mut w = self.lock_writer();
         self.index.clear()?;
+        let end = self.journal.durable_len()?;
         let n = replay_into(
-            &self.journal,
+            self.journal.as_ref(),
             &self.index,
             self.projection.as_ref(),
-            self.journal.durable_len(),
+            end,
         )?;
         let pos = self.index.position()?;
-        let peaks = CompactRange::peak_positions(pos.next_seq)
-            .into_iter()
-            .map(|(level, idx)| merkle::NodeSource::perfect_node(&self.index, level, idx))
-            .collect::<Result<Vec<_>, _>>()?;
-        w.frontier = CompactRange::from_parts(pos.next_seq, peaks)?;
+        w.frontier = peaks_frontier(&self.index, pos.next_seq)?;
+        w.last_leaf = pos.last_leaf;
         Ok(n)
     }
 
@@ -695,29 +622,29 @@ impl Tenant {
         &self.id
     }
 
-    /// The tenant's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The origin line of this tenant's checkpoints.
     pub fn origin(&self) -> &str {
         &self.origin
     }
 
     /// The content store.
-    pub fn content(&self) -> &ContentStore {
-        &self.content
+    pub fn content(&self) -> &dyn ContentBackend {
+        self.content.as_ref()
     }
 
     /// The journal.
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    pub fn journal(&self) -> &dyn JournalBackend {
+        self.journal.as_ref()
     }
 
-    /// The index tree.
+    /// The index.
     pub fn index(&self) -> &TenantIndex {
         &self.index
+    }
+
+    /// The tenant's small blobs (origin, keys, checkpoints, witness lists, ...).
+    pub fn meta(&self) -> &dyn MetaStore {
+        self.meta.as_ref()
     }
 
     /// The public key that verifies this tenant's checkpoints.
@@ -727,8 +654,8 @@ impl Tenant {
 
     /// Stores document bytes (durably) and returns their digest. Nothing refers to them
     /// until an entry lists the digest as a content payload.
-    pub fn put_content<R: Read>(&self, reader: R) -> Result<PutOutcome, StoreError> {
-        Ok(self.content.put(reader)?)
+    pub fn put_content<R: Read>(&self, mut reader: R) -> Result<PutOutcome, StoreError> {
+        Ok(self.content.put(&mut reader, None, None)?)
     }
 
     /// Appends an entry and returns once it is durable. Content payloads must already be
@@ -753,17 +680,29 @@ impl Tenant {
     }
 
     /// Appends the entry that `build` makes from the current index, holding the tenant's
-    /// write lock so that no other write comes between the check and the append. Returns
-    /// once the entry is durable; writers waiting at the same time share one flush.
+    /// append session so that no other write comes between the check and the append.
+    /// Returns once the entry is durable; writers waiting at the same time share one flush.
     /// `build` may also decide that nothing needs appending ([`Write::Skip`]), for example
-    /// when an idempotent request is repeated.
+    /// when an idempotent request is repeated. `build` also learns the sequence number the
+    /// entry will get.
     pub fn append_with<T, E, F>(&self, build: F) -> Result<(T, Option<Appended>), E>
     where
         F: FnOnce(&TenantIndex) -> Result<Write<T>, E>,
         E: From<StoreError>,
     {
-        // A full overlay (the background flush fell behind, or sled fails) is dealt with
-        // before anything is queued, so its error reaches the caller with nothing written.
+        self.append_at(|index, _| build(index))
+    }
+
+    /// As [`Tenant::append_with`], with the sequence number the entry will get passed to
+    /// `build` (destruction writes it into a marker before the entry exists).
+    pub fn append_at<T, E, F>(&self, build: F) -> Result<(T, Option<Appended>), E>
+    where
+        F: FnOnce(&TenantIndex, u64) -> Result<Write<T>, E>,
+        E: From<StoreError>,
+    {
+        // A full index buffer (its background flush fell behind, or it fails) is dealt
+        // with before anything is queued, so its error reaches the caller with nothing
+        // written.
         self.index.make_room().map_err(StoreError::from)?;
         let (value, ticket) = {
             let mut w = self.lock_writer();
@@ -774,7 +713,13 @@ impl Tenant {
                 }
                 .into());
             }
-            let (draft, attachments, value) = match build(&self.index)? {
+            let mut session = self.journal.begin().map_err(StoreError::from)?;
+            if session.next_seq() != w.frontier.size() || session.last_leaf() != w.last_leaf {
+                // Another writer of a shared backend appended meanwhile: its entries are
+                // in the index (committed with them), so the frontier is read from there.
+                self.resync(&mut w, session.next_seq(), session.last_leaf())?;
+            }
+            let (draft, attachments, value) = match build(&self.index, session.next_seq())? {
                 Write::Skip(value) => return Ok((value, None)),
                 Write::Append {
                     draft,
@@ -783,8 +728,7 @@ impl Tenant {
                 } => (draft, attachments, value),
             };
             self.check_content(&draft)?;
-            let ticket = self
-                .journal
+            let ticket = session
                 .enqueue(draft, attachments.clone())
                 .map_err(StoreError::from)?;
             let record = Record {
@@ -802,6 +746,7 @@ impl Tenant {
                         .index
                         .apply(&record, &nodes, self.projection.as_ref())?)
                 });
+            drop(session);
             if let Err(e) = applied {
                 // The entry is in the journal's queue but not in the index: stop writing
                 // until a reopen replays the journal into the index.
@@ -813,6 +758,7 @@ impl Tenant {
                     .map_err(StoreError::from)?;
                 return Err(e.into());
             }
+            w.last_leaf = ticket.leaf;
             (value, ticket)
         };
         self.journal
@@ -820,6 +766,24 @@ impl Tenant {
             .map_err(StoreError::from)?;
         self.index.request_flush();
         Ok((value, Some(Appended { ticket })))
+    }
+
+    /// Reloads the frontier after another writer appended (or a failed commit was
+    /// dropped): the index must stand exactly where the journal does.
+    fn resync(&self, w: &mut Writer, next_seq: u64, last_leaf: Digest) -> Result<(), StoreError> {
+        let pos = self.index.position()?;
+        if pos.next_seq != next_seq || pos.last_leaf != last_leaf {
+            return Err(StoreError::Fenced {
+                tenant: self.id.clone(),
+                reason: format!(
+                    "the journal holds {next_seq} entries but the index stands at {}",
+                    pos.next_seq
+                ),
+            });
+        }
+        w.frontier = peaks_frontier(&self.index, next_seq)?;
+        w.last_leaf = last_leaf;
+        Ok(())
     }
 
     fn check_content(&self, draft: &EntryDraft) -> Result<(), StoreError> {
@@ -857,13 +821,13 @@ impl Tenant {
     }
 
     /// Number of durable journal entries (the largest tree size that can be proven).
-    pub fn size(&self) -> u64 {
-        self.journal.durable_len()
+    pub fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.journal.durable_len()?)
     }
 
     /// Reads entry `seq`.
     pub fn entry(&self, seq: u64) -> Result<Record, StoreError> {
-        let len = self.size();
+        let len = self.size()?;
         if seq >= len {
             return Err(JournalError::OutOfRange { seq, len }.into());
         }
@@ -875,7 +839,7 @@ impl Tenant {
     }
 
     fn check_size(&self, size: u64) -> Result<(), StoreError> {
-        let available = self.size();
+        let available = self.size()?;
         if size > available {
             return Err(StoreError::BeyondJournal {
                 requested: size,
@@ -909,10 +873,10 @@ impl Tenant {
         // Held from the existence check to the write, so that a cosignature added in
         // between (crate::witness) is never overwritten by the bare note.
         let _notes = self.lock_notes();
-        let size = self.size();
-        let path = self.checkpoint_path(size);
-        if path.exists() {
-            return self.read_checkpoint_note(&path);
+        let size = self.size()?;
+        let name = checkpoint_name(size);
+        if let Some(bytes) = self.meta.get(&name)? {
+            return Ok(SignedNote::parse(&bytes)?);
         }
         let cp = Checkpoint {
             origin: self.origin.clone(),
@@ -921,25 +885,13 @@ impl Tenant {
             extensions: Vec::new(),
         };
         let note = cp.sign(&self.key)?;
-        fsutil::write_file_atomic(&path, &note.to_bytes(), 0o644)?;
+        self.meta.put(&name, &note.to_bytes(), false)?;
         Ok(note)
     }
 
     /// The lock every rewrite of a stored note or of the witness list takes.
     pub(crate) fn lock_notes(&self) -> std::sync::MutexGuard<'_, ()> {
         self.notes_lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Where the checkpoint of `size` entries is stored (it may not exist).
-    pub(crate) fn checkpoint_path(&self, size: u64) -> PathBuf {
-        self.dir
-            .join("checkpoints")
-            .join(format!("{size:020}.note"))
-    }
-
-    fn read_checkpoint_note(&self, path: &Path) -> Result<SignedNote, StoreError> {
-        let bytes = fs::read(path).at("read", path)?;
-        Ok(SignedNote::parse(&bytes)?)
     }
 
     /// Signs a text that is not a checkpoint (a destruction record) with the tenant's key.
@@ -955,22 +907,14 @@ impl Tenant {
         Ok(SignedNote::sign(text, &self.key)?)
     }
 
-    /// Stored checkpoint files, by tree size.
-    pub fn checkpoint_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-        let dir = self.dir.join("checkpoints");
+    /// Stored checkpoints, by tree size, with the name of the blob holding each.
+    pub fn checkpoint_files(&self) -> Result<Vec<(u64, String)>, StoreError> {
         let mut out = Vec::new();
-        for item in fs::read_dir(&dir).at("list", &dir)? {
-            let item = item.at("list", &dir)?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            let size = name
-                .strip_suffix(".note")
-                .filter(|d| d.len() == 20)
-                .and_then(|d| d.parse::<u64>().ok());
-            match size {
-                Some(s) => out.push((s, item.path())),
-                None if name.starts_with('.') => {}
+        for name in self.meta.list(CHECKPOINTS)? {
+            match parse_checkpoint_name(&name) {
+                Some(size) => out.push((size, name)),
                 None => {
-                    tracing::warn!(path = %item.path().display(), "ignoring unexpected file among checkpoints")
+                    tracing::warn!(blob = %self.meta.describe(&name), "ignoring unexpected blob among checkpoints")
                 }
             }
         }
@@ -981,17 +925,33 @@ impl Tenant {
     /// The newest stored checkpoint, verified with the tenant's key.
     pub fn latest_checkpoint(&self) -> Result<(Checkpoint, SignedNote), StoreError> {
         let files = self.checkpoint_files()?;
-        let (_, path) = files
+        let (_, name) = files
             .last()
             .ok_or_else(|| StoreError::NoCheckpoint(self.id.clone()))?;
-        let bytes = fs::read(path).at("read", path)?;
+        let bytes = self
+            .meta
+            .get(name)?
+            .ok_or_else(|| StoreError::NoCheckpoint(self.id.clone()))?;
         Ok(Checkpoint::open(&bytes, &self.verifier())?)
     }
 }
 
-/// Replays a journal's durable entries `0..end` into an (empty) index tree.
+/// Name of the blob holding the checkpoint of `size` entries.
+pub fn checkpoint_name(size: u64) -> String {
+    format!("{CHECKPOINTS}{size:020}.note")
+}
+
+/// The tree size a checkpoint blob's name stands for.
+pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    name.strip_prefix(CHECKPOINTS)?
+        .strip_suffix(".note")
+        .filter(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+}
+
+/// Replays a journal's durable entries `0..end` into an (empty) index.
 pub fn replay_into(
-    journal: &Journal,
+    journal: &dyn JournalBackend,
     index: &TenantIndex,
     projection: &dyn Projection,
     end: u64,

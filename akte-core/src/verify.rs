@@ -21,21 +21,18 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, Scope};
 
-use crate::content::{ContentError, ContentStore};
+use crate::backend::content::{ContentError, StructureProblem};
+use crate::backend::journal::DamageCount;
+use crate::backend::{ContentBackend, JournalScanItem};
 use crate::digest::Digest;
-use crate::entry::PayloadKind;
-use crate::fsutil::{self, IoContext};
-use crate::index::ROLE_DESTROYED;
-use crate::index::{Index, TenantIndex};
-use crate::journal::{self, Location};
-use crate::merkle::{leaf_hash, CompactRange};
+use crate::entry::{PayloadKind, ROLE_DESTROYED};
+use crate::index::TenantIndex;
+use crate::merkle::CompactRange;
 use crate::note::Checkpoint;
-use crate::pack::PackProblem;
-use crate::segment::{self, SegmentError, SegmentReader};
 use crate::store::{Store, StoreError, Tenant};
 
 /// How much to check.
@@ -100,8 +97,9 @@ pub struct Problem {
     pub seq: Option<u64>,
     /// Digest concerned (content object, attachment or root), if any.
     pub digest: Option<Digest>,
-    /// File concerned, if any.
-    pub path: Option<PathBuf>,
+    /// Where, as the backend names it (a file, with the byte offset where it helps), if
+    /// anywhere in particular.
+    pub place: Option<String>,
     /// Human-readable description.
     pub message: String,
 }
@@ -115,8 +113,8 @@ impl std::fmt::Display for Problem {
         if let Some(d) = &self.digest {
             write!(f, " digest {d}")?;
         }
-        if let Some(p) = &self.path {
-            write!(f, " in {}", p.display())?;
+        if let Some(p) = &self.place {
+            write!(f, " in {p}")?;
         }
         write!(f, ": {}", self.message)
     }
@@ -176,7 +174,8 @@ struct VerifiedState {
     peaks: Vec<Digest>,
 }
 
-const STATE_FILE: &str = "verified.json";
+/// Name of the tenant's blob that holds where the last clean run ended.
+const STATE_BLOB: &str = "verified.json";
 
 /// Verifies every tenant of the store.
 pub fn verify_store(store: &Store, options: VerifyOptions) -> Result<VerifyReport, StoreError> {
@@ -192,7 +191,7 @@ pub fn verify_store(store: &Store, options: VerifyOptions) -> Result<VerifyRepor
                 kind: ProblemKind::TenantUnavailable,
                 seq: None,
                 digest: None,
-                path: Some(store.dir().join("tenants").join(id)),
+                place: Some(store.backend().describe()),
                 message: reason.clone(),
             }],
             ..TenantReport::default()
@@ -218,7 +217,7 @@ enum Outcome {
 }
 
 /// Reads, decompresses and hashes one object, in a fixed amount of memory.
-fn check_object(content: &ContentStore, digest: &Digest) -> Outcome {
+fn check_object(content: &dyn ContentBackend, digest: &Digest) -> Outcome {
     match panic::catch_unwind(AssertUnwindSafe(|| content.verify_object(digest))) {
         Ok(Ok(size)) => Outcome::Size(size),
         Ok(Err(ContentError::NotFound { .. })) => Outcome::Missing,
@@ -242,7 +241,7 @@ impl Pool {
     /// Starts `threads` workers in `scope` over `content`; they stop when the pool is dropped.
     fn start<'scope>(
         scope: &'scope Scope<'scope, '_>,
-        content: &'scope ContentStore,
+        content: &'scope dyn ContentBackend,
         threads: usize,
     ) -> Pool {
         let (jobs, job_rx) = mpsc::sync_channel::<(u64, Digest)>(CONTENT_WINDOW);
@@ -282,7 +281,7 @@ enum Step {
 /// Items in the order they arose, some waiting for a content check on the pool; they come
 /// out in that order, each once everything before it is done.
 struct Ordered<'a, T> {
-    content: &'a ContentStore,
+    content: &'a dyn ContentBackend,
     pool: Option<Pool>,
     queue: VecDeque<(T, Step)>,
     /// Ticket of the queue's front.
@@ -292,7 +291,7 @@ struct Ordered<'a, T> {
 }
 
 impl<'a, T> Ordered<'a, T> {
-    fn new(content: &'a ContentStore, pool: Option<Pool>) -> Self {
+    fn new(content: &'a dyn ContentBackend, pool: Option<Pool>) -> Self {
         Ordered {
             content,
             pool,
@@ -419,10 +418,10 @@ impl Ctx<'_> {
         kind: ProblemKind,
         seq: Option<u64>,
         digest: Option<Digest>,
-        path: Option<&Path>,
+        place: Option<&str>,
         message: impl Into<String>,
     ) {
-        let p = self.new_problem(kind, seq, digest, path, message);
+        let p = self.new_problem(kind, seq, digest, place, message);
         if self.order.is_empty() {
             self.report.problems.push(p);
         } else {
@@ -435,7 +434,7 @@ impl Ctx<'_> {
         kind: ProblemKind,
         seq: Option<u64>,
         digest: Option<Digest>,
-        path: Option<&Path>,
+        place: Option<&str>,
         message: impl Into<String>,
     ) -> Problem {
         Problem {
@@ -443,7 +442,7 @@ impl Ctx<'_> {
             kind,
             seq,
             digest,
-            path: path.map(Path::to_path_buf),
+            place: place.map(str::to_owned),
             message: message.into(),
         }
     }
@@ -526,17 +525,9 @@ impl Ctx<'_> {
             ),
             Outcome::Corrupt(message) => (ProblemKind::ContentCorrupt, message),
         };
-        // The file to look at: the pack or the object file. A corrupt object's message
-        // already names the pack record's offset.
-        let (path, message) = match self.tenant.content().place(digest) {
-            Ok(Some(place)) if place.packed && kind != ProblemKind::ContentCorrupt => (
-                place.path,
-                format!("pack record at byte {}: {message}", place.offset),
-            ),
-            Ok(Some(place)) => (place.path, message),
-            _ => (self.tenant.content().path_of(digest), message),
-        };
-        let p = self.new_problem(kind, seq, Some(*digest), Some(&path), message);
+        // Where to look: the backend names the object file or the pack record.
+        let place = self.tenant.content().describe(digest);
+        let p = self.new_problem(kind, seq, Some(*digest), Some(&place), message);
         self.report.problems.push(p);
     }
 }
@@ -680,7 +671,7 @@ struct SideReport {
     index_diffs: Vec<String>,
     unreferenced: u64,
     unlisted: Vec<String>,
-    packs: Vec<PackProblem>,
+    structure: Vec<StructureProblem>,
 }
 
 /// Compares the indexes (if `compare`) and counts objects `reference` does not refer to (if
@@ -694,18 +685,19 @@ fn side_checks(
     let mut out = SideReport::default();
     if compare {
         out.index_diffs = compare_indexes(tenant.index(), reference)?;
-        if let Some(d) = tenant.index().files_difference(reference)? {
+        let n = reference.position()?.next_seq;
+        if let Some(d) = tenant.index().tree_difference(reference, n)? {
             out.index_diffs.push(d);
         }
     }
     if unreferenced {
-        // The structure of the pack files; their payloads are checked by digest with the
-        // rest of the content.
-        match tenant.content().check_packs() {
-            Ok(check) => out.packs = check.problems,
+        // The structure of the stored content (pack files); payloads are checked by digest
+        // with the rest of the content.
+        match tenant.content().check_structure() {
+            Ok(problems) => out.structure = problems,
             Err(e) => out.unlisted.push(e.to_string()),
         }
-        for item in tenant.content().iter() {
+        for item in tenant.content().list() {
             match item {
                 Ok(digest) => {
                     if reference.content_ref(&digest)?.is_none() {
@@ -734,10 +726,9 @@ fn verify_tenant_in<'scope, 'env>(
     tenant: &'env Tenant,
     options: VerifyOptions,
 ) -> Result<TenantReport, StoreError> {
-    let end = tenant.size();
-    let state_path = tenant.dir().join(STATE_FILE);
+    let end = tenant.size()?;
     let state = if options.incremental {
-        load_state(&state_path)
+        load_state(tenant)
     } else {
         None
     };
@@ -777,7 +768,7 @@ fn verify_tenant_in<'scope, 'env>(
     }
     ctx.report.from_seq = frontier.size();
 
-    let checkpoints: Vec<(u64, PathBuf)> = tenant
+    let checkpoints: Vec<(u64, String)> = tenant
         .checkpoint_files()?
         .into_iter()
         .filter(|(s, _)| *s > frontier.size() || (*s == 0 && frontier.size() == 0))
@@ -798,8 +789,7 @@ fn verify_tenant_in<'scope, 'env>(
 
     // A fresh index to compare with the live one (full runs only).
     let rebuilt = if full_index {
-        let idx = Index::temporary()?;
-        Some((idx.tenant(tenant.id())?, idx))
+        Some(TenantIndex::new(store.backend().scratch_index()?))
     } else {
         None
     };
@@ -814,187 +804,138 @@ fn verify_tenant_in<'scope, 'env>(
 
     let mut expected_seq = frontier.size();
     let mut last_micros = i64::MIN;
-    let mut redacted: Vec<(Digest, u64, PathBuf)> = Vec::new();
+    let mut redacted: Vec<(Digest, u64, String)> = Vec::new();
     let mut destroyed: HashSet<Digest> = HashSet::new();
-    let segments = journal::list_segments(tenant.journal().dir())?;
-    for (first, path) in segments {
-        if expected_seq >= end {
-            break;
-        }
-        let mut reader = match start {
-            Some((loc, _, _)) if first < loc.segment => continue,
-            Some((loc, _, _)) if first == loc.segment => match open_after(&path, loc) {
-                Ok(r) => r,
-                Err(e) => {
+    for item in tenant
+        .journal()
+        .scan(start.map(|(loc, seq, _)| (loc, seq)), end)
+    {
+        let record = match item {
+            JournalScanItem::Boundary { place, first_seq } => {
+                if first_seq != expected_seq {
                     journal_ok = false;
                     ctx.problem(
-                        ProblemKind::JournalDamaged,
+                        ProblemKind::ChainBroken,
                         Some(expected_seq),
                         None,
-                        Some(&path),
-                        e.to_string(),
+                        Some(&place),
+                        format!("segment starts at entry {first_seq}, expected {expected_seq}"),
                     );
-                    continue;
                 }
-            },
-            _ => match SegmentReader::open(&path) {
-                Ok(r) => {
-                    if r.first_seq() != expected_seq {
-                        journal_ok = false;
-                        ctx.problem(
-                            ProblemKind::ChainBroken,
-                            Some(expected_seq),
-                            None,
-                            Some(&path),
-                            format!(
-                                "segment starts at entry {}, expected {expected_seq}",
-                                r.first_seq()
-                            ),
-                        );
-                    }
-                    r
-                }
-                Err(e) => {
-                    journal_ok = false;
-                    ctx.problem(
-                        ProblemKind::JournalDamaged,
-                        Some(expected_seq),
-                        None,
-                        Some(&path),
-                        e.to_string(),
-                    );
-                    continue;
-                }
-            },
-        };
-        loop {
-            if expected_seq >= end {
-                break;
+                continue;
             }
-            let offset = reader.offset();
-            let raw = match reader.next_record() {
-                Ok(None) => break,
-                Ok(Some((_, raw))) => raw,
-                Err(e) => {
-                    journal_ok = false;
-                    let at = match &e {
-                        SegmentError::Damaged { offset, .. }
-                        | SegmentError::Malformed { offset, .. }
-                        | SegmentError::Incomplete { offset, .. } => *offset,
-                        SegmentError::Io { .. } => offset,
-                    };
-                    ctx.problem(
-                        ProblemKind::JournalDamaged,
-                        Some(expected_seq),
-                        None,
-                        Some(&path),
-                        e.to_string(),
-                    );
-                    // Count the damaged record as one entry so later numbering stays right,
-                    // and resume at the next well-framed record, if any.
-                    match resync(&path, at) {
-                        Some(r) => {
-                            expected_seq += 1;
-                            prev = None;
-                            let _ = frontier.push(Digest::ZERO);
-                            reader = r;
-                            continue;
-                        }
-                        None => break,
+            JournalScanItem::Damaged {
+                place,
+                reason,
+                counts,
+            } => {
+                journal_ok = false;
+                ctx.problem(
+                    ProblemKind::JournalDamaged,
+                    Some(expected_seq),
+                    None,
+                    Some(&place),
+                    reason,
+                );
+                // A damaged record counts as one entry so later numbering stays right.
+                match counts {
+                    DamageCount::Nothing => {}
+                    DamageCount::UnknownEntry => {
+                        expected_seq += 1;
+                        prev = None;
+                        let _ = frontier.push(Digest::ZERO);
+                    }
+                    DamageCount::Entry(leaf) => {
+                        let _ = frontier.push(leaf);
+                        prev = Some(leaf);
+                        expected_seq += 1;
                     }
                 }
-            };
-            let leaf = leaf_hash(&raw.entry_bytes);
-            let record = journal::decode_record(&path, offset, raw);
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    journal_ok = false;
-                    ctx.problem(
-                        ProblemKind::JournalDamaged,
-                        Some(expected_seq),
-                        None,
-                        Some(&path),
-                        e.to_string(),
-                    );
-                    let _ = frontier.push(leaf);
-                    prev = Some(leaf);
-                    expected_seq += 1;
-                    continue;
-                }
-            };
-            let seq = record.entry.seq;
-            if seq != expected_seq {
+                continue;
+            }
+            JournalScanItem::Record { record, place } => (record, place),
+        };
+        let (record, path) = record;
+        let path = path.as_str();
+        let seq = record.entry.seq;
+        if seq != expected_seq {
+            journal_ok = false;
+            ctx.problem(
+                ProblemKind::ChainBroken,
+                Some(seq),
+                None,
+                Some(path),
+                format!(
+                    "sequence number {seq} at {} where {expected_seq} was expected",
+                    tenant.journal().describe_location(record.location)
+                ),
+            );
+        }
+        if let Some(p) = prev {
+            if record.entry.prev != p {
                 journal_ok = false;
                 ctx.problem(
                     ProblemKind::ChainBroken,
                     Some(seq),
-                    None,
-                    Some(&path),
+                    Some(record.entry.prev),
+                    Some(path),
                     format!(
-                        "sequence number {seq} at byte {offset} where {expected_seq} was expected"
+                        "previous-entry hash does not match the leaf hash {p} of the entry before"
                     ),
                 );
             }
-            if let Some(p) = prev {
-                if record.entry.prev != p {
-                    journal_ok = false;
-                    ctx.problem(ProblemKind::ChainBroken, Some(seq), Some(record.entry.prev), Some(&path),
-                        format!("previous-entry hash does not match the leaf hash {p} of the entry before"));
-                }
+        }
+        let micros = record.entry.time.timestamp_micros();
+        if micros < last_micros {
+            ctx.problem(
+                ProblemKind::ChainBroken,
+                Some(seq),
+                None,
+                Some(path),
+                "entry time is earlier than the entry before: time never goes backwards in a journal",
+            );
+        }
+        last_micros = micros;
+        for a in record.attachments.iter().filter(|a| a.bytes.is_none()) {
+            redacted.push((a.digest, seq, path.to_owned()));
+        }
+        for p in &record.entry.payloads {
+            if p.kind == PayloadKind::Reference && p.role == ROLE_DESTROYED {
+                destroyed.insert(p.digest);
             }
-            let micros = record.entry.time.timestamp_micros();
-            if micros < last_micros {
-                ctx.problem(
-                    ProblemKind::ChainBroken,
-                    Some(seq),
-                    None,
-                    Some(&path),
-                    "entry time is earlier than the entry before: time never goes backwards in a journal",
-                );
-            }
-            last_micros = micros;
-            for a in record.attachments.iter().filter(|a| a.bytes.is_none()) {
-                redacted.push((a.digest, seq, path.clone()));
-            }
-            for p in &record.entry.payloads {
-                if p.kind == PayloadKind::Reference && p.role == ROLE_DESTROYED {
-                    destroyed.insert(p.digest);
-                }
-            }
-            prev = Some(record.leaf);
-            let nodes = frontier.push(record.leaf).unwrap_or_default();
-            expected_seq += 1;
-            ctx.report.entries += 1;
-            ctx.report.destroyed_records += record
-                .attachments
-                .iter()
-                .filter(|a| a.bytes.is_none())
-                .count() as u64;
+        }
+        prev = Some(record.leaf);
+        let nodes = frontier.push(record.leaf).unwrap_or_default();
+        expected_seq += 1;
+        ctx.report.entries += 1;
+        ctx.report.destroyed_records += record
+            .attachments
+            .iter()
+            .filter(|a| a.bytes.is_none())
+            .count() as u64;
 
-            if let Some((rebuilt_tenant, _)) = &rebuilt {
-                // A projection error shows up as an index difference in the comparison.
-                let _ = rebuilt_tenant.apply(&record, &nodes, projection.as_ref());
-                // Keeps the rebuilt index's overlay bounded, however long the journal.
-                rebuilt_tenant.flush_if_due()?;
-            } else if options.content {
-                // Incremental: hash the content the new entries refer to, once each.
-                for p in record
-                    .entry
-                    .payloads
-                    .iter()
-                    .filter(|p| p.kind == PayloadKind::Content)
-                {
-                    // Content released by a later destruction is gone on purpose.
-                    let live = tenant.index().content_ref(&p.digest)?.is_some();
-                    if live && seen_content.insert(p.digest) {
-                        ctx.check_content(&p.digest, p.size, Some(seq));
-                    }
+        if let Some(rebuilt_tenant) = &rebuilt {
+            // A projection error shows up as an index difference in the comparison.
+            let _ = rebuilt_tenant.apply(&record, &nodes, projection.as_ref());
+            // Keeps the rebuilt index's memory bounded, however long the journal.
+            rebuilt_tenant.flush_if_due()?;
+        } else if options.content {
+            // Incremental: hash the content the new entries refer to, once each.
+            for p in record
+                .entry
+                .payloads
+                .iter()
+                .filter(|p| p.kind == PayloadKind::Content)
+            {
+                // Content released by a later destruction is gone on purpose.
+                let live = tenant.index().content_ref(&p.digest)?.is_some();
+                if live && seen_content.insert(p.digest) {
+                    ctx.check_content(&p.digest, p.size, Some(seq));
                 }
             }
-            while let Some((size, cp_path)) = pending_cps.next_if(|(s, _)| *s == frontier.size()) {
-                check_checkpoint(&mut ctx, size, &cp_path, &frontier.root());
-            }
+        }
+        while let Some((size, cp_name)) = pending_cps.next_if(|(s, _)| *s == frontier.size()) {
+            check_checkpoint(&mut ctx, size, &cp_name, &frontier.root());
         }
     }
     // Removed metadata records must be accounted for by a destruction entry (full runs: an
@@ -1018,13 +959,14 @@ fn verify_tenant_in<'scope, 'env>(
             ProblemKind::ChainBroken,
             Some(expected_seq),
             None,
-            Some(tenant.journal().dir()),
+            Some(&tenant.journal().describe()),
             format!("journal ends at entry {expected_seq}, but {end} entries were acknowledged"),
         );
     }
-    for (size, path) in pending_cps {
+    for (size, name) in pending_cps {
         if size > end {
-            ctx.problem(ProblemKind::CheckpointBeyondJournal, Some(size), None, Some(&path),
+            let place = tenant.meta().describe(&name);
+            ctx.problem(ProblemKind::CheckpointBeyondJournal, Some(size), None, Some(&place),
                 format!("checkpoint covers {size} entries but the journal holds {end}: entries were removed"));
         }
     }
@@ -1047,14 +989,14 @@ fn verify_tenant_in<'scope, 'env>(
             ProblemKind::CheckpointUnreadable,
             None,
             None,
-            Some(&tenant.dir().join("keys")),
+            Some(&tenant.meta().describe("keys")),
             e.to_string(),
         ),
     }
 
     // The index comparison and the scan for unreferenced objects run beside the content
     // checks; their findings follow the content problems in the report, as they always did.
-    let reference: &TenantIndex = rebuilt.as_ref().map_or(tenant.index(), |(t, _)| t);
+    let reference: &TenantIndex = rebuilt.as_ref().unwrap_or(tenant.index());
     let compare = rebuilt.is_some() && journal_ok;
     let unreferenced = options.content && start.is_none();
     let side = thread::scope(|inner| {
@@ -1068,7 +1010,7 @@ fn verify_tenant_in<'scope, 'env>(
         if ctx.order.pool.is_none() {
             ctx.order.pool = pool;
         }
-        if let Some((rebuilt_tenant, _idx)) = &rebuilt {
+        if let Some(rebuilt_tenant) = &rebuilt {
             if options.content {
                 // In the rebuilt index's order; what the live index missed is checked now.
                 for item in rebuilt_tenant.content_refs() {
@@ -1096,12 +1038,12 @@ fn verify_tenant_in<'scope, 'env>(
         for msg in side.unlisted {
             ctx.problem(ProblemKind::ContentCorrupt, None, None, None, msg);
         }
-        for p in side.packs {
+        for p in side.structure {
             let msg = match p.offset {
                 Some(o) => format!("at byte {o}: {}", p.reason),
                 None => p.reason,
             };
-            ctx.problem(ProblemKind::PackDamaged, None, None, Some(&p.path), msg);
+            ctx.problem(ProblemKind::PackDamaged, None, None, Some(&p.place), msg);
         }
     }
 
@@ -1112,35 +1054,32 @@ fn verify_tenant_in<'scope, 'env>(
             peaks: frontier.peaks().to_vec(),
         };
         if let Ok(bytes) = serde_json::to_vec(&st) {
-            fsutil::write_file_atomic(&state_path, &bytes, 0o644)?;
+            tenant.meta().put(STATE_BLOB, &bytes, false)?;
         }
     }
     Ok(ctx.report)
 }
 
-fn load_state(path: &Path) -> Option<VerifiedState> {
-    let bytes = fs::read(path).ok()?;
+fn load_state(tenant: &Tenant) -> Option<VerifiedState> {
+    let bytes = tenant.meta().get(STATE_BLOB).ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Opens a segment just past the record at `loc` (the last verified one).
-fn open_after(path: &Path, loc: Location) -> Result<SegmentReader, StoreError> {
-    let mut r = SegmentReader::open_at(path, loc.offset).map_err(journal::JournalError::from)?;
-    r.next_record().map_err(journal::JournalError::from)?;
-    Ok(r)
-}
-
-/// After damage at `offset`, finds the next well-framed record and opens a reader there.
-fn resync(path: &Path, offset: u64) -> Option<SegmentReader> {
-    let bytes = fs::read(path).at("read", path).ok()?;
-    let from = (offset as usize + 1).min(bytes.len());
-    let pos = segment::contains_valid_record(&bytes[from..])?;
-    SegmentReader::open_at(path, (from + pos) as u64).ok()
-}
-
-fn check_checkpoint(ctx: &mut Ctx<'_>, size: u64, path: &Path, root: &Digest) {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+fn check_checkpoint(ctx: &mut Ctx<'_>, size: u64, name: &str, root: &Digest) {
+    let place = ctx.tenant.meta().describe(name);
+    let path = place.as_str();
+    let bytes = match ctx.tenant.meta().get(name) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            ctx.problem(
+                ProblemKind::CheckpointUnreadable,
+                Some(size),
+                None,
+                Some(path),
+                "the stored checkpoint disappeared during verification",
+            );
+            return;
+        }
         Err(e) => {
             ctx.problem(
                 ProblemKind::CheckpointUnreadable,
@@ -1328,15 +1267,20 @@ mod tests {
 
     /// Damages each object: a file is removed, changed or cut; a pack record has a byte
     /// of its payload changed (its first, last or middle byte).
-    fn damage(tenant: &Tenant, digests: &[Digest]) {
+    fn damage(dir: &tempfile::TempDir, tenant: &Tenant, digests: &[Digest]) {
         use std::os::unix::fs::FileExt;
+        // A second view of the tenant's content directory finds where each object is.
+        let content = crate::embedded::content::ContentStore::open(
+            &dir.path().join("tenants").join(tenant.id()).join("content"),
+        )
+        .unwrap();
         for (k, d) in digests.iter().enumerate() {
-            let place = tenant.content().place(d).unwrap().unwrap();
+            let place = content.place(d).unwrap().unwrap();
             let path = place.path.clone();
             if place.packed {
-                let payload = place.len - crate::pack::RECORD_HEADER_LEN;
+                let payload = place.len - crate::embedded::pack::RECORD_HEADER_LEN;
                 let at = place.offset
-                    + crate::pack::RECORD_HEADER_LEN
+                    + crate::embedded::pack::RECORD_HEADER_LEN
                     + [0, payload - 1, payload / 2][k % 3];
                 let f = fs::OpenOptions::new()
                     .read(true)
@@ -1369,7 +1313,11 @@ mod tests {
     #[test]
     fn parallel_content_checks_report_in_a_deterministic_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let tenant = store.create_tenant("t").unwrap();
         let n = CONTENT_WINDOW + 150;
         let digests: Vec<Digest> = (0..n)
@@ -1383,7 +1331,7 @@ mod tests {
         assert_eq!(clean.tenants[0].content_objects, n as u64);
 
         let victims: Vec<Digest> = digests.iter().copied().step_by(23).collect();
-        damage(&tenant, &victims);
+        damage(&dir, &tenant, &victims);
         let mut expected = victims.clone();
         expected.sort_by_key(|d| d.0);
         let first = verify_store(&store, VerifyOptions::default()).unwrap();
@@ -1421,7 +1369,11 @@ mod tests {
     #[test]
     fn incremental_run_keeps_problems_in_entry_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let tenant = store.create_tenant("t").unwrap();
         for i in 0..5 {
             add(&tenant, &bytes(1000, i));
@@ -1433,7 +1385,7 @@ mod tests {
             .map(|i| add(&tenant, &bytes(2000 + i, 1000 + i as u64)))
             .collect();
         let victims = [new[3], new[150], new[299]];
-        damage(&tenant, &victims);
+        damage(&dir, &tenant, &victims);
         let inc = VerifyOptions {
             incremental: true,
             ..VerifyOptions::default()

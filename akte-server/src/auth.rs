@@ -7,11 +7,11 @@
 //! token for all tenants is created and written to `DATA_DIR/bootstrap-token` (mode 0600).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use akte_core::fsutil;
+use akte_core::backend::MetaStore;
+use akte_core::embedded::fsutil;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -124,8 +124,8 @@ pub enum AuthError {
     /// The token file could not be read or written.
     #[error("token file {path}: {reason}")]
     File {
-        /// The file.
-        path: PathBuf,
+        /// Where it is stored.
+        path: String,
         /// What failed.
         reason: String,
     },
@@ -254,38 +254,42 @@ struct Known {
 }
 
 /// All tokens the server accepts.
-#[derive(Debug)]
 pub struct TokenStore {
-    path: PathBuf,
+    meta: Arc<dyn MetaStore>,
     configured: Vec<TokenRecord>,
     stored: Vec<TokenRecord>,
     by_hash: HashMap<[u8; 32], Known>,
 }
 
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("tokens", &self.by_hash.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenStore {
-    /// Loads the configured tokens and the token file of `data_dir`.
-    pub fn load(data_dir: &Path, configured: Vec<TokenRecord>) -> Result<TokenStore, AuthError> {
-        let path = data_dir.join(TOKEN_FILE);
-        let stored = match std::fs::File::open(&path) {
-            Ok(mut f) => {
-                let mut s = String::new();
-                f.read_to_string(&mut s).map_err(|e| AuthError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                let file: TokenFile = serde_json::from_str(&s).map_err(|e| AuthError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+    /// Loads the configured tokens and the stored ones (the installation's blob
+    /// `tokens.json`).
+    pub fn load(
+        meta: Arc<dyn MetaStore>,
+        configured: Vec<TokenRecord>,
+    ) -> Result<TokenStore, AuthError> {
+        let file_error = |reason: String| AuthError::File {
+            path: meta.describe(TOKEN_FILE),
+            reason,
+        };
+        let stored = match meta
+            .get(TOKEN_FILE)
+            .map_err(|e| file_error(e.to_string()))?
+        {
+            Some(bytes) => {
+                let file: TokenFile =
+                    serde_json::from_slice(&bytes).map_err(|e| file_error(e.to_string()))?;
                 file.tokens
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(AuthError::File {
-                    path,
-                    reason: e.to_string(),
-                })
-            }
+            None => Vec::new(),
         };
         let configured = configured
             .into_iter()
@@ -298,7 +302,7 @@ impl TokenStore {
             })
             .collect();
         let mut store = TokenStore {
-            path,
+            meta,
             configured,
             stored,
             by_hash: HashMap::new(),
@@ -356,14 +360,14 @@ impl TokenStore {
         let file = TokenFile {
             tokens: stored.to_vec(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| AuthError::File {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        fsutil::write_file_atomic(&self.path, &bytes, 0o600).map_err(|e| AuthError::File {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })
+        let file_error = |reason: String| AuthError::File {
+            path: self.meta.describe(TOKEN_FILE),
+            reason,
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| file_error(e.to_string()))?;
+        self.meta
+            .put(TOKEN_FILE, &bytes, true)
+            .map_err(|e| file_error(e.to_string()))
     }
 
     /// Creates a token, stores its hash durably and returns its record and the secret.
@@ -443,8 +447,8 @@ impl TokenStore {
     }
 
     /// On a first start with no token at all: creates an admin token for all tenants,
-    /// writes it to `DATA_DIR/bootstrap-token` (mode 0600) and returns that path.
-    pub fn bootstrap(&mut self, data_dir: &Path) -> Result<Option<PathBuf>, AuthError> {
+    /// writes it to `dir/bootstrap-token` (mode 0600) and returns that path.
+    pub fn bootstrap(&mut self, dir: &Path) -> Result<Option<PathBuf>, AuthError> {
         if !self.is_empty() {
             return Ok(None);
         }
@@ -455,10 +459,10 @@ impl TokenStore {
             "bootstrap",
             None,
         )?;
-        let path = data_dir.join(BOOTSTRAP_FILE);
+        let path = dir.join(BOOTSTRAP_FILE);
         fsutil::write_file_atomic(&path, format!("{secret}\n").as_bytes(), 0o600).map_err(|e| {
             AuthError::File {
-                path: path.clone(),
+                path: path.display().to_string(),
                 reason: e.to_string(),
             }
         })?;
@@ -470,10 +474,14 @@ impl TokenStore {
 mod tests {
     use super::*;
 
+    fn meta(dir: &tempfile::TempDir) -> Arc<dyn MetaStore> {
+        Arc::new(akte_core::embedded::meta::FileMeta::new(dir.path()))
+    }
+
     #[test]
     fn tokens_are_stored_hashed_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = TokenStore::load(dir.path(), vec![]).unwrap();
+        let mut s = TokenStore::load(meta(&dir), vec![]).unwrap();
         assert!(s.is_empty());
         let boot = s.bootstrap(dir.path()).unwrap().unwrap();
         let secret = std::fs::read_to_string(&boot).unwrap();
@@ -484,7 +492,7 @@ mod tests {
             .unwrap();
         let file = std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
         assert!(!file.contains(&clerk), "the secret is not stored");
-        let s2 = TokenStore::load(dir.path(), vec![]).unwrap();
+        let s2 = TokenStore::load(meta(&dir), vec![]).unwrap();
         let p = s2.authenticate(&clerk).unwrap();
         assert_eq!(p.tenant.as_deref(), Some("bauamt"));
         assert!(p.sees("bauamt") && !p.sees("other"));
@@ -508,20 +516,20 @@ mod tests {
             description: String::new(),
             expires: None,
         };
-        let s = TokenStore::load(dir.path(), vec![good.clone()]).unwrap();
+        let s = TokenStore::load(meta(&dir), vec![good.clone()]).unwrap();
         assert!(s.authenticate("s3cret").is_ok());
         let bad = TokenRecord {
             sha256: "abc".into(),
             ..good.clone()
         };
-        assert!(TokenStore::load(dir.path(), vec![bad]).is_err());
-        assert!(TokenStore::load(dir.path(), vec![good.clone(), good]).is_err());
+        assert!(TokenStore::load(meta(&dir), vec![bad]).is_err());
+        assert!(TokenStore::load(meta(&dir), vec![good.clone(), good]).is_err());
     }
 
     #[test]
     fn tokens_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = TokenStore::load(dir.path(), vec![]).unwrap();
+        let mut s = TokenStore::load(meta(&dir), vec![]).unwrap();
         let now = Utc::now();
         let past = now - chrono::Duration::seconds(1);
         let e = s
@@ -544,7 +552,7 @@ mod tests {
             "refused from the expiry moment on"
         );
         // The expiry survives a reload.
-        let s2 = TokenStore::load(dir.path(), vec![]).unwrap();
+        let s2 = TokenStore::load(meta(&dir), vec![]).unwrap();
         assert_eq!(
             s2.authenticate_at(&secret, at + chrono::Duration::days(1)),
             Err(Refusal::Expired(at))

@@ -6,7 +6,7 @@
 //! and, for invalid fields, a `google.rpc.BadRequest`. [`RecordsError`], [`StoreError`],
 //! [`WitnessError`] and [`ContentError`] are mapped here and nowhere else.
 
-use akte_core::content::ContentError;
+use akte_core::backend::content::ContentError;
 use akte_core::journal::JournalError;
 use akte_core::merkle::MerkleError;
 use akte_core::records::RecordsError;

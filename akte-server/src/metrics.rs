@@ -244,7 +244,7 @@ impl Metrics {
                 for t in &tenants {
                     let stats = t.journal().stats();
                     let v = match i {
-                        0 => t.size(),
+                        0 => t.size().unwrap_or(0),
                         1 => stats.entries.load(Ordering::Relaxed),
                         2 => stats.flushes.load(Ordering::Relaxed),
                         _ => stats.bytes.load(Ordering::Relaxed),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use akte_core::records::{Records, RecordsError};
-use akte_core::store::StoreOptions;
+use akte_core::store::{StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -154,13 +154,17 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             origin_prefix,
             ..StoreOptions::default()
         };
-        let records = Records::open(&dir, options).map_err(|source| ServerError::Store {
+        let store_error = |source: RecordsError| ServerError::Store {
             path: dir.clone(),
             source,
-        })?;
+        };
+        let backend = akte_core::embedded::open(&dir)
+            .map_err(|e| store_error(RecordsError::from(StoreError::from(e))))?;
+        let install = backend.installation_meta();
+        let records = Records::open(backend, options).map_err(store_error)?;
         // ZIPs of disposal streams a crash interrupted (the store lock is ours now).
         crate::service::remove_temporary_zips(&dir);
-        let mut tokens = TokenStore::load(&dir, configured)?;
+        let mut tokens = TokenStore::load(install, configured)?;
         let bootstrap = tokens.bootstrap(&dir)?;
         Ok::<_, ServerError>((records, tokens, bootstrap))
     })
@@ -173,6 +177,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         records,
         tokens: RwLock::new(tokens),
         verify_lock: tokio::sync::Mutex::new(()),
+        scratch_dir: cfg.data_dir.clone(),
         upload_idle: cfg.upload_idle_timeout,
     });
     let api = Api::new(state.clone());

@@ -9,7 +9,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use akte_core::content::{ContentError, PutOutcome};
+use akte_core::backend::content::{ContentError, PutOutcome};
 use akte_core::records::TenantRecords;
 use akte_core::Digest;
 use bytes::{Buf, Bytes};
@@ -21,7 +21,7 @@ use crate::error::ApiError;
 pub const MAX_CHUNK: usize = 1 << 20;
 /// Uploads declared shorter than this are received into memory before anything is stored
 /// (they go to the content store's pack files anyway); longer ones stream.
-pub const SMALL_UPLOAD: u64 = akte_core::pack::MAX_PACKED_LEN;
+pub const SMALL_UPLOAD: u64 = akte_core::embedded::pack::MAX_PACKED_LEN;
 /// Chunks buffered between the network and the disk.
 pub const CHANNEL_CHUNKS: usize = 4;
 
@@ -82,7 +82,7 @@ pub async fn receive_content<S: ChunkSource>(
         records
             .tenant()
             .content()
-            .put_expecting(ChunkReader::new(rx), Some(digest), Some(size))
+            .put(&mut ChunkReader::new(rx), Some(digest), Some(size))
     });
     let fed = feed(source, tx, idle).await;
     let put = put

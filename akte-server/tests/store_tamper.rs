@@ -59,7 +59,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use akte_core::journal::JournalOptions;
+use akte_core::embedded::journal::JournalOptions;
+use akte_core::embedded::EmbeddedOptions;
 use akte_core::keys::SigningKeyPair;
 use akte_core::note::{cosign, Checkpoint};
 use akte_core::records::*;
@@ -136,12 +137,12 @@ impl Rng {
 
 // --------------------------------------------------------------------------- the store
 
-fn small_segments() -> StoreOptions {
-    StoreOptions {
+fn small_segments() -> EmbeddedOptions {
+    EmbeddedOptions {
         journal: JournalOptions {
             segment_max_bytes: 8192,
         },
-        ..StoreOptions::default()
+        ..EmbeddedOptions::default()
     }
 }
 
@@ -255,7 +256,11 @@ fn add_file(t: &TenantRecords, unit: Uuid, subject: &str, rng: &mut Rng) {
 fn build_store(seed: u64) -> tempfile::TempDir {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(dir.path(), small_segments()).unwrap();
+    let records = Records::open(
+        akte_core::embedded::open_with(dir.path(), small_segments()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     for (k, id) in TENANTS.iter().enumerate() {
         let t = records.create_tenant(id).unwrap();
         let unit = t
@@ -1301,7 +1306,11 @@ fn checkpoint_lines_of_unknown_keys_and_changed_witness_lines_are_found() {
     let work = tempfile::tempdir().unwrap();
     copy_dir(base.path(), work.path());
     {
-        let records = Records::open(work.path(), small_segments()).unwrap();
+        let records = Records::open(
+            akte_core::embedded::open_with(work.path(), small_segments()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.tenant(TENANTS[0]).unwrap();
         t.tenant()
             .remove_witness(&witness_key().cosignature_verifier().fingerprint())

@@ -28,9 +28,9 @@ mod memory;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
 
+use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
 use akte_core::merkle::{self, MemoryTree};
-use akte_core::segment::Attachment;
 use akte_core::store::{Store, StoreOptions, Tenant};
 use akte_core::Digest;
 
@@ -222,7 +222,10 @@ fn sha256sum_rate(path: &Path, bytes: u64) -> Result<f64> {
 fn bench_store(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let min = Duration::from_millis(if quick { 300 } else { 1500 });
     let dir = tempfile::tempdir_in(bench_dir())?;
-    let store = Store::open(&dir.path().join("data"), StoreOptions::default())?;
+    let store = Store::open(
+        akte_core::embedded::open(&dir.path().join("data"))?,
+        StoreOptions::default(),
+    )?;
     let tenant = store.create_tenant("bench")?;
     let cases: [(&str, usize); 3] = [("5 KB", 5_000), ("200 KB", 200_000), ("50 MB", 50_000_000)];
     for (label, size) in cases {
@@ -364,7 +367,7 @@ fn bench_journal(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     })?;
     let raw_rate = n as f64 / d.as_secs_f64();
     let store = Arc::new(Store::open(
-        &dir.path().join("data"),
+        akte_core::embedded::open(&dir.path().join("data"))?,
         StoreOptions::default(),
     )?);
     for writers in [1usize, 4, 16, 64] {
@@ -552,7 +555,10 @@ pub(crate) fn cores() -> usize {
 /// hits all of them alike.
 fn bench_verify(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let dir = tempfile::tempdir_in(bench_dir())?;
-    let store = Store::open(&dir.path().join("data"), StoreOptions::default())?;
+    let store = Store::open(
+        akte_core::embedded::open(&dir.path().join("data"))?,
+        StoreOptions::default(),
+    )?;
     let tenant = store.create_tenant("verify")?;
     let docs = if quick { 100 } else { 600 };
     let mut originals: Vec<Vec<u8>> = Vec::with_capacity(docs);
@@ -673,7 +679,7 @@ fn bench_verify(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
 fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let dir = tempfile::tempdir_in(bench_dir())?;
     let store = Arc::new(Store::open(
-        &dir.path().join("data"),
+        akte_core::embedded::open(&dir.path().join("data"))?,
         StoreOptions::default(),
     )?);
     let tenant = store.create_tenant("rebuild")?;
@@ -693,7 +699,7 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     for h in handles {
         h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
     }
-    let size = tenant.size();
+    let size = tenant.size()?;
     let start = Instant::now();
     let mut count = 0u64;
     for rec in tenant.journal().iter(None, size)? {
@@ -716,7 +722,7 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     index_proofs(rows, &tenant, size)?;
     if !quick {
         let target = 1_000_000u64;
-        let from = tenant.size();
+        let from = tenant.size()?;
         let writers = 64u64;
         let handles: Vec<_> = (0..writers)
             .map(|w| {
@@ -732,7 +738,7 @@ fn bench_rebuild(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         for h in handles {
             h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
         }
-        index_proofs(rows, &tenant, tenant.size())?;
+        index_proofs(rows, &tenant, tenant.size()?)?;
     }
     Ok(())
 }

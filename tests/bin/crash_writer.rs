@@ -11,8 +11,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use akte_core::content::ContentOptions;
-use akte_core::journal::JournalOptions;
+use akte_core::embedded::content::ContentOptions;
+use akte_core::embedded::journal::JournalOptions;
+use akte_core::embedded::EmbeddedOptions;
 use akte_core::store::{Store, StoreOptions};
 use akte_tests::{append_document, Rng};
 
@@ -26,7 +27,7 @@ fn main() {
     let ack_path = PathBuf::from(&args[2]);
     let threads: usize = args[3].parse().unwrap_or(4);
     let seed: u64 = args[4].parse().unwrap_or(1);
-    let options = StoreOptions {
+    let options = EmbeddedOptions {
         // Small segments and packs so that crashes also hit segment and pack changes.
         journal: JournalOptions {
             segment_max_bytes: 64 << 10,
@@ -35,9 +36,11 @@ fn main() {
             pack_max_bytes: 64 << 10,
             ..ContentOptions::default()
         },
-        ..StoreOptions::default()
     };
-    let store = match Store::open(&dir, options) {
+    let opened = akte_core::embedded::open_with(&dir, options)
+        .map_err(akte_core::store::StoreError::from)
+        .and_then(|backend| Store::open(backend, StoreOptions::default()));
+    let store = match opened {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("crash-writer: open: {e}");

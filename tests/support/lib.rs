@@ -1,8 +1,23 @@
 //! Shared helpers for akte's integration tests.
 
+use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
-use akte_core::segment::Attachment;
 use akte_core::store::{Appended, Tenant};
+
+/// The directory of `tenant` in the data directory `data` (docs/FORMAT.md), for tests
+/// that look at or damage the embedded backend's files.
+pub fn tenant_dir(data: &std::path::Path, tenant: &str) -> std::path::PathBuf {
+    data.join("tenants").join(tenant)
+}
+
+/// A second view of a tenant's content directory, to find where an object is stored.
+pub fn content_view(
+    data: &std::path::Path,
+    tenant: &str,
+) -> akte_core::embedded::content::ContentStore {
+    akte_core::embedded::content::ContentStore::open(&tenant_dir(data, tenant).join("content"))
+        .expect("open the content directory")
+}
 
 /// A small, seedable pseudo-random generator (xorshift64*), so tests need no extra crate
 /// and failures can be replayed from the printed seed.

@@ -14,17 +14,16 @@
 //! destruction whose entry is durable and drops a marker whose entry never became durable.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::backend::content::Destruction;
 use crate::digest::Digest;
-use crate::entry::{Payload, PayloadKind};
-use crate::fsutil;
-use crate::index::{IndexError, TenantIndex, ROLE_RELEASE};
+use crate::entry::{Payload, PayloadKind, ROLE_RELEASE};
+use crate::index::{IndexError, TenantIndex};
 use crate::journal::Location;
 use crate::note::SignedNote;
 use crate::store::{StoreError, Tenant};
@@ -39,7 +38,7 @@ use super::types::*;
 use super::validate::{self, MAX_NAME, MAX_TEXT};
 use super::{RecordsError, TenantRecords};
 
-pub use crate::index::ROLE_DESTROYED;
+pub use crate::entry::ROLE_DESTROYED;
 
 /// One object removed by a destruction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,12 +128,17 @@ struct Marker {
     contents: Vec<Digest>,
 }
 
-fn marker_dir(tenant: &Tenant) -> PathBuf {
-    tenant.dir().join("pending-destruction")
+/// Blobs of destructions whose entry may be durable but whose removal may not be done.
+const MARKERS: &str = "pending-destruction/";
+/// Blobs of signed destruction records.
+const RECORDS: &str = "destruction-records/";
+
+fn marker_name(seq: u64) -> String {
+    format!("{MARKERS}{seq}.json")
 }
 
-fn records_dir(tenant: &Tenant) -> PathBuf {
-    tenant.dir().join("destruction-records")
+fn record_name(run: Uuid) -> String {
+    format!("{RECORDS}{run}.note")
 }
 
 /// Why a file may be destroyed on `today`, or why not.
@@ -200,7 +204,7 @@ fn contents_of(index: &TenantIndex, file: &File) -> Result<Vec<DestroyedObject>,
     while i < out.len() {
         let parent = out[i].id;
         for kv in index.scan_prefix(schema::children(parent)) {
-            let (k, _) = kv.map_err(IndexError::from)?;
+            let (k, _) = kv?;
             let Some(id) = schema::trailing_id(&k) else {
                 continue;
             };
@@ -303,9 +307,9 @@ impl TenantRecords {
         let note = self
             .tenant
             .sign_text(&format!("{DESTRUCTION_RECORD_HEADER}\n{json}\n"))?;
-        let dir = records_dir(&self.tenant);
-        fsutil::create_dir_all_durable(&dir).map_err(StoreError::from)?;
-        fsutil::write_file_atomic(&dir.join(format!("{run}.note")), &note.to_bytes(), 0o644)
+        self.tenant
+            .meta()
+            .put(&record_name(run), &note.to_bytes(), false)
             .map_err(StoreError::from)?;
         Ok((record, note))
     }
@@ -338,7 +342,7 @@ impl TenantRecords {
     ) -> Result<(Marker, DestroyedFile), RecordsError> {
         let tenant = self.tenant.clone();
         let mut outcome: Option<(Marker, DestroyedFile)> = None;
-        self.write_plan(actor, |index| {
+        self.write_plan_at(actor, |index, seq| {
             let f = match get_object(index, file)? {
                 Object::File(f) => f,
                 other => {
@@ -358,7 +362,7 @@ impl TenantRecords {
             for o in &objects {
                 let oid = o.id.to_string();
                 for kv in index.scan_prefix(schema::history(o.id)) {
-                    let (k, _) = kv.map_err(IndexError::from)?;
+                    let (k, _) = kv?;
                     let Some(seq) = k
                         .get(k.len() - 8..)
                         .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -424,9 +428,8 @@ impl TenantRecords {
                 size: *size,
                 digest: *d,
             }));
-            // Under the write lock the next sequence number is known: the marker names it,
-            // so recovery can tell whether this entry became durable.
-            let seq = tenant.journal().enqueued_len();
+            // Under the append session the next sequence number is known: the marker names
+            // it, so recovery can tell whether this entry became durable.
             let record_digest = Digest::of(&record.to_bytes());
             let marker = Marker {
                 seq,
@@ -460,11 +463,16 @@ impl TenantRecords {
         &self,
         run: Uuid,
     ) -> Result<(DestructionRecord, SignedNote), RecordsError> {
-        let path = records_dir(&self.tenant).join(format!("{run}.note"));
-        let bytes = std::fs::read(&path).map_err(|_| RecordsError::NotFound {
-            what: "destruction record".into(),
-            id: run.to_string(),
-        })?;
+        let name = record_name(run);
+        let bytes = self
+            .tenant
+            .meta()
+            .get(&name)
+            .map_err(StoreError::from)?
+            .ok_or_else(|| RecordsError::NotFound {
+                what: "destruction record".into(),
+                id: run.to_string(),
+            })?;
         let note = SignedNote::parse(&bytes).map_err(StoreError::from)?;
         note.verify(&[self.tenant.verifier()])
             .map_err(StoreError::from)?;
@@ -472,7 +480,10 @@ impl TenantRecords {
             .text
             .strip_prefix(&format!("{DESTRUCTION_RECORD_HEADER}\n"))
             .ok_or_else(|| {
-                RecordsError::Internal(format!("{} is not a destruction record", path.display()))
+                RecordsError::Internal(format!(
+                    "{} is not a destruction record",
+                    self.tenant.meta().describe(&name)
+                ))
             })?;
         let record = serde_json::from_str(json.trim_end())
             .map_err(|e| RecordsError::Internal(e.to_string()))?;
@@ -481,15 +492,11 @@ impl TenantRecords {
 
     /// Ids of all destruction records.
     pub fn list_destruction_records(&self) -> Result<Vec<Uuid>, RecordsError> {
-        let dir = records_dir(&self.tenant);
         let mut out = Vec::new();
-        let Ok(items) = std::fs::read_dir(&dir) else {
-            return Ok(out);
-        };
-        for item in items.flatten() {
-            let name = item.file_name().to_string_lossy().into_owned();
+        for name in self.tenant.meta().list(RECORDS).map_err(StoreError::from)? {
             if let Some(id) = name
-                .strip_suffix(".note")
+                .strip_prefix(RECORDS)
+                .and_then(|n| n.strip_suffix(".note"))
                 .and_then(|s| Uuid::parse_str(s).ok())
             {
                 out.push(id);
@@ -506,7 +513,7 @@ impl TenantRecords {
 fn counters_of(index: &TenantIndex, unit: Uuid) -> Result<Vec<Counter>, RecordsError> {
     let mut out = Vec::new();
     for kv in index.scan_prefix(schema::key(tag::COUNTER).id(unit)) {
-        let (k, v) = kv.map_err(IndexError::from)?;
+        let (k, v) = kv?;
         let year = k
             .get(k.len().saturating_sub(4)..)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -524,10 +531,10 @@ fn counters_of(index: &TenantIndex, unit: Uuid) -> Result<Vec<Counter>, RecordsE
 }
 
 fn write_marker(tenant: &Tenant, marker: &Marker) -> Result<(), RecordsError> {
-    let dir = marker_dir(tenant);
-    fsutil::create_dir_all_durable(&dir).map_err(StoreError::from)?;
     let bytes = serde_json::to_vec(marker).map_err(|e| RecordsError::Internal(e.to_string()))?;
-    fsutil::write_file_atomic(&dir.join(format!("{}.json", marker.seq)), &bytes, 0o600)
+    tenant
+        .meta()
+        .put(&marker_name(marker.seq), &bytes, true)
         .map_err(StoreError::from)?;
     Ok(())
 }
@@ -550,55 +557,37 @@ fn complete(tenant: &Tenant, marker: &Marker) -> Result<(), RecordsError> {
         .collect();
     tenant
         .journal()
-        .redact(&targets)
+        .redact(&targets, Destruction::authorised())
         .map_err(StoreError::from)?;
     for d in &marker.contents {
         if tenant.index().content_ref(d)?.is_none() {
-            tenant.content().remove(d).map_err(StoreError::from)?;
+            tenant
+                .content()
+                .remove(d, Destruction::authorised())
+                .map_err(StoreError::from)?;
         }
     }
-    let path = marker_dir(tenant).join(format!("{}.json", marker.seq));
-    remove_durably(&path)?;
-    Ok(())
-}
-
-fn remove_durably(path: &Path) -> Result<(), RecordsError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(StoreError::from(fsutil::PathIoError {
-                op: "remove",
-                path: path.to_path_buf(),
-                source: e,
-            })
-            .into())
-        }
-    }
-    if let Some(dir) = path.parent() {
-        fsutil::fsync_dir(dir).map_err(StoreError::from)?;
-    }
+    tenant
+        .meta()
+        .remove(&marker_name(marker.seq))
+        .map_err(StoreError::from)?;
     Ok(())
 }
 
 /// Finishes destructions interrupted by a crash: completes those whose entry is durable,
 /// forgets those whose entry never was. Called when the records model opens a tenant.
 pub(super) fn recover(tenant: &Tenant) -> Result<usize, RecordsError> {
-    let dir = marker_dir(tenant);
-    let Ok(items) = std::fs::read_dir(&dir) else {
-        return Ok(0);
-    };
+    let meta = tenant.meta();
     let mut done = 0;
-    for item in items.flatten() {
-        let path = item.path();
-        let Ok(bytes) = std::fs::read(&path) else {
+    for name in meta.list(MARKERS).map_err(StoreError::from)? {
+        let Ok(Some(bytes)) = meta.get(&name) else {
             continue;
         };
         let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) else {
-            tracing::warn!(path = %path.display(), "ignoring unreadable destruction marker");
+            tracing::warn!(blob = %meta.describe(&name), "ignoring unreadable destruction marker");
             continue;
         };
-        let durable = marker.seq < tenant.size()
+        let durable = marker.seq < tenant.size()?
             && tenant
                 .entry(marker.seq)
                 .map(|r| {
@@ -613,7 +602,7 @@ pub(super) fn recover(tenant: &Tenant) -> Result<usize, RecordsError> {
             complete(tenant, &marker)?;
             done += 1;
         } else {
-            remove_durably(&path)?;
+            meta.remove(&name).map_err(StoreError::from)?;
         }
     }
     Ok(done)
@@ -708,9 +697,13 @@ mod tests {
     use crate::store::StoreOptions;
     use crate::verify::{verify_store, VerifyOptions};
 
-    fn journal_text(t: &TenantRecords) -> String {
+    fn tenant_dir(dir: &tempfile::TempDir, t: &TenantRecords) -> std::path::PathBuf {
+        dir.path().join("tenants").join(t.tenant().id())
+    }
+
+    fn journal_text(dir: &tempfile::TempDir, t: &TenantRecords) -> String {
         let mut all = String::new();
-        for e in std::fs::read_dir(t.tenant().dir().join("journal")).unwrap() {
+        for e in std::fs::read_dir(tenant_dir(dir, t).join("journal")).unwrap() {
             all.push_str(&String::from_utf8_lossy(
                 &std::fs::read(e.unwrap().path()).unwrap(),
             ));
@@ -719,9 +712,9 @@ mod tests {
     }
 
     /// Every byte under the tenant's content store, as text (pack files and object files).
-    fn content_text(t: &TenantRecords) -> String {
+    fn content_text(dir: &tempfile::TempDir, t: &TenantRecords) -> String {
         let mut all = String::new();
-        let mut todo = vec![t.tenant().dir().join("content")];
+        let mut todo = vec![tenant_dir(dir, t).join("content")];
         while let Some(d) = todo.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
@@ -796,7 +789,11 @@ mod tests {
     #[test]
     fn a_destruction_interrupted_after_its_entry_is_completed_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let records = Records::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.create_tenant("t").unwrap();
         let (file, digest) = due_file(&t);
         // "Crash" right after the destruction entry became durable: no redaction yet.
@@ -810,19 +807,26 @@ mod tests {
                 Utc::now().date_naive(),
             )
             .unwrap();
-        assert!(journal_text(&t).contains("Geheimsache Zebra"));
+        assert!(journal_text(&dir, &t).contains("Geheimsache Zebra"));
         assert!(t.tenant().content().contains(&digest).unwrap());
-        assert!(content_text(&t).contains("only in this file"));
-        assert!(marker_dir(t.tenant())
-            .join(format!("{}.json", marker.seq))
-            .exists());
+        assert!(content_text(&dir, &t).contains("only in this file"));
+        assert!(t
+            .tenant()
+            .meta()
+            .get(&marker_name(marker.seq))
+            .unwrap()
+            .is_some());
         drop(t);
         drop(records);
 
-        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let records = Records::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.tenant("t").unwrap();
         assert!(
-            !journal_text(&t).contains("Geheimsache Zebra"),
+            !journal_text(&dir, &t).contains("Geheimsache Zebra"),
             "redacted on reopen"
         );
         assert!(
@@ -830,13 +834,10 @@ mod tests {
             "content deleted on reopen"
         );
         assert!(
-            !content_text(&t).contains("only in this file"),
+            !content_text(&dir, &t).contains("only in this file"),
             "no byte of the content is left in the packs"
         );
-        assert_eq!(
-            std::fs::read_dir(marker_dir(t.tenant())).unwrap().count(),
-            0
-        );
+        assert!(t.tenant().meta().list(MARKERS).unwrap().is_empty());
         let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
         assert!(
             report.is_clean(),
@@ -848,10 +849,14 @@ mod tests {
     #[test]
     fn a_marker_whose_entry_never_became_durable_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let records = Records::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.create_tenant("t").unwrap();
         let (file, digest) = due_file(&t);
-        let size = t.tenant().size();
+        let size = t.tenant().size().unwrap();
         let marker = Marker {
             seq: size,
             record_digest: Digest::of(b"never appended"),
@@ -861,17 +866,18 @@ mod tests {
         write_marker(t.tenant(), &marker).unwrap();
         drop(t);
         drop(records);
-        let records = Records::open(dir.path(), StoreOptions::default()).unwrap();
+        let records = Records::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = records.tenant("t").unwrap();
-        assert_eq!(t.tenant().size(), size);
+        assert_eq!(t.tenant().size().unwrap(), size);
         assert!(t.get(file).is_ok(), "nothing destroyed");
         assert!(
             t.tenant().content().contains(&digest).unwrap(),
             "content kept"
         );
-        assert_eq!(
-            std::fs::read_dir(marker_dir(t.tenant())).unwrap().count(),
-            0
-        );
+        assert!(t.tenant().meta().list(MARKERS).unwrap().is_empty());
     }
 }

@@ -152,7 +152,7 @@ fn non_empty(s: &str) -> Option<String> {
 fn children(index: &TenantIndex, parent: Uuid) -> Result<Vec<Object>, RecordsError> {
     let mut out = Vec::new();
     for kv in index.scan_prefix(schema::children(parent)) {
-        let (k, _) = kv.map_err(IndexError::from)?;
+        let (k, _) = kv?;
         if let Some(id) = schema::trailing_id(&k) {
             out.push(get_object(index, id)?);
         }

@@ -12,7 +12,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let records = Records::open(dir.path(), StoreOptions::default())?;
+//! let records = Records::open(akte_core::embedded::open(dir.path())?, StoreOptions::default())?;
 //! let agency = records.create_tenant("bauamt-erfurt")?;
 //! let unit = agency.create_plan_unit("registrar:weber", NewPlanUnit {
 //!     code: "632.1".into(),
@@ -57,8 +57,9 @@ mod service;
 pub mod types;
 pub mod validate;
 
-use std::path::Path;
 use std::sync::Arc;
+
+use crate::backend::Backend;
 
 use crate::index::IndexError;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -195,12 +196,6 @@ pub enum RecordsError {
     Internal(String),
 }
 
-impl From<sled::Error> for RecordsError {
-    fn from(e: sled::Error) -> Self {
-        RecordsError::Index(IndexError::from(e))
-    }
-}
-
 /// A store opened with the records model's projection.
 #[derive(Debug, Clone)]
 pub struct Records {
@@ -208,14 +203,15 @@ pub struct Records {
 }
 
 impl Records {
-    /// Opens (or creates) a data directory with the records model.
-    pub fn open(dir: &Path, options: StoreOptions) -> Result<Records, RecordsError> {
+    /// Opens the tenants of `backend` with the records model (for a data directory:
+    /// [`crate::embedded::open`]).
+    pub fn open(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Records, RecordsError> {
         let options = StoreOptions {
             projection: Arc::new(RecordsProjection),
             ..options
         };
         let records = Records {
-            store: Arc::new(Store::open(dir, options)?),
+            store: Arc::new(Store::open(backend, options)?),
         };
         records.recover()?;
         Ok(records)

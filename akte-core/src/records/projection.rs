@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
 
-use sled::IVec;
-
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -51,7 +49,7 @@ fn fail(seq: u64, reason: impl Into<String>) -> IndexError {
 /// daemon's CPU. A hit needs the stored bytes to be identical, so the cache can never hand
 /// out anything but what decoding would.
 struct DecodedObjects {
-    map: HashMap<(usize, Uuid), (IVec, Object)>,
+    map: HashMap<(usize, Uuid), (crate::backend::Value, Object)>,
 }
 
 /// Entries after which the cache starts afresh (a few MB at most).

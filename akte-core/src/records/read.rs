@@ -6,7 +6,7 @@ use std::ops::Bound;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use crate::index::{IndexError, TenantIndex};
+use crate::index::TenantIndex;
 
 use super::projection::load_object;
 use super::schema::{self, tag, KeyExt};
@@ -83,7 +83,7 @@ pub(super) fn scan_page<T>(
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
     for (scanned, kv) in index.range((start, Bound::Unbounded)).enumerate() {
-        let (k, v) = kv.map_err(IndexError::from)?;
+        let (k, v) = kv?;
         if !k.starts_with(prefix) {
             return Ok(Page {
                 items,
@@ -243,7 +243,7 @@ impl TenantRecords {
         self.document(document)?;
         let mut out = Vec::new();
         for kv in self.index().scan_prefix(schema::versions(document)) {
-            let (_, v) = kv.map_err(IndexError::from)?;
+            let (_, v) = kv?;
             out.push(
                 serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?,
             );

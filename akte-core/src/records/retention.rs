@@ -200,7 +200,7 @@ pub(super) fn top_file(index: &TenantIndex, obj: &Object) -> Result<File, Record
 pub(super) fn active_holds(index: &TenantIndex, file: Uuid) -> Result<Vec<Hold>, RecordsError> {
     let mut out = Vec::new();
     for kv in index.scan_prefix(schema::key(tag::FILE_HOLD).id(file)) {
-        let (k, _) = kv.map_err(crate::index::IndexError::from)?;
+        let (k, _) = kv?;
         if let Some(hold_id) = schema::trailing_id(&k) {
             if let Some(h) = load_hold(index, hold_id)? {
                 out.push(h);
@@ -500,7 +500,7 @@ impl TenantRecords {
     pub fn list_holds(&self, active_only: bool) -> Result<Vec<Hold>, RecordsError> {
         let mut out = Vec::new();
         for kv in self.tenant.index().scan_prefix(schema::key(tag::HOLD)) {
-            let (_, v) = kv.map_err(crate::index::IndexError::from)?;
+            let (_, v) = kv?;
             let h: Hold =
                 serde_json::from_slice(&v).map_err(|e| RecordsError::Internal(e.to_string()))?;
             if !active_only || h.released.is_none() {

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::content::{ContentReader, PutOutcome};
+use crate::backend::content::{ContentRead, PutOutcome};
 use crate::digest::Digest;
+use crate::entry::Attachment;
 use crate::entry::{EntryDraft, Payload, PayloadKind};
 use crate::index::TenantIndex;
-use crate::segment::Attachment;
 use crate::store::{Tenant, Write};
 
 use super::event::{kind, Counter, EventRecord, VersionData, ROLE_EVENT, ROLE_RENDITION};
@@ -235,7 +235,10 @@ impl TenantRecords {
     }
 
     /// Opens a rendition's bytes; the reader verifies the SHA-256 as it reaches the end.
-    pub fn open_rendition(&self, rendition: &Rendition) -> Result<ContentReader, RecordsError> {
+    pub fn open_rendition(
+        &self,
+        rendition: &Rendition,
+    ) -> Result<Box<dyn ContentRead>, RecordsError> {
         Ok(self
             .tenant
             .content()
@@ -261,9 +264,17 @@ impl TenantRecords {
     where
         F: FnOnce(&TenantIndex) -> Result<Plan, RecordsError>,
     {
+        self.write_plan_at(actor, |index, _| check(index))
+    }
+
+    /// As [`Self::write_plan`], telling `check` the sequence number the entry will get.
+    pub(super) fn write_plan_at<F>(&self, actor: &str, check: F) -> Result<Uuid, RecordsError>
+    where
+        F: FnOnce(&TenantIndex, u64) -> Result<Plan, RecordsError>,
+    {
         validate::line("actor", actor, MAX_NAME)?;
-        let (id, _) = self.tenant.append_with(|index| {
-            let (kind, record, contents) = match check(index)? {
+        let (id, _) = self.tenant.append_at(|index, seq| {
+            let (kind, record, contents) = match check(index, seq)? {
                 Plan::Done(id) => return Ok(Write::Skip(id)),
                 Plan::Event {
                     kind,
@@ -1148,7 +1159,7 @@ fn open_descendants(index: &TenantIndex, id: Uuid) -> Result<Vec<Uuid>, RecordsE
     let mut todo = vec![id];
     while let Some(parent) = todo.pop() {
         for kv in index.scan_prefix(schema::children(parent)) {
-            let (k, v) = kv.map_err(crate::index::IndexError::from)?;
+            let (k, v) = kv?;
             if v.first() == Some(&b'd') {
                 continue;
             }

@@ -27,10 +27,8 @@ pub mod registry;
 pub mod state;
 pub mod stored;
 
-use std::path::PathBuf;
-
+use crate::backend::IoFailure;
 use crate::digest::Digest;
-use crate::fsutil::PathIoError;
 use crate::keys::KeyError;
 use crate::note::NoteError;
 use crate::store::StoreError;
@@ -91,10 +89,10 @@ pub enum WitnessError {
         fingerprint: String,
     },
     /// The witness list file does not have its format.
-    #[error("witness list {path}, line {line}: {reason}")]
+    #[error("witness list {place}, line {line}: {reason}")]
     DamagedList {
-        /// The file.
-        path: PathBuf,
+        /// Where it is stored.
+        place: String,
         /// 1-based line number.
         line: usize,
         /// What is wrong.
@@ -157,10 +155,10 @@ pub enum WitnessError {
         tenant: String,
     },
     /// A stored checkpoint note does not open with the tenant's key.
-    #[error("stored checkpoint {path} is damaged: {reason}")]
+    #[error("stored checkpoint {place} is damaged: {reason}")]
     DamagedCheckpoint {
-        /// The file.
-        path: PathBuf,
+        /// Where it is stored.
+        place: String,
         /// Why.
         reason: String,
     },
@@ -169,7 +167,7 @@ pub enum WitnessError {
     Note(#[source] NoteError),
     /// Reading or writing a file failed.
     #[error(transparent)]
-    Io(#[from] PathIoError),
+    Io(#[from] IoFailure),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

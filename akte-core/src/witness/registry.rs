@@ -17,21 +17,17 @@
 //! ([`super::stored::check_stored_note`]). A removed key may be registered again; it then
 //! appears in both lists, and verification uses their union.
 
-use std::fs;
-use std::io::{ErrorKind, Read};
-use std::path::{Path, PathBuf};
-
-use crate::fsutil::{self, IoContext, PathIoError};
-use crate::keys::{KeyKind, VerifierKey, PUBLIC_KEY_MODE};
+use crate::keys::{KeyKind, VerifierKey};
 use crate::store::Tenant;
 
 use super::WitnessError;
+use crate::store::StoreError;
 
-/// Name of the witness list in a tenant's `keys/` directory.
-pub const WITNESSES_FILE: &str = "witnesses";
+/// Name of the tenant's blob holding the witness list.
+pub const WITNESSES_FILE: &str = "keys/witnesses";
 
-/// Name of the list of removed witnesses in a tenant's `keys/` directory.
-pub const REMOVED_WITNESSES_FILE: &str = "witnesses-removed";
+/// Name of the tenant's blob holding the list of removed witnesses.
+pub const REMOVED_WITNESSES_FILE: &str = "keys/witnesses-removed";
 
 /// Most witnesses one tenant may register. Each adds a line to every cosigned checkpoint
 /// note; 32 keeps notes far below the signed-note limit of 100 lines while allowing more
@@ -54,12 +50,11 @@ enum List {
 }
 
 impl List {
-    fn path(self, tenant: &Tenant) -> PathBuf {
-        let name = match self {
+    fn name(self) -> &'static str {
+        match self {
             List::Registered => WITNESSES_FILE,
             List::Removed => REMOVED_WITNESSES_FILE,
-        };
-        tenant.dir().join("keys").join(name)
+        }
     }
 
     fn max_bytes(self) -> u64 {
@@ -70,17 +65,13 @@ impl List {
     }
 }
 
-fn list_path(tenant: &Tenant) -> PathBuf {
-    List::Registered.path(tenant)
-}
-
 /// Parses a witness list strictly: every line a canonical type-0x04 verifier key. In the
 /// list of registered witnesses no name or public key appears twice and there are at most
 /// [`MAX_WITNESSES`]; in the list of removed witnesses only the same key must not appear
-/// twice (a name may have had several keys over time). `path` is only for errors.
-fn parse_list(bytes: &[u8], path: &Path, list: List) -> Result<Vec<VerifierKey>, WitnessError> {
+/// twice (a name may have had several keys over time). `place` is only for errors.
+fn parse_list(bytes: &[u8], place: &str, list: List) -> Result<Vec<VerifierKey>, WitnessError> {
     let damaged = |line: usize, reason: String| WitnessError::DamagedList {
-        path: path.to_path_buf(),
+        place: place.to_owned(),
         line,
         reason,
     };
@@ -137,34 +128,30 @@ fn format_list(keys: &[VerifierKey]) -> String {
     keys.iter().map(|k| format!("{k}\n")).collect()
 }
 
-/// Reads one of the lists; no file is an empty list.
+/// Reads one of the lists; no blob is an empty list.
 fn read_list(tenant: &Tenant, list: List) -> Result<Vec<VerifierKey>, WitnessError> {
-    let path = list.path(tenant);
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(PathIoError {
-                op: "open",
-                path,
-                source,
-            }
-            .into())
-        }
+    let place = tenant.meta().describe(list.name());
+    let Some(bytes) = tenant.meta().get(list.name()).map_err(StoreError::from)? else {
+        return Ok(Vec::new());
     };
-    let mut bytes = Vec::new();
     let max = list.max_bytes();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .at("read", &path)?;
     if bytes.len() as u64 > max {
         return Err(WitnessError::DamagedList {
-            path,
+            place,
             line: 1,
             reason: format!("larger than {max} bytes"),
         });
     }
-    parse_list(&bytes, &path, list)
+    parse_list(&bytes, &place, list)
+}
+
+/// Replaces one of the lists atomically.
+fn write_list(tenant: &Tenant, list: List, keys: &[VerifierKey]) -> Result<(), WitnessError> {
+    tenant
+        .meta()
+        .put(list.name(), format_list(keys).as_bytes(), false)
+        .map_err(StoreError::from)?;
+    Ok(())
 }
 
 impl Tenant {
@@ -224,11 +211,7 @@ impl Tenant {
             });
         }
         keys.push(key.clone());
-        fsutil::write_file_atomic(
-            &list_path(self),
-            format_list(&keys).as_bytes(),
-            PUBLIC_KEY_MODE,
-        )?;
+        write_list(self, List::Registered, &keys)?;
         tracing::info!(tenant = %self.id(), witness = %key, "witness registered");
         Ok((key, true))
     }
@@ -259,17 +242,9 @@ impl Tenant {
         let mut gone = self.removed_witnesses()?;
         if !gone.contains(&removed) {
             gone.push(removed.clone());
-            fsutil::write_file_atomic(
-                &List::Removed.path(self),
-                format_list(&gone).as_bytes(),
-                PUBLIC_KEY_MODE,
-            )?;
+            write_list(self, List::Removed, &gone)?;
         }
-        fsutil::write_file_atomic(
-            &list_path(self),
-            format_list(&keys).as_bytes(),
-            PUBLIC_KEY_MODE,
-        )?;
+        write_list(self, List::Registered, &keys)?;
         tracing::info!(tenant = %self.id(), witness = %removed, "witness removed");
         Ok(removed)
     }
@@ -291,7 +266,11 @@ mod tests {
         let w1 = witness("archiv.example/w1");
         let w2 = witness("archiv.example/w2");
         {
-            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            let store = Store::open(
+                crate::embedded::open(dir.path()).unwrap(),
+                StoreOptions::default(),
+            )
+            .unwrap();
             let t = store.create_tenant("bauamt").unwrap();
             assert!(t.witnesses().unwrap().is_empty());
             // Given as type 0x01, stored as type 0x04.
@@ -302,13 +281,17 @@ mod tests {
             assert!(!again, "the same key twice is no change");
             t.add_witness(&w2.cosignature_verifier()).unwrap();
         }
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.tenant("bauamt").unwrap();
         assert_eq!(
             t.witnesses().unwrap(),
             vec![w1.cosignature_verifier(), w2.cosignature_verifier()]
         );
-        let text = fs::read_to_string(t.dir().join("keys").join(WITNESSES_FILE)).unwrap();
+        let text = String::from_utf8(t.meta().get(WITNESSES_FILE).unwrap().unwrap()).unwrap();
         assert_eq!(
             text,
             format!(
@@ -335,7 +318,11 @@ mod tests {
     #[test]
     fn removed_witnesses_are_kept_once_and_may_return() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.create_tenant("bauamt").unwrap();
         assert!(
             t.removed_witnesses().unwrap().is_empty(),
@@ -363,7 +350,8 @@ mod tests {
             t.removed_witnesses().unwrap(),
             vec![w1.cosignature_verifier(), w1b.cosignature_verifier()]
         );
-        let text = fs::read_to_string(t.dir().join("keys").join(REMOVED_WITNESSES_FILE)).unwrap();
+        let text =
+            String::from_utf8(t.meta().get(REMOVED_WITNESSES_FILE).unwrap().unwrap()).unwrap();
         assert_eq!(
             text,
             format!(
@@ -373,7 +361,7 @@ mod tests {
             )
         );
         // The same key twice in the removed list is damage.
-        let p = Path::new("keys/witnesses-removed");
+        let p = "keys/witnesses-removed";
         let line = format!("{}\n", w1.cosignature_verifier());
         assert!(matches!(
             parse_list(format!("{line}{line}").as_bytes(), p, List::Removed),
@@ -384,7 +372,11 @@ mod tests {
     #[test]
     fn refuses_conflicts_and_own_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.create_tenant("bauamt").unwrap();
         let w = witness("archiv.example/w1");
         t.add_witness(&w.verifier()).unwrap();
@@ -433,7 +425,7 @@ mod tests {
     fn damaged_lists_are_refused_naming_the_line() {
         let w = witness("archiv.example/w1");
         let good = format!("{}\n", w.cosignature_verifier());
-        let p = Path::new("keys/witnesses");
+        let p = "keys/witnesses";
         assert_eq!(
             parse_list(good.as_bytes(), p, List::Registered)
                 .unwrap()

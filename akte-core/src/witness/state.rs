@@ -25,7 +25,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
-use crate::fsutil::{self, IoContext, PathIoError};
+use crate::embedded::fsutil::{self, IoContext, IoFailure};
 use crate::keys::{KeyError, KeyKind, SigningKeyPair, VerifierKey};
 use crate::merkle::{self, ProofError};
 use crate::note::{cosign, Checkpoint, NoteError, SignedNote};
@@ -139,7 +139,7 @@ pub enum WitnessStateError {
     Cosign(#[source] NoteError),
     /// A file operation failed.
     #[error(transparent)]
-    Io(#[from] PathIoError),
+    Io(#[from] IoFailure),
 }
 
 impl WitnessStateError {
@@ -176,15 +176,15 @@ pub struct WitnessState {
     _lock: File,
 }
 
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, PathIoError> {
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, IoFailure> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PathIoError {
-            op: "read",
-            path: path.to_path_buf(),
+        Err(source) => Err(IoFailure::new(
+            "read",
+            path.to_path_buf().display().to_string(),
             source,
-        }),
+        )),
     }
 }
 

@@ -11,14 +11,9 @@
 //! must be by the tenant's key or by a registered-or-removed witness, and must verify
 //! ([`check_stored_note`], [`Tenant::verify_stored_cosignatures`]).
 
-use std::fs;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-
-use crate::fsutil::{self, PathIoError};
 use crate::keys::{KeyKind, VerifierKey};
 use crate::note::{verify_cosignature, Checkpoint, NoteError, NoteSignature, SignedNote};
-use crate::store::Tenant;
+use crate::store::{checkpoint_name, StoreError, Tenant};
 
 use super::{root_b64, WitnessError};
 
@@ -180,7 +175,7 @@ fn verified_witnesses(
     checkpoint: &Checkpoint,
     note: &SignedNote,
     witnesses: &[VerifierKey],
-    path: &Path,
+    place: &str,
 ) -> Vec<Witnessed> {
     let mut out = Vec::new();
     for w in witnesses {
@@ -198,7 +193,7 @@ fn verified_witnesses(
                 timestamp,
             }),
             Err(e) => {
-                tracing::warn!(path = %path.display(), witness = %w, error = %e,
+                tracing::warn!(checkpoint = %place, witness = %w, error = %e,
                     "stored cosignature does not verify; not counted")
             }
         }
@@ -209,26 +204,15 @@ fn verified_witnesses(
 impl Tenant {
     /// Reads and opens the stored checkpoint note of `size` with the tenant's key.
     fn open_stored(&self, size: u64) -> Result<(Checkpoint, SignedNote), WitnessError> {
-        let path = self.checkpoint_path(size);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(WitnessError::NotStored {
-                    tenant: self.id().to_owned(),
-                    size,
-                })
-            }
-            Err(source) => {
-                return Err(PathIoError {
-                    op: "read",
-                    path,
-                    source,
-                }
-                .into())
-            }
+        let name = checkpoint_name(size);
+        let Some(bytes) = self.meta().get(&name).map_err(StoreError::from)? else {
+            return Err(WitnessError::NotStored {
+                tenant: self.id().to_owned(),
+                size,
+            });
         };
         let damaged = |reason: String| WitnessError::DamagedCheckpoint {
-            path: path.clone(),
+            place: self.meta().describe(&name),
             reason,
         };
         let (cp, note) =
@@ -247,8 +231,8 @@ impl Tenant {
     pub fn cosigned_checkpoint(&self, size: u64) -> Result<CosignedCheckpoint, WitnessError> {
         let witnesses = self.witnesses()?;
         let (checkpoint, note) = self.open_stored(size)?;
-        let witnessed =
-            verified_witnesses(&checkpoint, &note, &witnesses, &self.checkpoint_path(size));
+        let place = self.meta().describe(&checkpoint_name(size));
+        let witnessed = verified_witnesses(&checkpoint, &note, &witnesses, &place);
         Ok(CosignedCheckpoint {
             checkpoint,
             note,
@@ -258,8 +242,8 @@ impl Tenant {
 
     /// Checks the signature lines of every stored checkpoint note by the rule of
     /// [`check_stored_note`], with the tenant's key and its registered and removed
-    /// witnesses. Returns one finding per line that breaks it, as (tree size from the file
-    /// name, the note's path, reason): a line by an unknown key ("signature line N by
+    /// witnesses. Returns one finding per line that breaks it, as (tree size from the blob's
+    /// name, where the note is stored, reason): a line by an unknown key ("signature line N by
     /// unknown key NAME+KEYID") or a witness's line that does not verify ("signature line
     /// N by witness NAME+KEYID does not verify: ...").
     ///
@@ -267,20 +251,21 @@ impl Tenant {
     /// left out: verifying the checkpoint itself (opening it with the tenant's key) reports
     /// those already. Fails only if the checkpoint directory or a witness list cannot be
     /// read.
-    pub fn verify_stored_cosignatures(&self) -> Result<Vec<(u64, PathBuf, String)>, WitnessError> {
+    pub fn verify_stored_cosignatures(&self) -> Result<Vec<(u64, String, String)>, WitnessError> {
         let registered = self.witnesses()?;
         let removed = self.removed_witnesses()?;
         let own = self.verifier();
         let mut findings = Vec::new();
-        for (size, path) in self.checkpoint_files()? {
-            let Ok(bytes) = fs::read(&path) else {
+        for (size, name) in self.checkpoint_files()? {
+            let Ok(Some(bytes)) = self.meta().get(&name) else {
                 continue;
             };
+            let place = self.meta().describe(&name);
             for problem in check_stored_note(&own, &registered, &removed, &bytes) {
                 match problem {
                     StoredLineProblem::Malformed(_) | StoredLineProblem::BadLogSignature { .. } => {
                     }
-                    other => findings.push((size, path.clone(), other.to_string())),
+                    other => findings.push((size, place.clone(), other.to_string())),
                 }
             }
         }
@@ -299,13 +284,14 @@ impl Tenant {
         if witnesses.is_empty() {
             return Ok(None);
         }
-        for (size, path) in self.checkpoint_files()?.into_iter().rev() {
-            let Ok(bytes) = fs::read(&path) else {
-                tracing::warn!(path = %path.display(), "cannot read stored checkpoint; skipped");
+        for (size, name) in self.checkpoint_files()?.into_iter().rev() {
+            let place = self.meta().describe(&name);
+            let Ok(Some(bytes)) = self.meta().get(&name) else {
+                tracing::warn!(checkpoint = %place, "cannot read stored checkpoint; skipped");
                 continue;
             };
             let Ok(note) = SignedNote::parse(&bytes) else {
-                tracing::warn!(path = %path.display(), "stored checkpoint does not parse; skipped");
+                tracing::warn!(checkpoint = %place, "stored checkpoint does not parse; skipped");
                 continue;
             };
             if !note
@@ -318,11 +304,11 @@ impl Tenant {
             let (checkpoint, note) = match self.open_stored(size) {
                 Ok(found) => found,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "stored checkpoint skipped");
+                    tracing::warn!(checkpoint = %place, error = %e, "stored checkpoint skipped");
                     continue;
                 }
             };
-            let witnessed = verified_witnesses(&checkpoint, &note, &witnesses, &path);
+            let witnessed = verified_witnesses(&checkpoint, &note, &witnesses, &place);
             if !witnessed.is_empty() {
                 return Ok(Some(CosignedCheckpoint {
                     checkpoint,
@@ -430,7 +416,8 @@ impl Tenant {
                 tenant: self.id().to_owned(),
             });
         }
-        let path = self.checkpoint_path(given.size);
+        let name = checkpoint_name(given.size);
+        let place = self.meta().describe(&name);
         let mut added = Vec::new();
         if !new_lines.is_empty() {
             for sig in new_lines {
@@ -438,10 +425,12 @@ impl Tenant {
                 // Replaces a stored line of the same key that did not verify.
                 note.push_signature(sig).map_err(WitnessError::Note)?;
             }
-            fsutil::write_file_atomic(&path, &note.to_bytes(), 0o644)?;
+            self.meta()
+                .put(&name, &note.to_bytes(), false)
+                .map_err(StoreError::from)?;
             tracing::info!(tenant = %self.id(), size = given.size, witnesses = ?added, "cosignatures stored");
         }
-        let witnessed = verified_witnesses(&stored_cp, &note, &witnesses, &path);
+        let witnessed = verified_witnesses(&stored_cp, &note, &witnesses, &place);
         Ok(CosignatureOutcome {
             stored: CosignedCheckpoint {
                 checkpoint: stored_cp,
@@ -492,7 +481,11 @@ mod tests {
 
     fn setup() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.create_tenant("bauamt").unwrap();
         let w = SigningKeyPair::generate("archiv.example/zeuge").unwrap();
         t.add_witness(&w.cosignature_verifier()).unwrap();
@@ -515,7 +508,7 @@ mod tests {
     }
 
     fn stored_bytes(t: &Tenant, size: u64) -> Vec<u8> {
-        fs::read(t.checkpoint_path(size)).unwrap()
+        t.meta().get(&checkpoint_name(size)).unwrap().unwrap()
     }
 
     #[test]
@@ -542,10 +535,14 @@ mod tests {
         assert_eq!(s.t.checkpoint().unwrap(), note);
         assert_eq!(s.t.latest_checkpoint().unwrap().1, note);
         // Durable across reopen.
-        let dir = s.store.dir().to_path_buf();
+        let dir = s._dir.path().to_path_buf();
         drop(s.t);
         drop(s.store);
-        let store = Store::open(&dir, StoreOptions::default()).unwrap();
+        let store = Store::open(
+            crate::embedded::open(&dir).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
         let t = store.tenant("bauamt").unwrap();
         let newest = t.newest_cosigned_checkpoint().unwrap().unwrap();
         assert_eq!(newest.note, note);
@@ -700,15 +697,15 @@ mod tests {
             cp3
         );
         // A damaged stored cosignature is not counted.
-        let path = s.t.checkpoint_path(cp3.size);
-        let mut damaged = SignedNote::parse(&fs::read(&path).unwrap()).unwrap();
+        let name = checkpoint_name(cp3.size);
+        let mut damaged = SignedNote::parse(&stored_bytes(&s.t, cp3.size)).unwrap();
         damaged.signatures[1].signature[40] ^= 1;
-        fs::write(&path, damaged.to_bytes()).unwrap();
+        s.t.meta().put(&name, &damaged.to_bytes(), false).unwrap();
         assert!(s.t.newest_cosigned_checkpoint().unwrap().is_none());
         // ... and a valid one replaces it.
         let out = s.t.add_cosignatures(&note3.to_bytes()).unwrap();
         assert_eq!(out.added.len(), 1);
-        assert_eq!(fs::read(&path).unwrap(), note3.to_bytes());
+        assert_eq!(stored_bytes(&s.t, cp3.size), note3.to_bytes());
     }
     /// A stored note with one line changed by `f` (applied to the line's text).
     fn with_line_changed(bytes: &[u8], line: usize, f: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
@@ -780,17 +777,22 @@ mod tests {
         ));
         // ... and left to checkpoint verification by the tenant's sweep; a damaged
         // cosignature in the stored file is found there, naming size and file.
-        let path = s.t.checkpoint_path(cp.size);
-        fs::write(&path, &bad).unwrap();
+        let name = checkpoint_name(cp.size);
+        s.t.meta().put(&name, &bad, false).unwrap();
         assert!(s.t.verify_stored_cosignatures().unwrap().is_empty());
-        fs::write(
-            &path,
-            with_line_changed(&bytes, 2, |l| swap(l, b64_at + 60)),
-        )
-        .unwrap();
+        s.t.meta()
+            .put(
+                &name,
+                &with_line_changed(&bytes, 2, |l| swap(l, b64_at + 60)),
+                false,
+            )
+            .unwrap();
         let found = s.t.verify_stored_cosignatures().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].0, &found[0].1), (cp.size, &path));
+        assert_eq!(
+            (found[0].0, &found[0].1),
+            (cp.size, &s.t.meta().describe(&name))
+        );
         assert!(
             found[0].2.contains("witness archiv.example/zeuge+"),
             "{found:?}"

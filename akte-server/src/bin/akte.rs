@@ -27,11 +27,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
 use akte_core::merkle;
 use akte_core::note::Checkpoint;
 use akte_core::records::Records;
-use akte_core::segment::Attachment;
 use akte_core::store::{Store, StoreOptions};
 use akte_core::verify::{verify_store, VerifyOptions};
 
@@ -160,10 +160,17 @@ fn run_remote(cli: &Cli, command: &remote::Command) -> Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// The directory of a tenant in the data directory `dir` (docs/FORMAT.md).
+fn tenant_dir(dir: &Path, tenant: &str) -> std::path::PathBuf {
+    dir.join("tenants").join(tenant)
+}
+
 /// Opens the data directory with the records model, so that index rebuilds and
 /// verification keep (and check) the records' derived state too.
 fn open(dir: &Path) -> Result<Arc<Store>> {
-    let records = Records::open(dir, StoreOptions::default())
+    let backend = akte_core::embedded::open(dir)
+        .with_context(|| format!("opening data directory {}", dir.display()))?;
+    let records = Records::open(backend, StoreOptions::default())
         .with_context(|| format!("opening data directory {}", dir.display()))?;
     Ok(records.store().clone())
 }
@@ -199,13 +206,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     let list: Vec<_> = store
                         .tenants()
                         .iter()
-                        .map(|t| serde_json::json!({"tenant": t.id(), "entries": t.size(), "origin": t.origin()}))
-                        .collect();
+                        .map(|t| Ok(serde_json::json!({"tenant": t.id(), "entries": t.size()?, "origin": t.origin()})))
+                        .collect::<Result<_>>()?;
                     if cli.json {
                         print_json(&serde_json::Value::Array(list));
                     } else {
                         for t in store.tenants() {
-                            println!("{}\t{} entries\t{}", t.id(), t.size(), t.origin());
+                            println!("{}\t{} entries\t{}", t.id(), t.size()?, t.origin());
                         }
                     }
                 }
@@ -271,7 +278,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let store = open(&cli.data_dir)?;
             // Opening cuts a torn tail back; say where, since the report can then only
             // show the loss through a checkpoint that covered the cut entries.
-            let recovered = recovered_on_open(&store)?;
+            let recovered = recovered_on_open(&cli.data_dir, &store)?;
             let report = verify_store(
                 &store,
                 VerifyOptions {
@@ -320,16 +327,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let store = open(&cli.data_dir)?;
             let mut out = Vec::new();
             for t in store.tenants() {
-                let objects = t.content().iter().filter(|r| r.is_ok()).count();
+                let objects = t.content().list().filter(|r| r.is_ok()).count();
                 let checkpoints = t.checkpoint_files()?.len();
-                let segs = akte_core::journal::list_segments(t.journal().dir())?;
+                let segs = akte_core::embedded::journal::list_segments(
+                    &tenant_dir(&cli.data_dir, t.id()).join("journal"),
+                )?;
                 let journal_bytes: u64 = segs
                     .iter()
                     .filter_map(|(_, p)| std::fs::metadata(p).ok())
                     .map(|m| m.len())
                     .sum();
                 out.push(serde_json::json!({
-                    "tenant": t.id(), "entries": t.size(), "segments": segs.len(),
+                    "tenant": t.id(), "entries": t.size()?, "segments": segs.len(),
                     "journal_bytes": journal_bytes, "content_objects": objects, "checkpoints": checkpoints,
                 }));
             }
@@ -354,12 +363,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 /// last pack, or a left-over empty last segment removed. Not a problem in itself (a crash leaves these before anything is
 /// acknowledged), but entries a checkpoint covers are then reported missing, and this
 /// names the segment where they were.
-fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
+fn recovered_on_open(dir: &Path, store: &Store) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
     for t in store.tenants() {
         let recovery = t.journal().recovery();
         if recovery.truncated_bytes > 0 {
-            let segments = akte_core::journal::list_segments(t.journal().dir())?;
+            let segments = akte_core::embedded::journal::list_segments(
+                &tenant_dir(dir, t.id()).join("journal"),
+            )?;
             let segment = segments.last().map(|(_, p)| p.clone()).unwrap_or_default();
             let offset = std::fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
             out.push(serde_json::json!({
@@ -373,12 +384,11 @@ fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
                     t.id(),
                     recovery.truncated_bytes,
                     segment.display(),
-                    t.size(),
+                    t.size()?,
                 ),
             }));
         }
-        let packs = t.content().pack_recovery();
-        if let Some((pack, offset, bytes)) = &packs.truncated {
+        if let Some((pack, offset, bytes)) = &t.content().torn_tail() {
             out.push(serde_json::json!({
                 "tenant": t.id(),
                 "pack": pack,
@@ -388,7 +398,7 @@ fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
                     "tenant {}: cut a torn tail of {bytes} bytes at byte offset {offset} of {} \
                      (an upload interrupted before it was acknowledged)",
                     t.id(),
-                    pack.display(),
+                    pack,
                 ),
             }));
         }
@@ -400,7 +410,7 @@ fn recovered_on_open(store: &Store) -> Result<Vec<serde_json::Value>> {
                 "message": format!(
                     "tenant {}: removed the empty last segment {} left by an interrupted segment change",
                     t.id(),
-                    removed.display()
+                    removed
                 ),
             }));
         }

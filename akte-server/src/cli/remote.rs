@@ -1416,7 +1416,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             )
             .context("the consistency proof does not verify")?;
             if let Some(path) = out {
-                akte_core::fsutil::write_file_atomic(
+                akte_core::embedded::fsutil::write_file_atomic(
                     path,
                     akte_core::evidence::format_proof(&hashes).as_bytes(),
                     0o644,

@@ -19,8 +19,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 
+use akte_core::embedded::fsutil;
 use akte_core::evidence::{checkpoint_note_from, parse_proof};
-use akte_core::fsutil;
 use akte_core::keys::{SigningKeyPair, VerifierKey, PUBLIC_KEY_MODE};
 use akte_core::note::SignedNote;
 use akte_core::witness::{Plan, WitnessState, WitnessStateError};

@@ -289,7 +289,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 impl Api {
     fn data_dir(&self) -> PathBuf {
-        self.state().records.store().dir().to_path_buf()
+        self.state().scratch_dir.clone()
     }
 }
 

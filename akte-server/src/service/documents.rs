@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use akte_core::content::ContentError;
+use akte_core::backend::content::ContentError;
 use akte_core::records::{
     validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, Object, ObjectKind,
     PageRequest, RecordsError, TenantRecords,

@@ -36,6 +36,8 @@ pub struct State {
     pub verify_lock: tokio::sync::Mutex<()>,
     /// How long an upload may send nothing.
     pub upload_idle: Duration,
+    /// Where this instance writes temporary files (the ZIPs of disposal streams).
+    pub scratch_dir: std::path::PathBuf,
 }
 
 /// The implementation of every akte service.

@@ -17,7 +17,7 @@ fn tenant_msg(t: &akte_core::store::Tenant) -> pb::Tenant {
         tenant_id: t.id().to_owned(),
         origin: t.origin().to_owned(),
         verifier_key: t.verifier().to_string(),
-        journal_size: t.size(),
+        journal_size: t.size().unwrap_or(0),
     }
 }
 

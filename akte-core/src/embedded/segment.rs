@@ -28,39 +28,7 @@ const ATTACHMENT_PRESENT: u8 = 1;
 /// Attachment state byte: bytes removed by destruction, digest kept.
 const ATTACHMENT_REDACTED: u8 = 2;
 
-/// A record attached to a journal entry: a salted metadata record, or what is left of it
-/// after destruction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    /// SHA-256 of the bytes; matches an inline payload of the entry.
-    pub digest: Digest,
-    /// The bytes, or `None` once destruction removed them.
-    pub bytes: Option<Vec<u8>>,
-    /// Length of the bytes. A redacted attachment keeps its length (as zero bytes on disk)
-    /// so that no record moves when destruction rewrites a segment.
-    pub len: u32,
-}
-
-impl Attachment {
-    /// An attachment holding `bytes` (at most [`MAX_RECORD_BODY`] long; longer records are
-    /// refused when the record is framed).
-    pub fn new(bytes: Vec<u8>) -> Attachment {
-        Attachment {
-            digest: Digest::of(&bytes),
-            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-            bytes: Some(bytes),
-        }
-    }
-
-    /// The same attachment with its bytes removed.
-    pub fn redacted(&self) -> Attachment {
-        Attachment {
-            digest: self.digest,
-            bytes: None,
-            len: self.len,
-        }
-    }
-}
+pub use crate::entry::Attachment;
 
 /// One record as framed on disk: the entry's bytes and its attachments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +82,25 @@ pub enum SegmentError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<SegmentError> for crate::journal::JournalError {
+    fn from(e: SegmentError) -> Self {
+        use crate::journal::JournalError;
+        match e {
+            SegmentError::Io { path, source } => JournalError::Io(crate::backend::IoFailure::new(
+                "read",
+                path.display().to_string(),
+                source,
+            )),
+            SegmentError::Incomplete { ref path, .. }
+            | SegmentError::Malformed { ref path, .. }
+            | SegmentError::Damaged { ref path, .. } => JournalError::Damaged {
+                place: path.display().to_string(),
+                detail: e.to_string(),
+            },
+        }
+    }
 }
 
 /// The name of the segment file whose first entry is `first_seq`.

@@ -47,9 +47,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::content::{Codec, ContentError};
+use crate::backend::content::{Codec, ContentError};
 use crate::digest::Digest;
-use crate::fsutil::{self, IoContext, PathIoError};
+use crate::embedded::fsutil::{self, IoContext, IoFailure};
 
 /// First eight bytes of every pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"AKTE-PAK";
@@ -429,11 +429,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn io_error(op: &'static str, path: &Path, source: io::Error) -> ContentError {
-    ContentError::Io(PathIoError {
+    ContentError::Io(IoFailure::new(
         op,
-        path: path.to_path_buf(),
+        path.to_path_buf().display().to_string(),
         source,
-    })
+    ))
 }
 
 fn index_error(dir: &Path, e: sled::Error) -> ContentError {
@@ -972,10 +972,10 @@ impl PackStore {
         let path = self.path_of(obj.pack);
         let corrupt = |reason: String| ContentError::Corrupt {
             digest: *digest,
-            path: path.clone(),
+            place: path.clone().display().to_string(),
             reason: format!("pack record at byte {}: {reason}", obj.offset),
         };
-        let mut file = crate::content::open_stored(digest, &path)?;
+        let mut file = crate::embedded::content::open_stored(digest, &path)?;
         let len = file.metadata().at("stat", &path)?.len();
         if obj.offset + RECORD_HEADER_LEN > len {
             return Err(corrupt(format!("the pack is only {len} bytes long")));
@@ -989,7 +989,7 @@ impl PackStore {
         if header.state == RecordState::Removed {
             return Err(ContentError::NotFound {
                 digest: *digest,
-                path,
+                place: path.display().to_string(),
             });
         }
         if (header.codec, header.size, header.payload_len) != (obj.codec, obj.size, obj.payload_len)
@@ -1445,7 +1445,7 @@ impl PackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{ContentOptions, ContentStore};
+    use crate::embedded::content::{ContentOptions, ContentStore};
     use std::sync::{Arc, Barrier};
 
     /// Deterministic incompressible bytes.
@@ -1522,7 +1522,7 @@ mod tests {
         let mut r = store.get(d)?;
         let mut out = Vec::new();
         r.read_to_end(&mut out)
-            .map_err(|e| ContentError::from_read_error(e, Path::new("?")))?;
+            .map_err(|e| ContentError::from_read_error(e, "?"))?;
         Ok(out)
     }
 

@@ -1,4 +1,5 @@
 //! Write-behind for the sled index: entries are applied to memory, sled gets them in bulk.
+//! (Only the embedded backend needs it: it exists because of sled's per-batch cost.)
 //!
 //! sled's atomic batch has a fixed cost of about 80 µs (its log reservation and
 //! concurrency control) on top of some 6 µs per key, and the index used to apply every
@@ -23,42 +24,16 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::IVec;
 
+use crate::backend::{IndexBatch, Value};
+use crate::index::IndexError;
+
 /// Entries after which the writer that applied the last one flushes the overlay to sled.
 pub const FLUSH_ENTRIES: u64 = 512;
 /// Entries after which writers wait for a flush (bounds the overlay's memory).
 pub const MAX_PENDING_ENTRIES: u64 = 8 * FLUSH_ENTRIES;
 
-/// The changes one journal entry makes to the index: inserts and removals, applied
-/// atomically and in order (a later change of the same key wins), as with `sled::Batch`.
-#[derive(Debug, Default, Clone)]
-pub struct IndexBatch {
-    ops: Vec<(Vec<u8>, Option<IVec>)>,
-}
-
-impl IndexBatch {
-    /// Sets `key` to `value`.
-    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&mut self, key: K, value: V) {
-        self.ops.push((key.as_ref().to_vec(), Some(value.into())));
-    }
-
-    /// Removes `key`.
-    pub fn remove<K: AsRef<[u8]>>(&mut self, key: K) {
-        self.ops.push((key.as_ref().to_vec(), None));
-    }
-
-    /// Number of changes.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-}
-
 /// A key's latest value (`None`: removed) and the generation that wrote it.
-type Slot = (u64, Option<IVec>);
+type Slot = (u64, Option<Value>);
 
 #[derive(Default)]
 struct Pending {
@@ -80,7 +55,7 @@ pub(crate) struct Overlay {
 /// What a lookup in the overlay found.
 pub(crate) enum Lookup {
     /// The overlay holds the key's latest value (`None`: removed).
-    Found(Option<IVec>),
+    Found(Option<Value>),
     /// The overlay does not know the key: sled has its value.
     Absent,
 }
@@ -99,7 +74,7 @@ impl Overlay {
         let mut p = self.write();
         p.generation += 1;
         let g = p.generation;
-        for (k, v) in batch.ops {
+        for (k, v) in batch.into_ops() {
             p.map.insert(k, (g, v));
         }
         p.entries += 1;
@@ -123,7 +98,7 @@ impl Overlay {
         &self,
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
-    ) -> Vec<(Vec<u8>, Option<IVec>)> {
+    ) -> Vec<(Vec<u8>, Option<Value>)> {
         self.read()
             .map
             .range((start, end))
@@ -147,7 +122,7 @@ impl Overlay {
         let mut batch = sled::Batch::default();
         for (k, (_, v)) in &snapshot {
             match v {
-                Some(v) => batch.insert(&k[..], v.clone()),
+                Some(v) => batch.insert(&k[..], IVec::from(&v[..])),
                 None => batch.remove(&k[..]),
             }
         }
@@ -178,7 +153,7 @@ impl Overlay {
 /// Merges a snapshot of overlay entries with a sled iterator over the same range: the
 /// overlay's value wins, its removals hide sled's keys.
 pub(crate) struct Merged<I: Iterator> {
-    overlay: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<IVec>)>>,
+    overlay: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Value>)>>,
     sled: std::iter::Peekable<I>,
 }
 
@@ -186,7 +161,7 @@ impl<I> Merged<I>
 where
     I: Iterator<Item = sled::Result<(IVec, IVec)>>,
 {
-    pub(crate) fn new(overlay: Vec<(Vec<u8>, Option<IVec>)>, sled: I) -> Merged<I> {
+    pub(crate) fn new(overlay: Vec<(Vec<u8>, Option<Value>)>, sled: I) -> Merged<I> {
         Merged {
             overlay: overlay.into_iter().peekable(),
             sled: sled.peekable(),
@@ -198,7 +173,7 @@ impl<I> Iterator for Merged<I>
 where
     I: Iterator<Item = sled::Result<(IVec, IVec)>>,
 {
-    type Item = sled::Result<(IVec, IVec)>;
+    type Item = Result<(Value, Value), IndexError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -210,7 +185,12 @@ where
                 (Some((ok, _)), Some(Ok((sk, _)))) => ok.as_slice().cmp(sk.as_ref()),
             };
             match order {
-                std::cmp::Ordering::Greater => return self.sled.next(),
+                std::cmp::Ordering::Greater => {
+                    return self.sled.next().map(|kv| {
+                        kv.map(|(k, v)| (Value::from(&k[..]), Value::from(&v[..])))
+                            .map_err(IndexError::from_sled)
+                    })
+                }
                 std::cmp::Ordering::Equal => {
                     // The overlay's value replaces sled's.
                     self.sled.next();
@@ -218,7 +198,7 @@ where
                 std::cmp::Ordering::Less => {}
             }
             if let Some((k, Some(v))) = self.overlay.next() {
-                return Some(Ok((IVec::from(k), v)));
+                return Some(Ok((Value::from(k), v)));
             }
         }
     }
@@ -291,7 +271,7 @@ mod tests {
                 p.map.remove(&b"k"[..]);
             }
         }
-        assert!(matches!(overlay.get(b"k"), Lookup::Found(Some(v)) if v.as_ref() == b"2"));
+        assert!(matches!(overlay.get(b"k"), Lookup::Found(Some(v)) if &v[..] == b"2"));
         overlay.flush(&tree).unwrap();
         assert_eq!(tree.get("k").unwrap().unwrap(), IVec::from(&b"2"[..]));
     }

@@ -5,10 +5,10 @@
 //! each a `pread` from the page cache, and appending an entry costs two `pwrite`s instead
 //! of three or more sled keys.
 //!
-//! * `<tenant>.nodes`: every perfect node of the tree, 32 bytes each, in the order they
+//! * `nodes`: every perfect node of the tree, 32 bytes each, in the order they
 //!   complete (post-order): leaf 0; leaf 1, node (1, 0); leaf 2; leaf 3, (1, 1), (2, 0); ...
 //!   After n leaves the file holds 2n − popcount(n) nodes.
-//! * `<tenant>.locations`: the record location of entry `seq` (segment u64, offset u64,
+//! * `locations`: the record location of entry `seq` (segment u64, offset u64,
 //!   big-endian) at byte `16 · seq`.
 //!
 //! The files are written as entries are applied and flushed before the sled index records a
@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
-use crate::fsutil::{self, IoContext, PathIoError};
+use crate::embedded::fsutil::{self, IoContext, IoFailure};
 use crate::journal::Location;
 use crate::merkle::NewNode;
 
@@ -53,7 +53,7 @@ pub(crate) struct TreeFiles {
     locations_path: PathBuf,
 }
 
-fn open_rw(path: &Path) -> Result<File, PathIoError> {
+fn open_rw(path: &Path) -> Result<File, IoFailure> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
@@ -66,11 +66,12 @@ fn open_rw(path: &Path) -> Result<File, PathIoError> {
 }
 
 impl TreeFiles {
-    /// Opens (creating if needed) the files of `tenant` in `dir`.
-    pub(crate) fn open(dir: &Path, tenant: &str) -> Result<TreeFiles, PathIoError> {
+    /// Opens (creating if needed) the files `nodes` and `locations` in `dir` (the
+    /// tenant's index directory).
+    pub(crate) fn open(dir: &Path) -> Result<TreeFiles, IoFailure> {
         fsutil::create_dir_all_durable(dir)?;
-        let nodes_path = dir.join(format!("{tenant}.nodes"));
-        let locations_path = dir.join(format!("{tenant}.locations"));
+        let nodes_path = dir.join("nodes");
+        let locations_path = dir.join("locations");
         let existed = nodes_path.exists() && locations_path.exists();
         let files = TreeFiles {
             nodes: open_rw(&nodes_path)?,
@@ -91,7 +92,7 @@ impl TreeFiles {
         seq: u64,
         location: Location,
         nodes: &[NewNode],
-    ) -> Result<(), PathIoError> {
+    ) -> Result<(), IoFailure> {
         self.locations
             .write_all_at(&location.to_bytes(), seq * LOCATION_LEN)
             .at("write", &self.locations_path)?;
@@ -112,7 +113,7 @@ impl TreeFiles {
     }
 
     /// The perfect node at `level` and `index`, if the file holds it.
-    pub(crate) fn node(&self, level: u8, index: u64) -> Result<Option<Digest>, PathIoError> {
+    pub(crate) fn node(&self, level: u8, index: u64) -> Result<Option<Digest>, IoFailure> {
         let Some(pos) = node_position(level, index) else {
             return Ok(None);
         };
@@ -128,7 +129,7 @@ impl TreeFiles {
     }
 
     /// The location of entry `seq`, if the file holds it.
-    pub(crate) fn location(&self, seq: u64) -> Result<Option<Location>, PathIoError> {
+    pub(crate) fn location(&self, seq: u64) -> Result<Option<Location>, IoFailure> {
         let mut b = [0u8; LOCATION_LEN as usize];
         let Some(at) = seq.checked_mul(LOCATION_LEN) else {
             return Ok(None);
@@ -141,7 +142,7 @@ impl TreeFiles {
     }
 
     /// How many entries the files hold completely (both files agree on at least this many).
-    pub(crate) fn entries(&self) -> Result<u64, PathIoError> {
+    pub(crate) fn entries(&self) -> Result<u64, IoFailure> {
         let locs = self
             .locations
             .metadata()
@@ -158,7 +159,7 @@ impl TreeFiles {
     }
 
     /// Cuts both files back to the first `n` entries.
-    pub(crate) fn truncate(&self, n: u64) -> Result<(), PathIoError> {
+    pub(crate) fn truncate(&self, n: u64) -> Result<(), IoFailure> {
         self.locations
             .set_len(n * LOCATION_LEN)
             .at("truncate", &self.locations_path)?;
@@ -168,73 +169,11 @@ impl TreeFiles {
     }
 
     /// Flushes both files, before sled may record a position that relies on them.
-    pub(crate) fn sync(&self) -> Result<(), PathIoError> {
+    pub(crate) fn sync(&self) -> Result<(), IoFailure> {
         self.locations
             .sync_data()
             .at("fdatasync", &self.locations_path)?;
         self.nodes.sync_data().at("fdatasync", &self.nodes_path)
-    }
-
-    /// The first byte at which the two files differ from `other`'s, if any (file name and
-    /// offset), for verification against a rebuilt index. Bytes beyond the end of
-    /// `other`'s files are not compared: the live index may have gone on meanwhile.
-    pub(crate) fn first_difference(
-        &self,
-        other: &TreeFiles,
-    ) -> Result<Option<String>, PathIoError> {
-        for (a, ap, b, bp) in [
-            (
-                &self.nodes,
-                &self.nodes_path,
-                &other.nodes,
-                &other.nodes_path,
-            ),
-            (
-                &self.locations,
-                &self.locations_path,
-                &other.locations,
-                &other.locations_path,
-            ),
-        ] {
-            let alen = a.metadata().at("stat", ap)?.len();
-            let blen = b.metadata().at("stat", bp)?.len();
-            let mut off = 0u64;
-            let mut x = vec![0u8; 64 * 1024];
-            let mut y = vec![0u8; 64 * 1024];
-            while off < alen.min(blen) {
-                let n = (alen.min(blen) - off).min(x.len() as u64) as usize;
-                a.read_exact_at(&mut x[..n], off).at("read", ap)?;
-                b.read_exact_at(&mut y[..n], off).at("read", bp)?;
-                if let Some(i) = (0..n).find(|&i| x[i] != y[i]) {
-                    return Ok(Some(format!(
-                        "{} differs from the journal at byte {}",
-                        ap.display(),
-                        off + i as u64
-                    )));
-                }
-                off += n as u64;
-            }
-            if alen < blen {
-                return Ok(Some(format!(
-                    "{} is {alen} bytes long, the journal gives {blen}",
-                    ap.display()
-                )));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Removes both files (the tenant's index is dropped).
-    pub(crate) fn remove(dir: &Path, tenant: &str) -> Result<(), PathIoError> {
-        for ext in ["nodes", "locations"] {
-            let p = dir.join(format!("{tenant}.{ext}"));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).at("remove", &p),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -262,7 +201,7 @@ mod tests {
     #[test]
     fn nodes_and_locations_round_trip_and_truncate() {
         let dir = tempfile::tempdir().unwrap();
-        let files = TreeFiles::open(dir.path(), "t").unwrap();
+        let files = TreeFiles::open(dir.path()).unwrap();
         let mut range = CompactRange::new();
         let mut all = Vec::new();
         for seq in 0..37u64 {
@@ -285,8 +224,5 @@ mod tests {
         assert_eq!(files.node(0, 20).unwrap(), None);
         assert!(files.node(4, 0).unwrap().is_some());
         assert_eq!(files.location(20).unwrap(), None);
-        let other = TreeFiles::open(dir.path(), "u").unwrap();
-        assert!(other.first_difference(&files).unwrap().is_some());
-        assert!(files.first_difference(&other).unwrap().is_none());
     }
 }

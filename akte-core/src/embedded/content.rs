@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Objects shorter than [`ContentOptions::pack_below`] (1 MiB by default) are appended to
-//! pack files, where concurrent puts share one flush ([`crate::pack`]); larger ones get a
+//! pack files, where concurrent puts share one flush ([`crate::embedded::pack`]); larger ones get a
 //! file of their own. `objects/` and `tmp/` must be on the same file system: an object is
 //! committed by hard-linking its finished temporary file into `objects/`.
 //!
@@ -55,11 +55,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
-use crate::fsutil::{
-    create_dir_all_durable, fsync_dir, open_new_with_mode, IoContext, PathIoError,
+use crate::backend::content::{
+    Codec, ContentBackend, ContentError, ContentRead, Destruction, ObjectInfo, PutOutcome,
+    StructureProblem, MAX_ZSTD_LEVEL,
 };
-use crate::pack::{self, PackCheck, PackRecovery, PackStore, PackedObject};
+use crate::digest::Digest;
+use crate::embedded::fsutil::{
+    create_dir_all_durable, fsync_dir, open_new_with_mode, IoContext, IoFailure,
+};
+use crate::embedded::pack::{self, PackCheck, PackRecovery, PackStore, PackedObject};
 
 /// First eight bytes of every object file.
 ///
@@ -83,10 +87,6 @@ pub const PROBE_LEN: usize = 256 * 1024;
 /// zstd level used unless [`ContentOptions`] says otherwise (zstd's own default).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
-/// Highest zstd level accepted. Levels 20 to 22 ("ultra") use windows of up to 128 MiB,
-/// which every reader would then have to allocate; the gain on documents is negligible.
-pub const MAX_ZSTD_LEVEL: i32 = 19;
-
 /// Minimum saving, in percent of the probe, for a large input to be stored compressed.
 const MIN_SAVING_PERCENT: usize = 10;
 
@@ -108,154 +108,6 @@ const SIZE_OFFSET: u64 = 16;
 /// Makes temporary file names unique within this process, alongside the process id and the
 /// clock (the latter keeps names unique across PID namespaces sharing a volume).
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// How an object's payload is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// The original bytes, unchanged (codec byte 0).
-    Raw,
-    /// One zstd frame (RFC 8878) that decodes to the original bytes (codec byte 1).
-    Zstd,
-}
-
-impl Codec {
-    /// The codec byte stored at offset 9 of the header.
-    pub fn to_byte(self) -> u8 {
-        match self {
-            Codec::Raw => 0,
-            Codec::Zstd => 1,
-        }
-    }
-
-    /// The codec for a header byte, if it is one this build knows.
-    pub fn from_byte(b: u8) -> Option<Codec> {
-        match b {
-            0 => Some(Codec::Raw),
-            1 => Some(Codec::Zstd),
-            _ => None,
-        }
-    }
-
-    /// Lower-case name for logs and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Raw => "raw",
-            Codec::Zstd => "zstd",
-        }
-    }
-}
-
-impl std::fmt::Display for Codec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Errors of the content store.
-///
-/// Messages name the digest and the file concerned wherever there is one, so a log line is
-/// enough to find the object.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ContentError {
-    /// The file system failed (open, write, fsync, rename, ...).
-    #[error(transparent)]
-    Io(#[from] PathIoError),
-
-    /// No object is stored under this digest.
-    #[error("content object {digest} not found (expected at {path})")]
-    NotFound {
-        /// The digest asked for.
-        digest: Digest,
-        /// Where the object would be.
-        path: PathBuf,
-    },
-
-    /// A stored object does not decode to the bytes its name promises.
-    #[error("content object {digest} at {path} is corrupt: {reason}")]
-    Corrupt {
-        /// The digest the object is stored under.
-        digest: Digest,
-        /// The object file.
-        path: PathBuf,
-        /// What is wrong, in words.
-        reason: String,
-    },
-
-    /// The input's SHA-256 differs from the one the caller announced; nothing was stored.
-    #[error("content digest mismatch: expected {expected}, the input hashes to {actual}")]
-    DigestMismatch {
-        /// The announced digest.
-        expected: Digest,
-        /// The digest of the bytes received.
-        actual: Digest,
-    },
-
-    /// The input's length differs from the one the caller announced; nothing was stored.
-    ///
-    /// Reading stops as soon as the input exceeds the announced length, so a runaway upload
-    /// cannot fill the disk; `actual` is then the number of bytes received so far, a lower
-    /// bound of the input's length.
-    #[error(
-        "content size mismatch: expected {expected} bytes, the input has {}{actual}",
-        at_least(.expected, .actual)
-    )]
-    SizeMismatch {
-        /// The announced length.
-        expected: u64,
-        /// The length received (see above when longer than expected).
-        actual: u64,
-    },
-
-    /// The caller's reader failed; nothing was stored.
-    #[error("reading the content to store failed after {received} bytes: {source}")]
-    Read {
-        /// Bytes read successfully before the failure.
-        received: u64,
-        /// The reader's error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// zstd could not compress in memory (it failed to allocate its context).
-    #[error("zstd compression failed: {source}")]
-    Compress {
-        /// zstd's error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// A file or directory in `objects/` that is not a correctly named object.
-    #[error("unexpected entry in the content store: {path}: {reason}")]
-    Stray {
-        /// The offending entry.
-        path: PathBuf,
-        /// Why it does not belong.
-        reason: String,
-    },
-
-    /// A zstd level outside the accepted range was configured.
-    #[error("invalid zstd compression level {level}: akte accepts 1 to {MAX_ZSTD_LEVEL}")]
-    InvalidLevel {
-        /// The rejected level.
-        level: i32,
-    },
-
-    /// Pack settings outside the accepted range were configured.
-    #[error("invalid pack settings: {reason}")]
-    InvalidPackOptions {
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-fn at_least(expected: &u64, actual: &u64) -> &'static str {
-    if actual > expected {
-        "at least "
-    } else {
-        ""
-    }
-}
 
 /// Settings of a [`ContentStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,32 +160,6 @@ impl std::fmt::Display for Place {
             write!(f, "{}", self.path.display())
         }
     }
-}
-
-/// The result of a successful put.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PutOutcome {
-    /// SHA-256 of the original bytes: the object's key.
-    pub digest: Digest,
-    /// Length of the original bytes.
-    pub size: u64,
-    /// Length of the object file on disk, header included.
-    pub stored_size: u64,
-    /// How the payload is encoded.
-    pub codec: Codec,
-    /// `false` if an identical object was already stored (deduplicated).
-    pub newly_stored: bool,
-}
-
-/// What [`ContentStore::stat`] reports about an object, from its header and file size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Length of the original bytes, as recorded in the header.
-    pub size: u64,
-    /// Length of the object file on disk, header included.
-    pub stored_size: u64,
-    /// How the payload is encoded.
-    pub codec: Codec,
 }
 
 /// The decoded fixed header of an object file.
@@ -431,7 +257,7 @@ impl ContentStore {
     /// objects in `index` (a tree of the store's sled index).
     ///
     /// Creates `objects/`, `tmp/` and `packs/` durably, removes whatever a crash left in
-    /// `tmp/`, and indexes pack records a crash kept from the index (see [`crate::pack`]).
+    /// `tmp/`, and indexes pack records a crash kept from the index (see [`crate::embedded::pack`]).
     pub fn open_indexed(
         root: &Path,
         options: ContentOptions,
@@ -961,7 +787,7 @@ impl ContentStore {
         let path = self.path_of(digest);
         let corrupt = |reason: String| ContentError::Corrupt {
             digest: *digest,
-            path: path.clone(),
+            place: path.clone().display().to_string(),
             reason,
         };
         let mut file = open_stored(digest, &path)?;
@@ -1076,7 +902,7 @@ impl ContentStore {
             Err(ContentError::NotFound { .. }) if packed_error.is_some() => Err(packed_error
                 .unwrap_or_else(|| ContentError::NotFound {
                     digest: *digest,
-                    path: self.path_of(digest),
+                    place: self.path_of(digest).display().to_string(),
                 })),
             Err(e) => Err(e),
         }
@@ -1111,7 +937,7 @@ impl ContentStore {
                 Ok(0) => return Ok(total),
                 Ok(n) => total += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ContentError::from_read_error(e, &reader.path)),
+                Err(e) => return Err(ContentError::from_read_error(e, &reader.place())),
             }
         }
     }
@@ -1160,7 +986,7 @@ impl ContentStore {
     }
 
     /// Reads every pack file from front to back and reports what is not well formed (see
-    /// [`crate::pack`]); payloads are checked by [`Self::verify_object`].
+    /// [`crate::embedded::pack`]); payloads are checked by [`Self::verify_object`].
     pub fn check_packs(&self) -> Result<PackCheck, ContentError> {
         self.packs.check_packs()
     }
@@ -1190,26 +1016,6 @@ impl ContentStore {
     }
 }
 
-impl ContentError {
-    /// Recovers the typed error from an `io::Error` returned by a [`ContentReader`] (for
-    /// callers that read it through `io::copy` and the like). `path` names the object in case
-    /// the error did not come from a `ContentReader` after all.
-    pub fn from_read_error(err: io::Error, path: &Path) -> ContentError {
-        if err.get_ref().is_none() {
-            return io_error("read", path, err);
-        }
-        let kind = err.kind();
-        match err
-            .into_inner()
-            .map(|inner| inner.downcast::<ContentError>())
-        {
-            Some(Ok(typed)) => *typed,
-            Some(Err(other)) => io_error("read", path, io::Error::new(kind, other)),
-            None => io_error("read", path, io::Error::from(kind)),
-        }
-    }
-}
-
 /// Opens the file that holds `digest` (an object file or a pack); a missing file is
 /// [`ContentError::NotFound`].
 pub(crate) fn open_stored(digest: &Digest, path: &Path) -> Result<File, ContentError> {
@@ -1217,18 +1023,18 @@ pub(crate) fn open_stored(digest: &Digest, path: &Path) -> Result<File, ContentE
         Ok(f) => Ok(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound {
             digest: *digest,
-            path: path.to_path_buf(),
+            place: path.to_path_buf().display().to_string(),
         }),
         Err(e) => Err(io_error("open", path, e)),
     }
 }
 
 fn io_error(op: &'static str, path: &Path, source: io::Error) -> ContentError {
-    ContentError::Io(PathIoError {
+    ContentError::Io(IoFailure::new(
         op,
-        path: path.to_path_buf(),
+        path.to_path_buf().display().to_string(),
         source,
-    })
+    ))
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
@@ -1346,7 +1152,7 @@ struct TempFile {
 }
 
 impl TempFile {
-    fn create(dir: &Path) -> Result<TempFile, PathIoError> {
+    fn create(dir: &Path) -> Result<TempFile, IoFailure> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -1481,21 +1287,29 @@ impl ContentReader {
         &self.path
     }
 
+    /// The object file, and the record's offset in it for a packed object.
+    pub fn place(&self) -> String {
+        match self.record {
+            Some(offset) => format!("{} (record at byte {offset})", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
     fn error_for(&self, failure: &Failure) -> io::Error {
         match failure {
             Failure::Corrupt(reason) => io::Error::other(ContentError::Corrupt {
                 digest: self.digest,
-                path: self.path.clone(),
+                place: self.path.clone().display().to_string(),
                 reason: match self.record {
                     Some(offset) => format!("pack record at byte {offset}: {reason}"),
                     None => reason.clone(),
                 },
             }),
-            Failure::Io(kind, msg) => io::Error::other(ContentError::Io(PathIoError {
-                op: "read",
-                path: self.path.clone(),
-                source: io::Error::new(*kind, msg.clone()),
-            })),
+            Failure::Io(kind, msg) => io::Error::other(ContentError::Io(IoFailure::new(
+                "read",
+                self.place(),
+                io::Error::new(*kind, msg.clone()),
+            ))),
         }
     }
 
@@ -1590,6 +1404,95 @@ impl Read for ContentReader {
     }
 }
 
+impl ContentRead for ContentReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    fn place(&self) -> String {
+        ContentReader::place(self)
+    }
+}
+
+impl ContentBackend for ContentStore {
+    fn put(
+        &self,
+        reader: &mut dyn Read,
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        self.put_expecting(reader, expected_digest, expected_size)
+    }
+
+    fn put_bytes(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        ContentStore::put_bytes(self, data, expected_digest, expected_size)
+    }
+
+    fn get(&self, digest: &Digest) -> Result<Box<dyn ContentRead>, ContentError> {
+        Ok(Box::new(ContentStore::get(self, digest)?))
+    }
+
+    fn stat(&self, digest: &Digest) -> Result<ObjectInfo, ContentError> {
+        ContentStore::stat(self, digest)
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
+        ContentStore::contains(self, digest)
+    }
+
+    fn remove(&self, digest: &Digest, _authority: Destruction) -> Result<bool, ContentError> {
+        ContentStore::remove(self, digest)
+    }
+
+    fn list(&self) -> Box<dyn Iterator<Item = Result<Digest, ContentError>> + Send + '_> {
+        Box::new(self.iter())
+    }
+
+    fn describe(&self, digest: &Digest) -> String {
+        match self.place(digest) {
+            Ok(Some(place)) => place.to_string(),
+            _ => self.path_of(digest).display().to_string(),
+        }
+    }
+
+    fn verify_object(&self, digest: &Digest) -> Result<u64, ContentError> {
+        ContentStore::verify_object(self, digest)
+    }
+
+    fn check_structure(&self) -> Result<Vec<StructureProblem>, ContentError> {
+        Ok(self
+            .check_packs()?
+            .problems
+            .into_iter()
+            .map(|p| StructureProblem {
+                place: p.path.display().to_string(),
+                offset: p.offset,
+                reason: p.reason,
+            })
+            .collect())
+    }
+
+    fn reindex(&self) -> Result<u64, ContentError> {
+        self.reindex_packs()
+    }
+
+    fn torn_tail(&self) -> Option<(String, u64, u64)> {
+        self.pack_recovery()
+            .truncated
+            .as_ref()
+            .map(|(pack, offset, bytes)| (pack.display().to_string(), *offset, *bytes))
+    }
+}
+
 /// Iterator over stored digests; see [`ContentStore::iter`].
 pub struct ObjectIter {
     objects: PathBuf,
@@ -1613,7 +1516,7 @@ fn is_lower_hex(s: &str) -> bool {
 
 fn stray(path: PathBuf, reason: &str) -> ContentError {
     ContentError::Stray {
-        path,
+        place: path.display().to_string(),
         reason: reason.to_owned(),
     }
 }
@@ -1657,11 +1560,8 @@ impl Iterator for ObjectIter {
                     Some(Ok(entry)) => return Some(Self::check_object(prefix, &entry)),
                     Some(Err(e)) => {
                         // Do not keep polling a directory stream that failed.
-                        let err = PathIoError {
-                            op: "read directory",
-                            path: dir.clone(),
-                            source: e,
-                        };
+                        let err =
+                            IoFailure::new("read directory", dir.clone().display().to_string(), e);
                         self.current = None;
                         return Some(Err(err.into()));
                     }
@@ -1679,11 +1579,11 @@ impl Iterator for ObjectIter {
                 }
                 Some(Err(e)) => {
                     self.top = None;
-                    return Some(Err(ContentError::Io(PathIoError {
-                        op: "read directory",
-                        path: self.objects.clone(),
-                        source: e,
-                    })));
+                    return Some(Err(ContentError::Io(IoFailure::new(
+                        "read directory",
+                        self.objects.clone().display().to_string(),
+                        e,
+                    ))));
                 }
                 Some(Ok(entry)) => entry,
             };
@@ -1779,7 +1679,10 @@ mod tests {
         let mut out = Vec::new();
         match reader.read_to_end(&mut out) {
             Ok(_) => Ok(out),
-            Err(e) => Err(ContentError::from_read_error(e, &store.path_of(digest))),
+            Err(e) => Err(ContentError::from_read_error(
+                e,
+                &store.path_of(digest).display().to_string(),
+            )),
         }
     }
 
@@ -1830,11 +1733,16 @@ mod tests {
         let check = |res: Result<String, ContentError>, via: &str| match res {
             Err(e @ ContentError::Corrupt { .. }) => {
                 if let ContentError::Corrupt {
-                    digest: d, path: p, ..
+                    digest: d,
+                    place: p,
+                    ..
                 } = &e
                 {
                     assert_eq!(d, digest, "{what} via {via}");
-                    assert_eq!(p, &path, "{what} via {via}");
+                    assert!(
+                        p.starts_with(&path.display().to_string()),
+                        "{what} via {via}"
+                    );
                 }
                 let msg = e.to_string();
                 assert!(msg.contains(&digest.to_hex()), "{what} via {via}: {msg}");
@@ -2631,8 +2539,8 @@ mod tests {
                 Ok(d) => {
                     listed.insert(d);
                 }
-                Err(ContentError::Stray { path, .. }) => {
-                    reported.insert(path);
+                Err(ContentError::Stray { place, .. }) => {
+                    reported.insert(std::path::PathBuf::from(place));
                 }
                 Err(e) => panic!("{e:?}"),
             }

@@ -9,44 +9,34 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// An I/O error together with the path it happened on.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {path}: {source}")]
-pub struct PathIoError {
-    /// What was being done ("open", "fsync", "rename", ...).
-    pub op: &'static str,
-    /// The file or directory concerned.
-    pub path: PathBuf,
-    /// The operating system's error.
-    #[source]
-    pub source: io::Error,
-}
+pub use crate::backend::IoFailure;
 
 /// Attaches an operation name and a path to an `io::Result`.
 pub trait IoContext<T> {
-    /// Converts the error into a [`PathIoError`] naming `op` and `path`.
-    fn at(self, op: &'static str, path: &Path) -> Result<T, PathIoError>;
+    /// Converts the error into an [`IoFailure`] naming `op` and `path`.
+    fn at(self, op: &'static str, path: &Path) -> Result<T, IoFailure>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, op: &'static str, path: &Path) -> Result<T, PathIoError> {
-        self.map_err(|source| PathIoError {
-            op,
-            path: path.to_path_buf(),
-            source,
-        })
+    fn at(self, op: &'static str, path: &Path) -> Result<T, IoFailure> {
+        self.map_err(|source| failure(op, path, source))
     }
 }
 
+/// An [`IoFailure`] of `op` on `path`.
+pub fn failure(op: &'static str, path: &Path, source: io::Error) -> IoFailure {
+    IoFailure::new(op, path.display().to_string(), source)
+}
+
 /// Flushes a directory so that entries created, renamed or removed in it survive a crash.
-pub fn fsync_dir(dir: &Path) -> Result<(), PathIoError> {
+pub fn fsync_dir(dir: &Path) -> Result<(), IoFailure> {
     let f = File::open(dir).at("open directory", dir)?;
     f.sync_all().at("fsync directory", dir)
 }
 
 /// Creates `dir` (and missing parents) and flushes every directory whose entries changed,
 /// so the new directories survive a crash.
-pub fn create_dir_all_durable(dir: &Path) -> Result<(), PathIoError> {
+pub fn create_dir_all_durable(dir: &Path) -> Result<(), IoFailure> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -75,7 +65,7 @@ pub fn create_dir_all_durable(dir: &Path) -> Result<(), PathIoError> {
 /// Writes `bytes` to `path` atomically and durably: a temporary file beside it is written
 /// and flushed, renamed over `path`, and the directory is flushed. Readers see either the
 /// old or the new content, never a mix, and after a crash the same holds.
-pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PathIoError> {
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IoFailure> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -98,7 +88,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Pat
 }
 
 /// Creates a new file (replacing a stale one of the same name) with the given Unix mode.
-pub fn open_new_with_mode(path: &Path, mode: u32) -> Result<File, PathIoError> {
+pub fn open_new_with_mode(path: &Path, mode: u32) -> Result<File, IoFailure> {
     use std::os::unix::fs::OpenOptionsExt;
     let _ = fs::remove_file(path);
     OpenOptions::new()

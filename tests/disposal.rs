@@ -91,11 +91,7 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(
-        akte_core::embedded::open(dir.path()).unwrap(),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let records = Records::open(akte_tests::backend(dir.path()), StoreOptions::default()).unwrap();
     let t = records.create_tenant("stadt-erfurt").unwrap();
     World {
         _dir: dir,

@@ -16,11 +16,7 @@ const CLERK: &str = "clerk:schmidt";
 
 fn open() -> (tempfile::TempDir, Records) {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(
-        akte_core::embedded::open(dir.path()).unwrap(),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let records = Records::open(akte_tests::backend(dir.path()), StoreOptions::default()).unwrap();
     (dir, records)
 }
 

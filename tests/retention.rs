@@ -90,11 +90,7 @@ fn retention_end_table() {
 
 fn setup() -> (tempfile::TempDir, TenantRecords, PlanUnit) {
     let dir = tempfile::tempdir().unwrap();
-    let records = Records::open(
-        akte_core::embedded::open(dir.path()).unwrap(),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let records = Records::open(akte_tests::backend(dir.path()), StoreOptions::default()).unwrap();
     let t = records.create_tenant("amt").unwrap();
     let unit = t
         .create_plan_unit(

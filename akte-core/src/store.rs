@@ -386,6 +386,9 @@ struct Writer {
 
 /// One tenant: journal, content store, index, metadata and signing key.
 pub struct Tenant {
+    /// Kept so that the backend (and whatever it holds exclusively, the data directory's
+    /// lock) lives as long as any of its tenants.
+    _backend: Arc<dyn Backend>,
     id: String,
     origin: String,
     content: Arc<dyn ContentBackend>,
@@ -506,6 +509,7 @@ impl Tenant {
         key_bytes.fill(0);
         let key = key?;
         let tenant = Tenant {
+            _backend: store.backend.clone(),
             id: id.to_owned(),
             origin,
             content,

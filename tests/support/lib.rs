@@ -1,8 +1,39 @@
-//! Shared helpers for akte's integration tests.
+//! Shared helpers for akte's integration tests, and the conformance suite every storage
+//! backend runs ([`conformance`]).
+
+pub mod conformance;
 
 use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
 use akte_core::store::{Appended, Tenant};
+
+/// The backend the records-level integration tests run on, chosen by the environment
+/// variable `AKTE_TEST_BACKEND`: `embedded` (the default; a data directory in `dir`) or
+/// `memory` (one in-memory backend per `dir`, so that reopening sees what was written).
+/// Other backends' crates run the same tests by setting it.
+pub fn backend(dir: &std::path::Path) -> std::sync::Arc<dyn akte_core::backend::Backend> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    match std::env::var("AKTE_TEST_BACKEND").as_deref() {
+        Ok("memory") => {
+            static BACKENDS: OnceLock<
+                Mutex<HashMap<std::path::PathBuf, Arc<akte_core::backend::memory::MemoryBackend>>>,
+            > = OnceLock::new();
+            let mut all = BACKENDS
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            all.entry(dir.to_path_buf()).or_default().clone()
+        }
+        Ok("embedded") | Err(_) => akte_core::embedded::open(dir).expect("open the data directory"),
+        Ok(other) => panic!("AKTE_TEST_BACKEND={other:?} is not a backend these tests know"),
+    }
+}
+
+/// Whether the tests run on the embedded backend (tests that look at its files).
+pub fn embedded_backend() -> bool {
+    !matches!(std::env::var("AKTE_TEST_BACKEND").as_deref(), Ok(b) if b != "embedded")
+}
 
 /// The directory of `tenant` in the data directory `data` (docs/FORMAT.md), for tests
 /// that look at or damage the embedded backend's files.

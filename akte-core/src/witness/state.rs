@@ -21,7 +21,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -205,9 +204,14 @@ impl WitnessState {
             .write(true)
             .open(&lock_path)
             .at("open", &lock_path)?;
-        // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(WitnessStateError::Busy { path: lock_path });
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(WitnessStateError::Busy { path: lock_path })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(fsutil::failure("lock", &lock_path, e).into())
+            }
         }
         if let Some(k) = trust {
             if k.kind() != KeyKind::Ed25519 {

@@ -6,6 +6,13 @@
 //!
 //! `AKTE_CRASH_ITERATIONS` overrides the number of kills (default 50); the ignored
 //! `crash_long` test runs 500. `AKTE_TEST_SEED` replays a run.
+//!
+//! A SIGKILL keeps the page cache, so a missing flush never shows. The power-loss tests
+//! (`power_loss_*`) let the child abort just before a chosen flush and then rebuild the
+//! data directory as a power loss would leave it: only what was flushed (file data and
+//! directory entries) survives (`akte_core::embedded::powerloss`,
+//! `akte_tests::powerloss`). `AKTE_POWER_LOSS_ITERATIONS` overrides the number of
+//! crash points (default 100); the ignored `power_loss_long` runs 1,000.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -131,6 +138,129 @@ fn run(iterations: usize) {
         total_acked > 0,
         "the child never acknowledged anything: the test tested nothing"
     );
+}
+
+/// Checks that the store in `data` opens, holds every acknowledged entry unchanged and
+/// verifies clean; returns how many entries were acknowledged.
+fn check_acknowledged(data: &Path, acks: &Path, what: &str) -> usize {
+    let acked = read_acks(acks);
+    if !data.join("FORMAT").exists() {
+        assert!(acked.is_empty(), "{what}: the data directory is gone");
+        return 0;
+    }
+    let store = Store::open(
+        akte_core::embedded::open(data).unwrap_or_else(|e| panic!("{what}: open: {e}")),
+        StoreOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let Ok(tenant) = store.tenant("t") else {
+        assert!(acked.is_empty(), "{what}: the tenant is gone");
+        return 0;
+    };
+    let size = tenant.size().unwrap();
+    for (seq, a) in &acked {
+        assert!(
+            *seq < size,
+            "{what}: acknowledged entry {seq} lost; journal has {size}"
+        );
+        assert_eq!(
+            tenant.entry(*seq).unwrap().leaf,
+            a.leaf,
+            "{what}: entry {seq} differs from what was acknowledged"
+        );
+        assert!(
+            tenant.content().contains(&a.content).unwrap(),
+            "{what}: content of entry {seq} lost"
+        );
+    }
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{what}: verify found problems: {:#?}",
+        report.problems().collect::<Vec<_>>()
+    );
+    acked.len()
+}
+
+fn power_loss(iterations: usize) {
+    let seed = Rng::seed_from_env();
+    println!("power-loss test seed {seed} (set AKTE_TEST_SEED to replay)");
+    let mut rng = Rng::new(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = if std::env::var_os("AKTE_KEEP_TEST_DIR").is_some() {
+        let kept = tmp.keep();
+        println!("keeping {}", kept.display());
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let data = dir.join("data");
+    let acks = dir.join("acks");
+    let shadow = dir.join("durable");
+    akte_tests::powerloss::baseline(&shadow, &data);
+    let exe = env!("CARGO_BIN_EXE_crash-writer");
+    let (mut lost_files, mut removed, mut acked) = (0usize, 0usize, 0usize);
+    for i in 0..iterations {
+        let threads = [1, 2, 4][rng.range(0, 3) as usize];
+        let at = rng.range(1, 300);
+        let mut child = Command::new(exe)
+            .arg(&data)
+            .arg(&acks)
+            .arg(threads.to_string())
+            .arg(rng.next_u64().to_string())
+            .env("AKTE_POWER_LOSS_DIR", &shadow)
+            .env("AKTE_POWER_LOSS_AT", at.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn crash-writer");
+        // The child aborts at its flush number `at`; it never stops writing by itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "iteration {i}: the child did not reach flush {at}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(!status.success(), "iteration {i}: child exited by itself");
+        let r = akte_tests::powerloss::restore(&shadow, &data);
+        lost_files += r.files;
+        removed += r.removed;
+        acked = check_acknowledged(
+            &data,
+            &acks,
+            &format!("iteration {i}, power lost at flush {at} (seed {seed})"),
+        );
+        // Recovery itself flushed and changed files: that is the durable state now.
+        akte_tests::powerloss::baseline(&shadow, &data);
+    }
+    println!(
+        "{iterations} power losses, {acked} acknowledged entries, {lost_files} files set back, {removed} directory entries lost"
+    );
+    assert!(acked > 0, "the child never acknowledged anything");
+    assert!(
+        removed > 0,
+        "no power loss ever lost a directory entry: the test saw nothing"
+    );
+}
+
+#[test]
+fn power_loss_keeps_every_acknowledged_entry() {
+    let n = std::env::var("AKTE_POWER_LOSS_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    power_loss(n);
+}
+
+#[test]
+#[ignore = "long: 1,000 power losses; run with --ignored"]
+fn power_loss_long() {
+    power_loss(1000);
 }
 
 #[test]

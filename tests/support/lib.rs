@@ -2,6 +2,7 @@
 //! backend runs ([`conformance`]).
 
 pub mod conformance;
+pub mod powerloss;
 
 use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};

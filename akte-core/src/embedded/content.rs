@@ -674,7 +674,7 @@ impl ContentStore {
         codec: Codec,
         stored_size: u64,
     ) -> Result<PutOutcome, ContentError> {
-        tmp.file.sync_all().at("fsync", &tmp.path)?;
+        crate::embedded::fsutil::sync_all(&tmp.file, &tmp.path)?;
         let fanout = self.fanout_of(&digest);
         self.ensure_fanout(&digest, &fanout)?;
         let target = self.path_of(&digest);

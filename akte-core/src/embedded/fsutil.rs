@@ -28,10 +28,31 @@ pub fn failure(op: &'static str, path: &Path, source: io::Error) -> IoFailure {
     IoFailure::new(op, path.display().to_string(), source)
 }
 
+/// Flushes a file's data (`fdatasync`). Every flush of a file akte makes durable goes
+/// through here or [`sync_all`], so the power-loss tests see each one
+/// ([`super::powerloss`]).
+pub fn sync_data(file: &File, path: &Path) -> Result<(), IoFailure> {
+    super::powerloss::crash_point();
+    file.sync_data().at("fdatasync", path)?;
+    super::powerloss::file_synced(file, path);
+    Ok(())
+}
+
+/// Flushes a file's data and metadata (`fsync`); see [`sync_data`].
+pub fn sync_all(file: &File, path: &Path) -> Result<(), IoFailure> {
+    super::powerloss::crash_point();
+    file.sync_all().at("fsync", path)?;
+    super::powerloss::file_synced(file, path);
+    Ok(())
+}
+
 /// Flushes a directory so that entries created, renamed or removed in it survive a crash.
 pub fn fsync_dir(dir: &Path) -> Result<(), IoFailure> {
+    super::powerloss::crash_point();
     let f = File::open(dir).at("open directory", dir)?;
-    f.sync_all().at("fsync directory", dir)
+    f.sync_all().at("fsync directory", dir)?;
+    super::powerloss::dir_synced(dir);
+    Ok(())
 }
 
 /// Creates `dir` (and missing parents) and flushes every directory whose entries changed,
@@ -78,7 +99,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IoF
     {
         let mut f = open_new_with_mode(&tmp, mode)?;
         f.write_all(bytes).at("write", &tmp)?;
-        f.sync_all().at("fsync", &tmp)?;
+        sync_all(&f, &tmp)?;
     }
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);

@@ -119,7 +119,7 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<ActiveSegment, JournalEr
     let mut file = fsutil::open_new_with_mode(&path, 0o640)?;
     file.write_all(&segment::encode_header(first_seq))
         .at("write", &path)?;
-    file.sync_all().at("fsync", &path)?;
+    fsutil::sync_all(&file, &path)?;
     fsutil::fsync_dir(dir)?;
     Ok(ActiveSegment { file, path })
 }
@@ -320,7 +320,7 @@ impl Journal {
                         .open(path)
                         .at("open for truncation", path)?;
                     f.set_len(torn).at("truncate", path)?;
-                    f.sync_all().at("fsync", path)?;
+                    fsutil::sync_all(&f, path)?;
                     recovery.truncated_bytes = len - torn;
                 }
                 let (next, leaf, micros) = match scan.last {
@@ -538,10 +538,7 @@ impl Journal {
             if let Some(first) = chunk.new_segment {
                 // Records written to the old segment must be durable before the new one
                 // appears, so that the journal on disk is always a prefix of history.
-                active
-                    .file
-                    .sync_data()
-                    .at("fdatasync", &active.path.clone())?;
+                fsutil::sync_data(&active.file, &active.path)?;
                 *active = create_segment(&self.dir, first)?;
             }
             let path = active.path.clone();
@@ -549,7 +546,7 @@ impl Journal {
             written += chunk.bytes.len() as u64;
         }
         let path = active.path.clone();
-        active.file.sync_data().at("fdatasync", &path)?;
+        fsutil::sync_data(&active.file, &path)?;
         Ok(written)
     }
 
@@ -637,7 +634,7 @@ impl Journal {
                     ),
                 });
             }
-            file.sync_all().at("fsync", &tmp)?;
+            fsutil::sync_all(&file, &tmp)?;
             fs::rename(&tmp, &path).at("rename", &path)?;
             fsutil::fsync_dir(&self.dir)?;
             if active.path == path {

@@ -26,6 +26,7 @@ pub mod journal;
 pub mod meta;
 mod overlay;
 pub mod pack;
+pub mod powerloss;
 pub mod segment;
 pub mod sled_index;
 mod tree_files;

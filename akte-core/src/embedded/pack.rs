@@ -469,7 +469,7 @@ fn create_pack(dir: &Path, number: u64) -> Result<Active, ContentError> {
         .at("create", &path)?;
     file.write_all_at(&encode_pack_header(number), 0)
         .at("write", &path)?;
-    file.sync_all().at("fsync", &path)?;
+    fsutil::sync_all(&file, &path)?;
     fsutil::fsync_dir(dir)?;
     Ok(Active { number, file, path })
 }
@@ -903,7 +903,7 @@ impl PackStore {
                         .open(path)
                         .at("open for truncation", path)?;
                     f.set_len(offset).at("truncate", path)?;
-                    f.sync_all().at("fsync", path)?;
+                    fsutil::sync_all(&f, path)?;
                     recovery.truncated = Some((path.to_path_buf(), offset, len - offset));
                     return Ok(offset);
                 }
@@ -1174,7 +1174,7 @@ impl PackStore {
                 // The records of the old pack are durable before the new pack appears, so
                 // the packs on disk are always what was written, in order.
                 let path = active.path.clone();
-                active.file.sync_data().at("fdatasync", &path)?;
+                fsutil::sync_data(&active.file, &path)?;
                 *active = create_pack(&self.dir, chunk.pack)?;
             }
             let path = active.path.clone();
@@ -1184,7 +1184,7 @@ impl PackStore {
                 .at("write", &path)?;
         }
         let path = active.path.clone();
-        active.file.sync_data().at("fdatasync", &path)?;
+        fsutil::sync_data(&active.file, &path)?;
         Ok(())
     }
 
@@ -1275,7 +1275,7 @@ impl PackStore {
             };
             file.write_all_at(&header.encode(), obj.offset)
                 .at("write", &path)?;
-            file.sync_data().at("fdatasync", &path)?;
+            fsutil::sync_data(&file, &path)?;
             batch.remove(&object_key(digest, obj.pack, obj.offset)[..]);
         }
         self.index

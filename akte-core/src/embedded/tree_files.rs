@@ -170,10 +170,8 @@ impl TreeFiles {
 
     /// Flushes both files, before sled may record a position that relies on them.
     pub(crate) fn sync(&self) -> Result<(), IoFailure> {
-        self.locations
-            .sync_data()
-            .at("fdatasync", &self.locations_path)?;
-        self.nodes.sync_data().at("fdatasync", &self.nodes_path)
+        fsutil::sync_data(&self.locations, &self.locations_path)?;
+        fsutil::sync_data(&self.nodes, &self.nodes_path)
     }
 }
 

@@ -733,3 +733,90 @@ fn bad_segment_files_give_clear_errors_and_no_panic() {
         .unwrap()
         .is_clean());
 }
+
+/// Checkpoints and proofs taken while other threads append must always find every node
+/// of the tree they cover: an entry can be durable a moment before the index has it (a
+/// leader's flush takes entries other writers have queued but not yet applied), so the
+/// size they use is what the index has applied, never more. The records model's
+/// projection makes applying slow enough for the race to show.
+#[test]
+fn checkpoints_beside_appends_never_miss_a_node() {
+    use akte_core::records::{NewFile, NewPlanUnit, Records};
+    let dir = tempfile::tempdir().unwrap();
+    let records = Records::open(
+        akte_core::embedded::open(dir.path()).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let t = records.create_tenant("t").unwrap();
+    let unit = t
+        .create_plan_unit(
+            "registrar:r",
+            NewPlanUnit {
+                code: "1".into(),
+                title: "Allgemeines".into(),
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let tenant = t.tenant().clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (checkpoints, failures) = std::thread::scope(|s| {
+        for w in 0..8u64 {
+            let t = &t;
+            let stop = &stop;
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    t.create_file(
+                        "registrar:r",
+                        NewFile {
+                            plan_unit: unit.id,
+                            subject: format!("Akte {w}/{i}"),
+                            ..NewFile::default()
+                        },
+                        None,
+                    )
+                    .unwrap();
+                    i += 1;
+                }
+            });
+        }
+        let checker = {
+            let tenant = tenant.clone();
+            s.spawn(move || {
+                // AKTE_CHECKPOINT_CALLS raises the number of calls (issue 19: 100,000).
+                let calls: u32 = std::env::var("AKTE_CHECKPOINT_CALLS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(4000);
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while ok + (failed.len() as u32) < calls {
+                    match tenant.checkpoint() {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    let size = tenant.size().unwrap();
+                    if size > 1 {
+                        if let Err(e) = tenant.inclusion_proof(size - 1, size) {
+                            failed.push(e.to_string());
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        };
+        let result = checker.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    });
+    println!("{checkpoints} checkpoints beside appends");
+    assert!(checkpoints > 0);
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

@@ -824,9 +824,14 @@ impl Tenant {
         }
     }
 
-    /// Number of durable journal entries (the largest tree size that can be proven).
+    /// Number of entries that can be proven: durable in the journal and applied to the
+    /// index. An entry can become durable a moment before the index has it (the flush
+    /// that covers it may be led by another writer while its own writer is still applying
+    /// it), and a checkpoint or proof over it would miss its nodes.
     pub fn size(&self) -> Result<u64, StoreError> {
-        Ok(self.journal.durable_len()?)
+        let durable = self.journal.durable_len()?;
+        let applied = self.index.position()?.next_seq;
+        Ok(durable.min(applied))
     }
 
     /// Reads entry `seq`.

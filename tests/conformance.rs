@@ -13,20 +13,6 @@ struct Embedded {
     dir: tempfile::TempDir,
 }
 
-/// Copies a directory tree as it is at this moment.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for item in std::fs::read_dir(from).unwrap() {
-        let item = item.unwrap();
-        let target = to.join(item.file_name());
-        if item.file_type().unwrap().is_dir() {
-            copy_tree(&item.path(), &target);
-        } else if item.file_name() != "LOCK" {
-            std::fs::copy(item.path(), &target).unwrap();
-        }
-    }
-}
-
 impl Harness for Embedded {
     fn name(&self) -> String {
         "embedded".into()
@@ -41,7 +27,7 @@ impl Harness for Embedded {
     fn crashed_copy(&self, _store: &Store) -> Option<Arc<dyn Backend>> {
         let copy: PathBuf = self.dir.path().with_extension("crashed");
         let _ = std::fs::remove_dir_all(&copy);
-        copy_tree(self.dir.path(), &copy);
+        akte_tests::copy_tree(self.dir.path(), &copy);
         Some(akte_core::embedded::open(&copy).unwrap())
     }
 }

@@ -382,9 +382,9 @@ impl TenantIndex {
         self.range::<std::ops::RangeFull>(..)
     }
 
-    /// Removes everything (before a rebuild).
+    /// Removes everything (before a rebuild), without reading the old index.
     pub fn clear(&self) -> Result<(), IndexError> {
-        self.backend.clear()
+        self.backend.reset()
     }
 }
 

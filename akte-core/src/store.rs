@@ -530,7 +530,17 @@ impl Tenant {
             truncated_bytes: tenant.journal.recovery().truncated_bytes,
             ..OpenReport::default()
         };
-        let (replayed, rebuilt) = tenant.catch_up_index()?;
+        let (replayed, rebuilt) = match tenant.catch_up_index() {
+            Ok(done) => done,
+            // The index cannot even be read: it is derived, so it is rebuilt (a backend
+            // sets aside what it cannot clear).
+            Err(e @ (StoreError::Index(_) | StoreError::Merkle(_))) => {
+                tracing::warn!(tenant = %id, error = %e,
+                    "the index cannot be read; rebuilding it from the journal");
+                (tenant.rebuild_index()?, true)
+            }
+            Err(e) => return Err(e),
+        };
         report.replayed = replayed;
         report.rebuilt = rebuilt;
         Ok((tenant, report))

@@ -36,6 +36,20 @@ pub fn embedded_backend() -> bool {
     !matches!(std::env::var("AKTE_TEST_BACKEND").as_deref(), Ok(b) if b != "embedded")
 }
 
+/// Copies a directory tree as it is at this moment (without the `LOCK` file).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for item in std::fs::read_dir(from).unwrap() {
+        let item = item.unwrap();
+        let target = to.join(item.file_name());
+        if item.file_type().unwrap().is_dir() {
+            copy_tree(&item.path(), &target);
+        } else if item.file_name() != "LOCK" {
+            std::fs::copy(item.path(), &target).unwrap();
+        }
+    }
+}
+
 /// The directory of `tenant` in the data directory `data` (docs/FORMAT.md), for tests
 /// that look at or damage the embedded backend's files.
 pub fn tenant_dir(data: &std::path::Path, tenant: &str) -> std::path::PathBuf {

@@ -100,6 +100,12 @@ pub trait IndexBackend: Send + Sync {
     /// Removes everything (before a rebuild).
     fn clear(&self) -> Result<(), IndexError>;
 
+    /// Starts afresh without reading the old index, which may be damaged: a backend that
+    /// cannot clear it sets it aside (never deletes what it cannot read). Rebuilds use it.
+    fn reset(&self) -> Result<(), IndexError> {
+        self.clear()
+    }
+
     /// Makes everything applied so far durable.
     fn flush(&self) -> Result<(), IndexError>;
 

@@ -166,7 +166,8 @@ impl Drop for ScratchDir {
 
 /// The index of one tenant in the embedded backend.
 pub struct SledIndex {
-    shared: Arc<Shared>,
+    /// Replaced whole when a damaged index is set aside ([`IndexBackend::reset`]).
+    shared: std::sync::RwLock<Arc<Shared>>,
     flusher: Arc<Flusher>,
     _scratch: Option<ScratchDir>,
 }
@@ -174,7 +175,7 @@ pub struct SledIndex {
 impl std::fmt::Debug for SledIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledIndex")
-            .field("dir", &self.shared.dir)
+            .field("dir", &self.shared().dir)
             .finish()
     }
 }
@@ -191,7 +192,10 @@ fn open_sled(dir: &Path) -> Result<sled::Db, sled::Error> {
         .flush_every_ms(None);
     let mut waited = 0;
     loop {
-        match config.open() {
+        // sled panics on some damage instead of reporting it; that is damage too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .unwrap_or_else(|_| Err(sled::Error::Corruption { at: None, bt: () }));
+        match opened {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock") && waited < 100 =>
@@ -210,20 +214,12 @@ impl SledIndex {
     /// deleted, and an empty one takes its place: the engine then rebuilds the index from
     /// the journal.
     pub(crate) fn open(dir: &Path, flusher: Arc<Flusher>) -> Result<SledIndex, IndexError> {
-        fsutil::create_dir_all_durable(dir)?;
-        let sled_dir = dir.join("sled");
-        let db = match open_sled(&sled_dir) {
-            Ok(db) => db,
-            Err(e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_))) => {
-                let aside = set_aside(dir)?;
-                tracing::warn!(index = %dir.display(), set_aside = %aside.display(), error = %e,
-                    "the index database is damaged; it was set aside and the index is rebuilt from the journal");
-                fsutil::create_dir_all_durable(dir)?;
-                open_sled(&sled_dir).map_err(IndexError::from_sled)?
-            }
-            Err(e) => return Err(IndexError::from_sled(e)),
-        };
-        Self::over(db, dir, flusher, None)
+        let shared = open_shared(dir)?;
+        Ok(SledIndex {
+            shared: std::sync::RwLock::new(Arc::new(shared)),
+            flusher,
+            _scratch: None,
+        })
     }
 
     /// A throw-away index in a new directory under the system's temporary directory,
@@ -246,25 +242,24 @@ impl SledIndex {
         flusher: Arc<Flusher>,
         scratch: Option<ScratchDir>,
     ) -> Result<SledIndex, IndexError> {
-        let main = db.open_tree("main").map_err(IndexError::from_sled)?;
-        let files = TreeFiles::open(dir)?;
         Ok(SledIndex {
-            shared: Arc::new(Shared {
-                db,
-                main,
-                overlay: Overlay::default(),
-                files,
-                dir: dir.to_path_buf(),
-            }),
+            shared: std::sync::RwLock::new(Arc::new(shared_over(db, dir)?)),
             flusher,
             _scratch: scratch,
         })
     }
 
+    fn shared(&self) -> Arc<Shared> {
+        self.shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The tree where the tenant's content store keeps the location of packed objects:
     /// derived from the pack files, as the rest is from the journal.
     pub(crate) fn packs_tree(&self) -> Result<sled::Tree, IndexError> {
-        self.shared
+        self.shared()
             .db
             .open_tree("packs")
             .map_err(IndexError::from_sled)
@@ -272,10 +267,59 @@ impl SledIndex {
 
     /// Writes the overlay and sled's buffers to disk.
     fn flush_all(&self) -> Result<(), IndexError> {
-        self.shared.flush()?;
-        self.shared.db.flush().map_err(IndexError::from_sled)?;
+        let shared = self.shared();
+        shared.flush()?;
+        shared.db.flush().map_err(IndexError::from_sled)?;
         Ok(())
     }
+}
+
+/// Opens the index in `dir`: a sled database that cannot be opened is set aside and an
+/// empty one takes its place; node and location files are cut back to the entries they
+/// hold consistently. Either makes the engine rebuild what is missing from the journal.
+fn open_shared(dir: &Path) -> Result<Shared, IndexError> {
+    fsutil::create_dir_all_durable(dir)?;
+    let sled_dir = dir.join("sled");
+    let db = match open_sled(&sled_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            if let sled::Error::Io(io) = &e {
+                // A full disk or a failing device is not damage: nothing is set aside.
+                if matches!(
+                    FaultKind::of_io(io),
+                    FaultKind::StorageFull | FaultKind::Unavailable
+                ) {
+                    return Err(IndexError::from_sled(e));
+                }
+            }
+            let aside = set_aside(dir)?;
+            tracing::warn!(index = %dir.display(), set_aside = %aside.display(), error = %e,
+                "the index database cannot be opened; it was set aside and the index is rebuilt from the journal");
+            fsutil::create_dir_all_durable(dir)?;
+            open_sled(&sled_dir).map_err(IndexError::from_sled)?
+        }
+    };
+    let shared = shared_over(db, dir)?;
+    let held = shared.files.entries()?;
+    let sound = shared.files.consistent_entries()?;
+    if sound < held {
+        tracing::warn!(index = %dir.display(), held, sound,
+            "the index's node or location file is damaged after entry {sound}; it is cut back there and the index is rebuilt from the journal");
+        shared.files.truncate(sound)?;
+    }
+    Ok(shared)
+}
+
+fn shared_over(db: sled::Db, dir: &Path) -> Result<Shared, IndexError> {
+    let main = db.open_tree("main").map_err(IndexError::from_sled)?;
+    let files = TreeFiles::open(dir)?;
+    Ok(Shared {
+        db,
+        main,
+        overlay: Overlay::default(),
+        files,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// Renames a damaged index directory out of the way (`<dir>.damaged-<unix seconds>`).
@@ -315,10 +359,10 @@ fn tempfile_dir(prefix: &str) -> Result<PathBuf, IndexError> {
 
 impl IndexBackend for SledIndex {
     fn get(&self, key: &[u8]) -> Result<Option<Value>, IndexError> {
-        match self.shared.overlay.get(key) {
+        let shared = self.shared();
+        match shared.overlay.get(key) {
             Lookup::Found(v) => Ok(v),
-            Lookup::Absent => Ok(self
-                .shared
+            Lookup::Absent => Ok(shared
                 .main
                 .get(key)
                 .map_err(IndexError::from_sled)?
@@ -327,41 +371,59 @@ impl IndexBackend for SledIndex {
     }
 
     fn range(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> KvIter<'_> {
-        let pending = self.shared.overlay.range(start.clone(), end.clone());
+        let shared = self.shared();
+        let pending = shared.overlay.range(start.clone(), end.clone());
         Box::new(Merged::new(
             pending,
-            self.shared.main.range::<Vec<u8>, _>((start, end)),
+            shared.main.range::<Vec<u8>, _>((start, end)),
         ))
     }
 
     fn apply(&self, batch: IndexBatch, tree: TreeUpdate<'_>) -> Result<(), IndexError> {
-        self.shared
-            .files
-            .write(tree.seq, tree.location, tree.nodes)?;
-        self.shared.overlay.merge(batch);
+        let shared = self.shared();
+        shared.files.write(tree.seq, tree.location, tree.nodes)?;
+        shared.overlay.merge(batch);
         Ok(())
     }
 
     fn node(&self, level: u8, index: u64) -> Result<Option<Digest>, IndexError> {
-        Ok(self.shared.files.node(level, index)?)
+        Ok(self.shared().files.node(level, index)?)
     }
 
     fn location(&self, seq: u64) -> Result<Option<Location>, IndexError> {
-        Ok(self.shared.files.location(seq)?)
+        Ok(self.shared().files.location(seq)?)
     }
 
     fn tree_len(&self) -> Result<u64, IndexError> {
-        Ok(self.shared.files.entries()?)
+        Ok(self.shared().files.entries()?)
     }
 
     fn truncate_tree(&self, n: u64) -> Result<(), IndexError> {
-        Ok(self.shared.files.truncate(n)?)
+        Ok(self.shared().files.truncate(n)?)
     }
 
     fn clear(&self) -> Result<(), IndexError> {
-        self.shared.overlay.clear();
-        self.shared.main.clear().map_err(IndexError::from_sled)?;
-        self.shared.files.truncate(0)?;
+        let shared = self.shared();
+        shared.overlay.clear();
+        shared.main.clear().map_err(IndexError::from_sled)?;
+        shared.files.truncate(0)?;
+        Ok(())
+    }
+
+    fn reset(&self) -> Result<(), IndexError> {
+        if self.clear().is_ok() {
+            return Ok(());
+        }
+        // Not even clearing works: set the whole directory aside and start afresh, without
+        // reading anything of the old index.
+        let mut slot = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        let dir = slot.dir.clone();
+        let aside = set_aside(&dir)?;
+        tracing::warn!(index = %dir.display(), set_aside = %aside.display(),
+            "the index could not be cleared; it was set aside and is rebuilt from the journal");
+        fsutil::create_dir_all_durable(&dir)?;
+        let db = open_sled(&dir.join("sled")).map_err(IndexError::from_sled)?;
+        *slot = Arc::new(shared_over(db, &dir)?);
         Ok(())
     }
 
@@ -370,34 +432,37 @@ impl IndexBackend for SledIndex {
     }
 
     fn make_room(&self) -> Result<(), IndexError> {
-        if self.shared.overlay.entries() >= MAX_PENDING_ENTRIES {
-            self.shared.flush()?;
+        let shared = self.shared();
+        if shared.overlay.entries() >= MAX_PENDING_ENTRIES {
+            shared.flush()?;
         }
         Ok(())
     }
 
     fn entry_durable(&self) {
-        if self.shared.overlay.entries() >= FLUSH_ENTRIES {
-            self.flusher.request(&self.shared);
+        let shared = self.shared();
+        if shared.overlay.entries() >= FLUSH_ENTRIES {
+            self.flusher.request(&shared);
         }
     }
 
     fn flush_if_due(&self) -> Result<(), IndexError> {
-        let waiting = self.shared.overlay.entries();
+        let shared = self.shared();
+        let waiting = shared.overlay.entries();
         if waiting >= MAX_PENDING_ENTRIES
-            || (waiting >= FLUSH_ENTRIES && self.shared.overlay.try_flush_slot())
+            || (waiting >= FLUSH_ENTRIES && shared.overlay.try_flush_slot())
         {
-            self.shared.flush()?;
+            shared.flush()?;
         }
         Ok(())
     }
 
     fn describe(&self) -> String {
-        self.shared.dir.display().to_string()
+        self.shared().dir.display().to_string()
     }
 
     fn identity(&self) -> usize {
-        Arc::as_ptr(&self.shared) as *const u8 as usize
+        self as *const SledIndex as usize
     }
 }
 
@@ -405,11 +470,11 @@ impl Drop for SledIndex {
     /// Writes the pending changes to sled, so the next open does not replay them. Nothing
     /// depends on it: the journal is the truth, and a failure here is only logged.
     fn drop(&mut self) {
-        if self._scratch.is_some() || Arc::strong_count(&self.shared) > 1 {
+        if self._scratch.is_some() || Arc::strong_count(&self.shared()) > 2 {
             return;
         }
         if let Err(e) = self.flush_all() {
-            tracing::warn!(index = %self.shared.dir.display(), error = %e, "flushing the index at close failed; the next open replays the journal");
+            tracing::warn!(index = %self.shared().dir.display(), error = %e, "flushing the index at close failed; the next open replays the journal");
         }
     }
 }

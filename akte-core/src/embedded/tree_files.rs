@@ -158,6 +158,58 @@ impl TreeFiles {
         Ok(n)
     }
 
+    /// How many entries, from the start, the files hold consistently: every node above the
+    /// leaves is the hash of its two children, and record locations strictly increase.
+    /// Damage past that point (a changed byte, a lost block) makes the engine rebuild the
+    /// index from the journal instead of serving wrong proofs. One sequential read of
+    /// both files.
+    pub(crate) fn consistent_entries(&self) -> Result<u64, IoFailure> {
+        use std::io::{BufReader, Read, Seek, SeekFrom};
+        let n = self.entries()?;
+        let mut nodes = BufReader::with_capacity(1 << 20, &self.nodes);
+        (&self.nodes)
+            .seek(SeekFrom::Start(0))
+            .at("seek", &self.nodes_path)?;
+        let mut locations = BufReader::with_capacity(1 << 20, &self.locations);
+        (&self.locations)
+            .seek(SeekFrom::Start(0))
+            .at("seek", &self.locations_path)?;
+        // The perfect subtrees on the right edge, as (level, hash), lowest last.
+        let mut stack: Vec<(u8, Digest)> = Vec::new();
+        let mut last_location: Option<Location> = None;
+        let mut node = [0u8; NODE_LEN as usize];
+        let mut loc = [0u8; LOCATION_LEN as usize];
+        for seq in 0..n {
+            locations
+                .read_exact(&mut loc)
+                .at("read", &self.locations_path)?;
+            let Some(location) = Location::from_bytes(&loc) else {
+                return Ok(seq);
+            };
+            if last_location
+                .is_some_and(|l| (l.segment, l.offset) >= (location.segment, location.offset))
+            {
+                return Ok(seq);
+            }
+            last_location = Some(location);
+            nodes.read_exact(&mut node).at("read", &self.nodes_path)?;
+            let mut hash = Digest(node);
+            let mut level = 0u8;
+            while stack.last().is_some_and(|(l, _)| *l == level) {
+                let Some((_, left)) = stack.pop() else { break };
+                nodes.read_exact(&mut node).at("read", &self.nodes_path)?;
+                let stored = Digest(node);
+                if stored != crate::merkle::node_hash(&left, &hash) {
+                    return Ok(seq);
+                }
+                hash = stored;
+                level += 1;
+            }
+            stack.push((level, hash));
+        }
+        Ok(n)
+    }
+
     /// Cuts both files back to the first `n` entries.
     pub(crate) fn truncate(&self, n: u64) -> Result<(), IoFailure> {
         self.locations
@@ -222,5 +274,19 @@ mod tests {
         assert_eq!(files.node(0, 20).unwrap(), None);
         assert!(files.node(4, 0).unwrap().is_some());
         assert_eq!(files.location(20).unwrap(), None);
+        assert_eq!(files.consistent_entries().unwrap(), 20);
+        // A changed inner node or location is found where it is.
+        let pos = node_position(1, 5).unwrap();
+        files
+            .nodes
+            .write_all_at(&[0xff; 4], pos * NODE_LEN)
+            .unwrap();
+        assert_eq!(files.consistent_entries().unwrap(), 11);
+        files.truncate(11).unwrap();
+        files
+            .locations
+            .write_all_at(&[0; 16], 3 * LOCATION_LEN)
+            .unwrap();
+        assert_eq!(files.consistent_entries().unwrap(), 3);
     }
 }

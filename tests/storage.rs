@@ -256,9 +256,14 @@ fn the_index_files_are_rebuilt_cut_back_or_reported() {
     check(&open(), "locations file lengthened");
     assert_eq!(fs::metadata(&locations).unwrap().len(), 16 * 700);
 
-    // A changed node: verify names the index and the node; rebuilding the index repairs it.
+    // A changed node is found when the store opens, and the index rebuilt.
     flip(&nodes, 32 * 50 + 3);
+    check(&open(), "a node changed while closed");
+
+    // A node changed while the store runs: verify names the index and the node, and
+    // rebuilding the index repairs it.
     let store = open();
+    flip(&nodes, 32 * 60 + 3);
     let report = verify_store(&store, VerifyOptions::default()).unwrap();
     let index_dir = dir.path().join("index/t").display().to_string();
     assert!(
@@ -819,4 +824,106 @@ fn checkpoints_beside_appends_never_miss_a_node() {
         failures.len(),
         failures.first()
     );
+}
+
+/// A tmpfs of `size`, mounted for the test and unmounted after it (needs root; `None`
+/// where it cannot be mounted).
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        fs::create_dir(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// A full disk is an answer (StorageFull), not an outage: reads go on, acknowledged
+/// entries stay, and once space is free again writes resume without reopening the store.
+#[test]
+fn a_full_disk_is_reported_and_writes_resume_without_a_restart() {
+    use akte_core::backend::FaultKind;
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!("skipped: no tmpfs can be mounted here (needs root)");
+        return;
+    };
+    let data = disk.path.join("data");
+    let store = Store::open(
+        akte_core::embedded::open(&data).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    store.create_tenant("t").unwrap();
+    let mut rng = Rng::new(17);
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        let body = rng.bytes(20_000);
+        let t = store.tenant("t").unwrap();
+        acked.push(
+            append_document(&t, "clerk:c", "x", &body, b"{}")
+                .unwrap()
+                .ticket,
+        );
+    }
+    // Fill what is left.
+    let junk = disk.path.join("junk");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&junk).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+    }
+    let mut refused = None;
+    for _ in 0..50 {
+        let body = rng.bytes(20_000);
+        let t = store.tenant("t").unwrap();
+        match append_document(&t, "clerk:c", "x", &body, b"{}") {
+            Ok(a) => acked.push(a.ticket),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the disk filled up");
+    assert_eq!(e.kind(), FaultKind::StorageFull, "{e}");
+    // Reads go on while the disk is full.
+    let t = store.tenant("t").unwrap();
+    for a in &acked {
+        assert_eq!(t.entry(a.entry.seq).unwrap().leaf, a.leaf);
+    }
+    // Space comes back: after the heal interval the tenant writes again, same store.
+    fs::remove_file(&junk).unwrap();
+    std::thread::sleep(akte_core::store::HEAL_INTERVAL + std::time::Duration::from_millis(100));
+    let t = store.tenant("t").unwrap();
+    assert_eq!(t.fenced(), None);
+    let body = rng.bytes(20_000);
+    let a = append_document(&t, "clerk:c", "x", &body, b"{}").unwrap();
+    acked.push(a.ticket);
+    for a in &acked {
+        assert_eq!(t.entry(a.entry.seq).unwrap().leaf, a.leaf);
+    }
+    let report = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    drop(t);
+    drop(store);
 }

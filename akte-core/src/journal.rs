@@ -117,13 +117,16 @@ pub enum JournalError {
     /// The attachments do not match the entry's inline payloads.
     #[error("attachments do not match the entry: {0}")]
     AttachmentMismatch(String),
-    /// An earlier write failed; the journal accepts nothing until reopened.
-    #[error("journal {place} is fenced after a failed write ({reason}); reopen the store")]
+    /// An earlier write failed; the journal accepts nothing until it is opened again
+    /// (the engine does that by itself once the cause is gone).
+    #[error("journal {place} accepts no writes after a failed write ({reason})")]
     Fenced {
         /// The journal, as the backend names it.
         place: String,
         /// The original failure.
         reason: String,
+        /// Its kind (a full disk, an I/O error).
+        cause: FaultKind,
     },
     /// A sequence number beyond the journal's end was asked for.
     #[error("entry {seq} does not exist (the journal holds {len} entries)")]
@@ -150,7 +153,10 @@ impl JournalError {
             JournalError::Io(e) => e.kind(),
             JournalError::Damaged { .. } | JournalError::Inconsistent { .. } => FaultKind::Corrupt,
             JournalError::InvalidEntry(_) | JournalError::AttachmentMismatch(_) => FaultKind::Other,
-            JournalError::Fenced { .. } => FaultKind::Unavailable,
+            JournalError::Fenced { cause, .. } => match cause {
+                FaultKind::StorageFull => FaultKind::StorageFull,
+                _ => FaultKind::Unavailable,
+            },
             JournalError::OutOfRange { .. } => FaultKind::NotFound,
             JournalError::Backend { kind, .. } => *kind,
         }

@@ -199,14 +199,20 @@ pub fn validate_tenant_id(id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How long a tenant that refuses writes after a failure waits between attempts to open
+/// it again.
+pub const HEAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The tenants of a backend, open.
 pub struct Store {
     backend: Arc<dyn Backend>,
     options: StoreOptions,
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
+    /// When each fenced tenant was last opened again (one attempt per [`HEAL_INTERVAL`]).
+    healed: Mutex<HashMap<String, std::time::Instant>>,
     /// Tenants that could not be opened, with the reason. One damaged tenant must not take
     /// the installation's other agencies down with it.
-    unavailable: BTreeMap<String, String>,
+    unavailable: RwLock<BTreeMap<String, String>>,
     create_lock: Mutex<()>,
 }
 
@@ -234,17 +240,18 @@ impl Store {
     /// back) and each index catches up with its journal. A tenant that cannot be opened
     /// is reported as unavailable; the others are served.
     pub fn open(backend: Arc<dyn Backend>, options: StoreOptions) -> Result<Store, StoreError> {
-        let mut store = Store {
+        let store = Store {
             backend,
             options,
             tenants: RwLock::new(BTreeMap::new()),
-            unavailable: BTreeMap::new(),
+            healed: Mutex::new(HashMap::new()),
+            unavailable: RwLock::new(BTreeMap::new()),
             create_lock: Mutex::new(()),
         };
         for id in store.backend.tenant_ids()? {
             if let Err(e) = validate_tenant_id(&id) {
                 tracing::error!(tenant = %id, error = %e, "not a tenant");
-                store.unavailable.insert(id, e.to_string());
+                store.write_unavailable().insert(id, e.to_string());
                 continue;
             }
             let opened = store
@@ -256,7 +263,7 @@ impl Store {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "tenant cannot be opened; it stays unavailable, the others are served");
-                    store.unavailable.insert(id, e.to_string());
+                    store.write_unavailable().insert(id, e.to_string());
                     continue;
                 }
             };
@@ -277,6 +284,10 @@ impl Store {
         self.tenants.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn write_unavailable(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, String>> {
+        self.unavailable.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The backend.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
@@ -291,7 +302,7 @@ impl Store {
     pub fn create_tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
         validate_tenant_id(id)?;
         let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read_tenants().contains_key(id) || self.unavailable.contains_key(id) {
+        if self.read_tenants().contains_key(id) || self.unavailable_tenants().contains_key(id) {
             return Err(StoreError::TenantExists(id.into()));
         }
         let origin = format!("{}/{id}", self.options.origin_prefix);
@@ -321,23 +332,112 @@ impl Store {
         Ok(tenant)
     }
 
-    /// An existing tenant.
+    /// An existing tenant. A tenant that refuses writes after a failed write (a full disk,
+    /// an I/O error) is opened again here, at most once per [`HEAL_INTERVAL`]: once the
+    /// cause is gone its writes resume without a restart.
     pub fn tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
-        if let Some(reason) = self.unavailable.get(id) {
-            return Err(StoreError::TenantUnavailable {
-                tenant: id.to_owned(),
-                reason: reason.clone(),
-            });
+        let unavailable = self.unavailable_tenants().get(id).cloned();
+        if let Some(reason) = unavailable {
+            // Whatever kept it from opening (a full disk, a device error) may be gone.
+            return self.retry_unavailable(id, reason);
         }
-        self.read_tenants()
+        let tenant = self
+            .read_tenants()
             .get(id)
             .cloned()
-            .ok_or_else(|| StoreError::UnknownTenant(id.chars().take(80).collect()))
+            .ok_or_else(|| StoreError::UnknownTenant(id.chars().take(80).collect()))?;
+        match tenant.fenced() {
+            None => Ok(tenant),
+            Some(reason) => Ok(self.heal(tenant, &reason)),
+        }
+    }
+
+    /// Opens a fenced tenant again (recovering its journal and content, rebuilding what its
+    /// index holds beyond the journal) and serves the new one from now on; keeps the old
+    /// one if that fails or was tried a moment ago.
+    fn heal(&self, tenant: Arc<Tenant>, reason: &str) -> Arc<Tenant> {
+        let id = tenant.id().to_owned();
+        {
+            let mut healed = self.healed.lock().unwrap_or_else(|p| p.into_inner());
+            if healed
+                .get(&id)
+                .is_some_and(|at| at.elapsed() < HEAL_INTERVAL)
+            {
+                return tenant;
+            }
+            healed.insert(id.clone(), std::time::Instant::now());
+        }
+        let opened = self
+            .backend
+            .open_tenant(&id)
+            .map_err(StoreError::from)
+            .and_then(|parts| Tenant::open(self, &id, parts));
+        match opened {
+            Ok((fresh, report)) if fresh.fenced().is_none() => {
+                tracing::warn!(tenant = %id, earlier_failure = %reason, replayed = report.replayed,
+                    rebuilt = report.rebuilt, "tenant opened again after a failed write; writes resume");
+                let fresh = Arc::new(fresh);
+                self.write_tenants().insert(id, fresh.clone());
+                fresh
+            }
+            Ok(_) => tenant,
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "tenant still refuses writes; trying again later");
+                tenant
+            }
+        }
     }
 
     /// Tenants that could not be opened, with the reason (naming file and place).
-    pub fn unavailable_tenants(&self) -> &BTreeMap<String, String> {
-        &self.unavailable
+    pub fn unavailable_tenants(&self) -> BTreeMap<String, String> {
+        self.unavailable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tries to open a tenant that could not be opened before, at most once per
+    /// [`HEAL_INTERVAL`].
+    fn retry_unavailable(&self, id: &str, reason: String) -> Result<Arc<Tenant>, StoreError> {
+        let unavailable = || StoreError::TenantUnavailable {
+            tenant: id.to_owned(),
+            reason: reason.clone(),
+        };
+        if validate_tenant_id(id).is_err() {
+            return Err(unavailable());
+        }
+        {
+            let mut healed = self.healed.lock().unwrap_or_else(|p| p.into_inner());
+            if healed
+                .get(id)
+                .is_some_and(|at| at.elapsed() < HEAL_INTERVAL)
+            {
+                return Err(unavailable());
+            }
+            healed.insert(id.to_owned(), std::time::Instant::now());
+        }
+        let opened = self
+            .backend
+            .open_tenant(id)
+            .map_err(StoreError::from)
+            .and_then(|parts| Tenant::open(self, id, parts));
+        match opened {
+            Ok((tenant, _)) => {
+                tracing::warn!(tenant = %id, earlier_failure = %reason, "tenant opened after all; it is served again");
+                let tenant = Arc::new(tenant);
+                self.write_unavailable().remove(id);
+                self.write_tenants().insert(id.to_owned(), tenant.clone());
+                Ok(tenant)
+            }
+            Err(e) => {
+                self.write_unavailable()
+                    .insert(id.to_owned(), e.to_string());
+                Err(StoreError::TenantUnavailable {
+                    tenant: id.to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+        }
     }
 
     /// All tenants, by id.
@@ -634,6 +734,15 @@ impl Tenant {
     /// The tenant id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Why the tenant refuses writes after a failure, if it does.
+    pub fn fenced(&self) -> Option<String> {
+        self.lock_writer()
+            .fenced
+            .clone()
+            .or_else(|| self.journal.fenced())
+            .or_else(|| self.content.fenced())
     }
 
     /// The origin line of this tenant's checkpoints.

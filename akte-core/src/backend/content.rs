@@ -130,6 +130,11 @@ pub trait ContentBackend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Why the store refuses writes after a failure, if it does.
+    fn fenced(&self) -> Option<String> {
+        None
+    }
+
     /// A torn tail opening cut from the stored content (a write interrupted by a crash,
     /// never acknowledged): where, at which byte offset, and how many bytes.
     fn torn_tail(&self) -> Option<(String, u64, u64)> {
@@ -268,6 +273,18 @@ pub enum ContentError {
         reason: String,
     },
 
+    /// An earlier write failed; the store accepts no writes until it is opened again (the
+    /// engine does that by itself once the cause is gone).
+    #[error("content store {place} accepts no writes after a failed write ({reason})")]
+    Fenced {
+        /// The store, as the backend names it.
+        place: String,
+        /// The original failure.
+        reason: String,
+        /// Its kind.
+        cause: FaultKind,
+    },
+
     /// A zstd level outside the accepted range was configured.
     #[error("invalid zstd compression level {level}: akte accepts 1 to {MAX_ZSTD_LEVEL}")]
     InvalidLevel {
@@ -328,6 +345,10 @@ impl ContentError {
             | ContentError::DigestMismatch { .. }
             | ContentError::SizeMismatch { .. } => FaultKind::Other,
             ContentError::Compress { .. } => FaultKind::Unavailable,
+            ContentError::Fenced { cause, .. } => match cause {
+                FaultKind::StorageFull => FaultKind::StorageFull,
+                _ => FaultKind::Unavailable,
+            },
             ContentError::InvalidLevel { .. } | ContentError::InvalidPackOptions { .. } => {
                 FaultKind::Other
             }

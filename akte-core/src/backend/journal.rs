@@ -114,6 +114,12 @@ pub trait JournalBackend: Send + Sync {
     /// What recovery did when the journal was opened.
     fn recovery(&self) -> Recovery;
 
+    /// Why the journal refuses writes after a failure, if it does (the engine then opens
+    /// the tenant again once the cause is gone).
+    fn fenced(&self) -> Option<String> {
+        None
+    }
+
     /// Counters.
     fn stats(&self) -> &JournalStats;
 

@@ -1485,6 +1485,10 @@ impl ContentBackend for ContentStore {
         self.reindex_packs()
     }
 
+    fn fenced(&self) -> Option<String> {
+        self.packs.fenced_reason()
+    }
+
     fn torn_tail(&self) -> Option<(String, u64, u64)> {
         self.pack_recovery()
             .truncated

@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::backend::content::Destruction;
 use crate::backend::journal::DamageCount;
-use crate::backend::{AppendSession, JournalBackend, JournalScanItem};
+use crate::backend::{AppendSession, FaultKind, JournalBackend, JournalScanItem};
 use crate::digest::Digest;
 use crate::embedded::fsutil::{self, IoContext, IoFailure};
 use crate::embedded::segment::{
@@ -63,7 +63,8 @@ struct State {
     pending_last_seq: Option<u64>,
     durable_len: u64,
     flushing: bool,
-    fenced: Option<String>,
+    /// Why writes are refused, and the kind of the failure.
+    fenced: Option<(String, FaultKind)>,
 }
 
 struct ActiveSegment {
@@ -488,8 +489,8 @@ impl Journal {
                 // Every enqueued entry is queued, being flushed or durable; reaching this
                 // means that bookkeeping is broken, so refuse rather than spin or lie.
                 let reason = format!("entry {seq} is neither queued, in flight nor durable");
-                st.fenced = Some(reason.clone());
-                return Err(self.fenced(&reason));
+                st.fenced = Some((reason.clone(), FaultKind::Other));
+                return Err(self.fenced(&(reason, FaultKind::Other)));
             };
             st.flushing = true;
             drop(st);
@@ -506,7 +507,7 @@ impl Journal {
                 }
                 Err(e) => {
                     tracing::error!(dir = %self.dir.display(), error = %e, "journal write failed; fencing the journal");
-                    st.fenced = Some(e.to_string());
+                    st.fenced = Some((e.to_string(), e.kind()));
                 }
             }
             self.durable.notify_all();
@@ -524,11 +525,17 @@ impl Journal {
         Ok(t)
     }
 
-    fn fenced(&self, reason: &str) -> JournalError {
+    fn fenced(&self, (reason, cause): &(String, FaultKind)) -> JournalError {
         JournalError::Fenced {
             place: self.dir.display().to_string(),
-            reason: reason.to_owned(),
+            reason: reason.clone(),
+            cause: *cause,
         }
+    }
+
+    /// Why the journal refuses writes, if it does.
+    pub fn fenced_reason(&self) -> Option<String> {
+        lock(&self.state).fenced.as_ref().map(|(r, _)| r.clone())
     }
 
     fn write_chunks(&self, chunks: &[PendingChunk], _last: u64) -> Result<u64, JournalError> {
@@ -859,6 +866,10 @@ impl JournalBackend for Journal {
 
     fn recovery(&self) -> Recovery {
         self.recovery.clone()
+    }
+
+    fn fenced(&self) -> Option<String> {
+        self.fenced_reason()
     }
 
     fn stats(&self) -> &JournalStats {

@@ -48,6 +48,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use sha2::{Digest as _, Sha256};
 
 use crate::backend::content::{Codec, ContentError};
+use crate::backend::FaultKind;
 use crate::digest::Digest;
 use crate::embedded::fsutil::{self, IoContext, IoFailure};
 
@@ -395,7 +396,8 @@ struct State {
     /// the first instead of storing them twice.
     in_flight: HashMap<Digest, (PackedObject, u64)>,
     flushing: bool,
-    fenced: Option<String>,
+    /// Why writes are refused, and the kind of the failure.
+    fenced: Option<(String, FaultKind)>,
 }
 
 /// The pack file being appended to.
@@ -1043,8 +1045,8 @@ impl PackStore {
             }
         }
         let mut st = lock(&self.state);
-        if let Some(reason) = &st.fenced {
-            return Err(self.fenced(reason));
+        if st.fenced.is_some() {
+            return Err(self.fenced(st.fenced.as_ref()));
         }
         if let Some(&(obj, ticket)) = st.in_flight.get(&digest) {
             self.wait_durable(st, ticket)?;
@@ -1103,14 +1105,20 @@ impl PackStore {
         Ok((obj, true))
     }
 
-    fn fenced(&self, reason: &str) -> ContentError {
-        io_error(
-            "write to the packs in",
-            &self.dir,
-            io::Error::other(format!(
-                "the packs are fenced after a failed write ({reason}); reopen the store"
-            )),
-        )
+    fn fenced(&self, why: Option<&(String, FaultKind)>) -> ContentError {
+        let (reason, cause) = why
+            .cloned()
+            .unwrap_or_else(|| ("unknown".to_owned(), FaultKind::Other));
+        ContentError::Fenced {
+            place: self.dir.display().to_string(),
+            reason,
+            cause,
+        }
+    }
+
+    /// Why the packs refuse writes, if they do.
+    pub(crate) fn fenced_reason(&self) -> Option<String> {
+        lock(&self.state).fenced.as_ref().map(|(r, _)| r.clone())
     }
 
     /// Blocks until `ticket` is durable and indexed. The first waiter while no flush runs
@@ -1124,8 +1132,8 @@ impl PackStore {
             if st.durable > ticket {
                 return Ok(());
             }
-            if let Some(reason) = &st.fenced {
-                return Err(self.fenced(reason));
+            if st.fenced.is_some() {
+                return Err(self.fenced(st.fenced.as_ref()));
             }
             if st.flushing {
                 st = self.durable.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -1136,8 +1144,8 @@ impl PackStore {
             let Some(&(_, _, last)) = queued.last() else {
                 let reason =
                     format!("pack ticket {ticket} is neither queued, in flight nor durable");
-                st.fenced = Some(reason.clone());
-                return Err(self.fenced(&reason));
+                st.fenced = Some((reason, FaultKind::Other));
+                return Err(self.fenced(st.fenced.as_ref()));
             };
             st.flushing = true;
             drop(st);
@@ -1160,7 +1168,7 @@ impl PackStore {
                 }
                 Err(e) => {
                     tracing::error!(dir = %self.dir.display(), error = %e, "pack write failed; fencing the packs");
-                    st.fenced = Some(e.to_string());
+                    st.fenced = Some((e.to_string(), e.kind()));
                 }
             }
             self.durable.notify_all();
@@ -1221,8 +1229,8 @@ impl PackStore {
         // Hold the flush slot, so that no group flush runs while records are rewritten.
         let mut st = lock(&self.state);
         loop {
-            if let Some(reason) = &st.fenced {
-                return Err(self.fenced(reason));
+            if st.fenced.is_some() {
+                return Err(self.fenced(st.fenced.as_ref()));
             }
             if !st.flushing {
                 break;

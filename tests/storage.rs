@@ -927,3 +927,99 @@ fn a_full_disk_is_reported_and_writes_resume_without_a_restart() {
     drop(t);
     drop(store);
 }
+
+/// Without an outside anchor a store can only be checked against itself: a replaced key
+/// with re-signed checkpoints, or a journal cut back together with its checkpoints, looks
+/// clean. With the key the archivist trusts and a checkpoint they hold, both are found.
+#[test]
+fn verification_against_a_trusted_key_and_checkpoint_finds_forgery_and_rollback() {
+    use akte_core::keys::SigningKeyPair;
+    use akte_core::note::Checkpoint;
+    use akte_core::verify::{verify_store_trusting, Trust};
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Store::open(
+            akte_core::embedded::open(dir.path()).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap()
+    };
+    let (trusted_key, held, cut_at) = {
+        let store = open();
+        let t = store.create_tenant("t").unwrap();
+        let mut rng = Rng::new(23);
+        fill(&t, 30, &mut rng);
+        t.checkpoint().unwrap();
+        fill(&t, 30, &mut rng);
+        let cut_at = t.index().location(30).unwrap();
+        let held = t.checkpoint().unwrap().to_bytes();
+        (t.verifier(), held, cut_at)
+    };
+    let trust = |checkpoint: bool| {
+        vec![Trust {
+            tenant: "t".into(),
+            key: Some(trusted_key.clone()),
+            checkpoint: checkpoint.then(|| held.clone()),
+        }]
+    };
+    let tdir = akte_tests::tenant_dir(dir.path(), "t");
+    {
+        let store = open();
+        let clean = verify_store_trusting(&store, VerifyOptions::default(), &trust(true)).unwrap();
+        assert!(clean.is_clean(), "{clean:#?}");
+    }
+
+    // A rollback: the last 30 entries cut from the journal, their checkpoint deleted.
+    let cut = cut_at.unwrap();
+    let seg = tdir.join(format!("journal/{:020}.seg", cut.segment));
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut.offset)
+        .unwrap();
+    fs::remove_file(tdir.join(format!("checkpoints/{:020}.note", 60))).unwrap();
+    {
+        let store = open();
+        assert_eq!(store.tenant("t").unwrap().size().unwrap(), 30);
+        let alone = verify_store(&store, VerifyOptions::default()).unwrap();
+        assert!(alone.is_clean(), "the store alone cannot tell: {alone:#?}");
+        let anchored =
+            verify_store_trusting(&store, VerifyOptions::default(), &trust(true)).unwrap();
+        assert_eq!(
+            kinds(&anchored),
+            vec![ProblemKind::AnchorMismatch],
+            "{anchored:#?}"
+        );
+    }
+
+    // A forged key: both key files replaced, every stored checkpoint signed again.
+    let origin = fs::read_to_string(tdir.join("ORIGIN")).unwrap();
+    let forger = SigningKeyPair::generate(origin.trim_end()).unwrap();
+    forger.save(&tdir.join("keys/checkpoint.key")).unwrap();
+    forger
+        .verifier()
+        .save(&tdir.join("keys/checkpoint.pub"))
+        .unwrap();
+    for item in fs::read_dir(tdir.join("checkpoints")).unwrap() {
+        let path = item.unwrap().path();
+        let note = akte_core::note::SignedNote::parse(&fs::read(&path).unwrap()).unwrap();
+        let cp = Checkpoint::parse_body(&note.text).unwrap();
+        fs::write(&path, cp.sign(&forger).unwrap().to_bytes()).unwrap();
+    }
+    let store = open();
+    let alone = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert!(alone.is_clean(), "the store alone cannot tell: {alone:#?}");
+    let trusted = verify_store_trusting(&store, VerifyOptions::default(), &trust(false)).unwrap();
+    let found = kinds(&trusted);
+    assert!(found.contains(&ProblemKind::UntrustedKey), "{trusted:#?}");
+    assert!(
+        found.contains(&ProblemKind::CheckpointSignature),
+        "{trusted:#?}"
+    );
+
+    // A stored verifier key that does not match the signing key is a problem by itself.
+    fs::write(tdir.join("keys/checkpoint.pub"), format!("{trusted_key}\n")).unwrap();
+    let alone = verify_store(&store, VerifyOptions::default()).unwrap();
+    assert_eq!(kinds(&alone), vec![ProblemKind::UntrustedKey], "{alone:#?}");
+}

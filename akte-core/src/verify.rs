@@ -31,6 +31,7 @@ use crate::backend::{ContentBackend, JournalScanItem};
 use crate::digest::Digest;
 use crate::entry::{PayloadKind, ROLE_DESTROYED};
 use crate::index::TenantIndex;
+use crate::keys::VerifierKey;
 use crate::merkle::CompactRange;
 use crate::note::Checkpoint;
 use crate::store::{Store, StoreError, Tenant};
@@ -55,6 +56,21 @@ impl Default for VerifyOptions {
             index: true,
         }
     }
+}
+
+/// What an archivist trusts from outside the store, for one tenant: the agency's verifier
+/// key (from a separate channel) and a checkpoint they hold (kept from an earlier
+/// transfer, cosigned by a witness). Without it verification can only show that the store
+/// is consistent with itself: someone who replaces the key and re-signs every checkpoint,
+/// or cuts the journal back together with its checkpoints, is not found.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The tenant.
+    pub tenant: String,
+    /// The verifier key the tenant's checkpoints must verify with.
+    pub key: Option<VerifierKey>,
+    /// A signed checkpoint note the journal must extend.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 /// What kind of problem was found.
@@ -84,6 +100,11 @@ pub enum ProblemKind {
     IndexMismatch,
     /// The tenant could not be opened at all (the message names file and place).
     TenantUnavailable,
+    /// The store's verifier key is not the one the caller trusts.
+    UntrustedKey,
+    /// The journal does not extend a checkpoint the caller holds (shorter, or another
+    /// root at its size), or that checkpoint does not verify.
+    AnchorMismatch,
 }
 
 /// One problem and where it is.
@@ -179,9 +200,22 @@ const STATE_BLOB: &str = "verified.json";
 
 /// Verifies every tenant of the store.
 pub fn verify_store(store: &Store, options: VerifyOptions) -> Result<VerifyReport, StoreError> {
+    verify_store_trusting(store, options, &[])
+}
+
+/// Verifies every tenant of the store, checking the tenants named in `trust` against the
+/// key and checkpoint given there (a full run for those, whatever `options` say).
+pub fn verify_store_trusting(
+    store: &Store,
+    options: VerifyOptions,
+    trust: &[Trust],
+) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     for tenant in store.tenants() {
-        report.tenants.push(verify_tenant(store, &tenant, options)?);
+        let t = trust.iter().find(|t| t.tenant == tenant.id());
+        report
+            .tenants
+            .push(verify_tenant_trusting(store, &tenant, options, t)?);
     }
     for (id, reason) in store.unavailable_tenants() {
         report.tenants.push(TenantReport {
@@ -406,6 +440,8 @@ enum Pending {
 
 struct Ctx<'a> {
     tenant: &'a Tenant,
+    /// The key checkpoints must verify with: the trusted one, else the store's own.
+    verifier: VerifierKey,
     report: TenantReport,
     /// Problems and content checks not yet in the report. A problem waits here only behind
     /// a content check whose outcome is still out.
@@ -717,7 +753,17 @@ pub fn verify_tenant(
     tenant: &Tenant,
     options: VerifyOptions,
 ) -> Result<TenantReport, StoreError> {
-    thread::scope(|scope| verify_tenant_in(scope, store, tenant, options))
+    verify_tenant_trusting(store, tenant, options, None)
+}
+
+/// Verifies one tenant against what the caller trusts (see [`Trust`]).
+pub fn verify_tenant_trusting(
+    store: &Store,
+    tenant: &Tenant,
+    options: VerifyOptions,
+    trust: Option<&Trust>,
+) -> Result<TenantReport, StoreError> {
+    thread::scope(|scope| verify_tenant_in(scope, store, tenant, options, trust))
 }
 
 fn verify_tenant_in<'scope, 'env>(
@@ -725,15 +771,20 @@ fn verify_tenant_in<'scope, 'env>(
     store: &'env Store,
     tenant: &'env Tenant,
     options: VerifyOptions,
+    trust: Option<&Trust>,
 ) -> Result<TenantReport, StoreError> {
     let end = tenant.size()?;
-    let state = if options.incremental {
+    let state = if options.incremental && trust.is_none() {
         load_state(tenant)
     } else {
         None
     };
+    let verifier = trust
+        .and_then(|t| t.key.clone())
+        .unwrap_or_else(|| tenant.verifier());
     let mut ctx = Ctx {
         tenant,
+        verifier: verifier.clone(),
         report: TenantReport {
             tenant: tenant.id().to_owned(),
             ..TenantReport::default()
@@ -767,6 +818,100 @@ fn verify_tenant_in<'scope, 'env>(
         prev = Some(Digest::ZERO);
     }
     ctx.report.from_seq = frontier.size();
+
+    // What the caller trusts: the key, and a checkpoint the journal must extend.
+    if verifier != tenant.verifier() {
+        let place = tenant.meta().describe(crate::store::VERIFIER_KEY);
+        ctx.problem(
+            ProblemKind::UntrustedKey,
+            None,
+            None,
+            Some(&place),
+            format!(
+                "the store's verifier key {} is not the trusted key {verifier}: its checkpoints prove nothing to you",
+                tenant.verifier()
+            ),
+        );
+    }
+    // The stored verifier key must be the one the signing key makes: a missing or
+    // replaced one would send archivists checking on their own to a wrong key.
+    let pub_place = tenant.meta().describe(crate::store::VERIFIER_KEY);
+    match tenant.meta().get(crate::store::VERIFIER_KEY) {
+        Ok(Some(bytes)) => {
+            let stored = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| VerifierKey::parse(t.trim_end()).ok());
+            if stored.as_ref() != Some(&tenant.verifier()) {
+                ctx.problem(
+                    ProblemKind::UntrustedKey,
+                    None,
+                    None,
+                    Some(&pub_place),
+                    format!(
+                        "the stored verifier key is not the one of the tenant's signing key {}",
+                        tenant.verifier()
+                    ),
+                );
+            }
+        }
+        Ok(None) => ctx.problem(
+            ProblemKind::UntrustedKey,
+            None,
+            None,
+            Some(&pub_place),
+            "the tenant's verifier key is missing",
+        ),
+        Err(e) => ctx.problem(
+            ProblemKind::UntrustedKey,
+            None,
+            None,
+            Some(&pub_place),
+            e.to_string(),
+        ),
+    }
+    let mut anchor = None;
+    if let Some(bytes) = trust.and_then(|t| t.checkpoint.as_ref()) {
+        match Checkpoint::open(bytes, &verifier) {
+            Ok((cp, _)) if cp.origin != tenant.origin() => ctx.problem(
+                ProblemKind::AnchorMismatch,
+                Some(cp.size),
+                None,
+                None,
+                format!(
+                    "the checkpoint you hold is of {:?}, not of this tenant's log {:?}",
+                    cp.origin,
+                    tenant.origin()
+                ),
+            ),
+            Ok((cp, _)) => anchor = Some(cp),
+            Err(e) => ctx.problem(
+                ProblemKind::AnchorMismatch,
+                None,
+                None,
+                None,
+                format!("the checkpoint you hold does not verify with the trusted key: {e}"),
+            ),
+        }
+    }
+    let check_anchor = |ctx: &mut Ctx<'_>, anchor: &Option<Checkpoint>, frontier: &CompactRange| {
+        if let Some(cp) = anchor {
+            if cp.size == frontier.size() && cp.root != frontier.root() {
+                ctx.problem(
+                    ProblemKind::AnchorMismatch,
+                    Some(cp.size),
+                    Some(cp.root),
+                    None,
+                    format!(
+                        "the journal's first {} entries hash to {}, not to the root {} of the checkpoint you hold: history was changed",
+                        cp.size,
+                        frontier.root(),
+                        cp.root
+                    ),
+                );
+            }
+        }
+    };
+    check_anchor(&mut ctx, &anchor, &frontier);
 
     let checkpoints: Vec<(u64, String)> = tenant
         .checkpoint_files()?
@@ -937,6 +1082,20 @@ fn verify_tenant_in<'scope, 'env>(
         while let Some((size, cp_name)) = pending_cps.next_if(|(s, _)| *s == frontier.size()) {
             check_checkpoint(&mut ctx, size, &cp_name, &frontier.root());
         }
+        check_anchor(&mut ctx, &anchor, &frontier);
+    }
+    if let Some(cp) = anchor.as_ref().filter(|cp| cp.size > frontier.size()) {
+        ctx.problem(
+            ProblemKind::AnchorMismatch,
+            Some(cp.size),
+            None,
+            Some(&tenant.journal().describe()),
+            format!(
+                "the journal holds {} entries, but the checkpoint you hold covers {}: entries were removed",
+                frontier.size(),
+                cp.size
+            ),
+        );
     }
     // Removed metadata records must be accounted for by a destruction entry (full runs: an
     // incremental run may not see the destruction of an earlier record's bytes).
@@ -1091,7 +1250,7 @@ fn check_checkpoint(ctx: &mut Ctx<'_>, size: u64, name: &str, root: &Digest) {
             return;
         }
     };
-    let verifier = ctx.tenant.verifier();
+    let verifier = ctx.verifier.clone();
     match Checkpoint::open(&bytes, &verifier) {
         Ok((cp, _)) => {
             ctx.report.checkpoints += 1;

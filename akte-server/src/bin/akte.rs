@@ -96,6 +96,15 @@ enum Command {
         /// Skip hashing content objects.
         #[arg(long)]
         no_content: bool,
+        /// The agency's verifier key as you received it on a separate channel (a file
+        /// holding one verifier key): its tenant's checkpoints must verify with it, and
+        /// the key stored beside the data must be it. Repeat for several tenants.
+        #[arg(long, value_name = "FILE")]
+        trusted_key: Vec<PathBuf>,
+        /// A signed checkpoint you hold (from a transfer, a witness): its tenant's journal
+        /// must extend it. Repeat for several tenants.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
     },
     /// Recreate the index from the journals.
     RebuildIndex,
@@ -158,6 +167,67 @@ fn run_remote(cli: &Cli, command: &remote::Command) -> Result<ExitCode> {
         .context("starting the runtime")?;
     let code = runtime.block_on(remote::run(&cli.remote, cli.json, command))?;
     Ok(ExitCode::from(code))
+}
+
+/// What the archivist trusts, per tenant: each key and checkpoint belongs to the tenant
+/// whose checkpoint origin it names.
+fn trust_of(
+    store: &Store,
+    keys: &[PathBuf],
+    checkpoints: &[PathBuf],
+) -> Result<Vec<akte_core::verify::Trust>> {
+    let tenant_of = |origin: &str, what: &Path| -> Result<String> {
+        store
+            .tenants()
+            .iter()
+            .find(|t| t.origin() == origin)
+            .map(|t| t.id().to_owned())
+            .with_context(|| {
+                format!(
+                    "{}: no tenant of this data directory has the origin {origin:?}",
+                    what.display()
+                )
+            })
+    };
+    let mut out: Vec<akte_core::verify::Trust> = Vec::new();
+    let mut entry = |tenant: String| -> usize {
+        match out.iter().position(|t| t.tenant == tenant) {
+            Some(i) => i,
+            None => {
+                out.push(akte_core::verify::Trust {
+                    tenant,
+                    key: None,
+                    checkpoint: None,
+                });
+                out.len() - 1
+            }
+        }
+    };
+    let mut keyed = Vec::new();
+    for path in keys {
+        let key = akte_core::keys::VerifierKey::load(path)
+            .with_context(|| format!("reading the trusted key {}", path.display()))?;
+        let i = entry(tenant_of(key.name(), path)?);
+        keyed.push((i, key));
+    }
+    let mut held = Vec::new();
+    for path in checkpoints {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the checkpoint {}", path.display()))?;
+        let note = akte_core::note::SignedNote::parse(&bytes)
+            .with_context(|| format!("{} is not a signed note", path.display()))?;
+        let cp = akte_core::note::Checkpoint::parse_body(&note.text)
+            .with_context(|| format!("{} is not a checkpoint", path.display()))?;
+        let i = entry(tenant_of(&cp.origin, path)?);
+        held.push((i, bytes));
+    }
+    for (i, key) in keyed {
+        out[i].key = Some(key);
+    }
+    for (i, bytes) in held {
+        out[i].checkpoint = Some(bytes);
+    }
+    Ok(out)
 }
 
 /// The directory of a tenant in the data directory `dir` (docs/FORMAT.md).
@@ -274,18 +344,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify {
             incremental,
             no_content,
+            trusted_key,
+            checkpoint,
         } => {
             let store = open(&cli.data_dir)?;
+            let trust = trust_of(&store, trusted_key, checkpoint)?;
             // Opening cuts a torn tail back; say where, since the report can then only
             // show the loss through a checkpoint that covered the cut entries.
             let recovered = recovered_on_open(&cli.data_dir, &store)?;
-            let report = verify_store(
+            let report = akte_core::verify::verify_store_trusting(
                 &store,
                 VerifyOptions {
                     incremental: *incremental,
                     content: !*no_content,
                     index: true,
                 },
+                &trust,
             )?;
             if cli.json {
                 let mut value = serde_json::to_value(&report)?;

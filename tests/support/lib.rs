@@ -92,3 +92,32 @@ pub fn append_document(
         vec![attachment],
     )
 }
+
+/// Disposal settings for tests: the Stadtverwaltung Erfurt (Behördenschlüssel and Präfix)
+/// and the Landesarchiv Thüringen, set on `t`.
+pub fn configure_disposal(t: &akte_core::records::TenantRecords) {
+    use akte_core::records::{DisposalSettings, ListCode, PartyIdentity};
+    let code = |code: &str, name: &str| ListCode {
+        code: code.into(),
+        name: name.into(),
+        ..ListCode::default()
+    };
+    t.set_disposal_settings(
+        "admin:test",
+        &DisposalSettings {
+            agency: PartyIdentity {
+                key: Some(code("16051000", "Stadtverwaltung Erfurt")),
+                prefix: Some(code("ags:", "Amtlicher Gemeindeschlüssel")),
+                institution: "Stadtverwaltung Erfurt".into(),
+                institution_short: "SV Erfurt".into(),
+            },
+            archive: PartyIdentity {
+                key: Some(code("LATh", "Landesarchiv Thüringen")),
+                prefix: None,
+                institution: "Landesarchiv Thüringen".into(),
+                institution_short: "LATh".into(),
+            },
+        },
+    )
+    .expect("disposal settings");
+}

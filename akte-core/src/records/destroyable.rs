@@ -31,10 +31,11 @@ pub(super) fn destroyable(
     match obj {
         Object::File(f) if f.parent_file.is_none() => destroyable_file(index, f, today),
         Object::File(_) | Object::Case(_) => destroyable_part(index, obj, today),
-        Object::Document(d) => Err(RecordsError::FailedPrecondition {
-            kind: ObjectKind::Document,
+        Object::Document(d) => Err(RecordsError::WrongKind {
             id: d.id.to_string(),
-            reason: "documents are destroyed with their case or file; name that instead".into(),
+            expected: "file, sub-file, case or sub-case (a document goes with its case or file)"
+                .into(),
+            found: ObjectKind::Document,
         }),
         Object::PlanUnit(u) => Err(RecordsError::WrongKind {
             id: u.id.to_string(),
@@ -167,11 +168,16 @@ fn destroyable_part(
         ) => load_process(index, *process)?,
         _ => None,
     };
+    let part = match obj {
+        Object::File(_) => "sub-file",
+        Object::Case(c) if c.parent_case.is_some() => "sub-case",
+        _ => "case",
+    };
     let not_appraised = || {
         refuse(format!(
-            "is part of {file_label}, which the archive has not appraised ({}); a part is \
-             destroyed on its own only when the archive appraised it V, otherwise with its \
-             whole file",
+            "is a {part} of {file_label}, which the archive has not appraised object by object \
+             ({}); a {part} is destroyed on its own only when the archive appraised it V, \
+             otherwise with its whole file",
             progress
                 .as_ref()
                 .map_or_else(|| "no disposal process".to_owned(), ToString::to_string)

@@ -472,7 +472,7 @@ impl TenantRecords {
         let decisions = appraisal::resolve(p.id, &offered, &list.appraisals).map_err(|e| {
             RecordsError::RefusedMessage {
                 message: MessageType::Appraisal.code().into(),
-                element: e.element,
+                element: format!("/{}/{}", MessageType::Appraisal.element_name(), e.element),
                 rule: e.rule.into(),
                 reason: e.reason,
             }

@@ -258,12 +258,16 @@ fn explain_file(
                 format!("transferred to the archive, archive id {id}, confirmed on {on}")
             } else if !archive_ids.is_empty() {
                 let ids: Vec<String> = archive_ids
-                    .iter()
-                    .map(|(o, a)| format!("{}: {a}", object_label(index, *o)))
+                    .values()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
                     .collect();
                 format!(
-                    "transferred to the archive, confirmed on {on}; archive ids {}",
-                    named(&ids)
+                    "transferred to the archive, confirmed on {on}; archive ids {} (given for \
+                     {} of its objects)",
+                    named(&ids),
+                    archive_ids.len()
                 )
             } else {
                 format!(

@@ -136,6 +136,8 @@ pub struct OutgoingMessage {
     pub file_name: String,
     /// The ZIP, holding `{ProzessID}_{Nachrichtenname}.xml`.
     pub zip: Vec<u8>,
+    /// The XML in it.
+    pub xml: Vec<u8>,
 }
 
 /// What reading a message of the archive did.
@@ -252,6 +254,16 @@ fn mapper(index: &TenantIndex) -> Mapper<'_> {
 }
 
 impl TenantRecords {
+    /// The kind of an object, destroyed ones included (from their tombstone); a file when
+    /// nothing is known of it. For naming the objects of a process.
+    pub fn kind_of(&self, id: Uuid) -> ObjectKind {
+        match get_object(self.tenant.index(), id) {
+            Ok(o) => o.kind(),
+            Err(RecordsError::Destroyed { kind, .. }) => kind,
+            Err(_) => ObjectKind::File,
+        }
+    }
+
     /// A disposal process.
     pub fn disposal_process(&self, id: Uuid) -> Result<DisposalProcess, RecordsError> {
         load_process(self.tenant.index(), id)?.ok_or_else(|| RecordsError::NotFound {
@@ -499,6 +511,7 @@ impl TenantRecords {
             OutgoingMessage {
                 file_name: xdomea::message_zip_name(p.id, MessageType::AppraisalReceipt),
                 zip,
+                xml,
             },
         ))
     }

@@ -12,7 +12,8 @@
 //! | 0507 Aussonderung.AussonderungEmpfangBestaetigen (receipt of 0503) | archive → agency | [`read_0507`] ([`write_0507`]) |
 //!
 //! The archive's side, for archive simulations and tests: [`read_0501`] and [`read_0503`]
-//! read what the agency sends as a tree of objects, and the `write_05xx_with` functions
+//! read what the agency sends as a tree of objects, [`archive`] appraises an offer and
+//! checks a transfer the way intake software does, and the `write_05xx_with` functions
 //! write the archive's answers in [`WriteStyle::Archive`], the way intake software writes
 //! them (local times without offset, codes without optional list attributes).
 //!
@@ -38,6 +39,7 @@
 //! AnwendungsspezifischeErweiterung ([`CHECKSUM_EXTENSION_ID`]), since xdomea 3.1.0 has no
 //! element for them.
 
+pub mod archive;
 mod error;
 mod package;
 mod read;

@@ -176,12 +176,39 @@ pub(super) fn explain(
                 }),
                 format!(
                     "appraised V by the archive in process {}; may be destroyed once the \
-                     archive has confirmed the transfer of {file_label} (which is: {})",
-                    p.id, e.explanation
+                     archive has confirmed the transfer of {file_label}, which is {}",
+                    p.id,
+                    progress
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
                 ),
             )
         };
         return Ok(e);
+    }
+    if decision == DisposalDecision::Archive && holds.is_empty() {
+        match &progress {
+            Some(DisposalProgress::ImportFailed { problems, .. }) => {
+                if let Some(x) = problems
+                    .iter()
+                    .find(|x| chain.iter().any(|o| o.id() == x.object))
+                {
+                    e.explanation = format!(
+                        "not imported by the archive ({}: {}); {file_label} is not destroyed \
+                         and may be offered again",
+                        object_label(index, x.object),
+                        x.reason
+                    );
+                }
+            }
+            Some(
+                p @ (DisposalProgress::Appraised { .. } | DisposalProgress::TransferSent { .. }),
+            ) => {
+                e.explanation =
+                    format!("appraised A: goes to the archive with {file_label}, which is {p}");
+            }
+            _ => {}
+        }
     }
     if let Some(DisposalProgress::Transferred {
         archive_ids, on, ..

@@ -142,7 +142,7 @@ pub enum SettingsCommand {
     /// Show the tenant's disposal settings.
     Show,
     /// Change the tenant's disposal settings (admin).
-    Set(SettingsArgs),
+    Set(Box<SettingsArgs>),
 }
 
 fn set_text(slot: &mut String, v: &Option<String>) {

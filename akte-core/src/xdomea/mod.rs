@@ -50,6 +50,8 @@ mod xml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_archive;
 
 pub use error::{Location, XdomeaError};
 pub use package::{

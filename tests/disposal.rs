@@ -21,6 +21,7 @@ use akte_core::xdomea::{
     self, Appraisal, AppraisalDecision, CodeValue, ImportResult, MessageHeader, MessageType, Party,
     SendingSystem, SgoKind, WriteStyle,
 };
+use akte_tests::{content_text, index_dump as dump};
 use chrono::NaiveDate;
 use uuid::Uuid;
 
@@ -377,33 +378,6 @@ fn transfer(t: &TenantRecords, process: Uuid) -> (Vec<u8>, xdomea::ObjectList) {
 
 fn ids_in(list: &xdomea::ObjectList) -> BTreeSet<Uuid> {
     list.walk().iter().map(|(o, _)| o.id).collect()
-}
-
-fn content_text(t: &TenantRecords) -> String {
-    let mut all = String::new();
-    let mut todo = vec![t.tenant().dir().join("content")];
-    while let Some(dir) = todo.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    all
-}
-
-fn dump(t: &TenantRecords) -> Vec<(Vec<u8>, Vec<u8>)> {
-    t.tenant()
-        .index()
-        .iter_all()
-        .map(|kv| {
-            let (k, v) = kv.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
 }
 
 fn assert_rebuild_equal_and_verify_clean(w: &World) {

@@ -326,39 +326,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     let (keep, toss, held) = (&files[0], &files[1], &files[2]);
 
     // One document with a version in the file that will be transferred.
-    let doc = clerk
-        .documents
-        .create_document(pb::CreateDocumentRequest {
-            parent: keep.name.clone(),
-            document: Some(pb::Document {
-                subject: "Bauantrag".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let data = b"%PDF-1.7 Bauantrag".to_vec();
-    let header = pb::AddVersionHeader {
-        document: doc.name.clone(),
-        comment: String::new(),
-        upload: Some(pb::RenditionUpload {
-            file_name: "antrag.pdf".into(),
-            media_type: "application/pdf".into(),
-            sha256: sha256_hex(&data),
-            size: data.len() as u64,
-        }),
-        staged_renditions: vec![],
-        request_id: String::new(),
-    };
-    clerk
-        .documents
-        .add_version(tokio_stream::iter(add_version_messages(
-            header,
-            Bytes::from(data),
-            1 << 20,
-        )))
-        .await?;
+    document(&mut clerk, &keep.name, "Bauantrag").await?;
     for f in &files {
         close(&mut reg, f).await;
     }

@@ -121,3 +121,35 @@ pub fn configure_disposal(t: &akte_core::records::TenantRecords) {
     )
     .expect("disposal settings");
 }
+
+/// Every key and value of a tenant's index, for comparing a rebuilt index with the live one.
+pub fn index_dump(t: &akte_core::records::TenantRecords) -> Vec<(Vec<u8>, Vec<u8>)> {
+    t.tenant()
+        .index()
+        .iter_all()
+        .map(|kv| {
+            let (k, v) = kv.expect("index entry");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Every byte under a tenant's content store (pack files and object files), as text, for
+/// checking that destroyed content is gone.
+pub fn content_text(t: &akte_core::records::TenantRecords) -> String {
+    let mut all = String::new();
+    let mut todo = vec![t.tenant().dir().join("content")];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).expect("content directory") {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                all.push_str(&String::from_utf8_lossy(
+                    &std::fs::read(&p).expect("content"),
+                ));
+            }
+        }
+    }
+    all
+}

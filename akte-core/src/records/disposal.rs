@@ -362,6 +362,17 @@ impl TenantRecords {
             })?;
             (z.message, z.xml, Some((z.process_id, z.entry)))
         } else {
+            if bytes.len() as u64 > MAX_MESSAGE_XML {
+                return Err(RecordsError::RefusedMessage {
+                    message: "message".into(),
+                    element: String::new(),
+                    rule: "container".into(),
+                    reason: format!(
+                        "the XML is {} bytes, more than the limit of {MAX_MESSAGE_XML} bytes",
+                        bytes.len()
+                    ),
+                });
+            }
             let (message, _) =
                 xdomea::identify(bytes).map_err(|e| RecordsError::RefusedMessage {
                     message: "message".into(),
@@ -413,15 +424,7 @@ impl TenantRecords {
         })
     }
 
-    /// Reads the archive's receipt of an offer (0504, the XML).
-    pub fn receive_offer_receipt(
-        &self,
-        actor: &str,
-        xml: &[u8],
-    ) -> Result<DisposalProcess, RecordsError> {
-        self.offer_receipt(actor, xml, &|_| Ok(()))
-    }
-
+    /// The archive's receipt of an offer (0504).
     fn offer_receipt(
         &self,
         actor: &str,
@@ -442,17 +445,9 @@ impl TenantRecords {
         self.disposal_process(p.id)
     }
 
-    /// Reads the archive's appraisal (0502, the XML) object by object (see
-    /// [`super::appraisal`]), records the decision of every file, sub-file, case and
-    /// sub-case, and returns the 0505 receipt to send back, as its ZIP.
-    pub fn receive_appraisal(
-        &self,
-        actor: &str,
-        xml: &[u8],
-    ) -> Result<(DisposalProcess, OutgoingMessage), RecordsError> {
-        self.appraisal(actor, xml, &|_| Ok(()))
-    }
-
+    /// The archive's appraisal (0502), object by object (see [`super::appraisal`]): records
+    /// the decision of every file, sub-file, case and sub-case and returns the 0505 receipt
+    /// to send back, as its ZIP.
     fn appraisal(
         &self,
         actor: &str,
@@ -704,15 +699,7 @@ impl TenantRecords {
         Ok(out)
     }
 
-    /// Reads the archive's receipt of a transfer (0507, the XML).
-    pub fn receive_transfer_receipt(
-        &self,
-        actor: &str,
-        xml: &[u8],
-    ) -> Result<DisposalProcess, RecordsError> {
-        self.transfer_receipt(actor, xml, &|_| Ok(()))
-    }
-
+    /// The archive's receipt of a transfer (0507).
     fn transfer_receipt(
         &self,
         actor: &str,
@@ -734,19 +721,11 @@ impl TenantRecords {
         self.disposal_process(p.id)
     }
 
-    /// Reads the archive's import confirmation (0506, the XML), object by object (see
-    /// [`super::import`]): files whose transferred objects are all confirmed and none
-    /// failed become transferred (and may be destroyed, with their parts appraised V);
-    /// the others stay, each named with the archive's reason, and may be offered again.
-    /// A later 0506 of the same process may settle the files an earlier one left open.
-    pub fn receive_import_confirmation(
-        &self,
-        actor: &str,
-        xml: &[u8],
-    ) -> Result<DisposalProcess, RecordsError> {
-        self.import_confirmation(actor, xml, &|_| Ok(()))
-    }
-
+    /// The archive's import confirmation (0506), object by object (see [`super::import`]):
+    /// files whose transferred objects are all confirmed and none failed become transferred
+    /// (and may be destroyed, with their parts appraised V); the others stay, each named
+    /// with the archive's reason, and may be offered again. A later 0506 of the same
+    /// process may settle the files an earlier one left open.
     fn import_confirmation(
         &self,
         actor: &str,

@@ -110,6 +110,31 @@ fn appraising_process(
     load_process(index, process)
 }
 
+/// What decides the status of a file and of every part of it, read once.
+struct FileState {
+    file: File,
+    progress: Option<DisposalProgress>,
+    process: Option<DisposalProcess>,
+    /// The file's own status.
+    explained: DisposalExplanation,
+}
+
+fn file_state(
+    index: &TenantIndex,
+    file: File,
+    today: NaiveDate,
+) -> Result<FileState, RecordsError> {
+    let progress = load_progress(index, file.id)?;
+    let process = appraising_process(index, progress.as_ref())?;
+    let explained = explain_file(index, &file, progress.as_ref(), process.as_ref(), today)?;
+    Ok(FileState {
+        file,
+        progress,
+        process,
+        explained,
+    })
+}
+
 /// Computes the disposal status of `obj` (a file, sub-file, case or document) on `today`.
 pub(super) fn explain(
     index: &TenantIndex,
@@ -127,26 +152,37 @@ pub(super) fn explain(
             })
         }
     };
-    let progress = load_progress(index, file.id)?;
-    let process = appraising_process(index, progress.as_ref())?;
-    let mut e = explain_file(index, &file, progress.as_ref(), process.as_ref(), today)?;
-    if obj.id() == file.id {
-        if let Some(p) = &process {
-            e.parts = parts(index, &file, p, today)?;
+    let state = file_state(index, file, today)?;
+    if obj.id() == state.file.id {
+        let mut e = state.explained.clone();
+        if let Some(p) = &state.process {
+            e.parts = parts(index, &state, p)?;
         }
         return Ok(e);
     }
+    explain_part(index, obj, &chain, &state)
+}
+
+/// The status of a part of a file (`chain`: the part and its containers, the file last).
+fn explain_part(
+    index: &TenantIndex,
+    obj: &Object,
+    chain: &[Object],
+    state: &FileState,
+) -> Result<DisposalExplanation, RecordsError> {
+    let (file, progress) = (&state.file, &state.progress);
+    let mut e = state.explained.clone();
     e.object = obj.id();
     e.kind = obj.kind();
-    let Some(p) = &process else {
+    let Some(p) = &state.process else {
         return Ok(e);
     };
-    let Some((decision, _)) = decision_in(p, &chain) else {
+    let Some((decision, _)) = decision_in(p, chain) else {
         return Ok(e);
     };
     e.decision = decision;
     let file_label = format!("file {}", file.reference);
-    let holds = holds_touching(index, file.id, &chain)?;
+    let holds = holds_touching(index, file.id, chain)?;
     if decision == DisposalDecision::Destroy
         && p.decisions.get(&file.id) == Some(&DisposalDecision::Archive)
     {
@@ -172,7 +208,7 @@ pub(super) fn explain(
                 DisposalStatus::InProcess(DisposalProgress::Appraised {
                     process: p.id,
                     decision: DisposalDecision::Destroy,
-                    on: progress_day(progress.as_ref()).unwrap_or(today),
+                    on: progress_day(progress.as_ref()).unwrap_or_default(),
                 }),
                 format!(
                     "appraised V by the archive in process {}; may be destroyed once the \
@@ -441,17 +477,17 @@ struct Tomb {
 /// parts destroyed since are listed as destroyed.
 fn parts(
     index: &TenantIndex,
-    file: &File,
+    state: &FileState,
     p: &DisposalProcess,
-    today: NaiveDate,
 ) -> Result<Vec<DisposalExplanation>, RecordsError> {
+    let file = &state.file;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut ids: Vec<Uuid> = appraised_parts(index, file.id, p)?
         .iter()
         .map(Object::id)
         .collect();
-    if let Some(DisposalProgress::ImportFailed { problems, .. }) = load_progress(index, file.id)? {
+    if let Some(DisposalProgress::ImportFailed { problems, .. }) = &state.progress {
         ids.extend(problems.iter().map(|x| x.object).filter(|o| *o != file.id));
     }
     // Parts destroyed since: in the process's decisions, with a tombstone of this file.
@@ -492,9 +528,8 @@ fn parts(
             continue;
         }
         let obj = get_object(index, id)?;
-        let mut e = explain(index, &obj, today)?;
-        e.parts.clear();
-        out.push(e);
+        let chain = containers(index, &obj)?;
+        out.push(explain_part(index, &obj, &chain, state)?);
     }
     Ok(out)
 }

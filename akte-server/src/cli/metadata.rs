@@ -58,6 +58,26 @@ pub struct RunningTime {
     pub end: Option<String>,
 }
 
+impl RunningTime {
+    /// Sets the given ends of the Laufzeit; adds their names to `mask`.
+    fn apply(
+        &self,
+        begin: &mut Option<Date>,
+        end: &mut Option<Date>,
+        mask: &mut Vec<String>,
+    ) -> Result<()> {
+        if let Some(v) = &self.begin {
+            *begin = date("begin", v)?;
+            mask.push("begin".to_owned());
+        }
+        if let Some(v) = &self.end {
+            *end = date("end", v)?;
+            mask.push("end".to_owned());
+        }
+        Ok(())
+    }
+}
+
 /// A file's metadata.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FileFields {
@@ -82,14 +102,7 @@ impl FileFields {
     /// Sets the given fields on `f`; returns their names (the update mask).
     pub fn apply(&self, f: &mut pb::File) -> Result<Vec<String>> {
         let mut mask = Vec::new();
-        if let Some(v) = &self.running.begin {
-            f.begin = date("begin", v)?;
-            mask.push("begin".to_owned());
-        }
-        if let Some(v) = &self.running.end {
-            f.end = date("end", v)?;
-            mask.push("end".to_owned());
-        }
+        self.running.apply(&mut f.begin, &mut f.end, &mut mask)?;
         if let Some(v) = &self.confidentiality {
             f.confidentiality = confidentiality(v)?;
             mask.push("confidentiality".to_owned());
@@ -128,14 +141,7 @@ impl CaseFields {
     /// Sets the given fields on `c`; returns their names (the update mask).
     pub fn apply(&self, c: &mut pb::Case) -> Result<Vec<String>> {
         let mut mask = Vec::new();
-        if let Some(v) = &self.running.begin {
-            c.begin = date("begin", v)?;
-            mask.push("begin".to_owned());
-        }
-        if let Some(v) = &self.running.end {
-            c.end = date("end", v)?;
-            mask.push("end".to_owned());
-        }
+        self.running.apply(&mut c.begin, &mut c.end, &mut mask)?;
         if let Some(v) = &self.confidentiality {
             c.confidentiality = confidentiality(v)?;
             mask.push("confidentiality".to_owned());

@@ -1625,3 +1625,150 @@ async fn errors_are_what_the_api_documents() -> R<()> {
     assert!(s.message().contains("limit of 16777216 bytes"), "{s:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_the_metadata_an_appraiser_sees_in_the_offer() -> R<()> {
+    let env = env().await;
+    let t = "amt";
+    env.tenant(t).await;
+    let mut reg = env.token(t, "registrar:weber", pb::Role::Registrar).await;
+    let unit = closed_files(&mut reg, t, "632.1", pb::DisposalDecision::Archive, 0).await;
+    assert!(unit.is_empty());
+    let units = reg
+        .plan
+        .list_plan_units(pb::ListPlanUnitsRequest {
+            parent: format!("tenants/{t}"),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .plan_units;
+    let url = format!("http://{}", env.server.addr);
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec![
+            "--server", &url, "--token", &env.admin, "--tenant", t, "--json",
+        ];
+        all.extend_from_slice(args);
+        let out = akte(&all);
+        assert!(out.status.success(), "akte {args:?}");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let f = cli(&[
+        "file",
+        "create",
+        "--parent",
+        &units[0].name,
+        "--subject",
+        "Kita",
+        "--begin",
+        "2012-03-01",
+        "--end",
+        "2013-06-30",
+        "--confidentiality",
+        "nfd",
+        "--medium",
+        "hybrid",
+        "--lead-unit",
+        "Bauordnungsamt",
+        "--notes",
+        "Altakte",
+    ]);
+    let file = f["name"].as_str().expect("name").to_owned();
+    let c = cli(&[
+        "case",
+        "create",
+        "--parent",
+        &file,
+        "--subject",
+        "Antrag",
+        "--begin",
+        "2012-03-02",
+    ]);
+    let case = c["name"].as_str().expect("name").to_owned();
+    cli(&[
+        "document",
+        "create",
+        "--parent",
+        &case,
+        "--subject",
+        "Bescheid",
+        "--sent-on",
+        "2012-04-01",
+        "--recipient",
+        "Kita gGmbH",
+        "--recipient",
+        "Bauherr Meier",
+        "--clerk",
+        "Schmidt",
+        "--external-reference",
+        "KG 7/12",
+    ]);
+    cli(&[
+        "file",
+        "update",
+        &file,
+        "--end",
+        "2015-06-30",
+        "--reason",
+        "Laufzeit berichtigt",
+    ]);
+    cli(&[
+        "case",
+        "update",
+        &case,
+        "--end",
+        "2013-01-31",
+        "--notes",
+        "erledigt",
+    ]);
+    let got = reg
+        .files
+        .get_file(pb::GetFileRequest { name: file.clone() })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (got.begin, got.end, got.confidentiality, got.medium),
+        (
+            Some(Date {
+                year: 2012,
+                month: 3,
+                day: 1
+            }),
+            Some(Date {
+                year: 2015,
+                month: 6,
+                day: 30
+            }),
+            pb::Confidentiality::Restricted as i32,
+            pb::Medium::Hybrid as i32
+        )
+    );
+    let out = akte(&[
+        "--server", &url, "--token", &env.admin, "--tenant", t, "file", "update", &file,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "nothing to change is refused");
+    close(&mut reg, &got).await;
+    let (info, zip) = collect(
+        reg.disposal
+            .offer(pb::OfferRequest {
+                parent: format!("tenants/{t}"),
+                files: vec![file.clone()],
+                parties: None,
+            })
+            .await,
+    )
+    .await?;
+    let xml = String::from_utf8(xml_of(&zip, id_of(&info.process), MessageType::Offer))?;
+    for seen in [
+        "<xdomea:Beginn>2012-03-01</xdomea:Beginn>",
+        "<xdomea:Ende>2015-06-30</xdomea:Ende>",
+        "<xdomea:Ende>2013-01-31</xdomea:Ende>",
+        "<xdomea:Federfuehrung>Bauordnungsamt</xdomea:Federfuehrung>",
+        "<xdomea:Bemerkung>erledigt</xdomea:Bemerkung>",
+        "<xdomea:FremdesGeschaeftszeichen>KG 7/12</xdomea:FremdesGeschaeftszeichen>",
+        "<xdomea:Zeile1>Bauherr Meier</xdomea:Zeile1>",
+    ] {
+        assert!(xml.contains(seen), "{seen} in the 0501");
+    }
+    Ok(())
+}

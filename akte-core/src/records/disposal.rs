@@ -241,7 +241,7 @@ fn check_files(files: &[Uuid]) -> Result<(), RecordsError> {
 fn wrong_stage(p: &DisposalProcess, what: &str, hint: &str) -> RecordsError {
     RecordsError::ProcessState {
         process: p.id,
-        reason: format!("is {}, where {what}{hint}", p.stage),
+        reason: format!("is at stage {}: {what}{hint}", p.stage),
     }
 }
 

@@ -49,9 +49,9 @@ mod write;
 mod xml;
 
 #[cfg(test)]
-mod tests;
+mod test_archive;
 #[cfg(test)]
-mod tests_archive;
+mod tests;
 
 pub use error::{Location, XdomeaError};
 pub use package::{

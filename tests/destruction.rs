@@ -8,6 +8,7 @@ use akte_core::note::Checkpoint;
 use akte_core::records::*;
 use akte_core::store::StoreOptions;
 use akte_core::verify::{verify_store, VerifyOptions};
+use akte_tests::index_dump as dump;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
@@ -145,17 +146,6 @@ fn full_file(
     }
     t.close(REG, f.id, None, Some(closed)).unwrap();
     (t.file(f.id).unwrap(), t.document(doc.id).unwrap())
-}
-
-fn dump(t: &TenantRecords) -> Vec<(Vec<u8>, Vec<u8>)> {
-    t.tenant()
-        .index()
-        .iter_all()
-        .map(|kv| {
-            let (k, v) = kv.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
 }
 
 #[test]

@@ -28,7 +28,6 @@ use akte_core::keys::VerifierKey;
 use akte_core::note::SignedNote;
 use akte_core::records::*;
 use akte_core::store::StoreOptions;
-use akte_core::xdomea::Party;
 use akte_tests::Rng;
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -45,21 +44,6 @@ type Verdict = Vec<(String, String, String)>;
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
-}
-
-fn parties() -> Parties {
-    Parties {
-        agency: Party {
-            agency_code: Some("STADT-ERFURT".into()),
-            agency_name: Some("Stadtverwaltung Erfurt".into()),
-            ..Party::default()
-        },
-        archive: Party {
-            agency_code: Some("STAAT-ARCHIV".into()),
-            agency_name: Some("Landesarchiv Thüringen".into()),
-            ..Party::default()
-        },
-    }
 }
 
 fn assert_valid_xml(xml: &[u8]) {
@@ -188,6 +172,7 @@ fn world(rng: &mut Rng) -> (World, Vec<Uuid>) {
     )
     .unwrap();
     let t = records.create_tenant("stadt-erfurt").unwrap();
+    akte_tests::configure_disposal(&t);
     let unit = t
         .create_plan_unit(
             REG,
@@ -216,7 +201,7 @@ fn world(rng: &mut Rng) -> (World, Vec<Uuid>) {
 
 fn transfer(w: &World, files: &[Uuid]) -> (Uuid, Vec<u8>) {
     let (process, zip) =
-        w.t.transfer_two_stage(REG, files, &parties(), Cursor::new(Vec::new()))
+        w.t.transfer_two_stage(REG, files, Cursor::new(Vec::new()))
             .unwrap();
     (process, zip.into_inner())
 }

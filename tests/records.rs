@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use akte_core::records::*;
 use akte_core::store::StoreOptions;
 use akte_core::verify::{verify_store, VerifyOptions};
+use akte_tests::index_dump as dump;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -80,17 +81,6 @@ fn patch(pairs: &[(&str, Value)]) -> Map<String, Value> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn dump(t: &TenantRecords) -> Vec<(Vec<u8>, Vec<u8>)> {
-    t.tenant()
-        .index()
-        .iter_all()
-        .map(|kv| {
-            let (k, v) = kv.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
         .collect()
 }
 

@@ -342,6 +342,22 @@ fn records_parts(e: &RecordsError) -> Option<Parts> {
             parts(Code::InvalidArgument, "REQUEST_ID_REUSED", msg)
                 .meta("request_id", request_id.clone())
         }
+        RecordsError::ProcessState { process, .. } => {
+            parts(Code::FailedPrecondition, "INVALID_STATE", msg)
+                .meta("process", process.to_string())
+        }
+        RecordsError::NotConfigured { setting, .. } => {
+            parts(Code::FailedPrecondition, "INVALID_STATE", msg).meta("setting", setting.clone())
+        }
+        RecordsError::RefusedMessage {
+            message,
+            element,
+            rule,
+            ..
+        } => invalid_field("message", msg)
+            .meta("message_type", message.clone())
+            .meta("element", element.clone())
+            .meta("rule", rule.clone()),
         RecordsError::Destroyed { kind, id, on } => parts(Code::NotFound, "OBJECT_DESTROYED", msg)
             .meta("resource", id.clone())
             .meta("kind", kind.name())

@@ -153,3 +153,80 @@ pub fn append_document(
         vec![attachment],
     )
 }
+
+/// Disposal settings for tests: the Stadtverwaltung Erfurt (Behördenschlüssel and Präfix)
+/// and the Landesarchiv Thüringen, set on `t`.
+pub fn configure_disposal(t: &akte_core::records::TenantRecords) {
+    use akte_core::records::{DisposalSettings, ListCode, PartyIdentity};
+    let code = |code: &str, name: &str| ListCode {
+        code: code.into(),
+        name: name.into(),
+        ..ListCode::default()
+    };
+    t.set_disposal_settings(
+        "admin:test",
+        &DisposalSettings {
+            agency: PartyIdentity {
+                key: Some(code("16051000", "Stadtverwaltung Erfurt")),
+                prefix: Some(code("ags:", "Amtlicher Gemeindeschlüssel")),
+                institution: "Stadtverwaltung Erfurt".into(),
+                institution_short: "SV Erfurt".into(),
+            },
+            archive: PartyIdentity {
+                key: Some(code("LATh", "Landesarchiv Thüringen")),
+                prefix: None,
+                institution: "Landesarchiv Thüringen".into(),
+                institution_short: "LATh".into(),
+            },
+        },
+    )
+    .expect("disposal settings");
+}
+
+/// Every key and value of a tenant's index, for comparing a rebuilt index with the live one.
+pub fn index_dump(t: &akte_core::records::TenantRecords) -> Vec<(Vec<u8>, Vec<u8>)> {
+    t.tenant()
+        .index()
+        .iter_all()
+        .map(|kv| {
+            let (k, v) = kv.expect("index entry");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Every byte of a tenant's stored content, as text, for checking that destroyed content is
+/// gone: on the embedded backend every byte under the tenant's content directory in the
+/// data directory `data` (pack files and object files, zeroed records included), on
+/// others every object the backend still lists.
+pub fn content_text(data: &std::path::Path, t: &akte_core::records::TenantRecords) -> String {
+    let mut all = String::new();
+    if !embedded_backend() {
+        let content = t.tenant().content();
+        for d in content.list() {
+            let mut bytes = Vec::new();
+            use std::io::Read;
+            content
+                .get(&d.expect("listed"))
+                .expect("stored")
+                .read_to_end(&mut bytes)
+                .expect("readable");
+            all.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        return all;
+    }
+    let mut todo = vec![tenant_dir(data, t.tenant().id()).join("content")];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).expect("content directory") {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                all.push_str(&String::from_utf8_lossy(
+                    &std::fs::read(&p).expect("content"),
+                ));
+            }
+        }
+    }
+    all
+}

@@ -28,12 +28,13 @@ use crate::journal::Location;
 use crate::note::SignedNote;
 use crate::store::{StoreError, Tenant};
 
+use super::appraisal::containers;
+use super::destroyable::destroyable;
 use super::event::{kind, Counter, ROLE_EVENT};
-use super::retention::{
-    active_holds, effective, load_progress, read_rule, retention_end, DisposalProgress,
-};
+use super::retention::DisposalProgress;
 use super::schema::{self, tag, KeyExt};
 use super::service::{get_object, Plan};
+use super::status::object_label;
 use super::types::*;
 use super::validate::{self, MAX_NAME, MAX_TEXT};
 use super::{RecordsError, TenantRecords};
@@ -62,11 +63,15 @@ pub struct DestroyedObject {
 pub struct FileDestruction {
     /// The destruction run.
     pub run: Uuid,
-    /// The top-level file.
+    /// The object destroyed: a top-level file, or a part of one (sub-file, case,
+    /// sub-case) the archive appraised V.
     pub file: Uuid,
-    /// Its reference.
+    /// Its reference (for a part, a label such as `case 632.1-0001/2026.2`).
     pub reference: String,
-    /// Every object removed (the file first).
+    /// For a part: the top-level file it belonged to (which stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Uuid>,
+    /// Every object removed (the destroyed object first).
     pub objects: Vec<DestroyedObject>,
     /// Running numbers drawn by the destroyed files, so references are never reused.
     pub counters: Vec<Counter>,
@@ -98,13 +103,16 @@ pub struct DestructionRecord {
     pub files: Vec<DestroyedFile>,
 }
 
-/// One file in a destruction record.
+/// One destroyed file, or part of a file, in a destruction record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestroyedFile {
-    /// The file.
+    /// The object destroyed: a top-level file or a part of one.
     pub file: Uuid,
-    /// Its reference.
+    /// Its reference (for a part, a label such as `case 632.1-0001/2026.2`).
     pub reference: String,
+    /// For a part: the top-level file it belonged to (which stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Uuid>,
     /// Journal entry recording the destruction.
     pub seq: u64,
     /// Objects removed.
@@ -141,64 +149,27 @@ fn record_name(run: Uuid) -> String {
     format!("{RECORDS}{run}.note")
 }
 
-/// Why a file may be destroyed on `today`, or why not.
-fn destroyable(index: &TenantIndex, f: &File, today: NaiveDate) -> Result<String, RecordsError> {
-    let refuse = |reason: String| RecordsError::FailedPrecondition {
-        kind: ObjectKind::File,
-        id: f.id.to_string(),
-        reason,
+/// The object (a file, or a part of one) and everything in it, parents before children.
+fn contents_of(index: &TenantIndex, root: &Object) -> Result<Vec<DestroyedObject>, RecordsError> {
+    let (parent, reference, plan_unit) = match root {
+        Object::File(f) => (f.parent_file, Some(f.reference.clone()), Some(f.plan_unit)),
+        Object::Case(c) => (Some(c.parent_case.unwrap_or(c.file)), None, None),
+        other => (
+            match other {
+                Object::Document(d) => Some(d.parent),
+                _ => None,
+            },
+            None,
+            None,
+        ),
     };
-    if f.parent_file.is_some() {
-        return Err(refuse("is a sub-file; destroy its top-level file".into()));
-    }
-    let holds = active_holds(index, f.id)?;
-    if let Some(h) = holds.first() {
-        return Err(refuse(format!("is held by hold {} ({})", h.id, h.reason)));
-    }
-    if let Some(DisposalProgress::Transferred { archive_id, .. }) = load_progress(index, f.id)? {
-        return Ok(format!(
-            "transferred to the archive, archive id {archive_id}"
-        ));
-    }
-    if f.status != Status::Closed {
-        return Err(refuse("is not closed".into()));
-    }
-    let (retention, mut decision, _) = effective(index, f)?;
-    let progress = load_progress(index, f.id)?;
-    if let Some(DisposalProgress::Appraised { decision: d, .. }) = &progress {
-        decision = *d;
-    } else if progress.is_some() {
-        return Err(refuse(format!("is in a disposal process ({progress:?})")));
-    }
-    let closed_on = f
-        .closed_on
-        .ok_or_else(|| refuse("has no closing date".into()))?;
-    let Some(end) = retention_end(read_rule(index)?, closed_on, retention) else {
-        return Err(refuse(
-            "has unlimited retention: it can only be transferred".into(),
-        ));
-    };
-    if end >= today {
-        return Err(refuse(format!("is under retention until {end}")));
-    }
-    if decision != DisposalDecision::Destroy {
-        return Err(refuse(format!(
-            "has disposal decision {} and no confirmed transfer; only V may be destroyed",
-            decision.code()
-        )));
-    }
-    Ok(format!("retention ended {end}, disposal decision V"))
-}
-
-/// The file and everything in it, parents before children.
-fn contents_of(index: &TenantIndex, file: &File) -> Result<Vec<DestroyedObject>, RecordsError> {
     let mut out = vec![DestroyedObject {
-        id: file.id,
-        kind: ObjectKind::File,
-        parent: None,
-        reference: Some(file.reference.clone()),
-        plan_unit: Some(file.plan_unit),
-        created_seq: file.created.seq,
+        id: root.id(),
+        kind: root.kind(),
+        parent,
+        reference,
+        plan_unit,
+        created_seq: root.created().seq,
     }];
     let mut i = 0;
     while i < out.len() {
@@ -228,10 +199,11 @@ fn contents_of(index: &TenantIndex, file: &File) -> Result<Vec<DestroyedObject>,
 }
 
 impl TenantRecords {
-    /// Destroys files whose retention has ended with decision V, or whose transfer to the
-    /// archive was confirmed, and nothing else: files under retention, held, open, with
-    /// unlimited retention or awaiting appraisal or transfer are refused with the reason,
-    /// and then nothing at all is destroyed. Returns the signed destruction record.
+    /// Destroys top-level files whose retention has ended with decision V, or whose import
+    /// the archive confirmed, and parts of files (sub-files, cases, sub-cases) the archive
+    /// appraised V once the rest of their file is with the archive; nothing else (see
+    /// [`super::destroyable`]). Anything refused is refused with the reason, and then
+    /// nothing at all is destroyed. Returns the signed destruction record.
     pub fn destroy(
         &self,
         actor: &str,
@@ -262,23 +234,27 @@ impl TenantRecords {
         if unique.is_empty() || unique.len() != files.len() {
             return Err(RecordsError::Invalid {
                 field: "files".into(),
-                reason: "must name at least one file, each once".into(),
+                reason: "must name at least one file or part of a file, each once".into(),
             });
         }
-        // Check every file first, so that one refusal destroys nothing.
+        // Check every object first, so that one refusal destroys nothing.
         let index = self.tenant.index();
         for id in files {
-            match get_object(index, *id)? {
-                Object::File(f) => {
-                    destroyable(index, &f, today)?;
-                }
-                other => {
-                    return Err(RecordsError::WrongKind {
-                        id: id.to_string(),
-                        expected: "file".into(),
-                        found: other.kind(),
-                    })
-                }
+            let obj = get_object(index, *id)?;
+            destroyable(index, &obj, today)?;
+            if let Some(outer) = containers(index, &obj)?[1..]
+                .iter()
+                .find(|c| unique.contains(&c.id()))
+            {
+                return Err(RecordsError::Invalid {
+                    field: "files".into(),
+                    reason: format!(
+                        "{} is inside {}, which this request destroys as well; name one of \
+                         them",
+                        object_label(index, *id),
+                        object_label(index, outer.id())
+                    ),
+                });
             }
         }
         let run = Uuid::new_v4();
@@ -343,19 +319,18 @@ impl TenantRecords {
         let tenant = self.tenant.clone();
         let mut outcome: Option<(Marker, DestroyedFile)> = None;
         self.write_plan_at(actor, |index, seq| {
-            let f = match get_object(index, file)? {
-                Object::File(f) => f,
-                other => {
-                    return Err(RecordsError::WrongKind {
-                        id: file.to_string(),
-                        expected: "file".into(),
-                        found: other.kind(),
-                    })
-                }
-            };
+            let root = get_object(index, file)?;
             // Checked again under the write lock: nothing may have changed since.
-            let grounds = destroyable(index, &f, today)?;
-            let objects = contents_of(index, &f)?;
+            let grounds = destroyable(index, &root, today)?;
+            let chain = containers(index, &root)?;
+            let within = (chain.len() > 1)
+                .then(|| chain.last().map(Object::id))
+                .flatten();
+            let reference = match &root {
+                Object::File(f) => f.reference.clone(),
+                other => object_label(index, other.id()),
+            };
+            let objects = contents_of(index, &root)?;
             let mut targets = Vec::new();
             let mut records = Vec::new();
             let mut contents = Vec::new();
@@ -390,18 +365,21 @@ impl TenantRecords {
                     }
                 }
             }
+            // Running numbers: of the plan units of destroyed files, and, for a case, of
+            // the file that numbers its cases and stays.
+            let mut scopes: BTreeSet<Uuid> = objects.iter().filter_map(|o| o.plan_unit).collect();
+            if let Object::Case(c) = &root {
+                scopes.insert(c.file);
+            }
             let mut counters = Vec::new();
-            for unit in objects
-                .iter()
-                .filter_map(|o| o.plan_unit)
-                .collect::<BTreeSet<_>>()
-            {
-                counters.extend(counters_of(index, unit)?);
+            for scope in scopes {
+                counters.extend(counters_of(index, scope)?);
             }
             let body = FileDestruction {
                 run,
                 file,
-                reference: f.reference.clone(),
+                reference: reference.clone(),
+                within,
                 objects: objects.clone(),
                 counters,
                 legal_basis: legal_basis.to_owned(),
@@ -445,7 +423,8 @@ impl TenantRecords {
                 marker,
                 DestroyedFile {
                     file,
-                    reference: f.reference.clone(),
+                    reference,
+                    within,
                     seq,
                     objects,
                     records: records.iter().map(|(d, _)| *d).collect(),
@@ -507,9 +486,10 @@ impl TenantRecords {
     }
 }
 
-/// Every running-number counter of a plan unit. The destroyed files' create events, which
-/// drew those numbers, are about to be redacted; keeping the counters in the destruction
-/// entry means a rebuilt index never hands out a destroyed file's reference again.
+/// Every running-number counter of a scope (a plan unit numbering files, a file numbering
+/// cases). The destroyed objects' create events, which drew those numbers, are about to be
+/// redacted; keeping the counters in the destruction entry means a rebuilt index never
+/// hands out a destroyed file's reference or case number again.
 fn counters_of(index: &TenantIndex, unit: Uuid) -> Result<Vec<Counter>, RecordsError> {
     let mut out = Vec::new();
     for kv in index.scan_prefix(schema::key(tag::COUNTER).id(unit)) {
@@ -651,7 +631,7 @@ pub(super) fn apply_destruction(
                 o.id.as_bytes(),
             );
         }
-        let tomb = serde_json::json!({"kind": o.kind, "destroyed_on": on, "run": body.run, "file": body.file, "reference": o.reference});
+        let tomb = serde_json::json!({"kind": o.kind, "destroyed_on": on, "run": body.run, "file": body.within.unwrap_or(body.file), "reference": o.reference});
         batch.insert(
             schema::key(tag::TOMBSTONE).id(o.id),
             serde_json::to_vec(&tomb).map_err(|e| fail(e.to_string()))?,

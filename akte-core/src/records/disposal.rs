@@ -1,13 +1,18 @@
 //! The xdomea disposal flow (Aussonderung) over the records model: offer (0501), receipts
-//! (0504, 0505, 0507), appraisal (0502), transfer (0503) and import confirmation (0506).
+//! (0504, 0505, 0507), appraisal (0502, object by object: [`super::appraisal`]), transfer
+//! (0503, exactly the objects appraised A) and import confirmation (0506, object by object:
+//! [`super::import`]).
 //!
 //! Every step the agency takes or receives is one journal entry; the state of each process
 //! and of each file in it is derived in the index. Messages from the archive are checked
-//! completely (process, message type, every object offered and nothing else) before
-//! anything is recorded: a rejected message changes nothing.
+//! completely (process, stage, message type, every object) before anything is recorded: a
+//! refused message changes nothing and the error names the element and the rule.
+//! Sender and receiver of every message come from the tenant's disposal settings
+//! ([`super::identity`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Seek, Write};
+use std::fmt;
+use std::io::{Cursor, Seek, Write};
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,21 +20,26 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::index::{IndexError, TenantIndex};
-use crate::xdomea::{self, FileFormat, MessageHeader, Party, SendingSystem, XdomeaError};
+use crate::xdomea::{self, MessageHeader, MessageType, Party, SendingSystem, XdomeaError};
 
+use super::appraisal;
 use super::event::kind;
-use super::retention::{
-    effective, explain, read_rule, retention_end, DisposalProgress, DisposalStatus,
-};
+use super::identity::message_parties;
+use super::import::{self, FileImport, ImportOutcome, ObjectProblem};
+use super::mapping::{objects_of, Mapper};
+use super::retention::{explain, DisposalProgress, DisposalStatus};
 use super::schema::{self, tag, KeyExt};
 use super::service::{get_object, Plan};
 use super::types::*;
 use super::{RecordsError, TenantRecords};
 
+/// Largest message XML the agency reads from the archive (uncompressed), in bytes.
+pub const MAX_MESSAGE_XML: u64 = 16 << 20;
+
 /// The two sides of a disposal process, as xdomea names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parties {
-    /// The agency (sender of 0501 and 0503).
+    /// The agency (sender of 0501, 0503 and 0505).
     pub agency: Party,
     /// The archive.
     pub archive: Party,
@@ -53,6 +63,32 @@ pub enum ProcessStage {
     Confirmed,
 }
 
+impl fmt::Display for ProcessStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProcessStage::Offered => "offered (0501 sent)",
+            ProcessStage::OfferReceived => "offer received (0504 read)",
+            ProcessStage::Appraised => "appraised (0502 read, 0505 written)",
+            ProcessStage::TransferSent => "transferred (0503 sent)",
+            ProcessStage::TransferReceived => "transfer received (0507 read)",
+            ProcessStage::Confirmed => "confirmed (0506 read)",
+        })
+    }
+}
+
+/// One object a transfer (0503) carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentObject {
+    /// The object.
+    pub id: Uuid,
+    /// File (or sub-file), case (or sub-case), document (or attachment).
+    pub kind: ObjectKind,
+    /// The object holding it in the message; `None` for a top-level file.
+    pub parent: Option<Uuid>,
+    /// The top-level file it was transferred with.
+    pub file: Uuid,
+}
+
 /// A disposal process (xdomea ProzessID) as the index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisposalProcess {
@@ -64,17 +100,80 @@ pub struct DisposalProcess {
     pub files: Vec<Uuid>,
     /// Where it stands.
     pub stage: ProcessStage,
-    /// Decisions of the archive per file (after 0502; A for a two-stage transfer).
+    /// The archive's decision per appraisable object (file, sub-file, case, sub-case)
+    /// after the 0502; A for the files of a two-stage transfer. An object not listed
+    /// (documents, and the parts of processes recorded before appraisal was object by
+    /// object) takes its nearest container's.
     pub decisions: BTreeMap<Uuid, DisposalDecision>,
-    /// Archive ids per confirmed file, and errors per failed one (after 0506).
+    /// Per transferred top-level file, the outcome of the import in words (after 0506).
     pub confirmations: BTreeMap<Uuid, String>,
+    /// Every object the 0503 carried, after the transfer.
+    #[serde(default)]
+    pub sent: Vec<SentObject>,
+    /// The archive's answer per object its 0506 named.
+    #[serde(default)]
+    pub results: BTreeMap<Uuid, ImportOutcome>,
     /// Journal entries of each step.
     pub steps: Vec<u64>,
 }
 
-fn xdomea_err(e: XdomeaError) -> RecordsError {
-    RecordsError::Invalid {
-        field: "message".into(),
+impl DisposalProcess {
+    /// The top-level files the archive appraised A (or, two-stage, that were sent with
+    /// decision A): the files a transfer carries.
+    pub fn files_to_archive(&self) -> Vec<Uuid> {
+        self.files
+            .iter()
+            .filter(|f| self.decisions.get(f) == Some(&DisposalDecision::Archive))
+            .copied()
+            .collect()
+    }
+}
+
+/// A message the agency writes in answer, as it travels: the ZIP and its xdomea name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// `{ProzessID}_{Nachrichtenname}.zip`.
+    pub file_name: String,
+    /// The ZIP, holding `{ProzessID}_{Nachrichtenname}.xml`.
+    pub zip: Vec<u8>,
+    /// The XML in it.
+    pub xml: Vec<u8>,
+}
+
+/// What reading a message of the archive did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Which message it was.
+    pub message: MessageType,
+    /// The process after it.
+    pub process: DisposalProcess,
+    /// The receipt to send back (0505 for a 0502).
+    pub receipt: Option<OutgoingMessage>,
+}
+
+/// A message of the archive refused, from what the xdomea reader found.
+pub(super) fn refused(message: MessageType, e: XdomeaError) -> RecordsError {
+    let (element, rule) = match &e {
+        XdomeaError::Malformed { .. } => (String::new(), "well-formed-xml"),
+        XdomeaError::WrongNamespace { location, .. } => (location.path.clone(), "namespace"),
+        XdomeaError::WrongMessageType { found, .. } => (format!("/{found}"), "message-type"),
+        XdomeaError::MessageTypeCodeMismatch { location, .. } => {
+            (location.path.clone(), "message-type")
+        }
+        XdomeaError::Missing { location, element } => {
+            (format!("{}/{element}", location.path), "required-element")
+        }
+        XdomeaError::Unexpected { location, .. } => (location.path.clone(), "allowed-elements"),
+        XdomeaError::InvalidValue { location, .. } => (location.path.clone(), "value"),
+        XdomeaError::UnknownDecision { location, .. } => (location.path.clone(), "decision-code"),
+        XdomeaError::DuplicateId { location, .. } => (location.path.clone(), "unique-ids"),
+        XdomeaError::Container(_) | XdomeaError::Zip(_) => (String::new(), "container"),
+        _ => (String::new(), "message"),
+    };
+    RecordsError::RefusedMessage {
+        message: message.code().to_owned(),
+        element,
+        rule: rule.to_owned(),
         reason: e.to_string(),
     }
 }
@@ -101,209 +200,24 @@ fn header(process: Uuid, sender: &Party, receiver: &Party) -> MessageHeader {
         created: Utc::now().fixed_offset(),
         sender: sender.clone(),
         receiver: receiver.clone(),
-        system: Some(SendingSystem {
-            instance_id: None,
-            product_name: Some("akte".into()),
-            version: Some(env!("CARGO_PKG_VERSION").into()),
-        }),
+        system: Some(SendingSystem::akte(None)),
         note: None,
         receipt_requested: true,
         archive_id_requested: true,
     }
 }
 
-fn x_decision(d: DisposalDecision) -> xdomea::DisposalDecision {
-    match d {
-        DisposalDecision::Archive => xdomea::DisposalDecision::Archive,
-        DisposalDecision::Destroy => xdomea::DisposalDecision::Destroy,
-        DisposalDecision::Appraise => xdomea::DisposalDecision::Appraise,
-    }
-}
-
-fn x_retention(r: Retention) -> xdomea::Retention {
-    match r {
-        Retention::Years(y) => xdomea::Retention::Years(y),
-        Retention::Unlimited => xdomea::Retention::Unlimited,
-    }
-}
-
-fn x_conf(c: Confidentiality) -> xdomea::Confidentiality {
-    match c {
-        Confidentiality::Secret => xdomea::Confidentiality::Secret,
-        Confidentiality::Restricted => xdomea::Confidentiality::Restricted,
-        Confidentiality::Open => xdomea::Confidentiality::Open,
-        Confidentiality::TopSecret => xdomea::Confidentiality::TopSecret,
-        Confidentiality::Confidential => xdomea::Confidentiality::Confidential,
-    }
-}
-
-fn x_medium(m: Medium) -> xdomea::Medium {
-    match m {
-        Medium::Electronic => xdomea::Medium::Electronic,
-        Medium::Hybrid => xdomea::Medium::Hybrid,
-        Medium::Paper => xdomea::Medium::Paper,
-    }
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-fn children(index: &TenantIndex, parent: Uuid) -> Result<Vec<Object>, RecordsError> {
-    let mut out = Vec::new();
-    for kv in index.scan_prefix(schema::children(parent)) {
-        let (k, _) = kv?;
-        if let Some(id) = schema::trailing_id(&k) {
-            out.push(get_object(index, id)?);
-        }
-    }
-    Ok(out)
-}
-
-/// Maps the records model onto xdomea's objects (with versions for a transfer).
-struct Mapper<'a> {
-    index: &'a TenantIndex,
-    with_versions: bool,
-}
-
-impl Mapper<'_> {
-    fn file(&self, f: &File) -> Result<xdomea::FileObject, RecordsError> {
-        let (retention, decision, _) = effective(self.index, f)?;
-        let unit = match get_object(self.index, f.plan_unit)? {
-            Object::PlanUnit(u) => Some(xdomea::PlanUnitRef {
-                reference: Some(u.code),
-                title: Some(u.title),
-            }),
-            _ => None,
-        };
-        let rule = read_rule(self.index)?;
-        let mut out = xdomea::FileObject {
-            id: f.id,
-            reference: Some(f.reference.clone()),
-            subject: Some(f.subject.clone()),
-            lead_unit: non_empty(&f.lead_unit),
-            confidentiality: Some(x_conf(f.confidentiality)),
-            remark: non_empty(&f.notes),
-            medium: Some(x_medium(f.medium)),
-            plan_unit: unit,
-            disposal: x_decision(decision),
-            retention: Some(x_retention(retention)),
-            retention_end: f.closed_on.and_then(|c| retention_end(rule, c, retention)),
-            running_begin: f.begin,
-            running_end: f.end,
-            closed: f.closed_on,
-            documents: Vec::new(),
-            cases: Vec::new(),
-            sub_files: Vec::new(),
-        };
-        for child in children(self.index, f.id)? {
-            match child {
-                Object::File(sub) => out.sub_files.push(self.file(&sub)?),
-                Object::Case(c) => out.cases.push(self.case(&c, &f.reference)?),
-                Object::Document(d) => out.documents.push(self.document(&d)?),
-                Object::PlanUnit(_) => {}
-            }
-        }
-        Ok(out)
-    }
-
-    fn case(&self, c: &Case, file_reference: &str) -> Result<xdomea::CaseObject, RecordsError> {
-        let mut out = xdomea::CaseObject {
-            id: c.id,
-            reference: Some(format!("{file_reference}.{}", c.number)),
-            subject: Some(c.subject.clone()),
-            confidentiality: Some(x_conf(c.confidentiality)),
-            remark: non_empty(&c.notes),
-            medium: None,
-            disposal: None,
-            retention: None,
-            retention_end: None,
-            running_begin: c.begin,
-            running_end: c.end,
-            closed: c.closed_on,
-            documents: Vec::new(),
-            sub_cases: Vec::new(),
-        };
-        for child in children(self.index, c.id)? {
-            match child {
-                Object::Case(sc) => out.sub_cases.push(self.case(&sc, file_reference)?),
-                Object::Document(d) => out.documents.push(self.document(&d)?),
-                _ => {}
-            }
-        }
-        Ok(out)
-    }
-
-    fn document(&self, d: &Document) -> Result<xdomea::DocumentObject, RecordsError> {
-        let party = |s: &str| Party {
-            address_lines: vec![s.to_owned()],
-            ..Party::default()
-        };
-        let mut versions = Vec::new();
-        if self.with_versions {
-            for n in 1..=d.versions {
-                let Some(v) = self.index.get(schema::version(d.id, n))? else {
-                    continue;
-                };
-                let v: Version = serde_json::from_slice(&v)
-                    .map_err(|e| RecordsError::Internal(e.to_string()))?;
-                versions.push(xdomea::VersionObject {
-                    number: v.number,
-                    renditions: v
-                        .renditions
-                        .iter()
-                        .map(|r| xdomea::RenditionObject {
-                            id: r.id,
-                            file_name: r.file_name.clone(),
-                            format: FileFormat::guess(&r.file_name, Some(&r.media_type)),
-                            size: r.size,
-                            digest: r.sha256,
-                            created: Some(v.created.at.fixed_offset()),
-                        })
-                        .collect(),
-                });
-            }
-        }
-        let mut attachments = Vec::new();
-        for (i, child) in children(self.index, d.id)?.into_iter().enumerate() {
-            if let Object::Document(a) = child {
-                attachments.push(xdomea::AttachmentObject {
-                    document: self.document(&a)?,
-                    number: Some((i + 1).to_string()),
-                });
-            }
-        }
-        Ok(xdomea::DocumentObject {
-            id: d.id,
-            reference: None,
-            subject: Some(d.subject.clone()),
-            confidentiality: Some(x_conf(d.confidentiality)),
-            medium: None,
-            foreign_reference: non_empty(&d.external_reference),
-            received: d.received_on,
-            sent: d.sent_on,
-            letter_date: d.letter_date,
-            clerk: non_empty(&d.clerk),
-            kind: None,
-            versions,
-            attachments,
-            senders: if d.sender.is_empty() {
-                vec![]
-            } else {
-                vec![party(&d.sender)]
-            },
-            recipients: d.recipients.iter().map(|r| party(r)).collect(),
-        })
-    }
-}
-
 fn top_level_file(index: &TenantIndex, id: Uuid) -> Result<File, RecordsError> {
     match get_object(index, id)? {
         Object::File(f) if f.parent_file.is_none() => Ok(f),
-        Object::File(_) => Err(RecordsError::FailedPrecondition {
+        Object::File(f) => Err(RecordsError::FailedPrecondition {
             kind: ObjectKind::File,
             id: id.to_string(),
-            reason: "is a sub-file; disposal works on top-level files".into(),
+            reason: format!(
+                "is a sub-file of file {}; disposal offers and transfers top-level files \
+                 (the archive appraises their parts)",
+                f.parent_file.map(|p| p.to_string()).unwrap_or_default()
+            ),
         }),
         other => Err(RecordsError::WrongKind {
             id: id.to_string(),
@@ -324,7 +238,32 @@ fn check_files(files: &[Uuid]) -> Result<(), RecordsError> {
     Ok(())
 }
 
+fn wrong_stage(p: &DisposalProcess, what: &str, hint: &str) -> RecordsError {
+    RecordsError::ProcessState {
+        process: p.id,
+        reason: format!("is at stage {}: {what}{hint}", p.stage),
+    }
+}
+
+fn mapper(index: &TenantIndex) -> Mapper<'_> {
+    Mapper {
+        index,
+        with_versions: false,
+        decisions: None,
+    }
+}
+
 impl TenantRecords {
+    /// The kind of an object, destroyed ones included (from their tombstone); a file when
+    /// nothing is known of it. For naming the objects of a process.
+    pub fn kind_of(&self, id: Uuid) -> ObjectKind {
+        match get_object(self.tenant.index(), id) {
+            Ok(o) => o.kind(),
+            Err(RecordsError::Destroyed { kind, .. }) => kind,
+            Err(_) => ObjectKind::File,
+        }
+    }
+
     /// A disposal process.
     pub fn disposal_process(&self, id: Uuid) -> Result<DisposalProcess, RecordsError> {
         load_process(self.tenant.index(), id)?.ok_or_else(|| RecordsError::NotFound {
@@ -349,35 +288,42 @@ impl TenantRecords {
     }
 
     /// Offers due files to the archive: writes the 0501 offer list (metadata only) as a ZIP
-    /// to `out` and records the offer. Files must be due (closed, retention ended, not held,
-    /// not in another process). Returns the process id.
+    /// to `out` and records the offer. Files must be due with decision A or B (V is
+    /// destroyed, not offered), not held and in no process, or be back from a failed import.
+    /// Returns the process id.
     pub fn offer<W: Write + Seek>(
         &self,
         actor: &str,
         files: &[Uuid],
-        parties: &Parties,
         out: W,
     ) -> Result<(Uuid, W), RecordsError> {
         check_files(files)?;
         let index = self.tenant.index();
+        let parties = message_parties(index)?;
         let mut objects = Vec::new();
         for id in files {
             let f = top_level_file(index, *id)?;
             let e = explain(index, &Object::File(f.clone()), today())?;
-            if !matches!(e.status, DisposalStatus::Due { .. }) {
-                return Err(RecordsError::FailedPrecondition {
-                    kind: ObjectKind::File,
-                    id: id.to_string(),
-                    reason: format!("is not due: {}", e.explanation),
-                });
-            }
-            objects.push(
-                Mapper {
-                    index,
-                    with_versions: false,
+            let refuse = |reason: String| RecordsError::FailedPrecondition {
+                kind: ObjectKind::File,
+                id: id.to_string(),
+                reason,
+            };
+            match e.status {
+                DisposalStatus::Due {
+                    decision: DisposalDecision::Destroy,
+                } => {
+                    return Err(refuse(format!(
+                        "has disposal decision V ({}): it is destroyed, not offered to the \
+                         archive; destroy it, or set decision A or B on it first",
+                        e.source
+                    )))
                 }
-                .file(&f)?,
-            );
+                DisposalStatus::Due { .. }
+                | DisposalStatus::InProcess(DisposalProgress::ImportFailed { .. }) => {}
+                _ => return Err(refuse(format!("is not due: {}", e.explanation))),
+            }
+            objects.push(mapper(index).file(&f)?);
         }
         let process = Uuid::new_v4();
         let out = xdomea::write_0501_zip(
@@ -385,7 +331,7 @@ impl TenantRecords {
             &header(process, &parties.agency, &parties.archive),
             &objects,
         )
-        .map_err(xdomea_err)?;
+        .map_err(|e| RecordsError::Internal(format!("writing the 0501: {e}")))?;
         self.step(
             actor,
             kind::DISPOSAL_OFFER,
@@ -395,147 +341,262 @@ impl TenantRecords {
         Ok((process, out))
     }
 
-    /// Reads the archive's receipt of an offer (0504).
-    pub fn receive_offer_receipt(
+    /// Reads a message of the archive, as it arrives (its ZIP, or the XML alone):
+    /// 0502, 0504, 0506 or 0507, dispatched by type. A 0502 is answered with the 0505
+    /// receipt. Anything else, and any message that breaks a rule, is refused with the
+    /// element and the rule, and nothing is recorded.
+    pub fn receive_message(&self, actor: &str, bytes: &[u8]) -> Result<Received, RecordsError> {
+        const FROM_ARCHIVE: [MessageType; 4] = [
+            MessageType::Appraisal,
+            MessageType::OfferReceipt,
+            MessageType::ImportConfirmation,
+            MessageType::TransferReceipt,
+        ];
+        let (message, xml, named) = if bytes.starts_with(b"PK\x03\x04") {
+            let z = xdomea::read_received_zip(Cursor::new(bytes), &FROM_ARCHIVE, MAX_MESSAGE_XML)
+                .map_err(|e| RecordsError::RefusedMessage {
+                message: "ZIP".into(),
+                element: String::new(),
+                rule: "container".into(),
+                reason: e.to_string(),
+            })?;
+            (z.message, z.xml, Some((z.process_id, z.entry)))
+        } else {
+            if bytes.len() as u64 > MAX_MESSAGE_XML {
+                return Err(RecordsError::RefusedMessage {
+                    message: "message".into(),
+                    element: String::new(),
+                    rule: "container".into(),
+                    reason: format!(
+                        "the XML is {} bytes, more than the limit of {MAX_MESSAGE_XML} bytes",
+                        bytes.len()
+                    ),
+                });
+            }
+            let (message, _) =
+                xdomea::identify(bytes).map_err(|e| RecordsError::RefusedMessage {
+                    message: "message".into(),
+                    element: String::new(),
+                    rule: "message-type".into(),
+                    reason: e.to_string(),
+                })?;
+            (message, bytes.to_vec(), None)
+        };
+        if !FROM_ARCHIVE.contains(&message) {
+            return Err(RecordsError::RefusedMessage {
+                message: message.code().into(),
+                element: format!("/{}", message.element_name()),
+                rule: "message-type".into(),
+                reason: format!(
+                    "a {} ({}) is a message the agency writes; the archive sends 0502, 0504, \
+                     0506 and 0507",
+                    message.code(),
+                    message.element_name()
+                ),
+            });
+        }
+        let check = |header: &MessageHeader| match &named {
+            Some((pid, entry)) if *pid != header.process_id => Err(RecordsError::RefusedMessage {
+                message: message.code().into(),
+                element: format!("/{}/Kopf/ProzessID", message.element_name()),
+                rule: "process-id".into(),
+                reason: format!(
+                    "the ZIP entry {entry} names process {pid}, the message's Kopf/ProzessID \
+                     {}",
+                    header.process_id
+                ),
+            }),
+            _ => Ok(()),
+        };
+        let (process, receipt) = match message {
+            MessageType::Appraisal => {
+                let (p, r) = self.appraisal(actor, &xml, &check)?;
+                (p, Some(r))
+            }
+            MessageType::OfferReceipt => (self.offer_receipt(actor, &xml, &check)?, None),
+            MessageType::TransferReceipt => (self.transfer_receipt(actor, &xml, &check)?, None),
+            _ => (self.import_confirmation(actor, &xml, &check)?, None),
+        };
+        Ok(Received {
+            message,
+            process,
+            receipt,
+        })
+    }
+
+    /// The archive's receipt of an offer (0504).
+    fn offer_receipt(
         &self,
         actor: &str,
         xml: &[u8],
+        check: &dyn Fn(&MessageHeader) -> Result<(), RecordsError>,
     ) -> Result<DisposalProcess, RecordsError> {
-        let receipt = xdomea::read_0504(xml).map_err(xdomea_err)?;
+        let receipt = xdomea::read_0504(xml).map_err(|e| refused(MessageType::OfferReceipt, e))?;
+        check(&receipt.header)?;
         let p = self.disposal_process(receipt.header.process_id)?;
         if p.stage != ProcessStage::Offered {
-            return Err(self.wrong_stage(&p, "an offer receipt (0504)"));
+            return Err(wrong_stage(
+                &p,
+                "an offer receipt (0504) answers an offer (stage offered)",
+                "",
+            ));
         }
         self.step(actor, kind::DISPOSAL_OFFER_RECEIPT, p.id, Value::Null)?;
         self.disposal_process(p.id)
     }
 
-    fn wrong_stage(&self, p: &DisposalProcess, what: &str) -> RecordsError {
-        RecordsError::Invalid {
-            field: "message".into(),
-            reason: format!(
-                "process {} is at stage {:?} and expects no {what}",
-                p.id, p.stage
-            ),
-        }
-    }
-
-    /// Reads the archive's appraisal (0502): every offered file (and any case in it) must be
-    /// appraised A or V, nothing else may be. Records it and returns the 0505 receipt.
-    pub fn receive_appraisal(
+    /// The archive's appraisal (0502), object by object (see [`super::appraisal`]): records
+    /// the decision of every file, sub-file, case and sub-case and returns the 0505 receipt
+    /// to send back, as its ZIP.
+    fn appraisal(
         &self,
         actor: &str,
         xml: &[u8],
-        parties: &Parties,
-    ) -> Result<(DisposalProcess, Vec<u8>), RecordsError> {
-        let list = xdomea::read_0502(xml).map_err(xdomea_err)?;
+        check: &dyn Fn(&MessageHeader) -> Result<(), RecordsError>,
+    ) -> Result<(DisposalProcess, OutgoingMessage), RecordsError> {
+        let list = xdomea::read_0502(xml).map_err(|e| refused(MessageType::Appraisal, e))?;
+        check(&list.header)?;
         let p = self.disposal_process(list.header.process_id)?;
-        if !matches!(p.stage, ProcessStage::Offered | ProcessStage::OfferReceived) || p.two_stage {
-            return Err(self.wrong_stage(&p, "an appraisal (0502)"));
+        if p.two_stage {
+            return Err(RecordsError::ProcessState {
+                process: p.id,
+                reason: "is a two-stage transfer, which the archive does not appraise".into(),
+            });
+        }
+        if !matches!(p.stage, ProcessStage::Offered | ProcessStage::OfferReceived) {
+            return Err(wrong_stage(
+                &p,
+                "an appraisal (0502) answers an offer (stage offered or offer received)",
+                "",
+            ));
         }
         let index = self.tenant.index();
-        let mut offered_files = Vec::new();
+        let parties = message_parties(index)?;
+        let mut offered = Vec::new();
         for id in &p.files {
-            offered_files.push(
-                Mapper {
-                    index,
-                    with_versions: false,
-                }
-                .file(&top_level_file(index, *id)?)?,
-            );
+            offered.push(mapper(index).file(&top_level_file(index, *id)?)?);
         }
-        let offered = xdomea::offered_ids(&offered_files);
-        xdomea::check_appraisal_against_offer(&list.appraisals, &offered).map_err(xdomea_err)?;
-        let by_id: BTreeMap<Uuid, xdomea::AppraisalDecision> =
-            list.appraisals.iter().map(|a| (a.id, a.decision)).collect();
-        let mut decisions = BTreeMap::new();
-        for f in &offered_files {
-            // The file's own decision; failing that, A if the archive wants any part of it.
-            let d = match by_id.get(&f.id) {
-                Some(d) => *d,
-                None => {
-                    let parts = xdomea::offered_ids(std::slice::from_ref(f));
-                    let mut any = parts.iter().filter_map(|id| by_id.get(id)).peekable();
-                    if any.peek().is_none() {
-                        return Err(RecordsError::Invalid {
-                            field: "message".into(),
-                            reason: format!(
-                                "file {} ({}) was offered but not appraised",
-                                f.id,
-                                f.reference.clone().unwrap_or_default()
-                            ),
-                        });
-                    }
-                    if any.any(|d| *d == xdomea::AppraisalDecision::Archive) {
-                        xdomea::AppraisalDecision::Archive
-                    } else {
-                        xdomea::AppraisalDecision::Destroy
-                    }
-                }
-            };
-            decisions.insert(
-                f.id,
-                match d {
-                    xdomea::AppraisalDecision::Archive => DisposalDecision::Archive,
-                    xdomea::AppraisalDecision::Destroy => DisposalDecision::Destroy,
-                },
-            );
-        }
+        let decisions = appraisal::resolve(p.id, &offered, &list.appraisals).map_err(|e| {
+            RecordsError::RefusedMessage {
+                message: MessageType::Appraisal.code().into(),
+                element: format!("/{}/{}", MessageType::Appraisal.element_name(), e.element),
+                rule: e.rule.into(),
+                reason: e.reason,
+            }
+        })?;
+        let head = header(p.id, &parties.agency, &parties.archive);
+        let xml = xdomea::write_0505(&head)
+            .map_err(|e| RecordsError::Internal(format!("writing the 0505: {e}")))?;
+        let zip = xdomea::write_message_zip(
+            Cursor::new(Vec::new()),
+            &head,
+            MessageType::AppraisalReceipt,
+            &xml,
+        )
+        .map_err(|e| RecordsError::Internal(format!("writing the 0505 ZIP: {e}")))?
+        .into_inner();
         self.step(
             actor,
             kind::DISPOSAL_APPRAISE,
             p.id,
             serde_json::json!({"decisions": decisions}),
         )?;
-        let receipt = xdomea::write_0505(&header(p.id, &parties.agency, &parties.archive))
-            .map_err(xdomea_err)?;
-        Ok((self.disposal_process(p.id)?, receipt))
+        Ok((
+            self.disposal_process(p.id)?,
+            OutgoingMessage {
+                file_name: xdomea::message_zip_name(p.id, MessageType::AppraisalReceipt),
+                zip,
+                xml,
+            },
+        ))
     }
 
-    /// Writes the 0503 transfer of every file the archive appraised A in `process`,
-    /// streaming each rendition from the content store into the ZIP, with the evidence
-    /// file of [`crate::evidence`], and records it.
+    /// Writes the 0503 transfer of `process`: every file appraised A with exactly its
+    /// parts appraised A (nothing appraised V), every version and rendition streamed from
+    /// the content store into the ZIP, with the evidence file of [`crate::evidence`], and
+    /// records it with the list of objects sent.
     pub fn transfer<W: Write + Seek>(
         &self,
         actor: &str,
         process: Uuid,
-        parties: &Parties,
         out: W,
     ) -> Result<W, RecordsError> {
         let p = self.disposal_process(process)?;
-        if p.stage != ProcessStage::Appraised {
-            return Err(self.wrong_stage(&p, "a transfer"));
+        match p.stage {
+            ProcessStage::Appraised => {}
+            ProcessStage::Offered | ProcessStage::OfferReceived => {
+                return Err(wrong_stage(
+                    &p,
+                    "a transfer follows the archive's appraisal (0502)",
+                    "; receive the 0502 first",
+                ))
+            }
+            ProcessStage::TransferSent => {
+                return Err(wrong_stage(
+                    &p,
+                    "its package was written already",
+                    "; to write it again (say, after a lost download) re-send it: \
+                     `akte disposal transfer PROCESS --resend`, or resend = true in the \
+                     Transfer call",
+                ))
+            }
+            ProcessStage::TransferReceived | ProcessStage::Confirmed => {
+                return Err(wrong_stage(
+                    &p,
+                    "the archive has received its transfer",
+                    "; there is nothing left to transfer",
+                ))
+            }
         }
         let files = p.files_to_archive();
         if files.is_empty() {
-            return Err(RecordsError::FailedPrecondition {
-                kind: ObjectKind::File,
-                id: process.to_string(),
-                reason: "the archive appraised no file A".into(),
+            return Err(RecordsError::ProcessState {
+                process,
+                reason: "has no file the archive appraised A, so there is nothing to \
+                         transfer; the files appraised V may be destroyed"
+                    .into(),
             });
         }
-        self.write_transfer(actor, process, &files, TransferKind::First, parties, out)
+        self.write_transfer(actor, &p, &files, TransferKind::First, out)
     }
 
     /// Writes the 0503 of a process that was already transferred again, for example after
     /// the first package was lost in the download, and records the re-send. Only before the
     /// archive has answered (stage TransferSent): once a receipt (0507) or an import
     /// confirmation (0506) has arrived, the archive holds the package. The new package has
-    /// a fresh message and a fresh evidence checkpoint; the files, versions and digests are
-    /// those of the first one (files in a disposal process cannot change).
+    /// a fresh message and a fresh evidence checkpoint; the objects, versions and digests
+    /// are those of the first one (files in a disposal process cannot change).
+    ///
+    /// The ZIP has the same name as the first one. An archive that has read a 0503 of the
+    /// process already may ignore a second file of that name (x-man remembers the names it
+    /// has processed): the archive must remove the first one from its intake (or be told
+    /// to import this one) before it takes the re-sent package.
     pub fn resend_transfer<W: Write + Seek>(
         &self,
         actor: &str,
         process: Uuid,
-        parties: &Parties,
         out: W,
     ) -> Result<W, RecordsError> {
         let p = self.disposal_process(process)?;
-        if p.stage != ProcessStage::TransferSent {
-            return Err(self.wrong_stage(&p, "re-sent transfer"));
+        match p.stage {
+            ProcessStage::TransferSent => {}
+            ProcessStage::Offered | ProcessStage::OfferReceived | ProcessStage::Appraised => {
+                return Err(wrong_stage(
+                    &p,
+                    "a re-send writes a package sent before",
+                    "; nothing was transferred yet: transfer it (without --resend)",
+                ))
+            }
+            ProcessStage::TransferReceived | ProcessStage::Confirmed => {
+                return Err(wrong_stage(
+                    &p,
+                    "the archive has confirmed it holds the package (0507 or 0506)",
+                    "; there is nothing to re-send",
+                ))
+            }
         }
         let files = p.files_to_archive();
-        self.write_transfer(actor, process, &files, TransferKind::Resend, parties, out)
+        self.write_transfer(actor, &p, &files, TransferKind::Resend, out)
     }
 
     /// The two-stage flow: transfers files whose decision is already A (due, not held)
@@ -544,7 +605,6 @@ impl TenantRecords {
         &self,
         actor: &str,
         files: &[Uuid],
-        parties: &Parties,
         out: W,
     ) -> Result<(Uuid, W), RecordsError> {
         check_files(files)?;
@@ -561,28 +621,40 @@ impl TenantRecords {
                     kind: ObjectKind::File,
                     id: id.to_string(),
                     reason: format!(
-                        "needs decision A and to be due for a two-stage transfer: {}",
+                        "needs decision A and to be due for a two-stage transfer; it is: {}",
                         e.explanation
                     ),
                 });
             }
         }
-        let process = Uuid::new_v4();
-        let out =
-            self.write_transfer(actor, process, files, TransferKind::TwoStage, parties, out)?;
-        Ok((process, out))
+        let process = DisposalProcess {
+            id: Uuid::new_v4(),
+            two_stage: true,
+            files: files.to_vec(),
+            stage: ProcessStage::Offered,
+            decisions: files
+                .iter()
+                .map(|f| (*f, DisposalDecision::Archive))
+                .collect(),
+            confirmations: BTreeMap::new(),
+            sent: Vec::new(),
+            results: BTreeMap::new(),
+            steps: Vec::new(),
+        };
+        let out = self.write_transfer(actor, &process, files, TransferKind::TwoStage, out)?;
+        Ok((process.id, out))
     }
 
     fn write_transfer<W: Write + Seek>(
         &self,
         actor: &str,
-        process: Uuid,
+        p: &DisposalProcess,
         files: &[Uuid],
         transfer: TransferKind,
-        parties: &Parties,
         out: W,
     ) -> Result<W, RecordsError> {
         let index = self.tenant.index();
+        let parties = message_parties(index)?;
         let mut objects = Vec::new();
         for id in files {
             let f = top_level_file(index, *id)?;
@@ -590,30 +662,36 @@ impl TenantRecords {
                 return Err(RecordsError::FailedPrecondition {
                     kind: ObjectKind::File,
                     id: id.to_string(),
-                    reason: format!("is held by hold {} ({})", h.id, h.reason),
+                    reason: format!(
+                        "is held by hold {} ({}; {}): release it before the transfer",
+                        h.id, h.reason, h.reference
+                    ),
                 });
             }
             objects.push(
                 Mapper {
                     index,
                     with_versions: true,
+                    decisions: Some(&p.decisions),
                 }
                 .file(&f)?,
             );
         }
+        let sent = objects_of(&objects);
         // The ZIP carries the evidence file (crate::evidence) beside the XML and the files.
         let out = crate::evidence::write_transfer(
             self,
-            &header(process, &parties.agency, &parties.archive),
+            &header(p.id, &parties.agency, &parties.archive),
             &objects,
             out,
         )?;
         self.step(
             actor,
             kind::DISPOSAL_TRANSFER,
-            process,
+            p.id,
             serde_json::json!({
                 "files": files,
+                "objects": sent,
                 "two_stage": transfer == TransferKind::TwoStage,
                 "resend": transfer == TransferKind::Resend,
             }),
@@ -621,81 +699,114 @@ impl TenantRecords {
         Ok(out)
     }
 
-    /// Reads the archive's receipt of a transfer (0507).
-    pub fn receive_transfer_receipt(
+    /// The archive's receipt of a transfer (0507).
+    fn transfer_receipt(
         &self,
         actor: &str,
         xml: &[u8],
+        check: &dyn Fn(&MessageHeader) -> Result<(), RecordsError>,
     ) -> Result<DisposalProcess, RecordsError> {
-        let receipt = xdomea::read_0507(xml).map_err(xdomea_err)?;
+        let receipt =
+            xdomea::read_0507(xml).map_err(|e| refused(MessageType::TransferReceipt, e))?;
+        check(&receipt.header)?;
         let p = self.disposal_process(receipt.header.process_id)?;
         if p.stage != ProcessStage::TransferSent {
-            return Err(self.wrong_stage(&p, "a transfer receipt (0507)"));
+            return Err(wrong_stage(
+                &p,
+                "a transfer receipt (0507) answers a transfer (stage transferred)",
+                "",
+            ));
         }
         self.step(actor, kind::DISPOSAL_TRANSFER_RECEIPT, p.id, Value::Null)?;
         self.disposal_process(p.id)
     }
 
-    /// Reads the archive's import confirmation (0506): files confirmed with an archive id
-    /// are marked transferred (and may then be destroyed); failures are kept with their
-    /// error text and the files stay appraised A for another transfer.
-    pub fn receive_import_confirmation(
+    /// The archive's import confirmation (0506), object by object (see [`super::import`]):
+    /// files whose transferred objects are all confirmed and none failed become transferred
+    /// (and may be destroyed, with their parts appraised V); the others stay, each named
+    /// with the archive's reason, and may be offered again. A later 0506 of the same
+    /// process may settle the files an earlier one left open.
+    fn import_confirmation(
         &self,
         actor: &str,
         xml: &[u8],
+        check: &dyn Fn(&MessageHeader) -> Result<(), RecordsError>,
     ) -> Result<DisposalProcess, RecordsError> {
-        let conf = xdomea::read_0506(xml).map_err(xdomea_err)?;
+        let conf =
+            xdomea::read_0506(xml).map_err(|e| refused(MessageType::ImportConfirmation, e))?;
+        check(&conf.header)?;
         let p = self.disposal_process(conf.header.process_id)?;
-        if !matches!(
-            p.stage,
-            ProcessStage::TransferSent | ProcessStage::TransferReceived
-        ) {
-            return Err(self.wrong_stage(&p, "an import confirmation (0506)"));
-        }
-        let sent: HashSet<Uuid> = p
-            .decisions
-            .iter()
-            .filter(|(_, d)| **d == DisposalDecision::Archive)
-            .map(|(f, _)| *f)
-            .collect();
-        let mut results = BTreeMap::new();
-        for r in &conf.results {
-            if !sent.contains(&r.id) {
-                return Err(RecordsError::Invalid {
-                    field: "message".into(),
-                    reason: format!("object {} was not transferred in process {}", r.id, p.id),
-                });
+        let index = self.tenant.index();
+        let transferred = p.files_to_archive();
+        let pending: HashSet<Uuid> = match p.stage {
+            ProcessStage::TransferSent | ProcessStage::TransferReceived => {
+                transferred.iter().copied().collect()
             }
-            let value = match (&r.success, &r.archive_id) {
-                (true, Some(a)) if !a.is_empty() => serde_json::json!({"archive_id": a}),
-                (true, _) => {
-                    return Err(RecordsError::Invalid {
-                        field: "message".into(),
-                        reason: format!("object {} is confirmed without an archive id", r.id),
-                    })
+            ProcessStage::Confirmed => {
+                let mut open = HashSet::new();
+                for f in &transferred {
+                    let still_open = matches!(
+                        super::retention::load_progress(index, *f)?,
+                        Some(DisposalProgress::ImportFailed { process, .. }) if process == p.id
+                    );
+                    if still_open {
+                        open.insert(*f);
+                    }
                 }
-                (false, _) => serde_json::json!({"error": r.error_messages.join("; ")}),
-            };
-            results.insert(r.id, value);
-        }
+                if open.is_empty() {
+                    return Err(wrong_stage(
+                        &p,
+                        "its import confirmation (0506) settled every file already",
+                        "; a later 0506 is read only while a file of it is not imported",
+                    ));
+                }
+                open
+            }
+            _ => {
+                return Err(wrong_stage(
+                    &p,
+                    "an import confirmation (0506) answers a transfer (stage transferred or \
+                     transfer received)",
+                    "",
+                ))
+            }
+        };
+        // Processes transferred before the objects sent were recorded: what would be sent.
+        let sent = if p.sent.is_empty() {
+            let mut objects = Vec::new();
+            for f in &transferred {
+                objects.push(
+                    Mapper {
+                        index,
+                        with_versions: false,
+                        decisions: Some(&p.decisions),
+                    }
+                    .file(&top_level_file(index, *f)?)?,
+                );
+            }
+            objects_of(&objects)
+        } else {
+            p.sent.clone()
+        };
+        let evaluation = import::evaluate(index, &p, &sent, &pending, &conf).map_err(|e| {
+            RecordsError::RefusedMessage {
+                message: MessageType::ImportConfirmation.code().into(),
+                element: format!(
+                    "/{}/{}",
+                    MessageType::ImportConfirmation.element_name(),
+                    e.element
+                ),
+                rule: e.rule.into(),
+                reason: e.reason,
+            }
+        })?;
         self.step(
             actor,
             kind::DISPOSAL_IMPORT_CONFIRM,
             p.id,
-            serde_json::json!({"results": results}),
+            serde_json::to_value(&evaluation).map_err(|e| RecordsError::Internal(e.to_string()))?,
         )?;
         self.disposal_process(p.id)
-    }
-}
-
-impl DisposalProcess {
-    /// The files the archive appraised A (or, two-stage, that were sent with decision A).
-    fn files_to_archive(&self) -> Vec<Uuid> {
-        self.decisions
-            .iter()
-            .filter(|(_, d)| **d == DisposalDecision::Archive)
-            .map(|(f, _)| *f)
-            .collect()
     }
 }
 
@@ -708,6 +819,35 @@ enum TransferKind {
     TwoStage,
     /// The same package written again for a process already at TransferSent.
     Resend,
+}
+
+/// The summary of a file's import in words (the process's `confirmations`).
+fn confirmation_text(
+    file: Uuid,
+    f: &FileImport,
+    results: &BTreeMap<Uuid, ImportOutcome>,
+) -> String {
+    if !f.imported {
+        let problems: Vec<String> = f
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.object, p.reason))
+            .collect();
+        return format!("error: {}", problems.join("; "));
+    }
+    if let Some(id) = results.get(&file).and_then(|r| r.archive_id.clone()) {
+        return id;
+    }
+    let ids: Vec<String> = results
+        .iter()
+        .filter(|(_, r)| r.file == file)
+        .filter_map(|(o, r)| r.archive_id.as_ref().map(|a| format!("{o}: {a}")))
+        .collect();
+    if ids.is_empty() {
+        "imported (the archive gave no archive id)".into()
+    } else {
+        format!("imported; archive ids {}", ids.join(", "))
+    }
 }
 
 /// The index changes of a disposal step (called by the projection).
@@ -731,6 +871,8 @@ pub(super) fn apply_step(
             stage: ProcessStage::Offered,
             decisions: BTreeMap::new(),
             confirmations: BTreeMap::new(),
+            sent: Vec::new(),
+            results: BTreeMap::new(),
             steps: Vec::new(),
         },
     };
@@ -755,15 +897,17 @@ pub(super) fn apply_step(
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .ok_or_else(|| fail("appraisal without decisions".into()))?;
             p.stage = ProcessStage::Appraised;
-            for (f, d) in &p.decisions {
-                progress.push((
-                    *f,
-                    DisposalProgress::Appraised {
-                        process,
-                        decision: *d,
-                        on,
-                    },
-                ));
+            for f in &p.files {
+                if let Some(d) = p.decisions.get(f) {
+                    progress.push((
+                        *f,
+                        DisposalProgress::Appraised {
+                            process,
+                            decision: *d,
+                            on,
+                        },
+                    ));
+                }
             }
         }
         kind::DISPOSAL_TRANSFER => {
@@ -776,13 +920,55 @@ pub(super) fn apply_step(
                     .map(|f| (*f, DisposalDecision::Archive))
                     .collect();
             }
+            if let Some(sent) = step
+                .get("objects")
+                .and_then(|v| serde_json::from_value::<Vec<SentObject>>(v.clone()).ok())
+            {
+                p.sent = sent;
+            }
             p.stage = ProcessStage::TransferSent;
             for f in files {
                 progress.push((f, DisposalProgress::TransferSent { process, on }));
             }
         }
         kind::DISPOSAL_TRANSFER_RECEIPT => p.stage = ProcessStage::TransferReceived,
+        kind::DISPOSAL_IMPORT_CONFIRM if step.get("files").is_some() => {
+            let evaluation: import::Evaluation =
+                serde_json::from_value(step.clone()).map_err(|e| fail(e.to_string()))?;
+            p.results = evaluation.results;
+            for (f, outcome) in &evaluation.files {
+                p.confirmations
+                    .insert(*f, confirmation_text(*f, outcome, &p.results));
+                let state = if outcome.imported {
+                    DisposalProgress::Transferred {
+                        process,
+                        archive_id: p
+                            .results
+                            .get(f)
+                            .and_then(|r| r.archive_id.clone())
+                            .unwrap_or_default(),
+                        on,
+                        archive_ids: p
+                            .results
+                            .iter()
+                            .filter(|(_, r)| r.file == *f)
+                            .filter_map(|(o, r)| r.archive_id.clone().map(|a| (*o, a)))
+                            .collect(),
+                    }
+                } else {
+                    DisposalProgress::ImportFailed {
+                        process,
+                        on,
+                        problems: outcome.problems.clone(),
+                    }
+                };
+                progress.push((*f, state));
+            }
+            p.stage = ProcessStage::Confirmed;
+        }
         kind::DISPOSAL_IMPORT_CONFIRM => {
+            // Recorded before confirmations were read object by object: per file, an
+            // archive id or an error text.
             let results: BTreeMap<Uuid, Value> = step
                 .get("results")
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -796,6 +982,7 @@ pub(super) fn apply_step(
                             process,
                             archive_id: a.to_owned(),
                             on,
+                            archive_ids: BTreeMap::new(),
                         },
                     ));
                 } else {
@@ -803,10 +990,13 @@ pub(super) fn apply_step(
                     p.confirmations.insert(f, format!("error: {e}"));
                     progress.push((
                         f,
-                        DisposalProgress::Appraised {
+                        DisposalProgress::ImportFailed {
                             process,
-                            decision: DisposalDecision::Archive,
                             on,
+                            problems: vec![ObjectProblem {
+                                object: f,
+                                reason: e.to_owned(),
+                            }],
                         },
                     ));
                 }

@@ -46,14 +46,20 @@
 //! # Ok(()) }
 //! ```
 
+mod appraisal;
+mod destroyable;
 pub mod destruction;
 pub mod disposal;
 pub mod event;
+pub mod identity;
+pub mod import;
+mod mapping;
 pub mod projection;
 mod read;
 pub mod retention;
 pub mod schema;
 mod service;
+mod status;
 pub mod types;
 pub mod validate;
 
@@ -64,7 +70,11 @@ use crate::backend::Backend;
 use crate::index::IndexError;
 use crate::store::{Store, StoreError, StoreOptions};
 
-pub use disposal::{DisposalProcess, Parties, ProcessStage};
+pub use disposal::{
+    DisposalProcess, OutgoingMessage, Parties, ProcessStage, Received, SentObject, MAX_MESSAGE_XML,
+};
+pub use identity::{DisposalSettings, ListCode, PartyIdentity};
+pub use import::{ImportOutcome, ObjectProblem};
 pub use projection::RecordsProjection;
 pub use read::Query;
 pub use retention::{
@@ -185,6 +195,40 @@ pub enum RecordsError {
         /// The key.
         request_id: String,
     },
+    /// A disposal process is at a stage where the request does not fit; the reason says
+    /// what the caller can do.
+    #[error("disposal process {process} {reason}")]
+    ProcessState {
+        /// The process.
+        process: uuid::Uuid,
+        /// Its stage, what the request needs, and what to do.
+        reason: String,
+    },
+    /// A tenant setting the request needs is not set.
+    #[error(
+        "the tenant's disposal settings lack {what} (setting {setting}); an admin sets it \
+         (gRPC UpdateDisposalSettings, CLI `akte disposal settings set`)"
+    )]
+    NotConfigured {
+        /// The setting, e.g. `agency.key`.
+        setting: String,
+        /// What it is, in words.
+        what: String,
+    },
+    /// A message of the archive breaks a rule; nothing was recorded.
+    #[error("{}", refused_text(message, element, reason))]
+    RefusedMessage {
+        /// The message: `0502`, `0504`, `0506`, `0507`, or `ZIP` for its container.
+        message: String,
+        /// The element path where the rule failed, when there is one, e.g.
+        /// `/Aussonderung.AussonderungImportBestaetigen.0506/AusgesondertesSGO[2]/IDSGO`.
+        element: String,
+        /// A short name of the rule, e.g. `unknown-object`, `not-offered`,
+        /// `required-element`.
+        rule: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// Storage engine error.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -194,6 +238,14 @@ pub enum RecordsError {
     /// Something that should not happen (no randomness, a malformed index value).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn refused_text(message: &str, element: &str, reason: &str) -> String {
+    if element.is_empty() || reason.contains(element) {
+        format!("the {message} is refused: {reason}")
+    } else {
+        format!("the {message} is refused at {element}: {reason}")
+    }
 }
 
 /// A store opened with the records model's projection.

@@ -1,6 +1,9 @@
 //! Retention (Aufbewahrung): the retention clock, holds, and the explained disposal status
 //! of every object.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -9,6 +12,7 @@ use uuid::Uuid;
 use crate::index::TenantIndex;
 
 use super::event::kind;
+use super::import::ObjectProblem;
 use super::projection::load_object;
 use super::read::{scan_page, MAX_PAGE_SIZE, MAX_SCAN_PER_PAGE};
 use super::schema::{self, tag, KeyExt};
@@ -79,14 +83,28 @@ pub enum DisposalProgress {
         /// When.
         on: NaiveDate,
     },
-    /// The archive confirmed the import (0506).
+    /// The archive confirmed the import (0506) of everything transferred of the file.
     Transferred {
         /// The xdomea process.
         process: Uuid,
-        /// The archive's identifier.
+        /// The archive's identifier of the file itself; empty when it gave none for the
+        /// file (it may have given ids for parts, `archive_ids`).
         archive_id: String,
         /// When the confirmation was read.
         on: NaiveDate,
+        /// The archive's identifiers as given, per object (the file or its parts).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        archive_ids: BTreeMap<Uuid, String>,
+    },
+    /// The archive's import failed for an object of the file, or its 0506 left one
+    /// unconfirmed: the file is not destroyed, and may be offered again.
+    ImportFailed {
+        /// The xdomea process.
+        process: Uuid,
+        /// When the confirmation was read.
+        on: NaiveDate,
+        /// The objects that failed or were not confirmed, with the archive's reason.
+        problems: Vec<ObjectProblem>,
     },
     /// Destroyed; only a tombstone remains.
     Destroyed {
@@ -95,6 +113,40 @@ pub enum DisposalProgress {
         /// The destruction record.
         record: Uuid,
     },
+}
+
+impl fmt::Display for DisposalProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisposalProgress::Offered { process, on } => {
+                write!(f, "offered to the archive on {on} in process {process}")
+            }
+            DisposalProgress::Appraised {
+                process,
+                decision,
+                on,
+            } => write!(
+                f,
+                "appraised {} by the archive on {on} in process {process}",
+                decision.code()
+            ),
+            DisposalProgress::TransferSent { process, on } => write!(
+                f,
+                "sent to the archive on {on} in process {process}, confirmation pending"
+            ),
+            DisposalProgress::Transferred { process, on, .. } => write!(
+                f,
+                "transferred to the archive in process {process}, confirmed on {on}"
+            ),
+            DisposalProgress::ImportFailed { process, on, .. } => write!(
+                f,
+                "not imported by the archive (process {process}, confirmation read on {on})"
+            ),
+            DisposalProgress::Destroyed { on, record } => {
+                write!(f, "destroyed on {on} (destruction record {record})")
+            }
+        }
+    }
 }
 
 /// The disposal status of an object, with the reason in words.
@@ -129,6 +181,8 @@ pub enum DisposalStatus {
 pub struct DisposalExplanation {
     /// The object asked about.
     pub object: Uuid,
+    /// Its kind.
+    pub kind: ObjectKind,
     /// The top-level file whose disposal decides the object's.
     pub file: Uuid,
     /// That file's reference.
@@ -145,6 +199,13 @@ pub struct DisposalExplanation {
     pub retention_end: Option<NaiveDate>,
     /// The status in words.
     pub explanation: String,
+    /// The archive's identifier that applies to the object (its own, else its nearest
+    /// container's), once transferred.
+    pub archive_id: Option<String>,
+    /// For a top-level file the archive appraised object by object: the status of each
+    /// appraised part (sub-files, cases, sub-cases) and of each object the import left
+    /// open.
+    pub parts: Vec<DisposalExplanation>,
 }
 
 /// Filters of the due list.
@@ -255,100 +316,7 @@ pub(super) fn effective(
     Ok((retention, decision, source))
 }
 
-/// Computes the disposal status of `obj` on `today`.
-pub(super) fn explain(
-    index: &TenantIndex,
-    obj: &Object,
-    today: NaiveDate,
-) -> Result<DisposalExplanation, RecordsError> {
-    let file = top_file(index, obj)?;
-    let (retention, mut decision, source) = effective(index, &file)?;
-    let rule = read_rule(index)?;
-    let end = file
-        .closed_on
-        .and_then(|c| retention_end(rule, c, retention));
-    let holds = active_holds(index, file.id)?;
-    let progress = load_progress(index, file.id)?;
-    if let Some(DisposalProgress::Appraised { decision: d, .. }) = &progress {
-        decision = *d;
-    }
-    let (status, explanation) = match progress {
-        Some(p @ (DisposalProgress::Destroyed { .. } | DisposalProgress::Transferred { .. })) => {
-            let text = match &p {
-                DisposalProgress::Destroyed { on, .. } => format!("destroyed on {on}"),
-                DisposalProgress::Transferred { archive_id, on, .. } => {
-                    format!(
-                        "transferred to the archive, archive id {archive_id}, confirmed on {on}"
-                    )
-                }
-                _ => String::new(),
-            };
-            (DisposalStatus::InProcess(p), text)
-        }
-        _ if !holds.is_empty() => {
-            let text = holds
-                .iter()
-                .map(|h| format!("held by hold {} ({}; {})", h.id, h.reason, h.reference))
-                .collect::<Vec<_>>()
-                .join("; ");
-            (DisposalStatus::Held { holds }, text)
-        }
-        Some(p) => {
-            let text = match &p {
-                DisposalProgress::Offered { process, on } => {
-                    format!("offered to the archive on {on} in process {process}")
-                }
-                DisposalProgress::Appraised {
-                    process,
-                    decision,
-                    on,
-                } => {
-                    format!(
-                        "appraised {} by the archive on {on} in process {process}",
-                        decision.code()
-                    )
-                }
-                DisposalProgress::TransferSent { process, on } => {
-                    format!(
-                        "sent to the archive on {on} in process {process}, confirmation pending"
-                    )
-                }
-                _ => String::new(),
-            };
-            (DisposalStatus::InProcess(p), text)
-        }
-        None if file.status == Status::Open => (DisposalStatus::NotClosed, "not closed".to_owned()),
-        None => match end {
-            None => (
-                DisposalStatus::Unlimited,
-                "unlimited retention: never destroyed, only transferred".to_owned(),
-            ),
-            Some(until) if until >= today => (
-                DisposalStatus::Retained { until },
-                format!("retention ends {until}"),
-            ),
-            Some(until) => (
-                DisposalStatus::Due { decision },
-                format!(
-                    "due since {} (retention ended {until}), decision {}",
-                    until.succ_opt().unwrap_or(until),
-                    decision.code()
-                ),
-            ),
-        },
-    };
-    Ok(DisposalExplanation {
-        object: obj.id(),
-        file: file.id,
-        reference: file.reference.clone(),
-        status,
-        retention,
-        decision,
-        source,
-        retention_end: end,
-        explanation,
-    })
-}
+pub(super) use super::status::explain;
 
 impl TenantRecords {
     /// Sets (or, with `None`, clears) retention and disposal decision on a file instead of
@@ -385,7 +353,7 @@ impl TenantRecords {
                 return Err(RecordsError::FailedPrecondition {
                     kind: ObjectKind::File,
                     id: file.to_string(),
-                    reason: format!("is in disposal ({p:?}); retention can no longer change"),
+                    reason: format!("is in disposal ({p}); its retention can no longer change"),
                 });
             }
             let mut record = Self::new_event(Some(f.id))?;

@@ -940,6 +940,19 @@ impl TenantRecords {
                     reason: "is not closed".into(),
                 });
             }
+            // What was offered, appraised or transferred must stay as it was.
+            let top = super::retention::top_file(index, &current)?;
+            if let Some(p) = super::retention::load_progress(index, top.id)? {
+                return Err(RecordsError::FailedPrecondition {
+                    kind: current.kind(),
+                    id: id.to_string(),
+                    reason: format!(
+                        "belongs to file {}, which is in disposal ({p}); it can no longer be \
+                         reopened",
+                        top.reference
+                    ),
+                });
+            }
             if let Some(c) = container {
                 ensure_writable(index, &get_object(index, c)?)?;
             }

@@ -11,6 +11,17 @@
 //! | 0506 Aussonderung.AussonderungImportBestaetigen (import result per object) | archive → agency | [`read_0506`] ([`write_0506`]) |
 //! | 0507 Aussonderung.AussonderungEmpfangBestaetigen (receipt of 0503) | archive → agency | [`read_0507`] ([`write_0507`]) |
 //!
+//! The archive's side, for archive simulations and tests: [`read_0501`] and [`read_0503`]
+//! read what the agency sends as a tree of objects, [`archive`] appraises an offer and
+//! checks a transfer the way intake software does, and the `write_05xx_with` functions
+//! write the archive's answers in [`WriteStyle::Archive`], the way intake software writes
+//! them (local times without offset, codes without optional list attributes).
+//!
+//! Transport (xdomea 3): every message travels as `{ProzessID}_{Nachrichtenname}.zip`
+//! holding `{ProzessID}_{Nachrichtenname}.xml` ([`message_zip_name`], [`message_xml_name`]),
+//! the transfer also its primary files; [`read_received_zip`] also accepts the short names
+//! of xdomea 4 (`{ProzessID}_0502.xml`).
+//!
 //! The module is self-contained: its input and output are the plain types of [`types`],
 //! which depend on nothing in akte but [`crate::digest::Digest`]. Mapping the records model
 //! onto them, checking process IDs against the disposal process, and journaling are the
@@ -28,30 +39,35 @@
 //! AnwendungsspezifischeErweiterung ([`CHECKSUM_EXTENSION_ID`]), since xdomea 3.1.0 has no
 //! element for them.
 
+pub mod archive;
 mod error;
 mod package;
 mod read;
+mod tree;
 pub mod types;
 mod write;
 mod xml;
 
 #[cfg(test)]
+mod test_archive;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Location, XdomeaError};
 pub use package::{
-    message_xml_name, message_zip_name, offer_zip_name, primary_file_name, read_message_zip,
-    sanitize_file_name, transfer_zip_name, write_0501_zip, write_0503, write_message_zip,
-    TransferOptions, TransferWriter, MAX_NAME_BYTES,
+    message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name, primary_file_name,
+    read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name, write_0501_zip,
+    write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter, MAX_NAME_BYTES,
 };
 pub use read::{
     check_appraisal_against_offer, identify, offered_ids, read_0502, read_0504, read_0505,
     read_0506, read_0507, unappraised,
 };
+pub use tree::{read_0501, read_0503, ObjectList, ReceivedObject, SgoKind};
 pub use types::*;
 pub use write::{
-    write_0501, write_0502, write_0503_xml, write_0504, write_0505, write_0506, write_0507,
-    CHECKSUM_EXTENSION_ID,
+    write_0501, write_0502, write_0502_with, write_0503_xml, write_0504, write_0504_with,
+    write_0505, write_0506, write_0506_with, write_0507, write_0507_with, CHECKSUM_EXTENSION_ID,
 };
 
 /// The namespace of xdomea 3.1.0, in which akte writes.

@@ -150,54 +150,116 @@ pub fn write_0501_zip<W: Write + Seek>(
     write_message_zip(out, header, MessageType::Offer, &xml)
 }
 
-/// Reads the XML of a received message out of its ZIP: the one entry named
-/// `{UUID}_{Nachrichtenname}.xml`, at most `max_xml_bytes` long. Other entries are ignored.
+/// A message read out of its ZIP container ([`read_received_zip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedZip {
+    /// Which message the entry's name says it is.
+    pub message: MessageType,
+    /// The process id in the entry's name (check it against the Kopf).
+    pub process_id: Uuid,
+    /// The entry's name.
+    pub entry: String,
+    /// The XML.
+    pub xml: Vec<u8>,
+}
+
+/// The message type and process id a ZIP entry's name stands for:
+/// `{ProzessID}_{Nachrichtenname}.xml` (xdomea 3) or `{ProzessID}_{code}.xml` (the short
+/// form of xdomea 4, which archives answer in when the agency used it).
+pub fn parse_message_xml_name(name: &str) -> Option<(MessageType, Uuid)> {
+    let stem = name.strip_suffix(".xml")?;
+    let (process, rest) = stem.split_at_checked(36)?;
+    let process = Uuid::try_parse(process).ok()?;
+    let rest = rest.strip_prefix('_')?;
+    MessageType::ALL
+        .into_iter()
+        .find(|t| rest == t.element_name() || rest == t.code())
+        .map(|t| (t, process))
+}
+
+/// Reads the XML of a received message out of its ZIP, whichever of `accepted` it is: the
+/// one entry whose name [`parse_message_xml_name`] recognises, at most `max_xml_bytes`
+/// long (uncompressed). Other entries are ignored. Every refusal says why: no message
+/// entry (naming the entries found), more than one, a message type not in `accepted`, or
+/// an entry beyond the limit (naming its size and the limit).
+pub fn read_received_zip<R: Read + Seek>(
+    zip: R,
+    accepted: &[MessageType],
+    max_xml_bytes: u64,
+) -> Result<ReceivedZip, XdomeaError> {
+    let mut archive = ZipArchive::new(zip)?;
+    let mut found: Option<(usize, MessageType, Uuid, String)> = None;
+    let mut others = Vec::new();
+    for i in 0..archive.len() {
+        let Some(name) = archive.name_for_index(i) else {
+            continue;
+        };
+        let Some((message, process)) = parse_message_xml_name(name) else {
+            if others.len() < 10 {
+                others.push(name.to_owned());
+            }
+            continue;
+        };
+        if let Some((_, _, _, first)) = &found {
+            return Err(XdomeaError::Container(format!(
+                "the ZIP holds more than one message: {first} and {name}"
+            )));
+        }
+        found = Some((i, message, process, name.to_owned()));
+    }
+    let expected = accepted
+        .iter()
+        .map(|t| format!("{{ProzessID}}_{}.xml", t.element_name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some((index, message, process_id, entry)) = found else {
+        let seen = if others.is_empty() {
+            "it is empty".to_owned()
+        } else {
+            format!("its entries: {}", others.join(", "))
+        };
+        return Err(XdomeaError::Container(format!(
+            "the ZIP holds no xdomea message (an entry named {expected}); {seen}"
+        )));
+    };
+    if !accepted.contains(&message) {
+        return Err(XdomeaError::Container(format!(
+            "the ZIP holds {entry}, a {} ({}); expected {expected}",
+            message.code(),
+            message.element_name()
+        )));
+    }
+    let file = archive.by_index(index)?;
+    if file.size() > max_xml_bytes {
+        return Err(XdomeaError::Container(format!(
+            "{entry} is {} bytes uncompressed, more than the limit of {max_xml_bytes} bytes",
+            file.size()
+        )));
+    }
+    let mut xml = Vec::new();
+    file.take(max_xml_bytes.saturating_add(1))
+        .read_to_end(&mut xml)?;
+    if xml.len() as u64 > max_xml_bytes {
+        return Err(XdomeaError::Container(format!(
+            "{entry} is more than the limit of {max_xml_bytes} bytes"
+        )));
+    }
+    Ok(ReceivedZip {
+        message,
+        process_id,
+        entry,
+        xml,
+    })
+}
+
+/// Reads the XML of a received `message` out of its ZIP (see [`read_received_zip`]).
 /// Parse the result with the matching `read_05xx`.
 pub fn read_message_zip<R: Read + Seek>(
     zip: R,
     message: MessageType,
     max_xml_bytes: u64,
 ) -> Result<Vec<u8>, XdomeaError> {
-    let mut archive = ZipArchive::new(zip)?;
-    let suffix = format!("_{}.xml", message.element_name());
-    let mut found: Option<usize> = None;
-    for i in 0..archive.len() {
-        let Some(name) = archive.name_for_index(i) else {
-            continue;
-        };
-        let is_message = name
-            .strip_suffix(suffix.as_str())
-            .is_some_and(|prefix| prefix.len() == 36 && Uuid::try_parse(prefix).is_ok());
-        if is_message {
-            if found.is_some() {
-                return Err(XdomeaError::Container(format!(
-                    "more than one entry *{suffix} in the ZIP"
-                )));
-            }
-            found = Some(i);
-        }
-    }
-    let index = found.ok_or_else(|| {
-        XdomeaError::Container(format!("no entry {{ProzessID}}{suffix} in the ZIP"))
-    })?;
-    let entry = archive.by_index(index)?;
-    if entry.size() > max_xml_bytes {
-        return Err(XdomeaError::Container(format!(
-            "{} is {} bytes, more than the limit of {max_xml_bytes}",
-            entry.name(),
-            entry.size()
-        )));
-    }
-    let mut xml = Vec::new();
-    entry
-        .take(max_xml_bytes.saturating_add(1))
-        .read_to_end(&mut xml)?;
-    if xml.len() as u64 > max_xml_bytes {
-        return Err(XdomeaError::Container(format!(
-            "message is more than the limit of {max_xml_bytes} bytes"
-        )));
-    }
-    Ok(xml)
+    Ok(read_received_zip(zip, &[message], max_xml_bytes)?.xml)
 }
 
 /// Options of a [`TransferWriter`].

@@ -272,7 +272,10 @@ fn root_version(root: &Element) -> Result<SchemaVersion, XdomeaError> {
         })
 }
 
-fn open(xml: &[u8], expected: MessageType) -> Result<(Element, SchemaVersion), XdomeaError> {
+pub(crate) fn open(
+    xml: &[u8],
+    expected: MessageType,
+) -> Result<(Element, SchemaVersion), XdomeaError> {
     let root = parse(xml)?;
     let version = root_version(&root)?;
     if root.name != expected.element_name() {
@@ -297,11 +300,16 @@ fn read_receipt(xml: &[u8], message: MessageType) -> Result<Receipt, XdomeaError
     })
 }
 
-fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHeader, XdomeaError> {
+pub(crate) fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHeader, XdomeaError> {
     let mut allowed: Vec<&str> = KOPF_BASIS.to_vec();
-    let with_receipt_flag = matches!(message, MessageType::Offer | MessageType::Appraisal);
+    let transfer = message == MessageType::Transfer;
+    let with_receipt_flag =
+        transfer || matches!(message, MessageType::Offer | MessageType::Appraisal);
     if with_receipt_flag {
         allowed.push("Empfangsbestaetigung");
+    }
+    if transfer {
+        allowed.extend(["Importbestaetigung", "RueckmeldungArchivkennung"]);
     }
     k.check_children(&allowed)?;
     let process_id = k.descend(k.one("ProzessID")?, None, parse_uuid)?;
@@ -341,6 +349,11 @@ fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHeader, Xdome
     } else {
         false
     };
+    let archive_id_requested = if transfer {
+        k.descend(k.one("RueckmeldungArchivkennung")?, None, parse_bool)?
+    } else {
+        false
+    };
     Ok(MessageHeader {
         process_id,
         created,
@@ -349,7 +362,7 @@ fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHeader, Xdome
         system,
         note,
         receipt_requested,
-        archive_id_requested: false,
+        archive_id_requested,
     })
 }
 
@@ -377,6 +390,8 @@ fn read_party(n: Node<'_>) -> Result<Party, XdomeaError> {
                 let code = b.descend(prefix, None, |c| c.code())?;
                 party.prefix_code = Some(code.code);
                 party.prefix_name = code.name;
+                party.prefix_list_uri = code.list_uri;
+                party.prefix_list_version = code.list_version;
             }
             Ok(())
         })?;
@@ -471,7 +486,7 @@ fn read_decision(n: Node<'_>) -> Result<AppraisalDecision, XdomeaError> {
 }
 
 /// A UUID in the form xdomea's stringUUIDType allows: 8-4-4-4-12 hexadecimal digits.
-fn parse_uuid(n: Node<'_>) -> Result<Uuid, XdomeaError> {
+pub(crate) fn parse_uuid(n: Node<'_>) -> Result<Uuid, XdomeaError> {
     let text = n.text()?;
     let shaped = text.len() == 36
         && text.char_indices().all(|(i, c)| match i {

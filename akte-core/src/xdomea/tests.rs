@@ -66,7 +66,7 @@ fn validate_with(schema: &Path, docs: &[(&str, &[u8])]) {
     }
 }
 
-fn validate(docs: &[(&str, &[u8])]) {
+pub(super) fn validate(docs: &[(&str, &[u8])]) {
     validate_with(&schema_3_1_0(), docs);
 }
 
@@ -78,21 +78,21 @@ fn sample(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(SHARED).join("patterns/3.0.0").join(name)).expect("xdomea sample")
 }
 
-fn id(s: &str) -> Uuid {
+pub(super) fn id(s: &str) -> Uuid {
     Uuid::parse_str(s).expect("test UUID")
 }
 
-const PROCESS: &str = "5d4c3b2a-1f0e-4d9c-8b7a-695847362514";
-const FILE_A: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c01";
-const CASE_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c02";
-const SUBCASE_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c03";
-const DOC_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c11";
-const DOC_A2: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c12";
-const ATTACH_A2: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c13";
-const DOC_A3: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c14";
-const FILE_B: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c21";
-const SUBFILE_B: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c31";
-const DOC_B1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c32";
+pub(super) const PROCESS: &str = "5d4c3b2a-1f0e-4d9c-8b7a-695847362514";
+pub(super) const FILE_A: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c01";
+pub(super) const CASE_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c02";
+pub(super) const SUBCASE_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c03";
+pub(super) const DOC_A1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c11";
+pub(super) const DOC_A2: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c12";
+pub(super) const ATTACH_A2: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c13";
+pub(super) const DOC_A3: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c14";
+pub(super) const FILE_B: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c21";
+pub(super) const SUBFILE_B: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c31";
+pub(super) const DOC_B1: &str = "0b8e5a52-8c1e-4c55-9d3e-1f6f0a7d2c32";
 
 fn time(s: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(s).expect("test time")
@@ -129,7 +129,7 @@ fn archive() -> Party {
     }
 }
 
-fn header() -> MessageHeader {
+pub(super) fn header() -> MessageHeader {
     MessageHeader {
         process_id: id(PROCESS),
         created: time("2026-03-01T10:15:30+01:00"),
@@ -144,7 +144,7 @@ fn header() -> MessageHeader {
 
 /// The archive's answer header: sender and receiver swapped, flags as read from messages
 /// without them.
-fn archive_header() -> MessageHeader {
+pub(super) fn archive_header() -> MessageHeader {
     MessageHeader {
         sender: archive(),
         receiver: agency(),
@@ -158,7 +158,7 @@ fn archive_header() -> MessageHeader {
 }
 
 /// Deterministic content of a small primary file.
-fn content(rendition: Uuid) -> Vec<u8> {
+pub(super) fn content(rendition: Uuid) -> Vec<u8> {
     let mut v = format!("Inhalt von {rendition}\n").into_bytes();
     v.extend((0..(rendition.as_bytes()[15] as usize * 37)).map(|i| (i % 251) as u8));
     v
@@ -207,7 +207,7 @@ fn document(uuid: &str, subject: &str) -> DocumentObject {
 
 /// Two files: A with a case (and sub-case), documents with several versions and renditions
 /// and an attachment; B with a sub-file. Names and texts need escaping and sanitising.
-fn files() -> Vec<FileObject> {
+pub(super) fn files() -> Vec<FileObject> {
     let doc_a1 = DocumentObject {
         reference: Some("022.31-0005/2026-1".into()),
         confidentiality: Some(Confidentiality::Restricted),

@@ -115,6 +115,20 @@ impl fmt::Display for MessageType {
     }
 }
 
+/// How a message is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WriteStyle {
+    /// As akte writes its own messages: times with their UTC offset, every code with its
+    /// listURI and listVersionID.
+    #[default]
+    Full,
+    /// As archive intake software writes its answers (0502, 0504, 0506, 0507; x-man of the
+    /// Thuringian State Archive, for one): Erstellungszeitpunkt in local time without a
+    /// UTC offset, codes without the optional list attributes. For archive simulations and
+    /// tests; akte reads both styles.
+    Archive,
+}
+
 /// Name of a natural person (NameNatuerlichePerson).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PersonName {
@@ -145,6 +159,10 @@ pub struct Party {
     pub prefix_code: Option<String>,
     /// Behördenkennung/Präfix/name. Written only together with `prefix_code`.
     pub prefix_name: Option<String>,
+    /// Präfix/@listURI: the code list of `prefix_code`, if any.
+    pub prefix_list_uri: Option<String>,
+    /// Präfix/@listVersionID.
+    pub prefix_list_version: Option<String>,
     /// Institution/Name: the organisation's full name.
     pub institution: Option<String>,
     /// Institution/Kurzbezeichnung: its short name.

@@ -13,7 +13,7 @@ use super::error::XdomeaError;
 use super::package::primary_file_name;
 use super::types::{
     Appraisal, CaseObject, DocumentObject, FileFormat, FileObject, ImportResult, MessageHeader,
-    MessageType, Party, RenditionObject, Retention,
+    MessageType, Party, RenditionObject, Retention, WriteStyle,
 };
 use super::xml::{is_xml_char, XmlOut};
 
@@ -58,6 +58,15 @@ pub fn write_0502(
     header: &MessageHeader,
     appraisals: &[Appraisal],
 ) -> Result<Vec<u8>, XdomeaError> {
+    write_0502_with(header, appraisals, WriteStyle::Full)
+}
+
+/// [`write_0502`] in a [`WriteStyle`].
+pub fn write_0502_with(
+    header: &MessageHeader,
+    appraisals: &[Appraisal],
+    style: WriteStyle,
+) -> Result<Vec<u8>, XdomeaError> {
     if appraisals.is_empty() {
         return Err(XdomeaError::InvalidInput {
             object: None,
@@ -71,7 +80,7 @@ pub fn write_0502(
             return Err(duplicate(a.id));
         }
     }
-    let mut out = XmlOut::new(MessageType::Appraisal);
+    let mut out = XmlOut::with_style(MessageType::Appraisal, style);
     write_header(&mut out, header, MessageType::Appraisal)?;
     for a in appraisals {
         out.start("BewertetesObjekt");
@@ -92,19 +101,29 @@ pub fn write_0502(
 
 /// Receipt of an offer (0504, Aussonderung.AnbietungEmpfangBestaetigen): header only.
 pub fn write_0504(header: &MessageHeader) -> Result<Vec<u8>, XdomeaError> {
-    write_receipt(MessageType::OfferReceipt, header)
+    write_receipt(MessageType::OfferReceipt, header, WriteStyle::Full)
+}
+
+/// [`write_0504`] in a [`WriteStyle`].
+pub fn write_0504_with(header: &MessageHeader, style: WriteStyle) -> Result<Vec<u8>, XdomeaError> {
+    write_receipt(MessageType::OfferReceipt, header, style)
 }
 
 /// Receipt of an appraisal (0505, Aussonderung.BewertungEmpfangBestaetigen): header only.
 /// The agency sends it after reading a 0502 with `receipt_requested`.
 pub fn write_0505(header: &MessageHeader) -> Result<Vec<u8>, XdomeaError> {
-    write_receipt(MessageType::AppraisalReceipt, header)
+    write_receipt(MessageType::AppraisalReceipt, header, WriteStyle::Full)
 }
 
 /// Receipt of a transfer (0507, Aussonderung.AussonderungEmpfangBestaetigen): header only;
 /// the archive side, for tests and archive simulations.
 pub fn write_0507(header: &MessageHeader) -> Result<Vec<u8>, XdomeaError> {
-    write_receipt(MessageType::TransferReceipt, header)
+    write_receipt(MessageType::TransferReceipt, header, WriteStyle::Full)
+}
+
+/// [`write_0507`] in a [`WriteStyle`].
+pub fn write_0507_with(header: &MessageHeader, style: WriteStyle) -> Result<Vec<u8>, XdomeaError> {
+    write_receipt(MessageType::TransferReceipt, header, style)
 }
 
 /// Import confirmation (0506, Aussonderung.AussonderungImportBestaetigen): the archive
@@ -112,6 +131,15 @@ pub fn write_0507(header: &MessageHeader) -> Result<Vec<u8>, XdomeaError> {
 pub fn write_0506(
     header: &MessageHeader,
     results: &[ImportResult],
+) -> Result<Vec<u8>, XdomeaError> {
+    write_0506_with(header, results, WriteStyle::Full)
+}
+
+/// [`write_0506`] in a [`WriteStyle`].
+pub fn write_0506_with(
+    header: &MessageHeader,
+    results: &[ImportResult],
+    style: WriteStyle,
 ) -> Result<Vec<u8>, XdomeaError> {
     if results.is_empty() {
         return Err(XdomeaError::InvalidInput {
@@ -126,7 +154,7 @@ pub fn write_0506(
             return Err(duplicate(r.id));
         }
     }
-    let mut out = XmlOut::new(MessageType::ImportConfirmation);
+    let mut out = XmlOut::with_style(MessageType::ImportConfirmation, style);
     write_header(&mut out, header, MessageType::ImportConfirmation)?;
     for r in results {
         out.enter_object(r.id);
@@ -144,12 +172,12 @@ pub fn write_0506(
                     reason: "listURI and listVersionID are required".into(),
                 });
             };
-            out.code(
+            out.code_with_list(
                 "FehlermeldungCode",
                 &c.code,
                 c.name.as_deref(),
-                Some(uri),
-                Some(version),
+                uri,
+                version,
             )?;
         }
         out.leaf_opt("Archivkennung", r.archive_id.as_deref())?;
@@ -159,8 +187,12 @@ pub fn write_0506(
     Ok(out.finish())
 }
 
-fn write_receipt(message: MessageType, header: &MessageHeader) -> Result<Vec<u8>, XdomeaError> {
-    let mut out = XmlOut::new(message);
+fn write_receipt(
+    message: MessageType,
+    header: &MessageHeader,
+    style: WriteStyle,
+) -> Result<Vec<u8>, XdomeaError> {
+    let mut out = XmlOut::with_style(message, style);
     write_header(&mut out, header, message)?;
     Ok(out.finish())
 }
@@ -322,8 +354,11 @@ fn bool_text(b: bool) -> &'static str {
     }
 }
 
-fn datetime_text(t: &DateTime<FixedOffset>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+fn datetime_text(t: &DateTime<FixedOffset>, style: WriteStyle) -> String {
+    match style {
+        WriteStyle::Full => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        WriteStyle::Archive => t.naive_local().format("%Y-%m-%dT%H:%M:%S").to_string(),
+    }
 }
 
 fn date(out: &mut XmlOut, name: &'static str, d: NaiveDate) -> Result<(), XdomeaError> {
@@ -348,7 +383,8 @@ fn datetime(
     if !(1..=9999).contains(&t.year()) {
         return Err(out.invalid(name, format!("time {t} is outside the years 1 to 9999")));
     }
-    out.leaf(name, &datetime_text(t))
+    let text = datetime_text(t, out.style());
+    out.leaf(name, &text)
 }
 
 fn write_header(
@@ -431,7 +467,13 @@ fn write_party(out: &mut XmlOut, element: &'static str, p: &Party) -> Result<(),
             )?;
         }
         if let Some(code) = &p.prefix_code {
-            out.code("Praefix", code, p.prefix_name.as_deref(), None, None)?;
+            out.code(
+                "Praefix",
+                code,
+                p.prefix_name.as_deref(),
+                p.prefix_list_uri.as_deref(),
+                p.prefix_list_version.as_deref(),
+            )?;
         }
         out.end();
     }

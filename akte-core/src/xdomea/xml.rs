@@ -7,7 +7,7 @@ use quick_xml::{NsReader, XmlVersion};
 use uuid::Uuid;
 
 use super::error::{Location, XdomeaError};
-use super::types::{CodeValue, MessageType};
+use super::types::{CodeValue, MessageType, WriteStyle};
 
 /// Prefix of xdomea elements in written messages.
 const PREFIX: &str = "xdomea";
@@ -38,11 +38,17 @@ pub(crate) struct XmlOut {
     buf: String,
     stack: Vec<&'static str>,
     objects: Vec<Uuid>,
+    style: WriteStyle,
 }
 
 impl XmlOut {
     /// Starts a message: XML declaration and the root element with the namespace.
     pub(crate) fn new(message: MessageType) -> XmlOut {
+        XmlOut::with_style(message, WriteStyle::Full)
+    }
+
+    /// Starts a message written in `style`.
+    pub(crate) fn with_style(message: MessageType, style: WriteStyle) -> XmlOut {
         let mut buf = String::with_capacity(4096);
         buf.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         buf.push('<');
@@ -58,7 +64,13 @@ impl XmlOut {
             buf,
             stack: vec![message.element_name()],
             objects: Vec::new(),
+            style,
         }
+    }
+
+    /// The style the message is written in.
+    pub(crate) fn style(&self) -> WriteStyle {
+        self.style
     }
 
     fn indent(&mut self) {
@@ -158,7 +170,8 @@ impl XmlOut {
     }
 
     /// A code element (xoev Code): unqualified `code` and optional `name` children,
-    /// optional `listURI` and `listVersionID` attributes.
+    /// optional `listURI` and `listVersionID` attributes (left out in the archive style,
+    /// as they are optional wherever the schema fixes the list).
     pub(crate) fn code(
         &mut self,
         name: &'static str,
@@ -174,6 +187,10 @@ impl XmlOut {
         for v in [list_uri, list_version].into_iter().flatten() {
             self.check(name, v)?;
         }
+        let (list_uri, list_version) = match self.style {
+            WriteStyle::Full => (list_uri, list_version),
+            WriteStyle::Archive => (None, None),
+        };
         self.indent();
         self.open_tag(name);
         if let Some(uri) = list_uri {
@@ -200,6 +217,22 @@ impl XmlOut {
         }
         self.end();
         Ok(())
+    }
+
+    /// A code element whose list attributes the schema requires (FehlermeldungCode):
+    /// written with them in every style.
+    pub(crate) fn code_with_list(
+        &mut self,
+        name: &'static str,
+        code: &str,
+        code_name: Option<&str>,
+        list_uri: &str,
+        list_version: &str,
+    ) -> Result<(), XdomeaError> {
+        let style = std::mem::replace(&mut self.style, WriteStyle::Full);
+        let written = self.code(name, code, code_name, Some(list_uri), Some(list_version));
+        self.style = style;
+        written
     }
 
     /// Closes the root element and returns the UTF-8 bytes.

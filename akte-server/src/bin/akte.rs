@@ -5,7 +5,8 @@
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
-//! no data directory at all (exit 0 verified, 1 problems, 2 cannot check). `witness`
+//! no data directory at all (exit 0 verified, 1 problems, 2 cannot check). `archive-sim`
+//! plays the archive in a disposal rehearsal, from the message files alone. `witness`
 //! makes a witness key and cosigns checkpoints (exit 1 when it refuses one).
 //!
 //! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error;
@@ -13,6 +14,8 @@
 //! 6 not found; 7 request refused (invalid, conflicting, stale etag, closed object);
 //! 8 stored data damaged.
 
+#[path = "../cli/archive_sim.rs"]
+mod archive_sim;
 #[path = "../cli/evidence.rs"]
 mod evidence;
 #[path = "../cli/remote.rs"]
@@ -117,6 +120,12 @@ enum Command {
     Witness {
         #[command(subcommand)]
         command: witness::Command,
+    },
+    /// Play the archive in a disposal rehearsal: appraise an offer (0501 → 0504, 0502),
+    /// take a transfer (0503 → 0507, 0506). Offline; exit 1 when the transfer has problems.
+    ArchiveSim {
+        #[command(subcommand)]
+        command: archive_sim::Command,
     },
     #[command(flatten)]
     Package(evidence::Command),
@@ -427,6 +436,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Demo => demo(&cli.data_dir)?,
         Command::Witness { command } => return witness::run(&cli.remote, cli.json, command),
         Command::Package(command) => return Ok(evidence::run(command, cli.json)),
+        Command::ArchiveSim { command } => return Ok(archive_sim::run(command, cli.json)),
         Command::Remote(command) => return run_remote(cli, command),
     }
     Ok(ExitCode::SUCCESS)

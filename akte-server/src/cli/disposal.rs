@@ -82,35 +82,175 @@ pub enum HoldCommand {
     },
 }
 
-/// Sender and receiver of the messages the agency writes.
-#[derive(Args, Debug, Clone)]
-pub struct PartyArgs {
-    /// Agency key (Behördenschlüssel code) of the agency.
-    #[arg(long, env = "AKTE_AGENCY_CODE")]
-    pub agency_code: String,
-    /// Agency name.
-    #[arg(long, env = "AKTE_AGENCY_NAME")]
-    pub agency_name: String,
-    /// Agency key of the archive.
-    #[arg(long, env = "AKTE_ARCHIVE_CODE")]
-    pub archive_code: String,
-    /// Archive name.
-    #[arg(long, env = "AKTE_ARCHIVE_NAME")]
-    pub archive_name: String,
+/// The tenant's disposal settings: who the agency and its archive are in every message.
+/// Each flag given replaces that setting; an empty value clears it; the others stay.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SettingsArgs {
+    /// The agency's Behördenschlüssel (code), e.g. 16051000.
+    #[arg(long)]
+    pub agency_key: Option<String>,
+    /// The name of that code in its list.
+    #[arg(long)]
+    pub agency_key_name: Option<String>,
+    /// The list (listURI) of the agency's Behördenschlüssel.
+    #[arg(long)]
+    pub agency_key_list: Option<String>,
+    /// The list's version (listVersionID).
+    #[arg(long)]
+    pub agency_key_list_version: Option<String>,
+    /// The agency's Präfix (code), e.g. ags: (as the archive registered the agency).
+    #[arg(long)]
+    pub agency_prefix: Option<String>,
+    /// The name of that Präfix in its list.
+    #[arg(long)]
+    pub agency_prefix_name: Option<String>,
+    /// The list (listURI) of the Präfix.
+    #[arg(long)]
+    pub agency_prefix_list: Option<String>,
+    /// The list's version (listVersionID).
+    #[arg(long)]
+    pub agency_prefix_list_version: Option<String>,
+    /// The agency's name (Institution/Name), e.g. "Stadtverwaltung Erfurt".
+    #[arg(long)]
+    pub agency_name: Option<String>,
+    /// The agency's short name (Institution/Kurzbezeichnung).
+    #[arg(long)]
+    pub agency_short_name: Option<String>,
+    /// The archive's Behördenschlüssel (code).
+    #[arg(long)]
+    pub archive_key: Option<String>,
+    /// The name of that code in its list.
+    #[arg(long)]
+    pub archive_key_name: Option<String>,
+    /// The archive's Präfix (code).
+    #[arg(long)]
+    pub archive_prefix: Option<String>,
+    /// The name of that Präfix in its list.
+    #[arg(long)]
+    pub archive_prefix_name: Option<String>,
+    /// The archive's name (Institution/Name), e.g. "Landesarchiv Thüringen".
+    #[arg(long)]
+    pub archive_name: Option<String>,
+    /// The archive's short name (Institution/Kurzbezeichnung).
+    #[arg(long)]
+    pub archive_short_name: Option<String>,
 }
 
-impl PartyArgs {
-    fn parties(&self) -> pb::Parties {
-        let p = |code: &str, name: &str| pb::Party {
-            agency_code: code.to_owned(),
-            agency_name: name.to_owned(),
-            institution: String::new(),
-        };
-        pb::Parties {
-            agency: Some(p(&self.agency_code, &self.agency_name)),
-            archive: Some(p(&self.archive_code, &self.archive_name)),
-        }
+/// The settings commands.
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    /// Show the tenant's disposal settings.
+    Show,
+    /// Change the tenant's disposal settings (admin).
+    Set(Box<SettingsArgs>),
+}
+
+fn set_text(slot: &mut String, v: &Option<String>) {
+    if let Some(v) = v {
+        *slot = v.clone();
     }
+}
+
+/// Applies code flags to a code: the code flag creates or (empty) removes it.
+fn set_code(
+    slot: &mut Option<pb::ListCode>,
+    code: &Option<String>,
+    name: &Option<String>,
+    list: &Option<String>,
+    version: &Option<String>,
+) {
+    if let Some(c) = code {
+        if c.is_empty() {
+            *slot = None;
+            return;
+        }
+        slot.get_or_insert_with(pb::ListCode::default).code = c.clone();
+    }
+    if let Some(c) = slot.as_mut() {
+        set_text(&mut c.name, name);
+        set_text(&mut c.list_uri, list);
+        set_text(&mut c.list_version_id, version);
+    }
+}
+
+impl SettingsArgs {
+    fn apply(&self, s: &mut pb::DisposalSettings) {
+        let agency = s.agency.get_or_insert_with(Default::default);
+        set_code(
+            &mut agency.key,
+            &self.agency_key,
+            &self.agency_key_name,
+            &self.agency_key_list,
+            &self.agency_key_list_version,
+        );
+        set_code(
+            &mut agency.prefix,
+            &self.agency_prefix,
+            &self.agency_prefix_name,
+            &self.agency_prefix_list,
+            &self.agency_prefix_list_version,
+        );
+        set_text(&mut agency.institution, &self.agency_name);
+        set_text(&mut agency.institution_short, &self.agency_short_name);
+        let archive = s.archive.get_or_insert_with(Default::default);
+        set_code(
+            &mut archive.key,
+            &self.archive_key,
+            &self.archive_key_name,
+            &None,
+            &None,
+        );
+        set_code(
+            &mut archive.prefix,
+            &self.archive_prefix,
+            &self.archive_prefix_name,
+            &None,
+            &None,
+        );
+        set_text(&mut archive.institution, &self.archive_name);
+        set_text(&mut archive.institution_short, &self.archive_short_name);
+    }
+}
+
+fn code_json(c: &Option<pb::ListCode>) -> Value {
+    match c {
+        None => Value::Null,
+        Some(c) => json!({"code": c.code, "name": c.name, "list_uri": c.list_uri,
+            "list_version_id": c.list_version_id}),
+    }
+}
+
+fn identity_json(p: &Option<pb::PartyIdentity>) -> Value {
+    let p = p.clone().unwrap_or_default();
+    json!({"key": code_json(&p.key), "prefix": code_json(&p.prefix),
+        "institution": p.institution, "institution_short": p.institution_short})
+}
+
+fn settings_json(s: &pb::DisposalSettings) -> Value {
+    json!({"name": s.name, "agency": identity_json(&s.agency), "archive": identity_json(&s.archive)})
+}
+
+fn show_settings(s: &pb::DisposalSettings) -> String {
+    let code = |c: &Option<pb::ListCode>| match c {
+        None => "(not set)".to_owned(),
+        Some(c) if c.name.is_empty() => c.code.clone(),
+        Some(c) => format!("{} ({})", c.code, c.name),
+    };
+    let side = |label: &str, p: &Option<pb::PartyIdentity>| {
+        let p = p.clone().unwrap_or_default();
+        format!(
+            "{label}: Behördenschlüssel {}, Präfix {}, Institution {:?}, Kurzbezeichnung {:?}",
+            code(&p.key),
+            code(&p.prefix),
+            p.institution,
+            p.institution_short
+        )
+    };
+    format!(
+        "{}\n{}",
+        side("agency", &s.agency),
+        side("archive", &s.archive)
+    )
 }
 
 /// Disposal commands.
@@ -124,20 +264,18 @@ pub enum DisposalCommand {
         /// Output file [default: the xdomea file name in the current directory].
         #[arg(long, short)]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        parties: PartyArgs,
     },
     /// Read a message of the archive (0502, 0504, 0506 or 0507; ZIP or XML) (archivist).
+    /// A 0502 is answered with the 0505 receipt, written as its xdomea ZIP.
     Receive {
         /// The message file.
         message: PathBuf,
-        /// Where to write the 0505 receipt of a 0502 [default: beside the message].
+        /// Where to write the 0505 of a 0502: a directory, or a file name [default: the
+        /// message's directory, under the 0505's xdomea name].
         #[arg(long)]
         receipt: Option<PathBuf>,
-        #[command(flatten)]
-        parties: PartyArgs,
     },
-    /// Transfer the files the archive appraised A: writes the 0503 ZIP (registrar).
+    /// Transfer what the archive appraised A: writes the 0503 ZIP (registrar).
     Transfer {
         /// The process.
         process: String,
@@ -148,8 +286,6 @@ pub enum DisposalCommand {
         /// download); refused once the archive has sent its receipt.
         #[arg(long)]
         resend: bool,
-        #[command(flatten)]
-        parties: PartyArgs,
     },
     /// Transfer files with decision A directly (two stages): writes the 0503 ZIP.
     TransferTwoStage {
@@ -159,17 +295,17 @@ pub enum DisposalCommand {
         /// Output file [default: the xdomea file name in the current directory].
         #[arg(long, short)]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        parties: PartyArgs,
     },
     /// Show a disposal process.
     Process {
         /// The process.
         name: String,
     },
-    /// Destroy files (registrar or admin); prints the signed destruction record.
+    /// Destroy files, or parts of files the archive appraised V (registrar or admin);
+    /// prints the signed destruction record.
     Destroy {
-        /// The files.
+        /// Files (a bare id is a file), or sub-files and cases by their full names
+        /// (tenants/T/files/ID, tenants/T/cases/ID).
         #[arg(required = true)]
         files: Vec<String>,
         /// The legal basis.
@@ -183,6 +319,12 @@ pub enum DisposalCommand {
     DestructionRecord {
         /// The record.
         name: Option<String>,
+    },
+    /// The tenant's disposal settings: the agency's Behördenkennung and name and the
+    /// archive's, as every message names them.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
     },
 }
 
@@ -206,6 +348,7 @@ fn hold_json(h: &pb::Hold) -> Value {
 
 fn status_json(s: &pb::DisposalStatus) -> Value {
     json!({
+        "parts": s.parts.iter().map(status_json).collect::<Vec<_>>(),
         "object": s.object, "file": s.file, "reference": s.reference,
         "state": pb::DisposalState::try_from(s.state).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
         "decision": pb::DisposalDecision::try_from(s.decision).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
@@ -217,7 +360,18 @@ fn status_json(s: &pb::DisposalStatus) -> Value {
 }
 
 fn process_json(p: &pb::DisposalProcess) -> Value {
+    let decision = |d: i32| {
+        pb::DisposalDecision::try_from(d)
+            .map(|x| x.as_str_name().to_owned())
+            .unwrap_or_default()
+    };
     json!({
+        "object_decisions": p.object_decisions.iter().map(|d| json!({"object": d.object,
+            "decision": decision(d.decision)})).collect::<Vec<_>>(),
+        "import_results": p.import_results.iter().map(|r| json!({"object": r.object,
+            "file": r.file, "success": r.success, "archive_id": r.archive_id,
+            "errors": r.errors})).collect::<Vec<_>>(),
+        "sent_objects": p.sent_objects,
         "name": p.name, "two_stage": p.two_stage, "files": p.files,
         "stage": pb::ProcessStage::try_from(p.stage).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
         "decisions": p.decisions.iter().map(|d| json!({"file": d.file,
@@ -231,14 +385,30 @@ fn record_json(r: &pb::DestructionRecord) -> Value {
     json!({
         "name": r.name, "actor": r.actor, "authorised_by": r.authorised_by,
         "legal_basis": r.legal_basis,
-        "files": r.files.iter().map(|f| json!({"file": f.file, "reference": f.reference,
-            "seq": f.seq, "objects": f.objects, "grounds": f.grounds})).collect::<Vec<_>>(),
+        "files": r.files.iter().map(|f| json!({"file": f.file, "object": f.object,
+            "reference": f.reference, "seq": f.seq, "objects": f.objects,
+            "grounds": f.grounds})).collect::<Vec<_>>(),
         "signed_note": r.signed_note,
     })
 }
 
 fn show_status(s: &pb::DisposalStatus) -> String {
-    format!("{}\t{}\t{}", s.file, s.reference, s.explanation)
+    let mut out = format!("{}\t{}\t{}", s.file, s.reference, s.explanation);
+    if s.object != s.file {
+        out = format!("{}\t{}", s.object, s.explanation);
+    }
+    for p in &s.parts {
+        let decision = pb::DisposalDecision::try_from(p.decision)
+            .map(|d| match d {
+                pb::DisposalDecision::Archive => "A",
+                pb::DisposalDecision::Destroy => "V",
+                pb::DisposalDecision::Appraise => "B",
+                pb::DisposalDecision::Unspecified => "-",
+            })
+            .unwrap_or("-");
+        out.push_str(&format!("\n  {}\t{decision}\t{}", p.object, p.explanation));
+    }
+    out
 }
 
 /// Writes a streamed ZIP to `output` (or its xdomea name), via a `.part` file renamed when
@@ -465,31 +635,47 @@ pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Resu
     Ok(())
 }
 
+/// Where the 0505 of a 0502 goes: `--receipt` (a directory, or a file), else the
+/// message's directory; in a directory, under its xdomea name.
+fn receipt_path(message: &Path, receipt: Option<&Path>, file_name: &str) -> PathBuf {
+    match receipt {
+        Some(p) if p.is_dir() => p.join(file_name),
+        Some(p) => p.to_path_buf(),
+        None => message
+            .parent()
+            .map_or_else(|| PathBuf::from(file_name), |d| d.join(file_name)),
+    }
+}
+
+/// What a re-sent package means for the archive, printed with it.
+fn resend_note(info: &pb::MessageInfo) -> String {
+    format!(
+        "note: this is a re-sent package; it has the name of the first one ({}). An archive \
+         that has already read a 0503 of this process may ignore a second file of that name \
+         (intake software such as x-man remembers the names it processed): tell the archive \
+         it replaces the first package, which it must remove from its intake (or discard) \
+         before it takes this one.",
+        info.file_name
+    )
+}
+
 /// Runs a disposal command.
 pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand) -> Result<()> {
     match command {
-        DisposalCommand::Offer {
-            files: f,
-            output,
-            parties,
-        } => {
+        DisposalCommand::Offer { files: f, output } => {
             let s = c
                 .disposal
                 .offer(pb::OfferRequest {
                     parent: ctx.tenant_name()?,
                     files: files(ctx, f)?,
-                    parties: Some(parties.parties()),
+                    parties: None,
                 })
                 .await?
                 .into_inner();
             let (info, path) = save_zip(s, output.as_deref()).await?;
             print_zip(ctx, &info, &path);
         }
-        DisposalCommand::Receive {
-            message,
-            receipt,
-            parties,
-        } => {
+        DisposalCommand::Receive { message, receipt } => {
             let bytes =
                 std::fs::read(message).with_context(|| format!("reading {}", message.display()))?;
             let r = c
@@ -497,21 +683,14 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .receive_message(pb::ReceiveMessageRequest {
                     parent: ctx.tenant_name()?,
                     message: Bytes::from(bytes),
-                    parties: Some(parties.parties()),
+                    parties: None,
                 })
                 .await?
                 .into_inner();
             let mut written = Value::Null;
-            if !r.receipt.is_empty() {
-                let path = match receipt {
-                    Some(p) => p.clone(),
-                    None => {
-                        let mut p = message.as_os_str().to_owned();
-                        p.push(".0505.xml");
-                        PathBuf::from(p)
-                    }
-                };
-                std::fs::write(&path, &r.receipt)
+            if !r.receipt_zip.is_empty() {
+                let path = receipt_path(message, receipt.as_deref(), &r.receipt_file_name);
+                std::fs::write(&path, &r.receipt_zip)
                     .with_context(|| format!("writing {}", path.display()))?;
                 written = json!(path.display().to_string());
             }
@@ -524,7 +703,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                         .unwrap_or("");
                     match &written {
                         Value::String(w) => {
-                            format!("{}\t{}\t{stage}\t0505 written to {w}", r.message_type, p.name)
+                            format!("{}\t{}\t{stage}\t0505 written to {w}; send it to the archive", r.message_type, p.name)
                         }
                         _ => format!("{}\t{}\t{stage}", r.message_type, p.name),
                     }
@@ -535,31 +714,29 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
             process,
             output,
             resend,
-            parties,
         } => {
             let s = c
                 .disposal
                 .transfer(pb::TransferRequest {
                     process: ctx.name(process, "disposalProcesses")?,
-                    parties: Some(parties.parties()),
+                    parties: None,
                     resend: *resend,
                 })
                 .await?
                 .into_inner();
             let (info, path) = save_zip(s, output.as_deref()).await?;
             print_zip(ctx, &info, &path);
+            if *resend {
+                eprintln!("{}", resend_note(&info));
+            }
         }
-        DisposalCommand::TransferTwoStage {
-            files: f,
-            output,
-            parties,
-        } => {
+        DisposalCommand::TransferTwoStage { files: f, output } => {
             let s = c
                 .disposal
                 .transfer_two_stage(pb::TransferTwoStageRequest {
                     parent: ctx.tenant_name()?,
                     files: files(ctx, f)?,
-                    parties: Some(parties.parties()),
+                    parties: None,
                 })
                 .await?
                 .into_inner();
@@ -614,6 +791,26 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .await?
                 .into_inner();
             ctx.print(json!(r.records), || r.records.join("\n"));
+        }
+        DisposalCommand::Settings { command } => {
+            let name = format!("{}/disposalSettings", ctx.tenant_name()?);
+            let mut current = c
+                .disposal
+                .get_disposal_settings(pb::GetDisposalSettingsRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            if let SettingsCommand::Set(args) = command {
+                args.apply(&mut current);
+                current.name = name;
+                current = c
+                    .disposal
+                    .update_disposal_settings(pb::UpdateDisposalSettingsRequest {
+                        settings: Some(current),
+                    })
+                    .await?
+                    .into_inner();
+            }
+            ctx.print(settings_json(&current), || show_settings(&current));
         }
     }
     Ok(())

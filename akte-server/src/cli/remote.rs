@@ -17,6 +17,8 @@ use akte_server::client::{ClientTls, Clients};
 
 #[path = "disposal.rs"]
 mod disposal;
+#[path = "metadata.rs"]
+mod metadata;
 use akte_server::error::error_info;
 use akte_server::pb::akte::v1 as pb;
 use akte_server::pb::google::r#type::Date;
@@ -247,6 +249,21 @@ pub enum FileCommand {
         /// Subject (Betreff).
         #[arg(long)]
         subject: String,
+        #[command(flatten)]
+        fields: metadata::FileFields,
+    },
+    /// Change a file's metadata: the fields given, exactly (an empty value clears one).
+    Update {
+        /// The file.
+        name: String,
+        /// New subject (Betreff).
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        fields: metadata::FileFields,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Show a file.
     Get {
@@ -296,6 +313,21 @@ pub enum CaseCommand {
         /// Subject.
         #[arg(long)]
         subject: String,
+        #[command(flatten)]
+        fields: metadata::CaseFields,
+    },
+    /// Change a case's metadata: the fields given, exactly (an empty value clears one).
+    Update {
+        /// The case.
+        name: String,
+        /// New subject.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        fields: metadata::CaseFields,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// List cases of a file or case.
     List {
@@ -329,6 +361,21 @@ pub enum DocumentCommand {
         /// Subject.
         #[arg(long)]
         subject: String,
+        #[command(flatten)]
+        fields: metadata::DocumentFields,
+    },
+    /// Change a document's metadata: the fields given, exactly (an empty value clears one).
+    Update {
+        /// The document.
+        name: String,
+        /// New subject.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        fields: metadata::DocumentFields,
+        /// Why (recorded in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
     },
     /// Show a document with its versions.
     Get {
@@ -1062,18 +1109,53 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
         )
     };
     let f = match command {
-        FileCommand::Create { parent, subject } => c
-            .files
-            .create_file(pb::CreateFileRequest {
-                parent: ctx.any_name(parent, "planUnits")?,
-                file: Some(pb::File {
-                    subject: subject.clone(),
-                    ..Default::default()
-                }),
+        FileCommand::Create {
+            parent,
+            subject,
+            fields,
+        } => {
+            let mut file = pb::File {
+                subject: subject.clone(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner(),
+            };
+            fields.apply(&mut file)?;
+            c.files
+                .create_file(pb::CreateFileRequest {
+                    parent: ctx.any_name(parent, "planUnits")?,
+                    file: Some(file),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+        }
+        FileCommand::Update {
+            name,
+            subject,
+            fields,
+            reason,
+        } => {
+            let mut file = pb::File {
+                name: ctx.name(name, "files")?,
+                ..Default::default()
+            };
+            let mut mask = fields.apply(&mut file)?;
+            if let Some(s) = subject {
+                file.subject = s.clone();
+                mask.push("subject".into());
+            }
+            if mask.is_empty() {
+                bail!("nothing to change: give at least one field");
+            }
+            c.files
+                .update_file(pb::UpdateFileRequest {
+                    file: Some(file),
+                    update_mask: Some(prost_types::FieldMask { paths: mask }),
+                    etag: String::new(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner()
+        }
         FileCommand::Get { name } => c
             .files
             .get_file(pb::GetFileRequest {
@@ -1148,18 +1230,53 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
         )
     };
     let k = match command {
-        CaseCommand::Create { parent, subject } => c
-            .cases
-            .create_case(pb::CreateCaseRequest {
-                parent: ctx.any_name(parent, "files")?,
-                case: Some(pb::Case {
-                    subject: subject.clone(),
-                    ..Default::default()
-                }),
+        CaseCommand::Create {
+            parent,
+            subject,
+            fields,
+        } => {
+            let mut case = pb::Case {
+                subject: subject.clone(),
                 ..Default::default()
-            })
-            .await?
-            .into_inner(),
+            };
+            fields.apply(&mut case)?;
+            c.cases
+                .create_case(pb::CreateCaseRequest {
+                    parent: ctx.any_name(parent, "files")?,
+                    case: Some(case),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+        }
+        CaseCommand::Update {
+            name,
+            subject,
+            fields,
+            reason,
+        } => {
+            let mut case = pb::Case {
+                name: ctx.name(name, "cases")?,
+                ..Default::default()
+            };
+            let mut mask = fields.apply(&mut case)?;
+            if let Some(s) = subject {
+                case.subject = s.clone();
+                mask.push("subject".into());
+            }
+            if mask.is_empty() {
+                bail!("nothing to change: give at least one field");
+            }
+            c.cases
+                .update_case(pb::UpdateCaseRequest {
+                    case: Some(case),
+                    update_mask: Some(prost_types::FieldMask { paths: mask }),
+                    etag: String::new(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner()
+        }
         CaseCommand::List { parent } => {
             let r = c
                 .cases
@@ -1202,16 +1319,52 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
     let show =
         |d: &pb::Document| format!("{}\t{} versions\t{}", d.name, d.version_count, d.subject);
     match command {
-        DocumentCommand::Create { parent, subject } => {
+        DocumentCommand::Create {
+            parent,
+            subject,
+            fields,
+        } => {
+            let mut document = pb::Document {
+                subject: subject.clone(),
+                ..Default::default()
+            };
+            fields.apply(&mut document)?;
             let d = c
                 .documents
                 .create_document(pb::CreateDocumentRequest {
                     parent: ctx.any_name(parent, "files")?,
-                    document: Some(pb::Document {
-                        subject: subject.clone(),
-                        ..Default::default()
-                    }),
+                    document: Some(document),
                     ..Default::default()
+                })
+                .await?
+                .into_inner();
+            ctx.print(document_json(&d), || show(&d));
+        }
+        DocumentCommand::Update {
+            name,
+            subject,
+            fields,
+            reason,
+        } => {
+            let mut document = pb::Document {
+                name: ctx.name(name, "documents")?,
+                ..Default::default()
+            };
+            let mut mask = fields.apply(&mut document)?;
+            if let Some(s) = subject {
+                document.subject = s.clone();
+                mask.push("subject".into());
+            }
+            if mask.is_empty() {
+                bail!("nothing to change: give at least one field");
+            }
+            let d = c
+                .documents
+                .update_document(pb::UpdateDocumentRequest {
+                    document: Some(document),
+                    update_mask: Some(prost_types::FieldMask { paths: mask }),
+                    etag: String::new(),
+                    reason: reason.clone(),
                 })
                 .await?
                 .into_inner();

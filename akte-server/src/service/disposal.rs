@@ -4,19 +4,22 @@
 //! deleted when the stream ends (or the client goes away).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use akte_core::records::destruction::DestructionRecord;
-use akte_core::records::{DisposalProcess, ObjectKind, Parties, ProcessStage, TenantRecords};
-use akte_core::xdomea::{self, MessageType, Party};
+use akte_core::records::{
+    DisposalProcess, DisposalSettings, ListCode, ObjectKind, PartyIdentity, ProcessStage,
+    TenantRecords,
+};
+use akte_core::xdomea;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::{ARCHIVE, READ, REGISTRAR_WRITE};
+use crate::auth::{ADMIN, ARCHIVE, READ, REGISTRAR_WRITE};
 use crate::convert;
 use crate::error::ApiError;
 use crate::names;
@@ -31,6 +34,7 @@ pub const MAX_RECEIVED_MESSAGE: usize = 16 << 20;
 
 const PROCESSES: &str = "disposalProcesses";
 const RECORDS: &str = "destructionRecords";
+const SETTINGS: &str = "disposalSettings";
 
 /// The stream of an xdomea ZIP.
 pub type ZipStream = ReceiverStream<Result<pb::MessageChunk, Status>>;
@@ -46,54 +50,121 @@ impl Drop for TempZip {
     }
 }
 
-fn party(field: &str, p: Option<&pb::Party>) -> Result<Party, ApiError> {
-    let p = p.ok_or_else(|| ApiError::field(field, "is required"))?;
-    if p.agency_code.trim().is_empty() || p.agency_name.trim().is_empty() {
-        return Err(ApiError::field(
+/// The parties are the tenant's disposal settings now; a request that still names them
+/// is refused rather than silently ignored.
+fn no_parties(field: &str, p: Option<&pb::Parties>) -> Result<(), ApiError> {
+    match p {
+        None => Ok(()),
+        Some(_) => Err(ApiError::field(
             field,
-            "agency_code and agency_name are required",
-        ));
+            "is no longer used: every message names the agency and the archive of the \
+             tenant's disposal settings (UpdateDisposalSettings, `akte disposal settings \
+             set`); leave it unset",
+        )),
     }
-    Ok(Party {
-        agency_code: Some(p.agency_code.clone()),
-        agency_name: Some(p.agency_name.clone()),
-        institution: (!p.institution.is_empty()).then(|| p.institution.clone()),
-        ..Party::default()
+}
+
+fn list_code(c: &ListCode) -> pb::ListCode {
+    pb::ListCode {
+        code: c.code.clone(),
+        name: c.name.clone(),
+        list_uri: c.list_uri.clone(),
+        list_version_id: c.list_version.clone(),
+    }
+}
+
+fn party_identity(p: &PartyIdentity) -> pb::PartyIdentity {
+    pb::PartyIdentity {
+        key: p.key.as_ref().map(list_code),
+        prefix: p.prefix.as_ref().map(list_code),
+        institution: p.institution.clone(),
+        institution_short: p.institution_short.clone(),
+    }
+}
+
+fn settings_message(tenant: &str, s: &DisposalSettings) -> pb::DisposalSettings {
+    pb::DisposalSettings {
+        name: format!("tenants/{tenant}/{SETTINGS}"),
+        agency: Some(party_identity(&s.agency)),
+        archive: Some(party_identity(&s.archive)),
+    }
+}
+
+/// A code of the request; an empty one (no code) is no code.
+fn parse_code(c: Option<&pb::ListCode>) -> Option<ListCode> {
+    let c = c?;
+    if c.code.is_empty()
+        && c.name.is_empty()
+        && c.list_uri.is_empty()
+        && c.list_version_id.is_empty()
+    {
+        return None;
+    }
+    Some(ListCode {
+        code: c.code.clone(),
+        name: c.name.clone(),
+        list_uri: c.list_uri.clone(),
+        list_version: c.list_version_id.clone(),
     })
 }
 
-fn parties(p: Option<&pb::Parties>) -> Result<Parties, ApiError> {
-    let p = p.ok_or_else(|| ApiError::field("parties", "is required"))?;
-    Ok(Parties {
-        agency: party("parties.agency", p.agency.as_ref())?,
-        archive: party("parties.archive", p.archive.as_ref())?,
-    })
+fn parse_identity(p: Option<&pb::PartyIdentity>) -> PartyIdentity {
+    let Some(p) = p else {
+        return PartyIdentity::default();
+    };
+    PartyIdentity {
+        key: parse_code(p.key.as_ref()),
+        prefix: parse_code(p.prefix.as_ref()),
+        institution: p.institution.clone(),
+        institution_short: p.institution_short.clone(),
+    }
 }
 
-/// The ids of named top-level files of `tenant`.
-fn file_ids(tenant: &str, files: &[String]) -> Result<Vec<Uuid>, ApiError> {
+/// The tenant of `tenants/{tenant}/disposalSettings`.
+fn settings_tenant(field: &str, name: &str) -> Result<String, ApiError> {
+    name.strip_suffix(&format!("/{SETTINGS}"))
+        .and_then(|t| names::tenant(field, t).ok())
+        .ok_or_else(|| ApiError::InvalidName {
+            field: field.into(),
+            reason: format!("{name:?} is not tenants/{{tenant}}/{SETTINGS}"),
+        })
+}
+
+/// The objects named in `files` (of `kinds`) in `tenant`, with their names. One of
+/// another tenant is NOT_FOUND, as everywhere.
+fn objects_named(
+    tenant: &str,
+    files: &[String],
+    kinds: &[ObjectKind],
+) -> Result<Vec<(String, names::ObjectName)>, ApiError> {
     if files.is_empty() {
         return Err(ApiError::field("files", "name at least one file"));
     }
     let mut out = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
-        let field = format!("files[{i}]");
-        let o = names::object_of(&field, f, &[ObjectKind::File])?;
+        let o = names::object_of(&format!("files[{i}]"), f, kinds)?;
         if o.tenant != tenant {
-            return Err(ApiError::field(field, "is in another tenant than parent"));
+            return Err(ApiError::NotFound {
+                resource: f.clone(),
+            });
         }
-        out.push(o.id);
+        out.push((f.clone(), o));
     }
     Ok(out)
 }
 
-/// Checks that every id is a file of the tenant (NOT_FOUND with its name otherwise).
-fn check_files(t: &TenantRecords, tenant: &str, ids: &[Uuid]) -> Result<(), ApiError> {
-    for id in ids {
-        let name = names::object_name(tenant, ObjectKind::File, *id);
-        super::get_kind(t, *id, ObjectKind::File, &name)?;
+/// The ids of named objects, each checked to exist as the kind its name says (NOT_FOUND
+/// with its name otherwise).
+fn existing(
+    t: &TenantRecords,
+    named: &[(String, names::ObjectName)],
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut ids = Vec::with_capacity(named.len());
+    for (name, o) in named {
+        super::get_kind(t, o.id, o.kind, name)?;
+        ids.push(o.id);
     }
-    Ok(())
+    Ok(ids)
 }
 
 fn stage(s: ProcessStage) -> i32 {
@@ -109,8 +180,10 @@ fn stage(s: ProcessStage) -> i32 {
 }
 
 /// The message of a disposal process.
-pub(crate) fn process(tenant: &str, p: &DisposalProcess) -> pb::DisposalProcess {
+pub(crate) fn process(t: &TenantRecords, tenant: &str, p: &DisposalProcess) -> pb::DisposalProcess {
     let file = |id: &Uuid| names::object_name(tenant, ObjectKind::File, *id);
+    let object = |id: &Uuid| names::object_name(tenant, t.kind_of(*id), *id);
+    let tops: std::collections::HashSet<&Uuid> = p.files.iter().collect();
     pb::DisposalProcess {
         name: names::resource_name(tenant, PROCESSES, p.id),
         two_stage: p.two_stage,
@@ -119,11 +192,32 @@ pub(crate) fn process(tenant: &str, p: &DisposalProcess) -> pb::DisposalProcess 
         decisions: p
             .decisions
             .iter()
+            .filter(|(f, _)| tops.contains(f))
             .map(|(f, d)| pb::FileDecision {
                 file: file(f),
                 decision: convert::disposal(*d),
             })
             .collect(),
+        object_decisions: p
+            .decisions
+            .iter()
+            .map(|(o, d)| pb::ObjectDecision {
+                object: object(o),
+                decision: convert::disposal(*d),
+            })
+            .collect(),
+        import_results: p
+            .results
+            .iter()
+            .map(|(o, r)| pb::ImportResult {
+                object: object(o),
+                file: file(&r.file),
+                success: r.success,
+                archive_id: r.archive_id.clone().unwrap_or_default(),
+                errors: r.errors.clone(),
+            })
+            .collect(),
+        sent_objects: u32::try_from(p.sent.len()).unwrap_or(u32::MAX),
         confirmations: p
             .confirmations
             .iter()
@@ -138,6 +232,7 @@ pub(crate) fn process(tenant: &str, p: &DisposalProcess) -> pb::DisposalProcess 
 
 /// The message of a destruction record with its signed note.
 pub(crate) fn record(
+    t: &TenantRecords,
     tenant: &str,
     r: &DestructionRecord,
     note: &akte_core::note::SignedNote,
@@ -152,41 +247,22 @@ pub(crate) fn record(
             .files
             .iter()
             .map(|f| pb::DestroyedFile {
-                file: names::object_name(tenant, ObjectKind::File, f.file),
+                file: names::object_name(tenant, ObjectKind::File, f.within.unwrap_or(f.file)),
                 reference: f.reference.clone(),
                 seq: f.seq,
                 objects: u32::try_from(f.objects.len()).unwrap_or(u32::MAX),
                 grounds: f.grounds.clone(),
+                object: names::object_name(
+                    tenant,
+                    f.objects
+                        .first()
+                        .map_or_else(|| t.kind_of(f.file), |o| o.kind),
+                    f.file,
+                ),
             })
             .collect(),
         signed_note: String::from_utf8_lossy(&note.to_bytes()).into_owned(),
     }
-}
-
-/// The XML of a received message (given as ZIP or XML) and its type.
-fn message_xml(bytes: &[u8]) -> Result<(MessageType, Vec<u8>), ApiError> {
-    let invalid = |reason: String| ApiError::field("message", reason);
-    let xml = if bytes.starts_with(b"PK\x03\x04") {
-        let mut found = None;
-        for t in [
-            MessageType::Appraisal,
-            MessageType::OfferReceipt,
-            MessageType::ImportConfirmation,
-            MessageType::TransferReceipt,
-        ] {
-            if let Ok(xml) =
-                xdomea::read_message_zip(Cursor::new(bytes), t, MAX_RECEIVED_MESSAGE as u64)
-            {
-                found = Some(xml);
-                break;
-            }
-        }
-        found.ok_or_else(|| invalid("the ZIP holds no 0502, 0504, 0506 or 0507 message".into()))?
-    } else {
-        bytes.to_vec()
-    };
-    let (t, _) = xdomea::identify(&xml).map_err(|e| invalid(e.to_string()))?;
-    Ok((t, xml))
 }
 
 /// Writes a ZIP with `produce` to a temporary file in `dir`, then streams it: the first
@@ -303,18 +379,17 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let files = file_ids(&tenant, &r.files)?;
-        let parties = parties(r.parties.as_ref())?;
+        let files = objects_named(&tenant, &r.files, &[ObjectKind::File])?;
+        no_parties("parties", r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
-        let name = tenant.clone();
         stream_zip(
             self.data_dir(),
             tenant,
             xdomea::offer_zip_name,
             move |out| {
-                check_files(&t, &name, &files)?;
-                Ok(t.offer(&actor, &files, &parties, out)?)
+                let ids = existing(&t, &files)?;
+                Ok(t.offer(&actor, &ids, out)?)
             },
         )
         .await
@@ -333,46 +408,35 @@ impl DisposalService for Api {
         if r.message.len() > MAX_RECEIVED_MESSAGE {
             return Err(ApiError::field(
                 "message",
-                format!("{} bytes; at most {MAX_RECEIVED_MESSAGE}", r.message.len()),
+                format!(
+                    "is {} bytes; at most {MAX_RECEIVED_MESSAGE} are accepted",
+                    r.message.len()
+                ),
             )
             .into());
         }
+        no_parties("parties", r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.parent, ARCHIVE)?;
         let actor = caller.actor().to_owned();
-        let out_tenant = tenant.clone();
-        let (kind, p, receipt) = blocking(move || {
-            let (kind, xml) = message_xml(&r.message)?;
-            let (p, receipt) = match kind {
-                MessageType::Appraisal => {
-                    let parties = parties(r.parties.as_ref())?;
-                    t.receive_appraisal(&actor, &xml, &parties)?
-                }
-                MessageType::OfferReceipt => (t.receive_offer_receipt(&actor, &xml)?, Vec::new()),
-                MessageType::TransferReceipt => {
-                    (t.receive_transfer_receipt(&actor, &xml)?, Vec::new())
-                }
-                MessageType::ImportConfirmation => {
-                    (t.receive_import_confirmation(&actor, &xml)?, Vec::new())
-                }
-                other => {
-                    return Err(ApiError::field(
-                        "message",
-                        format!(
-                        "is a {} ({}), which the agency writes; expected 0502, 0504, 0506 or 0507",
-                        other.code(),
-                        other.element_name()
-                    ),
-                    ))
-                }
-            };
-            Ok((kind, p, receipt))
+        let out = blocking(move || {
+            let received = t.receive_message(&actor, &r.message)?;
+            let receipt = received
+                .receipt
+                .unwrap_or_else(|| akte_core::records::OutgoingMessage {
+                    file_name: String::new(),
+                    zip: Vec::new(),
+                    xml: Vec::new(),
+                });
+            Ok(pb::ReceiveMessageResponse {
+                message_type: received.message.code().to_owned(),
+                process: Some(process(&t, &tenant, &received.process)),
+                receipt: Bytes::from(receipt.xml),
+                receipt_zip: Bytes::from(receipt.zip),
+                receipt_file_name: receipt.file_name,
+            })
         })
         .await?;
-        Ok(Response::new(pb::ReceiveMessageResponse {
-            message_type: kind.code().to_owned(),
-            process: Some(process(&out_tenant, &p)),
-            receipt: Bytes::from(receipt),
-        }))
+        Ok(Response::new(out))
     }
 
     async fn transfer(
@@ -382,7 +446,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (tenant, id) = names::resource("process", &r.process, PROCESSES)?;
-        let parties = parties(r.parties.as_ref())?;
+        no_parties("parties", r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.process, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
         let (name, resend) = (r.process, r.resend);
@@ -393,9 +457,9 @@ impl DisposalService for Api {
             move |out| {
                 t.disposal_process(id).map_err(named(&name))?;
                 let out = if resend {
-                    t.resend_transfer(&actor, id, &parties, out)?
+                    t.resend_transfer(&actor, id, out)?
                 } else {
-                    t.transfer(&actor, id, &parties, out)?
+                    t.transfer(&actor, id, out)?
                 };
                 Ok((id, out))
             },
@@ -410,18 +474,17 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let files = file_ids(&tenant, &r.files)?;
-        let parties = parties(r.parties.as_ref())?;
+        let files = objects_named(&tenant, &r.files, &[ObjectKind::File])?;
+        no_parties("parties", r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
-        let name = tenant.clone();
         stream_zip(
             self.data_dir(),
             tenant,
             xdomea::transfer_zip_name,
             move |out| {
-                check_files(&t, &name, &files)?;
-                Ok(t.transfer_two_stage(&actor, &files, &parties, out)?)
+                let ids = existing(&t, &files)?;
+                Ok(t.transfer_two_stage(&actor, &ids, out)?)
             },
         )
         .await
@@ -435,8 +498,12 @@ impl DisposalService for Api {
         let name = req.into_inner().name;
         let (tenant, id) = names::resource("name", &name, PROCESSES)?;
         let t = self.tenant(&caller, &tenant, &name, READ)?;
-        let p = blocking(move || t.disposal_process(id).map_err(named(&name))).await?;
-        Ok(Response::new(process(&tenant, &p)))
+        let out = blocking(move || {
+            let p = t.disposal_process(id).map_err(named(&name))?;
+            Ok(process(&t, &tenant, &p))
+        })
+        .await?;
+        Ok(Response::new(out))
     }
 
     async fn destroy(
@@ -446,14 +513,13 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let files = file_ids(&tenant, &r.files)?;
+        let objects = objects_named(&tenant, &r.files, &[ObjectKind::File, ObjectKind::Case])?;
         let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
-        let name = tenant.clone();
         let out = blocking(move || {
-            check_files(&t, &name, &files)?;
-            let (rec, note) = t.destroy(&actor, &files, &r.legal_basis, &r.authorised_by)?;
-            Ok(record(&name, &rec, &note))
+            let ids = existing(&t, &objects)?;
+            let (rec, note) = t.destroy(&actor, &ids, &r.legal_basis, &r.authorised_by)?;
+            Ok(record(&t, &tenant, &rec, &note))
         })
         .await?;
         Ok(Response::new(out))
@@ -469,7 +535,7 @@ impl DisposalService for Api {
         let t = self.tenant(&caller, &tenant, &name, READ)?;
         let out = blocking(move || {
             let (rec, note) = t.destruction_record(id).map_err(named(&name))?;
-            Ok(record(&tenant, &rec, &note))
+            Ok(record(&t, &tenant, &rec, &note))
         })
         .await?;
         Ok(Response::new(out))
@@ -490,5 +556,37 @@ impl DisposalService for Api {
                 .map(|id| names::resource_name(&tenant, RECORDS, *id))
                 .collect(),
         }))
+    }
+
+    async fn get_disposal_settings(
+        &self,
+        req: Request<pb::GetDisposalSettingsRequest>,
+    ) -> Result<Response<pb::DisposalSettings>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let tenant = settings_tenant("name", &name)?;
+        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let settings = blocking(move || Ok(t.disposal_settings()?)).await?;
+        Ok(Response::new(settings_message(&tenant, &settings)))
+    }
+
+    async fn update_disposal_settings(
+        &self,
+        req: Request<pb::UpdateDisposalSettingsRequest>,
+    ) -> Result<Response<pb::DisposalSettings>, Status> {
+        let caller = self.caller(&req)?;
+        let s = req
+            .into_inner()
+            .settings
+            .ok_or_else(|| ApiError::field("settings", "is required"))?;
+        let tenant = settings_tenant("settings.name", &s.name)?;
+        let t = self.tenant(&caller, &tenant, &s.name, ADMIN)?;
+        let actor = caller.actor().to_owned();
+        let new = DisposalSettings {
+            agency: parse_identity(s.agency.as_ref()),
+            archive: parse_identity(s.archive.as_ref()),
+        };
+        let stored = blocking(move || Ok(t.set_disposal_settings(&actor, &new)?)).await?;
+        Ok(Response::new(settings_message(&tenant, &stored)))
     }
 }

@@ -62,6 +62,12 @@ pub(crate) fn status(
     use pb::DisposalState as S;
     let mut out = pb::DisposalStatus {
         object: names::object_name(tenant, object_kind, e.object),
+        archive_id: e.archive_id.clone().unwrap_or_default(),
+        parts: e
+            .parts
+            .iter()
+            .map(|part| status(t, tenant, part.kind, part))
+            .collect(),
         file: names::object_name(tenant, ObjectKind::File, e.file),
         reference: e.reference.clone(),
         state: S::Unspecified as i32,
@@ -101,14 +107,18 @@ pub(crate) fn status(
                 S::TransferSent
             }
             DisposalProgress::Transferred {
-                process: id,
-                archive_id,
-                on,
+                process: id, on, ..
             } => {
                 out.process = process(id);
-                out.archive_id = archive_id.clone();
                 out.since = convert::date(Some(*on));
                 S::Transferred
+            }
+            DisposalProgress::ImportFailed {
+                process: id, on, ..
+            } => {
+                out.process = process(id);
+                out.since = convert::date(Some(*on));
+                S::ImportFailed
             }
             DisposalProgress::Destroyed { on, record } => {
                 out.destruction_record =
@@ -184,9 +194,10 @@ impl RetentionService for Api {
         } else {
             let u = names::object_of("plan_unit", &r.plan_unit, &[ObjectKind::PlanUnit])?;
             if u.tenant != tenant {
-                return Err(
-                    ApiError::field("plan_unit", "is in another tenant than parent").into(),
-                );
+                return Err(ApiError::NotFound {
+                    resource: r.plan_unit.clone(),
+                }
+                .into());
             }
             Some(u.id)
         };

@@ -7,6 +7,7 @@
 //! [`WitnessError`] and [`ContentError`] are mapped here and nowhere else.
 
 use akte_core::backend::content::ContentError;
+use akte_core::backend::FaultKind;
 use akte_core::journal::JournalError;
 use akte_core::merkle::MerkleError;
 use akte_core::records::RecordsError;
@@ -220,13 +221,37 @@ fn store_parts(e: &StoreError) -> Option<Parts> {
         StoreError::Fenced { tenant, .. } => parts(
             Code::Unavailable,
             "TENANT_FENCED",
-            format!("tenant {tenant} accepts no writes until the server is restarted"),
+            format!(
+                "tenant {tenant} accepts no writes for now after a storage failure; retry later"
+            ),
         ),
         StoreError::Content(ContentError::Corrupt { .. }) => {
             parts(Code::DataLoss, "CONTENT_CORRUPT", msg)
         }
-        _ => return None,
+        // Storage faults by their kind, whatever the backend: a full disk is an answer, a
+        // failing device or connection is worth a retry.
+        _ => match e.kind() {
+            FaultKind::StorageFull => {
+                parts(Code::ResourceExhausted, "STORAGE_FULL", msg).meta("place", place_of(e))
+            }
+            FaultKind::Unavailable => {
+                parts(Code::Unavailable, "STORAGE_UNAVAILABLE", msg).meta("place", place_of(e))
+            }
+            _ => return None,
+        },
     })
+}
+
+/// What failed, for the `place` metadata of a storage fault.
+fn place_of(e: &StoreError) -> String {
+    match e {
+        StoreError::Journal(_) => "journal",
+        StoreError::Content(_) => "content",
+        StoreError::Index(_) => "index",
+        StoreError::Meta(_) => "metadata",
+        _ => "storage",
+    }
+    .to_owned()
 }
 
 fn invalid_field(field: &str, msg: String) -> Parts {
@@ -520,4 +545,45 @@ pub fn error_info(status: &Status) -> Option<rpc::ErrorInfo> {
 /// The reason of a status received from akted (empty when it has none).
 pub fn reason(status: &Status) -> String {
     error_info(status).map(|i| i.reason).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod storage_fault_tests {
+    use super::*;
+    use akte_core::backend::FaultKind;
+
+    fn fenced(cause: FaultKind) -> Status {
+        ApiError::Store(StoreError::Content(ContentError::Fenced {
+            place: "/data/tenants/t/content/packs".into(),
+            reason: "No space left on device (os error 28)".into(),
+            cause,
+        }))
+        .to_status()
+    }
+
+    #[test]
+    fn storage_faults_answer_by_their_kind() {
+        let full = fenced(FaultKind::StorageFull);
+        assert_eq!(full.code(), Code::ResourceExhausted);
+        assert_eq!(reason(&full), "STORAGE_FULL");
+        let info = error_info(&full).unwrap();
+        assert_eq!(
+            info.metadata.get("place").map(String::as_str),
+            Some("content")
+        );
+        let failing = fenced(FaultKind::Unavailable);
+        assert_eq!(failing.code(), Code::Unavailable);
+        assert_eq!(reason(&failing), "STORAGE_UNAVAILABLE");
+        let io = ApiError::Store(StoreError::Journal(JournalError::Io(
+            akte_core::backend::IoFailure::new(
+                "fdatasync",
+                "/data/tenants/t/journal/00000000000000000000.seg",
+                std::io::Error::from_raw_os_error(5),
+            ),
+        )))
+        .to_status();
+        assert_eq!(io.code(), Code::Unavailable);
+        assert_eq!(reason(&io), "STORAGE_UNAVAILABLE");
+        assert!(io.message().contains("journal"), "{}", io.message());
+    }
 }

@@ -121,6 +121,70 @@ impl Running {
     }
 }
 
+/// Health service name whose status says whether every tenant accepts writes; each
+/// tenant has its own as `akte.writes/<tenant>`.
+pub const WRITES_HEALTH: &str = "akte.writes";
+
+/// Once a second: which tenants accept writes, as health statuses an orchestrator can
+/// watch (`akte.writes` and `akte.writes/<tenant>`: NOT_SERVING while a full disk or a
+/// failing device keeps a tenant from writing). Looking a fenced or unavailable tenant up
+/// also opens it again, so it heals without traffic too.
+async fn watch_writes(
+    health: tonic_health::server::HealthReporter,
+    records: Records,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tonic_health::ServingStatus;
+    tokio::pin!(stop);
+    let mut last: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut all_last = None;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let store = records.store().clone();
+        let states = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for t in store.tenants() {
+                let writable = t.fenced().is_none()
+                    || store.tenant(t.id()).is_ok_and(|t| t.fenced().is_none());
+                out.push((t.id().to_owned(), writable));
+            }
+            for id in store.unavailable_tenants().into_keys() {
+                let writable = store.tenant(&id).is_ok_and(|t| t.fenced().is_none());
+                out.push((id, writable));
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        let status = |ok: bool| {
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        for (id, writable) in &states {
+            if last.get(id) != Some(writable) {
+                if !writable {
+                    tracing::warn!(tenant = %id, "tenant accepts no writes; health akte.writes/{id} is NOT_SERVING until it heals");
+                }
+                health
+                    .set_service_status(format!("{WRITES_HEALTH}/{id}"), status(*writable))
+                    .await;
+                last.insert(id.clone(), *writable);
+            }
+        }
+        let all = states.iter().all(|(_, w)| *w);
+        if all_last != Some(all) {
+            health.set_service_status(WRITES_HEALTH, status(all)).await;
+            all_last = Some(all);
+        }
+    }
+}
+
 async fn triggered(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
@@ -276,6 +340,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         );
 
     let (shutdown, rx) = watch::channel(false);
+    tokio::spawn(watch_writes(
+        health.clone(),
+        state.records.clone(),
+        triggered(rx.clone()),
+    ));
     if let Some(l) = metrics_listener {
         tokio::spawn(serve_http(
             l,

@@ -1791,6 +1791,41 @@ async fn health_reflection_and_metrics_endpoint() -> R<()> {
         r.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // Whether tenants accept writes: overall and per tenant, checked once a second.
+    let mut admin = env.admin().await;
+    admin
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "health".into(),
+        })
+        .await?;
+    let mut writes = None;
+    for _ in 0..50 {
+        let per_tenant = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "akte.writes/health".into(),
+            })
+            .await;
+        if let Ok(r) = per_tenant {
+            writes = Some(r.into_inner().status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        writes,
+        Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    );
+    let all = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "akte.writes".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        all.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     let mut refl = ServerReflectionClient::new(channel);
     let mut s = refl
         .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {

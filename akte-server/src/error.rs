@@ -2,9 +2,12 @@
 //!
 //! Every error leaves the server as a `tonic::Status` whose details (the
 //! `grpc-status-details-bin` trailer) hold an encoded `google.rpc.Status` with a
-//! `google.rpc.ErrorInfo` (domain [`DOMAIN`], a stable reason from `akte.v1.ErrorReason`)
-//! and, for invalid fields, a `google.rpc.BadRequest`. [`RecordsError`], [`StoreError`],
-//! [`WitnessError`] and [`ContentError`] are mapped here and nowhere else.
+//! `google.rpc.ErrorInfo` (domain [`DOMAIN`], a stable reason from the generated
+//! `akte.v1.ErrorReason` enum, never a string typed here) and, for invalid fields, a
+//! `google.rpc.BadRequest`. [`RecordsError`], [`StoreError`], [`WitnessError`] and
+//! [`ContentError`] are mapped here and nowhere else, by matches that name every variant:
+//! a new core error does not compile until it is given a code and a reason (the one
+//! exception, `ContentError`, is `#[non_exhaustive]`; its unnamed variants are INTERNAL).
 
 use akte_core::content::ContentError;
 use akte_core::journal::JournalError;
@@ -16,10 +19,11 @@ use bytes::Bytes;
 use prost::Message;
 use tonic::{Code, Status};
 
+use crate::pb::akte::v1::ErrorReason as R;
 use crate::pb::google::rpc;
 
 /// The `ErrorInfo.domain` of every akte error.
-pub const DOMAIN: &str = "akte.example";
+pub const DOMAIN: &str = "akte.de";
 
 /// An error of an API call, before it becomes a gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,61 @@ pub enum ApiError {
     /// Too many calls in flight.
     #[error("the server is at its limit of {0} concurrent calls; retry shortly")]
     Overloaded(usize),
+    /// The server is draining calls before it stops.
+    #[error("the server is shutting down; retry shortly (against the restarted server)")]
+    ShuttingDown,
+    /// A page token that this server did not hand out for this listing.
+    #[error("invalid page_token: not a token of this listing (altered, of another listing, or sent with other request fields); start again without a token")]
+    InvalidPageToken,
+    /// A write to an upload session at the wrong offset, or taken over by another write.
+    #[error("{reason}; the session holds {persisted} bytes: resume from there")]
+    UploadOffsetMismatch {
+        /// Bytes the session holds.
+        persisted: u64,
+        /// What happened.
+        reason: String,
+    },
+    /// An import of an upload session that is missing bytes.
+    #[error("the upload session holds {persisted} of its {size} bytes; write the rest first")]
+    UploadIncomplete {
+        /// Bytes the session holds.
+        persisted: u64,
+        /// Bytes declared.
+        size: u64,
+    },
+    /// A download range that starts beyond the end.
+    #[error("offset {offset} is beyond the end of the {size} bytes")]
+    InvalidRange {
+        /// The offset asked for.
+        offset: u64,
+        /// The size of the bytes.
+        size: u64,
+    },
+    /// A limit per tenant.
+    #[error("the tenant has reached its limit of {limit} {what}; {hint}")]
+    QuotaExceeded {
+        /// What is limited.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The request does not fit the state of a resource of the server's own (an operation,
+    /// an upload session).
+    #[error("{resource}: {reason}")]
+    FailedPrecondition {
+        /// The resource.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// A long-running operation was cancelled.
+    #[error("the operation was cancelled")]
+    OperationCancelled,
+    /// A long-running operation was running when the server stopped.
+    #[error("{0}")]
+    OperationInterrupted(String),
     /// A records-model error.
     #[error(transparent)]
     Records(#[from] RecordsError),
@@ -149,14 +208,14 @@ impl From<ContentError> for ApiError {
 /// The parts of a status: code, reason, message and metadata.
 struct Parts {
     code: Code,
-    reason: &'static str,
+    reason: R,
     message: String,
     metadata: Vec<(&'static str, String)>,
     bad_field: Option<(String, String)>,
     retry_ms: Option<u64>,
 }
 
-fn parts(code: Code, reason: &'static str, message: String) -> Parts {
+fn parts(code: Code, reason: R, message: String) -> Parts {
     Parts {
         code,
         reason,
@@ -172,90 +231,158 @@ impl Parts {
         self.metadata.push((key, value.into()));
         self
     }
+
+    fn retry(mut self, ms: u64) -> Parts {
+        self.retry_ms = Some(ms);
+        self
+    }
 }
 
-fn store_parts(e: &StoreError) -> Option<Parts> {
+/// INTERNAL for a failure of the server's own data or machinery. The cause may name server
+/// paths: it is logged, the client sees a generic message.
+fn internal(cause: &dyn std::fmt::Display) -> Parts {
+    tracing::error!(error = %cause, "internal error");
+    parts(
+        Code::Internal,
+        R::Internal,
+        "internal error; the server log has the details".into(),
+    )
+}
+
+fn invalid_field(field: &str, msg: String) -> Parts {
+    let mut p = parts(Code::InvalidArgument, R::InvalidField, msg.clone());
+    p.bad_field = Some((field.to_owned(), msg));
+    p.meta("field", field.to_owned())
+}
+
+fn beyond_journal(msg: String) -> Parts {
+    parts(Code::OutOfRange, R::BeyondJournal, msg)
+}
+
+fn content_parts(e: &ContentError) -> Parts {
     let msg = e.to_string();
-    Some(match e {
+    match e {
+        ContentError::NotFound { digest, .. } => {
+            parts(Code::FailedPrecondition, R::ContentNotUploaded, msg)
+                .meta("sha256", digest.to_hex())
+        }
+        ContentError::Corrupt { .. } => parts(Code::DataLoss, R::ContentCorrupt, msg),
+        ContentError::DigestMismatch { expected, actual } => {
+            parts(Code::InvalidArgument, R::DigestMismatch, msg)
+                .meta("expected_sha256", expected.to_hex())
+                .meta("actual_sha256", actual.to_hex())
+        }
+        ContentError::SizeMismatch { expected, actual } => {
+            parts(Code::InvalidArgument, R::SizeMismatch, msg)
+                .meta("expected_size", expected.to_string())
+                .meta("actual_size", actual.to_string())
+        }
+        ContentError::Io(_)
+        | ContentError::Read { .. }
+        | ContentError::Compress { .. }
+        | ContentError::Stray { .. }
+        | ContentError::InvalidLevel { .. } => internal(e),
+        // ContentError is #[non_exhaustive]: variants added later are the server's problem
+        // until they are named here.
+        _ => internal(e),
+    }
+}
+
+fn journal_parts(e: &JournalError, msg: String) -> Parts {
+    match e {
+        JournalError::OutOfRange { seq, len } => beyond_journal(msg)
+            .meta("requested", seq.to_string())
+            .meta("available", len.to_string()),
+        JournalError::Fenced { .. } => parts(Code::Unavailable, R::TenantFenced, msg).retry(1000),
+        JournalError::Io(_)
+        | JournalError::Segment(_)
+        | JournalError::Inconsistent { .. }
+        | JournalError::InvalidEntry(_)
+        | JournalError::AttachmentMismatch(_) => internal(e),
+    }
+}
+
+fn store_parts(e: &StoreError) -> Parts {
+    let msg = e.to_string();
+    match e {
         StoreError::UnknownTenant(t) => parts(
             Code::NotFound,
-            "NOT_FOUND",
+            R::NotFound,
             format!("tenants/{t} not found"),
         )
         .meta("resource", format!("tenants/{t}")),
-        StoreError::TenantExists(t) => parts(Code::AlreadyExists, "ALREADY_EXISTS", msg)
+        StoreError::TenantExists(t) => parts(Code::AlreadyExists, R::AlreadyExists, msg)
             .meta("resource", format!("tenants/{t}")),
-        StoreError::InvalidTenantId { .. } => {
-            let mut p = parts(Code::InvalidArgument, "INVALID_FIELD", msg.clone());
-            p.bad_field = Some(("tenant_id".into(), msg));
-            p.meta("field", "tenant_id")
-        }
+        StoreError::InvalidTenantId { .. } => invalid_field("tenant_id", msg),
         StoreError::ContentMissing { digest, .. } => {
-            parts(Code::FailedPrecondition, "CONTENT_NOT_UPLOADED", msg)
+            parts(Code::FailedPrecondition, R::ContentNotUploaded, msg)
                 .meta("sha256", digest.to_hex())
         }
         StoreError::ContentSize {
             declared, actual, ..
-        } => parts(Code::InvalidArgument, "SIZE_MISMATCH", msg)
+        } => parts(Code::InvalidArgument, R::SizeMismatch, msg)
             .meta("expected_size", declared.to_string())
             .meta("actual_size", actual.to_string()),
         StoreError::BeyondJournal {
             requested,
             available,
-        } => parts(Code::OutOfRange, "BEYOND_JOURNAL", msg)
+        } => beyond_journal(msg)
             .meta("requested", requested.to_string())
             .meta("available", available.to_string()),
-        StoreError::Journal(JournalError::OutOfRange { seq, len }) => {
-            parts(Code::OutOfRange, "BEYOND_JOURNAL", msg)
-                .meta("requested", seq.to_string())
-                .meta("available", len.to_string())
-        }
-        StoreError::Merkle(MerkleError::IndexOutOfRange { .. })
-        | StoreError::Merkle(MerkleError::InvalidSizes { .. }) => {
-            parts(Code::OutOfRange, "BEYOND_JOURNAL", msg)
-        }
         StoreError::NoCheckpoint(t) => {
-            parts(Code::NotFound, "NO_CHECKPOINT", msg).meta("resource", format!("tenants/{t}"))
+            parts(Code::NotFound, R::NoCheckpoint, msg).meta("resource", format!("tenants/{t}"))
         }
         StoreError::Fenced { tenant, .. } => parts(
             Code::Unavailable,
-            "TENANT_FENCED",
+            R::TenantFenced,
             format!("tenant {tenant} accepts no writes until the server is restarted"),
-        ),
-        StoreError::Content(ContentError::Corrupt { .. }) => {
-            parts(Code::DataLoss, "CONTENT_CORRUPT", msg)
-        }
-        _ => return None,
-    })
+        )
+        .retry(1000),
+        StoreError::Content(c) => content_parts(c),
+        StoreError::Journal(j) => journal_parts(j, msg),
+        StoreError::Merkle(MerkleError::IndexOutOfRange { .. })
+        | StoreError::Merkle(MerkleError::InvalidSizes { .. }) => beyond_journal(msg),
+        StoreError::Merkle(
+            MerkleError::InvalidRange { .. }
+            | MerkleError::PeakCount { .. }
+            | MerkleError::TreeFull { .. }
+            | MerkleError::MissingNode { .. }
+            | MerkleError::Source(_),
+        ) => internal(e),
+        // The server's own files: the data directory, a damaged tenant, the index, keys
+        // and stored notes.
+        StoreError::Io(_)
+        | StoreError::NotAStore { .. }
+        | StoreError::UnsupportedFormat { .. }
+        | StoreError::Locked { .. }
+        | StoreError::TenantUnavailable { .. }
+        | StoreError::Index(_)
+        | StoreError::Key(_)
+        | StoreError::Note(_) => internal(e),
+    }
 }
 
-fn invalid_field(field: &str, msg: String) -> Parts {
-    let mut p = parts(Code::InvalidArgument, "INVALID_FIELD", msg.clone());
-    p.bad_field = Some((field.to_owned(), msg));
-    p.meta("field", field.to_owned())
-}
-
-fn witness_parts(e: &WitnessError) -> Option<Parts> {
+fn witness_parts(e: &WitnessError) -> Parts {
     let msg = e.to_string();
-    Some(match e {
+    match e {
         WitnessError::InvalidKey(_) | WitnessError::OwnKey { .. } => {
             invalid_field("verifier_key", msg)
         }
         WitnessError::NameTaken { existing, .. } => {
-            parts(Code::AlreadyExists, "ALREADY_EXISTS", msg).meta("existing", existing.clone())
+            parts(Code::AlreadyExists, R::AlreadyExists, msg).meta("existing", existing.clone())
         }
         WitnessError::KeyTaken { existing } => {
-            parts(Code::AlreadyExists, "ALREADY_EXISTS", msg).meta("existing", existing.clone())
+            parts(Code::AlreadyExists, R::AlreadyExists, msg).meta("existing", existing.clone())
         }
         WitnessError::TooMany { limit, .. } => {
-            parts(Code::FailedPrecondition, "INVALID_STATE", msg).meta("limit", limit.to_string())
+            parts(Code::FailedPrecondition, R::InvalidState, msg).meta("limit", limit.to_string())
         }
         WitnessError::NoSuchWitness {
             tenant,
             fingerprint,
         } => {
             let resource = format!("tenants/{tenant}/witnesses/{fingerprint}");
-            parts(Code::NotFound, "NOT_FOUND", format!("{resource} not found"))
+            parts(Code::NotFound, R::NotFound, format!("{resource} not found"))
                 .meta("resource", resource)
         }
         WitnessError::MalformedNote(_)
@@ -264,7 +391,7 @@ fn witness_parts(e: &WitnessError) -> Option<Parts> {
         | WitnessError::Note(_) => invalid_field("cosigned_note", msg),
         WitnessError::NotStored { tenant, size } => {
             let resource = format!("tenants/{tenant}/checkpoints/{size}");
-            parts(Code::NotFound, "NOT_FOUND", format!("{resource} not found"))
+            parts(Code::NotFound, R::NotFound, format!("{resource} not found"))
                 .meta("resource", resource)
         }
         WitnessError::CheckpointMismatch {
@@ -272,156 +399,171 @@ fn witness_parts(e: &WitnessError) -> Option<Parts> {
             stored_root,
             given_root,
             ..
-        } => parts(Code::InvalidArgument, "CHECKPOINT_MISMATCH", msg)
+        } => parts(Code::InvalidArgument, R::CheckpointMismatch, msg)
             .meta("tree_size", size.to_string())
             .meta("stored_root", stored_root.clone())
             .meta("given_root", given_root.clone()),
         WitnessError::UnknownWitness { name, key_id, .. } => {
-            parts(Code::FailedPrecondition, "WITNESS_UNKNOWN", msg)
+            parts(Code::FailedPrecondition, R::WitnessUnknown, msg)
                 .meta("witness", name.clone())
                 .meta("key_id", key_id.clone())
         }
         WitnessError::BadCosignature { name, .. } => {
-            parts(Code::InvalidArgument, "COSIGNATURE_INVALID", msg).meta("witness", name.clone())
+            parts(Code::InvalidArgument, R::CosignatureInvalid, msg).meta("witness", name.clone())
         }
-        WitnessError::Store(s) => return store_parts(s),
-        // A damaged witness list or stored note, or an I/O failure: the server's own data,
-        // logged with its path; the client sees INTERNAL.
+        WitnessError::Store(s) => store_parts(s),
+        // A damaged witness list or stored note, or an I/O failure: the server's own data.
         WitnessError::DamagedList { .. }
         | WitnessError::DamagedCheckpoint { .. }
-        | WitnessError::Io(_) => return None,
-    })
+        | WitnessError::Io(_) => internal(e),
+    }
 }
 
-fn records_parts(e: &RecordsError) -> Option<Parts> {
+fn records_parts(e: &RecordsError) -> Parts {
     let msg = e.to_string();
-    Some(match e {
+    match e {
         RecordsError::Invalid { field, reason } => {
-            let mut p = parts(Code::InvalidArgument, "INVALID_FIELD", msg.clone());
+            let mut p = parts(Code::InvalidArgument, R::InvalidField, msg.clone());
             p.bad_field = Some((field.clone(), reason.clone()));
             p.meta("field", field.clone())
         }
-        RecordsError::NotFound { id, what } => parts(Code::NotFound, "NOT_FOUND", msg)
+        RecordsError::NotFound { id, what } => parts(Code::NotFound, R::NotFound, msg)
             .meta("resource", id.clone())
             .meta("what", what.clone()),
         RecordsError::WrongKind {
             id,
             expected,
             found,
-        } => parts(Code::InvalidArgument, "WRONG_KIND", msg)
+        } => parts(Code::InvalidArgument, R::WrongKind, msg)
             .meta("resource", id.clone())
             .meta("expected", expected.clone())
             .meta("found", found.name()),
-        RecordsError::Closed { id, kind } => parts(Code::FailedPrecondition, "OBJECT_CLOSED", msg)
+        RecordsError::Closed { id, kind } => parts(Code::FailedPrecondition, R::ObjectClosed, msg)
             .meta("resource", id.clone())
             .meta("kind", kind.name()),
         RecordsError::FailedPrecondition { id, .. } => {
-            parts(Code::FailedPrecondition, "INVALID_STATE", msg).meta("resource", id.clone())
+            parts(Code::FailedPrecondition, R::InvalidState, msg).meta("resource", id.clone())
         }
-        RecordsError::StaleRevision { id, current, .. } => parts(Code::Aborted, "STALE_ETAG", msg)
+        RecordsError::StaleRevision { id, current, .. } => parts(Code::Aborted, R::StaleEtag, msg)
             .meta("resource", id.clone())
             .meta("current_etag", current.to_string()),
         RecordsError::DuplicateCode { code, existing } => {
-            parts(Code::AlreadyExists, "DUPLICATE_CODE", msg)
+            parts(Code::AlreadyExists, R::DuplicateCode, msg)
                 .meta("code", code.clone())
                 .meta("resource", existing.clone())
         }
         RecordsError::AlreadyExists { id } => {
-            parts(Code::AlreadyExists, "ALREADY_EXISTS", msg).meta("resource", id.clone())
+            parts(Code::AlreadyExists, R::AlreadyExists, msg).meta("resource", id.clone())
         }
         RecordsError::Cycle { id, .. } => {
-            parts(Code::InvalidArgument, "PLAN_UNIT_CYCLE", msg).meta("resource", id.clone())
+            parts(Code::InvalidArgument, R::PlanUnitCycle, msg).meta("resource", id.clone())
         }
         RecordsError::InUse { id, .. } => {
-            parts(Code::FailedPrecondition, "PLAN_UNIT_IN_USE", msg).meta("resource", id.clone())
+            parts(Code::FailedPrecondition, R::PlanUnitInUse, msg).meta("resource", id.clone())
         }
         RecordsError::Inactive { id } => {
-            parts(Code::FailedPrecondition, "PLAN_UNIT_INACTIVE", msg).meta("resource", id.clone())
+            parts(Code::FailedPrecondition, R::PlanUnitInactive, msg).meta("resource", id.clone())
         }
         RecordsError::IdempotencyConflict { request_id } => {
-            parts(Code::InvalidArgument, "REQUEST_ID_REUSED", msg)
+            parts(Code::InvalidArgument, R::RequestIdReused, msg)
                 .meta("request_id", request_id.clone())
         }
-        RecordsError::Destroyed { kind, id, on } => parts(Code::NotFound, "OBJECT_DESTROYED", msg)
+        RecordsError::Destroyed { kind, id, on } => parts(Code::NotFound, R::ObjectDestroyed, msg)
             .meta("resource", id.clone())
             .meta("kind", kind.name())
             .meta("destroyed_on", on.to_string()),
-        RecordsError::Store(s) => return store_parts(s),
-        _ => return None,
-    })
+        RecordsError::Store(s) => store_parts(s),
+        RecordsError::Index(_) | RecordsError::Internal(_) => internal(e),
+    }
 }
 
 impl ApiError {
     fn parts(&self) -> Parts {
         let msg = self.to_string();
-        let known = match self {
+        match self {
             ApiError::InvalidField { field, reason } => {
-                let mut p = parts(Code::InvalidArgument, "INVALID_FIELD", msg);
+                let mut p = parts(Code::InvalidArgument, R::InvalidField, msg);
                 p.bad_field = Some((field.clone(), reason.clone()));
-                Some(p.meta("field", field.clone()))
+                p.meta("field", field.clone())
             }
             ApiError::InvalidName { field, reason } => {
-                let mut p = parts(Code::InvalidArgument, "INVALID_NAME", msg);
+                let mut p = parts(Code::InvalidArgument, R::InvalidName, msg);
                 p.bad_field = Some((field.clone(), reason.clone()));
-                Some(p.meta("field", field.clone()))
+                p.meta("field", field.clone())
             }
             ApiError::NotFound { resource } => {
-                Some(parts(Code::NotFound, "NOT_FOUND", msg).meta("resource", resource.clone()))
+                parts(Code::NotFound, R::NotFound, msg).meta("resource", resource.clone())
             }
-            ApiError::Unauthenticated(_) => {
-                Some(parts(Code::Unauthenticated, "UNAUTHENTICATED", msg))
+            ApiError::Unauthenticated(_) => parts(Code::Unauthenticated, R::Unauthenticated, msg),
+            ApiError::PermissionDenied { required } => {
+                parts(Code::PermissionDenied, R::PermissionDenied, msg)
+                    .meta("required", required.clone())
             }
-            ApiError::PermissionDenied { required } => Some(
-                parts(Code::PermissionDenied, "PERMISSION_DENIED", msg)
-                    .meta("required", required.clone()),
-            ),
-            ApiError::UploadProtocol(_) => {
-                Some(parts(Code::InvalidArgument, "UPLOAD_PROTOCOL", msg))
-            }
-            ApiError::Stream { code, .. } => Some(parts(*code, "UPLOAD_PROTOCOL", msg)),
-            ApiError::UploadIdle(_) => Some(parts(Code::DeadlineExceeded, "UPLOAD_IDLE", msg)),
+            ApiError::UploadProtocol(_) => parts(Code::InvalidArgument, R::UploadProtocol, msg),
+            ApiError::Stream { code, .. } => parts(*code, R::UploadProtocol, msg),
+            ApiError::UploadIdle(_) => parts(Code::DeadlineExceeded, R::UploadIdle, msg),
             ApiError::SizeMismatch {
                 expected, actual, ..
-            } => Some(
-                parts(Code::InvalidArgument, "SIZE_MISMATCH", msg)
-                    .meta("expected_size", expected.to_string())
-                    .meta("actual_size", actual.to_string()),
-            ),
-            ApiError::DigestMismatch { expected, actual } => Some(
-                parts(Code::InvalidArgument, "DIGEST_MISMATCH", msg)
+            } => parts(Code::InvalidArgument, R::SizeMismatch, msg)
+                .meta("expected_size", expected.to_string())
+                .meta("actual_size", actual.to_string()),
+            ApiError::DigestMismatch { expected, actual } => {
+                parts(Code::InvalidArgument, R::DigestMismatch, msg)
                     .meta("expected_sha256", expected.clone())
-                    .meta("actual_sha256", actual.clone()),
-            ),
-            ApiError::ContentNotUploaded { sha256 } => Some(
-                parts(Code::FailedPrecondition, "CONTENT_NOT_UPLOADED", msg)
-                    .meta("sha256", sha256.clone()),
-            ),
-            ApiError::ContentCorrupt(_) => Some(parts(Code::DataLoss, "CONTENT_CORRUPT", msg)),
-            ApiError::Overloaded(_) => {
-                let mut p = parts(Code::ResourceExhausted, "OVERLOADED", msg);
-                p.retry_ms = Some(200);
-                Some(p)
+                    .meta("actual_sha256", actual.clone())
             }
+            ApiError::ContentNotUploaded { sha256 } => {
+                parts(Code::FailedPrecondition, R::ContentNotUploaded, msg)
+                    .meta("sha256", sha256.clone())
+            }
+            ApiError::ContentCorrupt(_) => parts(Code::DataLoss, R::ContentCorrupt, msg),
+            ApiError::Overloaded(_) => {
+                parts(Code::ResourceExhausted, R::Overloaded, msg).retry(200)
+            }
+            ApiError::ShuttingDown => parts(Code::Unavailable, R::ShuttingDown, msg).retry(1000),
+            ApiError::InvalidPageToken => {
+                let mut p = parts(Code::InvalidArgument, R::InvalidPageToken, msg.clone());
+                p.bad_field = Some(("page_token".into(), msg));
+                p.meta("field", "page_token")
+            }
+            ApiError::UploadOffsetMismatch { persisted, .. } => {
+                parts(Code::Aborted, R::UploadOffsetMismatch, msg)
+                    .meta("persisted_size", persisted.to_string())
+            }
+            ApiError::UploadIncomplete { persisted, size } => {
+                parts(Code::FailedPrecondition, R::UploadIncomplete, msg)
+                    .meta("persisted_size", persisted.to_string())
+                    .meta("size", size.to_string())
+            }
+            ApiError::InvalidRange { size, .. } => {
+                parts(Code::OutOfRange, R::InvalidRange, msg).meta("size", size.to_string())
+            }
+            ApiError::QuotaExceeded { what, limit, .. } => {
+                parts(Code::ResourceExhausted, R::QuotaExceeded, msg)
+                    .meta("what", *what)
+                    .meta("limit", limit.to_string())
+            }
+            ApiError::FailedPrecondition { resource, .. } => {
+                parts(Code::FailedPrecondition, R::InvalidState, msg)
+                    .meta("resource", resource.clone())
+            }
+            ApiError::OperationCancelled => parts(Code::Cancelled, R::OperationCancelled, msg),
+            ApiError::OperationInterrupted(_) => parts(Code::Aborted, R::OperationInterrupted, msg),
             ApiError::Records(e) => records_parts(e),
             ApiError::Store(e) => store_parts(e),
             ApiError::Witness(e) => witness_parts(e),
-            ApiError::Internal(_) => None,
-        };
-        known.unwrap_or_else(|| {
-            // Internal errors may name server paths: log them, tell the client little.
-            tracing::error!(error = %self, "internal error");
-            parts(
-                Code::Internal,
-                "INTERNAL",
-                "internal error; the server log has the details".into(),
-            )
-        })
+            ApiError::Internal(_) => internal(self),
+        }
     }
 
     /// The gRPC status for this error, with its details.
     pub fn to_status(&self) -> Status {
-        let p = self.parts();
-        build_status(p)
+        build_status(self.parts())
+    }
+
+    /// The `google.rpc.Status` of this error (for `Operation.error`).
+    pub fn to_rpc_status(&self) -> rpc::Status {
+        rpc_status(self.parts())
     }
 }
 
@@ -432,11 +574,11 @@ fn any<M: Message>(type_name: &str, m: &M) -> prost_types::Any {
     }
 }
 
-fn build_status(p: Parts) -> Status {
+fn rpc_status(p: Parts) -> rpc::Status {
     let mut details = vec![any(
         "google.rpc.ErrorInfo",
         &rpc::ErrorInfo {
-            reason: p.reason.to_owned(),
+            reason: p.reason.as_str_name().to_owned(),
             domain: DOMAIN.to_owned(),
             metadata: p
                 .metadata
@@ -452,7 +594,7 @@ fn build_status(p: Parts) -> Status {
                 field_violations: vec![rpc::bad_request::FieldViolation {
                     field,
                     description,
-                    reason: p.reason.to_owned(),
+                    reason: p.reason.as_str_name().to_owned(),
                     localized_message: None,
                 }],
             },
@@ -469,12 +611,21 @@ fn build_status(p: Parts) -> Status {
             },
         ));
     }
-    let status = rpc::Status {
+    rpc::Status {
         code: p.code as i32,
-        message: p.message.clone(),
+        message: p.message,
         details,
-    };
-    Status::with_details(p.code, p.message, Bytes::from(status.encode_to_vec()))
+    }
+}
+
+fn build_status(p: Parts) -> Status {
+    let code = p.code;
+    let status = rpc_status(p);
+    Status::with_details(
+        code,
+        status.message.clone(),
+        Bytes::from(status.encode_to_vec()),
+    )
 }
 
 impl From<ApiError> for Status {
@@ -484,7 +635,7 @@ impl From<ApiError> for Status {
 }
 
 /// A status for the server itself (overload, shutdown), built like every other.
-pub fn server_status(code: Code, reason: &'static str, message: &str) -> Status {
+pub fn server_status(code: Code, reason: R, message: &str) -> Status {
     let mut p = parts(code, reason, message.to_owned());
     if code == Code::ResourceExhausted || code == Code::Unavailable {
         p.retry_ms = Some(200);

@@ -6,7 +6,9 @@
 use std::io::Cursor;
 
 use akte_core::xdomea::{self, AppraisalDecision, ImportResult, MessageHeader, MessageType, Party};
-use akte_server::client::{add_version_messages, sha256_hex, ClientTls, Clients};
+use akte_server::client::{
+    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
+};
 use akte_server::config::ServerConfig;
 use akte_server::error::{error_info, reason};
 use akte_server::pb::akte::v1 as pb;
@@ -141,6 +143,16 @@ fn id_of(name: &str) -> Uuid {
 async fn collect(
     r: Result<tonic::Response<tonic::Streaming<pb::MessageChunk>>, Status>,
 ) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let (info, bytes) = collect_range(r).await?;
+    assert_eq!(info.size, bytes.len() as u64);
+    assert_eq!(info.sha256, sha256(&bytes));
+    Ok((info, bytes))
+}
+
+/// The description and the bytes of a streamed ZIP, whole or a range.
+async fn collect_range(
+    r: Result<tonic::Response<tonic::Streaming<pb::MessageChunk>>, Status>,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
     let mut s = r?.into_inner();
     let mut info = None;
     let mut bytes = Vec::new();
@@ -157,9 +169,50 @@ async fn collect(
             None => panic!("empty stream message"),
         }
     }
-    let info = info.expect("info message");
-    assert_eq!(info.size, bytes.len() as u64);
-    Ok((info, bytes))
+    Ok((info.expect("info message"), bytes))
+}
+
+/// Waits for a transfer operation and downloads its package, in ranges of at most 1 MiB
+/// that are put together and checked against the package's size and SHA-256.
+async fn transferred(
+    c: &mut Clients,
+    r: Result<tonic::Response<akte_server::pb::google::longrunning::Operation>, Status>,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let done = wait_operation(&mut c.operations, r?.into_inner()).await?;
+    let package: pb::TransferPackage = unpack(&done)?;
+    let mut whole = Vec::new();
+    let info = loop {
+        let (i, part) = collect_range(
+            c.disposal
+                .download_transfer_package(pb::DownloadTransferPackageRequest {
+                    name: package.name.clone(),
+                    offset: whole.len() as u64,
+                    length: 1 << 20,
+                })
+                .await,
+        )
+        .await?;
+        whole.extend_from_slice(&part);
+        if part.is_empty() || whole.len() as u64 == package.size {
+            break i;
+        }
+    };
+    assert_eq!(info.size, whole.len() as u64);
+    assert_eq!(
+        info.sha256,
+        sha256(&whole),
+        "the package hashes as described"
+    );
+    Ok((info, whole))
+}
+
+/// Waits for a destruction operation and returns its record.
+async fn destroyed(
+    c: &mut Clients,
+    r: Result<tonic::Response<akte_server::pb::google::longrunning::Operation>, Status>,
+) -> Result<pb::DestructionRecord, Status> {
+    let done = wait_operation(&mut c.operations, r?.into_inner()).await?;
+    unpack(&done)
 }
 
 /// A plan unit with `retention` years and `disposal`, and closed files under it (closed
@@ -275,12 +328,12 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .into_inner();
     let data = b"%PDF-1.7 Bauantrag".to_vec();
     let header = pb::AddVersionHeader {
-        document: doc.name.clone(),
+        parent: doc.name.clone(),
         comment: String::new(),
         upload: Some(pb::RenditionUpload {
             file_name: "antrag.pdf".into(),
             media_type: "application/pdf".into(),
-            sha256: sha256_hex(&data),
+            sha256: sha256(&data),
             size: data.len() as u64,
         }),
         staged_renditions: vec![],
@@ -347,7 +400,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     expect_err(
         reader.retention.list_due_files(page("bogus".into())).await,
         Code::InvalidArgument,
-        "INVALID_FIELD",
+        "INVALID_PAGE_TOKEN",
     );
 
     // Holds: archivist only.
@@ -371,7 +424,8 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .holds
         .list_holds(pb::ListHoldsRequest {
             parent: format!("tenants/{t}"),
-            include_released: false,
+            filter: "active = true".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -532,31 +586,20 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     .await
     .expect_err("another tenant's process");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
-    let s = collect(
-        other
-            .disposal
-            .transfer(pb::TransferRequest {
-                process: info.process.clone(),
-                parties: Some(parties()),
-                resend: false,
-            })
-            .await,
-    )
-    .await
-    .expect_err("another tenant's process");
+    let transfer = |resend| pb::TransferRequest {
+        name: info.process.clone(),
+        parties: Some(parties()),
+        resend,
+    };
+    let call = other.disposal.transfer(transfer(false)).await;
+    let s = transferred(&mut other, call)
+        .await
+        .expect_err("another tenant's process");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
 
     // Transfer: the 0503 with the file appraised A and its primary file.
-    let (tinfo, tzip) = collect(
-        reg.disposal
-            .transfer(pb::TransferRequest {
-                process: info.process.clone(),
-                parties: Some(parties()),
-                resend: false,
-            })
-            .await,
-    )
-    .await?;
+    let call = reg.disposal.transfer(transfer(false)).await;
+    let (tinfo, tzip) = transferred(&mut reg, call).await?;
     assert_eq!(tinfo.process, info.process);
     assert_eq!(tinfo.file_name, xdomea::transfer_zip_name(process));
     let xml = xdomea::read_message_zip(Cursor::new(&tzip), MessageType::Transfer, 16 << 20)?;
@@ -565,16 +608,13 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
 
     // The download was lost: transferring again needs `resend`, which writes the package
     // again with the same primary files.
-    let transfer = |resend| pb::TransferRequest {
-        process: info.process.clone(),
-        parties: Some(parties()),
-        resend,
-    };
-    let s = collect(reg.disposal.transfer(transfer(false)).await)
+    let call = reg.disposal.transfer(transfer(false)).await;
+    let s = transferred(&mut reg, call)
         .await
         .expect_err("a second transfer without resend");
     assert!(s.message().contains("TransferSent"), "{s:?}");
-    let (_, again) = collect(reg.disposal.transfer(transfer(true)).await).await?;
+    let call = reg.disposal.transfer(transfer(true)).await;
+    let (_, again) = transferred(&mut reg, call).await?;
     let primaries = |zip: &[u8]| -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let mut a = zip::ZipArchive::new(Cursor::new(zip))?;
         let mut out = Vec::new();
@@ -630,15 +670,15 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
             "PERMISSION_DENIED",
         );
     }
-    let s = reg
+    let call = reg
         .disposal
         .destroy(destroy(vec![
             keep.name.clone(),
             toss.name.clone(),
             held.name.clone(),
         ]))
-        .await
-        .expect_err("held");
+        .await;
+    let s = destroyed(&mut reg, call).await.expect_err("held");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
     assert_eq!(
         state(&mut reader, &keep.name).await.state,
@@ -659,11 +699,11 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         state(&mut reader, &held.name).await.state,
         pb::DisposalState::Due as i32
     );
-    let rec = reg
+    let call = reg
         .disposal
         .destroy(destroy(vec![keep.name.clone(), toss.name.clone()]))
-        .await?
-        .into_inner();
+        .await;
+    let rec = destroyed(&mut reg, call).await?;
     assert_eq!(rec.files.len(), 2);
     assert_eq!(rec.actor, "registrar:weber");
     assert!(
@@ -683,10 +723,11 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .disposal
         .list_destruction_records(pb::ListDestructionRecordsRequest {
             parent: format!("tenants/{t}"),
+            ..Default::default()
         })
         .await?
         .into_inner();
-    assert_eq!(list.records, vec![rec.name.clone()]);
+    assert_eq!(list.destruction_records, vec![rec.clone()]);
     let s = expect_err(
         reader
             .retention
@@ -763,7 +804,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
 
     // The rule: registrar only.
     let rule = pb::SetRetentionRuleRequest {
-        tenant: format!("tenants/{t}"),
+        name: format!("tenants/{t}"),
         rule: pb::RetentionRule::ClosingDate as i32,
     };
     expect_err(
@@ -785,7 +826,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     expect_err(
         reg.retention
             .set_retention_rule(pb::SetRetentionRuleRequest {
-                tenant: format!("tenants/{t}"),
+                name: format!("tenants/{t}"),
                 rule: 0,
             })
             .await,
@@ -796,7 +837,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     // Retention of one file: decision A for a direct transfer, another one unlimited.
     let set = |file: &str, retention: Option<pb::Retention>, d: pb::DisposalDecision| {
         pb::SetRetentionRequest {
-            file: file.into(),
+            name: file.into(),
             retention,
             disposal: d as i32,
             reason: "Bewertungskatalog 2026".into(),
@@ -842,16 +883,15 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     assert_eq!(due.files[0].file, a.name);
 
     // Two-stage transfer.
-    let (info, zip) = collect(
-        reg.disposal
-            .transfer_two_stage(pb::TransferTwoStageRequest {
-                parent: format!("tenants/{t}"),
-                files: vec![a.name.clone()],
-                parties: Some(parties()),
-            })
-            .await,
-    )
-    .await?;
+    let call = reg
+        .disposal
+        .transfer_two_stage(pb::TransferTwoStageRequest {
+            parent: format!("tenants/{t}"),
+            files: vec![a.name.clone()],
+            parties: Some(parties()),
+        })
+        .await;
+    let (info, zip) = transferred(&mut reg, call).await?;
     xdomea::read_message_zip(Cursor::new(&zip), MessageType::Transfer, 16 << 20)?;
     let p = reader
         .disposal

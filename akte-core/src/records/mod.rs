@@ -65,7 +65,7 @@ use crate::store::{Store, StoreError, StoreOptions};
 
 pub use disposal::{DisposalProcess, Parties, ProcessStage};
 pub use projection::RecordsProjection;
-pub use read::Query;
+pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use retention::{
     retention_end, DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, RetentionRule,
 };

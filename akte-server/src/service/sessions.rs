@@ -1,0 +1,426 @@
+//! Resumable upload sessions of DocumentService: create, get, write from an offset, import
+//! as a version (a long-running operation), delete. The storage side is
+//! [`crate::uploads`].
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use akte_core::records::{NewRendition, NewVersion, ObjectKind};
+use chrono::Utc;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::auth::CLERK_WRITE;
+use crate::convert::{self, request_id, timestamp};
+use crate::error::ApiError;
+use crate::names;
+use crate::operations::{pack, Progress, Verb};
+use crate::pb::akte::v1 as pb;
+use crate::pb::google::longrunning as lro;
+use crate::upload::MAX_CHUNK;
+use crate::uploads::{self, session_name, Session, Uploads};
+
+use super::documents::{check_version_target, rendition_spec};
+use super::{blocking, Api, Caller};
+
+/// A parsed session name.
+struct SessionName {
+    tenant: String,
+    document: Uuid,
+    id: Uuid,
+}
+
+fn parse_name(field: &str, name: &str) -> Result<SessionName, ApiError> {
+    let bad = || ApiError::InvalidName {
+        field: field.to_owned(),
+        reason: format!(
+            "{:?} is not tenants/{{tenant}}/documents/{{id}}/uploadSessions/{{id}}",
+            name.chars().take(200).collect::<String>()
+        ),
+    };
+    let (doc, id) = name.rsplit_once("/uploadSessions/").ok_or_else(bad)?;
+    let d = names::object_of(field, doc, &[ObjectKind::Document])?;
+    let id = Uuid::parse_str(id)
+        .ok()
+        .filter(|u| !u.is_nil())
+        .ok_or_else(bad)?;
+    Ok(SessionName {
+        tenant: d.tenant,
+        document: d.id,
+        id,
+    })
+}
+
+fn session_msg(tenant: &str, s: &Session, persisted: u64) -> Result<pb::UploadSession, ApiError> {
+    let sha = akte_core::Digest::from_hex(&s.sha256)
+        .map_err(|e| ApiError::Internal(format!("stored upload session {}: {e}", s.id)))?;
+    Ok(pb::UploadSession {
+        name: session_name(tenant, s.document, s.id),
+        rendition: Some(pb::RenditionUpload {
+            file_name: s.file_name.clone(),
+            media_type: s.media_type.clone(),
+            sha256: convert::digest_bytes(&sha),
+            size: s.size,
+        }),
+        persisted_size: persisted,
+        create_time: Some(timestamp(&s.create_time)),
+        expire_time: Some(timestamp(&s.expire_time)),
+        creator: s.creator.clone(),
+    })
+}
+
+/// A reader over the session's bytes that reports progress and stops when the operation
+/// is cancelled (the put then fails and stores nothing).
+struct Counted<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.progress.cancelled() {
+            return Err(std::io::Error::other("the operation was cancelled"));
+        }
+        let n = self.inner.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+}
+
+impl Api {
+    fn uploads(&self) -> &Arc<Uploads> {
+        &self.state().uploads
+    }
+
+    pub(super) async fn create_upload_session_impl(
+        &self,
+        req: Request<pb::CreateUploadSessionRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let d = names::object_of("parent", &r.parent, &[ObjectKind::Document])?;
+        let t = self.tenant(&caller, &d.tenant, &r.parent, CLERK_WRITE)?;
+        let spec = r
+            .upload_session
+            .as_ref()
+            .and_then(|s| s.rendition.as_ref())
+            .ok_or_else(|| ApiError::field("upload_session.rendition", "is required"))?;
+        let spec = rendition_spec("upload_session.rendition", spec)?;
+        let now = Utc::now();
+        let session = Session {
+            id: Uuid::new_v4(),
+            document: d.id,
+            file_name: spec.file_name,
+            media_type: spec.media_type,
+            sha256: spec.sha256.to_hex(),
+            size: spec.size,
+            create_time: now,
+            expire_time: now + uploads::KEEP,
+            creator: caller.actor().to_owned(),
+        };
+        let uploads = self.uploads().clone();
+        let (tenant, name) = (d.tenant.clone(), r.parent.clone());
+        let stored = session.clone();
+        blocking(move || {
+            check_version_target(&t, d.id, &name, &[])?;
+            uploads.create(&tenant, &stored)
+        })
+        .await?;
+        tracing::info!(tenant = %d.tenant, document = %d.id, session = %session.id, size = session.size, principal = %caller.actor(), "upload session created");
+        Ok(Response::new(session_msg(&d.tenant, &session, 0)?))
+    }
+
+    /// The session named, after the caller's access to its document is checked.
+    fn session_of(
+        &self,
+        caller: &Caller,
+        field: &str,
+        name: &str,
+    ) -> Result<(SessionName, Session, u64), ApiError> {
+        let n = parse_name(field, name)?;
+        self.tenant(caller, &n.tenant, name, CLERK_WRITE)?;
+        let (s, persisted) = self.uploads().get(&n.tenant, n.document, n.id, name)?;
+        Ok((n, s, persisted))
+    }
+
+    pub(super) async fn get_upload_session_impl(
+        &self,
+        req: Request<pb::GetUploadSessionRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (n, s, persisted) = self.session_of(&caller, "name", &name)?;
+        Ok(Response::new(session_msg(&n.tenant, &s, persisted)?))
+    }
+
+    pub(super) async fn write_upload_session_impl(
+        &self,
+        req: Request<Streaming<pb::WriteUploadSessionRequest>>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        use pb::write_upload_session_request::Message;
+        let caller = self.caller(&req)?;
+        let idle = self.state().upload_idle;
+        let mut stream = req.into_inner();
+        let header = match super::documents::first_message(&mut stream, idle).await? {
+            pb::WriteUploadSessionRequest {
+                message: Some(Message::Header(h)),
+            } => h,
+            _ => {
+                return Err(
+                    ApiError::UploadProtocol("the first message must be the header".into()).into(),
+                )
+            }
+        };
+        let (n, s, _) = self.session_of(&caller, "header.name", &header.name)?;
+        let uploads = self.uploads().clone();
+        let live = uploads.live(&n.tenant, n.id);
+        // Take the session over: from now on an older write still open stops at its next
+        // chunk.
+        let (generation, mut persisted) = {
+            let _g = live.lock.lock().await;
+            if live.importing.load(Ordering::Relaxed) {
+                return Err(ApiError::FailedPrecondition {
+                    resource: header.name,
+                    reason: "the session is being imported".into(),
+                }
+                .into());
+            }
+            let (_, persisted) = uploads.get(&n.tenant, n.document, n.id, &header.name)?;
+            if header.offset != persisted {
+                return Err(ApiError::UploadOffsetMismatch {
+                    persisted,
+                    reason: format!("the write starts at offset {}", header.offset),
+                }
+                .into());
+            }
+            (
+                live.generation.fetch_add(1, Ordering::SeqCst) + 1,
+                persisted,
+            )
+        };
+        let (tenant, id) = (n.tenant.clone(), n.id);
+        let file = {
+            let (u, t) = (uploads.clone(), tenant.clone());
+            blocking(move || u.append_to(&t, id)).await?
+        };
+        let file = Arc::new(std::sync::Mutex::new(file));
+        let mut unsynced = 0u64;
+        let outcome: Result<(), ApiError> = async {
+            loop {
+                let next = match tokio::time::timeout(idle, stream.message()).await {
+                    Err(_) => return Err(ApiError::UploadIdle(idle.as_secs())),
+                    Ok(Err(s)) => return Err(super::documents::stream_error(s)),
+                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Ok(Some(m))) => m,
+                };
+                let chunk = match next.message {
+                    Some(Message::Chunk(c)) => c,
+                    _ => {
+                        return Err(ApiError::UploadProtocol(
+                            "after the header only chunks may follow".into(),
+                        ))
+                    }
+                };
+                if chunk.is_empty() || chunk.len() > MAX_CHUNK {
+                    return Err(ApiError::UploadProtocol(format!(
+                        "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
+                        chunk.len()
+                    )));
+                }
+                let _g = live.lock.lock().await;
+                if live.generation.load(Ordering::SeqCst) != generation {
+                    return Err(ApiError::UploadOffsetMismatch {
+                        persisted,
+                        reason: "another write to the session took over".into(),
+                    });
+                }
+                let len = chunk.len() as u64;
+                if persisted + len > s.size {
+                    return Err(ApiError::SizeMismatch {
+                        expected: s.size,
+                        actual: persisted + len,
+                        at_least: true,
+                    });
+                }
+                let (f, u, t) = (file.clone(), uploads.clone(), tenant.clone());
+                let sync = unsynced + len >= uploads::SYNC_EVERY;
+                blocking(move || {
+                    let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                    uploads::append(&mut f, &chunk)?;
+                    if sync {
+                        u.sync(&t, id, &f)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                persisted += len;
+                unsynced = if sync { 0 } else { unsynced + len };
+            }
+        }
+        .await;
+        // Whatever arrived is kept, also when the stream broke off: flush it and record it
+        // as on disk, so that the client can resume after it. A write that was taken over or
+        // whose session was deleted leaves that to the one that took over.
+        let synced = {
+            let _g = live.lock.lock().await;
+            if live.generation.load(Ordering::SeqCst) == generation {
+                let (f, u, t) = (file.clone(), uploads.clone(), tenant.clone());
+                blocking(move || {
+                    let f = f.lock().unwrap_or_else(|p| p.into_inner());
+                    u.sync(&t, id, &f)
+                })
+                .await?
+            } else {
+                persisted
+            }
+        };
+        outcome?;
+        tracing::debug!(tenant = %tenant, session = %id, persisted = synced, "upload session written");
+        Ok(Response::new(session_msg(&tenant, &s, synced)?))
+    }
+
+    pub(super) async fn import_upload_session_impl(
+        &self,
+        req: Request<pb::ImportUploadSessionRequest>,
+    ) -> Result<Response<lro::Operation>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let (n, s, persisted) = self.session_of(&caller, "name", &r.name)?;
+        let t = self.tenant(&caller, &n.tenant, &r.name, CLERK_WRITE)?;
+        if persisted != s.size {
+            return Err(ApiError::UploadIncomplete {
+                persisted,
+                size: s.size,
+            }
+            .into());
+        }
+        let sha = akte_core::Digest::from_hex(&s.sha256)
+            .map_err(|e| ApiError::Internal(format!("stored upload session {}: {e}", s.id)))?;
+        let spec = NewRendition {
+            file_name: s.file_name.clone(),
+            media_type: s.media_type.clone(),
+            sha256: sha,
+            size: s.size,
+        };
+        let staged = r
+            .staged_renditions
+            .iter()
+            .enumerate()
+            .map(|(i, u)| rendition_spec(&format!("staged_renditions[{i}]"), u))
+            .collect::<Result<Vec<_>, _>>()?;
+        if staged.len() + 1 > akte_core::records::validate::MAX_RENDITIONS {
+            return Err(ApiError::field(
+                "staged_renditions",
+                format!(
+                    "{} renditions; at most {}",
+                    staged.len() + 1,
+                    akte_core::records::validate::MAX_RENDITIONS
+                ),
+            )
+            .into());
+        }
+        {
+            let (tc, staged_c, doc) = (
+                t.clone(),
+                staged.clone(),
+                names::object_name(&n.tenant, ObjectKind::Document, n.document),
+            );
+            blocking(move || check_version_target(&tc, n.document, &doc, &staged_c)).await?;
+        }
+        let uploads = self.uploads().clone();
+        let live = uploads.live(&n.tenant, n.id);
+        if live
+            .importing
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(ApiError::FailedPrecondition {
+                resource: r.name,
+                reason: "the session is being imported".into(),
+            }
+            .into());
+        }
+        let actor = caller.actor().to_owned();
+        let (tenant, document, id) = (n.tenant.clone(), n.document, n.id);
+        let rid = r.request_id;
+        let comment = r.comment;
+        let live_w = live.clone();
+        let started = self.state().operations.start(
+            &n.tenant,
+            Verb::Import,
+            r.name.clone(),
+            caller.actor(),
+            move |progress| {
+                let out = (|| {
+                    progress.total(spec.size, "bytes");
+                    progress.message("checking the SHA-256 of all bytes and storing them");
+                    let part = uploads.part(&tenant, id);
+                    let file = std::fs::File::open(&part).map_err(|e| {
+                        ApiError::Internal(format!("opening {}: {e}", part.display()))
+                    })?;
+                    let reader = Counted {
+                        inner: std::io::BufReader::with_capacity(1 << 20, file),
+                        progress: progress.clone(),
+                    };
+                    let put = t
+                        .tenant()
+                        .content()
+                        .put_expecting(reader, Some(spec.sha256), Some(spec.size));
+                    if progress.cancelled() {
+                        return Err(ApiError::OperationCancelled);
+                    }
+                    put?;
+                    progress.message("recording the version");
+                    let new = NewVersion {
+                        comment,
+                        renditions: std::iter::once(spec).chain(staged).collect(),
+                    };
+                    let version = t.add_version(&actor, document, new, request_id(&rid))?;
+                    uploads.delete(&tenant, id);
+                    tracing::info!(tenant = %tenant, document = %document, version = version.number, principal = %actor, "version imported from an upload session");
+                    Ok(pack(
+                        "akte.v1.Version",
+                        &convert::version(&tenant, &version),
+                    ))
+                })();
+                live_w.importing.store(false, Ordering::SeqCst);
+                out
+            },
+        );
+        match started {
+            Ok(op) => Ok(Response::new(op)),
+            Err(e) => {
+                live.importing.store(false, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(super) async fn delete_upload_session_impl(
+        &self,
+        req: Request<pb::DeleteUploadSessionRequest>,
+    ) -> Result<Response<pb::DeleteUploadSessionResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let (n, _, _) = self.session_of(&caller, "name", &name)?;
+        let live = self.uploads().live(&n.tenant, n.id);
+        let _g = live.lock.lock().await;
+        if live.importing.load(Ordering::SeqCst) {
+            return Err(ApiError::FailedPrecondition {
+                resource: name,
+                reason: "the session is being imported".into(),
+            }
+            .into());
+        }
+        // A write still open stops at its next chunk.
+        live.generation.fetch_add(1, Ordering::SeqCst);
+        let (u, t) = (self.uploads().clone(), n.tenant.clone());
+        blocking(move || {
+            u.delete(&t, n.id);
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteUploadSessionResponse {}))
+    }
+}

@@ -656,3 +656,159 @@ pub fn error_info(status: &Status) -> Option<rpc::ErrorInfo> {
 pub fn reason(status: &Status) -> String {
     error_info(status).map(|i| i.reason).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use akte_core::records::ObjectKind;
+    use akte_core::Digest;
+
+    use super::*;
+
+    /// One error of every kind the API sends.
+    fn one_of_each() -> Vec<ApiError> {
+        let s = String::new;
+        let records = |e: RecordsError| ApiError::Records(e);
+        vec![
+            ApiError::field("subject", "is required"),
+            ApiError::InvalidName {
+                field: "name".into(),
+                reason: "x".into(),
+            },
+            records(RecordsError::WrongKind {
+                id: s(),
+                expected: "file".into(),
+                found: ObjectKind::Case,
+            }),
+            ApiError::NotFound { resource: s() },
+            records(RecordsError::AlreadyExists { id: s() }),
+            records(RecordsError::DuplicateCode {
+                code: s(),
+                existing: s(),
+            }),
+            records(RecordsError::Closed {
+                kind: ObjectKind::File,
+                id: s(),
+            }),
+            ApiError::FailedPrecondition {
+                resource: s(),
+                reason: s(),
+            },
+            records(RecordsError::StaleRevision {
+                id: s(),
+                expected: 1,
+                current: 2,
+            }),
+            records(RecordsError::Cycle {
+                id: s(),
+                parent: s(),
+            }),
+            records(RecordsError::InUse {
+                id: s(),
+                reason: s(),
+            }),
+            records(RecordsError::Inactive { id: s() }),
+            records(RecordsError::IdempotencyConflict { request_id: s() }),
+            ApiError::from(ContentError::DigestMismatch {
+                expected: Digest::of(b"a"),
+                actual: Digest::of(b"b"),
+            }),
+            ApiError::from(ContentError::SizeMismatch {
+                expected: 1,
+                actual: 2,
+            }),
+            ApiError::ContentNotUploaded { sha256: s() },
+            ApiError::UploadProtocol(s()),
+            ApiError::ContentCorrupt(s()),
+            ApiError::Store(StoreError::NoCheckpoint(s())),
+            ApiError::Store(StoreError::BeyondJournal {
+                requested: 2,
+                available: 1,
+            }),
+            ApiError::Unauthenticated(s()),
+            ApiError::PermissionDenied { required: s() },
+            ApiError::Overloaded(1),
+            ApiError::Store(StoreError::Fenced {
+                tenant: s(),
+                reason: s(),
+            }),
+            ApiError::ShuttingDown,
+            ApiError::Internal(s()),
+            ApiError::UploadIdle(1),
+            records(RecordsError::Destroyed {
+                kind: ObjectKind::File,
+                id: s(),
+                on: chrono::NaiveDate::MIN,
+            }),
+            ApiError::Witness(WitnessError::UnknownWitness {
+                tenant: s(),
+                name: s(),
+                key_id: s(),
+            }),
+            ApiError::Witness(WitnessError::BadCosignature {
+                name: s(),
+                reason: s(),
+            }),
+            ApiError::Witness(WitnessError::CheckpointMismatch {
+                tenant: s(),
+                size: 1,
+                stored_root: s(),
+                given_root: s(),
+            }),
+            ApiError::InvalidPageToken,
+            ApiError::UploadOffsetMismatch {
+                persisted: 1,
+                reason: s(),
+            },
+            ApiError::UploadIncomplete {
+                persisted: 1,
+                size: 2,
+            },
+            ApiError::InvalidRange { offset: 3, size: 2 },
+            ApiError::OperationCancelled,
+            ApiError::OperationInterrupted(s()),
+            ApiError::QuotaExceeded {
+                what: "x",
+                limit: 1,
+                hint: "y",
+            },
+        ]
+    }
+
+    #[test]
+    fn every_reason_of_the_contract_is_sent_with_the_domain_and_the_enums_name() {
+        let mut sent = BTreeSet::new();
+        for e in one_of_each() {
+            let status = e.to_status();
+            let info = error_info(&status).expect("ErrorInfo on every error");
+            assert_eq!(info.domain, DOMAIN);
+            let r = R::from_str_name(&info.reason)
+                .unwrap_or_else(|| panic!("{:?} is not an ErrorReason", info.reason));
+            assert_ne!(r, R::Unspecified);
+            // The details' status repeats the call's code and message.
+            let st = rpc::Status::decode(status.details()).unwrap();
+            assert_eq!(st.code, status.code() as i32);
+            assert_eq!(st.message, status.message());
+            sent.insert(r as i32);
+        }
+        // Every value of the enum (but UNSPECIFIED) is a reason the server sends, so the
+        // contract documents no reason that never comes, and no reason is sent that it
+        // does not document.
+        let all: BTreeSet<i32> = (1..200).filter(|v| R::try_from(*v).is_ok()).collect();
+        assert_eq!(sent, all);
+    }
+
+    #[test]
+    fn internal_errors_tell_the_client_nothing_of_the_server() {
+        let e = ApiError::Internal("/var/lib/akte/tenants/x: permission denied".into());
+        let s = e.to_status();
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("/var/lib"));
+        let e = ApiError::Store(StoreError::TenantUnavailable {
+            tenant: "x".into(),
+            reason: "/secret/path".into(),
+        });
+        assert!(!e.to_status().message().contains("/secret"));
+    }
+}

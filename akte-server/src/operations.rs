@@ -608,3 +608,108 @@ impl Operations {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work that runs until it is told to stop, then ends as cancelled.
+    fn until_stopped(p: &Progress) -> Outcome {
+        p.total(10, "bytes");
+        while !p.cancelled() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err(ApiError::OperationCancelled)
+    }
+
+    fn error_reason(e: &Entry) -> String {
+        match e.to_pb().result {
+            Some(lro::operation::Result::Error(s)) => {
+                let info = s
+                    .details
+                    .iter()
+                    .find(|a| a.type_url.ends_with("ErrorInfo"))
+                    .map(|a| rpc::ErrorInfo::decode(a.value.as_slice()).unwrap());
+                info.map(|i| i.reason).unwrap_or_default()
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_work_stops_and_running_work_cannot_be_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = Arc::new(Operations::open(dir.path()).unwrap());
+        let op = ops
+            .start("t", Verb::Import, "x".into(), "clerk", until_stopped)
+            .unwrap();
+        let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
+        let e = ops.get("t", id).unwrap();
+        assert!(matches!(
+            ops.delete(&e, &op.name),
+            Err(ApiError::FailedPrecondition { .. })
+        ));
+        ops.cancel(&e);
+        e.subscribe().wait_for(|d| *d).await.unwrap();
+        assert_eq!(error_reason(&e), "OPERATION_CANCELLED");
+        let meta =
+            pb::OperationMetadata::decode(e.to_pb().metadata.unwrap().value.as_slice()).unwrap();
+        assert!(meta.requested_cancellation);
+        assert!(meta.end_time.is_some());
+        ops.delete(&e, &op.name).unwrap();
+        assert!(ops.get("t", id).is_none());
+        assert!(!dir.path().join(format!("operations/t/{id}.op")).exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_that_cannot_stop_only_notes_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = Arc::new(Operations::open(dir.path()).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let op = ops
+            .start("t", Verb::Destroy, "x".into(), "registrar", move |p| {
+                rx.recv().unwrap();
+                assert!(!p.cancelled(), "destruction is not stopped half-way");
+                Ok(pack(
+                    "akte.v1.OperationMetadata",
+                    &pb::OperationMetadata::default(),
+                ))
+            })
+            .unwrap();
+        let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
+        let e = ops.get("t", id).unwrap();
+        ops.cancel(&e);
+        tx.send(()).unwrap();
+        e.subscribe().wait_for(|d| *d).await.unwrap();
+        assert!(matches!(
+            e.to_pb().result,
+            Some(lro::operation::Result::Response(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_interrupts_running_work_and_old_operations_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = Arc::new(Operations::open(dir.path()).unwrap());
+        let op = ops
+            .start("t", Verb::Transfer, "x".into(), "registrar", until_stopped)
+            .unwrap();
+        let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
+        ops.shutdown(Duration::from_secs(30)).await;
+        let e = ops.get("t", id).unwrap();
+        assert_eq!(error_reason(&e), "OPERATION_INTERRUPTED");
+        assert!(matches!(
+            ops.start("t", Verb::Verify, "x".into(), "a", until_stopped),
+            Err(ApiError::ShuttingDown)
+        ));
+        // Ended more than 7 days ago: forgotten at the next open.
+        {
+            let mut m = e.lock();
+            m.meta.end_time = Some(timestamp(&(Utc::now() - KEEP_FINISHED - KEEP_FINISHED)));
+        }
+        ops.persist(&e);
+        let reopened = Operations::open(dir.path()).unwrap();
+        assert!(reopened.get("t", id).is_none());
+        assert!(!dir.path().join(format!("operations/t/{id}.op")).exists());
+    }
+}

@@ -2152,6 +2152,28 @@ async fn damaged_content_ends_the_download_with_data_loss() -> R<()> {
         .expect_err("damaged bytes are not delivered as complete");
     assert_eq!(s.code(), Code::DataLoss, "{s:?}");
     assert_eq!(reason(&s), "CONTENT_CORRUPT");
+    // A range far from the damage is not delivered as complete either: the whole rendition
+    // is checked whatever range is asked for.
+    let mut range = f
+        .clerk
+        .documents
+        .download_rendition(pb::DownloadRenditionRequest {
+            name: v.name.clone(),
+            offset: 0,
+            length: 100,
+        })
+        .await?
+        .into_inner();
+    let ended = loop {
+        match range.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break Ok(()),
+            Err(s) => break Err(s),
+        }
+    };
+    let s = ended.expect_err("the range of a damaged rendition ends with an error");
+    assert_eq!(s.code(), Code::DataLoss, "{s:?}");
+    assert_eq!(reason(&s), "CONTENT_CORRUPT");
     env.server.shutdown().await?;
     Ok(())
 }

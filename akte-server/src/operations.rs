@@ -121,6 +121,8 @@ pub struct Entry {
     done: watch::Sender<bool>,
     /// Files that belong to the operation's result (a transfer package) and go with it.
     attachment: Mutex<Option<PathBuf>>,
+    /// Held while the operation's file is written, so that the last state written wins.
+    persisting: Mutex<()>,
 }
 
 impl Entry {
@@ -343,6 +345,7 @@ impl Operations {
             cancel: AtomicBool::new(false),
             done: watch::Sender::new(op.done),
             attachment: Mutex::new(package.exists().then_some(package)),
+            persisting: Mutex::new(()),
         });
         if !op.done {
             let why = match verb {
@@ -376,7 +379,9 @@ impl Operations {
     /// Writes the operation's current state to its file. A failure is logged: the
     /// operation goes on, and is only lost if the server stops before the next write.
     fn persist(&self, entry: &Entry) {
+        let _one_writer = entry.persisting.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.file(&entry.tenant, entry.id);
+        // Taken under the lock: a later change is written by its own, later call.
         let bytes = entry.to_pb().encode_to_vec();
         let written = akte_core::fsutil::create_dir_all_durable(&self.tenant_dir(&entry.tenant))
             .and_then(|_| akte_core::fsutil::write_file_atomic(&path, &bytes, 0o600));
@@ -503,6 +508,7 @@ impl Operations {
             cancel: AtomicBool::new(false),
             done: watch::Sender::new(false),
             attachment: Mutex::new(None),
+            persisting: Mutex::new(()),
         });
         self.persist(&entry);
         self.map().insert((tenant.to_owned(), id), entry.clone());

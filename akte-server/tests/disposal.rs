@@ -632,6 +632,41 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     };
     assert_eq!(primaries(&again)?, primaries(&tzip)?);
     assert!(!primaries(&tzip)?.is_empty());
+    // The package goes with its operation.
+    let ops = reg
+        .operations
+        .list_operations(
+            akte_server::pb::google::longrunning::ListOperationsRequest {
+                name: format!("tenants/{t}"),
+                filter: "verb = transfer".into(),
+                ..Default::default()
+            },
+        )
+        .await?
+        .into_inner()
+        .operations;
+    assert_eq!(ops.len(), 3, "two transfers and the refused second one");
+    let done: pb::TransferPackage = match &ops[0].result {
+        Some(akte_server::pb::google::longrunning::operation::Result::Response(a)) => unpack(a)?,
+        other => panic!("the first transfer succeeded: {other:?}"),
+    };
+    reg.operations
+        .delete_operation(
+            akte_server::pb::google::longrunning::DeleteOperationRequest {
+                name: ops[0].name.clone(),
+            },
+        )
+        .await?;
+    expect_err(
+        reg.disposal
+            .download_transfer_package(pb::DownloadTransferPackageRequest {
+                name: done.name,
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
 
     // 0507 and 0506.
     let r = receive(&mut arch, t, xdomea::write_0507(&archive_header(process))?).await?;

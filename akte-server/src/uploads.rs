@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use akte_core::fsutil;
@@ -54,15 +53,48 @@ pub struct Session {
 }
 
 /// What only a running server knows of a session: who writes and whether it is imported.
+///
+/// Its lock is a blocking one, taken inside the blocking tasks that touch the session's
+/// files: a call whose future is dropped (the client went away) cannot leave a task running
+/// outside the lock while another call appends.
 #[derive(Debug, Default)]
-pub struct Live {
-    /// Held while bytes are appended or the offset is checked.
-    pub lock: tokio::sync::Mutex<()>,
-    /// Bumped by every write call; a call whose number is no longer current has been taken
-    /// over and stops.
-    pub generation: AtomicU64,
+struct Live {
+    state: Mutex<LiveState>,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    /// Bumped by every write call and by imports and deletes; a write whose number is no
+    /// longer current has been taken over and stops.
+    generation: u64,
     /// An import is running: writes and deletes are refused.
-    pub importing: AtomicBool,
+    importing: bool,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A write call's hold on a session: its number, and the file it appends to.
+#[derive(Debug)]
+pub struct Writer {
+    tenant: String,
+    id: Uuid,
+    generation: u64,
+    file: File,
+    /// Bytes the session holds after this writer's appends.
+    pub persisted: u64,
+    size: u64,
+    unsynced: u64,
+}
+
+fn being_imported(name: &str) -> ApiError {
+    ApiError::FailedPrecondition {
+        resource: name.to_owned(),
+        reason: "the session is being imported".into(),
+    }
 }
 
 /// The upload sessions of all tenants.
@@ -193,9 +225,9 @@ impl Uploads {
     fn sweep(&self, tenant: &str) {
         for id in self.ids(tenant) {
             if let Ok(Some(s)) = self.read(tenant, id) {
-                if s.expire_time <= Utc::now()
-                    && !self.live(tenant, id).importing.load(Ordering::Relaxed)
-                {
+                let live = self.live(tenant, id);
+                let st = live.lock();
+                if s.expire_time <= Utc::now() && !st.importing {
                     self.remove_files(tenant, id);
                 }
             }
@@ -242,9 +274,7 @@ impl Uploads {
             return Err(not_found());
         }
         if s.expire_time <= Utc::now() {
-            if !self.live(tenant, id).importing.load(Ordering::Relaxed) {
-                self.remove_files(tenant, id);
-            }
+            // Removed by the next sweep (an import that is running finishes first).
             return Err(not_found());
         }
         let part = self.part(tenant, id);
@@ -255,7 +285,7 @@ impl Uploads {
     }
 
     /// What a running server knows of the session.
-    pub fn live(&self, tenant: &str, id: Uuid) -> Arc<Live> {
+    fn live(&self, tenant: &str, id: Uuid) -> Arc<Live> {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -264,13 +294,140 @@ impl Uploads {
             .clone()
     }
 
-    /// Removes a session and its bytes.
-    pub fn delete(&self, tenant: &str, id: Uuid) {
+    /// Removes a session and its bytes; refused while it is imported. A write still open
+    /// stops at its next chunk.
+    pub fn delete(
+        &self,
+        tenant: &str,
+        document: Uuid,
+        id: Uuid,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let live = self.live(tenant, id);
+        let mut st = live.lock();
+        self.get(tenant, document, id, name)?;
+        if st.importing {
+            return Err(being_imported(name));
+        }
+        st.generation += 1;
         self.remove_files(tenant, id);
+        Ok(())
+    }
+
+    /// Starts a write at `offset`, which must be the number of bytes the session holds; the
+    /// session is taken over from any write still open.
+    pub fn begin_write(
+        &self,
+        tenant: &str,
+        document: Uuid,
+        id: Uuid,
+        name: &str,
+        offset: u64,
+    ) -> Result<Writer, ApiError> {
+        let live = self.live(tenant, id);
+        let mut st = live.lock();
+        if st.importing {
+            return Err(being_imported(name));
+        }
+        let (s, persisted) = self.get(tenant, document, id, name)?;
+        if offset != persisted {
+            return Err(ApiError::UploadOffsetMismatch {
+                persisted,
+                reason: format!("the write starts at offset {offset}"),
+            });
+        }
+        st.generation += 1;
+        Ok(Writer {
+            tenant: tenant.to_owned(),
+            id,
+            generation: st.generation,
+            file: self.append_to(tenant, id)?,
+            persisted,
+            size: s.size,
+            unsynced: 0,
+        })
+    }
+
+    /// Appends a chunk for `w`, unless another write took over or the chunk goes beyond
+    /// the declared size (then nothing is appended).
+    pub fn append(&self, w: &mut Writer, chunk: &[u8]) -> Result<(), ApiError> {
+        let live = self.live(&w.tenant, w.id);
+        let st = live.lock();
+        if st.generation != w.generation {
+            return Err(ApiError::UploadOffsetMismatch {
+                persisted: w.persisted,
+                reason: "another write to the session took over".into(),
+            });
+        }
+        let len = chunk.len() as u64;
+        if w.persisted + len > w.size {
+            return Err(ApiError::SizeMismatch {
+                expected: w.size,
+                actual: w.persisted + len,
+                at_least: true,
+            });
+        }
+        w.file
+            .write_all(chunk)
+            .map_err(|e| ApiError::Internal(format!("appending to an upload session: {e}")))?;
+        w.persisted += len;
+        w.unsynced += len;
+        if w.unsynced >= SYNC_EVERY {
+            self.sync(&w.tenant, w.id, &w.file)?;
+            w.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Ends a write: flushes what it appended and records it as on disk. A write that was
+    /// taken over leaves that to the one that took over. Returns the bytes the session holds.
+    pub fn end_write(&self, w: &Writer) -> Result<u64, ApiError> {
+        let live = self.live(&w.tenant, w.id);
+        let st = live.lock();
+        if st.generation != w.generation {
+            return Ok(w.persisted);
+        }
+        self.sync(&w.tenant, w.id, &w.file)
+    }
+
+    /// Starts an import: all declared bytes must be there, no other import may run; writes
+    /// and deletes are refused until [`Uploads::end_import`].
+    pub fn begin_import(
+        &self,
+        tenant: &str,
+        document: Uuid,
+        id: Uuid,
+        name: &str,
+    ) -> Result<Session, ApiError> {
+        let live = self.live(tenant, id);
+        let mut st = live.lock();
+        if st.importing {
+            return Err(being_imported(name));
+        }
+        let (s, persisted) = self.get(tenant, document, id, name)?;
+        if persisted != s.size {
+            return Err(ApiError::UploadIncomplete {
+                persisted,
+                size: s.size,
+            });
+        }
+        st.importing = true;
+        st.generation += 1;
+        Ok(s)
+    }
+
+    /// Ends an import; `imported` removes the session with its bytes.
+    pub fn end_import(&self, tenant: &str, id: Uuid, imported: bool) {
+        let live = self.live(tenant, id);
+        let mut st = live.lock();
+        st.importing = false;
+        if imported {
+            self.remove_files(tenant, id);
+        }
     }
 
     /// Opens the bytes for appending.
-    pub fn append_to(&self, tenant: &str, id: Uuid) -> Result<File, ApiError> {
+    fn append_to(&self, tenant: &str, id: Uuid) -> Result<File, ApiError> {
         let part = self.part(tenant, id);
         OpenOptions::new()
             .append(true)
@@ -279,7 +436,7 @@ impl Uploads {
     }
 
     /// Flushes the bytes and records how many are on disk.
-    pub fn sync(&self, tenant: &str, id: Uuid, file: &File) -> Result<u64, ApiError> {
+    fn sync(&self, tenant: &str, id: Uuid, file: &File) -> Result<u64, ApiError> {
         let part = self.part(tenant, id);
         file.sync_data()
             .map_err(|e| internal("flushing", &part, e))?;
@@ -292,12 +449,6 @@ impl Uploads {
             .map_err(|e| internal("writing", &synced, e))?;
         Ok(len)
     }
-}
-
-/// Appends `chunk` to `file`.
-pub fn append(file: &mut File, chunk: &[u8]) -> Result<(), ApiError> {
-    file.write_all(chunk)
-        .map_err(|e| ApiError::Internal(format!("appending to an upload session: {e}")))
 }
 
 #[cfg(test)]
@@ -325,11 +476,22 @@ mod tests {
         let doc = Uuid::new_v4();
         let s = session(doc, Utc::now() + KEEP);
         u.create("t", &s).unwrap();
-        let mut f = u.append_to("t", s.id).unwrap();
-        append(&mut f, b"abcd").unwrap();
-        assert_eq!(u.sync("t", s.id, &f).unwrap(), 4);
-        append(&mut f, b"ef").unwrap();
-        drop(f);
+        let mut w = u.begin_write("t", doc, s.id, "n", 0).unwrap();
+        u.append(&mut w, b"abcd").unwrap();
+        assert_eq!(u.end_write(&w).unwrap(), 4);
+        let mut w = u.begin_write("t", doc, s.id, "n", 4).unwrap();
+        u.append(&mut w, b"ef").unwrap();
+        // A second writer takes over; the first one's next chunk is refused.
+        let mut other = u.begin_write("t", doc, s.id, "n", 6).unwrap();
+        assert!(matches!(
+            u.append(&mut w, b"g"),
+            Err(ApiError::UploadOffsetMismatch { .. })
+        ));
+        assert!(matches!(
+            u.append(&mut other, b"too much"),
+            Err(ApiError::SizeMismatch { .. })
+        ));
+        drop((w, other));
         assert_eq!(u.get("t", doc, s.id, "n").unwrap().1, 6);
         // Another document's name for it is no such session.
         assert!(u.get("t", Uuid::new_v4(), s.id, "n").is_err());
@@ -343,7 +505,14 @@ mod tests {
             Err(ApiError::NotFound { .. })
         ));
         assert!(!u.part("t", old.id).exists());
-        u.delete("t", s.id);
+        assert!(matches!(
+            u.begin_import("t", doc, s.id, "n"),
+            Err(ApiError::UploadIncomplete {
+                persisted: 4,
+                size: 10
+            })
+        ));
+        u.delete("t", doc, s.id, "n").unwrap();
         assert!(u.get("t", doc, s.id, "n").is_err());
         assert!(!u.part("t", s.id).exists());
     }

@@ -3,7 +3,6 @@
 //! [`crate::uploads`].
 
 use std::io::Read;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use akte_core::records::{NewRendition, NewVersion, ObjectKind};
@@ -174,110 +173,57 @@ impl Api {
         };
         let (n, s, _) = self.session_of(&caller, "header.name", &header.name)?;
         let uploads = self.uploads().clone();
-        let live = uploads.live(&n.tenant, n.id);
-        // Take the session over: from now on an older write still open stops at its next
-        // chunk.
-        let (generation, mut persisted) = {
-            let _g = live.lock.lock().await;
-            if live.importing.load(Ordering::Relaxed) {
-                return Err(ApiError::FailedPrecondition {
-                    resource: header.name,
-                    reason: "the session is being imported".into(),
-                }
-                .into());
-            }
-            let (_, persisted) = uploads.get(&n.tenant, n.document, n.id, &header.name)?;
-            if header.offset != persisted {
-                return Err(ApiError::UploadOffsetMismatch {
-                    persisted,
-                    reason: format!("the write starts at offset {}", header.offset),
-                }
-                .into());
-            }
-            (
-                live.generation.fetch_add(1, Ordering::SeqCst) + 1,
-                persisted,
-            )
+        // Takes the session over: from now on an older write still open stops at its next
+        // chunk. Every step that touches the files runs (and locks) on the blocking pool,
+        // so that a call dropped half-way cannot race the next one.
+        let mut writer = {
+            let (u, t, name) = (uploads.clone(), n.tenant.clone(), header.name.clone());
+            let offset = header.offset;
+            blocking(move || u.begin_write(&t, n.document, n.id, &name, offset)).await?
         };
-        let (tenant, id) = (n.tenant.clone(), n.id);
-        let file = {
-            let (u, t) = (uploads.clone(), tenant.clone());
-            blocking(move || u.append_to(&t, id)).await?
-        };
-        let file = Arc::new(std::sync::Mutex::new(file));
-        let mut unsynced = 0u64;
-        let outcome: Result<(), ApiError> = async {
-            loop {
-                let next = match tokio::time::timeout(idle, stream.message()).await {
-                    Err(_) => return Err(ApiError::UploadIdle(idle.as_secs())),
-                    Ok(Err(s)) => return Err(super::documents::stream_error(s)),
-                    Ok(Ok(None)) => return Ok(()),
-                    Ok(Ok(Some(m))) => m,
-                };
-                let chunk = match next.message {
-                    Some(Message::Chunk(c)) => c,
-                    _ => {
-                        return Err(ApiError::UploadProtocol(
-                            "after the header only chunks may follow".into(),
-                        ))
-                    }
-                };
-                if chunk.is_empty() || chunk.len() > MAX_CHUNK {
-                    return Err(ApiError::UploadProtocol(format!(
-                        "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
-                        chunk.len()
-                    )));
+        let outcome: Result<(), ApiError> = loop {
+            let next = match tokio::time::timeout(idle, stream.message()).await {
+                Err(_) => break Err(ApiError::UploadIdle(idle.as_secs())),
+                Ok(Err(s)) => break Err(super::documents::stream_error(s)),
+                Ok(Ok(None)) => break Ok(()),
+                Ok(Ok(Some(m))) => m,
+            };
+            let chunk = match next.message {
+                Some(Message::Chunk(c)) => c,
+                _ => {
+                    break Err(ApiError::UploadProtocol(
+                        "after the header only chunks may follow".into(),
+                    ))
                 }
-                let _g = live.lock.lock().await;
-                if live.generation.load(Ordering::SeqCst) != generation {
-                    return Err(ApiError::UploadOffsetMismatch {
-                        persisted,
-                        reason: "another write to the session took over".into(),
-                    });
-                }
-                let len = chunk.len() as u64;
-                if persisted + len > s.size {
-                    return Err(ApiError::SizeMismatch {
-                        expected: s.size,
-                        actual: persisted + len,
-                        at_least: true,
-                    });
-                }
-                let (f, u, t) = (file.clone(), uploads.clone(), tenant.clone());
-                let sync = unsynced + len >= uploads::SYNC_EVERY;
-                blocking(move || {
-                    let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
-                    uploads::append(&mut f, &chunk)?;
-                    if sync {
-                        u.sync(&t, id, &f)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-                persisted += len;
-                unsynced = if sync { 0 } else { unsynced + len };
+            };
+            if chunk.is_empty() || chunk.len() > MAX_CHUNK {
+                break Err(ApiError::UploadProtocol(format!(
+                    "a chunk of {} bytes; chunks are 1 byte to {MAX_CHUNK} bytes",
+                    chunk.len()
+                )));
             }
-        }
-        .await;
-        // Whatever arrived is kept, also when the stream broke off: flush it and record it
-        // as on disk, so that the client can resume after it. A write that was taken over or
-        // whose session was deleted leaves that to the one that took over.
-        let synced = {
-            let _g = live.lock.lock().await;
-            if live.generation.load(Ordering::SeqCst) == generation {
-                let (f, u, t) = (file.clone(), uploads.clone(), tenant.clone());
-                blocking(move || {
-                    let f = f.lock().unwrap_or_else(|p| p.into_inner());
-                    u.sync(&t, id, &f)
-                })
-                .await?
-            } else {
-                persisted
+            let u = uploads.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let r = u.append(&mut writer, &chunk);
+                (writer, r)
+            })
+            .await;
+            let appended;
+            (writer, appended) = match joined {
+                Ok(x) => x,
+                Err(e) => return Err(ApiError::Internal(format!("worker task failed: {e}")).into()),
+            };
+            if let Err(e) = appended {
+                break Err(e);
             }
         };
+        // Whatever arrived is kept, also when the stream broke off: flushed and recorded as
+        // on disk, so that the client can resume after it.
+        let u = uploads.clone();
+        let persisted = blocking(move || u.end_write(&writer)).await?;
         outcome?;
-        tracing::debug!(tenant = %tenant, session = %id, persisted = synced, "upload session written");
-        Ok(Response::new(session_msg(&tenant, &s, synced)?))
+        tracing::debug!(tenant = %n.tenant, session = %n.id, persisted, "upload session written");
+        Ok(Response::new(session_msg(&n.tenant, &s, persisted)?))
     }
 
     pub(super) async fn import_upload_session_impl(
@@ -286,66 +232,52 @@ impl Api {
     ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let (n, s, persisted) = self.session_of(&caller, "name", &r.name)?;
+        let (n, _, _) = self.session_of(&caller, "name", &r.name)?;
         let t = self.tenant(&caller, &n.tenant, &r.name, CLERK_WRITE)?;
-        if persisted != s.size {
-            return Err(ApiError::UploadIncomplete {
-                persisted,
-                size: s.size,
-            }
-            .into());
-        }
-        let sha = akte_core::Digest::from_hex(&s.sha256)
-            .map_err(|e| ApiError::Internal(format!("stored upload session {}: {e}", s.id)))?;
-        let spec = NewRendition {
-            file_name: s.file_name.clone(),
-            media_type: s.media_type.clone(),
-            sha256: sha,
-            size: s.size,
-        };
         let staged = r
             .staged_renditions
             .iter()
             .enumerate()
             .map(|(i, u)| rendition_spec(&format!("staged_renditions[{i}]"), u))
             .collect::<Result<Vec<_>, _>>()?;
-        if staged.len() + 1 > akte_core::records::validate::MAX_RENDITIONS {
+        let max = akte_core::records::validate::MAX_RENDITIONS;
+        if staged.len() + 1 > max {
             return Err(ApiError::field(
                 "staged_renditions",
-                format!(
-                    "{} renditions; at most {}",
-                    staged.len() + 1,
-                    akte_core::records::validate::MAX_RENDITIONS
-                ),
+                format!("{} renditions; at most {max}", staged.len() + 1),
             )
             .into());
         }
-        {
-            let (tc, staged_c, doc) = (
-                t.clone(),
-                staged.clone(),
-                names::object_name(&n.tenant, ObjectKind::Document, n.document),
-            );
-            blocking(move || check_version_target(&tc, n.document, &doc, &staged_c)).await?;
-        }
         let uploads = self.uploads().clone();
-        let live = uploads.live(&n.tenant, n.id);
-        if live
-            .importing
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return Err(ApiError::FailedPrecondition {
-                resource: r.name,
-                reason: "the session is being imported".into(),
+        let s = {
+            let (tc, staged_c, u, name) =
+                (t.clone(), staged.clone(), uploads.clone(), r.name.clone());
+            let doc = names::object_name(&n.tenant, ObjectKind::Document, n.document);
+            blocking(move || {
+                check_version_target(&tc, n.document, &doc, &staged_c)?;
+                u.begin_import(tc.tenant().id(), n.document, n.id, &name)
+            })
+            .await?
+        };
+        let sha = akte_core::Digest::from_hex(&s.sha256)
+            .map_err(|e| ApiError::Internal(format!("stored upload session {}: {e}", s.id)));
+        let sha = match sha {
+            Ok(d) => d,
+            Err(e) => {
+                uploads.end_import(&n.tenant, n.id, false);
+                return Err(e.into());
             }
-            .into());
-        }
+        };
+        let spec = NewRendition {
+            file_name: s.file_name,
+            media_type: s.media_type,
+            sha256: sha,
+            size: s.size,
+        };
         let actor = caller.actor().to_owned();
         let (tenant, document, id) = (n.tenant.clone(), n.document, n.id);
-        let rid = r.request_id;
-        let comment = r.comment;
-        let live_w = live.clone();
+        let (rid, comment) = (r.request_id, r.comment);
+        let u = uploads.clone();
         let started = self.state().operations.start(
             &n.tenant,
             Verb::Import,
@@ -355,7 +287,7 @@ impl Api {
                 let out = (|| {
                     progress.total(spec.size, "bytes");
                     progress.message("checking the SHA-256 of all bytes and storing them");
-                    let part = uploads.part(&tenant, id);
+                    let part = u.part(&tenant, id);
                     let file = std::fs::File::open(&part).map_err(|e| {
                         ApiError::Internal(format!("opening {}: {e}", part.display()))
                     })?;
@@ -363,10 +295,11 @@ impl Api {
                         inner: std::io::BufReader::with_capacity(1 << 20, file),
                         progress: progress.clone(),
                     };
-                    let put = t
-                        .tenant()
-                        .content()
-                        .put_expecting(reader, Some(spec.sha256), Some(spec.size));
+                    let put = t.tenant().content().put_expecting(
+                        reader,
+                        Some(spec.sha256),
+                        Some(spec.size),
+                    );
                     if progress.cancelled() {
                         return Err(ApiError::OperationCancelled);
                     }
@@ -377,21 +310,20 @@ impl Api {
                         renditions: std::iter::once(spec).chain(staged).collect(),
                     };
                     let version = t.add_version(&actor, document, new, request_id(&rid))?;
-                    uploads.delete(&tenant, id);
                     tracing::info!(tenant = %tenant, document = %document, version = version.number, principal = %actor, "version imported from an upload session");
                     Ok(pack(
                         "akte.v1.Version",
                         &convert::version(&tenant, &version),
                     ))
                 })();
-                live_w.importing.store(false, Ordering::SeqCst);
+                u.end_import(&tenant, id, out.is_ok());
                 out
             },
         );
         match started {
             Ok(op) => Ok(Response::new(op)),
             Err(e) => {
-                live.importing.store(false, Ordering::SeqCst);
+                uploads.end_import(&n.tenant, n.id, false);
                 Err(e.into())
             }
         }
@@ -404,23 +336,8 @@ impl Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (n, _, _) = self.session_of(&caller, "name", &name)?;
-        let live = self.uploads().live(&n.tenant, n.id);
-        let _g = live.lock.lock().await;
-        if live.importing.load(Ordering::SeqCst) {
-            return Err(ApiError::FailedPrecondition {
-                resource: name,
-                reason: "the session is being imported".into(),
-            }
-            .into());
-        }
-        // A write still open stops at its next chunk.
-        live.generation.fetch_add(1, Ordering::SeqCst);
-        let (u, t) = (self.uploads().clone(), n.tenant.clone());
-        blocking(move || {
-            u.delete(&t, n.id);
-            Ok(())
-        })
-        .await?;
+        let u = self.uploads().clone();
+        blocking(move || u.delete(&n.tenant, n.document, n.id, &name)).await?;
         Ok(Response::new(pb::DeleteUploadSessionResponse {}))
     }
 }

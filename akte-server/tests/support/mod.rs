@@ -29,6 +29,11 @@ pub fn config(dir: &Path) -> ServerConfig {
 
 impl Env {
     pub async fn new() -> Env {
+        // The server's log goes to the test's output (shown when a test fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let server = start(config(dir.path())).await.expect("start");
         let boot = server.bootstrap_token.clone().expect("bootstrap token");

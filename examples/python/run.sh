@@ -16,7 +16,13 @@ fail() {
 }
 
 python=${PYTHON:-python3}
-venv=${AKTE_PY_VENV:-$(mktemp -d)/venv}
+if [ -n "${AKTE_PY_VENV:-}" ]; then
+  venv=$AKTE_PY_VENV
+else
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  venv=$scratch/venv
+fi
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv" || fail "could not create a virtual environment with $python"
 fi

@@ -449,8 +449,9 @@ impl Operations {
         }
     }
 
-    /// Starts `work` as an operation of `tenant` and returns it as it stands at once.
-    pub fn start<F>(
+    /// Starts `work` as an operation of `tenant` and returns it as it stands, once it is
+    /// stored.
+    pub async fn start<F>(
         self: &Arc<Self>,
         tenant: &str,
         verb: Verb,
@@ -464,7 +465,6 @@ impl Operations {
         if self.stopping.load(Ordering::Relaxed) {
             return Err(ApiError::ShuttingDown);
         }
-        self.sweep();
         let (running, kept) = {
             let map = self.map();
             let mine = map.values().filter(|e| e.tenant == tenant);
@@ -510,17 +510,25 @@ impl Operations {
             attachment: Mutex::new(None),
             persisting: Mutex::new(()),
         });
-        self.persist(&entry);
+        // Counted from now on (quotas), but not answered before it is stored.
         self.map().insert((tenant.to_owned(), id), entry.clone());
-        let snapshot = entry.to_pb();
+        let (stored, announced) = tokio::sync::oneshot::channel();
         let ops = self.clone();
-        let progress = Progress {
-            entry: entry.clone(),
-        };
-        tokio::spawn(async move {
-            let outcome = tokio::task::spawn_blocking(move || work(&progress))
-                .await
-                .unwrap_or_else(|e| Err(ApiError::Internal(format!("operation task: {e}"))));
+        // One blocking task stores the operation, runs the work and stores the result. It
+        // does not depend on the call that started it: a caller that goes away right after
+        // asking changes nothing.
+        tokio::task::spawn_blocking(move || {
+            ops.sweep();
+            ops.persist(&entry);
+            let _ = stored.send(entry.to_pb());
+            let progress = Progress {
+                entry: entry.clone(),
+            };
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress)))
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::Internal("the operation's work panicked".into()))
+                    });
             // Work that stopped because the server is stopping was interrupted, not
             // cancelled by anyone.
             let outcome = match outcome {
@@ -533,7 +541,9 @@ impl Operations {
             };
             ops.finish_entry(&entry, outcome);
         });
-        Ok(snapshot)
+        announced.await.map_err(|_| {
+            ApiError::Internal("the operation's task ended before it was stored".into())
+        })
     }
 
     /// The operation `id` of `tenant`.
@@ -541,7 +551,8 @@ impl Operations {
         self.map().get(&(tenant.to_owned(), id)).cloned()
     }
 
-    /// The operations of `tenant`, oldest first (by creation, then id).
+    /// The operations of `tenant`, oldest first (by creation, then id). Forgets those kept
+    /// long enough first (removing files): call it on the blocking pool.
     pub fn list(&self, tenant: &str) -> Vec<Arc<Entry>> {
         self.sweep();
         let mut out: Vec<Arc<Entry>> = self
@@ -555,7 +566,8 @@ impl Operations {
     }
 
     /// Asks a running operation to stop (stoppable work stops; other work finishes and
-    /// only records the request). A finished operation is left as it is.
+    /// only records the request). A finished operation is left as it is. Writes the
+    /// operation's file: call it on the blocking pool.
     pub fn cancel(&self, entry: &Entry) {
         if entry.is_done() {
             return;
@@ -574,7 +586,8 @@ impl Operations {
         self.persist(entry);
     }
 
-    /// Forgets a finished operation and its files; a running one is refused.
+    /// Forgets a finished operation and its files; a running one is refused. Removes
+    /// files: call it on the blocking pool.
     pub fn delete(&self, entry: &Entry, name: &str) -> Result<(), ApiError> {
         if !entry.is_done() {
             return Err(ApiError::FailedPrecondition {
@@ -648,6 +661,7 @@ mod tests {
         let ops = Arc::new(Operations::open(dir.path()).unwrap());
         let op = ops
             .start("t", Verb::Import, "x".into(), "clerk", until_stopped)
+            .await
             .unwrap();
         let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
         let e = ops.get("t", id).unwrap();
@@ -681,6 +695,7 @@ mod tests {
                     &pb::OperationMetadata::default(),
                 ))
             })
+            .await
             .unwrap();
         let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
         let e = ops.get("t", id).unwrap();
@@ -699,13 +714,15 @@ mod tests {
         let ops = Arc::new(Operations::open(dir.path()).unwrap());
         let op = ops
             .start("t", Verb::Transfer, "x".into(), "registrar", until_stopped)
+            .await
             .unwrap();
         let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
         ops.shutdown(Duration::from_secs(30)).await;
         let e = ops.get("t", id).unwrap();
         assert_eq!(error_reason(&e), "OPERATION_INTERRUPTED");
         assert!(matches!(
-            ops.start("t", Verb::Verify, "x".into(), "a", until_stopped),
+            ops.start("t", Verb::Verify, "x".into(), "a", until_stopped)
+                .await,
             Err(ApiError::ShuttingDown)
         ));
         // Ended more than 7 days ago: forgotten at the next open.

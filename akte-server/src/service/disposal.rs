@@ -414,7 +414,7 @@ impl Api {
 
     /// Starts a transfer operation of `tenant` whose work writes the package with
     /// `produce`.
-    fn start_transfer<F>(
+    async fn start_transfer<F>(
         &self,
         tenant: &str,
         target: String,
@@ -430,6 +430,7 @@ impl Api {
             let package = write_package(&ops_w, &tn, progress, produce)?;
             Ok(pack("akte.v1.TransferPackage", &package))
         })
+        .await
     }
 }
 
@@ -526,14 +527,16 @@ impl DisposalService for Api {
         blocking(move || tc.disposal_process(id).map_err(named(&name))).await?;
         let actor = caller.actor().to_owned();
         let resend = r.resend;
-        let op = self.start_transfer(&tenant, r.name, actor.clone(), move |out| {
-            let out = if resend {
-                t.resend_transfer(&actor, id, &parties, out)?
-            } else {
-                t.transfer(&actor, id, &parties, out)?
-            };
-            Ok((id, out))
-        })?;
+        let op = self
+            .start_transfer(&tenant, r.name, actor.clone(), move |out| {
+                let out = if resend {
+                    t.resend_transfer(&actor, id, &parties, out)?
+                } else {
+                    t.transfer(&actor, id, &parties, out)?
+                };
+                Ok((id, out))
+            })
+            .await?;
         Ok(Response::new(op))
     }
 
@@ -550,9 +553,11 @@ impl DisposalService for Api {
         let (tc, name, fc) = (t.clone(), tenant.clone(), files.clone());
         blocking(move || check_files(&tc, &name, &fc)).await?;
         let actor = caller.actor().to_owned();
-        let op = self.start_transfer(&tenant, r.parent, actor.clone(), move |out| {
-            Ok(t.transfer_two_stage(&actor, &files, &parties, out)?)
-        })?;
+        let op = self
+            .start_transfer(&tenant, r.parent, actor.clone(), move |out| {
+                Ok(t.transfer_two_stage(&actor, &files, &parties, out)?)
+            })
+            .await?;
         Ok(Response::new(op))
     }
 
@@ -668,22 +673,27 @@ impl DisposalService for Api {
         blocking(move || check_files(&tc, &name, &fc)).await?;
         let actor = caller.actor().to_owned();
         let tn = tenant.clone();
-        let op = self.state().operations.start(
-            &tn,
-            Verb::Destroy,
-            r.parent,
-            &actor.clone(),
-            move |progress| {
-                progress.total(files.len() as u64, "files");
-                progress.message(format!("destroying {} files", files.len()));
-                let (rec, note) = t.destroy(&actor, &files, &r.legal_basis, &r.authorised_by)?;
-                progress.set(files.len() as u64);
-                Ok(pack(
-                    "akte.v1.DestructionRecord",
-                    &record(&tenant, &rec, &note),
-                ))
-            },
-        )?;
+        let op = self
+            .state()
+            .operations
+            .start(
+                &tn,
+                Verb::Destroy,
+                r.parent,
+                &actor.clone(),
+                move |progress| {
+                    progress.total(files.len() as u64, "files");
+                    progress.message(format!("destroying {} files", files.len()));
+                    let (rec, note) =
+                        t.destroy(&actor, &files, &r.legal_basis, &r.authorised_by)?;
+                    progress.set(files.len() as u64);
+                    Ok(pack(
+                        "akte.v1.DestructionRecord",
+                        &record(&tenant, &rec, &note),
+                    ))
+                },
+            )
+            .await?;
         Ok(Response::new(op))
     }
 

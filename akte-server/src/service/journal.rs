@@ -418,7 +418,8 @@ impl VerificationService for Api {
                     &report_msg(&name, &report),
                 ))
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(op))
     }
 }

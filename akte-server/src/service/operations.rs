@@ -83,10 +83,9 @@ impl Operations for Api {
                     .ok_or(ApiError::InvalidPageToken)
             })
             .transpose()?;
-        let visible: Vec<Arc<Entry>> = self
-            .state()
-            .operations
-            .list(&tenant)
+        let ops = self.state().operations.clone();
+        let listed = super::blocking(move || Ok(ops.list(&tenant))).await?;
+        let visible: Vec<Arc<Entry>> = listed
             .into_iter()
             .filter(|e| caller.principal.has_any(e.verb().roles()))
             .filter(|e| {
@@ -129,7 +128,8 @@ impl Operations for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let entry = self.operation(&caller, &name)?;
-        self.state().operations.delete(&entry, &name)?;
+        let (ops, shown) = (self.state().operations.clone(), name.clone());
+        super::blocking(move || ops.delete(&entry, &shown)).await?;
         tracing::info!(operation = %name, principal = %caller.principal.name, "operation deleted");
         Ok(Response::new(()))
     }
@@ -141,7 +141,12 @@ impl Operations for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let entry = self.operation(&caller, &name)?;
-        self.state().operations.cancel(&entry);
+        let ops = self.state().operations.clone();
+        super::blocking(move || {
+            ops.cancel(&entry);
+            Ok(())
+        })
+        .await?;
         tracing::info!(operation = %name, principal = %caller.principal.name, "operation cancellation asked for");
         Ok(Response::new(()))
     }

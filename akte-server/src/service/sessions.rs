@@ -319,7 +319,8 @@ impl Api {
                 u.end_import(&tenant, id, out.is_ok());
                 out
             },
-        );
+        )
+        .await;
         match started {
             Ok(op) => Ok(Response::new(op)),
             Err(e) => {

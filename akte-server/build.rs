@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let files = [
         "akte/v1/common.proto",
+        "akte/v1/error_reason.proto",
+        "akte/v1/operations.proto",
         "akte/v1/tenants.proto",
         "akte/v1/file_plan.proto",
         "akte/v1/files.proto",
@@ -24,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
         "google/type/date.proto",
+        "google/longrunning/operations.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());

@@ -24,6 +24,8 @@ use crate::pb::akte::v1::retention_service_client::RetentionServiceClient;
 use crate::pb::akte::v1::search_service_client::SearchServiceClient;
 use crate::pb::akte::v1::tenant_service_client::TenantServiceClient;
 use crate::pb::akte::v1::verification_service_client::VerificationServiceClient;
+use crate::pb::google::longrunning as lro;
+use crate::pb::google::longrunning::operations_client::OperationsClient;
 use crate::upload::MAX_CHUNK;
 
 /// Adds `authorization: Bearer <token>` to every call.
@@ -99,6 +101,8 @@ pub struct Clients {
     pub disposal: DisposalServiceClient<AuthChannel>,
     /// SearchService.
     pub search: SearchServiceClient<AuthChannel>,
+    /// google.longrunning.Operations.
+    pub operations: OperationsClient<AuthChannel>,
 }
 
 impl Clients {
@@ -127,6 +131,7 @@ impl Clients {
             retention: RetentionServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             holds: HoldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
             disposal: DisposalServiceClient::new(svc)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),
@@ -221,6 +226,61 @@ pub fn upload_rendition_messages(
         off = end;
     }
     out
+}
+
+/// The status an operation failed with, as the call would have returned it (code,
+/// message and the details with akte's `ErrorInfo`).
+pub fn operation_error(s: &crate::pb::google::rpc::Status) -> Status {
+    use prost::Message as _;
+    Status::with_details(
+        tonic::Code::from_i32(s.code),
+        s.message.clone(),
+        Bytes::from(s.encode_to_vec()),
+    )
+}
+
+/// Waits until an operation is done (WaitOperation, again and again) and returns its
+/// response; a failed operation becomes the status it failed with.
+pub async fn wait_operation(
+    ops: &mut OperationsClient<AuthChannel>,
+    mut op: lro::Operation,
+) -> Result<prost_types::Any, Status> {
+    while !op.done {
+        op = ops
+            .wait_operation(lro::WaitOperationRequest {
+                name: op.name.clone(),
+                timeout: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+            })
+            .await?
+            .into_inner();
+    }
+    match op.result {
+        Some(lro::operation::Result::Response(any)) => Ok(any),
+        Some(lro::operation::Result::Error(s)) => Err(operation_error(&s)),
+        None => Err(Status::internal(format!(
+            "operation {} is done without a result",
+            op.name
+        ))),
+    }
+}
+
+/// The message packed in an operation's response (or metadata).
+pub fn unpack<M: prost::Message + Default>(any: &prost_types::Any) -> Result<M, Status> {
+    M::decode(any.value.as_slice()).map_err(|e| {
+        Status::internal(format!(
+            "the server's {} does not decode: {e}",
+            any.type_url
+        ))
+    })
+}
+
+/// SHA-256 of bytes, as the API carries digests (32 bytes).
+pub fn sha256(data: &[u8]) -> Bytes {
+    use sha2::Digest as _;
+    Bytes::copy_from_slice(&sha2::Sha256::digest(data))
 }
 
 /// SHA-256 of bytes, hex.

@@ -285,6 +285,21 @@ pub fn document(tenant: &str, d: &Document, parent_kind: ObjectKind) -> pb::Docu
     }
 }
 
+/// A digest as the API sends it: 32 bytes.
+pub fn digest_bytes(d: &akte_core::Digest) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(d.as_bytes())
+}
+
+/// A digest from a request field: exactly 32 bytes.
+pub fn parse_digest(field: &str, b: &[u8]) -> Result<akte_core::Digest, ApiError> {
+    akte_core::Digest::from_slice(b).ok_or_else(|| {
+        ApiError::field(
+            field,
+            format!("must be the 32 bytes of a SHA-256, not {} bytes", b.len()),
+        )
+    })
+}
+
 /// A rendition message.
 pub fn rendition(tenant: &str, document: Uuid, number: u32, r: &Rendition) -> pb::Rendition {
     pb::Rendition {
@@ -292,7 +307,7 @@ pub fn rendition(tenant: &str, document: Uuid, number: u32, r: &Rendition) -> pb
         file_name: r.file_name.clone(),
         media_type: r.media_type.clone(),
         size: r.size,
-        sha256: r.sha256.to_hex(),
+        sha256: digest_bytes(&r.sha256),
     }
 }
 
@@ -331,9 +346,20 @@ pub fn history(h: &HistoryItem) -> pb::HistoryEntry {
     }
 }
 
-/// Page size of a request: negative sizes are refused, the rest is checked by the core.
+/// Page size of a request for the records model: negative sizes are refused, sizes above
+/// the largest page are capped to it (AIP-158), 0 stays 0 (the default).
 pub fn page_size(v: i32) -> Result<u32, ApiError> {
-    u32::try_from(v).map_err(|_| ApiError::field("page_size", "must not be negative"))
+    let n = u32::try_from(v).map_err(|_| ApiError::field("page_size", "must not be negative"))?;
+    Ok(n.min(akte_core::records::MAX_PAGE_SIZE))
+}
+
+/// Items per page of a listing the server pages itself: 0 means the default, more than
+/// the largest page means the largest page.
+pub fn page_len(v: i32) -> Result<usize, ApiError> {
+    Ok(match page_size(v)? {
+        0 => akte_core::records::DEFAULT_PAGE_SIZE as usize,
+        n => n as usize,
+    })
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {

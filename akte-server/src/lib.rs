@@ -9,6 +9,10 @@
 //! - [`error`]: the one mapping of core errors to gRPC statuses with `google.rpc.ErrorInfo`;
 //! - [`names`], [`convert`]: resource names and message conversions;
 //! - [`upload`]: streaming uploads into the content store with bounded memory;
+//! - [`uploads`]: resumable upload sessions kept in the data directory;
+//! - [`operations`]: long-running operations, their progress and their stored results;
+//! - [`page_token`]: page tokens signed with the installation's key;
+//! - [`filter`], [`range`]: AIP-160 list filters and download ranges;
 //! - [`metrics`]: the concurrency limit, request metrics and the Prometheus endpoint;
 //! - [`server`]: start, graceful shutdown;
 //! - [`client`]: connecting with a token, upload streams, error details.
@@ -18,11 +22,16 @@ pub mod client;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod filter;
 pub mod metrics;
 pub mod names;
+pub mod operations;
+pub mod page_token;
+pub mod range;
 pub mod server;
 pub mod service;
 pub mod upload;
+pub mod uploads;
 
 /// Code generated from `proto/` by `build.rs` (protox + tonic-prost-build).
 #[allow(missing_docs, clippy::all)]
@@ -36,6 +45,14 @@ pub mod pb {
     }
     /// Vendored Google types.
     pub mod google {
+        /// google.api: annotations (field behavior, resources, HTTP and client options).
+        pub mod api {
+            tonic::include_proto!("google.api");
+        }
+        /// google.longrunning: the Operations service.
+        pub mod longrunning {
+            tonic::include_proto!("google.longrunning");
+        }
         /// google.rpc: Status and error details.
         pub mod rpc {
             tonic::include_proto!("google.rpc");

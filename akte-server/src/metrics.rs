@@ -24,6 +24,7 @@ use tonic::body::Body;
 use tonic::Code;
 
 use crate::error::server_status;
+use crate::pb::akte::v1::ErrorReason;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -313,8 +314,11 @@ where
         let start = Instant::now();
         let method = req.uri().path().to_owned();
         let metrics = self.layer.metrics.clone();
-        // Health checks and reflection stay answerable under load.
-        let exempt = method.starts_with("/grpc.");
+        // Health checks and reflection stay answerable under load. WatchEntries streams
+        // last for hours; they have a limit of their own (service::MAX_WATCHERS) instead of
+        // holding a permit each.
+        let exempt =
+            method.starts_with("/grpc.") || method == "/akte.v1.JournalService/WatchEntries";
         let permit = if exempt {
             None
         } else {
@@ -326,7 +330,7 @@ where
                     tracing::warn!(method = %method, limit = self.layer.max, "call refused: concurrency limit reached");
                     let status = server_status(
                         Code::ResourceExhausted,
-                        "OVERLOADED",
+                        ErrorReason::Overloaded,
                         &format!(
                             "the server is at its limit of {} concurrent calls; retry shortly",
                             self.layer.max

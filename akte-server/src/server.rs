@@ -25,16 +25,20 @@ use crate::pb::akte::v1::history_service_server::HistoryServiceServer;
 use crate::pb::akte::v1::journal_service_server::JournalServiceServer;
 use crate::pb::akte::v1::tenant_service_server::TenantServiceServer;
 use crate::pb::akte::v1::verification_service_server::VerificationServiceServer;
+use crate::pb::google::longrunning::operations_server::OperationsServer;
 
 /// Decoding limit of DisposalService: the largest received message plus room for the
 /// other fields.
 const DISPOSAL_MESSAGE_LIMIT: usize = crate::service::MAX_RECEIVED_MESSAGE + (64 << 10);
+use crate::operations::Operations;
+use crate::page_token::PageTokens;
 use crate::pb::akte::v1::disposal_service_server::DisposalServiceServer;
 use crate::pb::akte::v1::hold_service_server::HoldServiceServer;
 use crate::pb::akte::v1::retention_service_server::RetentionServiceServer;
 use crate::pb::akte::v1::search_service_server::SearchServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::service::{Api, State};
+use crate::uploads::Uploads;
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,12 @@ pub enum ServerError {
     /// Tokens could not be loaded or created.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The page token key could not be loaded or created.
+    #[error(transparent)]
+    PageTokens(#[from] crate::page_token::PageTokenError),
+    /// The stored operations could not be read.
+    #[error(transparent)]
+    Operations(#[from] crate::operations::LoadError),
     /// A TLS file could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
@@ -213,7 +223,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     let dir = cfg.data_dir.clone();
     let origin_prefix = cfg.origin_prefix.clone();
     let configured = cfg.tokens.clone();
-    let (records, tokens, bootstrap) = tokio::task::spawn_blocking(move || {
+    let opened = tokio::task::spawn_blocking(move || {
         let options = StoreOptions {
             origin_prefix,
             ..StoreOptions::default()
@@ -230,19 +240,30 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         crate::service::remove_temporary_zips(&dir);
         let mut tokens = TokenStore::load(install, configured)?;
         let bootstrap = tokens.bootstrap(&dir)?;
-        Ok::<_, ServerError>((records, tokens, bootstrap))
+        let page_tokens = PageTokens::load_or_create(&dir)?;
+        let operations = Operations::open(&dir)?;
+        let uploads = Uploads::open(&dir);
+        Ok::<_, ServerError>((records, tokens, bootstrap, page_tokens, operations, uploads))
     })
     .await
     .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let (records, tokens, bootstrap, page_tokens, operations, uploads) = opened;
     if let Some(p) = &bootstrap {
         tracing::warn!(path = %p.display(), "no token was configured: created an admin token for all tenants and wrote it to this file (mode 0600); create tenants and their tokens with it, then delete the file");
     }
+    // Turns true when shutdown starts: the services answer SHUTTING_DOWN from then on.
+    let (shutdown, rx) = watch::channel(false);
     let state = Arc::new(State {
         records,
         tokens: RwLock::new(tokens),
-        verify_lock: tokio::sync::Mutex::new(()),
+        verify_lock: Arc::new(tokio::sync::Mutex::new(())),
         scratch_dir: cfg.data_dir.clone(),
         upload_idle: cfg.upload_idle_timeout,
+        page_tokens,
+        operations: Arc::new(operations),
+        uploads: Arc::new(uploads),
+        draining: rx.clone(),
+        watchers: Arc::new(tokio::sync::Semaphore::new(crate::service::MAX_WATCHERS)),
     });
     let api = Api::new(state.clone());
     let metrics = Arc::new(Metrics::default());
@@ -286,9 +307,16 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     health.set_serving::<HoldServiceServer<Api>>().await;
     health.set_serving::<DisposalServiceServer<Api>>().await;
     health.set_serving::<SearchServiceServer<Api>>().await;
+    health.set_serving::<OperationsServer<Api>>().await;
+    // Reflection in both versions: grpcurl and current tools speak v1, many others
+    // (Python's grpcio-reflection, older grpcurl, Postman, Kreya) only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
+        .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .map_err(|e| ServerError::Internal(format!("reflection: {e}")))?;
 
     let max = cfg.max_message_bytes;
@@ -321,6 +349,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         ))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(limited!(OperationsServer))
         .add_service(limited!(TenantServiceServer))
         .add_service(limited!(FilePlanServiceServer))
         .add_service(limited!(FileServiceServer))
@@ -339,7 +369,6 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
                 .max_encoding_message_size(max),
         );
 
-    let (shutdown, rx) = watch::channel(false);
     tokio::spawn(watch_writes(
         health.clone(),
         state.records.clone(),
@@ -391,6 +420,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         };
         // Whatever is left of the server (after a missed drain deadline) goes before the flush.
         drop(serve);
+        // Transfers and imports stop (ending as interrupted); verifications and
+        // destructions get the drain deadline to finish.
+        task_state.operations.shutdown(drain).await;
         let flushed = tokio::task::spawn_blocking(move || task_state.records.store().flush())
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?;

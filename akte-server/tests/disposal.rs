@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use akte_core::xdomea::{self, AppraisalDecision, ImportResult, MessageHeader, MessageType, Party};
-use akte_server::client::{add_version_messages, sha256_hex, ClientTls, Clients};
+use akte_server::client::{
+    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
+};
 use akte_server::config::ServerConfig;
 use akte_server::error::{error_info, reason};
 use akte_server::pb::akte::v1 as pb;
@@ -227,6 +229,96 @@ async fn collect(
     Ok((info, bytes))
 }
 
+/// A transfer as the API makes it: an operation, then its package downloaded in ranges of
+/// at most 1 MiB, put together and checked against the package's size and SHA-256.
+async fn transferred(
+    c: &mut Clients,
+    r: Result<tonic::Response<akte_server::pb::google::longrunning::Operation>, Status>,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let done = wait_operation(&mut c.operations, r?.into_inner()).await?;
+    let package: pb::TransferPackage = unpack(&done)?;
+    let mut whole = Vec::new();
+    let info = loop {
+        let (i, part) = collect_parts(
+            c.disposal
+                .download_transfer_package(pb::DownloadTransferPackageRequest {
+                    name: package.name.clone(),
+                    offset: whole.len() as u64,
+                    length: 1 << 20,
+                })
+                .await,
+        )
+        .await?;
+        whole.extend_from_slice(&part);
+        if part.is_empty() || whole.len() as u64 == package.size {
+            break i;
+        }
+    };
+    assert_eq!(info.size, whole.len() as u64);
+    assert_eq!(
+        info.sha256,
+        sha256(&whole),
+        "the package hashes as described"
+    );
+    Ok((info, whole))
+}
+
+/// Transfer of a process, waited for and downloaded.
+async fn transfer(
+    c: &mut Clients,
+    r: pb::TransferRequest,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let call = c.disposal.transfer(r).await;
+    transferred(c, call).await
+}
+
+/// A two-stage transfer, waited for and downloaded.
+async fn transfer_two_stage(
+    c: &mut Clients,
+    r: pb::TransferTwoStageRequest,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let call = c.disposal.transfer_two_stage(r).await;
+    transferred(c, call).await
+}
+
+/// A destruction, waited for.
+async fn destroy_op(
+    c: &mut Clients,
+    r: pb::DestroyRequest,
+) -> Result<pb::DestructionRecord, Status> {
+    let call = c.disposal.destroy(r).await;
+    let done = wait_operation(&mut c.operations, call?.into_inner()).await?;
+    unpack(&done)
+}
+
+/// The description and the bytes of a streamed part of a ZIP.
+async fn collect_parts(
+    r: Result<tonic::Response<tonic::Streaming<pb::MessageChunk>>, Status>,
+) -> Result<(pb::MessageInfo, Vec<u8>), Status> {
+    let mut s = r?.into_inner();
+    let mut info = None;
+    let mut bytes = Vec::new();
+    while let Some(m) = s.message().await? {
+        match m.message {
+            Some(pb::message_chunk::Message::Info(i)) => info = Some(i),
+            Some(pb::message_chunk::Message::Chunk(c)) => bytes.extend_from_slice(&c),
+            None => panic!("empty stream message"),
+        }
+    }
+    Ok((info.expect("info message"), bytes))
+}
+
+/// Saves a downloaded ZIP under its name in `dir`.
+fn save_zip(
+    dir: &Path,
+    r: Result<(pb::MessageInfo, Vec<u8>), Status>,
+) -> R<(Uuid, PathBuf, Vec<u8>)> {
+    let (info, zip) = r?;
+    let p = dir.join(&info.file_name);
+    std::fs::write(&p, &zip)?;
+    Ok((id_of(&info.process), p, zip))
+}
+
 /// A plan unit with `retention` years and `disposal`, and closed files under it (closed
 /// on 1 January 2000, so their retention has ended).
 async fn closed_files(
@@ -380,7 +472,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     expect_err(
         reader.retention.list_due_files(page("bogus".into())).await,
         Code::InvalidArgument,
-        "INVALID_FIELD",
+        "INVALID_PAGE_TOKEN",
     );
 
     // Holds: archivist only.
@@ -404,7 +496,8 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .holds
         .list_holds(pb::ListHoldsRequest {
             parent: format!("tenants/{t}"),
-            include_released: false,
+            filter: "active = true".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -565,29 +658,26 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
     .await
     .expect_err("another tenant's process");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
-    let s = collect(
-        other
-            .disposal
-            .transfer(pb::TransferRequest {
-                process: info.process.clone(),
-                parties: None,
-                resend: false,
-            })
-            .await,
+    let s = transfer(
+        &mut other,
+        pb::TransferRequest {
+            name: info.process.clone(),
+            parties: None,
+            resend: false,
+        },
     )
     .await
     .expect_err("another tenant's process");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
 
     // Transfer: the 0503 with the file appraised A and its primary file.
-    let (tinfo, tzip) = collect(
-        reg.disposal
-            .transfer(pb::TransferRequest {
-                process: info.process.clone(),
-                parties: None,
-                resend: false,
-            })
-            .await,
+    let (tinfo, tzip) = transfer(
+        &mut reg,
+        pb::TransferRequest {
+            name: info.process.clone(),
+            parties: None,
+            resend: false,
+        },
     )
     .await?;
     assert_eq!(tinfo.process, info.process);
@@ -598,12 +688,12 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
 
     // The download was lost: transferring again needs `resend`, which writes the package
     // again with the same primary files.
-    let transfer = |resend| pb::TransferRequest {
-        process: info.process.clone(),
+    let request = |resend| pb::TransferRequest {
+        name: info.process.clone(),
         parties: None,
         resend,
     };
-    let s = collect(reg.disposal.transfer(transfer(false)).await)
+    let s = transfer(&mut reg, request(false))
         .await
         .expect_err("a second transfer without resend");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
@@ -613,7 +703,7 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         !s.message().contains("TransferSent"),
         "no Rust names: {s:?}"
     );
-    let (_, again) = collect(reg.disposal.transfer(transfer(true)).await).await?;
+    let (_, again) = transfer(&mut reg, request(true)).await?;
     let primaries = |zip: &[u8]| -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         let mut a = zip::ZipArchive::new(Cursor::new(zip))?;
         let mut out = Vec::new();
@@ -669,15 +759,16 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
             "PERMISSION_DENIED",
         );
     }
-    let s = reg
-        .disposal
-        .destroy(destroy(vec![
+    let s = destroy_op(
+        &mut reg,
+        destroy(vec![
             keep.name.clone(),
             toss.name.clone(),
             held.name.clone(),
-        ]))
-        .await
-        .expect_err("held");
+        ]),
+    )
+    .await
+    .expect_err("held");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
     assert_eq!(
         state(&mut reader, &keep.name).await.state,
@@ -698,11 +789,11 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         state(&mut reader, &held.name).await.state,
         pb::DisposalState::Due as i32
     );
-    let rec = reg
-        .disposal
-        .destroy(destroy(vec![keep.name.clone(), toss.name.clone()]))
-        .await?
-        .into_inner();
+    let rec = destroy_op(
+        &mut reg,
+        destroy(vec![keep.name.clone(), toss.name.clone()]),
+    )
+    .await?;
     assert_eq!(rec.files.len(), 2);
     assert_eq!(rec.actor, "registrar:weber");
     assert!(
@@ -722,10 +813,11 @@ async fn four_stage_disposal_with_holds_roles_and_tenant_walls() -> R<()> {
         .disposal
         .list_destruction_records(pb::ListDestructionRecordsRequest {
             parent: format!("tenants/{t}"),
+            ..Default::default()
         })
         .await?
         .into_inner();
-    assert_eq!(list.records, vec![rec.name.clone()]);
+    assert_eq!(list.destruction_records, vec![rec.clone()]);
     let s = expect_err(
         reader
             .retention
@@ -802,7 +894,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
 
     // The rule: registrar only.
     let rule = pb::SetRetentionRuleRequest {
-        tenant: format!("tenants/{t}"),
+        name: format!("tenants/{t}"),
         rule: pb::RetentionRule::ClosingDate as i32,
     };
     expect_err(
@@ -824,7 +916,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     expect_err(
         reg.retention
             .set_retention_rule(pb::SetRetentionRuleRequest {
-                tenant: format!("tenants/{t}"),
+                name: format!("tenants/{t}"),
                 rule: 0,
             })
             .await,
@@ -835,7 +927,7 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     // Retention of one file: decision A for a direct transfer, another one unlimited.
     let set = |file: &str, retention: Option<pb::Retention>, d: pb::DisposalDecision| {
         pb::SetRetentionRequest {
-            file: file.into(),
+            name: file.into(),
             retention,
             disposal: d as i32,
             reason: "Bewertungskatalog 2026".into(),
@@ -881,14 +973,13 @@ async fn retention_settings_and_two_stage_transfer() -> R<()> {
     assert_eq!(due.files[0].file, a.name);
 
     // Two-stage transfer.
-    let (info, zip) = collect(
-        reg.disposal
-            .transfer_two_stage(pb::TransferTwoStageRequest {
-                parent: format!("tenants/{t}"),
-                files: vec![a.name.clone()],
-                parties: None,
-            })
-            .await,
+    let (info, zip) = transfer_two_stage(
+        &mut reg,
+        pb::TransferTwoStageRequest {
+            parent: format!("tenants/{t}"),
+            files: vec![a.name.clone()],
+            parties: None,
+        },
     )
     .await?;
     xdomea::read_message_zip(Cursor::new(&zip), MessageType::Transfer, 16 << 20)?;
@@ -993,12 +1084,12 @@ async fn document(clerk: &mut Clients, parent: &str, subject: &str) -> R<String>
         .into_inner();
     let data = format!("%PDF-1.7 {subject} {}", doc.name).into_bytes();
     let header = pb::AddVersionHeader {
-        document: doc.name.clone(),
+        parent: doc.name.clone(),
         comment: String::new(),
         upload: Some(pb::RenditionUpload {
             file_name: format!("{subject}.pdf"),
             media_type: "application/pdf".into(),
-            sha256: sha256_hex(&data),
+            sha256: sha256(&data),
             size: data.len() as u64,
         }),
         staged_renditions: vec![],
@@ -1201,17 +1292,18 @@ async fn a_file_archived_with_a_case_and_a_sub_file_destroyed_with_the_archive_s
     );
 
     // The 0503: a's A parts, nothing V, nothing of b.
-    let (_, transfer_zip, zip) = save(
+    let (_, transfer_zip, zip) = save_zip(
         d,
-        reg.disposal
-            .transfer(pb::TransferRequest {
-                process: p.name.clone(),
+        transfer(
+            &mut reg,
+            pb::TransferRequest {
+                name: p.name.clone(),
                 parties: None,
                 resend: false,
-            })
-            .await,
-    )
-    .await?;
+            },
+        )
+        .await,
+    )?;
     let sent = xdomea::read_0503(&xml_of(&zip, process, MessageType::Transfer))?;
     let ids: Vec<Uuid> = sent.walk().iter().map(|(o, _)| o.id).collect();
     assert!(ids.contains(&id_of(&a.c1_doc)));
@@ -1272,17 +1364,15 @@ async fn a_file_archived_with_a_case_and_a_sub_file_destroyed_with_the_archive_s
         legal_basis: "§ 18 ThürEGovG".into(),
         authorised_by: "Amtsleitung".into(),
     };
-    let s = reg
-        .disposal
-        .destroy(destroy(vec![a.c1.clone()]))
+    let s = destroy_op(&mut reg, destroy(vec![a.c1.clone()]))
         .await
         .expect_err("an A case goes with its file");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
-    let rec = reg
-        .disposal
-        .destroy(destroy(vec![a.c2.clone(), a.sub.clone(), b.file.clone()]))
-        .await?
-        .into_inner();
+    let rec = destroy_op(
+        &mut reg,
+        destroy(vec![a.c2.clone(), a.sub.clone(), b.file.clone()]),
+    )
+    .await?;
     assert_eq!(rec.files.len(), 3);
     assert_eq!(rec.files[0].object, a.c2);
     assert_eq!(rec.files[0].file, a.file);
@@ -1301,9 +1391,7 @@ async fn a_file_archived_with_a_case_and_a_sub_file_destroyed_with_the_archive_s
     let s = state(&mut reader, &a.file).await;
     let c2 = s.parts.iter().find(|x| x.object == a.c2).expect("c2");
     assert_eq!(c2.state, pb::DisposalState::Destroyed as i32, "{c2:?}");
-    reg.disposal
-        .destroy(destroy(vec![a.file.clone(), v[0].name.clone()]))
-        .await?;
+    destroy_op(&mut reg, destroy(vec![a.file.clone(), v[0].name.clone()])).await?;
     Ok(())
 }
 
@@ -1341,12 +1429,12 @@ async fn a_failed_import_a_0506_without_archive_ids_and_an_intake_that_refuses()
     let appraisal = answer(d, process, MessageType::Appraisal);
     receive_file(&mut arch, t, &appraisal).await?;
     let name = format!("tenants/{t}/disposalProcesses/{process}");
-    let transfer = |process: &str, resend| pb::TransferRequest {
-        process: process.into(),
+    let request = |process: &str, resend| pb::TransferRequest {
+        name: process.into(),
         parties: None,
         resend,
     };
-    let (_, transfer_zip, _) = save(d, reg.disposal.transfer(transfer(&name, false)).await).await?;
+    let (_, transfer_zip, _) = save_zip(d, transfer(&mut reg, request(&name, false)).await)?;
     let failing = format!("{}=Primärdatei nicht lesbar", a.c1_doc);
     let out = akte(&[
         "archive-sim",
@@ -1380,16 +1468,17 @@ async fn a_failed_import_a_0506_without_archive_ids_and_an_intake_that_refuses()
     assert_eq!(s.state, pb::DisposalState::Transferred as i32, "{s:?}");
     assert!(s.archive_id.is_empty());
     assert!(s.explanation.contains("gave no archive id"), "{s:?}");
-    let s = reg
-        .disposal
-        .destroy(pb::DestroyRequest {
+    let s = destroy_op(
+        &mut reg,
+        pb::DestroyRequest {
             parent: format!("tenants/{t}"),
             files: vec![a.file.clone()],
             legal_basis: "§ 18".into(),
             authorised_by: "Amtsleitung".into(),
-        })
-        .await
-        .expect_err("not imported");
+        },
+    )
+    .await
+    .expect_err("not imported");
     assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
     // Offered again.
     collect(reg.disposal.offer(offer(vec![a.file.clone()])).await).await?;
@@ -1415,7 +1504,7 @@ async fn a_failed_import_a_0506_without_archive_ids_and_an_intake_that_refuses()
     ]);
     assert!(out.status.success());
     let name = format!("tenants/{t}/disposalProcesses/{process}");
-    let (_, transfer_zip, _) = save(d, reg.disposal.transfer(transfer(&name, false)).await).await?;
+    let (_, transfer_zip, _) = save_zip(d, transfer(&mut reg, request(&name, false)).await)?;
     let out = akte(&[
         "archive-sim",
         "import",
@@ -1432,11 +1521,7 @@ async fn a_failed_import_a_0506_without_archive_ids_and_an_intake_that_refuses()
     assert!(answer(other.path(), process, MessageType::TransferReceipt).exists());
     assert!(!answer(other.path(), process, MessageType::ImportConfirmation).exists());
     // A re-send, and the note for the archive.
-    let (_, again, _) = save(
-        other.path(),
-        reg.disposal.transfer(transfer(&name, true)).await,
-    )
-    .await?;
+    let (_, again, _) = save_zip(other.path(), transfer(&mut reg, request(&name, true)).await)?;
     assert_eq!(again.file_name(), transfer_zip.file_name());
     Ok(())
 }
@@ -1473,15 +1558,13 @@ async fn errors_are_what_the_api_documents() -> R<()> {
     .await
     .expect_err("another tenant's file");
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
-    let s = collect(
-        other
-            .disposal
-            .transfer_two_stage(pb::TransferTwoStageRequest {
-                parent: "tenants/andere".into(),
-                files: mine.clone(),
-                parties: None,
-            })
-            .await,
+    let s = transfer_two_stage(
+        &mut other,
+        pb::TransferTwoStageRequest {
+            parent: "tenants/andere".into(),
+            files: mine.clone(),
+            parties: None,
+        },
     )
     .await
     .expect_err("another tenant's file");
@@ -1553,25 +1636,23 @@ async fn errors_are_what_the_api_documents() -> R<()> {
     );
 
     // Wrong stage: FAILED_PRECONDITION, in words, saying what to do.
-    let (info, _) = collect(
-        reg.disposal
-            .transfer_two_stage(pb::TransferTwoStageRequest {
-                parent: format!("tenants/{t}"),
-                files: mine.clone(),
-                parties: None,
-            })
-            .await,
+    let (info, _) = transfer_two_stage(
+        &mut reg,
+        pb::TransferTwoStageRequest {
+            parent: format!("tenants/{t}"),
+            files: mine.clone(),
+            parties: None,
+        },
     )
     .await?;
     let process = id_of(&info.process);
-    let s = collect(
-        reg.disposal
-            .transfer(pb::TransferRequest {
-                process: info.process.clone(),
-                parties: None,
-                resend: false,
-            })
-            .await,
+    let s = transfer(
+        &mut reg,
+        pb::TransferRequest {
+            name: info.process.clone(),
+            parties: None,
+            resend: false,
+        },
     )
     .await
     .expect_err("transferred already");

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use akte_server::client::{
-    add_version_messages, sha256_hex, upload_rendition_messages, ClientTls, Clients,
+    add_version_messages, sha256, sha256_hex, unpack, upload_rendition_messages, wait_operation,
+    ClientTls, Clients,
 };
 use akte_server::config::ServerConfig;
 use akte_server::error::{error_info, reason};
@@ -93,10 +94,20 @@ fn expect_err<T: std::fmt::Debug>(
             assert_eq!(s.code(), code, "status {s:?}");
             assert_eq!(reason(&s), why, "status {s:?}");
             let info = error_info(&s).expect("ErrorInfo");
-            assert_eq!(info.domain, "akte.example");
+            assert_eq!(info.domain, "akte.de");
             s
         }
     }
+}
+
+/// Runs VerifyTenant and waits for its report.
+async fn verified(
+    c: &mut Clients,
+    req: pb::VerifyTenantRequest,
+) -> Result<pb::VerificationReport, Status> {
+    let op = c.verification.verify_tenant(req).await?.into_inner();
+    let done = wait_operation(&mut c.operations, op).await?;
+    unpack(&done)
 }
 
 fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
@@ -114,12 +125,12 @@ fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
 
 fn header(document: &str, data: &[u8], name: &str) -> pb::AddVersionHeader {
     pb::AddVersionHeader {
-        document: document.into(),
+        parent: document.into(),
         comment: String::new(),
         upload: Some(pb::RenditionUpload {
             file_name: name.into(),
             media_type: "application/pdf".into(),
-            sha256: sha256_hex(data),
+            sha256: sha256(data),
             size: data.len() as u64,
         }),
         staged_renditions: vec![],
@@ -142,7 +153,10 @@ async fn upload(
 async fn download(c: &mut Clients, name: &str) -> Result<(pb::Rendition, Vec<u8>), Status> {
     let mut s = c
         .documents
-        .download_rendition(pb::DownloadRenditionRequest { name: name.into() })
+        .download_rendition(pb::DownloadRenditionRequest {
+            name: name.into(),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let mut meta = None;
@@ -613,7 +627,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     let data = bytes_of(5 << 19, 1);
     let v1 = upload(&mut clerk, header(&doc.name, &data, "bauantrag.pdf"), &data).await?;
     assert_eq!(v1.number, 1);
-    assert_eq!(v1.renditions[0].sha256, sha256_hex(&data));
+    assert_eq!(v1.renditions[0].sha256, sha256(&data));
     let (meta, back) = download(&mut clerk, &v1.renditions[0].name).await?;
     assert_eq!(meta, v1.renditions[0]);
     assert!(back == data, "downloaded bytes equal the uploaded ones");
@@ -625,8 +639,8 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         .documents
         .upload_rendition(tokio_stream::iter(upload_rendition_messages(
             pb::UploadRenditionHeader {
-                document: doc.name.clone(),
-                sha256: sha256_hex(&pdfa),
+                parent: doc.name.clone(),
+                sha256: sha256(&pdfa),
                 size: pdfa.len() as u64,
             },
             Bytes::from(pdfa.clone()),
@@ -634,7 +648,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         )))
         .await?
         .into_inner();
-    assert_eq!(staged.sha256, sha256_hex(&pdfa));
+    assert_eq!(staged.sha256, sha256(&pdfa));
     let docx = b"PK\x03\x04 docx".to_vec();
     let mut h = header(&doc.name, &docx, "bauantrag.docx");
     h.upload.as_mut().unwrap().media_type =
@@ -663,6 +677,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         .documents
         .list_versions(pb::ListVersionsRequest {
             parent: doc.name.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -797,7 +812,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     let first = registrar
         .journal
         .create_checkpoint(pb::CreateCheckpointRequest {
-            tenant: tenant.clone(),
+            parent: tenant.clone(),
         })
         .await?
         .into_inner();
@@ -813,14 +828,14 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     let second = registrar
         .journal
         .create_checkpoint(pb::CreateCheckpointRequest {
-            tenant: tenant.clone(),
+            parent: tenant.clone(),
         })
         .await?
         .into_inner();
     let latest = clerk
         .journal
         .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-            tenant: tenant.clone(),
+            parent: tenant.clone(),
             cosigned: false,
         })
         .await?
@@ -847,7 +862,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     let proof = clerk
         .journal
         .get_inclusion_proof(pb::GetInclusionProofRequest {
-            tenant: tenant.clone(),
+            parent: tenant.clone(),
             seq: entry.seq,
             tree_size: 0,
         })
@@ -865,7 +880,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     let cons = clerk
         .journal
         .get_consistency_proof(pb::GetConsistencyProofRequest {
-            tenant: tenant.clone(),
+            parent: tenant.clone(),
             first_tree_size: first.tree_size,
             second_tree_size: second.tree_size,
         })
@@ -882,7 +897,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         clerk
             .journal
             .get_inclusion_proof(pb::GetInclusionProofRequest {
-                tenant: tenant.clone(),
+                parent: tenant.clone(),
                 seq: 0,
                 tree_size: second.tree_size + 100,
             })
@@ -904,7 +919,7 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
         clerk
             .journal
             .create_checkpoint(pb::CreateCheckpointRequest {
-                tenant: tenant.clone(),
+                parent: tenant.clone(),
             })
             .await,
         Code::PermissionDenied,
@@ -914,32 +929,32 @@ async fn records_lifecycle_through_every_rpc() -> R<()> {
     // Verification by an archivist.
     let arch = env.token(t, "archiv:stadt", &[pb::Role::Archivist]).await;
     let mut archivist = env.client(Some(&arch)).await;
-    let report = archivist
-        .verification
-        .verify_tenant(pb::VerifyTenantRequest {
-            tenant: tenant.clone(),
+    let report = verified(
+        &mut archivist,
+        pb::VerifyTenantRequest {
+            name: tenant.clone(),
             incremental: false,
             skip_content: false,
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     assert!(report.clean, "{:?}", report.problems);
     assert!(report.content_objects >= 4);
-    let again = archivist
-        .verification
-        .verify_tenant(pb::VerifyTenantRequest {
-            tenant: tenant.clone(),
+    let again = verified(
+        &mut archivist,
+        pb::VerifyTenantRequest {
+            name: tenant.clone(),
             incremental: true,
             skip_content: false,
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     assert!(again.clean);
     expect_err(
         clerk
             .verification
             .verify_tenant(pb::VerifyTenantRequest {
-                tenant: tenant.clone(),
+                name: tenant.clone(),
                 ..Default::default()
             })
             .await,
@@ -1045,7 +1060,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
         b.clerk
             .journal
             .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-                tenant: "tenants/stadt-a".into(),
+                parent: "tenants/stadt-a".into(),
                 cosigned: false,
             })
             .await,
@@ -1212,6 +1227,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
         .tenants
         .list_tokens(pb::ListTokensRequest {
             parent: "tenants/stadt-b".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -1465,7 +1481,7 @@ async fn invalid_arguments_and_pagination() -> R<()> {
             })
             .await,
         Code::InvalidArgument,
-        "INVALID_FIELD",
+        "INVALID_PAGE_TOKEN",
     );
     expect_err(
         f.registrar
@@ -1529,7 +1545,7 @@ async fn failed_uploads_store_nothing() -> R<()> {
 
     // Declared digest differs.
     let mut h = header(&f.doc.name, &data, "a.pdf");
-    h.upload.as_mut().unwrap().sha256 = sha256_hex(b"something else");
+    h.upload.as_mut().unwrap().sha256 = sha256(b"something else");
     let s = expect_err(
         upload(&mut f.clerk, h, &data)
             .await
@@ -1654,7 +1670,7 @@ async fn failed_uploads_store_nothing() -> R<()> {
     h.staged_renditions = vec![pb::RenditionUpload {
         file_name: "nie.pdf".into(),
         media_type: "application/pdf".into(),
-        sha256: sha256_hex(b"never uploaded"),
+        sha256: sha256(b"never uploaded"),
         size: 14,
     }];
     expect_err(
@@ -2006,7 +2022,7 @@ async fn sigterm_during_uploads_loses_no_acknowledged_upload() -> R<()> {
                     w * 100_000 + i,
                 );
                 match upload(&mut c, header(&doc.name, &data, "scan.pdf"), &data).await {
-                    Ok(v) => acked.push((v.name, sha256_hex(&data))),
+                    Ok(v) => acked.push((v.name, sha256(&data))),
                     Err(_) => break,
                 }
             }
@@ -2035,17 +2051,17 @@ async fn sigterm_during_uploads_loses_no_acknowledged_upload() -> R<()> {
     for (name, sha) in &acked {
         let (meta, bytes) = download(&mut c, name).await?;
         assert_eq!(&meta.sha256, sha, "{name}");
-        assert_eq!(&sha256_hex(&bytes), sha, "{name}");
+        assert_eq!(&sha256(&bytes), sha, "{name}");
     }
-    let report = c
-        .verification
-        .verify_tenant(pb::VerifyTenantRequest {
-            tenant: "tenants/bauamt".into(),
+    let report = verified(
+        &mut c,
+        pb::VerifyTenantRequest {
+            name: "tenants/bauamt".into(),
             incremental: false,
             skip_content: false,
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     assert!(report.clean, "{:?}", report.problems);
     assert_eq!(child.terminate(), Some(0));
     Ok(())
@@ -2153,7 +2169,7 @@ async fn damaged_content_ends_the_download_with_data_loss() -> R<()> {
     let v = upload(&mut f.clerk, header(&f.doc.name, &data, "a.pdf"), &data).await?;
     // Flip one byte of the stored (incompressible, so raw) object near its end: the last
     // bytes of its pack record.
-    let digest = akte_core::Digest::from_hex(&v.renditions[0].sha256)?;
+    let digest = akte_core::Digest::from_slice(&v.renditions[0].sha256).expect("32 bytes");
     let place = akte_core::embedded::content::ContentStore::open(
         &env.dir.path().join("tenants/bauamt/content"),
     )?
@@ -2166,6 +2182,28 @@ async fn damaged_content_ends_the_download_with_data_loss() -> R<()> {
     let s = download(&mut f.clerk, &v.name)
         .await
         .expect_err("damaged bytes are not delivered as complete");
+    assert_eq!(s.code(), Code::DataLoss, "{s:?}");
+    assert_eq!(reason(&s), "CONTENT_CORRUPT");
+    // A range far from the damage is not delivered as complete either: the whole rendition
+    // is checked whatever range is asked for.
+    let mut range = f
+        .clerk
+        .documents
+        .download_rendition(pb::DownloadRenditionRequest {
+            name: v.name.clone(),
+            offset: 0,
+            length: 100,
+        })
+        .await?
+        .into_inner();
+    let ended = loop {
+        match range.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break Ok(()),
+            Err(s) => break Err(s),
+        }
+    };
+    let s = ended.expect_err("the range of a damaged rendition ends with an error");
     assert_eq!(s.code(), Code::DataLoss, "{s:?}");
     assert_eq!(reason(&s), "CONTENT_CORRUPT");
     env.server.shutdown().await?;

@@ -76,7 +76,7 @@ async fn grow(registrar: &mut Clients, prefix: &str, n: usize) {
 async fn new_checkpoint(c: &mut Clients) -> pb::Checkpoint {
     c.journal
         .create_checkpoint(pb::CreateCheckpointRequest {
-            tenant: format!("tenants/{TENANT}"),
+            parent: format!("tenants/{TENANT}"),
         })
         .await
         .expect("checkpoint")
@@ -90,7 +90,7 @@ fn expect_err<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>, code: C
         Err(s) => {
             assert_eq!(s.code(), code, "status {s:?}");
             assert_eq!(reason(&s), why, "status {s:?}");
-            assert_eq!(error_info(&s).expect("ErrorInfo").domain, "akte.example");
+            assert_eq!(error_info(&s).expect("ErrorInfo").domain, "akte.de");
         }
     }
 }
@@ -289,6 +289,7 @@ async fn witness_cosigns_a_growing_log_and_refuses_a_fork() {
         .journal
         .list_witnesses(pb::ListWitnessesRequest {
             parent: format!("tenants/{TENANT}"),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -310,7 +311,7 @@ async fn witness_cosigns_a_growing_log_and_refuses_a_fork() {
     let served = reader
         .journal
         .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-            tenant: format!("tenants/{TENANT}"),
+            parent: format!("tenants/{TENANT}"),
             cosigned: true,
         })
         .await
@@ -351,7 +352,7 @@ async fn witness_cosigns_a_growing_log_and_refuses_a_fork() {
     let served = reader
         .journal
         .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-            tenant: format!("tenants/{TENANT}"),
+            parent: format!("tenants/{TENANT}"),
             cosigned: true,
         })
         .await
@@ -571,7 +572,7 @@ async fn add_cosignature_refuses_bad_input_and_wrong_roles() {
         n.to_bytes()
     };
     let req = |bytes: Vec<u8>| pb::AddCosignatureRequest {
-        tenant: format!("tenants/{TENANT}"),
+        parent: format!("tenants/{TENANT}"),
         cosigned_note: bytes.into(),
     };
     let good = with(cosign(&cp, &witness, 1_767_225_600).unwrap());
@@ -587,7 +588,7 @@ async fn add_cosignature_refuses_bad_input_and_wrong_roles() {
         archivist
             .journal
             .add_cosignature(pb::AddCosignatureRequest {
-                tenant: "tenants/anderes-amt".into(),
+                parent: "tenants/anderes-amt".into(),
                 cosigned_note: good.clone().into(),
             })
             .await,
@@ -647,7 +648,7 @@ async fn add_cosignature_refuses_bad_input_and_wrong_roles() {
         archivist
             .journal
             .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-                tenant: format!("tenants/{TENANT}"),
+                parent: format!("tenants/{TENANT}"),
                 cosigned: true,
             })
             .await,

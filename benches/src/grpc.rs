@@ -14,7 +14,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use akte_server::client::{add_version_messages, sha256_hex, ClientTls, Clients};
+use akte_server::client::{
+    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
+};
 use akte_server::config::ServerConfig;
 use akte_server::pb::akte::v1 as pb;
 use akte_server::server::{start, Running};
@@ -178,12 +180,12 @@ async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Resul
                     .await?
                     .into_inner();
                 let header = pb::AddVersionHeader {
-                    document: doc.name,
+                    parent: doc.name,
                     comment: String::new(),
                     upload: Some(pb::RenditionUpload {
                         file_name: name,
                         media_type: "application/octet-stream".into(),
-                        sha256: sha256_hex(&data),
+                        sha256: sha256(&data),
                         size: data.len() as u64,
                     }),
                     staged_renditions: vec![],
@@ -252,16 +254,17 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             // A full verification of this records-model store, run by the server.
             let mut c = Clients::connect(&s.url, Some(&s.token), &ClientTls::default()).await?;
             let start = Instant::now();
-            let report = c
+            let op = c
                 .verification
                 .verify_tenant(pb::VerifyTenantRequest {
-                    tenant: format!("tenants/c{clients}"),
+                    name: format!("tenants/c{clients}"),
                     incremental: false,
                     skip_content: false,
-                    ..Default::default()
                 })
                 .await?
                 .into_inner();
+            let done = wait_operation(&mut c.operations, op).await?;
+            let report: pb::VerificationReport = unpack(&done)?;
             let verify_secs = start.elapsed().as_secs_f64();
             if !report.clean {
                 bail!(

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use akte_server::client::{ClientTls, Clients};
+use akte_server::client::{unpack, wait_operation, ClientTls, Clients};
 use akte_server::config::ServerConfig;
 use akte_server::pb::akte::v1 as pb;
 use akte_server::server::start;
@@ -251,7 +251,7 @@ async fn upload(
     name: &str,
     src: &Source,
     size: u64,
-    sha256: String,
+    sha256: Vec<u8>,
 ) -> Result<f64> {
     let doc = c
         .documents
@@ -268,12 +268,12 @@ async fn upload(
     let header = pb::AddVersionRequest {
         message: Some(pb::add_version_request::Message::Header(
             pb::AddVersionHeader {
-                document: doc.name,
+                parent: doc.name,
                 comment: String::new(),
                 upload: Some(pb::RenditionUpload {
                     file_name: name.to_owned(),
                     media_type: "application/octet-stream".into(),
-                    sha256,
+                    sha256: sha256.into(),
                     size,
                     ..Default::default()
                 }),
@@ -294,7 +294,7 @@ async fn upload(
 }
 
 /// SHA-256 of a document's bytes, and the seconds hashing took (generation excluded).
-fn digest_of(src: &Source, size: u64) -> (String, f64) {
+fn digest_of(src: &Source, size: u64) -> (Vec<u8>, f64) {
     let mut h = Sha256::new();
     let mut hashing = Duration::ZERO;
     for c in src.chunks(size) {
@@ -302,7 +302,7 @@ fn digest_of(src: &Source, size: u64) -> (String, f64) {
         h.update(&c);
         hashing += t.elapsed();
     }
-    (hex::encode(h.finalize()), hashing.as_secs_f64())
+    (h.finalize().to_vec(), hashing.as_secs_f64())
 }
 
 pub(crate) fn bench_memory(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
@@ -353,16 +353,18 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     // A full verification of the tenant, run by the daemon.
     let peak = PeakRss::begin(pid);
     let start = Instant::now();
-    let report = c
+    let op = c
         .verification
         .verify_tenant(pb::VerifyTenantRequest {
-            tenant: "tenants/mem".into(),
+            name: "tenants/mem".into(),
             incremental: false,
             skip_content: false,
             ..Default::default()
         })
         .await?
         .into_inner();
+    let done = wait_operation(&mut c.operations, op).await?;
+    let report: pb::VerificationReport = unpack(&done)?;
     let verify_secs = start.elapsed().as_secs_f64();
     let (verify_peak, _) = peak.end()?;
     if !report.clean {

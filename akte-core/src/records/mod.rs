@@ -76,7 +76,7 @@ pub use disposal::{
 pub use identity::{DisposalSettings, ListCode, PartyIdentity};
 pub use import::{ImportOutcome, ObjectProblem};
 pub use projection::RecordsProjection;
-pub use read::Query;
+pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use retention::{
     retention_end, DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, RetentionRule,
 };

@@ -251,6 +251,21 @@ impl TenantRecords {
         Ok(out)
     }
 
+    /// The versions of a document, oldest first, a page at a time.
+    pub fn versions_page(
+        &self,
+        document: Uuid,
+        page: &PageRequest,
+    ) -> Result<Page<Version>, RecordsError> {
+        self.document(document)?;
+        let prefix = schema::versions(document);
+        scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |_, v| {
+            serde_json::from_slice(v)
+                .map(Some)
+                .map_err(|e| RecordsError::Internal(e.to_string()))
+        })
+    }
+
     /// One version of a document.
     pub fn version(&self, document: Uuid, number: u32) -> Result<Version, RecordsError> {
         self.document(document)?;

@@ -7,11 +7,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
-use akte_server::client::Clients;
+use akte_server::client::{unpack, wait_operation, Clients};
 use akte_server::pb::akte::v1 as pb;
 
-use super::{date, parse_date, Ctx};
+use super::{all_pages, date, parse_date, Ctx};
 
 /// Retention commands.
 #[derive(Subcommand, Debug)]
@@ -411,6 +412,26 @@ fn show_status(s: &pb::DisposalStatus) -> String {
     out
 }
 
+/// Waits for a transfer operation and downloads the package it wrote.
+async fn fetch_package(
+    c: &mut Clients,
+    op: akte_server::pb::google::longrunning::Operation,
+    output: Option<&Path>,
+) -> Result<(pb::MessageInfo, PathBuf)> {
+    let done = wait_operation(&mut c.operations, op).await?;
+    let package: pb::TransferPackage = unpack(&done)?;
+    let s = c
+        .disposal
+        .download_transfer_package(pb::DownloadTransferPackageRequest {
+            name: package.name,
+            offset: 0,
+            length: 0,
+        })
+        .await?
+        .into_inner();
+    save_zip(s, output).await
+}
+
 /// Writes a streamed ZIP to `output` (or its xdomea name), via a `.part` file renamed when
 /// complete. Returns the info and the path.
 async fn save_zip(
@@ -435,11 +456,13 @@ async fn save_zip(
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
     let mut received = 0u64;
+    let mut hasher = sha2::Sha256::new();
     let bar = progress(info.size, &info.file_name);
     let result: Result<()> = async {
         while let Some(m) = s.message().await? {
             if let Some(pb::message_chunk::Message::Chunk(b)) = m.message {
                 received += b.len() as u64;
+                hasher.update(&b);
                 f.write_all(&b)?;
                 if let Some(bar) = &bar {
                     bar.set_position(received);
@@ -452,6 +475,9 @@ async fn save_zip(
         f.flush()?;
         if received != info.size {
             bail!("received {received} bytes of {}", info.size);
+        }
+        if hasher.finalize().as_slice() != &info.sha256[..] {
+            bail!("the received ZIP does not hash to the SHA-256 the server gave");
         }
         Ok(())
     }
@@ -520,7 +546,7 @@ pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionComman
             let s = c
                 .retention
                 .set_retention(pb::SetRetentionRequest {
-                    file: ctx.name(file, "files")?,
+                    name: ctx.name(file, "files")?,
                     retention,
                     disposal: decision("decision", d.as_deref())?,
                     reason: reason.clone(),
@@ -618,18 +644,19 @@ pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Resu
             ctx.print(hold_json(&h), || show(&h));
         }
         HoldCommand::List { all } => {
-            let r = c
-                .holds
-                .list_holds(pb::ListHoldsRequest {
-                    parent: ctx.tenant_name()?,
-                    include_released: *all,
-                })
-                .await?
-                .into_inner();
-            ctx.print(
-                Value::Array(r.holds.iter().map(hold_json).collect()),
-                || r.holds.iter().map(show).collect::<Vec<_>>().join("\n"),
-            );
+            let parent = ctx.tenant_name()?;
+            let filter = if *all { "" } else { "active = true" };
+            let holds = all_pages!(holds, |page_token| c.holds.list_holds(
+                pb::ListHoldsRequest {
+                    parent: parent.clone(),
+                    filter: filter.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                }
+            ));
+            ctx.print(Value::Array(holds.iter().map(hold_json).collect()), || {
+                holds.iter().map(show).collect::<Vec<_>>().join("\n")
+            });
         }
     }
     Ok(())
@@ -715,23 +742,23 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
             output,
             resend,
         } => {
-            let s = c
+            let op = c
                 .disposal
                 .transfer(pb::TransferRequest {
-                    process: ctx.name(process, "disposalProcesses")?,
+                    name: ctx.name(process, "disposalProcesses")?,
                     parties: None,
                     resend: *resend,
                 })
                 .await?
                 .into_inner();
-            let (info, path) = save_zip(s, output.as_deref()).await?;
+            let (info, path) = fetch_package(c, op, output.as_deref()).await?;
             print_zip(ctx, &info, &path);
             if *resend {
                 eprintln!("{}", resend_note(&info));
             }
         }
         DisposalCommand::TransferTwoStage { files: f, output } => {
-            let s = c
+            let op = c
                 .disposal
                 .transfer_two_stage(pb::TransferTwoStageRequest {
                     parent: ctx.tenant_name()?,
@@ -740,7 +767,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
-            let (info, path) = save_zip(s, output.as_deref()).await?;
+            let (info, path) = fetch_package(c, op, output.as_deref()).await?;
             print_zip(ctx, &info, &path);
         }
         DisposalCommand::Process { name } => {
@@ -760,7 +787,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
             legal_basis,
             authorised_by,
         } => {
-            let r = c
+            let op = c
                 .disposal
                 .destroy(pb::DestroyRequest {
                     parent: ctx.tenant_name()?,
@@ -770,6 +797,8 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
+            let done = wait_operation(&mut c.operations, op).await?;
+            let r: pb::DestructionRecord = unpack(&done)?;
             ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
         }
         DisposalCommand::DestructionRecord { name: Some(name) } => {
@@ -783,14 +812,16 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
             ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
         }
         DisposalCommand::DestructionRecord { name: None } => {
-            let r = c
+            let parent = ctx.tenant_name()?;
+            let records = all_pages!(destruction_records, |page_token| c
                 .disposal
                 .list_destruction_records(pb::ListDestructionRecordsRequest {
-                    parent: ctx.tenant_name()?,
-                })
-                .await?
-                .into_inner();
-            ctx.print(json!(r.records), || r.records.join("\n"));
+                    parent: parent.clone(),
+                    page_size: 1000,
+                    page_token,
+                }));
+            let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+            ctx.print(json!(names), || names.join("\n"));
         }
         DisposalCommand::Settings { command } => {
             let name = format!("{}/disposalSettings", ctx.tenant_name()?);

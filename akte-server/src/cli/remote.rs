@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 use tonic::Code;
 
-use akte_server::client::{ClientTls, Clients};
+use akte_server::client::{unpack, wait_operation, ClientTls, Clients};
 
 #[path = "disposal.rs"]
 mod disposal;
@@ -434,6 +434,23 @@ pub enum JournalCommand {
     },
 }
 
+/// Every item of a paged List call: `$call` sends the request for the page `$token`.
+macro_rules! all_pages {
+    ($items:ident, |$token:ident| $call:expr) => {{
+        let mut $token = String::new();
+        let mut all = Vec::new();
+        loop {
+            let page = $call.await?.into_inner();
+            all.extend(page.$items);
+            if page.next_page_token.is_empty() {
+                break all;
+            }
+            $token = page.next_page_token;
+        }
+    }};
+}
+pub(crate) use all_pages;
+
 /// Exit code of a failed call, from its gRPC status (documented in the README).
 pub fn exit_code(code: Code) -> u8 {
     match code {
@@ -591,7 +608,7 @@ fn document_json(d: &pb::Document) -> Value {
 }
 
 fn rendition_json(r: &pb::Rendition) -> Value {
-    json!({"name": r.name, "file_name": r.file_name, "media_type": r.media_type, "size": r.size, "sha256": r.sha256})
+    json!({"name": r.name, "file_name": r.file_name, "media_type": r.media_type, "size": r.size, "sha256": hex::encode(&r.sha256)})
 }
 
 fn version_json(v: &pb::Version) -> Value {
@@ -702,7 +719,10 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                 let r = &v.renditions[0];
                 format!(
                     "{}\t{} bytes\tsha256 {}\n{}",
-                    v.name, r.size, r.sha256, r.name
+                    v.name,
+                    r.size,
+                    hex::encode(&r.sha256),
+                    r.name
                 )
             });
         }
@@ -713,7 +733,9 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                 ctx.print(rendition_json(&r), || {
                     format!(
                         "{}\t{} bytes\tsha256 {} (checked)",
-                        r.file_name, r.size, r.sha256
+                        r.file_name,
+                        r.size,
+                        hex::encode(&r.sha256)
                     )
                 });
             }
@@ -774,19 +796,21 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
             incremental,
             skip_content,
         } => {
-            let r = c
+            let op = c
                 .verification
                 .verify_tenant(pb::VerifyTenantRequest {
-                    tenant: ctx.tenant_name()?,
+                    name: ctx.tenant_name()?,
                     incremental: *incremental,
                     skip_content: *skip_content,
                 })
                 .await?
                 .into_inner();
+            let done = wait_operation(&mut c.operations, op).await?;
+            let r: pb::VerificationReport = unpack(&done)?;
             let problems: Vec<Value> = r
                 .problems
                 .iter()
-                .map(|p| json!({"kind": p.kind, "seq": p.seq, "digest": p.digest, "message": p.message}))
+                .map(|p| json!({"kind": p.kind, "seq": p.seq, "digest": hex::encode(&p.digest), "message": p.message}))
                 .collect();
             ctx.print(
                 json!({"tenant": r.tenant, "clean": r.clean, "from_seq": r.from_seq,
@@ -929,15 +953,17 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
             } else {
                 ctx.tenant_name()?
             };
-            let r = c
-                .tenants
-                .list_tokens(pb::ListTokensRequest { parent })
-                .await?
-                .into_inner();
+            let tokens = all_pages!(tokens, |page_token| c.tenants.list_tokens(
+                pb::ListTokensRequest {
+                    parent: parent.clone(),
+                    page_size: 1000,
+                    page_token,
+                }
+            ));
             ctx.print(
-                Value::Array(r.tokens.iter().map(token_json).collect()),
+                Value::Array(tokens.iter().map(token_json).collect()),
                 || {
-                    r.tokens
+                    tokens
                         .iter()
                         .map(|t| format!("{}\t{}\t{}", t.name, t.principal, token_json(t)["roles"]))
                         .collect::<Vec<_>>()
@@ -979,17 +1005,18 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
             });
         }
         AdminCommand::Witnesses => {
-            let r = c
-                .journal
-                .list_witnesses(pb::ListWitnessesRequest {
-                    parent: ctx.tenant_name()?,
-                })
-                .await?
-                .into_inner();
+            let parent = ctx.tenant_name()?;
+            let witnesses = all_pages!(witnesses, |page_token| c.journal.list_witnesses(
+                pb::ListWitnessesRequest {
+                    parent: parent.clone(),
+                    page_size: 1000,
+                    page_token,
+                }
+            ));
             ctx.print(
-                Value::Array(r.witnesses.iter().map(witness_json).collect()),
+                Value::Array(witnesses.iter().map(witness_json).collect()),
                 || {
-                    r.witnesses
+                    witnesses
                         .iter()
                         .map(|w| format!("{}\t{}", w.name, w.verifier_key))
                         .collect::<Vec<_>>()
@@ -1377,12 +1404,13 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 .get_document(pb::GetDocumentRequest { name: name.clone() })
                 .await?
                 .into_inner();
-            let versions = c
-                .documents
-                .list_versions(pb::ListVersionsRequest { parent: name })
-                .await?
-                .into_inner()
-                .versions;
+            let versions = all_pages!(versions, |page_token| c.documents.list_versions(
+                pb::ListVersionsRequest {
+                    parent: name.clone(),
+                    page_size: 1000,
+                    page_token,
+                }
+            ));
             let mut v = document_json(&d);
             v["versions"] = Value::Array(versions.iter().map(version_json).collect());
             ctx.print(v, || {
@@ -1391,7 +1419,10 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                     for r in &v.renditions {
                         s.push_str(&format!(
                             "\n  {}\t{}\t{} bytes\t{}",
-                            r.name, r.file_name, r.size, r.sha256
+                            r.name,
+                            r.file_name,
+                            r.size,
+                            hex::encode(&r.sha256)
                         ));
                     }
                 }
@@ -1425,14 +1456,14 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 JournalCommand::Latest { cosigned } => c
                     .journal
                     .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-                        tenant,
+                        parent: tenant,
                         cosigned: *cosigned,
                     })
                     .await?
                     .into_inner(),
                 _ => c
                     .journal
-                    .create_checkpoint(pb::CreateCheckpointRequest { tenant })
+                    .create_checkpoint(pb::CreateCheckpointRequest { parent: tenant })
                     .await?
                     .into_inner(),
             };
@@ -1477,7 +1508,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             let p = c
                 .journal
                 .get_inclusion_proof(pb::GetInclusionProofRequest {
-                    tenant,
+                    parent: tenant,
                     seq: *seq,
                     tree_size: *size,
                 })
@@ -1528,7 +1559,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             let cp = c
                 .journal
                 .add_cosignature(pb::AddCosignatureRequest {
-                    tenant,
+                    parent: tenant,
                     cosigned_note: note.into(),
                 })
                 .await?
@@ -1549,7 +1580,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             let p = c
                 .journal
                 .get_consistency_proof(pb::GetConsistencyProofRequest {
-                    tenant,
+                    parent: tenant,
                     first_tree_size: *old,
                     second_tree_size: *new,
                 })
@@ -1594,7 +1625,65 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
     Ok(())
 }
 
-/// Uploads a file: one pass to hash it, one to stream it in 1 MiB chunks.
+/// Files at least this large are uploaded through an upload session, which resumes after
+/// a broken connection; smaller ones in one AddVersion call.
+const RESUMABLE_FROM: u64 = 16 << 20;
+/// Attempts of one resumable upload or download before giving up.
+const ATTEMPTS: u32 = 8;
+
+/// Whether a failed call may succeed when repeated (the connection broke, the server
+/// restarted, another write took the session over).
+fn transient(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Aborted
+    )
+}
+
+/// The chunks of a file from `offset` on, 1 MiB each, as messages made by `wrap`.
+async fn file_chunks<M: Send + 'static>(
+    path: &Path,
+    offset: u64,
+    wrap: fn(Bytes) -> M,
+) -> Result<impl futures_util::Stream<Item = M>> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(futures_util::stream::unfold(
+        Some(file),
+        move |state| async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = state?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0;
+            while n < buf.len() {
+                match file.read(&mut buf[n..]).await {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    // A read error ends the stream early; the server then refuses the upload
+                    // (SIZE_MISMATCH, or an incomplete session) and records nothing.
+                    Err(_) => return None,
+                }
+            }
+            if n == 0 {
+                return None;
+            }
+            buf.truncate(n);
+            Some((wrap(Bytes::from(buf)), Some(file)))
+        },
+    ))
+}
+
+/// Uploads a file as a new version: one pass to hash it, then AddVersion, or for large files
+/// an upload session that resumes where the server's bytes end after a broken connection.
 async fn upload(
     c: &mut Clients,
     document: &str,
@@ -1605,7 +1694,7 @@ async fn upload(
     request_id: Option<&str>,
 ) -> Result<pb::Version> {
     let p = path.to_path_buf();
-    let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
+    let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64)> {
         let mut f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
         let mut h = sha2::Sha256::new();
         let mut size = 0u64;
@@ -1619,7 +1708,7 @@ async fn upload(
             h.update(&buf[..n]);
             size += n as u64;
         }
-        Ok((hex::encode(h.finalize()), size))
+        Ok((h.finalize().to_vec(), size))
     })
     .await??;
     let file_name = match name {
@@ -1629,112 +1718,232 @@ async fn upload(
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| anyhow!("{} has no file name; give --name", path.display()))?,
     };
+    let rendition = pb::RenditionUpload {
+        file_name,
+        media_type: media_type
+            .unwrap_or_else(|| guess_media_type(path))
+            .to_owned(),
+        sha256: sha.into(),
+        size,
+    };
+    if size >= RESUMABLE_FROM {
+        return upload_resumable(c, document, path, rendition, comment, request_id).await;
+    }
     let header = pb::AddVersionRequest {
         message: Some(pb::add_version_request::Message::Header(
             pb::AddVersionHeader {
-                document: document.to_owned(),
+                parent: document.to_owned(),
                 comment: comment.to_owned(),
-                upload: Some(pb::RenditionUpload {
-                    file_name,
-                    media_type: media_type
-                        .unwrap_or_else(|| guess_media_type(path))
-                        .to_owned(),
-                    sha256: sha,
-                    size,
-                }),
+                upload: Some(rendition),
                 staged_renditions: vec![],
                 request_id: request_id.unwrap_or_default().to_owned(),
             },
         )),
     };
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    let chunks = futures_util::stream::unfold(Some(file), |state| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = state?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0;
-        while n < buf.len() {
-            match file.read(&mut buf[n..]).await {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                // A read error ends the stream early; the server then refuses the upload
-                // (SIZE_MISMATCH) and stores nothing.
-                Err(_) => return None,
-            }
-        }
-        if n == 0 {
-            return None;
-        }
-        buf.truncate(n);
-        let msg = pb::AddVersionRequest {
-            message: Some(pb::add_version_request::Message::Chunk(Bytes::from(buf))),
-        };
-        Some((msg, Some(file)))
-    });
+    let chunks = file_chunks(path, 0, |b| pb::AddVersionRequest {
+        message: Some(pb::add_version_request::Message::Chunk(b)),
+    })
+    .await?;
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter([header]), chunks);
     Ok(c.documents.add_version(stream).await?.into_inner())
 }
 
-/// Downloads to a file (written beside it, renamed when complete and checked) or stdout.
+/// The upload session way: create, write (resuming from the server's `persisted_size`
+/// after a broken connection), import as an operation and wait for the version.
+async fn upload_resumable(
+    c: &mut Clients,
+    document: &str,
+    path: &Path,
+    rendition: pb::RenditionUpload,
+    comment: &str,
+    request_id: Option<&str>,
+) -> Result<pb::Version> {
+    let size = rendition.size;
+    let mut session = c
+        .documents
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            parent: document.to_owned(),
+            upload_session: Some(pb::UploadSession {
+                rendition: Some(rendition),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut attempt = 0;
+    while session.persisted_size < size {
+        let header = pb::WriteUploadSessionRequest {
+            message: Some(pb::write_upload_session_request::Message::Header(
+                pb::WriteUploadSessionHeader {
+                    name: session.name.clone(),
+                    offset: session.persisted_size,
+                },
+            )),
+        };
+        let chunks = file_chunks(path, session.persisted_size, |b| {
+            pb::WriteUploadSessionRequest {
+                message: Some(pb::write_upload_session_request::Message::Chunk(b)),
+            }
+        })
+        .await?;
+        let stream = futures_util::StreamExt::chain(futures_util::stream::iter([header]), chunks);
+        match c.documents.write_upload_session(stream).await {
+            Ok(s) => session = s.into_inner(),
+            Err(e) if transient(&e) && attempt + 1 < ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(session = %session.name, "upload interrupted ({}); resuming", e.message());
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                session = c
+                    .documents
+                    .get_upload_session(pb::GetUploadSessionRequest {
+                        name: session.name.clone(),
+                    })
+                    .await?
+                    .into_inner();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let op = c
+        .documents
+        .import_upload_session(pb::ImportUploadSessionRequest {
+            name: session.name.clone(),
+            comment: comment.to_owned(),
+            staged_renditions: vec![],
+            request_id: request_id.unwrap_or_default().to_owned(),
+        })
+        .await?
+        .into_inner();
+    let done = wait_operation(&mut c.operations, op).await?;
+    Ok(unpack(&done)?)
+}
+
+/// Downloads to a file or stdout. A file is written beside it (`.part`), checked against
+/// the SHA-256 and renamed when complete; after a broken connection the `.part` is kept and
+/// the download resumes from its end (a range), here or when the command is run again.
 async fn download(c: &mut Clients, name: &str, output: Option<&Path>) -> Result<pb::Rendition> {
+    let Some(output) = output else {
+        return download_to(
+            c,
+            name,
+            0,
+            &mut std::io::stdout().lock(),
+            &mut sha2::Sha256::new(),
+        )
+        .await
+        .and_then(|(r, hasher, received)| check_download(r, hasher, received));
+    };
+    let mut tmp = output.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let mut attempt = 0;
+    loop {
+        // What an earlier attempt left: hashed again, then continued from its end.
+        let (mut hasher, offset) = {
+            let mut h = sha2::Sha256::new();
+            let mut n = 0u64;
+            if let Ok(mut f) = std::fs::File::open(&tmp) {
+                n = std::io::copy(&mut f, &mut HashWriter(&mut h))
+                    .with_context(|| format!("reading {}", tmp.display()))?;
+            }
+            (h, n)
+        };
+        let mut sink = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&tmp)
+                .with_context(|| format!("opening {}", tmp.display()))?,
+        );
+        let got = download_to(c, name, offset, &mut sink, &mut hasher).await;
+        sink.flush()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        drop(sink);
+        match got {
+            Ok((r, hasher, received)) => {
+                return match check_download(r, hasher, offset + received) {
+                    Ok(r) => {
+                        std::fs::rename(&tmp, output)
+                            .with_context(|| format!("renaming to {}", output.display()))?;
+                        Ok(r)
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(e)
+                    }
+                };
+            }
+            Err(e) => {
+                let retry = e
+                    .downcast_ref::<tonic::Status>()
+                    .is_some_and(|s| transient(s) && s.code() != Code::Aborted);
+                if retry && attempt + 1 < ATTEMPTS {
+                    attempt += 1;
+                    tracing::warn!(name, "download interrupted ({e}); resuming");
+                    tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                    continue;
+                }
+                if !retry {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Feeds what is written into a hash.
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams a rendition from `offset` into `sink`, hashing what arrives.
+async fn download_to(
+    c: &mut Clients,
+    name: &str,
+    offset: u64,
+    sink: &mut dyn Write,
+    hasher: &mut sha2::Sha256,
+) -> Result<(pb::Rendition, sha2::Sha256, u64)> {
     let mut s = c
         .documents
         .download_rendition(pb::DownloadRenditionRequest {
             name: name.to_owned(),
+            offset,
+            length: 0,
         })
         .await?
         .into_inner();
     let mut meta: Option<pb::Rendition> = None;
-    let mut hasher = sha2::Sha256::new();
-    let tmp = output.map(|o| {
-        let mut t = o.as_os_str().to_owned();
-        t.push(".part");
-        PathBuf::from(t)
-    });
-    let mut sink: Box<dyn Write> = match &tmp {
-        Some(t) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(t).with_context(|| format!("creating {}", t.display()))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
-    };
     let mut received = 0u64;
-    let result: Result<()> = async {
-        while let Some(m) = s.message().await? {
-            match m.message {
-                Some(pb::download_rendition_response::Message::Rendition(r)) => meta = Some(r),
-                Some(pb::download_rendition_response::Message::Chunk(b)) => {
-                    hasher.update(&b);
-                    received += b.len() as u64;
-                    sink.write_all(&b)?;
-                }
-                None => {}
+    while let Some(m) = s.message().await? {
+        match m.message {
+            Some(pb::download_rendition_response::Message::Rendition(r)) => meta = Some(r),
+            Some(pb::download_rendition_response::Message::Chunk(b)) => {
+                hasher.update(&b);
+                received += b.len() as u64;
+                sink.write_all(&b)?;
             }
+            None => {}
         }
-        sink.flush()?;
-        Ok(())
     }
-    .await;
-    drop(sink);
-    let checked = result.and_then(|()| {
-        let r = meta
-            .clone()
-            .ok_or_else(|| anyhow!("the server sent no rendition metadata"))?;
-        if hex::encode(hasher.finalize()) != r.sha256 || received != r.size {
-            bail!("the downloaded bytes do not match the rendition's SHA-256 and size");
-        }
-        Ok(r)
-    });
-    match (&tmp, output, checked) {
-        (Some(t), Some(o), Ok(r)) => {
-            std::fs::rename(t, o).with_context(|| format!("renaming to {}", o.display()))?;
-            Ok(r)
-        }
-        (Some(t), _, Err(e)) => {
-            let _ = std::fs::remove_file(t);
-            Err(e)
-        }
-        (_, _, r) => r,
+    let r = meta.ok_or_else(|| anyhow!("the server sent no rendition metadata"))?;
+    Ok((r, hasher.clone(), received))
+}
+
+/// The rendition, if all its bytes arrived and hash to its SHA-256.
+fn check_download(r: pb::Rendition, hasher: sha2::Sha256, received: u64) -> Result<pb::Rendition> {
+    if hasher.finalize().as_slice() != &r.sha256[..] || received != r.size {
+        bail!("the downloaded bytes do not match the rendition's SHA-256 and size");
     }
+    Ok(r)
 }

@@ -234,13 +234,13 @@ async fn cosign_remote(
     let cp = if new_checkpoint {
         c.journal
             .create_checkpoint(pb::CreateCheckpointRequest {
-                tenant: tenant.clone(),
+                parent: tenant.clone(),
             })
             .await?
     } else {
         c.journal
             .get_latest_checkpoint(pb::GetLatestCheckpointRequest {
-                tenant: tenant.clone(),
+                parent: tenant.clone(),
                 cosigned: false,
             })
             .await?
@@ -254,7 +254,7 @@ async fn cosign_remote(
             let p = c
                 .journal
                 .get_consistency_proof(pb::GetConsistencyProofRequest {
-                    tenant: tenant.clone(),
+                    parent: tenant.clone(),
                     first_tree_size: old,
                     second_tree_size: new,
                 })
@@ -275,7 +275,7 @@ async fn cosign_remote(
     let stored = c
         .journal
         .add_cosignature(pb::AddCosignatureRequest {
-            tenant,
+            parent: tenant,
             cosigned_note: note.to_bytes().into(),
         })
         .await?

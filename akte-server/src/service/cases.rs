@@ -1,12 +1,13 @@
 //! CaseService: cases and sub-cases.
 
-use akte_core::records::{Confidentiality, NewCase, Object, ObjectKind, PageRequest};
+use akte_core::records::{Confidentiality, NewCase, Object, ObjectKind};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{CLERK_WRITE, READ};
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::case_service_server::CaseService;
 
@@ -76,10 +77,8 @@ impl CaseService for Api {
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
         let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let scope = Scope::new("ListCases", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
         let parent_name = r.parent;
         let (cases, next) = blocking(move || {
@@ -98,7 +97,7 @@ impl CaseService for Api {
         .await?;
         Ok(Response::new(pb::ListCasesResponse {
             cases: cases.iter().map(|c| convert::case(&tenant, c)).collect(),
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 

@@ -1,10 +1,14 @@
 //! DisposalService: the xdomea disposal flow (offer, the archive's messages, transfer) and
-//! destruction. The ZIPs the core writes need `Write + Seek`; they are written to a
+//! destruction. The ZIPs the core writes need `Write + Seek`. The 0501 is written to a
 //! temporary file under `DATA_DIR/tmp`, streamed out in chunks of at most 1 MiB and
-//! deleted when the stream ends (or the client goes away).
+//! deleted when the stream ends (or the client goes away). The 0503 is written by a
+//! long-running operation into a package file kept with the operation
+//! (`DATA_DIR/operations/{tenant}/{id}.zip`), which DownloadTransferPackage serves in
+//! ranges; destruction runs as an operation too.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use akte_core::records::destruction::DestructionRecord;
@@ -23,11 +27,15 @@ use crate::auth::{ADMIN, ARCHIVE, READ, REGISTRAR_WRITE};
 use crate::convert;
 use crate::error::ApiError;
 use crate::names;
+use crate::operations::{pack, Operations, Progress, Verb};
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::disposal_service_server::DisposalService;
+use crate::pb::google::longrunning as lro;
+use crate::range::Range;
 use crate::upload::MAX_CHUNK;
 
-use super::{blocking, named, Api};
+use super::{blocking, named, page_after, Api};
 
 /// Largest archive message ReceiveMessage accepts.
 pub const MAX_RECEIVED_MESSAGE: usize = 16 << 20;
@@ -35,6 +43,7 @@ pub const MAX_RECEIVED_MESSAGE: usize = 16 << 20;
 const PROCESSES: &str = "disposalProcesses";
 const RECORDS: &str = "destructionRecords";
 const SETTINGS: &str = "disposalSettings";
+const PACKAGES: &str = "transferPackages";
 
 /// The stream of an xdomea ZIP.
 pub type ZipStream = ReceiverStream<Result<pb::MessageChunk, Status>>;
@@ -276,7 +285,7 @@ async fn stream_zip<F>(
 where
     F: FnOnce(File) -> Result<(Uuid, File), ApiError> + Send + 'static,
 {
-    let (process, temp, file, size) = blocking(move || {
+    let (process, temp, file, size, sha256) = blocking(move || {
         let tmp = temp_dir(&dir)?;
         let path = tmp.join(format!("disposal-{}.zip", Uuid::new_v4()));
         let f = OpenOptions::new()
@@ -287,11 +296,8 @@ where
             .map_err(|e| ApiError::Internal(format!("creating {}: {e}", path.display())))?;
         let temp = TempZip(path);
         let (process, mut f) = produce(f)?;
-        let size = f
-            .seek(SeekFrom::End(0))
-            .and_then(|n| f.seek(SeekFrom::Start(0)).map(|_| n))
-            .map_err(|e| ApiError::Internal(format!("reading the ZIP back: {e}")))?;
-        Ok((process, temp, f, size))
+        let (size, sha256) = digest_of(&mut f)?;
+        Ok((process, temp, f, size, sha256))
     })
     .await?;
     let (tx, rx) = mpsc::channel(4);
@@ -300,6 +306,7 @@ where
             process: names::resource_name(&tenant, PROCESSES, process),
             file_name: zip_name(process),
             size,
+            sha256: convert::digest_bytes(&sha256),
         })),
     };
     if tx.send(Ok(first)).await.is_err() {
@@ -350,6 +357,119 @@ fn temp_dir(data: &Path) -> Result<PathBuf, ApiError> {
     Ok(tmp)
 }
 
+/// Size and SHA-256 of a ZIP just written; leaves the file at its start.
+fn digest_of(f: &mut File) -> Result<(u64, akte_core::Digest), ApiError> {
+    use sha2::Digest as _;
+    let fail = |e: std::io::Error| ApiError::Internal(format!("reading the ZIP back: {e}"));
+    f.seek(SeekFrom::Start(0)).map_err(fail)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    f.seek(SeekFrom::Start(0)).map_err(fail)?;
+    let digest: [u8; 32] = hasher.finalize().into();
+    Ok((size, akte_core::Digest(digest)))
+}
+
+/// The output of a transfer operation: counts what is written and stops the core's writer
+/// when the operation is cancelled (the transfer is then not recorded).
+struct Counted {
+    file: File,
+    progress: Progress,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.progress.cancelled() {
+            return Err(std::io::Error::other("the operation was cancelled"));
+        }
+        let n = self.file.write(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Counted {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+/// Writes a transfer package with `produce` as operation `progress` and describes it.
+fn write_package<F>(
+    ops: &Operations,
+    tenant: &str,
+    progress: &Progress,
+    produce: F,
+) -> Result<pb::TransferPackage, ApiError>
+where
+    F: FnOnce(Counted) -> Result<(Uuid, Counted), ApiError>,
+{
+    let path = ops.package_path(tenant, progress.id());
+    if let Some(dir) = path.parent() {
+        akte_core::embedded::fsutil::create_dir_all_durable(dir)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ApiError::Internal(format!("creating {}: {e}", path.display())))?;
+    progress.total(0, "bytes");
+    progress.message("writing the 0503 transfer package");
+    let written = produce(Counted {
+        file,
+        progress: progress.clone(),
+    })
+    .and_then(|(process, out)| {
+        let mut f = out.file;
+        f.sync_all()
+            .map_err(|e| ApiError::Internal(format!("flushing {}: {e}", path.display())))?;
+        progress.message("computing the package's SHA-256");
+        let (size, sha256) = digest_of(&mut f)?;
+        Ok((process, size, sha256))
+    });
+    let (process, size, sha256) = match written {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(if progress.cancelled() {
+                ApiError::OperationCancelled
+            } else {
+                e
+            });
+        }
+    };
+    progress.attach(path);
+    progress.set(size);
+    Ok(pb::TransferPackage {
+        name: names::resource_name(tenant, PACKAGES, progress.id()),
+        process: names::resource_name(tenant, PROCESSES, process),
+        file_name: xdomea::transfer_zip_name(process),
+        size,
+        sha256: convert::digest_bytes(&sha256),
+        expire_time: Some(convert::timestamp(
+            &(chrono::Utc::now() + crate::operations::KEEP_FINISHED),
+        )),
+    })
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -367,13 +487,32 @@ impl Api {
     fn data_dir(&self) -> PathBuf {
         self.state().scratch_dir.clone()
     }
+
+    /// Starts a transfer operation of `tenant` whose work writes the package with
+    /// `produce`.
+    async fn start_transfer<F>(
+        &self,
+        tenant: &str,
+        target: String,
+        actor: String,
+        produce: F,
+    ) -> Result<lro::Operation, ApiError>
+    where
+        F: FnOnce(Counted) -> Result<(Uuid, Counted), ApiError> + Send + 'static,
+    {
+        let ops = self.state().operations.clone();
+        let (tn, ops_w) = (tenant.to_owned(), ops.clone());
+        ops.start(tenant, Verb::Transfer, target, &actor, move |progress| {
+            let package = write_package(&ops_w, &tn, progress, produce)?;
+            Ok(pack("akte.v1.TransferPackage", &package))
+        })
+        .await
+    }
 }
 
 #[tonic::async_trait]
 impl DisposalService for Api {
     type OfferStream = ZipStream;
-    type TransferStream = ZipStream;
-    type TransferTwoStageStream = ZipStream;
 
     async fn offer(&self, req: Request<pb::OfferRequest>) -> Result<Response<ZipStream>, Status> {
         let caller = self.caller(&req)?;
@@ -442,52 +581,135 @@ impl DisposalService for Api {
     async fn transfer(
         &self,
         req: Request<pb::TransferRequest>,
-    ) -> Result<Response<ZipStream>, Status> {
+    ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let (tenant, id) = names::resource("process", &r.process, PROCESSES)?;
+        let (tenant, id) = names::resource("name", &r.name, PROCESSES)?;
         no_parties("parties", r.parties.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.process, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
+        let (tc, name) = (t.clone(), r.name.clone());
+        blocking(move || tc.disposal_process(id).map_err(named(&name))).await?;
         let actor = caller.actor().to_owned();
-        let (name, resend) = (r.process, r.resend);
-        stream_zip(
-            self.data_dir(),
-            tenant,
-            xdomea::transfer_zip_name,
-            move |out| {
-                t.disposal_process(id).map_err(named(&name))?;
+        let resend = r.resend;
+        let op = self
+            .start_transfer(&tenant, r.name, actor.clone(), move |out| {
                 let out = if resend {
                     t.resend_transfer(&actor, id, out)?
                 } else {
                     t.transfer(&actor, id, out)?
                 };
                 Ok((id, out))
-            },
-        )
-        .await
+            })
+            .await?;
+        Ok(Response::new(op))
     }
 
     async fn transfer_two_stage(
         &self,
         req: Request<pb::TransferTwoStageRequest>,
-    ) -> Result<Response<ZipStream>, Status> {
+    ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         let files = objects_named(&tenant, &r.files, &[ObjectKind::File])?;
         no_parties("parties", r.parties.as_ref())?;
         let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let (tc, fc) = (t.clone(), files.clone());
+        let ids = blocking(move || existing(&tc, &fc)).await?;
         let actor = caller.actor().to_owned();
-        stream_zip(
-            self.data_dir(),
-            tenant,
-            xdomea::transfer_zip_name,
-            move |out| {
-                let ids = existing(&t, &files)?;
+        let op = self
+            .start_transfer(&tenant, r.parent, actor.clone(), move |out| {
                 Ok(t.transfer_two_stage(&actor, &ids, out)?)
-            },
-        )
-        .await
+            })
+            .await?;
+        Ok(Response::new(op))
+    }
+
+    type DownloadTransferPackageStream = ZipStream;
+
+    async fn download_transfer_package(
+        &self,
+        req: Request<pb::DownloadTransferPackageRequest>,
+    ) -> Result<Response<ZipStream>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let (tenant, id) = names::resource("name", &r.name, PACKAGES)?;
+        self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
+        let not_found = || ApiError::NotFound {
+            resource: r.name.clone(),
+        };
+        let entry = self
+            .state()
+            .operations
+            .get(&tenant, id)
+            .filter(|e| e.verb() == Verb::Transfer)
+            .ok_or_else(not_found)?;
+        let package = match entry.to_pb().result {
+            Some(lro::operation::Result::Response(any)) => {
+                <pb::TransferPackage as prost::Message>::decode(any.value.as_slice())
+                    .map_err(|e| ApiError::Internal(format!("stored transfer package: {e}")))?
+            }
+            _ => return Err(not_found().into()),
+        };
+        let path = entry.attachment().ok_or_else(not_found)?;
+        let (offset, length) = (r.offset, r.length);
+        if offset > package.size {
+            return Err(ApiError::InvalidRange {
+                offset,
+                size: package.size,
+            }
+            .into());
+        }
+        let file = blocking(move || {
+            let mut f = File::open(&path)
+                .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
+            Ok(f)
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(4);
+        let first = pb::MessageChunk {
+            message: Some(pb::message_chunk::Message::Info(pb::MessageInfo {
+                process: package.process.clone(),
+                file_name: package.file_name.clone(),
+                size: package.size,
+                sha256: package.sha256.clone(),
+            })),
+        };
+        if tx.send(Ok(first)).await.is_err() {
+            return Err(ApiError::Internal("download channel closed".into()).into());
+        }
+        let mut left = Range::len_of(offset, length, package.size);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut buf = vec![0u8; MAX_CHUNK];
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let msg = match read_full(&mut file, &mut buf[..want]) {
+                    Ok(0) => Err(ApiError::Internal(
+                        "the transfer package is shorter than recorded".into(),
+                    )
+                    .to_status()),
+                    Ok(n) => {
+                        left -= n as u64;
+                        Ok(pb::MessageChunk {
+                            message: Some(pb::message_chunk::Message::Chunk(
+                                Bytes::copy_from_slice(&buf[..n]),
+                            )),
+                        })
+                    }
+                    Err(e) => {
+                        Err(ApiError::Internal(format!("reading the package: {e}")).to_status())
+                    }
+                };
+                let failed = msg.is_err();
+                if tx.blocking_send(msg).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn get_process(
@@ -509,20 +731,37 @@ impl DisposalService for Api {
     async fn destroy(
         &self,
         req: Request<pb::DestroyRequest>,
-    ) -> Result<Response<pb::DestructionRecord>, Status> {
+    ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         let objects = objects_named(&tenant, &r.files, &[ObjectKind::File, ObjectKind::Case])?;
         let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let tc = t.clone();
+        let ids = blocking(move || existing(&tc, &objects)).await?;
         let actor = caller.actor().to_owned();
-        let out = blocking(move || {
-            let ids = existing(&t, &objects)?;
-            let (rec, note) = t.destroy(&actor, &ids, &r.legal_basis, &r.authorised_by)?;
-            Ok(record(&t, &tenant, &rec, &note))
-        })
-        .await?;
-        Ok(Response::new(out))
+        let tn = tenant.clone();
+        let op = self
+            .state()
+            .operations
+            .start(
+                &tn,
+                Verb::Destroy,
+                r.parent,
+                &actor.clone(),
+                move |progress| {
+                    progress.total(ids.len() as u64, "objects");
+                    progress.message(format!("destroying {} objects", ids.len()));
+                    let (rec, note) = t.destroy(&actor, &ids, &r.legal_basis, &r.authorised_by)?;
+                    progress.set(ids.len() as u64);
+                    Ok(pack(
+                        "akte.v1.DestructionRecord",
+                        &record(&t, &tenant, &rec, &note),
+                    ))
+                },
+            )
+            .await?;
+        Ok(Response::new(op))
     }
 
     async fn get_destruction_record(
@@ -549,12 +788,34 @@ impl DisposalService for Api {
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
-        let ids = blocking(move || Ok(t.list_destruction_records()?)).await?;
+        let scope = Scope::new("ListDestructionRecords", &[&r.parent]);
+        let after = self.state().page_tokens.open(&scope, &r.page_token)?;
+        let after = match after.len() {
+            0 => None,
+            _ => Some(Uuid::from_slice(&after).map_err(|_| ApiError::InvalidPageToken)?),
+        };
+        let size = convert::page_len(r.page_size)?;
+        let (records, next) = blocking(move || {
+            let ids = t.list_destruction_records()?;
+            let (page, next) = page_after(&ids, |id| *id, after.as_ref(), size);
+            let records = page
+                .into_iter()
+                .map(|id| {
+                    let (rec, note) = t.destruction_record(*id)?;
+                    Ok(record(&t, &tenant, &rec, &note))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Ok((records, next))
+        })
+        .await?;
         Ok(Response::new(pb::ListDestructionRecordsResponse {
-            records: ids
-                .iter()
-                .map(|id| names::resource_name(&tenant, RECORDS, *id))
-                .collect(),
+            destruction_records: records,
+            next_page_token: self.state().page_tokens.seal(
+                &scope,
+                next.map(|id| id.as_bytes().to_vec())
+                    .unwrap_or_default()
+                    .as_slice(),
+            ),
         }))
     }
 

@@ -5,9 +5,8 @@ use std::io::Read;
 use akte_core::backend::content::ContentError;
 use akte_core::records::{
     validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, Object, ObjectKind,
-    PageRequest, RecordsError, TenantRecords,
+    RecordsError, TenantRecords,
 };
-use akte_core::Digest;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -18,8 +17,10 @@ use crate::auth::{CLERK_WRITE, READ};
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::document_service_server::DocumentService;
+use crate::range::Range;
 use crate::upload::{receive_content, receive_small, ChunkSource, SMALL_UPLOAD};
 
 use super::{blocking, get_kind, named, reason, update, Api};
@@ -43,7 +44,7 @@ fn ensure_open(t: &TenantRecords, doc: &Document) -> Result<(), ApiError> {
 
 /// What AddVersion checks before it stores any byte: the document exists and is writable,
 /// and the staged renditions it names are stored with the sizes given.
-fn check_version_target(
+pub(super) fn check_version_target(
     t: &TenantRecords,
     id: Uuid,
     name: &str,
@@ -71,11 +72,10 @@ fn check_version_target(
     Ok(())
 }
 
-fn digest(field: &str, hex: &str) -> Result<Digest, ApiError> {
-    Digest::from_hex(hex).map_err(|_| ApiError::field(field, "must be 64 hex digits (SHA-256)"))
-}
-
-fn rendition_spec(field: &str, u: &pb::RenditionUpload) -> Result<NewRendition, ApiError> {
+pub(super) fn rendition_spec(
+    field: &str,
+    u: &pb::RenditionUpload,
+) -> Result<NewRendition, ApiError> {
     let prefixed = |e: RecordsError| match e {
         RecordsError::Invalid { field: f, reason } => {
             ApiError::field(format!("{field}.{f}"), reason)
@@ -87,12 +87,12 @@ fn rendition_spec(field: &str, u: &pb::RenditionUpload) -> Result<NewRendition, 
     Ok(NewRendition {
         file_name: u.file_name.clone(),
         media_type: u.media_type.clone(),
-        sha256: digest(&format!("{field}.sha256"), &u.sha256)?,
+        sha256: convert::parse_digest(&format!("{field}.sha256"), &u.sha256)?,
         size: u.size,
     })
 }
 
-fn stream_error(s: Status) -> ApiError {
+pub(super) fn stream_error(s: Status) -> ApiError {
     ApiError::Stream {
         code: s.code(),
         message: s.message().to_owned(),
@@ -137,7 +137,7 @@ impl ChunkSource for StagedChunks<'_> {
     }
 }
 
-async fn first_message<M>(
+pub(super) async fn first_message<M>(
     stream: &mut Streaming<M>,
     idle: std::time::Duration,
 ) -> Result<M, ApiError> {
@@ -242,10 +242,8 @@ impl DocumentService for Api {
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
         let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let scope = Scope::new("ListDocuments", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
         let parent_name = r.parent;
         let (docs, next) = blocking(move || {
@@ -264,7 +262,7 @@ impl DocumentService for Api {
         .await?;
         Ok(Response::new(pb::ListDocumentsResponse {
             documents: docs,
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 
@@ -316,8 +314,8 @@ impl DocumentService for Api {
                 )
             }
         };
-        let o = names::object_of("header.document", &header.document, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &header.document, CLERK_WRITE)?;
+        let o = names::object_of("header.parent", &header.parent, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &header.parent, CLERK_WRITE)?;
         let upload = header
             .upload
             .as_ref()
@@ -346,7 +344,7 @@ impl DocumentService for Api {
         }
         let actor = caller.actor().to_owned();
         let rid = header.request_id;
-        let (comment, name) = (header.comment, header.document);
+        let (comment, name) = (header.comment, header.parent);
         // A small upload (the common case: letters, forms, XML) is received into memory
         // first, then checked, stored and recorded in one blocking call: one hand-off to a
         // worker thread instead of three. Memory stays bounded: below SMALL_UPLOAD (1 MiB)
@@ -420,10 +418,10 @@ impl DocumentService for Api {
                 )
             }
         };
-        let o = names::object_of("header.document", &header.document, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &header.document, CLERK_WRITE)?;
-        let sha = digest("header.sha256", &header.sha256)?;
-        let (tc, name) = (t.clone(), header.document.clone());
+        let o = names::object_of("header.parent", &header.parent, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &header.parent, CLERK_WRITE)?;
+        let sha = convert::parse_digest("header.sha256", &header.sha256)?;
+        let (tc, name) = (t.clone(), header.parent.clone());
         blocking(
             move || match get_kind(&tc, o.id, ObjectKind::Document, &name)? {
                 Object::Document(d) => ensure_open(&tc, &d),
@@ -434,7 +432,7 @@ impl DocumentService for Api {
         let put =
             receive_content(&mut StagedChunks(&mut stream), t, sha, header.size, idle).await?;
         Ok(Response::new(pb::UploadRenditionResponse {
-            sha256: put.digest.to_hex(),
+            sha256: convert::digest_bytes(&put.digest),
             size: put.size,
         }))
     }
@@ -457,15 +455,20 @@ impl DocumentService for Api {
         req: Request<pb::ListVersionsRequest>,
     ) -> Result<Response<pb::ListVersionsResponse>, Status> {
         let caller = self.caller(&req)?;
-        let parent = req.into_inner().parent;
-        let o = names::object_of("parent", &parent, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &parent, READ)?;
-        let versions = blocking(move || t.versions(o.id).map_err(named(&parent))).await?;
+        let r = req.into_inner();
+        let o = names::object_of("parent", &r.parent, DOC)?;
+        let t = self.tenant(&caller, &o.tenant, &r.parent, READ)?;
+        let scope = Scope::new("ListVersions", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
+        let parent = r.parent;
+        let p = blocking(move || t.versions_page(o.id, &page).map_err(named(&parent))).await?;
         Ok(Response::new(pb::ListVersionsResponse {
-            versions: versions
+            versions: p
+                .items
                 .iter()
                 .map(|v| convert::version(&o.tenant, v))
                 .collect(),
+            next_page_token: self.seal_token(&scope, p.next_page_token.as_deref()),
         }))
     }
 
@@ -476,7 +479,8 @@ impl DocumentService for Api {
         req: Request<pb::DownloadRenditionRequest>,
     ) -> Result<Response<Self::DownloadRenditionStream>, Status> {
         let caller = self.caller(&req)?;
-        let name = req.into_inner().name;
+        let r = req.into_inner();
+        let (name, offset, length) = (r.name, r.offset, r.length);
         let v = names::version("name", &name, true)?;
         let t = self.tenant(&caller, &v.tenant, &name, READ)?;
         let (doc, number, wanted) = (v.document, v.number, v.rendition);
@@ -488,10 +492,17 @@ impl DocumentService for Api {
             }
             .cloned()
             .ok_or(ApiError::NotFound { resource: name })?;
+            if offset > r.size {
+                return Err(ApiError::InvalidRange {
+                    offset,
+                    size: r.size,
+                });
+            }
             let reader = t.open_rendition(&r)?;
             Ok((r, reader))
         })
         .await?;
+        let mut range = Range::new(offset, length);
         let (tx, rx) = mpsc::channel(4);
         let first = pb::DownloadRenditionResponse {
             message: Some(pb::download_rendition_response::Message::Rendition(
@@ -507,11 +518,17 @@ impl DocumentService for Api {
             loop {
                 let msg = match read_full(&mut reader, &mut buf) {
                     Ok(0) => return,
-                    Ok(n) => Ok(pb::DownloadRenditionResponse {
-                        message: Some(pb::download_rendition_response::Message::Chunk(
-                            Bytes::copy_from_slice(&buf[..n]),
-                        )),
-                    }),
+                    // Bytes outside the range are read all the same: the reader checks the
+                    // digest of the whole rendition at its end, and a damaged rendition must
+                    // end the stream with DATA_LOSS whatever range was asked for.
+                    Ok(n) => match range.take(&buf[..n]) {
+                        Some(part) => Ok(pb::DownloadRenditionResponse {
+                            message: Some(pb::download_rendition_response::Message::Chunk(
+                                Bytes::copy_from_slice(part),
+                            )),
+                        }),
+                        None => continue,
+                    },
                     Err(e) => Err(download_error(e).to_status()),
                 };
                 let failed = msg.is_err();
@@ -522,5 +539,40 @@ impl DocumentService for Api {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn create_upload_session(
+        &self,
+        req: Request<pb::CreateUploadSessionRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        self.create_upload_session_impl(req).await
+    }
+
+    async fn get_upload_session(
+        &self,
+        req: Request<pb::GetUploadSessionRequest>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        self.get_upload_session_impl(req).await
+    }
+
+    async fn write_upload_session(
+        &self,
+        req: Request<Streaming<pb::WriteUploadSessionRequest>>,
+    ) -> Result<Response<pb::UploadSession>, Status> {
+        self.write_upload_session_impl(req).await
+    }
+
+    async fn import_upload_session(
+        &self,
+        req: Request<pb::ImportUploadSessionRequest>,
+    ) -> Result<Response<crate::pb::google::longrunning::Operation>, Status> {
+        self.import_upload_session_impl(req).await
+    }
+
+    async fn delete_upload_session(
+        &self,
+        req: Request<pb::DeleteUploadSessionRequest>,
+    ) -> Result<Response<pb::DeleteUploadSessionResponse>, Status> {
+        self.delete_upload_session_impl(req).await
     }
 }

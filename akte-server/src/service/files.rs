@@ -1,12 +1,13 @@
 //! FileService: files and sub-files.
 
-use akte_core::records::{Confidentiality, NewFile, Object, ObjectKind, PageRequest};
+use akte_core::records::{Confidentiality, NewFile, Object, ObjectKind};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{READ, REGISTRAR_WRITE};
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::file_service_server::FileService;
 
@@ -114,10 +115,8 @@ impl FileService for Api {
             &[ObjectKind::PlanUnit, ObjectKind::File],
         )?;
         let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let scope = Scope::new("ListFiles", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
         let parent_name = r.parent;
         let (files, next) = blocking(move || {
@@ -142,7 +141,7 @@ impl FileService for Api {
         .await?;
         Ok(Response::new(pb::ListFilesResponse {
             files: files.iter().map(|f| convert::file(&tenant, f)).collect(),
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 

@@ -1,9 +1,8 @@
 //! HistoryService, JournalService and VerificationService.
 
-use akte_core::entry::PayloadKind;
 use akte_core::keys::VerifierKey;
 use akte_core::note::Checkpoint;
-use akte_core::records::{PageRequest, TenantRecords};
+use akte_core::records::TenantRecords;
 use akte_core::store::StoreError;
 use akte_core::store::Tenant;
 use akte_core::verify::{verify_tenant, VerifyOptions};
@@ -12,9 +11,11 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{ADMIN, ARCHIVE, READ, SIGN, VERIFY};
-use crate::convert::{self, timestamp};
+use crate::convert;
 use crate::error::ApiError;
 use crate::names;
+use crate::operations::{pack, Verb};
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::history_service_server::HistoryService;
 use crate::pb::akte::v1::journal_service_server::JournalService;
@@ -80,10 +81,8 @@ impl HistoryService for Api {
         let r = req.into_inner();
         let o = names::object("parent", &r.parent)?;
         let t = self.tenant(&caller, &o.tenant, &r.parent, READ)?;
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let scope = Scope::new("ListHistory", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let name = r.parent;
         let page = blocking(move || {
             // A deleted plan unit keeps its history; an existing object must be of the
@@ -98,7 +97,7 @@ impl HistoryService for Api {
         .await?;
         Ok(Response::new(pb::ListHistoryResponse {
             entries: page.items.iter().map(convert::history).collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, page.next_page_token.as_deref()),
         }))
     }
 }
@@ -111,8 +110,8 @@ impl JournalService for Api {
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let name = r.tenant;
-        let tenant = names::tenant("tenant", &name)?;
+        let name = r.parent;
+        let tenant = names::tenant("parent", &name)?;
         let t = self.tenant(&caller, &tenant, &name, READ)?;
         if !r.cosigned {
             return Ok(Response::new(blocking(move || latest(&t)).await?));
@@ -146,8 +145,8 @@ impl JournalService for Api {
         req: Request<pb::CreateCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let caller = self.caller(&req)?;
-        let name = req.into_inner().tenant;
-        let tenant = names::tenant("tenant", &name)?;
+        let name = req.into_inner().parent;
+        let tenant = names::tenant("parent", &name)?;
         let t = self.tenant(&caller, &tenant, &name, SIGN)?;
         let cp = blocking(move || {
             let note = t.tenant().checkpoint()?;
@@ -170,33 +169,68 @@ impl JournalService for Api {
         let (tenant, seq) = names::entry("name", &name)?;
         let t = self.tenant(&caller, &tenant, &name, READ)?;
         let rec = blocking(move || Ok(t.tenant().entry(seq)?)).await?;
-        let e = &rec.entry;
-        Ok(Response::new(pb::JournalEntry {
-            name,
-            seq: e.seq,
-            time: Some(timestamp(&e.time)),
-            prev_leaf_hash: bytes(&e.prev),
-            actor: e.actor.clone(),
-            kind: e.kind.clone(),
-            object: e.object.clone(),
-            payloads: e
-                .payloads
-                .iter()
-                .map(|p| pb::EntryPayload {
-                    kind: match p.kind {
-                        PayloadKind::Content => "content",
-                        PayloadKind::Inline => "inline",
-                        PayloadKind::Reference => "reference",
-                    }
-                    .to_owned(),
-                    role: p.role.clone(),
-                    size: p.size,
-                    sha256: bytes(&p.digest),
-                })
-                .collect(),
-            encoded_entry: Bytes::from(e.encode()),
-            leaf_hash: bytes(&rec.leaf),
+        Ok(Response::new(super::feed::entry_msg(&tenant, &rec)))
+    }
+
+    async fn list_entries(
+        &self,
+        req: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let scope = Scope::new("ListEntries", &[&r.parent, &r.start_seq.to_string()]);
+        let from = self
+            .state()
+            .page_tokens
+            .open_u64(&scope, &r.page_token)?
+            .unwrap_or(r.start_seq);
+        let size = convert::page_len(r.page_size)? as u64;
+        let (entries, next, journal_size) = blocking(move || {
+            let journal_size = t.tenant().size().map_err(ApiError::from)?;
+            if from > journal_size {
+                return Err(StoreError::BeyondJournal {
+                    requested: from,
+                    available: journal_size,
+                }
+                .into());
+            }
+            let to = journal_size.min(from.saturating_add(size));
+            let entries = super::feed::read_entries(&t, &tenant, from, to)?;
+            Ok((entries, (to < journal_size).then_some(to), journal_size))
+        })
+        .await?;
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries,
+            next_page_token: self.state().page_tokens.seal_u64(&scope, next),
+            journal_size,
         }))
+    }
+
+    type WatchEntriesStream = super::feed::WatchStream;
+
+    async fn watch_entries(
+        &self,
+        req: Request<pb::WatchEntriesRequest>,
+    ) -> Result<Response<Self::WatchEntriesStream>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let permit = self
+            .state()
+            .watchers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded(super::MAX_WATCHERS))?;
+        Ok(super::feed::watch(
+            t,
+            tenant,
+            r.start_seq,
+            self.state().draining.clone(),
+            permit,
+        ))
     }
 
     async fn get_inclusion_proof(
@@ -205,8 +239,8 @@ impl JournalService for Api {
     ) -> Result<Response<pb::InclusionProof>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let tenant = names::tenant("tenant", &r.tenant)?;
-        let t = self.tenant(&caller, &tenant, &r.tenant, READ)?;
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
         let proof = blocking(move || {
             let (size, checkpoint) = if r.tree_size == 0 {
                 let cp = latest(&t)?;
@@ -243,8 +277,8 @@ impl JournalService for Api {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let tenant = names::tenant("tenant", &r.tenant)?;
-        let t = self.tenant(&caller, &tenant, &r.tenant, READ)?;
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
         if r.first_tree_size == 0 || r.first_tree_size > r.second_tree_size {
             return Err(ApiError::field(
                 "first_tree_size",
@@ -289,13 +323,20 @@ impl JournalService for Api {
         req: Request<pb::ListWitnessesRequest>,
     ) -> Result<Response<pb::ListWitnessesResponse>, Status> {
         let caller = self.caller(&req)?;
-        let parent = req.into_inner().parent;
-        let tenant = names::tenant("parent", &parent)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("parent", &r.parent)?;
         // Witness keys are public: every checkpoint served to a reader names them anyway.
-        let t = self.tenant(&caller, &tenant, &parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let scope = Scope::new("ListWitnesses", &[&r.parent]);
+        let after = self.state().page_tokens.open_u64(&scope, &r.page_token)?;
+        let size = convert::page_len(r.page_size)?;
         let keys = blocking(move || Ok(t.tenant().witnesses()?)).await?;
+        // Registration order; the cursor is the position (a tenant has at most 32).
+        let positioned: Vec<(u64, &VerifierKey)> = (0u64..).zip(keys.iter()).collect();
+        let (page, next) = super::page_after(&positioned, |(i, _)| *i, after.as_ref(), size);
         Ok(Response::new(pb::ListWitnessesResponse {
-            witnesses: keys.iter().map(|k| witness_msg(&tenant, k)).collect(),
+            witnesses: page.iter().map(|(_, k)| witness_msg(&tenant, k)).collect(),
+            next_page_token: self.state().page_tokens.seal_u64(&scope, next),
         }))
     }
 
@@ -318,8 +359,8 @@ impl JournalService for Api {
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let tenant = names::tenant("tenant", &r.tenant)?;
-        let t = self.tenant(&caller, &tenant, &r.tenant, ARCHIVE)?;
+        let tenant = names::tenant("parent", &r.parent)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, ARCHIVE)?;
         if r.cosigned_note.is_empty() {
             return Err(ApiError::field("cosigned_note", "is required").into());
         }
@@ -341,43 +382,76 @@ impl VerificationService for Api {
     async fn verify_tenant(
         &self,
         req: Request<pb::VerifyTenantRequest>,
-    ) -> Result<Response<pb::VerificationReport>, Status> {
+    ) -> Result<Response<crate::pb::google::longrunning::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let tenant = names::tenant("tenant", &r.tenant)?;
-        let t = self.tenant(&caller, &tenant, &r.tenant, VERIFY)?;
-        let _one_at_a_time = self.state.verify_lock.lock().await;
+        let tenant = names::tenant("name", &r.name)?;
+        let t = self.tenant(&caller, &tenant, &r.name, VERIFY)?;
+        let verify_lock = self.state.verify_lock.clone();
         let store = self.state.records.store().clone();
         let options = VerifyOptions {
             incremental: r.incremental,
             content: !r.skip_content,
             index: true,
         };
-        let report = blocking(move || Ok(verify_tenant(&store, t.tenant(), options)?)).await?;
-        tracing::info!(tenant = %tenant, problems = report.problems.len(), principal = %caller.principal.name, "verification run");
-        Ok(Response::new(pb::VerificationReport {
-            tenant: r.tenant,
-            clean: report.problems.is_empty(),
-            from_seq: report.from_seq,
-            entries_checked: report.entries,
-            checkpoints_checked: report.checkpoints,
-            content_objects: report.content_objects,
-            content_bytes: report.content_bytes,
-            destroyed_records: report.destroyed_records,
-            unreferenced_objects: report.unreferenced_objects,
-            problems: report
-                .problems
-                .iter()
-                .map(|p| pb::VerificationProblem {
-                    kind: serde_json::to_value(p.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    seq: p.seq,
-                    digest: p.digest.map(|d| d.to_hex()).unwrap_or_default(),
-                    message: p.message.clone(),
-                })
-                .collect(),
-        }))
+        let (name, principal) = (r.name.clone(), caller.actor().to_owned());
+        let tn = tenant.clone();
+        let op = self.state.operations.start(
+            &tn,
+            Verb::Verify,
+            r.name,
+            caller.actor(),
+            move |progress| {
+                progress.message("waiting for another verification to finish");
+                // One verification at a time: they read every byte of the store.
+                let _one_at_a_time = verify_lock.blocking_lock();
+                // The verifier reports no progress of its own (see ARCHITECTURE.md): the
+                // total is what it will look at, the count is set when it is done.
+                let total = t.tenant().size().map_err(ApiError::from)?;
+                progress.total(total, "entries");
+                progress.message(format!("verifying {total} journal entries"));
+                let report = verify_tenant(&store, t.tenant(), options)?;
+                progress.set(report.from_seq + report.entries);
+                tracing::info!(tenant = %tenant, problems = report.problems.len(), principal = %principal, "verification run");
+                Ok(pack(
+                    "akte.v1.VerificationReport",
+                    &report_msg(&name, &report),
+                ))
+            },
+        )
+        .await?;
+        Ok(Response::new(op))
+    }
+}
+
+/// The message of a verification report.
+fn report_msg(name: &str, report: &akte_core::verify::TenantReport) -> pb::VerificationReport {
+    pb::VerificationReport {
+        tenant: name.to_owned(),
+        clean: report.problems.is_empty(),
+        from_seq: report.from_seq,
+        entries_checked: report.entries,
+        checkpoints_checked: report.checkpoints,
+        content_objects: report.content_objects,
+        content_bytes: report.content_bytes,
+        destroyed_records: report.destroyed_records,
+        unreferenced_objects: report.unreferenced_objects,
+        problems: report
+            .problems
+            .iter()
+            .map(|p| pb::VerificationProblem {
+                kind: serde_json::to_value(p.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                seq: p.seq,
+                digest: p
+                    .digest
+                    .as_ref()
+                    .map(convert::digest_bytes)
+                    .unwrap_or_default(),
+                message: p.message.clone(),
+            })
+            .collect(),
     }
 }

@@ -5,11 +5,14 @@
 mod cases;
 mod disposal;
 mod documents;
+mod feed;
 mod files;
 mod journal;
+mod operations;
 mod plan;
 mod retention;
 mod search;
+mod sessions;
 mod tenants;
 
 pub use disposal::{remove_temporary_zips, MAX_RECEIVED_MESSAGE};
@@ -17,13 +20,20 @@ pub use disposal::{remove_temporary_zips, MAX_RECEIVED_MESSAGE};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use akte_core::records::{Object, ObjectKind, Records, RecordsError, TenantRecords};
+use akte_core::records::{Object, ObjectKind, PageRequest, Records, RecordsError, TenantRecords};
 use akte_core::store::StoreError;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role, TokenStore};
 use crate::error::ApiError;
+use crate::operations::Operations;
+use crate::page_token::{PageTokens, Scope};
+use crate::uploads::Uploads;
+
+/// Streams of WatchEntries open at once (they do not count against the concurrency limit
+/// of calls, which they would otherwise hold for hours).
+pub const MAX_WATCHERS: usize = 256;
 
 /// What all services share.
 #[derive(Debug)]
@@ -33,11 +43,21 @@ pub struct State {
     /// Known tokens.
     pub tokens: RwLock<TokenStore>,
     /// One verification at a time.
-    pub verify_lock: tokio::sync::Mutex<()>,
+    pub verify_lock: Arc<tokio::sync::Mutex<()>>,
     /// How long an upload may send nothing.
     pub upload_idle: Duration,
     /// Where this instance writes temporary files (the ZIPs of disposal streams).
     pub scratch_dir: std::path::PathBuf,
+    /// The key of page tokens.
+    pub page_tokens: PageTokens,
+    /// Long-running operations.
+    pub operations: Arc<Operations>,
+    /// Resumable upload sessions.
+    pub uploads: Arc<Uploads>,
+    /// Turns true when the server starts draining for shutdown.
+    pub draining: tokio::sync::watch::Receiver<bool>,
+    /// Permits of open WatchEntries streams.
+    pub watchers: Arc<tokio::sync::Semaphore>,
 }
 
 /// The implementation of every akte service.
@@ -77,8 +97,12 @@ impl Api {
         &self.state
     }
 
-    /// Authenticates the bearer token of a request.
+    /// Authenticates the bearer token of a request. While the server drains, every call is
+    /// answered SHUTTING_DOWN instead.
     pub(crate) fn caller<T>(&self, req: &tonic::Request<T>) -> Result<Caller, ApiError> {
+        if *self.state.draining.borrow() {
+            return Err(ApiError::ShuttingDown);
+        }
         let method = method_of(req);
         let peer = req.remote_addr();
         let deny = |why: &str| {
@@ -154,6 +178,52 @@ impl Api {
             required: "admin for all tenants (tenant \"*\")".into(),
         })
     }
+}
+
+impl Api {
+    /// Opens a page token of a listing of the records model.
+    pub(crate) fn open_token(&self, scope: &Scope, token: &str) -> Result<String, ApiError> {
+        self.state.page_tokens.open_str(scope, token)
+    }
+
+    /// Seals the records model's next-page token.
+    pub(crate) fn seal_token(&self, scope: &Scope, next: Option<&str>) -> String {
+        self.state.page_tokens.seal_str(scope, next)
+    }
+
+    /// A records-model page request from a request's size and (sealed) token.
+    pub(crate) fn page_request(
+        &self,
+        scope: &Scope,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest {
+            page_size: crate::convert::page_size(page_size)?,
+            page_token: self.open_token(scope, page_token)?,
+        })
+    }
+}
+
+/// One page of an in-memory listing sorted by `key`: the items after the cursor `after`,
+/// at most `size` of them, and the key to resume after when more follow.
+pub(crate) fn page_after<'a, T, K: Ord + Clone>(
+    items: &'a [T],
+    key: impl Fn(&T) -> K,
+    after: Option<&K>,
+    size: usize,
+) -> (Vec<&'a T>, Option<K>) {
+    let start = match after {
+        Some(a) => items.partition_point(|i| key(i) <= *a),
+        None => 0,
+    };
+    let page: Vec<&T> = items.iter().skip(start).take(size).collect();
+    let next = if start + page.len() < items.len() {
+        page.last().map(|i| key(i))
+    } else {
+        None
+    };
+    (page, next)
 }
 
 /// Runs a blocking core call on the blocking pool.

@@ -1,12 +1,13 @@
 //! FilePlanService: plan units.
 
-use akte_core::records::{NewPlanUnit, ObjectKind, PageRequest, RecordsError};
+use akte_core::records::{NewPlanUnit, ObjectKind, RecordsError};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{READ, REGISTRAR_WRITE};
 use crate::convert::{self, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::file_plan_service_server::FilePlanService;
 
@@ -70,10 +71,8 @@ impl FilePlanService for Api {
         let r = req.into_inner();
         let (tenant, parent) = names::tenant_or_object("parent", &r.parent, UNIT)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let scope = Scope::new("ListPlanUnits", &[&r.parent]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let parent_name = r.parent;
         let page = blocking(move || {
             t.list_plan_units(parent.map(|p| p.id), &page)
@@ -86,7 +85,7 @@ impl FilePlanService for Api {
                 .iter()
                 .map(|u| convert::plan_unit(&tenant, u))
                 .collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, page.next_page_token.as_deref()),
         }))
     }
 

@@ -4,7 +4,7 @@
 use akte_core::records::TenantRecords;
 use akte_core::records::{
     DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, Hold, ObjectKind,
-    PageRequest, RetentionRule,
+    RetentionRule,
 };
 use chrono::Utc;
 use tonic::{Request, Response, Status};
@@ -13,12 +13,14 @@ use uuid::Uuid;
 use crate::auth::{ARCHIVE, READ, REGISTRAR_WRITE};
 use crate::convert::{self, parse_date};
 use crate::error::ApiError;
+use crate::filter;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::hold_service_server::HoldService;
 use crate::pb::akte::v1::retention_service_server::RetentionService;
 
-use super::{blocking, get_kind, named, Api};
+use super::{blocking, get_kind, named, page_after, Api};
 
 const HELD: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case, ObjectKind::Document];
 
@@ -146,12 +148,12 @@ impl RetentionService for Api {
     ) -> Result<Response<pb::DisposalStatus>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let o = names::object_of("file", &r.file, &[ObjectKind::File])?;
-        let t = self.tenant(&caller, &o.tenant, &r.file, REGISTRAR_WRITE)?;
+        let o = names::object_of("name", &r.name, &[ObjectKind::File])?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
         let retention = convert::parse_retention("retention", r.retention.as_ref())?;
         let disposal = convert::parse_disposal("disposal", r.disposal)?;
         let actor = caller.actor().to_owned();
-        let name = r.file.clone();
+        let name = r.name.clone();
         let tenant = o.tenant.clone();
         let out = blocking(move || {
             get_kind(&t, o.id, ObjectKind::File, &name)?;
@@ -206,24 +208,24 @@ impl RetentionService for Api {
             decision: convert::parse_disposal("decision", r.decision)?,
             ended_by: parse_date("ended_by", r.ended_by.as_ref())?,
         };
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        let criteria = format!("{:?}", (&filter, &r.plan_unit));
+        let scope = Scope::new("ListDueFiles", &[&r.parent, &criteria]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
-        let out = blocking(move || {
+        let (files, next) = blocking(move || {
             let due = t.due_page(&filter, Utc::now().date_naive(), &page)?;
-            Ok(pb::ListDueFilesResponse {
-                files: due
-                    .items
-                    .iter()
-                    .map(|e| status(&t, &tenant, ObjectKind::File, e))
-                    .collect(),
-                next_page_token: due.next_page_token.unwrap_or_default(),
-            })
+            let files = due
+                .items
+                .iter()
+                .map(|e| status(&t, &tenant, ObjectKind::File, e))
+                .collect();
+            Ok((files, due.next_page_token))
         })
         .await?;
-        Ok(Response::new(out))
+        Ok(Response::new(pb::ListDueFilesResponse {
+            files,
+            next_page_token: self.seal_token(&scope, next.as_deref()),
+        }))
     }
 
     async fn set_retention_rule(
@@ -232,7 +234,7 @@ impl RetentionService for Api {
     ) -> Result<Response<pb::SetRetentionRuleResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let tenant = names::tenant("tenant", &r.tenant)?;
+        let tenant = names::tenant("name", &r.name)?;
         let new = match pb::RetentionRule::try_from(r.rule) {
             Ok(pb::RetentionRule::EndOfClosingYear) => RetentionRule::EndOfClosingYear,
             Ok(pb::RetentionRule::ClosingDate) => RetentionRule::ClosingDate,
@@ -242,7 +244,7 @@ impl RetentionService for Api {
                 )
             }
         };
-        let t = self.tenant(&caller, &tenant, &r.tenant, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
         let actor = caller.actor().to_owned();
         let now = blocking(move || {
             t.configure_retention_rule(&actor, new)?;
@@ -320,12 +322,33 @@ impl HoldService for Api {
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
-        let active_only = !r.include_released;
-        let holds = blocking(move || {
-            let holds = t.list_holds(active_only)?;
-            Ok(holds.iter().map(|h| hold(&t, &tenant, h)).collect())
+        let conditions = filter::parse(&r.filter, &["active", "object", "file"])?;
+        for c in conditions.iter().filter(|c| c.field == "active") {
+            c.boolean()?;
+        }
+        let scope = Scope::new("ListHolds", &[&r.parent, &r.filter]);
+        let after = self.state().page_tokens.open_u64(&scope, &r.page_token)?;
+        let size = convert::page_len(r.page_size)?;
+        // Holds are few (legal matters, not records): the page is cut from all of them, in
+        // the order they were placed; the cursor is the journal entry of the last placement.
+        let matching = blocking(move || {
+            Ok(t.list_holds(false)?
+                .iter()
+                .map(|h| (h.placed.seq, hold(&t, &tenant, h)))
+                .filter(|(_, h)| {
+                    conditions.iter().all(|c| match c.field.as_str() {
+                        "active" => c.holds(if h.active { "true" } else { "false" }),
+                        "object" => c.holds(&h.object),
+                        _ => c.holds(&h.file),
+                    })
+                })
+                .collect::<Vec<_>>())
         })
         .await?;
-        Ok(Response::new(pb::ListHoldsResponse { holds }))
+        let (page, next) = page_after(&matching, |(seq, _)| *seq, after.as_ref(), size);
+        Ok(Response::new(pb::ListHoldsResponse {
+            holds: page.into_iter().map(|(_, h)| h.clone()).collect(),
+            next_page_token: self.state().page_tokens.seal_u64(&scope, next),
+        }))
     }
 }

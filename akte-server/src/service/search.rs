@@ -1,12 +1,13 @@
 //! SearchService: metadata search over `TenantRecords::query`.
 
-use akte_core::records::{Object, ObjectKind, PageRequest, Query, Status as State};
+use akte_core::records::{Object, ObjectKind, Query, Status as State};
 use tonic::{Request, Response, Status};
 
 use crate::auth::READ;
 use crate::convert::{self, parse_date};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::search_service_server::SearchService;
 
@@ -55,10 +56,10 @@ impl SearchService for Api {
             closed_from: parse_date("closed_from", r.closed_from.as_ref())?,
             closed_to: parse_date("closed_to", r.closed_to.as_ref())?,
         };
-        let page = PageRequest {
-            page_size: convert::page_size(r.page_size)?,
-            page_token: r.page_token,
-        };
+        // A token continues the same query only: every criterion is part of its scope.
+        let criteria = format!("{:?}", (&q, r.r#type));
+        let scope = Scope::new("Search", &[&r.parent, &criteria]);
+        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
         let (results, next) = blocking(move || {
             let p = t.query(&q, &page)?;
@@ -83,7 +84,7 @@ impl SearchService for Api {
         .await?;
         Ok(Response::new(pb::SearchResponse {
             results,
-            next_page_token: next.unwrap_or_default(),
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 }

@@ -3,13 +3,14 @@
 use tonic::{Request, Response, Status};
 
 use crate::auth::{AuthError, Role, TokenRecord, ADMIN, READ};
-use crate::convert::timestamp;
+use crate::convert::{self, timestamp};
 use crate::error::ApiError;
 use crate::names;
+use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::tenant_service_server::TenantService;
 
-use super::{blocking, Api, Caller};
+use super::{blocking, page_after, Api, Caller};
 
 fn tenant_msg(t: &akte_core::store::Tenant) -> pb::Tenant {
     pb::Tenant {
@@ -128,33 +129,16 @@ impl TenantService for Api {
         let caller = self.caller(&req)?;
         self.global_admin(&caller)?;
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 100,
-            n @ 1..=1000 => n as usize,
-            n => return Err(ApiError::field("page_size", format!("{n}; 0 to 1000")).into()),
-        };
+        let size = convert::page_len(r.page_size)?;
+        let scope = Scope::new("ListTenants", &[]);
+        let after = self.open_token(&scope, &r.page_token)?;
+        let after = (!after.is_empty()).then_some(after);
         let mut tenants = self.state.records.store().tenants();
         tenants.sort_by(|a, b| a.id().cmp(b.id()));
-        let start = if r.page_token.is_empty() {
-            0
-        } else {
-            let after = r
-                .page_token
-                .strip_prefix("after:")
-                .ok_or_else(|| ApiError::field("page_token", "not a page token of this listing"))?;
-            tenants.partition_point(|t| t.id() <= after)
-        };
-        let page: Vec<_> = tenants.iter().skip(start).take(size).collect();
-        let next = if start + page.len() < tenants.len() {
-            page.last()
-                .map(|t| format!("after:{}", t.id()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next) = page_after(&tenants, |t| t.id().to_owned(), after.as_ref(), size);
         Ok(Response::new(pb::ListTenantsResponse {
             tenants: page.iter().map(|t| tenant_msg(t)).collect(),
-            next_page_token: next,
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 
@@ -204,17 +188,35 @@ impl TenantService for Api {
         req: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let caller = self.caller(&req)?;
-        let parent = req.into_inner().parent;
-        let scope = names::token_parent("parent", &parent)?;
-        self.token_scope(&caller, scope.as_deref(), &parent)?;
-        let tokens = self
+        let r = req.into_inner();
+        let tenant_scope = names::token_parent("parent", &r.parent)?;
+        self.token_scope(&caller, tenant_scope.as_deref(), &r.parent)?;
+        let scope = Scope::new("ListTokens", &[&r.parent]);
+        let after = self.open_token(&scope, &r.page_token)?;
+        let after = (!after.is_empty()).then_some(after);
+        let size = convert::page_len(r.page_size)?;
+        let mut tokens = self
             .state
             .tokens
             .read()
             .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?
-            .list(scope.as_deref());
+            .list(tenant_scope.as_deref());
+        // Oldest first; the cursor is creation time and id of the last token of the page,
+        // so that tokens created or deleted meanwhile neither repeat nor skip others.
+        let key = |t: &TokenRecord| {
+            format!(
+                "{}|{}",
+                t.created
+                    .map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+                    .unwrap_or_default(),
+                t.id
+            )
+        };
+        tokens.sort_by_key(key);
+        let (page, next) = page_after(&tokens, key, after.as_ref(), size);
         Ok(Response::new(pb::ListTokensResponse {
-            tokens: tokens.iter().map(token_msg).collect(),
+            tokens: page.into_iter().map(token_msg).collect(),
+            next_page_token: self.seal_token(&scope, next.as_deref()),
         }))
     }
 

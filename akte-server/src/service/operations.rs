@@ -1,0 +1,181 @@
+//! The `google.longrunning.Operations` service over [`crate::operations`]: get, list, wait,
+//! cancel and delete, within the caller's tenant and roles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::auth::READ;
+use crate::error::ApiError;
+use crate::filter;
+use crate::names;
+use crate::operations::Entry;
+use crate::page_token::Scope;
+use crate::pb::google::longrunning as lro;
+use crate::pb::google::longrunning::operations_server::Operations;
+
+use super::{page_after, Api, Caller};
+
+/// Longest WaitOperation.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// WaitOperation without a timeout.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+impl Api {
+    /// The operation named, if the caller may see it: of a tenant it sees, started by a
+    /// method its roles allow. Anything else is NOT_FOUND, like an operation that is not
+    /// there.
+    fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
+        let (tenant, id) = names::resource("name", name, "operations")?;
+        self.tenant(caller, &tenant, name, READ)?;
+        let not_found = || ApiError::NotFound {
+            resource: name.to_owned(),
+        };
+        let entry = self
+            .state()
+            .operations
+            .get(&tenant, id)
+            .ok_or_else(not_found)?;
+        if !caller.principal.has_any(entry.verb().roles()) {
+            tracing::warn!(principal = %caller.principal.name, operation = %name, "denied: operation of a method the token's roles do not allow (answered NOT_FOUND)");
+            return Err(not_found());
+        }
+        Ok(entry)
+    }
+}
+
+fn timeout(t: Option<&prost_types::Duration>) -> Result<Duration, ApiError> {
+    let Some(t) = t else {
+        return Ok(DEFAULT_WAIT);
+    };
+    if t.seconds < 0 || t.nanos < 0 {
+        return Err(ApiError::field("timeout", "must not be negative"));
+    }
+    Ok(Duration::new(t.seconds as u64, t.nanos.clamp(0, 999_999_999) as u32).min(MAX_WAIT))
+}
+
+#[tonic::async_trait]
+impl Operations for Api {
+    async fn list_operations(
+        &self,
+        req: Request<lro::ListOperationsRequest>,
+    ) -> Result<Response<lro::ListOperationsResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let tenant = names::tenant("name", &r.name)?;
+        self.tenant(&caller, &tenant, &r.name, READ)?;
+        let conditions = filter::parse(&r.filter, &["done", "verb"])?;
+        for c in &conditions {
+            if c.field == "done" {
+                c.boolean()?;
+            }
+        }
+        let scope = Scope::new("ListOperations", &[&r.name, &r.filter]);
+        let size = crate::convert::page_len(r.page_size)?;
+        let after = self.state().page_tokens.open(&scope, &r.page_token)?;
+        let after = (!after.is_empty())
+            .then(|| {
+                String::from_utf8(after)
+                    .ok()
+                    .and_then(|s| parse_cursor(&s))
+                    .ok_or(ApiError::InvalidPageToken)
+            })
+            .transpose()?;
+        let ops = self.state().operations.clone();
+        let listed = super::blocking(move || Ok(ops.list(&tenant))).await?;
+        let visible: Vec<Arc<Entry>> = listed
+            .into_iter()
+            .filter(|e| caller.principal.has_any(e.verb().roles()))
+            .filter(|e| {
+                conditions.iter().all(|c| match c.field.as_str() {
+                    "done" => c.holds(if e.is_done() { "true" } else { "false" }),
+                    _ => c.holds(e.verb().name()),
+                })
+            })
+            .collect();
+        let key = |e: &Arc<Entry>| {
+            let (s, n) = e.created();
+            (s, n, e.id())
+        };
+        let (page, next) = page_after(&visible, key, after.as_ref(), size);
+        Ok(Response::new(lro::ListOperationsResponse {
+            operations: page.iter().map(|e| e.to_pb()).collect(),
+            next_page_token: self.state().page_tokens.seal(
+                &scope,
+                next.map(|(s, n, id)| format!("{s}.{n}.{id}"))
+                    .unwrap_or_default()
+                    .as_bytes(),
+            ),
+            unreachable: Vec::new(),
+        }))
+    }
+
+    async fn get_operation(
+        &self,
+        req: Request<lro::GetOperationRequest>,
+    ) -> Result<Response<lro::Operation>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        Ok(Response::new(self.operation(&caller, &name)?.to_pb()))
+    }
+
+    async fn delete_operation(
+        &self,
+        req: Request<lro::DeleteOperationRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let entry = self.operation(&caller, &name)?;
+        let (ops, shown) = (self.state().operations.clone(), name.clone());
+        super::blocking(move || ops.delete(&entry, &shown)).await?;
+        tracing::info!(operation = %name, principal = %caller.principal.name, "operation deleted");
+        Ok(Response::new(()))
+    }
+
+    async fn cancel_operation(
+        &self,
+        req: Request<lro::CancelOperationRequest>,
+    ) -> Result<Response<()>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let entry = self.operation(&caller, &name)?;
+        let ops = self.state().operations.clone();
+        super::blocking(move || {
+            ops.cancel(&entry);
+            Ok(())
+        })
+        .await?;
+        tracing::info!(operation = %name, principal = %caller.principal.name, "operation cancellation asked for");
+        Ok(Response::new(()))
+    }
+
+    async fn wait_operation(
+        &self,
+        req: Request<lro::WaitOperationRequest>,
+    ) -> Result<Response<lro::Operation>, Status> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let entry = self.operation(&caller, &r.name)?;
+        let wait = timeout(r.timeout.as_ref())?;
+        let mut done = entry.subscribe();
+        let mut draining = self.state().draining.clone();
+        // Done, timed out or the server drains: the operation as it stands either way.
+        tokio::select! {
+            _ = async { let _ = done.wait_for(|d| *d).await; } => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = async { let _ = draining.wait_for(|d| *d).await; } => {}
+        }
+        Ok(Response::new(entry.to_pb()))
+    }
+}
+
+fn parse_cursor(s: &str) -> Option<(i64, i32, Uuid)> {
+    let mut it = s.splitn(3, '.');
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        Uuid::parse_str(it.next()?).ok()?,
+    ))
+}

@@ -485,7 +485,18 @@ impl From<ApiError> for Status {
 
 /// A status for the server itself (overload, shutdown), built like every other.
 pub fn server_status(code: Code, reason: &'static str, message: &str) -> Status {
+    server_status_with(code, reason, message, Vec::new())
+}
+
+/// [`server_status`] with `ErrorInfo` metadata.
+pub fn server_status_with(
+    code: Code,
+    reason: &'static str,
+    message: &str,
+    metadata: Vec<(&'static str, String)>,
+) -> Status {
     let mut p = parts(code, reason, message.to_owned());
+    p.metadata = metadata;
     if code == Code::ResourceExhausted || code == Code::Unavailable {
         p.retry_ms = Some(200);
     }

@@ -9,19 +9,27 @@
 //! - [`error`]: the one mapping of core errors to gRPC statuses with `google.rpc.ErrorInfo`;
 //! - [`names`], [`convert`]: resource names and message conversions;
 //! - [`upload`]: streaming uploads into the content store with bounded memory;
-//! - [`metrics`]: the concurrency limit, request metrics and the Prometheus endpoint;
+//! - [`conn`]: accepted connections, closed when they stay without calls;
+//! - [`admission`]: authentication from the headers, the first-message deadline and the
+//!   concurrency limits, before any request body is read ([`request_body`] checks it);
+//! - [`metrics`]: request and connection metrics and the Prometheus endpoint;
 //! - [`server`]: start, graceful shutdown;
-//! - [`client`]: connecting with a token, upload streams, error details.
+//! - [`client`]: connecting with a token, upload streams, error details;
+//! - [`siege`]: misbehaving clients for the exhaustion test and benchmark.
 
+pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod convert;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod request_body;
 pub mod server;
 pub mod service;
+pub mod siege;
 pub mod upload;
 
 /// Code generated from `proto/` by `build.rs` (protox + tonic-prost-build).

@@ -10,12 +10,12 @@ use akte_core::store::StoreOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt as _;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::admission::{AdmissionLayer, AdmissionLimits};
 use crate::auth::{AuthError, TokenStore};
 use crate::config::ServerConfig;
+use crate::conn::ConnLimits;
 use crate::metrics::{serve_http, Metrics, MetricsLayer};
 use crate::pb::akte::v1::case_service_server::CaseServiceServer;
 use crate::pb::akte::v1::document_service_server::DocumentServiceServer;
@@ -231,13 +231,23 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         };
     }
 
+    // hyper's HTTP/2 settings: keepalive finds dead peers; the stream and header limits
+    // bound what one connection can make the server hold (hyper's own defaults allow
+    // unlimited streams once tonic passes its `None` on).
     let mut builder = Server::builder()
         .timeout(cfg.request_timeout)
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
+        .http2_keepalive_interval(Some(cfg.keepalive_interval))
+        .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
+        .max_concurrent_streams(cfg.max_streams_per_connection)
+        .http2_max_header_list_size(16 << 10);
+    if let Some(age) = cfg.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
     if let Some(tls) = &cfg.tls {
         let identity = Identity::from_pem(read_pem(&tls.cert)?, read_pem(&tls.key)?);
-        let mut t = ServerTlsConfig::new().identity(identity);
+        let mut t = ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(cfg.header_timeout);
         if let Some(ca) = &tls.client_ca {
             t = t.client_ca_root(Certificate::from_pem(read_pem(ca)?));
         }
@@ -246,9 +256,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     let router = builder
-        .layer(MetricsLayer::new(
+        .layer(MetricsLayer::new(metrics.clone()))
+        .layer(AdmissionLayer::new(
+            state.clone(),
             metrics.clone(),
-            cfg.max_concurrent_requests,
+            AdmissionLimits {
+                max_concurrent: cfg.max_concurrent_requests,
+                max_per_principal: cfg.max_concurrent_per_principal,
+                first_message_timeout: cfg.first_message_timeout,
+            },
         ))
         .add_service(health_service)
         .add_service(reflection)
@@ -279,16 +295,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             triggered(rx.clone()),
         ));
     }
-    // Small gRPC messages must not wait for Nagle's algorithm and delayed ACKs (about 40 ms
-    // per round trip on loopback); the client side sets the same.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        }
-        conn
-    });
+    let incoming = crate::conn::incoming(
+        listener,
+        ConnLimits {
+            header_timeout: cfg.header_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+        },
+        metrics.clone(),
+    );
     let signal = {
         let rx = rx.clone();
         let health = health.clone();

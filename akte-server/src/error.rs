@@ -96,6 +96,10 @@ pub enum ApiError {
         /// Its message.
         message: String,
     },
+    /// A status with akte's details built below the service (the request body's checks,
+    /// the codec), relayed unchanged.
+    #[error("{}", .0.message())]
+    Relayed(Status),
     /// Too many calls in flight.
     #[error("the server is at its limit of {0} concurrent calls; retry shortly")]
     Overloaded(usize),
@@ -379,6 +383,8 @@ impl ApiError {
                 Some(parts(Code::InvalidArgument, "UPLOAD_PROTOCOL", msg))
             }
             ApiError::Stream { code, .. } => Some(parts(*code, "UPLOAD_PROTOCOL", msg)),
+            // Handled in to_status; unreachable here, but a status is still owed.
+            ApiError::Relayed(s) => Some(parts(s.code(), "UPLOAD_PROTOCOL", msg)),
             ApiError::UploadIdle(_) => Some(parts(Code::DeadlineExceeded, "UPLOAD_IDLE", msg)),
             ApiError::SizeMismatch {
                 expected, actual, ..
@@ -420,6 +426,9 @@ impl ApiError {
 
     /// The gRPC status for this error, with its details.
     pub fn to_status(&self) -> Status {
+        if let ApiError::Relayed(s) = self {
+            return s.clone();
+        }
         let p = self.parts();
         build_status(p)
     }

@@ -3,6 +3,7 @@
 //!
 //! - [`pb`]: the code generated from `proto/` (the public contract) and the encoded file
 //!   descriptor set for server reflection;
+//! - [`codec`]: the protobuf codec, with undecodable messages answered INVALID_ARGUMENT;
 //! - [`config`]: defaults, TOML file, `AKTED_*` environment variables and flags;
 //! - [`auth`]: bearer tokens known by their SHA-256, principals, tenants and roles;
 //! - [`service`]: the service implementations over `akte_core::records`;
@@ -20,6 +21,7 @@
 pub mod admission;
 pub mod auth;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod convert;

@@ -114,10 +114,12 @@ impl FrameParser {
     pub fn finish(&self, need_message: bool) -> Result<(), Status> {
         match self.state {
             Framing::Header { n: 0, .. } => {}
-            Framing::Header { n, .. } => return Err(malformed(&format!(
+            Framing::Header { n, .. } => {
+                return Err(malformed(&format!(
                 "the request ended inside the 5-byte header of message {} ({n} bytes of it came)",
                 self.messages + 1
-            ))),
+            )))
+            }
             Framing::Message { left } => {
                 return Err(malformed(&format!(
                     "the request ended {left} bytes before the end of message {}",

@@ -437,3 +437,143 @@ async fn a_well_behaved_client_is_served_through_an_exhaustion_attack() -> R<()>
     env.server.shutdown().await?;
     Ok(())
 }
+
+/// A request body of fixed bytes.
+struct Fixed(Option<Bytes>);
+
+impl http_body::Body for Fixed {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Sends `body` as the raw request body of `path` and returns the call's status (from
+/// the headers of a trailers-only response or from the trailers).
+async fn raw_call(
+    channel: &mut tonic::transport::Channel,
+    token: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> R<tonic::Status> {
+    use tower::{Service, ServiceExt};
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://akte{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .body(tonic::body::Body::new(Fixed(Some(Bytes::from(body)))))?;
+    let resp = channel.ready().await?.call(req).await?;
+    let (parts, mut body) = resp.into_parts();
+    if let Some(s) = tonic::Status::from_header_map(&parts.headers) {
+        return Ok(s);
+    }
+    while let Some(frame) =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx))
+            .await
+    {
+        if let Ok(trailers) = frame?.into_trailers() {
+            return Ok(
+                tonic::Status::from_header_map(&trailers).ok_or("trailers without grpc-status")?
+            );
+        }
+    }
+    Err(format!("{path}: the response has no status").into())
+}
+
+fn framed(flag: u8, msg: &[u8]) -> Vec<u8> {
+    let mut v = vec![flag];
+    v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    v.extend_from_slice(msg);
+    v
+}
+
+/// Every method of akte's services, as gRPC paths, from the descriptor set.
+fn akte_methods() -> R<Vec<String>> {
+    use prost::Message;
+    let fds = prost_types::FileDescriptorSet::decode(akte_server::pb::FILE_DESCRIPTOR_SET)?;
+    let mut out = Vec::new();
+    for f in fds.file {
+        if f.package() != "akte.v1" {
+            continue;
+        }
+        for s in &f.service {
+            for m in &s.method {
+                out.push(format!("/akte.v1.{}/{}", s.name(), m.name()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Random and broken requests to every method answer with a status the client can act
+/// on, never INTERNAL or UNKNOWN; what does not decode, or breaks the gRPC framing, is
+/// INVALID_ARGUMENT with an ErrorInfo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_invalid_argument_not_internal() -> R<()> {
+    let env = env_with(|c| c.first_message_timeout = Duration::from_secs(5)).await?;
+    let mut channel = tonic::transport::Endpoint::from_shared(env.url.clone())?
+        .connect()
+        .await?;
+    let methods = akte_methods()?;
+    assert!(methods.len() > 50, "{} methods", methods.len());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut invalid = 0;
+    let mut calls = 0;
+    for path in &methods {
+        let mut bodies: Vec<(&str, Vec<u8>)> = vec![
+            // Framing: a compressed flag, an unknown flag, a cut header, a cut message,
+            // no message at all.
+            ("compressed flag", framed(1, b"\x0a\x01a")),
+            ("flag 7", framed(7, b"")),
+            ("cut header", vec![0, 0, 0]),
+            ("cut message", framed(0, b"\x0a\x05abc")[..7].to_vec()),
+            ("no message", Vec::new()),
+            // Protobuf: a truncated varint, a field with wire type 7, a length beyond the
+            // message, invalid UTF-8 in field 1.
+            ("cut varint", framed(0, b"\x08\xff")),
+            ("wire type 7", framed(0, b"\x0f")),
+            ("long length", framed(0, b"\x0a\x7fab")),
+            ("bad utf-8", framed(0, b"\x0a\x02\xff\xfe")),
+        ];
+        for _ in 0..12 {
+            let n = (next() % 64) as usize;
+            let msg: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+            bodies.push(("random", framed(0, &msg)));
+        }
+        for (what, body) in bodies {
+            let s = raw_call(&mut channel, &env.good, path, body).await?;
+            calls += 1;
+            assert!(
+                !matches!(s.code(), Code::Internal | Code::Unknown),
+                "{path}, {what}: {s:?}"
+            );
+            if s.code() == Code::InvalidArgument {
+                invalid += 1;
+                let info = error_info(&s).ok_or(format!("{path}, {what}: no ErrorInfo: {s:?}"))?;
+                assert_eq!(info.domain, "akte.example");
+            }
+            if what != "random" && what != "bad utf-8" {
+                // Always malformed, whatever the method.
+                assert_eq!(s.code(), Code::InvalidArgument, "{path}, {what}: {s:?}");
+                assert_eq!(reason(&s), "INVALID_FIELD", "{path}, {what}");
+            }
+        }
+    }
+    eprintln!("{calls} malformed or random calls, {invalid} INVALID_ARGUMENT");
+    assert!(invalid > calls / 2, "{invalid} of {calls} INVALID_ARGUMENT");
+    env.server.shutdown().await?;
+    Ok(())
+}

@@ -93,6 +93,11 @@ fn rendition_spec(field: &str, u: &pb::RenditionUpload) -> Result<NewRendition, 
 }
 
 fn stream_error(s: Status) -> ApiError {
+    // The admission layer and the codec answer with akte's details already (a malformed
+    // or late message): those go to the client as they are.
+    if crate::error::error_info(&s).is_some() {
+        return ApiError::Relayed(s);
+    }
     ApiError::Stream {
         code: s.code(),
         message: s.message().to_owned(),

@@ -1,5 +1,6 @@
-//! Peak resident memory of the daemon while one client uploads a large document over gRPC,
-//! and while it verifies a store of several GiB.
+//! Peak resident memory of the daemon while 64 clients file documents at once (and what it
+//! keeps once they are gone), while one client uploads a large document over gRPC, and
+//! while it verifies a store of several GiB.
 //!
 //! The daemon runs in a child process: this benchmark binary re-executes itself with the
 //! hidden argument [`CHILD_ARG`], and the child starts the server through
@@ -48,6 +49,8 @@ pub(crate) fn child_main(data_dir: &Path) -> Result<()> {
         let mut cfg = ServerConfig::new(data_dir);
         cfg.listen = "127.0.0.1:0".parse()?;
         cfg.metrics_listen = None;
+        // The 64 clients share one token; the per-principal share must not refuse them.
+        cfg.max_concurrent_per_principal = cfg.max_concurrent_requests;
         let running = start(cfg).await?;
         let token = running
             .bootstrap_token
@@ -293,6 +296,65 @@ async fn upload(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// `clients` clients, each on a connection of its own, each filing `per_client` documents
+/// (create + one version) of 5 KB, 40 KB, 300 KB and 1.5 MiB in turn. Returns the
+/// documents and bytes filed and the seconds it took.
+async fn many_clients(
+    url: &str,
+    token: &str,
+    file: &str,
+    clients: usize,
+    per_client: usize,
+) -> Result<(usize, u64, f64)> {
+    const SIZES: [usize; 4] = [5_000, 40_000, 300_000, 1_536 << 10];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let (url, token, file) = (url.to_owned(), token.to_owned(), file.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
+            let mut bytes = 0u64;
+            for i in 0..per_client {
+                let size = SIZES[(k + i) % SIZES.len()];
+                let data = text_bytes(size, (k * 1000 + i) as u64);
+                bytes += size as u64;
+                let doc = c
+                    .documents
+                    .create_document(pb::CreateDocumentRequest {
+                        parent: file.clone(),
+                        document: Some(pb::Document {
+                            subject: format!("Brief {k}-{i}"),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let header = pb::AddVersionHeader {
+                    document: doc.name,
+                    upload: Some(pb::RenditionUpload {
+                        file_name: format!("brief-{k}-{i}.txt"),
+                        media_type: "text/plain".into(),
+                        sha256: akte_server::client::sha256_hex(&data),
+                        size: size as u64,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let msgs =
+                    akte_server::client::add_version_messages(header, Bytes::from(data), CHUNK);
+                c.documents.add_version(tokio_stream::iter(msgs)).await?;
+            }
+            anyhow::Ok(bytes)
+        }));
+    }
+    let mut bytes = 0;
+    for t in tasks {
+        bytes += t.await??;
+    }
+    Ok((clients * per_client, bytes, start.elapsed().as_secs_f64()))
+}
+
 /// SHA-256 of a document's bytes, and the seconds hashing took (generation excluded).
 fn digest_of(src: &Source, size: u64) -> (String, f64) {
     let mut h = Sha256::new();
@@ -321,6 +383,14 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let mut c = Clients::connect(&daemon.url, Some(&token), &ClientTls::default()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = status_field(pid, "VmRSS")?;
+
+    // 64 clients, each on its own connection, file documents of mixed sizes at once.
+    let per_client = if quick { 4 } else { 16 };
+    let peak = PeakRss::begin(pid);
+    let (docs, bytes, many_secs) = many_clients(&daemon.url, &token, &file, 64, per_client).await?;
+    let (many_peak, _) = peak.end()?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after_many = status_field(pid, "VmRSS")?;
 
     // One client uploads one large document (compressible: the zstd path).
     let big: u64 = if quick { 256 * MIB } else { 2048 * MIB };
@@ -375,6 +445,23 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     drop(daemon);
 
     let mib = |b: u64| b as f64 / MIB as f64;
+    rows.push(Row {
+        figure: format!(
+            "akted peak RSS, 64 clients filing {docs} docs of 5 KB to 1.5 MiB ({:.0} MB/s)",
+            mbps(bytes, Duration::from_secs_f64(many_secs))
+        ),
+        value: mib(many_peak),
+        unit: "MiB",
+        baseline: "akted RSS idle after start".into(),
+        baseline_value: mib(idle),
+    });
+    rows.push(Row {
+        figure: "akted RSS 15 s after the 64 clients left".into(),
+        value: mib(after_many),
+        unit: "MiB",
+        baseline: "akted RSS idle after start".into(),
+        baseline_value: mib(idle),
+    });
     rows.push(Row {
         figure: format!(
             "akted peak RSS ({how}), 1 client uploading {label} ({:.0} MB/s)",

@@ -10,6 +10,7 @@
 //! - [`error`]: the one mapping of core errors to gRPC statuses with `google.rpc.ErrorInfo`;
 //! - [`names`], [`convert`]: resource names and message conversions;
 //! - [`upload`]: streaming uploads into the content store with bounded memory;
+//! - [`alloc`]: glibc arenas capped, free memory returned when the server is idle;
 //! - [`conn`]: accepted connections, closed when they stay without calls;
 //! - [`admission`]: authentication from the headers, the first-message deadline and the
 //!   concurrency limits, before any request body is read ([`request_body`] checks it);
@@ -19,6 +20,7 @@
 //! - [`siege`]: misbehaving clients for the exhaustion test and benchmark.
 
 pub mod admission;
+pub mod alloc;
 pub mod auth;
 pub mod client;
 pub mod codec;

@@ -45,6 +45,7 @@ struct MethodStats {
 pub struct Metrics {
     methods: Mutex<BTreeMap<String, MethodStats>>,
     in_flight: AtomicU64,
+    started: AtomicU64,
     rejected: AtomicU64,
     unauthenticated: AtomicU64,
     connections_open: AtomicU64,
@@ -112,6 +113,11 @@ impl Metrics {
     /// Calls being served now (waiting for their first message included).
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls started since the server started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// A call was refused at a concurrency limit.
@@ -411,6 +417,7 @@ where
         let method = req.uri().path().to_owned();
         let metrics = self.metrics.clone();
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        metrics.started.fetch_add(1, Ordering::Relaxed);
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counted_in = bytes_in.clone();
         let req = req.map(|b| {

@@ -129,6 +129,30 @@ async fn triggered(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// Returns the allocator's free memory to the system once calls have come and gone and
+/// none has been in flight for a check interval (`alloc.rs` says why).
+async fn trim_when_idle(metrics: Arc<Metrics>, shutdown: impl std::future::Future<Output = ()>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+    tokio::pin!(shutdown);
+    let mut seen = metrics.started();
+    let mut dirty = false;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        let started = metrics.started();
+        let busy = started != seen || metrics.in_flight() > 0;
+        seen = started;
+        if busy {
+            dirty = true;
+        } else if dirty {
+            dirty = false;
+            let _ = tokio::task::spawn_blocking(crate::alloc::trim).await;
+        }
+    }
+}
+
 fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Tls(format!("reading {}: {e}", path.display())))
 }
@@ -287,6 +311,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         );
 
     let (shutdown, rx) = watch::channel(false);
+    tokio::spawn(trim_when_idle(metrics.clone(), triggered(rx.clone())));
     if let Some(l) = metrics_listener {
         tokio::spawn(serve_http(
             l,

@@ -41,6 +41,8 @@ const CHUNK: usize = 1 << 20;
 /// address and bootstrap-token file on standard output and stops (gracefully, as on
 /// SIGTERM) when standard input is closed.
 pub(crate) fn child_main(data_dir: &Path) -> Result<()> {
+    // As akted's main does, before the runtime starts its threads.
+    akte_server::alloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("akted")

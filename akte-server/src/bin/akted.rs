@@ -30,6 +30,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (alloc.rs says why).
+    akte_server::alloc::limit_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AKTED_LOG")

@@ -79,7 +79,7 @@ case "$mode" in
         echo "fuzz: $t failed after $(( $(date +%s) - start )) s; see fuzz/work/$t.log and fuzz/artifacts/$t/" >&2
         exit 1
       }
-      execs=$(sed -n 's/^stat::number_of_executed_runs: *//p' "work/$t.log")
+      execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "work/$t.log")
       echo "$t: $execs executions in $(( $(date +%s) - start )) s, corpus $(ls "work/$t" | wc -l) inputs, no crash"
     done
     ;;

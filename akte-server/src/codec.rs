@@ -119,8 +119,12 @@ mod tests {
             Some("file.plan_unit"),
             "{s:?}"
         );
-        // A truncated varint names no field.
-        let e = pb::GetFileRequest::decode(&[0x08u8, 0xff][..]).unwrap_err();
+        // A varint where the string `name` (field 1) belongs names that field.
+        let e = pb::GetFileRequest::decode(&[0x08u8, 0x01][..]).unwrap_err();
+        let info = crate::error::error_info(&malformed_message(&e)).unwrap();
+        assert_eq!(info.metadata.get("field").map(String::as_str), Some("name"));
+        // Tag 0 is no field at all.
+        let e = pb::GetFileRequest::decode(&[0x00u8][..]).unwrap_err();
         let info = crate::error::error_info(&malformed_message(&e)).unwrap();
         assert_eq!(
             info.metadata.get("field").map(String::as_str),

@@ -10,6 +10,7 @@
 //! client_ca = "/etc/akte/clients-ca.pem"  # mutual TLS
 //! max_concurrent_requests = 64
 //! max_concurrent_per_principal = 32   # default: half of max_concurrent_requests
+//! upload_memory_mib = 48            # what all uploads together may buffer
 //! max_connections = 2048
 //! max_streams_per_connection = 100
 //! header_timeout_secs = 10          # a new connection's first admitted call, and TLS
@@ -109,6 +110,8 @@ pub struct FileConfig {
     pub keepalive_timeout_secs: Option<u64>,
     /// Largest gRPC message, bytes.
     pub max_message_bytes: Option<usize>,
+    /// MiB all uploads together may buffer in memory.
+    pub upload_memory_mib: Option<u64>,
     /// How long shutdown waits for calls in flight, seconds.
     pub drain_timeout_secs: Option<u64>,
     /// Longest call, seconds (uploads included).
@@ -194,6 +197,9 @@ pub struct Overrides {
     /// Largest gRPC message in bytes [default: 4194304].
     #[arg(long, env = "AKTED_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// MiB all uploads together may buffer in memory; more uploads wait [default: 48].
+    #[arg(long, env = "AKTED_UPLOAD_MEMORY_MIB")]
+    pub upload_memory_mib: Option<u64>,
     /// Seconds shutdown waits for calls in flight [default: 30].
     #[arg(long, env = "AKTED_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<u64>,
@@ -252,6 +258,8 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// Largest gRPC message.
     pub max_message_bytes: usize,
+    /// What all uploads together may buffer.
+    pub upload_memory_bytes: u64,
     /// Shutdown drain deadline.
     pub drain_timeout: Duration,
     /// Longest call.
@@ -283,6 +291,7 @@ impl ServerConfig {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            upload_memory_bytes: 48 << 20,
             drain_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
@@ -398,6 +407,15 @@ impl ServerConfig {
                 });
             }
             c.max_message_bytes = n;
+        }
+        if let Some(mib) = o.upload_memory_mib.or(file.upload_memory_mib) {
+            if !(6..=65536).contains(&mib) {
+                return Err(ConfigError::Invalid {
+                    key: "upload_memory_mib",
+                    reason: "must be 6 (one streamed upload) to 65536".into(),
+                });
+            }
+            c.upload_memory_bytes = mib << 20;
         }
         let secs =
             |v: Option<u64>, key: &'static str, d: Duration| -> Result<Duration, ConfigError> {

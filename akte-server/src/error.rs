@@ -103,6 +103,11 @@ pub enum ApiError {
     /// Too many calls in flight.
     #[error("the server is at its limit of {0} concurrent calls; retry shortly")]
     Overloaded(usize),
+    /// The memory for uploads stayed in use by other uploads.
+    #[error(
+        "the server's memory for uploads ({0} MiB) stayed in use by other uploads; retry shortly"
+    )]
+    UploadsBusy(u64),
     /// A records-model error.
     #[error(transparent)]
     Records(#[from] RecordsError),
@@ -403,7 +408,7 @@ impl ApiError {
                     .meta("sha256", sha256.clone()),
             ),
             ApiError::ContentCorrupt(_) => Some(parts(Code::DataLoss, "CONTENT_CORRUPT", msg)),
-            ApiError::Overloaded(_) => {
+            ApiError::Overloaded(_) | ApiError::UploadsBusy(_) => {
                 let mut p = parts(Code::ResourceExhausted, "OVERLOADED", msg);
                 p.retry_ms = Some(200);
                 Some(p)

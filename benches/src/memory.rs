@@ -43,12 +43,9 @@ const CHUNK: usize = 1 << 20;
 pub(crate) fn child_main(data_dir: &Path) -> Result<()> {
     // As akted's main does, before the runtime starts its threads.
     akte_server::alloc::limit_arenas();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("akted")
-        .build()?;
+    let mut cfg = ServerConfig::new(data_dir);
+    let runtime = akte_server::server::runtime(&cfg)?;
     let result = runtime.block_on(async {
-        let mut cfg = ServerConfig::new(data_dir);
         cfg.listen = "127.0.0.1:0".parse()?;
         cfg.metrics_listen = None;
         // The 64 clients share one token; the per-principal share must not refuse them.

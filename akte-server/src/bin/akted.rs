@@ -47,11 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("akted")
-        .build()
-    {
+    let runtime = match akte_server::server::runtime(&cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("akted: starting the runtime: {e}");

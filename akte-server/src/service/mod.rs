@@ -37,6 +37,8 @@ pub struct State {
     pub verify_lock: tokio::sync::Mutex<()>,
     /// How long an upload may send nothing.
     pub upload_idle: Duration,
+    /// What all uploads together may buffer.
+    pub upload_memory: crate::upload::UploadMemory,
 }
 
 impl State {

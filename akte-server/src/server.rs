@@ -284,6 +284,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         .http2_keepalive_interval(Some(cfg.keepalive_interval))
         .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
         .max_concurrent_streams(cfg.max_streams_per_connection)
+        // What a client may push before the server reads it: hyper's 1 MiB per stream and
+        // per connection made 64 uploading clients cost 64 MiB of receive buffers.
         .initial_stream_window_size(256 << 10)
         .initial_connection_window_size(512 << 10)
         .http2_max_header_list_size(16 << 10);

@@ -1297,3 +1297,101 @@ fn evidence_uses_the_newest_witnessed_checkpoint() {
     assert!(verify_package(&p, Some(&key)).unwrap().is_clean());
     assert_eq!(python_verdicts(&[p], Some(&key)), vec![Verdict::new()]);
 }
+
+// ------------------------------------------------------------------ fuzz seeds
+
+/// Writes the seed corpus of the fuzz targets (`fuzz/corpus/`) from a real store: a
+/// transfer ZIP and a document evidence package with their evidence JSON, a journal
+/// segment and the entries in it, checkpoint notes, keys and an 0504. Run it when a
+/// format changes:
+/// `AKTE_FUZZ_SEEDS=fuzz/corpus cargo test -p akte-tests --test evidence -- --ignored write_fuzz_seeds`
+#[test]
+#[ignore = "writes the fuzz seed corpus; run on purpose with AKTE_FUZZ_SEEDS set"]
+fn write_fuzz_seeds() {
+    let Some(out) = std::env::var_os("AKTE_FUZZ_SEEDS").map(PathBuf::from) else {
+        panic!("set AKTE_FUZZ_SEEDS to the corpus directory (fuzz/corpus)");
+    };
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let d = out.join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    let mut rng = Rng::new(17);
+    let (w, files) = world(&mut rng);
+    let (_, transfer_zip) = transfer(&w, &files[..1]);
+    put("evidence", "transfer-0503.zip", &transfer_zip);
+    put("xdomea_zip", "transfer-0503.zip", &transfer_zip);
+    let doc = w.documents[0];
+    let package =
+        w.t.document_evidence_package(doc, Cursor::new(Vec::new()))
+            .unwrap()
+            .into_inner();
+    put("evidence", "document.zip", &package);
+    let ev = w.t.document_evidence(doc).unwrap();
+    put("evidence", "document-evidence.json", &ev.to_json());
+
+    // The store's own files.
+    let tenant = w._dir.path().join("tenants/stadt-erfurt");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(tenant.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    let seg = &segments[0];
+    let bytes = std::fs::read(seg).unwrap();
+    put("segment_reader", "segment", &bytes);
+    let mut r = akte_core::embedded::segment::SegmentReader::open(seg).unwrap();
+    let mut n = 0;
+    while let Some((seq, rec)) = r.next_record().unwrap() {
+        if n < 8 {
+            put("entry", &format!("entry-{seq}"), &rec.entry_bytes);
+            let body =
+                akte_core::embedded::segment::encode_record(&rec.entry_bytes, &rec.attachments);
+            put("segment_record", &format!("record-{seq}"), &body);
+            put(
+                "segment_record",
+                &format!("body-{seq}"),
+                &body[akte_core::embedded::segment::RECORD_HEADER_LEN..],
+            );
+        }
+        n += 1;
+    }
+    for e in std::fs::read_dir(tenant.join("checkpoints"))
+        .unwrap()
+        .take(4)
+    {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        put("note", &name, &std::fs::read(&p).unwrap());
+    }
+    let key =
+        akte_core::keys::SigningKeyPair::from_seed("akte.local/stadt-erfurt", &[3; 32]).unwrap();
+    put("keys", "verifier", key.verifier().to_string().as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    key.save(&dir.path().join("k")).unwrap();
+    put(
+        "keys",
+        "private",
+        &std::fs::read(dir.path().join("k")).unwrap(),
+    );
+    let header = akte_core::xdomea::MessageHeader {
+        process_id: Uuid::nil(),
+        created: chrono::Utc::now().fixed_offset(),
+        sender: akte_core::xdomea::Party::agency("LATh", "Landesarchiv Thüringen"),
+        receiver: akte_core::xdomea::Party::agency("16051000", "Stadtverwaltung Erfurt"),
+        system: None,
+        note: None,
+        receipt_requested: false,
+        archive_id_requested: false,
+    };
+    put(
+        "xdomea_0504",
+        "0504.xml",
+        &akte_core::xdomea::write_0504(&header).unwrap(),
+    );
+    put(
+        "xdomea_0507",
+        "0507-written.xml",
+        &akte_core::xdomea::write_0507(&header).unwrap(),
+    );
+}

@@ -9,6 +9,16 @@
 //! tls_key = "/etc/akte/server.key"
 //! client_ca = "/etc/akte/clients-ca.pem"  # mutual TLS
 //! max_concurrent_requests = 64
+//! max_concurrent_per_principal = 32   # default: half of max_concurrent_requests
+//! upload_memory_mib = 48            # what all uploads together may buffer
+//! max_connections = 2048
+//! max_streams_per_connection = 100
+//! header_timeout_secs = 10          # a new connection's first admitted call, and TLS
+//! first_message_timeout_secs = 10   # from a call's headers to the end of its first message
+//! idle_timeout_secs = 300           # a connection without calls is closed
+//! max_connection_age_secs = 86400   # optional: connections are asked to go (GOAWAY)
+//! keepalive_interval_secs = 30      # HTTP/2 pings find dead peers
+//! keepalive_timeout_secs = 20
 //!
 //! [[tokens]]                        # only the SHA-256 of the token: printf %s "$T" | sha256sum
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -80,8 +90,28 @@ pub struct FileConfig {
     pub client_ca: Option<PathBuf>,
     /// Most calls served at once.
     pub max_concurrent_requests: Option<usize>,
+    /// Most calls of one principal at once.
+    pub max_concurrent_per_principal: Option<usize>,
+    /// Most client connections open at once.
+    pub max_connections: Option<usize>,
+    /// Most concurrent HTTP/2 streams (calls) on one connection.
+    pub max_streams_per_connection: Option<u32>,
+    /// Seconds a new connection has for its first admitted call.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds from a call's headers to the end of its first message.
+    pub first_message_timeout_secs: Option<u64>,
+    /// Seconds a connection without calls stays open.
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds after which a connection is asked to go (GOAWAY); none by default.
+    pub max_connection_age_secs: Option<u64>,
+    /// Seconds between HTTP/2 keepalive pings.
+    pub keepalive_interval_secs: Option<u64>,
+    /// Seconds a keepalive ping may go unanswered before the connection is closed.
+    pub keepalive_timeout_secs: Option<u64>,
     /// Largest gRPC message, bytes.
     pub max_message_bytes: Option<usize>,
+    /// MiB all uploads together may buffer in memory.
+    pub upload_memory_mib: Option<u64>,
     /// How long shutdown waits for calls in flight, seconds.
     pub drain_timeout_secs: Option<u64>,
     /// Longest call, seconds (uploads included).
@@ -93,6 +123,16 @@ pub struct FileConfig {
     /// Tokens, by their SHA-256.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
+}
+
+impl FileConfig {
+    /// Parses the text of the configuration file at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// Settings given as flags or environment variables (flags win).
@@ -122,9 +162,44 @@ pub struct Overrides {
     /// Most calls served at once; more get RESOURCE_EXHAUSTED [default: 64].
     #[arg(long, env = "AKTED_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
+    /// Most calls of one principal (token holder) at once; more get RESOURCE_EXHAUSTED
+    /// [default: half of --max-concurrent-requests].
+    #[arg(long, env = "AKTED_MAX_CONCURRENT_PER_PRINCIPAL")]
+    pub max_concurrent_per_principal: Option<usize>,
+    /// Most client connections open at once; beyond, new ones are closed [default: 2048].
+    #[arg(long, env = "AKTED_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most concurrent calls (HTTP/2 streams) on one connection [default: 100].
+    #[arg(long, env = "AKTED_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
+    /// Seconds a new connection has for its first authenticated call (TLS handshake and
+    /// headers included); then it is closed [default: 10].
+    #[arg(long, env = "AKTED_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds from a call's headers to the end of its first message; a call that stalls
+    /// longer gets DEADLINE_EXCEEDED [default: 10].
+    #[arg(long, env = "AKTED_FIRST_MESSAGE_TIMEOUT_SECS")]
+    pub first_message_timeout_secs: Option<u64>,
+    /// Seconds a connection without calls stays open [default: 300].
+    #[arg(long, env = "AKTED_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds after which a connection is asked to go (HTTP/2 GOAWAY; calls in flight
+    /// finish) [default: none].
+    #[arg(long, env = "AKTED_MAX_CONNECTION_AGE_SECS")]
+    pub max_connection_age_secs: Option<u64>,
+    /// Seconds between HTTP/2 keepalive pings to the client [default: 30].
+    #[arg(long, env = "AKTED_KEEPALIVE_INTERVAL_SECS")]
+    pub keepalive_interval_secs: Option<u64>,
+    /// Seconds a keepalive ping may go unanswered before the connection is closed
+    /// [default: 20].
+    #[arg(long, env = "AKTED_KEEPALIVE_TIMEOUT_SECS")]
+    pub keepalive_timeout_secs: Option<u64>,
     /// Largest gRPC message in bytes [default: 4194304].
     #[arg(long, env = "AKTED_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// MiB all uploads together may buffer in memory; more uploads wait [default: 48].
+    #[arg(long, env = "AKTED_UPLOAD_MEMORY_MIB")]
+    pub upload_memory_mib: Option<u64>,
     /// Seconds shutdown waits for calls in flight [default: 30].
     #[arg(long, env = "AKTED_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<u64>,
@@ -163,8 +238,28 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Most calls at once.
     pub max_concurrent_requests: usize,
+    /// Most calls of one principal at once.
+    pub max_concurrent_per_principal: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Most concurrent calls on one connection.
+    pub max_streams_per_connection: u32,
+    /// A new connection's time for its first admitted call.
+    pub header_timeout: Duration,
+    /// From a call's headers to the end of its first message.
+    pub first_message_timeout: Duration,
+    /// How long a connection without calls stays open.
+    pub idle_timeout: Duration,
+    /// When a connection is asked to go, if ever.
+    pub max_connection_age: Option<Duration>,
+    /// HTTP/2 keepalive ping interval.
+    pub keepalive_interval: Duration,
+    /// HTTP/2 keepalive ping timeout.
+    pub keepalive_timeout: Duration,
     /// Largest gRPC message.
     pub max_message_bytes: usize,
+    /// What all uploads together may buffer.
+    pub upload_memory_bytes: u64,
     /// Shutdown drain deadline.
     pub drain_timeout: Duration,
     /// Longest call.
@@ -186,7 +281,17 @@ impl ServerConfig {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             tls: None,
             max_concurrent_requests: 64,
+            max_concurrent_per_principal: 32,
+            max_connections: 2048,
+            max_streams_per_connection: 100,
+            header_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connection_age: None,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            upload_memory_bytes: 48 << 20,
             drain_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
@@ -203,13 +308,15 @@ impl ServerConfig {
                     path: path.clone(),
                     source,
                 })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?
+                FileConfig::parse(&text, path)?
             }
             None => FileConfig::default(),
         };
+        ServerConfig::combine(o, file)
+    }
+
+    /// The configuration of a parsed file overridden by `o` (whose `config` is ignored).
+    pub fn combine(o: &Overrides, file: FileConfig) -> Result<ServerConfig, ConfigError> {
         let data_dir = o
             .data_dir
             .clone()
@@ -258,6 +365,40 @@ impl ServerConfig {
             }
             c.max_concurrent_requests = n;
         }
+        c.max_concurrent_per_principal = match o
+            .max_concurrent_per_principal
+            .or(file.max_concurrent_per_principal)
+        {
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    key: "max_concurrent_per_principal",
+                    reason: "must be at least 1".into(),
+                })
+            }
+            Some(n) => n,
+            None => (c.max_concurrent_requests / 2).max(1),
+        };
+        if let Some(n) = o.max_connections.or(file.max_connections) {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "max_connections",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            c.max_connections = n;
+        }
+        if let Some(n) = o
+            .max_streams_per_connection
+            .or(file.max_streams_per_connection)
+        {
+            if n == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "max_streams_per_connection",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            c.max_streams_per_connection = n;
+        }
         if let Some(n) = o.max_message_bytes.or(file.max_message_bytes) {
             if n < (1 << 20) + 4096 {
                 return Err(ConfigError::Invalid {
@@ -266,6 +407,15 @@ impl ServerConfig {
                 });
             }
             c.max_message_bytes = n;
+        }
+        if let Some(mib) = o.upload_memory_mib.or(file.upload_memory_mib) {
+            if !(6..=65536).contains(&mib) {
+                return Err(ConfigError::Invalid {
+                    key: "upload_memory_mib",
+                    reason: "must be 6 (one streamed upload) to 65536".into(),
+                });
+            }
+            c.upload_memory_bytes = mib << 20;
         }
         let secs =
             |v: Option<u64>, key: &'static str, d: Duration| -> Result<Duration, ConfigError> {
@@ -293,6 +443,36 @@ impl ServerConfig {
             "upload_idle_timeout_secs",
             c.upload_idle_timeout,
         )?;
+        c.header_timeout = secs(
+            o.header_timeout_secs.or(file.header_timeout_secs),
+            "header_timeout_secs",
+            c.header_timeout,
+        )?;
+        c.first_message_timeout = secs(
+            o.first_message_timeout_secs
+                .or(file.first_message_timeout_secs),
+            "first_message_timeout_secs",
+            c.first_message_timeout,
+        )?;
+        c.idle_timeout = secs(
+            o.idle_timeout_secs.or(file.idle_timeout_secs),
+            "idle_timeout_secs",
+            c.idle_timeout,
+        )?;
+        c.keepalive_interval = secs(
+            o.keepalive_interval_secs.or(file.keepalive_interval_secs),
+            "keepalive_interval_secs",
+            c.keepalive_interval,
+        )?;
+        c.keepalive_timeout = secs(
+            o.keepalive_timeout_secs.or(file.keepalive_timeout_secs),
+            "keepalive_timeout_secs",
+            c.keepalive_timeout,
+        )?;
+        if let Some(age) = o.max_connection_age_secs.or(file.max_connection_age_secs) {
+            c.max_connection_age =
+                Some(secs(Some(age), "max_connection_age_secs", Duration::ZERO)?);
+        }
         if let Some(p) = o.origin_prefix.clone().or(file.origin_prefix) {
             c.origin_prefix = p;
         }

@@ -101,9 +101,18 @@ pub enum ApiError {
         /// Its message.
         message: String,
     },
+    /// A status with akte's details built below the service (the request body's checks,
+    /// the codec), relayed unchanged.
+    #[error("{}", .0.message())]
+    Relayed(Status),
     /// Too many calls in flight.
     #[error("the server is at its limit of {0} concurrent calls; retry shortly")]
     Overloaded(usize),
+    /// The memory for uploads stayed in use by other uploads.
+    #[error(
+        "the server's memory for uploads ({0} MiB) stayed in use by other uploads; retry shortly"
+    )]
+    UploadsBusy(u64),
     /// The server is draining calls before it stops.
     #[error("the server is shutting down; retry shortly (against the restarted server)")]
     ShuttingDown,
@@ -539,6 +548,8 @@ impl ApiError {
             }
             ApiError::UploadProtocol(_) => parts(Code::InvalidArgument, R::UploadProtocol, msg),
             ApiError::Stream { code, .. } => parts(*code, R::UploadProtocol, msg),
+            // Handled in to_status; unreachable here, but a status is still owed.
+            ApiError::Relayed(s) => parts(s.code(), R::UploadProtocol, msg),
             ApiError::UploadIdle(_) => parts(Code::DeadlineExceeded, R::UploadIdle, msg),
             ApiError::SizeMismatch {
                 expected, actual, ..
@@ -555,7 +566,7 @@ impl ApiError {
                     .meta("sha256", sha256.clone())
             }
             ApiError::ContentCorrupt(_) => parts(Code::DataLoss, R::ContentCorrupt, msg),
-            ApiError::Overloaded(_) => {
+            ApiError::Overloaded(_) | ApiError::UploadsBusy(_) => {
                 parts(Code::ResourceExhausted, R::Overloaded, msg).retry(200)
             }
             ApiError::ShuttingDown => parts(Code::Unavailable, R::ShuttingDown, msg).retry(1000),
@@ -596,6 +607,9 @@ impl ApiError {
 
     /// The gRPC status for this error, with its details.
     pub fn to_status(&self) -> Status {
+        if let ApiError::Relayed(s) = self {
+            return s.clone();
+        }
         build_status(self.parts())
     }
 
@@ -674,7 +688,18 @@ impl From<ApiError> for Status {
 
 /// A status for the server itself (overload, shutdown), built like every other.
 pub fn server_status(code: Code, reason: R, message: &str) -> Status {
+    server_status_with(code, reason, message, Vec::new())
+}
+
+/// [`server_status`] with `ErrorInfo` metadata.
+pub fn server_status_with(
+    code: Code,
+    reason: R,
+    message: &str,
+    metadata: Vec<(&'static str, String)>,
+) -> Status {
     let mut p = parts(code, reason, message.to_owned());
+    p.metadata = metadata;
     if code == Code::ResourceExhausted || code == Code::Unavailable {
         p.retry_ms = Some(200);
     }

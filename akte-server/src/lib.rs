@@ -3,23 +3,33 @@
 //!
 //! - [`pb`]: the code generated from `proto/` (the public contract) and the encoded file
 //!   descriptor set for server reflection;
+//! - [`codec`]: the protobuf codec, with undecodable messages answered INVALID_ARGUMENT;
 //! - [`config`]: defaults, TOML file, `AKTED_*` environment variables and flags;
 //! - [`auth`]: bearer tokens known by their SHA-256, principals, tenants and roles;
 //! - [`service`]: the service implementations over `akte_core::records`;
 //! - [`error`]: the one mapping of core errors to gRPC statuses with `google.rpc.ErrorInfo`;
 //! - [`names`], [`convert`]: resource names and message conversions;
 //! - [`upload`]: streaming uploads into the content store with bounded memory;
+//! - [`alloc`]: glibc arenas capped, free memory returned when the server is idle;
+//! - [`conn`]: accepted connections, closed when they stay without calls;
+//! - [`admission`]: authentication from the headers, the first-message deadline and the
+//!   concurrency limits, before any request body is read ([`request_body`] checks it);
+//! - [`metrics`]: request and connection metrics and the Prometheus endpoint;
 //! - [`uploads`]: resumable upload sessions kept in the data directory;
 //! - [`operations`]: long-running operations, their progress and their stored results;
 //! - [`page_token`]: page tokens signed with the installation's key;
 //! - [`filter`], [`range`]: AIP-160 list filters and download ranges;
-//! - [`metrics`]: the concurrency limit, request metrics and the Prometheus endpoint;
 //! - [`server`]: start, graceful shutdown;
-//! - [`client`]: connecting with a token, upload streams, error details.
+//! - [`client`]: connecting with a token, upload streams, error details;
+//! - [`siege`]: misbehaving clients for the exhaustion test and benchmark.
 
+pub mod admission;
+pub mod alloc;
 pub mod auth;
 pub mod client;
+pub mod codec;
 pub mod config;
+pub mod conn;
 pub mod convert;
 pub mod error;
 pub mod filter;
@@ -28,8 +38,10 @@ pub mod names;
 pub mod operations;
 pub mod page_token;
 pub mod range;
+pub mod request_body;
 pub mod server;
 pub mod service;
+pub mod siege;
 pub mod upload;
 pub mod uploads;
 

@@ -1,11 +1,10 @@
-//! Request metrics and the concurrency limit, as one tower layer around all gRPC services,
-//! and the Prometheus text endpoint (a minimal HTTP/1.1 responder).
+//! Request metrics, as the outermost tower layer around all gRPC services, connection
+//! counters, and the Prometheus text endpoint (a minimal HTTP/1.1 responder).
 //!
-//! The layer sees every call: it rejects calls beyond the concurrency limit with
-//! RESOURCE_EXHAUSTED (reason OVERLOADED), counts request and response bytes, and records
-//! each call's gRPC status (from the headers of a trailers-only response or from the
-//! trailers) and latency when its response body ends. A permit is held until then, so
-//! streaming calls count against the limit for their whole length.
+//! The layer sees every call, refused ones included (the limits are the admission layer's,
+//! `admission.rs`, inside this one): it counts request and response bytes, and records each
+//! call's gRPC status (from the headers of a trailers-only response or from the trailers)
+//! and latency when its response body ends.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -19,12 +18,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::Code;
-
-use crate::error::server_status;
-use crate::pb::akte::v1::ErrorReason;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -50,8 +45,18 @@ struct MethodStats {
 pub struct Metrics {
     methods: Mutex<BTreeMap<String, MethodStats>>,
     in_flight: AtomicU64,
+    started: AtomicU64,
     rejected: AtomicU64,
+    unauthenticated: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_unused_closed: AtomicU64,
+    connections_idle_closed: AtomicU64,
 }
+
+/// Most distinct method labels: a client can send any path (an unauthenticated one too),
+/// and each must not become a time series of its own. akte has fewer than 100 methods.
+const MAX_METHOD_LABELS: usize = 256;
 
 fn code_name(code: Code) -> &'static str {
     match code {
@@ -86,6 +91,11 @@ impl Metrics {
         let Ok(mut m) = self.methods.lock() else {
             return;
         };
+        let method = if m.len() >= MAX_METHOD_LABELS && !m.contains_key(method) {
+            "unknown"
+        } else {
+            method
+        };
         let stats = m.entry(method.to_owned()).or_default();
         stats.bytes_in += bytes_in;
         stats.bytes_out += bytes_out;
@@ -100,9 +110,70 @@ impl Metrics {
         }
     }
 
-    /// Calls being served now.
+    /// Calls being served now (waiting for their first message included).
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls started since the server started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// A call was refused at a concurrency limit.
+    pub(crate) fn call_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call was refused for want of a valid token (before its body was read).
+    pub(crate) fn call_unauthenticated(&self) {
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed by the server's timeouts: `unused` when it never had an
+    /// admitted call (header timeout), else for idleness.
+    pub(crate) fn connection_timed_out(&self, unused: bool) {
+        if unused {
+            self.connections_unused_closed
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed so far because they had no admitted call within the header
+    /// timeout, and because they stayed idle.
+    pub fn connections_timed_out(&self) -> (u64, u64) {
+        (
+            self.connections_unused_closed.load(Ordering::Relaxed),
+            self.connections_idle_closed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Request body bytes the services read of calls to `method` (for tests).
+    pub fn bytes_received(&self, method: &str) -> u64 {
+        self.methods
+            .lock()
+            .ok()
+            .and_then(|m| m.get(method).map(|s| s.bytes_in))
+            .unwrap_or(0)
     }
 
     /// Number of calls of `method` that ended with `code` (for tests).
@@ -231,6 +302,43 @@ impl Metrics {
             "akted_requests_rejected_total {}",
             self.rejected.load(Ordering::Relaxed)
         );
+        let counters: [(&str, &str, &str, &AtomicU64); 5] = [
+            (
+                "akted_requests_unauthenticated_total",
+                "counter",
+                "Calls refused before their body was read: no or an unknown token.",
+                &self.unauthenticated,
+            ),
+            (
+                "akted_connections_open",
+                "gauge",
+                "Client connections open.",
+                &self.connections_open,
+            ),
+            (
+                "akted_connections_refused_total",
+                "counter",
+                "Connections closed at once: the limit of open connections was reached.",
+                &self.connections_refused,
+            ),
+            (
+                "akted_connections_unused_closed_total",
+                "counter",
+                "Connections closed without an admitted call within the header timeout.",
+                &self.connections_unused_closed,
+            ),
+            (
+                "akted_connections_idle_closed_total",
+                "counter",
+                "Connections closed after the idle timeout without a call.",
+                &self.connections_idle_closed,
+            ),
+        ];
+        for (name, kind, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
         if let Some(records) = records {
             let tenants = records.store().tenants();
             let series: [(&str, &str, &str); 4] = [
@@ -258,22 +366,16 @@ impl Metrics {
     }
 }
 
-/// The layer: metrics and the concurrency limit.
+/// The layer: request metrics.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Arc<Metrics>,
-    limit: Arc<Semaphore>,
-    max: usize,
 }
 
 impl MetricsLayer {
-    /// A layer admitting at most `max_concurrent` calls at once.
-    pub fn new(metrics: Arc<Metrics>, max_concurrent: usize) -> MetricsLayer {
-        MetricsLayer {
-            metrics,
-            limit: Arc::new(Semaphore::new(max_concurrent)),
-            max: max_concurrent,
-        }
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> MetricsLayer {
+        MetricsLayer { metrics }
     }
 }
 
@@ -283,7 +385,7 @@ impl<S> tower::Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService {
             inner,
-            layer: self.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -292,7 +394,7 @@ impl<S> tower::Layer<S> for MetricsLayer {
 #[derive(Debug, Clone)]
 pub struct MetricsService<S> {
     inner: S,
-    layer: MetricsLayer,
+    metrics: Arc<Metrics>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -313,34 +415,9 @@ where
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let start = Instant::now();
         let method = req.uri().path().to_owned();
-        let metrics = self.layer.metrics.clone();
-        // Health checks and reflection stay answerable under load. WatchEntries streams
-        // last for hours; they have a limit of their own (service::MAX_WATCHERS) instead of
-        // holding a permit each.
-        let exempt =
-            method.starts_with("/grpc.") || method == "/akte.v1.JournalService/WatchEntries";
-        let permit = if exempt {
-            None
-        } else {
-            match self.layer.limit.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                    metrics.record(&method, Code::ResourceExhausted, start.elapsed(), 0, 0);
-                    tracing::warn!(method = %method, limit = self.layer.max, "call refused: concurrency limit reached");
-                    let status = server_status(
-                        Code::ResourceExhausted,
-                        ErrorReason::Overloaded,
-                        &format!(
-                            "the server is at its limit of {} concurrent calls; retry shortly",
-                            self.layer.max
-                        ),
-                    );
-                    return Box::pin(async move { Ok(status.into_http()) });
-                }
-            }
-        };
+        let metrics = self.metrics.clone();
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        metrics.started.fetch_add(1, Ordering::Relaxed);
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counted_in = bytes_in.clone();
         let req = req.map(|b| {
@@ -358,7 +435,6 @@ where
             bytes_in,
             bytes_out: 0,
             code: None,
-            _permit: permit,
             done: false,
         };
         Box::pin(async move {
@@ -386,7 +462,6 @@ struct Call {
     bytes_in: Arc<AtomicU64>,
     bytes_out: u64,
     code: Option<Code>,
-    _permit: Option<OwnedSemaphorePermit>,
     done: bool,
 }
 

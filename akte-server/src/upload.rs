@@ -24,6 +24,46 @@ pub const MAX_CHUNK: usize = 1 << 20;
 pub const SMALL_UPLOAD: u64 = akte_core::embedded::pack::MAX_PACKED_LEN;
 /// Chunks buffered between the network and the disk.
 pub const CHANNEL_CHUNKS: usize = 4;
+/// What a streamed upload may hold in memory: the chunks in the channel, the one being
+/// decoded and the one being written.
+pub const STREAMED_UPLOAD_MEMORY: u64 = (CHANNEL_CHUNKS as u64 + 2) * MAX_CHUNK as u64;
+
+/// The memory all uploads together may buffer at once. Each upload reserves what it can
+/// hold (a small one its size, a streamed one [`STREAMED_UPLOAD_MEMORY`]) before it reads
+/// its first chunk, and waits while the budget is spent, so that 64 clients uploading at
+/// once cost the budget, not 64 times a streamed upload's buffers; the HTTP/2 flow control
+/// holds the waiting clients back meanwhile.
+#[derive(Debug)]
+pub struct UploadMemory {
+    kib: tokio::sync::Semaphore,
+    total_kib: u32,
+}
+
+impl UploadMemory {
+    /// A budget of `bytes` (at least one streamed upload's worth).
+    pub fn new(bytes: u64) -> UploadMemory {
+        let total_kib = (bytes.max(STREAMED_UPLOAD_MEMORY) >> 10).min(u32::MAX as u64) as u32;
+        UploadMemory {
+            kib: tokio::sync::Semaphore::new(total_kib as usize),
+            total_kib,
+        }
+    }
+
+    /// Reserves `bytes` (at most the whole budget) for one upload, waiting up to `wait`
+    /// for other uploads to give some back.
+    pub async fn reserve(
+        &self,
+        bytes: u64,
+        wait: Duration,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        let kib = (bytes.div_ceil(1024)).clamp(1, self.total_kib as u64) as u32;
+        match tokio::time::timeout(wait, self.kib.acquire_many(kib)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(ApiError::Internal("the upload budget was closed".into())),
+            Err(_) => Err(ApiError::UploadsBusy((self.total_kib >> 10) as u64)),
+        }
+    }
+}
 
 /// A blocking reader over chunks arriving on a channel.
 pub struct ChunkReader {
@@ -167,6 +207,19 @@ async fn feed<S: ChunkSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn uploads_wait_for_the_memory_budget_and_give_up_after_the_idle_time() {
+        let budget = UploadMemory::new(STREAMED_UPLOAD_MEMORY);
+        let wait = Duration::from_millis(50);
+        let held = budget.reserve(STREAMED_UPLOAD_MEMORY, wait).await.unwrap();
+        let e = budget.reserve(1, wait).await.unwrap_err();
+        assert!(matches!(e, ApiError::UploadsBusy(6)), "{e}");
+        assert_eq!(crate::error::reason(&e.to_status()), "OVERLOADED");
+        drop(held);
+        // More than the budget is clamped to it, so it can still be had.
+        let _all = budget.reserve(u64::MAX, wait).await.unwrap();
+    }
 
     #[test]
     fn chunk_reader_reads_across_chunks_and_reports_errors() {

@@ -72,6 +72,7 @@ async fn server(tenant: &str) -> Result<Server> {
     cfg.listen = "127.0.0.1:0".parse()?;
     cfg.metrics_listen = None;
     cfg.max_concurrent_requests = 256;
+    cfg.max_concurrent_per_principal = 256;
     let running = start(cfg).await?;
     let url = format!("http://{}", running.addr);
     let boot = running

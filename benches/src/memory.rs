@@ -1,5 +1,6 @@
-//! Peak resident memory of the daemon while one client uploads a large document over gRPC,
-//! and while it verifies a store of several GiB.
+//! Peak resident memory of the daemon while 64 clients file documents at once (and what it
+//! keeps once they are gone), while one client uploads a large document over gRPC, and
+//! while it verifies a store of several GiB.
 //!
 //! The daemon runs in a child process: this benchmark binary re-executes itself with the
 //! hidden argument [`CHILD_ARG`], and the child starts the server through
@@ -40,14 +41,15 @@ const CHUNK: usize = 1 << 20;
 /// address and bootstrap-token file on standard output and stops (gracefully, as on
 /// SIGTERM) when standard input is closed.
 pub(crate) fn child_main(data_dir: &Path) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("akted")
-        .build()?;
+    // As akted's main does, before the runtime starts its threads.
+    akte_server::alloc::limit_arenas();
+    let mut cfg = ServerConfig::new(data_dir);
+    let runtime = akte_server::server::runtime(&cfg)?;
     let result = runtime.block_on(async {
-        let mut cfg = ServerConfig::new(data_dir);
         cfg.listen = "127.0.0.1:0".parse()?;
         cfg.metrics_listen = None;
+        // The 64 clients share one token; the per-principal share must not refuse them.
+        cfg.max_concurrent_per_principal = cfg.max_concurrent_requests;
         let running = start(cfg).await?;
         let token = running
             .bootstrap_token
@@ -293,6 +295,65 @@ async fn upload(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// `clients` clients, each on a connection of its own, each filing `per_client` documents
+/// (create + one version) of 5 KB, 40 KB, 300 KB and 1.5 MiB in turn. Returns the
+/// documents and bytes filed and the seconds it took.
+async fn many_clients(
+    url: &str,
+    token: &str,
+    file: &str,
+    clients: usize,
+    per_client: usize,
+) -> Result<(usize, u64, f64)> {
+    const SIZES: [usize; 4] = [5_000, 40_000, 300_000, 1_536 << 10];
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let (url, token, file) = (url.to_owned(), token.to_owned(), file.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
+            let mut bytes = 0u64;
+            for i in 0..per_client {
+                let size = SIZES[(k + i) % SIZES.len()];
+                let data = text_bytes(size, (k * 1000 + i) as u64);
+                bytes += size as u64;
+                let doc = c
+                    .documents
+                    .create_document(pb::CreateDocumentRequest {
+                        parent: file.clone(),
+                        document: Some(pb::Document {
+                            subject: format!("Brief {k}-{i}"),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let header = pb::AddVersionHeader {
+                    parent: doc.name,
+                    upload: Some(pb::RenditionUpload {
+                        file_name: format!("brief-{k}-{i}.txt"),
+                        media_type: "text/plain".into(),
+                        sha256: akte_server::client::sha256(&data),
+                        size: size as u64,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                let msgs =
+                    akte_server::client::add_version_messages(header, Bytes::from(data), CHUNK);
+                c.documents.add_version(tokio_stream::iter(msgs)).await?;
+            }
+            anyhow::Ok(bytes)
+        }));
+    }
+    let mut bytes = 0;
+    for t in tasks {
+        bytes += t.await??;
+    }
+    Ok((clients * per_client, bytes, start.elapsed().as_secs_f64()))
+}
+
 /// SHA-256 of a document's bytes, and the seconds hashing took (generation excluded).
 fn digest_of(src: &Source, size: u64) -> (Vec<u8>, f64) {
     let mut h = Sha256::new();
@@ -376,7 +437,40 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     drop(c);
     drop(daemon);
 
+    // 64 clients, each on its own connection, file documents of mixed sizes at once, on a
+    // daemon of their own (so that the figures above stay comparable with earlier runs).
+    let dir = tempfile::tempdir_in(bench_dir())?;
+    let daemon = Daemon::start(&dir.path().join("data"))?;
+    let pid = daemon.pid();
+    let (token, file) = crate::grpc::prepare(&daemon.url, &daemon.admin_token, "many").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_many = status_field(pid, "VmRSS")?;
+    let per_client = if quick { 4 } else { 16 };
+    let peak = PeakRss::begin(pid);
+    let (docs, bytes, many_secs) = many_clients(&daemon.url, &token, &file, 64, per_client).await?;
+    let (many_peak, _) = peak.end()?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after_many = status_field(pid, "VmRSS")?;
+    drop(daemon);
+
     let mib = |b: u64| b as f64 / MIB as f64;
+    rows.push(Row {
+        figure: format!(
+            "akted peak RSS, 64 clients filing {docs} docs of 5 KB to 1.5 MiB ({:.0} MB/s)",
+            mbps(bytes, Duration::from_secs_f64(many_secs))
+        ),
+        value: mib(many_peak),
+        unit: "MiB",
+        baseline: "akted RSS idle after start".into(),
+        baseline_value: mib(idle_many),
+    });
+    rows.push(Row {
+        figure: "akted RSS 15 s after the 64 clients left".into(),
+        value: mib(after_many),
+        unit: "MiB",
+        baseline: "akted RSS idle after start".into(),
+        baseline_value: mib(idle_many),
+    });
     rows.push(Row {
         figure: format!(
             "akted peak RSS ({how}), 1 client uploading {label} ({:.0} MB/s)",

@@ -30,6 +30,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (alloc.rs says why).
+    akte_server::alloc::limit_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AKTED_LOG")
@@ -45,11 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("akted")
-        .build()
-    {
+    let runtime = match akte_server::server::runtime(&cfg) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("akted: starting the runtime: {e}");

@@ -312,12 +312,27 @@ where
     if tx.send(Ok(first)).await.is_err() {
         return Err(ApiError::Internal("download channel closed".into()).into());
     }
-    tokio::task::spawn_blocking(move || {
+    // Each chunk is read on a blocking thread, free again while the client takes it.
+    tokio::spawn(async move {
         let _temp = temp;
         let mut file = file;
         let mut buf = vec![0u8; MAX_CHUNK];
         loop {
-            let msg = match read_full(&mut file, &mut buf) {
+            let read = tokio::task::spawn_blocking(move || {
+                let n = read_full(&mut file, &mut buf);
+                (file, buf, n)
+            })
+            .await;
+            let n;
+            (file, buf, n) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = ApiError::Internal(format!("ZIP worker failed: {e}"));
+                    let _ = tx.send(Err(e.to_status())).await;
+                    return;
+                }
+            };
+            let msg = match n {
                 Ok(0) => return,
                 Ok(n) => Ok(pb::MessageChunk {
                     message: Some(pb::message_chunk::Message::Chunk(Bytes::copy_from_slice(
@@ -327,7 +342,7 @@ where
                 Err(e) => Err(ApiError::Internal(format!("reading the ZIP: {e}")).to_status()),
             };
             let failed = msg.is_err();
-            if tx.blocking_send(msg).is_err() || failed {
+            if tx.send(msg).await.is_err() || failed {
                 return;
             }
         }

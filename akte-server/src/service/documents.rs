@@ -21,7 +21,9 @@ use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::document_service_server::DocumentService;
 use crate::range::Range;
-use crate::upload::{receive_content, receive_small, ChunkSource, SMALL_UPLOAD};
+use crate::upload::{
+    receive_content, receive_small, ChunkSource, SMALL_UPLOAD, STREAMED_UPLOAD_MEMORY,
+};
 
 use super::{blocking, get_kind, named, reason, update, Api};
 
@@ -93,6 +95,11 @@ pub(super) fn rendition_spec(
 }
 
 pub(super) fn stream_error(s: Status) -> ApiError {
+    // The admission layer and the codec answer with akte's details already (a malformed
+    // or late message): those go to the client as they are.
+    if crate::error::error_info(&s).is_some() {
+        return ApiError::Relayed(s);
+    }
     ApiError::Stream {
         code: s.code(),
         message: s.message().to_owned(),
@@ -350,6 +357,8 @@ impl DocumentService for Api {
         // worker thread instead of three. Memory stays bounded: below SMALL_UPLOAD (1 MiB)
         // bytes per request, plus their compressed form, and requests are limited.
         if let Some(u) = upload.as_ref().filter(|u| u.size < SMALL_UPLOAD) {
+            // Held until the bytes are stored.
+            let _memory = self.state.upload_memory.reserve(u.size, idle).await?;
             let bytes = receive_small(&mut VersionChunks(&mut stream), u.size, idle).await?;
             let spec = u.clone();
             let version = blocking(move || {
@@ -373,6 +382,11 @@ impl DocumentService for Api {
         blocking(move || check_version_target(&tc, o.id, &name_c, &staged_c)).await?;
         match &upload {
             Some(u) => {
+                let _memory = self
+                    .state
+                    .upload_memory
+                    .reserve(STREAMED_UPLOAD_MEMORY, idle)
+                    .await?;
                 receive_content(
                     &mut VersionChunks(&mut stream),
                     t.clone(),
@@ -429,6 +443,11 @@ impl DocumentService for Api {
             },
         )
         .await?;
+        let _memory = self
+            .state
+            .upload_memory
+            .reserve(STREAMED_UPLOAD_MEMORY.min(header.size), idle)
+            .await?;
         let put =
             receive_content(&mut StagedChunks(&mut stream), t, sha, header.size, idle).await?;
         Ok(Response::new(pb::UploadRenditionResponse {
@@ -512,11 +531,27 @@ impl DocumentService for Api {
         if tx.send(Ok(first)).await.is_err() {
             return Err(ApiError::Internal("download channel closed".into()).into());
         }
-        tokio::task::spawn_blocking(move || {
+        // Each chunk is read on a blocking thread, which is free again while the client
+        // takes the chunk: a client that reads slowly holds no thread.
+        tokio::spawn(async move {
             let mut reader = reader;
             let mut buf = vec![0u8; DOWNLOAD_CHUNK];
             loop {
-                let msg = match read_full(&mut reader, &mut buf) {
+                let read = tokio::task::spawn_blocking(move || {
+                    let n = read_full(&mut reader, &mut buf);
+                    (reader, buf, n)
+                })
+                .await;
+                let n;
+                (reader, buf, n) = match read {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = ApiError::Internal(format!("download worker failed: {e}"));
+                        let _ = tx.send(Err(e.to_status())).await;
+                        return;
+                    }
+                };
+                let msg = match n {
                     Ok(0) => return,
                     // Bytes outside the range are read all the same: the reader checks the
                     // digest of the whole rendition at its end, and a damaged rendition must
@@ -533,7 +568,7 @@ impl DocumentService for Api {
                 };
                 let failed = msg.is_err();
                 // A closed channel means the client went away: stop reading.
-                if tx.blocking_send(msg).is_err() || failed {
+                if tx.send(msg).await.is_err() || failed {
                     return;
                 }
             }

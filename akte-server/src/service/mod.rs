@@ -25,6 +25,7 @@ use akte_core::store::StoreError;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::admission::Admitted;
 use crate::auth::{Principal, Role, TokenStore};
 use crate::error::ApiError;
 use crate::operations::Operations;
@@ -58,6 +59,41 @@ pub struct State {
     pub draining: tokio::sync::watch::Receiver<bool>,
     /// Permits of open WatchEntries streams.
     pub watchers: Arc<tokio::sync::Semaphore>,
+    /// What all uploads together may buffer.
+    pub upload_memory: crate::upload::UploadMemory,
+}
+
+impl State {
+    /// The principal of a call's `authorization` header value: `Bearer <token>` with a
+    /// token the server knows and that has not expired.
+    pub(crate) fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+    ) -> Result<Arc<Principal>, ApiError> {
+        let deny = |why: &str| {
+            ApiError::Unauthenticated(format!(
+                "{why}: send the metadata `authorization: Bearer <token>` with a token the server knows"
+            ))
+        };
+        let Some(value) = authorization else {
+            return Err(deny("no bearer token"));
+        };
+        let value = std::str::from_utf8(value).map_err(|_| deny("malformed authorization"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| deny("authorization is not `Bearer <token>`"))?;
+        let principal = {
+            let tokens = self
+                .tokens
+                .read()
+                .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
+            tokens.authenticate(token)
+        };
+        principal.map_err(|refusal| deny(&refusal.to_string()))
+    }
 }
 
 /// The implementation of every akte service.
@@ -97,41 +133,28 @@ impl Api {
         &self.state
     }
 
-    /// Authenticates the bearer token of a request. While the server drains, every call is
+    /// The caller of a request: the principal the admission layer found for its token
+    /// (`crate::admission`), or, where the API is served without that layer, the
+    /// principal of its token checked here. While the server drains, every call is
     /// answered SHUTTING_DOWN instead.
     pub(crate) fn caller<T>(&self, req: &tonic::Request<T>) -> Result<Caller, ApiError> {
         if *self.state.draining.borrow() {
             return Err(ApiError::ShuttingDown);
         }
         let method = method_of(req);
-        let peer = req.remote_addr();
-        let deny = |why: &str| {
-            tracing::warn!(method = %method, peer = ?peer, "denied: {why}");
-            ApiError::Unauthenticated(format!(
-                "{why}: send the metadata `authorization: Bearer <token>` with a token the server knows"
-            ))
-        };
-        let Some(value) = req.metadata().get("authorization") else {
-            return Err(deny("no bearer token"));
-        };
-        let value = value
-            .to_str()
-            .map_err(|_| deny("malformed authorization"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| deny("authorization is not `Bearer <token>`"))?;
-        let principal = {
-            let tokens = self
-                .state
-                .tokens
-                .read()
-                .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
-            tokens.authenticate(token)
-        };
-        let principal = principal.map_err(|refusal| deny(&refusal.to_string()))?;
+        if let Some(Admitted(principal)) = req.extensions().get::<Admitted>() {
+            return Ok(Caller {
+                principal: principal.clone(),
+                method,
+            });
+        }
+        let header = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_encoded_bytes());
+        let principal = self.state.authenticate(header).inspect_err(|e| {
+            tracing::warn!(method = %method, peer = ?req.remote_addr(), "denied: {e}");
+        })?;
         Ok(Caller { principal, method })
     }
 

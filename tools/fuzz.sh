@@ -48,6 +48,10 @@ run() {
   "$bin/$t" -artifact_prefix="artifacts/$t/" -print_final_stats=1 "$@" "work/$t" "corpus/$t"
 }
 
+# The logs are written by the shell before run() makes its directories: make the parent here
+# (a fresh checkout has no fuzz/work).
+mkdir -p work artifacts
+
 mode=${1:-smoke}
 case "$mode" in
   build)

@@ -25,7 +25,31 @@ use crate::journal::Location;
 use crate::merkle::NewNode;
 
 const NODE_LEN: u64 = 32;
-const LOCATION_LEN: u64 = 16;
+/// A location record: the 16-byte location, then a CRC-32C over the entry's sequence
+/// number and those 16 bytes. The check catches a changed bit that would still leave the
+/// locations in order (which the order check alone would miss) and a record written at
+/// the wrong place. Files of the older 16-byte records fail it and are rebuilt.
+const LOCATION_LEN: u64 = 20;
+
+fn location_record(seq: u64, location: Location) -> [u8; LOCATION_LEN as usize] {
+    let mut b = [0u8; LOCATION_LEN as usize];
+    b[..16].copy_from_slice(&location.to_bytes());
+    let crc = location_crc(seq, &b[..16]);
+    b[16..].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn location_from_record(seq: u64, b: &[u8; LOCATION_LEN as usize]) -> Option<Location> {
+    let stored = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+    if stored != location_crc(seq, &b[..16]) {
+        return None;
+    }
+    Location::from_bytes(&b[..16])
+}
+
+fn location_crc(seq: u64, location: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&seq.to_be_bytes()), location)
+}
 
 /// Number of perfect nodes of a tree of `n` leaves.
 pub fn nodes_for(n: u64) -> u64 {
@@ -94,7 +118,7 @@ impl TreeFiles {
         nodes: &[NewNode],
     ) -> Result<(), IoFailure> {
         self.locations
-            .write_all_at(&location.to_bytes(), seq * LOCATION_LEN)
+            .write_all_at(&location_record(seq, location), seq * LOCATION_LEN)
             .at("write", &self.locations_path)?;
         // The nodes of one push are consecutive: the leaf's position, then one per level.
         let Some(first) = nodes.first() else {
@@ -135,7 +159,7 @@ impl TreeFiles {
             return Ok(None);
         };
         match self.locations.read_exact_at(&mut b, at) {
-            Ok(()) => Ok(Location::from_bytes(&b)),
+            Ok(()) => Ok(location_from_record(seq, &b)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e).at("read", &self.locations_path),
         }
@@ -183,7 +207,7 @@ impl TreeFiles {
             locations
                 .read_exact(&mut loc)
                 .at("read", &self.locations_path)?;
-            let Some(location) = Location::from_bytes(&loc) else {
+            let Some(location) = location_from_record(seq, &loc) else {
                 return Ok(seq);
             };
             if last_location
@@ -288,5 +312,13 @@ mod tests {
             .write_all_at(&[0; 16], 3 * LOCATION_LEN)
             .unwrap();
         assert_eq!(files.consistent_entries().unwrap(), 3);
+        // A changed bit that leaves the locations in order (100 -> 104) is found too.
+        assert_eq!(files.location(1).unwrap().unwrap().offset, 100);
+        files
+            .locations
+            .write_all_at(&[104], LOCATION_LEN + 15)
+            .unwrap();
+        assert_eq!(files.location(1).unwrap(), None);
+        assert_eq!(files.consistent_entries().unwrap(), 1);
     }
 }

@@ -85,7 +85,7 @@ impl PgError {
 }
 
 /// Settings of the connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgOptions {
     /// Connections in the pool (each append group holds one while it commits).
     pub pool_size: usize,
@@ -96,6 +96,21 @@ pub struct PgOptions {
     /// PEM file of the certificate authorities that sign the server's certificate (for
     /// `sslmode=require`); the system's store when unset.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Password, when the connection string holds none (read from a file or the
+    /// environment by the caller; never logged).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("ca_file", &self.ca_file)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for PgOptions {
@@ -105,6 +120,7 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(60),
             ca_file: None,
+            password: None,
         }
     }
 }
@@ -179,13 +195,20 @@ impl Db {
     /// Connects (lazily: the pool opens connections when first needed) and checks that
     /// the server answers.
     pub(crate) fn connect(url: &str, options: &PgOptions) -> Result<Arc<Db>, PgError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            PgError::new(
-                "parse the connection string",
-                FaultKind::Other,
-                e.to_string(),
-            )
-        })?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                PgError::new(
+                    "parse the connection string",
+                    FaultKind::Other,
+                    e.to_string(),
+                )
+            })?;
+        if let Some(password) = &options.password {
+            config.password(password.as_bytes());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("akted");
+        }
         let place = describe_config(&config);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

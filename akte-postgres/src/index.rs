@@ -179,6 +179,10 @@ impl IndexBackend for PgIndex {
         self.stored_tree_len()
     }
 
+    /// Cuts what the tree holds beyond `n` entries, but never below the committed
+    /// journal's end: entries and their tree state commit together here, so nothing
+    /// committed is ever beyond it, while another instance may have committed more
+    /// since the caller read `n`.
     fn truncate_tree(&self, n: u64) -> Result<(), IndexError> {
         let _session = self.shared.exclusive();
         {
@@ -194,15 +198,24 @@ impl IndexBackend for PgIndex {
             .run("cut the tree", move |mut c| async move {
                 let op = "cut the tree";
                 let tx = c.transaction().await.map_err(|e| PgError::of(op, &e))?;
+                let end: i64 = tx
+                    .query_opt(
+                        "SELECT next_seq FROM akte_heads WHERE tenant = $1 FOR UPDATE",
+                        &[&tenant],
+                    )
+                    .await
+                    .map_err(|e| PgError::of(op, &e))?
+                    .map_or(0, |r| r.get(0));
+                let keep = (n as i64).max(end);
                 tx.execute(
                     "DELETE FROM akte_nodes WHERE tenant = $1 AND pos >= $2",
-                    &[&tenant, &(nodes_for(n) as i64)],
+                    &[&tenant, &(nodes_for(keep as u64) as i64)],
                 )
                 .await
                 .map_err(|e| PgError::of(op, &e))?;
                 tx.execute(
                     "UPDATE akte_heads SET tree_len = LEAST(tree_len, $2) WHERE tenant = $1",
-                    &[&tenant, &(n as i64)],
+                    &[&tenant, &keep],
                 )
                 .await
                 .map_err(|e| PgError::of(op, &e))?;

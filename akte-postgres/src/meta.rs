@@ -66,6 +66,70 @@ impl MetaStore for PgMeta {
             .map_err(|e| self.fail(name, e))
     }
 
+    /// One statement: of instances starting together, the first insert wins and every
+    /// instance reads back the winner's bytes.
+    fn put_if_absent(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
+        check_name(name)?;
+        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), bytes.to_vec());
+        self.db
+            .run("write a blob", move |c| async move {
+                let op = "write a blob";
+                c.execute(
+                    "INSERT INTO akte_meta (tenant, name, bytes, secret) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant, name) DO NOTHING",
+                    &[&tenant, &key, &bytes, &secret],
+                )
+                .await
+                .map_err(|e| PgError::of(op, &e))?;
+                let row = c
+                    .query_one(
+                        "SELECT bytes FROM akte_meta WHERE tenant = $1 AND name = $2",
+                        &[&tenant, &key],
+                    )
+                    .await
+                    .map_err(|e| PgError::of(op, &e))?;
+                Ok(row.get::<_, Vec<u8>>(0))
+            })
+            .map_err(|e| self.fail(name, e))
+    }
+
+    fn compare_and_put(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        bytes: &[u8],
+        secret: bool,
+    ) -> Result<bool, MetaError> {
+        check_name(name)?;
+        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), bytes.to_vec());
+        let expected = expected.map(<[u8]>::to_vec);
+        self.db
+            .run("replace a blob", move |c| async move {
+                let op = "replace a blob";
+                let n = match expected {
+                    None => {
+                        c.execute(
+                            "INSERT INTO akte_meta (tenant, name, bytes, secret)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, name) DO NOTHING",
+                            &[&tenant, &key, &bytes, &secret],
+                        )
+                        .await
+                    }
+                    Some(old) => {
+                        c.execute(
+                            "UPDATE akte_meta SET bytes = $3, secret = $4
+                             WHERE tenant = $1 AND name = $2 AND bytes = $5",
+                            &[&tenant, &key, &bytes, &secret, &old],
+                        )
+                        .await
+                    }
+                }
+                .map_err(|e| PgError::of(op, &e))?;
+                Ok(n == 1)
+            })
+            .map_err(|e| self.fail(name, e))
+    }
+
     fn remove(&self, name: &str) -> Result<bool, MetaError> {
         check_name(name)?;
         let (tenant, key) = (self.tenant.clone(), name.to_owned());

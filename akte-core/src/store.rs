@@ -688,11 +688,14 @@ impl Tenant {
     /// it entirely if it is ahead of the journal or disagrees with it (possible after a
     /// crash, since the index may be written before the journal's flush completes).
     fn catch_up_index(&self) -> Result<(u64, bool), StoreError> {
-        // The index's position first: on a backend shared by several processes another
-        // one may append meanwhile, and the journal read second is then only longer (an
-        // index read after the journal could seem ahead of it, and be rebuilt).
-        let pos = self.index.position()?;
-        let journal_len = self.journal.durable_len()?;
+        // Both read while holding the append session: on a backend shared by several
+        // processes nobody appends meanwhile, so the two agree unless the index really
+        // lags or leads (an append between the reads would look like either, and start a
+        // replay or a rebuild racing the writers).
+        let (pos, journal_len) = {
+            let _session = self.journal.begin()?;
+            (self.index.position()?, self.journal.durable_len()?)
+        };
         // The tree state is made durable before the index records a position, so it holds
         // at least that many entries; fewer means it was lost or cut.
         let files = self.index.file_entries()?;

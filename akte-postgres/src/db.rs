@@ -40,7 +40,15 @@ impl PgError {
     /// damaged data). Errors without a state are lost or refused connections.
     pub(crate) fn of(op: &'static str, e: &tokio_postgres::Error) -> PgError {
         let Some(db) = e.as_db_error() else {
-            return PgError::new(op, FaultKind::Unavailable, e.to_string());
+            // The driver's message names the step; its sources say why (refused, reset).
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            return PgError::new(op, FaultKind::Unavailable, message);
         };
         let code = db.code().code();
         let kind = match code {

@@ -26,7 +26,8 @@ use akte_core::backend::journal::DamageCount;
 use akte_core::backend::{AppendSession, FaultKind, JournalBackend, JournalScanItem};
 use akte_core::entry::{Attachment, Entry, EntryDraft};
 use akte_core::journal::{
-    check_attachments, seal_entry, JournalError, JournalStats, Location, Record, Recovery, Ticket,
+    check_attachments, check_sealed, seal_entry, JournalError, JournalStats, Location, Record,
+    Recovery, Ticket,
 };
 use akte_core::merkle::leaf_hash;
 use akte_core::Digest;
@@ -299,27 +300,50 @@ impl AppendSession for PgSession<'_> {
             head.last_micros
         };
         let (entry, micros) = seal_entry(draft, head.next_seq, head.last_leaf, last, &attachments)?;
-        let bytes = entry.encode();
-        let leaf = leaf_hash(&bytes);
-        st.pending.push(Pending {
-            seq: head.next_seq,
-            entry: bytes,
-            leaf,
-            attachments,
-        });
-        st.head = Head {
-            next_seq: head.next_seq + 1,
-            last_leaf: leaf,
-            last_micros: micros,
-        };
-        Ok(Ticket {
-            entry,
-            leaf,
-            location: Location {
-                segment: 0,
-                offset: head.next_seq,
-            },
-        })
+        Ok(queue(&mut st, entry, micros, attachments))
+    }
+
+    fn enqueue_sealed(
+        &mut self,
+        entry: Entry,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError> {
+        let mut st = lock(&self.shared.state);
+        let head = st.head;
+        let micros = check_sealed(
+            &entry,
+            head.next_seq,
+            head.last_leaf,
+            head.last_micros,
+            &attachments,
+        )?;
+        Ok(queue(&mut st, entry, micros, attachments))
+    }
+}
+
+/// Queues a sealed entry in the open transaction and advances the end.
+fn queue(st: &mut WriteState, entry: Entry, micros: i64, attachments: Vec<Attachment>) -> Ticket {
+    let bytes = entry.encode();
+    let leaf = leaf_hash(&bytes);
+    let seq = entry.seq;
+    st.pending.push(Pending {
+        seq,
+        entry: bytes,
+        leaf,
+        attachments,
+    });
+    st.head = Head {
+        next_seq: seq + 1,
+        last_leaf: leaf,
+        last_micros: micros,
+    };
+    Ticket {
+        entry,
+        leaf,
+        location: Location {
+            segment: 0,
+            offset: seq,
+        },
     }
 }
 

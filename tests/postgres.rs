@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use akte_core::backend::{Backend, BackendError, FaultKind};
+use akte_core::backend::{BackendError, FaultKind};
 use akte_core::store::{Store, StoreOptions};
 use akte_postgres::{PgBackend, PgOptions, SCHEMA_VERSION};
 use akte_tests::append_document;

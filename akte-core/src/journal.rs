@@ -160,9 +160,8 @@ impl JournalError {
         match self {
             JournalError::Io(e) => e.kind(),
             JournalError::Damaged { .. } | JournalError::Inconsistent { .. } => FaultKind::Corrupt,
-            JournalError::InvalidEntry(_)
-            | JournalError::AttachmentMismatch(_)
-            | JournalError::Misfit { .. } => FaultKind::Conflict,
+            JournalError::InvalidEntry(_) | JournalError::AttachmentMismatch(_) => FaultKind::Other,
+            JournalError::Misfit { .. } => FaultKind::Conflict,
             JournalError::Fenced { cause, .. } => match cause {
                 FaultKind::StorageFull => FaultKind::StorageFull,
                 _ => FaultKind::Unavailable,

@@ -69,6 +69,7 @@ pub mod index;
 pub mod journal;
 pub mod keys;
 pub mod merkle;
+pub mod migrate;
 pub mod note;
 pub mod records;
 pub mod store;

@@ -18,6 +18,8 @@
 mod archive_sim;
 #[path = "../cli/evidence.rs"]
 mod evidence;
+#[path = "../cli/migrate.rs"]
+mod migrate;
 #[path = "../cli/remote.rs"]
 mod remote;
 #[path = "../cli/witness.rs"]
@@ -111,6 +113,27 @@ enum Command {
     },
     /// Recreate the index from the journals.
     RebuildIndex,
+    /// Copy every tenant between a data directory and a PostgreSQL database (either way),
+    /// resumably, and check that both sides hold the same entries, roots and content.
+    /// The password comes from AKTE_DATABASE_PASSWORD(_FILE) or the connection string.
+    Migrate {
+        /// Source: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        from: String,
+        /// Target: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        to: String,
+    },
+    /// Write any store (a data directory or postgres://…) as a new data directory in the
+    /// documented format, for tools/verify_store.py.
+    ExportStore {
+        /// Source: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        from: String,
+        /// The new data directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Show sizes and counts per tenant.
     Stats,
     /// A first try: create a tenant, store documents, checkpoint, prove and verify.
@@ -246,7 +269,12 @@ fn tenant_dir(dir: &Path, tenant: &str) -> std::path::PathBuf {
 
 /// Opens the data directory with the records model, so that index rebuilds and
 /// verification keep (and check) the records' derived state too.
+/// With `AKTE_DATABASE` set (a postgres:// connection string), offline commands work on
+/// that database, the distributed backend, instead of the data directory.
 fn open(dir: &Path) -> Result<Arc<Store>> {
+    if let Ok(url) = std::env::var("AKTE_DATABASE") {
+        return migrate::Place::Database(url).open(migrate::password_from_env()?);
+    }
     let backend = akte_core::embedded::open(dir)
         .with_context(|| format!("opening data directory {}", dir.display()))?;
     let records = Records::open(backend, StoreOptions::default())
@@ -434,6 +462,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Demo => demo(&cli.data_dir)?,
+        Command::Migrate { from, to } => migrate::migrate(
+            &migrate::Place::parse(from),
+            &migrate::Place::parse(to),
+            cli.json,
+        )?,
+        Command::ExportStore { from, to } => {
+            migrate::export_store(&migrate::Place::parse(from), to, cli.json)?
+        }
         Command::Witness { command } => return witness::run(&cli.remote, cli.json, command),
         Command::Package(command) => return Ok(evidence::run(command, cli.json)),
         Command::ArchiveSim { command } => return Ok(archive_sim::run(command, cli.json)),

@@ -78,13 +78,20 @@ pub struct PgServer {
     bin: PathBuf,
     user: Option<(u32, u32)>,
     port: u16,
+    fsync: bool,
     child: Mutex<Option<Child>>,
 }
 
 impl PgServer {
-    /// Initialises a cluster and starts it. Panics with a clear message if PostgreSQL
-    /// is not installed.
+    /// Initialises a cluster and starts it, without `fsync` (tests kill processes, not
+    /// machines). Panics with a clear message if PostgreSQL is not installed.
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// As [`PgServer::start`], with `fsync` on or off (benchmarks compare durable
+    /// commits, so they turn it on).
+    pub fn start_with(fsync: bool) -> PgServer {
         let bin = bin_dir().expect(
             "PostgreSQL is not installed: install Debian's postgresql package (.ci/run does) \
              or set AKTE_PG_BIN to the directory of initdb and postgres",
@@ -119,6 +126,7 @@ impl PgServer {
             bin,
             user,
             port: free_port(),
+            fsync,
             child: Mutex::new(None),
         };
         server.resume();
@@ -164,8 +172,9 @@ impl PgServer {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
-            // Tests kill processes, not machines: the WAL need not reach the disk.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=on"])
+            .arg("-c")
+            .arg(format!("fsync={}", if self.fsync { "on" } else { "off" }))
+            .args(["-c", "synchronous_commit=on"])
             .args(["-c", "max_connections=300", "-c", "shared_buffers=64MB"])
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -210,6 +219,11 @@ impl PgServer {
             unsafe { libc::kill(c.id() as i32, sig) };
             let _ = c.wait();
         }
+    }
+
+    /// The directory of the server's programs (psql, pgbench, ...).
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// Runs one SQL command with psql; returns its output.

@@ -6,7 +6,6 @@ use akte_core::records::{
     DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, Hold, ObjectKind,
     RetentionRule,
 };
-use chrono::Utc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -213,7 +212,7 @@ impl RetentionService for Api {
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
         let (files, next) = blocking(move || {
-            let due = t.due_page(&filter, Utc::now().date_naive(), &page)?;
+            let due = t.due_page(&filter, akte_core::records::civil::today(), &page)?;
             let files = due
                 .items
                 .iter()

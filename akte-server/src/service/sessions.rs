@@ -40,10 +40,8 @@ fn parse_name(field: &str, name: &str) -> Result<SessionName, ApiError> {
     };
     let (doc, id) = name.rsplit_once("/uploadSessions/").ok_or_else(bad)?;
     let d = names::object_of(field, doc, &[ObjectKind::Document])?;
-    let id = Uuid::parse_str(id)
-        .ok()
-        .filter(|u| !u.is_nil())
-        .ok_or_else(bad)?;
+    // The nil UUID is a UUID (no session has it: NOT_FOUND later).
+    let id = Uuid::parse_str(id).ok().ok_or_else(bad)?;
     Ok(SessionName {
         tenant: d.tenant,
         document: d.id,

@@ -286,7 +286,7 @@ pub enum DisposalCommand {
         name: String,
     },
     /// Destroy files, or parts of files the archive appraised V (registrar or admin);
-    /// prints the destruction record with its signed note.
+    /// prints the destruction record (its signed note is in the --json output).
     Destroy {
         /// Files (a bare id is a file), or sub-files and cases by their full names
         /// (tenants/T/files/ID, tenants/T/cases/ID).
@@ -839,9 +839,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .into_inner();
             let done = wait_operation(&mut c.operations, op).await?;
             let r: pb::DestructionRecord = unpack(&done)?;
-            ctx.show(&r, || {
-                format!("{}\n\n{}", show_record(&r), r.signed_note.trim_end())
-            })?;
+            ctx.show(&r, || show_record(&r))?;
         }
         DisposalCommand::DestructionRecord { name: Some(name) } => {
             let r = c
@@ -851,9 +849,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
-            ctx.show(&r, || {
-                format!("{}\n\n{}", show_record(&r), r.signed_note.trim_end())
-            })?;
+            ctx.show(&r, || show_record(&r))?;
         }
         DisposalCommand::DestructionRecord { name: None } => {
             let parent = ctx.tenant_name()?;

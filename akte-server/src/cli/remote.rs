@@ -709,7 +709,12 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                     if !h.reason.is_empty() {
                         line.push_str(&format!(" ({})", h.reason));
                     }
-                    for ch in &h.changes {
+                    // A change that changes nothing (an empty field at creation) is noise.
+                    let unchanged = |c: &pb::FieldChange| {
+                        c.old_value == c.new_value
+                            || (c.old_value == "null" && c.new_value == "\"\"")
+                    };
+                    for ch in h.changes.iter().filter(|c| !unchanged(c)) {
                         line.push_str(&format!(
                             "\n\t{}: {} -> {}",
                             ch.field, ch.old_value, ch.new_value

@@ -172,11 +172,16 @@ fn init(name: &str, out: &Path, json: bool) -> Result<ExitCode> {
     key.save(out)
         .with_context(|| format!("writing the key {}", out.display()))?;
     let verifier = key.cosignature_verifier();
-    fsutil::write_file_atomic(
+    if let Err(e) = fsutil::write_file_atomic(
         &pub_path,
         format!("{verifier}\n").as_bytes(),
         PUBLIC_KEY_MODE,
-    )?;
+    ) {
+        // A key without its public half would be refused next time ("exists"): nothing
+        // of this run stays.
+        let _ = std::fs::remove_file(out);
+        return Err(anyhow!(e).context(format!("writing {}", pub_path.display())));
+    }
     if json {
         println!(
             "{}",

@@ -10,7 +10,7 @@ use chrono::Utc;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::CLERK_WRITE;
+use crate::auth::Operation;
 use crate::convert::{self, request_id, timestamp};
 use crate::error::ApiError;
 use crate::names;
@@ -97,7 +97,7 @@ impl Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let d = names::object_of("parent", &r.parent, &[ObjectKind::Document])?;
-        let t = self.tenant(&caller, &d.tenant, &r.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &d.tenant, &r.parent, Operation::FileDocuments)?;
         let spec = r
             .upload_session
             .as_ref()
@@ -136,7 +136,7 @@ impl Api {
         name: &str,
     ) -> Result<(SessionName, Session, u64), ApiError> {
         let n = parse_name(field, name)?;
-        self.tenant(caller, &n.tenant, name, CLERK_WRITE)?;
+        self.tenant(caller, &n.tenant, name, Operation::FileDocuments)?;
         let (s, persisted) = self.uploads().get(&n.tenant, n.document, n.id, name)?;
         Ok((n, s, persisted))
     }
@@ -231,7 +231,7 @@ impl Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (n, _, _) = self.session_of(&caller, "name", &r.name)?;
-        let t = self.tenant(&caller, &n.tenant, &r.name, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &n.tenant, &r.name, Operation::FileDocuments)?;
         let staged = r
             .staged_renditions
             .iter()

@@ -374,6 +374,16 @@ fn offline_commands_refuse_what_is_not_a_data_directory_and_leave_nothing() {
         assert_eq!(code(&out), 2, "{args:?}");
         assert!(!missing.exists(), "{args:?} made {m}");
     }
+    // A directory that holds other things is not a data directory: exit 2, untouched.
+    let other = cwd.join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), b"x").expect("write");
+    let o = other.to_str().expect("utf-8");
+    let out = akte_in(cwd, &["--json", "--data-dir", o, "tenant", "create", "t"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(json_error(&out)["reason"], "NOT_A_DATA_DIRECTORY");
+    assert_eq!(std::fs::read_dir(&other).expect("list").count(), 1);
+    std::fs::remove_dir_all(&other).expect("clean up");
     // A tenant that cannot be created leaves no data directory behind.
     let out = akte_in(cwd, &["--data-dir", m, "tenant", "create", "Bad Id"]);
     assert_eq!(code(&out), 7);

@@ -18,7 +18,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::{json, Value};
 use tonic::Code;
 
-use akte_core::backend::FaultKind;
+use akte_core::backend::{BackendError, FaultKind};
 
 /// The help heading of the options every command takes, shown after a command's own.
 pub const GLOBAL: &str = "Global options";
@@ -134,7 +134,24 @@ pub fn failure(e: &anyhow::Error) -> Failure {
     {
         return local(Code::Unavailable, "UNREACHABLE");
     }
-    if let Some(s) = e.downcast_ref::<akte_core::store::StoreError>() {
+    let store = e.downcast_ref::<akte_core::store::StoreError>();
+    let backend = e.downcast_ref::<BackendError>().or(match store {
+        Some(akte_core::store::StoreError::Backend(b)) => Some(b),
+        _ => None,
+    });
+    match backend {
+        // The directory given is not one akte can open: the argument is wrong.
+        Some(BackendError::NotAStore { .. } | BackendError::UnsupportedFormat { .. }) => {
+            return Failure {
+                exit: 2,
+                ..local(Code::InvalidArgument, "NOT_A_DATA_DIRECTORY")
+            }
+        }
+        // akted (or another akte) has it open.
+        Some(BackendError::Locked { .. }) => return local(Code::Unavailable, "LOCKED"),
+        _ => {}
+    }
+    if let Some(s) = store {
         if let akte_core::store::StoreError::InvalidTenantId { .. } = s {
             return local(Code::InvalidArgument, "INVALID_TENANT_ID");
         }
@@ -273,6 +290,10 @@ mod tests {
             "x".into()
         )));
         assert_eq!((f.code, f.exit), ("NOT_FOUND", 6));
+        let f = failure(&anyhow!(BackendError::Locked {
+            place: "/srv/akte".into()
+        }));
+        assert_eq!((f.code, f.exit), ("UNAVAILABLE", 4));
         let f = failure(&anyhow!("disk on fire"));
         assert_eq!((f.code, f.exit), ("UNKNOWN", 3));
     }

@@ -41,11 +41,11 @@ pub fn run(dir: Option<&Path>) -> Result<()> {
         None => fresh_dir()?,
     };
     if dir.join("FORMAT").exists() {
-        bail!(
+        return Err(crate::output::usage(format!(
             "{} holds a data directory already; the demo starts from a new one (give another \
              --data-dir, or none for one under the temporary directory)",
             dir.display()
-        );
+        )));
     }
     let backend = akte_core::embedded::open(&dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;

@@ -341,11 +341,12 @@ impl Store {
             // Whatever kept it from opening (a full disk, a device error) may be gone.
             return self.retry_unavailable(id, reason);
         }
-        let tenant = self
-            .read_tenants()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::UnknownTenant(id.chars().take(80).collect()))?;
+        let known = self.read_tenants().get(id).cloned();
+        let tenant = match known {
+            Some(t) => t,
+            None if validate_tenant_id(id).is_ok() => self.adopt(id)?,
+            None => return Err(StoreError::UnknownTenant(id.chars().take(80).collect())),
+        };
         match tenant.fenced() {
             None => Ok(tenant),
             Some(reason) => Ok(self.heal(tenant, &reason)),
@@ -440,8 +441,45 @@ impl Store {
         }
     }
 
-    /// All tenants, by id.
+    /// Opens a tenant this store has not seen: one another process created on a backend
+    /// several processes share (on a data directory, which one process holds, there is
+    /// none, and the answer is "unknown tenant").
+    fn adopt(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = self.read_tenants().get(id) {
+            return Ok(t.clone());
+        }
+        let parts = match self.backend.open_tenant(id) {
+            Err(BackendError::UnknownTenant(_)) => {
+                return Err(StoreError::UnknownTenant(id.chars().take(80).collect()))
+            }
+            other => other?,
+        };
+        let (tenant, _) = Tenant::open(self, id, parts)?;
+        let tenant = Arc::new(tenant);
+        self.write_tenants().insert(id.to_owned(), tenant.clone());
+        tracing::info!(tenant = %id, "tenant created by another instance; serving it");
+        Ok(tenant)
+    }
+
+    /// All tenants, by id (with those another process created on a shared backend).
     pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        match self.backend.tenant_ids() {
+            Ok(ids) => {
+                for id in ids {
+                    let unseen = !self.read_tenants().contains_key(&id)
+                        && !self.unavailable_tenants().contains_key(&id);
+                    if unseen && validate_tenant_id(&id).is_ok() {
+                        if let Err(e) = self.adopt(&id) {
+                            tracing::warn!(tenant = %id, error = %e, "a tenant another instance created cannot be opened");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the backend's tenants failed; listing the known ones")
+            }
+        }
         self.read_tenants().values().cloned().collect()
     }
 
@@ -650,8 +688,14 @@ impl Tenant {
     /// it entirely if it is ahead of the journal or disagrees with it (possible after a
     /// crash, since the index may be written before the journal's flush completes).
     fn catch_up_index(&self) -> Result<(u64, bool), StoreError> {
-        let journal_len = self.journal.durable_len()?;
-        let pos = self.index.position()?;
+        // Both read while holding the append session: on a backend shared by several
+        // processes nobody appends meanwhile, so the two agree unless the index really
+        // lags or leads (an append between the reads would look like either, and start a
+        // replay or a rebuild racing the writers).
+        let (pos, journal_len) = {
+            let _session = self.journal.begin()?;
+            (self.index.position()?, self.journal.durable_len()?)
+        };
         // The tree state is made durable before the index records a position, so it holds
         // at least that many entries; fewer means it was lost or cut.
         let files = self.index.file_entries()?;

@@ -60,6 +60,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod backend;
 pub mod digest;
 pub mod embedded;

@@ -23,67 +23,9 @@ pub const BOOTSTRAP_FILE: &str = "bootstrap-token";
 /// Prefix of generated tokens (makes them easy to recognise in leaked-secret scans).
 pub const TOKEN_PREFIX: &str = "akte_";
 
-/// A role a token carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything of its tenant.
-    Reader,
-    /// Cases, documents, versions.
-    Clerk,
-    /// File plan and files too.
-    Registrar,
-    /// Reads, checkpoints, verification.
-    Archivist,
-    /// Everything in its tenant, plus tokens; with tenant `*` also tenants.
-    Admin,
-}
-
-impl Role {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Clerk => "clerk",
-            Role::Registrar => "registrar",
-            Role::Archivist => "archivist",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a lower-case name.
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "reader" => Role::Reader,
-            "clerk" => Role::Clerk,
-            "registrar" => Role::Registrar,
-            "archivist" => Role::Archivist,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-}
-
-/// Any role of the tenant.
-pub const READ: &[Role] = &[
-    Role::Reader,
-    Role::Clerk,
-    Role::Registrar,
-    Role::Archivist,
-    Role::Admin,
-];
-/// Cases, documents and versions.
-pub const CLERK_WRITE: &[Role] = &[Role::Clerk, Role::Registrar, Role::Admin];
-/// File plan and files.
-pub const REGISTRAR_WRITE: &[Role] = &[Role::Registrar, Role::Admin];
-/// Signing checkpoints.
-pub const SIGN: &[Role] = &[Role::Registrar, Role::Archivist, Role::Admin];
-/// Verification.
-pub const VERIFY: &[Role] = &[Role::Archivist, Role::Admin];
-/// Holds and the archive's disposal messages.
-pub const ARCHIVE: &[Role] = &[Role::Archivist, Role::Admin];
-/// Tokens and tenants.
-pub const ADMIN: &[Role] = &[Role::Admin];
+// Roles, and which operations each may do, are the records model's rules (one table in
+// `akte_core::access`); tokens carry roles.
+pub use akte_core::access::{Operation, Role};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +44,9 @@ impl Principal {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 
-    /// Whether it has one of the roles (admin has all).
-    pub fn has_any(&self, roles: &[Role]) -> bool {
-        self.roles
-            .iter()
-            .any(|r| *r == Role::Admin || roles.contains(r))
+    /// Whether one of its roles may do `op` (the table in `akte_core::access`).
+    pub fn may(&self, op: Operation) -> bool {
+        self.roles.iter().any(|r| r.may(op))
     }
 
     /// Whether it is an administrator of all tenants.

@@ -14,6 +14,9 @@ use akte_core::backend::{FaultKind, IoFailure};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio::runtime::{Handle, Runtime};
 
+/// Calls into the database runtime so far (for benchmarks and tests).
+pub static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A database failure, with what was being done and what kind of failure it is.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("PostgreSQL {op}: {message}")]
@@ -275,6 +278,7 @@ impl Db {
         F: Future<Output = Result<T, PgError>> + Send + 'static,
         T: Send + 'static,
     {
+        ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.op_timeout;
         self.handle.spawn(async move {

@@ -154,7 +154,14 @@ pub(crate) async fn prepare(
 /// Files each document (create + streamed version) with `clients` concurrent clients.
 /// Returns the seconds it took and the cores busy meanwhile (client and server together).
 async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<(f64, f64)> {
-    ingest_through(std::slice::from_ref(&s.url), &s.token, &s.file, docs, clients).await
+    ingest_through(
+        std::slice::from_ref(&s.url),
+        &s.token,
+        &s.file,
+        docs,
+        clients,
+    )
+    .await
 }
 
 /// As [`ingest`], client `k` talking to `urls[k % urls.len()]` (instances of one

@@ -15,14 +15,32 @@ use crate::{bench_dir, Row};
 
 /// pgbench: `clients` connections, each transaction one insert of a 5 KB row.
 fn pgbench_rate(pg: &akte_tests::pg::PgServer, db: &str, clients: usize, secs: u32) -> Result<f64> {
-    pg.psql(db, "CREATE TABLE IF NOT EXISTS bench_docs (id bigserial PRIMARY KEY, body bytea NOT NULL)")
-        .map_err(anyhow::Error::msg)?;
+    pg.psql(
+        db,
+        "CREATE TABLE IF NOT EXISTS bench_docs (id bigserial PRIMARY KEY, body bytea NOT NULL)",
+    )
+    .map_err(anyhow::Error::msg)?;
     let work = tempfile::tempdir_in(bench_dir())?;
     let script = work.path().join("insert.sql");
     std::fs::write(&script, "INSERT INTO bench_docs (body) VALUES (convert_to(repeat(md5(random()::text), 157), 'UTF8'));\n")?;
     let out = std::process::Command::new(pg.bin().join("pgbench"))
-        .args(["-n", "-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres"])
-        .args(["-c", &clients.to_string(), "-j", "2", "-T", &secs.to_string()])
+        .args([
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &secs.to_string(),
+        ])
         .arg("-f")
         .arg(&script)
         .arg(db)
@@ -30,7 +48,11 @@ fn pgbench_rate(pg: &akte_tests::pg::PgServer, db: &str, clients: usize, secs: u
         .context("running pgbench")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     text.lines()
         .find_map(|l| {
@@ -47,7 +69,13 @@ async fn instances(
     database: &str,
     n: usize,
     tenant: &str,
-) -> Result<(Vec<Running>, Vec<tempfile::TempDir>, Vec<String>, String, String)> {
+) -> Result<(
+    Vec<Running>,
+    Vec<tempfile::TempDir>,
+    Vec<String>,
+    String,
+    String,
+)> {
     let mut running = Vec::new();
     let mut dirs = Vec::new();
     let mut urls = Vec::new();
@@ -89,13 +117,25 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     let work = tempfile::tempdir_in(bench_dir())?;
     let n = if quick { 1000 } else { 4000 };
     let small: Vec<(String, Vec<u8>)> = (0..n)
-        .map(|i| (format!("brief-{i}.txt"), crate::text_bytes(5_000, i as u64 + 1)))
+        .map(|i| {
+            (
+                format!("brief-{i}.txt"),
+                crate::text_bytes(5_000, i as u64 + 1),
+            )
+        })
         .collect();
     let corpus = corpus(work.path(), quick)?;
     let corpus_bytes: u64 = corpus.iter().map(|(_, b)| b.len() as u64).sum();
 
     let base_db = pg.fresh_database();
-    let base_name = base_db.rsplit('/').next().unwrap_or("").split('?').next().unwrap_or("").to_owned();
+    let base_name = base_db
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .to_owned();
     let bare = pgbench_rate(&pg, &base_name, 16, if quick { 5 } else { 15 })?;
     rows.push(Row {
         figure: "PostgreSQL alone: 16 connections, one 5 KB row insert per transaction".into(),
@@ -119,7 +159,8 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         let boot = r.bootstrap_token.clone().context("no bootstrap token")?;
         let admin = std::fs::read_to_string(boot)?.trim().to_owned();
         let (token, file) = prepare(&url, &admin, "embedded").await?;
-        let (secs, busy) = ingest_through(std::slice::from_ref(&url), &token, &file, &small, 16).await?;
+        let (secs, busy) =
+            ingest_through(std::slice::from_ref(&url), &token, &file, &small, 16).await?;
         rows.push(Row {
             figure: format!("embedded backend: small 5 KB docs, 16 clients ({busy:.1} cores busy)"),
             value: n as f64 / secs,
@@ -131,7 +172,10 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         r.shutdown().await?;
         embedded_corpus = corpus_bytes as f64 / secs / 1e6;
         rows.push(Row {
-            figure: format!("embedded backend: corpus ingest, {} docs, 16 clients", corpus.len()),
+            figure: format!(
+                "embedded backend: corpus ingest, {} docs, 16 clients",
+                corpus.len()
+            ),
             value: embedded_corpus,
             unit: "MB/s",
             baseline: "(the baseline of the corpus rows below)".into(),

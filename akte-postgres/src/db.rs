@@ -110,6 +110,8 @@ pub struct PgOptions {
     /// Password, when the connection string holds none (read from a file or the
     /// environment by the caller; never logged).
     pub password: Option<String>,
+    /// The key secret blobs are sealed with (see [`crate::seal`]).
+    pub seal_key: Option<crate::seal::SealKey>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -120,6 +122,7 @@ impl std::fmt::Debug for PgOptions {
             .field("op_timeout", &self.op_timeout)
             .field("ca_file", &self.ca_file)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("seal_key", &self.seal_key)
             .finish()
     }
 }
@@ -132,6 +135,7 @@ impl Default for PgOptions {
             op_timeout: Duration::from_secs(60),
             ca_file: None,
             password: None,
+            seal_key: None,
         }
     }
 }

@@ -33,7 +33,7 @@ impl PgMeta {
     }
 
     /// The bytes to store for a blob: a secret one sealed when a key is configured.
-    fn to_store(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
+    fn stored_form(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
         match (&self.seal, secret) {
             (Some(key), true) => {
                 key.seal(&self.tenant, name, bytes)
@@ -47,7 +47,7 @@ impl PgMeta {
     }
 
     /// The blob's bytes from what is stored (a sealed one opened).
-    fn from_store(&self, name: &str, stored: Vec<u8>) -> Result<Vec<u8>, MetaError> {
+    fn opened(&self, name: &str, stored: Vec<u8>) -> Result<Vec<u8>, MetaError> {
         if !is_sealed(&stored) {
             return Ok(stored);
         }
@@ -81,13 +81,13 @@ impl MetaStore for PgMeta {
                 Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
             })
             .map_err(|e| self.fail(name, e))?
-            .map(|stored| self.from_store(name, stored))
+            .map(|stored| self.opened(name, stored))
             .transpose()
     }
 
     fn put(&self, name: &str, bytes: &[u8], secret: bool) -> Result<(), MetaError> {
         check_name(name)?;
-        let stored = self.to_store(name, bytes, secret)?;
+        let stored = self.stored_form(name, bytes, secret)?;
         let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), stored);
         self.db
             .run("write a blob", move |c| async move {
@@ -108,7 +108,7 @@ impl MetaStore for PgMeta {
     /// instance reads back the winner's bytes.
     fn put_if_absent(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
         check_name(name)?;
-        let stored = self.to_store(name, bytes, secret)?;
+        let stored = self.stored_form(name, bytes, secret)?;
         let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), stored);
         self.db
             .run("write a blob", move |c| async move {
@@ -130,7 +130,7 @@ impl MetaStore for PgMeta {
                 Ok(row.get::<_, Vec<u8>>(0))
             })
             .map_err(|e| self.fail(name, e))
-            .and_then(|stored| self.from_store(name, stored))
+            .and_then(|stored| self.opened(name, stored))
     }
 
     /// In one transaction that locks the row: the stored blob is opened (if sealed) and
@@ -143,7 +143,7 @@ impl MetaStore for PgMeta {
         secret: bool,
     ) -> Result<bool, MetaError> {
         check_name(name)?;
-        let stored = self.to_store(name, bytes, secret)?;
+        let stored = self.stored_form(name, bytes, secret)?;
         let (tenant, key) = (self.tenant.clone(), name.to_owned());
         let op = "replace a blob";
         let current = {
@@ -165,7 +165,7 @@ impl MetaStore for PgMeta {
         // (so a replacement by another instance in between is noticed).
         let opened = current
             .clone()
-            .map(|stored| self.from_store(name, stored))
+            .map(|stored| self.opened(name, stored))
             .transpose()?;
         if opened.as_deref() != expected {
             return Ok(false);

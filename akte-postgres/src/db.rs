@@ -248,7 +248,9 @@ impl Db {
             Pool::builder(manager)
                 .max_size(options.pool_size.max(2))
                 .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(options.connect_timeout))
+                // Waiting for a pooled connection under load is not a failure of the
+                // database: only a long wait is.
+                .wait_timeout(Some(options.op_timeout.min(Duration::from_secs(30))))
                 .create_timeout(Some(options.connect_timeout))
                 .recycle_timeout(Some(options.connect_timeout))
                 .build()

@@ -11,7 +11,9 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use akte_core::backend::content::{Codec, ContentError, Destruction, ObjectInfo, PutOutcome};
+use akte_core::backend::content::{
+    check_expected, read_full, Codec, ContentError, Destruction, ObjectInfo, PutOutcome,
+};
 use akte_core::backend::{ContentBackend, ContentRead, IoFailure};
 use akte_core::Digest;
 use futures_util::StreamExt;
@@ -192,40 +194,6 @@ impl S3Content {
     }
 }
 
-fn check_expected(
-    digest: Digest,
-    size: u64,
-    expected_digest: Option<Digest>,
-    expected_size: Option<u64>,
-) -> Result<(), ContentError> {
-    if let Some(expected) = expected_size.filter(|e| *e != size) {
-        return Err(ContentError::SizeMismatch {
-            expected,
-            actual: size,
-        });
-    }
-    if let Some(expected) = expected_digest.filter(|e| *e != digest) {
-        return Err(ContentError::DigestMismatch {
-            expected,
-            actual: digest,
-        });
-    }
-    Ok(())
-}
-
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 impl ContentBackend for S3Content {
     fn put(
         &self,
@@ -236,7 +204,7 @@ impl ContentBackend for S3Content {
         let limit = expected_size.map_or(u64::MAX, |s| s.saturating_add(1));
         let mut reader = reader.take(limit);
         let mut buf = vec![0u8; SINGLE_PUT];
-        let n = fill(&mut reader, &mut buf).map_err(|source| ContentError::Read {
+        let n = read_full(&mut reader, &mut buf).map_err(|source| ContentError::Read {
             received: 0,
             source,
         })?;
@@ -291,7 +259,7 @@ impl ContentBackend for S3Content {
                 Ok(w) => writer = Some(w),
                 Err(e) => return Err(self.fail("store content", place, e)),
             }
-            filled = match fill(&mut reader, &mut buf) {
+            filled = match read_full(&mut reader, &mut buf) {
                 Ok(0) => break,
                 Ok(k) => k,
                 Err(source) => {

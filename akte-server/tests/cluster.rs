@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akte_server::client::{
-    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
-};
+mod support;
+
+use akte_server::client::{sha256, unpack, wait_operation, ClientTls, Clients};
 use akte_server::pb::akte::v1 as pb;
 use bytes::Bytes;
+use support::{add_version, bytes_of};
 use tonic::Status;
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -127,37 +128,6 @@ async fn connect(url: &str, token: &str, patience: Duration) -> Option<Clients> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
-async fn add_version(c: &mut Clients, doc: &str, data: &[u8]) -> Result<pb::Version, Status> {
-    let header = pb::AddVersionHeader {
-        parent: doc.into(),
-        upload: Some(pb::RenditionUpload {
-            file_name: "antrag.pdf".into(),
-            media_type: "application/pdf".into(),
-            sha256: sha256(data),
-            size: data.len() as u64,
-        }),
-        ..Default::default()
-    };
-    let msgs = add_version_messages(header, Bytes::copy_from_slice(data), 1 << 20);
-    c.documents
-        .add_version(tokio_stream::iter(msgs))
-        .await
-        .map(|r| r.into_inner())
 }
 
 async fn download(c: &mut Clients, name: &str) -> Result<Vec<u8>, Status> {

@@ -53,9 +53,11 @@ pub mod disposal;
 pub mod event;
 pub mod identity;
 pub mod import;
+pub mod legacy;
 mod mapping;
 pub mod projection;
 mod read;
+mod refile;
 pub mod retention;
 pub mod schema;
 mod service;
@@ -75,6 +77,10 @@ pub use disposal::{
 };
 pub use identity::{DisposalSettings, ListCode, PartyIdentity};
 pub use import::{ImportOutcome, ObjectProblem};
+pub use legacy::{
+    ImportCase, ImportDocument, ImportFile, ImportItem, ImportObject, ImportParent, ImportPlanUnit,
+    ImportReport, ImportSource, ImportVersion, ImportedObject, ItemReport, ItemStatus,
+};
 pub use projection::RecordsProjection;
 pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use retention::{
@@ -149,6 +155,14 @@ pub enum RecordsError {
         /// The code.
         code: String,
         /// The unit holding it.
+        existing: String,
+    },
+    /// A file reference is taken (by a file, or kept by a destroyed one).
+    #[error("file reference {reference} is already used by {existing}")]
+    DuplicateReference {
+        /// The reference.
+        reference: String,
+        /// The file holding it.
         existing: String,
     },
     /// A client-chosen id is taken.

@@ -19,6 +19,7 @@
 //! | `m d` file-id                               | disposal progress (JSON)      |
 //! | `m z` id                                    | tombstone of a destroyed object (JSON) |
 //! | `m D` process-id                            | disposal process (JSON)       |
+//! | `m S` source system, 0x00, source id        | id of the imported object     |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -63,6 +64,8 @@ pub mod tag {
     pub const TOMBSTONE: u8 = b'z';
     /// Disposal processes.
     pub const PROCESS: u8 = b'D';
+    /// Imported objects by source system and source id.
+    pub const SOURCE: u8 = b'S';
 }
 
 /// A key builder: `m`, a tag, then parts.

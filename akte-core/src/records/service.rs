@@ -832,6 +832,7 @@ impl TenantRecords {
                 number,
                 comment: new.comment.clone(),
                 renditions,
+                original: None,
             });
             record.request_id = request_id.map(str::to_owned);
             record.request_digest = request_id.map(|_| digest);
@@ -1190,7 +1191,7 @@ fn open_descendants(index: &TenantIndex, id: Uuid) -> Result<Vec<Uuid>, RecordsE
     Ok(out)
 }
 
-fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
+pub(super) fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
     match index.get(schema::key(tag::SETTINGS))? {
         None => Ok(DEFAULT_REFERENCE_PATTERN.to_owned()),
         Some(v) => {
@@ -1204,7 +1205,11 @@ fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
     }
 }
 
-fn read_counter(index: &TenantIndex, scope: Uuid, year: i32) -> Result<u32, RecordsError> {
+pub(super) fn read_counter(
+    index: &TenantIndex,
+    scope: Uuid,
+    year: i32,
+) -> Result<u32, RecordsError> {
     Ok(index
         .get(schema::counter(scope, year))?
         .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())

@@ -45,6 +45,8 @@ fn source() -> ImportSource {
 
 fn item(source_id: &str, parent: Option<ImportParent>, object: ImportObject) -> ImportItem {
     ImportItem {
+        id: None,
+        history: Vec::new(),
         source_id: source_id.into(),
         parent,
         created_on: date(2009, 3, 2),

@@ -627,6 +627,7 @@ pub(super) fn apply_destruction(
             schema::history(o.id),
             schema::versions(o.id),
             schema::key(tag::COUNTER).id(o.id),
+            schema::key(tag::ORIGINAL_HISTORY).id(o.id),
         ] {
             for kv in index.scan_prefix(&prefix) {
                 let (k, _) = kv?;

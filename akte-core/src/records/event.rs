@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::digest::Digest;
 
-use super::types::{OriginalStamp, Rendition};
+use super::types::{OriginalHistoryItem, OriginalStamp, Rendition};
 
 /// Event kinds of the records model (the journal entry's `kind`).
 pub mod kind {
@@ -85,6 +85,12 @@ pub mod kind {
     pub const CASE_REFILE: &str = "case.refile";
     /// A document was moved to another file, case or document, with its attachments.
     pub const DOCUMENT_REFILE: &str = "document.refile";
+    /// Files were handed over to another agency (0401 written).
+    pub const HANDOVER_SEND: &str = "handover.send";
+    /// The receiving agency confirmed receipt of a handover (0403).
+    pub const HANDOVER_RECEIPT: &str = "handover.receipt";
+    /// The receiving agency confirmed the import of a handover (0402).
+    pub const HANDOVER_CONFIRM: &str = "handover.confirm";
 }
 
 /// Role of the salted record among the entry's payloads.
@@ -152,6 +158,9 @@ pub struct EventRecord {
     /// is never half imported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<VersionData>,
+    /// An imported object's history as the source recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_history: Vec<OriginalHistoryItem>,
     /// Objects a re-filing moves, each with the fields it changes (the moved object
     /// first, then what moves with it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -184,6 +193,7 @@ impl EventRecord {
             request_id: None,
             request_digest: None,
             versions: Vec::new(),
+            original_history: Vec::new(),
             moves: Vec::new(),
         })
     }

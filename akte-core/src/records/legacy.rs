@@ -35,6 +35,8 @@ use super::{RecordsError, TenantRecords};
 pub const MAX_IMPORT_VERSIONS: usize = 1000;
 /// Most previous references of one imported file.
 pub const MAX_PREVIOUS_REFERENCES: usize = 100;
+/// Most original history entries of one imported object.
+pub const MAX_ORIGINAL_HISTORY: usize = 10_000;
 /// Most items a report lists one by one (failures and warnings); counts are always complete.
 pub const MAX_REPORT_ITEMS: usize = 10_000;
 
@@ -62,6 +64,9 @@ pub enum ImportParent {
 /// One object to import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportItem {
+    /// The id to give the object in akte (an xdomea ID, kept across a handover); a new
+    /// one when `None`.
+    pub id: Option<Uuid>,
     /// The object's id in the source system (unique there).
     pub source_id: String,
     /// Its container: none for a top-level plan unit; a plan unit for a file; a file for a
@@ -75,6 +80,8 @@ pub struct ImportItem {
     pub actors: Vec<String>,
     /// The object itself.
     pub object: ImportObject,
+    /// Its history as the source recorded it, oldest first.
+    pub history: Vec<OriginalHistoryItem>,
 }
 
 /// The kind-specific part of an imported object.
@@ -273,7 +280,7 @@ impl ImportReport {
         self.imported + self.already_imported + self.failed
     }
 
-    fn note(&mut self, item: ItemReport) {
+    pub(super) fn note(&mut self, item: ItemReport) {
         if self.items.len() < MAX_REPORT_ITEMS {
             self.items.push(item);
         } else {
@@ -310,7 +317,7 @@ pub fn rule_of(e: &RecordsError) -> &'static str {
 
 /// Whether an error is the item's fault (reported, the import goes on) rather than the
 /// store's (the import stops; running it again resumes).
-fn item_fault(e: &RecordsError) -> bool {
+pub(super) fn item_fault(e: &RecordsError) -> bool {
     !matches!(
         e,
         RecordsError::Store(_) | RecordsError::Index(_) | RecordsError::Internal(_)
@@ -377,6 +384,22 @@ fn check_item(source: &ImportSource, item: &ImportItem) -> Result<(), RecordsErr
     }
     for a in &item.actors {
         validate::line("actors", a, MAX_NAME)?;
+    }
+    if item.history.len() > MAX_ORIGINAL_HISTORY {
+        return Err(invalid(
+            "history",
+            format!(
+                "{} entries, at most {MAX_ORIGINAL_HISTORY}",
+                item.history.len()
+            ),
+        ));
+    }
+    for h in &item.history {
+        validate::line("history actor", &h.actor, MAX_NAME)?;
+        validate::line("history action", &h.action, MAX_NAME)?;
+        for v in [&h.field, &h.old, &h.new, &h.remark].into_iter().flatten() {
+            validate::text("history value", v, MAX_TEXT)?;
+        }
     }
     past("created_on", item.created_on, today)?;
     let closing = |closed_on: Option<NaiveDate>| -> Result<(), RecordsError> {
@@ -600,7 +623,18 @@ impl TenantRecords {
             if let Some(p) = &parent {
                 check_container(index, p)?;
             }
-            let id = Uuid::new_v4();
+            let id = match item.id {
+                None => Uuid::new_v4(),
+                Some(id) if id.is_nil() => return Err(invalid("id", "the nil UUID is not an id")),
+                Some(id) => {
+                    if index.contains_key(schema::object(id))?
+                        || index.contains_key(schema::key(tag::TOMBSTONE).id(id))?
+                    {
+                        return Err(RecordsError::AlreadyExists { id: id.to_string() });
+                    }
+                    id
+                }
+            };
             let mut origin = Origin {
                 source_system: source.system.clone(),
                 source_id: item.source_id.clone(),
@@ -641,6 +675,7 @@ impl TenantRecords {
                 }
             };
             record.set.insert("origin".into(), to_value(&origin)?);
+            record.original_history = item.history.clone();
             Ok(Plan::event(event_kind, record, contents))
         })?;
         outcome.id = id;
@@ -939,4 +974,21 @@ fn versions_of(d: &ImportDocument) -> (Vec<VersionData>, Vec<Payload>) {
         });
     }
     (versions, contents)
+}
+
+impl TenantRecords {
+    /// An imported object's history as the source system recorded it (empty for objects
+    /// made in akte); akte's own history of it is [`TenantRecords::history`].
+    pub fn original_history(&self, id: Uuid) -> Result<Vec<OriginalHistoryItem>, RecordsError> {
+        let mut out = Vec::new();
+        for kv in self
+            .tenant
+            .index()
+            .scan_prefix(schema::key(tag::ORIGINAL_HISTORY).id(id))
+        {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice(&v).map_err(internal)?);
+        }
+        Ok(out)
+    }
 }

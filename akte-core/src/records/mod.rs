@@ -51,6 +51,7 @@ mod destroyable;
 pub mod destruction;
 pub mod disposal;
 pub mod event;
+pub mod handover;
 pub mod identity;
 pub mod import;
 pub mod legacy;
@@ -75,6 +76,7 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub use disposal::{
     DisposalProcess, OutgoingMessage, Parties, ProcessStage, Received, SentObject, MAX_MESSAGE_XML,
 };
+pub use handover::{HandoverProcess, HandoverSent, PackageImport, PackageLimits, PackageOptions};
 pub use identity::{DisposalSettings, ListCode, PartyIdentity};
 pub use import::{ImportOutcome, ObjectProblem};
 pub use legacy::{

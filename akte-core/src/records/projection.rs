@@ -31,6 +31,7 @@ pub fn is_records_event(kind: &str) -> bool {
             "version.",
             "hold.",
             "disposal.",
+            "handover.",
         ]
         .iter()
         .any(|p| kind.starts_with(p))
@@ -387,6 +388,33 @@ impl Projection for RecordsProjection {
                     a.batch.insert(schema::version(d.id, data.number), bytes);
                 }
             }
+            kind::HANDOVER_SEND | kind::HANDOVER_RECEIPT | kind::HANDOVER_CONFIRM => {
+                super::handover::apply(a.batch, &entry.kind, &event, seq)?;
+                if entry.kind == kind::HANDOVER_SEND {
+                    let process = event.id.unwrap_or_default();
+                    let files: Vec<Uuid> = event
+                        .set
+                        .get("process")
+                        .and_then(|p| p.get("files"))
+                        .and_then(|f| serde_json::from_value(f.clone()).ok())
+                        .unwrap_or_default();
+                    for f in files {
+                        let change = vec![FieldChange {
+                            field: "handover".into(),
+                            old: Value::Null,
+                            new: Value::from(process.to_string()),
+                        }];
+                        a.history(f, change)?;
+                    }
+                }
+                for m in &event.moves {
+                    // A file destroyed later is gone when the index is rebuilt.
+                    if !a.changed.contains_key(&m.id) && load_object(index, m.id)?.is_none() {
+                        continue;
+                    }
+                    a.update(m.id, &m.set)?;
+                }
+            }
             kind::FILE_REFILE | kind::CASE_REFILE | kind::DOCUMENT_REFILE => {
                 for (i, m) in event.moves.iter().enumerate() {
                     // What moved along and was destroyed on its own later is gone when
@@ -555,6 +583,15 @@ impl Projection for RecordsProjection {
                 super::legacy::source_key(&origin.source_system, &origin.source_id),
                 id.as_bytes(),
             );
+            for (i, h) in event.original_history.iter().enumerate() {
+                let bytes = serde_json::to_vec(h).map_err(|e| fail(seq, e.to_string()))?;
+                a.batch.insert(
+                    schema::key(tag::ORIGINAL_HISTORY)
+                        .id(id)
+                        .raw(&(i as u32).to_be_bytes()),
+                    bytes,
+                );
+            }
         }
         if let (Some(rid), Some(digest), Some(id)) =
             (&event.request_id, event.request_digest, event.id)

@@ -943,6 +943,17 @@ impl TenantRecords {
             }
             // What was offered, appraised or transferred must stay as it was.
             let top = super::retention::top_file(index, &current)?;
+            if let Some(h) = &top.handed_over {
+                return Err(RecordsError::FailedPrecondition {
+                    kind: current.kind(),
+                    id: id.to_string(),
+                    reason: format!(
+                        "belongs to file {}, which was handed over to {} on {}; it can no \
+                         longer be reopened",
+                        top.reference, h.to, h.on
+                    ),
+                });
+            }
             if let Some(p) = super::retention::load_progress(index, top.id)? {
                 return Err(RecordsError::FailedPrecondition {
                     kind: current.kind(),

@@ -256,6 +256,10 @@ pub struct File {
     /// Where an imported file came from; `None` for files created in akte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Set once another agency confirmed taking the file over (0402): the file is closed
+    /// for good and keeps its metadata and proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<HandedOver>,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -388,6 +392,44 @@ pub struct Origin {
     /// flagged, so a registrar can see it was not made here.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reference_nonconforming: bool,
+}
+
+/// One entry of an imported object's history as the source system recorded it
+/// (HistorienProtokollInformation); kept beside akte's own history of the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalHistoryItem {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The field changed, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Value before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    /// Value after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+    /// Remark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
+}
+
+/// A file handed over to another agency (Abgabe), as confirmed by its 0402.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOver {
+    /// The handover process (xdomea ProzessID).
+    pub process: Uuid,
+    /// The receiving agency.
+    pub to: String,
+    /// When the confirmation was read.
+    pub on: NaiveDate,
+    /// The receiving agency's reference of the file, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_reference: Option<String>,
 }
 
 /// When and by whom something was done in the system it was imported from.

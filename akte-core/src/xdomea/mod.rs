@@ -63,9 +63,10 @@ pub use handover::{
     PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
 };
 pub use package::{
-    message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name, primary_file_name,
-    read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name, write_0501_zip,
-    write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter, MAX_NAME_BYTES,
+    for_each_rendition, message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name,
+    primary_file_name, read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name,
+    write_0501_zip, write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter,
+    MAX_NAME_BYTES,
 };
 pub use read::{
     check_appraisal_against_offer, identify, offered_ids, read_0502, read_0504, read_0505,

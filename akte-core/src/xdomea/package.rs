@@ -555,10 +555,7 @@ where
 
 /// Calls `f` for every rendition of every version of every document, attachment, case and
 /// sub-file, in the order the 0503 XML lists them.
-pub(crate) fn for_each_rendition<'a>(
-    files: &'a [FileObject],
-    f: &mut dyn FnMut(&'a RenditionObject),
-) {
+pub fn for_each_rendition<'a>(files: &'a [FileObject], f: &mut dyn FnMut(&'a RenditionObject)) {
     fn doc<'a>(d: &'a DocumentObject, f: &mut dyn FnMut(&'a RenditionObject)) {
         for v in &d.versions {
             for r in &v.renditions {

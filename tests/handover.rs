@@ -839,3 +839,114 @@ fn bad_packages_are_refused_and_change_nothing() {
     assert_eq!(r.report.imported, 0);
     assert_rebuild_equal_and_verify_clean(&rb, &b);
 }
+
+#[test]
+fn a_file_plan_round_trips_and_updates_with_history() {
+    let (_da, ra) = open();
+    let (_db, rb) = open();
+    let a = ra.create_tenant("a").unwrap();
+    let b = rb.create_tenant("b").unwrap();
+    let top = a
+        .create_plan_unit(
+            REG,
+            NewPlanUnit {
+                code: "632".into(),
+                title: "Bauordnung".into(),
+                retention: Retention::Unlimited,
+                disposal: DisposalDecision::Archive,
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let sub = a
+        .create_plan_unit(
+            REG,
+            NewPlanUnit {
+                parent: Some(top.id),
+                code: "632.1".into(),
+                title: "Baugenehmigungen für Wohngebäude".into(),
+                retention: Retention::Years(30),
+                disposal: DisposalDecision::Destroy,
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let old = a
+        .create_plan_unit(
+            REG,
+            NewPlanUnit {
+                parent: Some(top.id),
+                code: "632.9".into(),
+                title: "Altfälle".into(),
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    a.deactivate_plan_unit(REG, old.id, old.revision).unwrap();
+    let sender = agency("16051000", "Stadt Erfurt");
+    let receiver = agency("16055000", "Landkreis");
+    let (zip, name) = a
+        .export_plan(sender.clone(), receiver.clone(), "Aktenplan Erfurt", "2026")
+        .unwrap();
+    assert!(name.ends_with("_Aktenplan.Aktenplan.0301.zip"));
+    let xml =
+        xdomea::read_message_zip(Cursor::new(&zip), xdomea::MessageType::Plan, 1 << 20).unwrap();
+    akte_tests::xdomea_validate(&[("0301.xml", &xml)]);
+
+    let taken = b.import_plan(REG, Cursor::new(&zip)).unwrap();
+    assert_eq!(taken.created, vec!["632", "632.1", "632.9"]);
+    assert!(taken.failed.is_empty() && taken.updated.is_empty());
+    let receipt = taken.receipt_zip().unwrap();
+    let rxml = xdomea::read_message_zip(
+        Cursor::new(&receipt),
+        xdomea::MessageType::PlanReceipt,
+        1 << 20,
+    )
+    .unwrap();
+    akte_tests::xdomea_validate(&[("0302.xml", &rxml)]);
+    assert_eq!(
+        xdomea::read_0302(&rxml).unwrap().header.process_id,
+        taken.header.process_id
+    );
+    for code in ["632", "632.1", "632.9"] {
+        let (x, y) = (
+            a.plan_unit_by_code(code).unwrap(),
+            b.plan_unit_by_code(code).unwrap(),
+        );
+        assert_eq!(
+            (&x.title, x.retention, x.disposal, x.active),
+            (&y.title, y.retention, y.disposal, y.active)
+        );
+    }
+    assert_eq!(
+        b.plan_unit_by_code("632.1").unwrap().parent,
+        Some(b.plan_unit_by_code("632").unwrap().id)
+    );
+
+    // A changes a unit; the second plan updates B with history, the rest stays.
+    let sub = a.plan_unit(sub.id).unwrap();
+    let mut patch = Map::new();
+    patch.insert("retention".into(), json!({"years": 50}));
+    a.update(REG, sub.id, sub.revision, patch, None).unwrap();
+    let (zip, _) = a
+        .export_plan(sender, receiver, "Aktenplan Erfurt", "2027")
+        .unwrap();
+    let again = b.import_plan(REG, Cursor::new(&zip)).unwrap();
+    assert_eq!(again.updated, vec!["632.1"]);
+    assert_eq!(again.unchanged, vec!["632", "632.9"]);
+    let y = b.plan_unit_by_code("632.1").unwrap();
+    assert_eq!(y.retention, Retention::Years(50));
+    let h = history(&b, y.id);
+    let last = h.last().unwrap();
+    assert_eq!(last.action, "plan_unit.update");
+    assert!(last.reason.as_deref().unwrap().contains("2027"));
+    assert_eq!(last.changes[0].field, "retention");
+    // Not a 0301: refused, nothing changed.
+    let size = b.tenant().size().unwrap();
+    assert!(b.import_plan(REG, Cursor::new(&receipt)).is_err());
+    assert_eq!(b.tenant().size().unwrap(), size);
+    assert_rebuild_equal_and_verify_clean(&rb, &b);
+}

@@ -56,6 +56,7 @@ pub mod identity;
 pub mod import;
 pub mod legacy;
 mod mapping;
+mod plan_exchange;
 pub mod projection;
 mod read;
 mod refile;
@@ -83,6 +84,7 @@ pub use legacy::{
     ImportCase, ImportDocument, ImportFile, ImportItem, ImportObject, ImportParent, ImportPlanUnit,
     ImportReport, ImportSource, ImportVersion, ImportedObject, ItemReport, ItemStatus,
 };
+pub use plan_exchange::PlanImport;
 pub use projection::RecordsProjection;
 pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use retention::{

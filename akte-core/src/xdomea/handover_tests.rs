@@ -252,3 +252,51 @@ fn bad_packages_are_refused_naming_the_place() {
         Err(XdomeaError::WrongMessageType { .. })
     ));
 }
+
+fn plan() -> FilePlan {
+    let unit = |code: &str, title: &str, children| PlanUnitEntry {
+        code: code.into(),
+        title: Some(title.into()),
+        disposal: DisposalDecision::Appraise,
+        valid_from: None,
+        valid_until: None,
+        inactive: false,
+        retention: Retention::Years(10),
+        children,
+    };
+    let mut bau = unit("632", "Bauordnung & Bauaufsicht", vec![]);
+    let mut old = unit("632.9", "Altfälle", vec![]);
+    old.inactive = true;
+    old.retention = Retention::Unlimited;
+    old.disposal = DisposalDecision::Archive;
+    old.valid_until = chrono::NaiveDate::from_ymd_opt(2020, 12, 31);
+    bau.children = vec![unit("632.1", "Baugenehmigungen", vec![]), old];
+    FilePlan {
+        name: "Aktenplan Stadt Erfurt".into(),
+        version: "2026-1".into(),
+        units: vec![unit("0", "Allgemeine Verwaltung", vec![]), bau],
+    }
+}
+
+#[test]
+fn a_file_plan_and_its_receipt_validate_and_read_back() {
+    let x0301 = write_0301(&header(), &plan()).unwrap();
+    let x0302 = write_0302(&header()).unwrap();
+    validate(&[("0301.xml", &x0301), ("0302.xml", &x0302)]);
+    let read = read_0301(&x0301).unwrap();
+    assert_eq!(read.plan, plan());
+    assert_eq!(
+        read_0302(&x0302).unwrap().message_type,
+        MessageType::PlanReceipt
+    );
+    // Codes are unique.
+    let mut twice = plan();
+    twice.units[1].children[0].code = "0".into();
+    assert!(write_0301(&header(), &twice).is_err());
+    let xml = String::from_utf8(x0301).unwrap();
+    let bad = xml.replacen("<xdomea:Kennzeichen>632.1<", "<xdomea:Kennzeichen>0<", 1);
+    let err = read_0301(bad.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    let bad = xml.replacen("<xdomea:Stillgelegt>0</xdomea:Stillgelegt>", "", 1);
+    assert!(read_0301(bad.as_bytes()).is_err());
+}

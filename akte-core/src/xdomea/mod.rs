@@ -43,6 +43,7 @@ pub mod archive;
 mod error;
 mod handover;
 mod package;
+mod plan;
 mod read;
 mod tree;
 pub mod types;
@@ -67,6 +68,10 @@ pub use package::{
     primary_file_name, read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name,
     write_0501_zip, write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter,
     MAX_NAME_BYTES,
+};
+pub use plan::{
+    read_0301, read_0302, write_0301, write_0302, FilePlan, PlanMessage, PlanUnitEntry,
+    MAX_PLAN_UNITS,
 };
 pub use read::{
     check_appraisal_against_offer, identify, offered_ids, read_0502, read_0504, read_0505,

@@ -66,21 +66,27 @@ pub enum ImportParent {
 pub struct ImportItem {
     /// The id to give the object in akte (an xdomea ID, kept across a handover); a new
     /// one when `None`.
+    #[serde(default)]
     pub id: Option<Uuid>,
     /// The object's id in the source system (unique there).
     pub source_id: String,
     /// Its container: none for a top-level plan unit; a plan unit for a file; a file for a
     /// sub-file; a file or case for a case; a file, case or document for a document.
+    #[serde(default)]
     pub parent: Option<ImportParent>,
     /// Original creation date.
+    #[serde(default)]
     pub created_on: Option<NaiveDate>,
     /// Original author.
+    #[serde(default)]
     pub created_by: String,
     /// Further actors the source recorded.
+    #[serde(default)]
     pub actors: Vec<String>,
     /// The object itself.
     pub object: ImportObject,
     /// Its history as the source recorded it, oldest first.
+    #[serde(default)]
     pub history: Vec<OriginalHistoryItem>,
 }
 
@@ -112,6 +118,7 @@ impl ImportObject {
 
 /// An imported plan unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportPlanUnit {
     /// Its code (Kennzeichen), unique in the tenant.
     pub code: String,
@@ -127,6 +134,7 @@ pub struct ImportPlanUnit {
 
 /// An imported file or sub-file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportFile {
     /// The original reference (Aktenzeichen); kept as it is, unique in the tenant.
     pub reference: String,
@@ -156,6 +164,7 @@ pub struct ImportFile {
 
 /// An imported case or sub-case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportCase {
     /// The original Kennzeichen of the case, if the source had one.
     pub reference: String,
@@ -175,6 +184,7 @@ pub struct ImportCase {
 
 /// An imported document or attachment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportDocument {
     /// The original Kennzeichen of the document, if the source had one.
     pub reference: String,
@@ -202,6 +212,7 @@ pub struct ImportDocument {
 
 /// One version of an imported document; its bytes are already in the content store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImportVersion {
     /// Comment.
     pub comment: String,

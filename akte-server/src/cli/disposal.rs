@@ -434,7 +434,7 @@ async fn fetch_package(
 
 /// Writes a streamed ZIP to `output` (or its xdomea name), via a `.part` file renamed when
 /// complete. Returns the info and the path.
-async fn save_zip(
+pub(super) async fn save_zip(
     mut s: tonic::Streaming<pb::MessageChunk>,
     output: Option<&Path>,
 ) -> Result<(pb::MessageInfo, PathBuf)> {
@@ -498,7 +498,7 @@ async fn save_zip(
 
 /// A progress bar on standard error for a download of `size` bytes, only when standard
 /// output is a terminal (scripts and pipes see no bar).
-fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
+pub(super) fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return None;
@@ -513,7 +513,7 @@ fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) {
+pub(super) fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) {
     ctx.print(
         json!({"process": info.process, "file": path.display().to_string(), "size": info.size}),
         || format!("{}\t{}\t{} bytes", info.process, path.display(), info.size),

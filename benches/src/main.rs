@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|memory|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|migrate|memory|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -809,7 +809,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 8] = [
+    let parts: [(&str, Part); 9] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -817,6 +817,7 @@ fn main() -> Result<()> {
         ("rebuild", bench_rebuild),
         ("grpc", grpc::bench_grpc),
         ("small", grpc::bench_small),
+        ("migrate", grpc::bench_migrate),
         ("memory", memory::bench_memory),
     ];
     let chosen: Vec<&(&str, Part)> = match what {
@@ -825,7 +826,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, memory or all"
+                 small, migrate, memory or all"
             ),
         },
     };

@@ -671,6 +671,13 @@ impl TenantRecords {
                         .take(MAX_PACKAGE_XML + 1)
                         .read_to_end(&mut bytes)
                         .map_err(|e| refused("ZIP", e.to_string()))?;
+                    // The size in the ZIP's directory may lie; what counts is what inflates.
+                    if bytes.len() as u64 > MAX_PACKAGE_XML {
+                        return Err(refused(
+                            "ZIP",
+                            format!("{name} is larger than {MAX_PACKAGE_XML} bytes"),
+                        ));
+                    }
                     xml = Some((message, bytes));
                 }
             }

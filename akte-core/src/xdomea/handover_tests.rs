@@ -300,3 +300,35 @@ fn a_file_plan_and_its_receipt_validate_and_read_back() {
     let bad = xml.replacen("<xdomea:Stillgelegt>0</xdomea:Stillgelegt>", "", 1);
     assert!(read_0301(bad.as_bytes()).is_err());
 }
+
+/// Writes the seed corpus of the fuzz target `xdomea_exchange` (run with --ignored).
+#[test]
+#[ignore]
+fn write_exchange_fuzz_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/xdomea_exchange");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = files();
+    let results = vec![HandoverResult {
+        id: files[0].id,
+        success: false,
+        error_messages: vec!["Aktenzeichen vergeben".into()],
+    }];
+    let handover = Handover {
+        extras: extras(&files),
+        files,
+    };
+    let seeds: [(&str, Vec<u8>); 5] = [
+        (
+            "0401_valid.xml",
+            write_0401_xml(&header(), &handover).unwrap(),
+        ),
+        ("0402_valid.xml", write_0402(&header(), &results).unwrap()),
+        ("0403_valid.xml", write_0403(&header()).unwrap()),
+        ("0301_valid.xml", write_0301(&header(), &plan()).unwrap()),
+        ("0302_valid.xml", write_0302(&header()).unwrap()),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}

@@ -623,6 +623,17 @@ fn file_json(f: &pb::File) -> Value {
         "lead_unit": f.lead_unit, "notes": f.notes, "state": state(f.state),
         "close_date": date(&f.close_date), "etag": f.etag,
         "created": stamp(&f.created), "updated": stamp(&f.updated),
+        "previous_references": f.previous_references,
+        "origin": f.origin.as_ref().map(|o| json!({
+            "source_system": o.source_system, "source_id": o.source_id,
+            "package_sha256": hex::encode(&o.package_sha256), "reference": o.reference,
+            "create_date": date(&o.create_date), "creator": o.creator,
+            "reference_nonconforming": o.reference_nonconforming,
+        })),
+        "handover": f.handover.as_ref().map(|h| json!({
+            "process": h.process, "receiver": h.receiver, "date": date(&h.date),
+            "receiving_reference": h.receiving_reference,
+        })),
     })
 }
 

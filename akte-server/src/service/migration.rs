@@ -6,8 +6,9 @@
 //! whose progress counts objects; the file is removed when the operation ends.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::{Cursor, Write};
+use std::io::Cursor;
+
+use tokio::io::AsyncWriteExt;
 
 use akte_core::records::{
     HandoverProcess, ImportReport, ItemStatus, ObjectKind, PackageImport, PackageOptions,
@@ -225,10 +226,11 @@ impl MigrationService for Api {
         let dir = temp_dir(&self.data_dir())?;
         let path = dir.join(format!("import-{}.zip", Uuid::new_v4()));
         let temp = TempZip(path.clone());
-        let mut file = OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
+            .await
             .map_err(|e| ApiError::Internal(format!("creating {}: {e}", path.display())))?;
         let mut total: u64 = 0;
         while let Some(m) = stream.message().await? {
@@ -242,7 +244,7 @@ impl MigrationService for Api {
                         )
                         .into());
                     }
-                    file.write_all(&b).map_err(|e| {
+                    file.write_all(&b).await.map_err(|e| {
                         ApiError::Internal(format!("writing {}: {e}", path.display()))
                     })?;
                 }
@@ -259,6 +261,7 @@ impl MigrationService for Api {
             return Err(ApiError::field("chunk", "the package is empty").into());
         }
         file.sync_all()
+            .await
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
         drop(file);
         let actor = caller.actor().to_owned();

@@ -592,3 +592,91 @@ fn offline_legacy_import_reports_and_resumes() {
         .expect("read");
     assert!(s.contains("AKTE-1"));
 }
+
+/// Bytes of a tenant's journal segments in a data directory.
+fn journal_bytes(data: &std::path::Path, tenant: &str) -> u64 {
+    std::fs::read_dir(data.join("tenants").join(tenant).join("journal"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_legacy_import_resumes_with_nothing_twice_and_nothing_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf-8");
+    assert!(akte(&["--data-dir", d, "tenant", "create", "gemeinde"])
+        .status
+        .success());
+    let start = journal_bytes(&data, "gemeinde");
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(export.join("f")).expect("mkdir");
+    let n = 1500;
+    let mut lines = vec![
+        r#"{"source_id":"AP","object":{"kind":"plan_unit","code":"1","title":"Alt"}}"#.to_owned(),
+        r#"{"source_id":"AKTE","parent":{"source":"AP"},"object":{"kind":"file","reference":"1-1/2010","subject":"Altakte","closed_on":"2012-01-31"}}"#.to_owned(),
+    ];
+    for i in 0..n {
+        std::fs::write(export.join(format!("f/{i}.txt")), format!("Dokument {i}")).expect("write");
+        lines.push(format!(
+            r#"{{"source_id":"D{i}","parent":{{"source":"AKTE"}},"object":{{"kind":"document","subject":"Schreiben {i}","versions":[{{"renditions":[{{"file_name":"{i}.txt","media_type":"text/plain","path":"f/{i}.txt"}}]}}]}}}}"#
+        ));
+    }
+    let items = export.join("export.jsonl");
+    std::fs::write(&items, lines.join("\n")).expect("write");
+    let i = items.to_str().expect("utf-8");
+    let args = [
+        "--data-dir",
+        d,
+        "--json",
+        "import-legacy",
+        "--tenant",
+        "gemeinde",
+        "--source-system",
+        "dms",
+        i,
+    ];
+    // Killed (SIGKILL) once some entries are durable, in the middle of the import.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_akte"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut killed = false;
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if journal_bytes(&data, "gemeinde") > start + 20_000 {
+            child.kill().expect("SIGKILL");
+            killed = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    child.wait().expect("reap");
+    assert!(
+        killed,
+        "the import finished before it could be killed; raise n"
+    );
+    let out = akte(&args);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let (imported, before) = (
+        report["imported"].as_u64().expect("n"),
+        report["already_imported"].as_u64().expect("n"),
+    );
+    assert!(before > 0 && imported > 0, "{report}");
+    assert_eq!(imported + before, n as u64 + 2, "{report}");
+    // Nothing twice: one journal entry per object (and the store verifies clean).
+    let list = akte(&["--data-dir", d, "--json", "tenant", "list"]);
+    let tenants: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(tenants[0]["entries"], n as u64 + 2, "{tenants}");
+    assert!(akte(&["--data-dir", d, "verify"]).status.success());
+}

@@ -281,6 +281,7 @@ pub fn case(tenant: &str, c: &Case) -> pb::Case {
         etag: etag(c.revision),
         created: Some(stamp(&c.created)),
         updated: Some(stamp(&c.updated)),
+        origin: c.origin.as_ref().map(origin),
     }
 }
 
@@ -303,6 +304,7 @@ pub fn document(tenant: &str, d: &Document, parent_kind: ObjectKind) -> pb::Docu
         etag: etag(d.revision),
         created: Some(stamp(&d.created)),
         updated: Some(stamp(&d.updated)),
+        origin: d.origin.as_ref().map(origin),
     }
 }
 

@@ -312,6 +312,30 @@ async fn handover_between_tenants_through_akted() -> R<()> {
     let origin = fb.origin.clone().ok_or("origin")?;
     assert_eq!(origin.source_system, "xdomea:16051000");
     assert_eq!(origin.package_sha256, sha256(&zip));
+    // A's history of the file is B's original history of it; the case has its origin too.
+    let original = b
+        .migration
+        .list_original_history(pb::ListOriginalHistoryRequest {
+            name: fb.name.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(original.entries[0].action, "file.create");
+    assert_eq!(original.entries[0].actor, "registrar:weber");
+    let case_b = b
+        .cases
+        .get_case(pb::GetCaseRequest {
+            name: format!(
+                "tenants/kreis/cases/{}",
+                case.rsplit('/').next().ok_or("id")?
+            ),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        case_b.origin.ok_or("case origin")?.source_system,
+        "xdomea:16051000"
+    );
 
     // Answers back: the file is closed as handed over, with the receiving reference.
     a.migration

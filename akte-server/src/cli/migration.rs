@@ -589,3 +589,48 @@ pub async fn refile(ctx: &Ctx<'_>, c: &mut Clients, command: &RefileCommand) -> 
     }
     Ok(())
 }
+
+/// Prints the history an imported object's source recorded.
+pub async fn original_history(ctx: &Ctx<'_>, c: &mut Clients, name: &str) -> Result<()> {
+    let r = c
+        .migration
+        .list_original_history(pb::ListOriginalHistoryRequest {
+            name: name.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default()
+    };
+    let v: Vec<Value> = r
+        .entries
+        .iter()
+        .map(|e| {
+            json!({"time": time(&e.time), "actor": e.actor, "action": e.action,
+                   "field": e.field, "old": e.old_value, "new": e.new_value, "remark": e.remark})
+        })
+        .collect();
+    ctx.print(Value::Array(v), || {
+        r.entries
+            .iter()
+            .map(|e| {
+                let mut line = format!("{}\t{}\t{}", time(&e.time), e.actor, e.action);
+                if !e.field.is_empty() {
+                    line.push_str(&format!(
+                        "\n\t{}: {} -> {}",
+                        e.field, e.old_value, e.new_value
+                    ));
+                }
+                if !e.remark.is_empty() {
+                    line.push_str(&format!("\n\t({})", e.remark));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}

@@ -117,6 +117,12 @@ pub enum Command {
         /// The object.
         name: String,
     },
+    /// The history an imported object's source system recorded (its history in akte, which
+    /// begins with the import, is `history`).
+    OriginalHistory {
+        /// The object.
+        name: String,
+    },
     /// The tenant's journal: checkpoints and proofs.
     Journal {
         #[command(subcommand)]
@@ -763,6 +769,9 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
             .await
         }
         Command::Handover { command } => migration::handover(&ctx, &mut c, command).await?,
+        Command::OriginalHistory { name } => {
+            migration::original_history(&ctx, &mut c, &ctx.any_name(name, "files")?).await?
+        }
         Command::FilePlan { command } => migration::file_plan(&ctx, &mut c, command).await?,
         Command::Refile { command } => migration::refile(&ctx, &mut c, command).await?,
         Command::Document { command } => document(&ctx, &mut c, command).await?,

@@ -495,4 +495,34 @@ impl MigrationService for Api {
         };
         Ok(Response::new(convert::document(&o.tenant, &d, parent_kind)))
     }
+
+    async fn list_original_history(
+        &self,
+        req: Request<pb::ListOriginalHistoryRequest>,
+    ) -> Result<Response<pb::ListOriginalHistoryResponse>, Status> {
+        let caller = self.caller(&req)?;
+        let name = req.into_inner().name;
+        let o = names::object("name", &name)?;
+        let t = self.tenant(&caller, &o.tenant, &name, crate::auth::READ)?;
+        let n = name.clone();
+        let entries = blocking(move || {
+            super::get_kind(&t, o.id, o.kind, &n)?;
+            Ok(t.original_history(o.id)?)
+        })
+        .await?;
+        Ok(Response::new(pb::ListOriginalHistoryResponse {
+            entries: entries
+                .iter()
+                .map(|h| pb::OriginalHistoryEntry {
+                    time: Some(convert::timestamp(&h.at)),
+                    actor: h.actor.clone(),
+                    action: h.action.clone(),
+                    field: h.field.clone().unwrap_or_default(),
+                    old_value: h.old.clone().unwrap_or_default(),
+                    new_value: h.new.clone().unwrap_or_default(),
+                    remark: h.remark.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
 }

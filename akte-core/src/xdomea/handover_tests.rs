@@ -332,3 +332,45 @@ fn write_exchange_fuzz_seeds() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
+
+/// A 0503 as other systems fill it: optional elements akte does not take over (Standort,
+/// Typ, Aktenbetreff, Bezug, Hier, Verweis, Kontakt, SignaturSiegel, extensions of their
+/// own) are accepted, and the package reads with what akte takes over.
+#[test]
+fn optional_elements_other_systems_fill_are_accepted() {
+    let files = files();
+    let xml = String::from_utf8(write_0503_xml(&header(), &files).unwrap()).unwrap();
+    let once = |xml: String, anchor: &str, insert: &str| -> String {
+        assert!(xml.contains(anchor), "no {anchor} in the fixture");
+        xml.replacen(anchor, &format!("{insert}{anchor}"), 1)
+    };
+    let mut x = once(
+        xml,
+        "<xdomea:Laufzeit>",
+        "<xdomea:Standort>Keller 2, Regal 4</xdomea:Standort><xdomea:Typ>Bauakte</xdomea:Typ>",
+    );
+    x = once(
+        x,
+        "<xdomea:Bearbeiter>",
+        "<xdomea:Bezug>Ihr Schreiben vom 3. Januar</xdomea:Bezug><xdomea:Hier>Eingang Bürgerbüro</xdomea:Hier>",
+    );
+    x = once(
+        x,
+        "<xdomea:DatumUhrzeit>",
+        "<xdomea:Ersteller>Scanstelle Müller</xdomea:Ersteller>",
+    );
+    let checked = x.clone();
+    validate(&[("legacy-0503.xml", checked.as_bytes())]);
+    let read = read_package(x.as_bytes(), MessageType::Transfer).unwrap();
+    assert_eq!(read.files.len(), files.len());
+    assert!(read
+        .primary_files
+        .values()
+        .any(|p| p.creator.as_deref() == Some("Scanstelle Müller")));
+    // Something the schema does not have there is refused, naming it.
+    let bad = checked
+        .replacen("<xdomea:Standort>", "<xdomea:Lagerort>", 1)
+        .replacen("</xdomea:Standort>", "</xdomea:Lagerort>", 1);
+    let err = read_package(bad.as_bytes(), MessageType::Transfer).unwrap_err();
+    assert!(err.to_string().contains("Lagerort"), "{err}");
+}

@@ -3,6 +3,13 @@
 //!
 //! ```toml
 //! data_dir = "/var/lib/akte"
+//! # The Kommunal-Cloud: records in PostgreSQL, shared by every akted instance; data_dir
+//! # then holds only this instance's local state (operations, upload sessions).
+//! database = "postgres://akte@db.example:5432/akte?sslmode=require"
+//! database_password_file = "/etc/akte/db-password"  # or AKTED_DATABASE_PASSWORD
+//! database_ca = "/etc/akte/db-ca.pem"               # CA of the server's certificate
+//! database_key_file = "/etc/akte/db-seal.key"       # 64 hex digits: seals signing keys
+//! database_pool_size = 24
 //! listen = "0.0.0.0:50051"          # not loopback: TLS required
 //! metrics_listen = "127.0.0.1:9464" # or "off"
 //! tls_cert = "/etc/akte/server.pem"
@@ -120,6 +127,16 @@ pub struct FileConfig {
     pub upload_idle_timeout_secs: Option<u64>,
     /// Prefix of new tenants' checkpoint origins.
     pub origin_prefix: Option<String>,
+    /// PostgreSQL connection string of the distributed backend.
+    pub database: Option<String>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
+    /// CA certificates of the database server (PEM).
+    pub database_ca: Option<PathBuf>,
+    /// Database connections per instance.
+    pub database_pool_size: Option<usize>,
+    /// File with the key (64 hex digits) that seals secret blobs in the database.
+    pub database_key_file: Option<PathBuf>,
     /// Tokens, by their SHA-256.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
@@ -212,6 +229,47 @@ pub struct Overrides {
     /// Prefix of new tenants' checkpoint origins [default: akte.local].
     #[arg(long, env = "AKTED_ORIGIN_PREFIX")]
     pub origin_prefix: Option<String>,
+    /// PostgreSQL connection string (postgres://user@host:port/db?sslmode=require): keep
+    /// the records there, shared by every instance, instead of in the data directory.
+    #[arg(long, env = "AKTED_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// File holding the database password (instead of a password in the string).
+    #[arg(long, env = "AKTED_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+    /// CA certificates of the database server, PEM [default: the system's].
+    #[arg(long, env = "AKTED_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
+    /// File with the key (64 hex digits, the same on every instance) that seals signing
+    /// keys and tokens in the database.
+    #[arg(long, env = "AKTED_DATABASE_KEY_FILE")]
+    pub database_key_file: Option<PathBuf>,
+}
+
+/// The distributed backend's database.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// Connection string (may hold a password: never logged).
+    pub url: String,
+    /// Password, from a file or the environment.
+    pub password: Option<String>,
+    /// CA certificates of the server.
+    pub ca: Option<PathBuf>,
+    /// Connections per instance.
+    pub pool_size: usize,
+    /// The key that seals secret blobs.
+    pub seal_key: Option<akte_postgres::seal::SealKey>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<redacted>")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("pool_size", &self.pool_size)
+            .field("seal_key", &self.seal_key)
+            .finish()
+    }
 }
 
 /// TLS files.
@@ -270,6 +328,8 @@ pub struct ServerConfig {
     pub origin_prefix: String,
     /// Configured tokens.
     pub tokens: Vec<TokenRecord>,
+    /// The distributed backend, if configured (the data directory otherwise).
+    pub database: Option<DatabaseConfig>,
 }
 
 impl ServerConfig {
@@ -297,6 +357,7 @@ impl ServerConfig {
             upload_idle_timeout: Duration::from_secs(60),
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
+            database: None,
         }
     }
 
@@ -475,6 +536,53 @@ impl ServerConfig {
         }
         if let Some(p) = o.origin_prefix.clone().or(file.origin_prefix) {
             c.origin_prefix = p;
+        }
+        if let Some(url) = o.database.clone().or(file.database) {
+            let password = match o
+                .database_password_file
+                .clone()
+                .or(file.database_password_file)
+            {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|source| ConfigError::Read { path, source })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+                None => std::env::var("AKTED_DATABASE_PASSWORD").ok(),
+            };
+            let pool_size = file.database_pool_size.unwrap_or(24);
+            if !(2..=1000).contains(&pool_size) {
+                return Err(ConfigError::Invalid {
+                    key: "database_pool_size",
+                    reason: format!("{pool_size} is not between 2 and 1000"),
+                });
+            }
+            let seal_key = match o.database_key_file.clone().or(file.database_key_file) {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    Some(
+                        akte_postgres::seal::SealKey::parse(&text).map_err(|reason| {
+                            ConfigError::Invalid {
+                                key: "database_key_file",
+                                reason: format!("{}: {reason}", path.display()),
+                            }
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            c.database = Some(DatabaseConfig {
+                url,
+                password,
+                ca: o.database_ca.clone().or(file.database_ca),
+                pool_size,
+                seal_key,
+            });
         }
         c.tokens = file.tokens;
         Ok(c)

@@ -23,7 +23,7 @@ use prost::Message;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::auth::{Role, CLERK_WRITE, REGISTRAR_WRITE, VERIFY};
+use crate::auth::Operation;
 use crate::convert::timestamp;
 use crate::error::ApiError;
 use crate::pb::akte::v1 as pb;
@@ -51,7 +51,7 @@ pub enum Verb {
     /// DocumentService.ImportUploadSession.
     Import,
     /// MigrationService.ImportPackage.
-    Migrate,
+    ImportPackage,
 }
 
 impl Verb {
@@ -62,7 +62,7 @@ impl Verb {
             Verb::Transfer => "transfer",
             Verb::Destroy => "destroy",
             Verb::Import => "import",
-            Verb::Migrate => "migrate",
+            Verb::ImportPackage => "import_package",
         }
     }
 
@@ -72,18 +72,18 @@ impl Verb {
             "transfer" => Verb::Transfer,
             "destroy" => Verb::Destroy,
             "import" => Verb::Import,
-            "migrate" => Verb::Migrate,
+            "import_package" => Verb::ImportPackage,
             _ => return None,
         })
     }
 
-    /// The roles that may start the method, and so see, wait for, cancel and delete its
-    /// operations.
-    pub fn roles(self) -> &'static [Role] {
+    /// What starting the method is, in the table of roles and operations; its roles may
+    /// see, wait for, cancel and delete its operations.
+    pub fn operation(self) -> Operation {
         match self {
-            Verb::Verify => VERIFY,
-            Verb::Transfer | Verb::Destroy | Verb::Migrate => REGISTRAR_WRITE,
-            Verb::Import => CLERK_WRITE,
+            Verb::Verify => Operation::Verify,
+            Verb::Transfer | Verb::Destroy | Verb::ImportPackage => Operation::KeepFiles,
+            Verb::Import => Operation::FileDocuments,
         }
     }
 
@@ -357,7 +357,7 @@ impl Operations {
                 Verb::Transfer => "the server stopped while the transfer package was written; GetProcess shows whether the transfer was recorded: if it was, send it again with Transfer and resend set, else start the transfer again",
                 Verb::Destroy => "the server stopped while the destruction ran; the store completes an interrupted destruction when it opens: ListDestructionRecords shows whether it was recorded, else start it again",
                 Verb::Import => "the server stopped while the upload was imported; the upload session is kept: import it again",
-                Verb::Migrate => "the server stopped while the package was imported; send it again: what was imported is skipped, the rest is imported",
+                Verb::ImportPackage => "the server stopped while the package was imported; send it again: what was imported is skipped, the rest is imported",
             };
             self.finish_entry(&entry, Err(ApiError::OperationInterrupted(why.into())));
         }

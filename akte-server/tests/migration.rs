@@ -291,7 +291,7 @@ async fn handover_between_tenants_through_akted() -> R<()> {
         .await?
         .into_inner();
     let meta: pb::OperationMetadata = unpack(done.metadata.as_ref().ok_or("metadata")?)?;
-    assert_eq!((meta.verb.as_str(), meta.processed), ("migrate", 4));
+    assert_eq!((meta.verb.as_str(), meta.processed), ("import_package", 4));
     assert_valid(&r.receipt_zip, MessageType::HandoverReceipt);
     assert_valid(&r.confirmation_zip, MessageType::HandoverImportConfirmation);
     // Same id, reference and origin on the receiving side.
@@ -701,6 +701,6 @@ fn a_killed_legacy_import_resumes_with_nothing_twice_and_nothing_missing() {
     // Nothing twice: one journal entry per object (and the store verifies clean).
     let list = akte(&["--data-dir", d, "--json", "tenant", "list"]);
     let tenants: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
-    assert_eq!(tenants[0]["entries"], n as u64 + 2, "{tenants}");
+    assert_eq!(tenants["tenants"][0]["entries"], n as u64 + 2, "{tenants}");
     assert!(akte(&["--data-dir", d, "verify"]).status.success());
 }

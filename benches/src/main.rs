@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|migrate|memory|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod grpc;
 mod memory;
+mod postgres;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
@@ -809,7 +810,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 9] = [
+    let parts: [(&str, Part); 10] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -817,8 +818,9 @@ fn main() -> Result<()> {
         ("rebuild", bench_rebuild),
         ("grpc", grpc::bench_grpc),
         ("small", grpc::bench_small),
-        ("migrate", grpc::bench_migrate),
+        ("handover", grpc::bench_handover),
         ("memory", memory::bench_memory),
+        ("postgres", postgres::bench_postgres),
     ];
     let chosen: Vec<&(&str, Part)> = match what {
         "all" => parts.iter().collect(),
@@ -826,7 +828,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, migrate, memory or all"
+                 small, handover, memory, postgres or all"
             ),
         },
     };

@@ -489,7 +489,7 @@ impl Projection for RecordsProjection {
                     process,
                     &step,
                     seq,
-                    entry.time.date_naive(),
+                    super::civil::civil_date(entry.time),
                 )?;
             }
             kind::DISPOSAL_DESTROY => {
@@ -506,7 +506,7 @@ impl Projection for RecordsProjection {
                     a.batch,
                     &body,
                     seq,
-                    entry.time.date_naive(),
+                    super::civil::civil_date(entry.time),
                 )?;
             }
             kind::HOLD_PLACE => {

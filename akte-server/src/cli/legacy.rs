@@ -76,6 +76,13 @@ fn store_renditions(
 
 /// Runs the import; returns the report.
 pub fn run(data_dir: &Path, a: &ImportLegacy) -> Result<ImportReport> {
+    if !data_dir.join("FORMAT").is_file() {
+        return Err(crate::output::usage(format!(
+            "{} is not a data directory (it has no FORMAT file); `akte --data-dir DIR tenant \
+             create ID` makes one",
+            data_dir.display()
+        )));
+    }
     let backend = akte_core::embedded::open(data_dir)
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
     let records = Records::open(backend, StoreOptions::default())?;

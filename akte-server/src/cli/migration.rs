@@ -15,7 +15,15 @@ use akte_server::pb::akte::v1 as pb;
 use akte_server::pb::google::longrunning as lro;
 
 use super::disposal::{print_zip, save_zip};
-use super::{date, Ctx};
+use super::Ctx;
+
+/// A civil date as JSON (`YYYY-MM-DD`), or null.
+fn date(d: &Option<akte_server::pb::google::r#type::Date>) -> Value {
+    match d {
+        Some(d) if d.year != 0 => json!(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
+        _ => Value::Null,
+    }
+}
 
 /// Chunk size of a package upload.
 const CHUNK: usize = 1 << 20;
@@ -374,7 +382,7 @@ pub async fn handover(ctx: &Ctx<'_>, c: &mut Clients, command: &HandoverCommand)
                 .await?
                 .into_inner();
             let (info, path) = save_zip(s, output.as_deref()).await?;
-            print_zip(ctx, &info, &path);
+            print_zip(ctx, &info, &path)?;
         }
         HandoverCommand::Answer {
             message,

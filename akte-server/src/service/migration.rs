@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::REGISTRAR_WRITE;
+use crate::auth::Operation;
 use crate::convert::{self, parse_etag};
 use crate::error::ApiError;
 use crate::names;
@@ -215,7 +215,7 @@ impl MigrationService for Api {
             }
             Some(u.id)
         };
-        let t = self.tenant(&caller, &tenant, &o.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &o.parent, Operation::KeepFiles)?;
         let options = PackageOptions {
             plan_unit,
             create_plan_units: o.create_plan_units,
@@ -270,7 +270,7 @@ impl MigrationService for Api {
         let op = ops
             .start(
                 &tn,
-                Verb::Migrate,
+                Verb::ImportPackage,
                 o.parent.clone(),
                 &who,
                 move |progress| {
@@ -308,7 +308,7 @@ impl MigrationService for Api {
         let receiver = party("receiver", r.receiver.as_ref())?
             .ok_or_else(|| ApiError::field("receiver", "is required"))?;
         let given = party("sender", r.sender.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         stream_zip_in(
             self.data_dir(),
@@ -344,7 +344,7 @@ impl MigrationService for Api {
             }
             refs.insert(o.id, reference.clone());
         }
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let p = blocking(move || {
             Ok(t.read_handover_answer(&actor, Cursor::new(&r.message[..]), &refs)?)
@@ -360,7 +360,7 @@ impl MigrationService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, id) = names::resource("name", &name, HANDOVERS)?;
-        let t = self.tenant(&caller, &tenant, &name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::KeepFiles)?;
         let n = name.clone();
         let p = blocking(move || t.handover_process(id).map_err(named(&n))).await?;
         Ok(Response::new(process_message(&tenant, &p)))
@@ -379,7 +379,7 @@ impl MigrationService for Api {
         let receiver = party("receiver", r.receiver.as_ref())?
             .ok_or_else(|| ApiError::field("receiver", "is required"))?;
         let given = party("sender", r.sender.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let out = blocking(move || {
             let sender = sender(&t, given)?;
             let (zip, file_name) = t.export_plan(sender, receiver, &r.plan_name, &r.version)?;
@@ -400,7 +400,7 @@ impl MigrationService for Api {
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         message_bytes("message", &r.message)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let out = blocking(move || {
             let done = t.import_plan(&actor, Cursor::new(&r.message[..]))?;
@@ -440,7 +440,7 @@ impl MigrationService for Api {
             .into());
         }
         let etag = required_etag(&r.etag)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let name = r.name.clone();
         let f = blocking(move || {
@@ -460,7 +460,7 @@ impl MigrationService for Api {
         let o = names::object_of("name", &r.name, &[ObjectKind::Case])?;
         let target = target_of(&o.tenant, "target", &r.target)?;
         let etag = required_etag(&r.etag)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let name = r.name.clone();
         let c = blocking(move || {
@@ -480,7 +480,7 @@ impl MigrationService for Api {
         let o = names::object_of("name", &r.name, &[ObjectKind::Document])?;
         let target = target_of(&o.tenant, "target", &r.target)?;
         let etag = required_etag(&r.etag)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let name = r.name.clone();
         let d = blocking(move || {
@@ -503,7 +503,7 @@ impl MigrationService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object("name", &name)?;
-        let t = self.tenant(&caller, &o.tenant, &name, crate::auth::READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let n = name.clone();
         let entries = blocking(move || {
             super::get_kind(&t, o.id, o.kind, &n)?;

@@ -20,6 +20,7 @@ use crate::pb::akte::v1::file_service_client::FileServiceClient;
 use crate::pb::akte::v1::history_service_client::HistoryServiceClient;
 use crate::pb::akte::v1::hold_service_client::HoldServiceClient;
 use crate::pb::akte::v1::journal_service_client::JournalServiceClient;
+use crate::pb::akte::v1::migration_service_client::MigrationServiceClient;
 use crate::pb::akte::v1::retention_service_client::RetentionServiceClient;
 use crate::pb::akte::v1::search_service_client::SearchServiceClient;
 use crate::pb::akte::v1::tenant_service_client::TenantServiceClient;
@@ -101,6 +102,8 @@ pub struct Clients {
     pub disposal: DisposalServiceClient<AuthChannel>,
     /// SearchService.
     pub search: SearchServiceClient<AuthChannel>,
+    /// MigrationService.
+    pub migration: MigrationServiceClient<AuthChannel>,
     /// google.longrunning.Operations.
     pub operations: OperationsClient<AuthChannel>,
 }
@@ -132,6 +135,9 @@ impl Clients {
             holds: HoldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
+            migration: MigrationServiceClient::new(svc.clone())
+                .max_decoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10))
+                .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),
             disposal: DisposalServiceClient::new(svc)
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),

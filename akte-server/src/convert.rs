@@ -241,6 +241,27 @@ pub fn file(tenant: &str, f: &File) -> pb::File {
         etag: etag(f.revision),
         created: Some(stamp(&f.created)),
         updated: Some(stamp(&f.updated)),
+        previous_references: f.previous_references.clone(),
+        origin: f.origin.as_ref().map(origin),
+        handover: f.handed_over.as_ref().map(|h| pb::FileHandover {
+            process: names::resource_name(tenant, "handoverProcesses", h.process),
+            receiver: h.to.clone(),
+            date: date(Some(h.on)),
+            receiving_reference: h.receiving_reference.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+/// Where an imported object came from.
+pub fn origin(o: &akte_core::records::Origin) -> pb::ImportOrigin {
+    pb::ImportOrigin {
+        source_system: o.source_system.clone(),
+        source_id: o.source_id.clone(),
+        package_sha256: o.package.as_ref().map(digest_bytes).unwrap_or_default(),
+        reference: o.reference.clone(),
+        create_date: date(o.created_on),
+        creator: o.created_by.clone(),
+        reference_nonconforming: o.reference_nonconforming,
     }
 }
 
@@ -264,6 +285,7 @@ pub fn case(tenant: &str, c: &Case) -> pb::Case {
         etag: etag(c.revision),
         created: Some(stamp(&c.created)),
         updated: Some(stamp(&c.updated)),
+        origin: c.origin.as_ref().map(origin),
     }
 }
 
@@ -286,6 +308,7 @@ pub fn document(tenant: &str, d: &Document, parent_kind: ObjectKind) -> pb::Docu
         etag: etag(d.revision),
         created: Some(stamp(&d.created)),
         updated: Some(stamp(&d.updated)),
+        origin: d.origin.as_ref().map(origin),
     }
 }
 

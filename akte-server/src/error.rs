@@ -486,6 +486,12 @@ fn records_parts(e: &RecordsError) -> Parts {
         RecordsError::AlreadyExists { id } => {
             parts(Code::AlreadyExists, R::AlreadyExists, msg).meta("resource", id.clone())
         }
+        RecordsError::DuplicateReference {
+            reference,
+            existing,
+        } => parts(Code::AlreadyExists, R::AlreadyExists, msg)
+            .meta("reference", reference.clone())
+            .meta("resource", existing.clone()),
         RecordsError::Cycle { id, .. } => {
             parts(Code::InvalidArgument, R::PlanUnitCycle, msg).meta("resource", id.clone())
         }

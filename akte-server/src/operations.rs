@@ -50,6 +50,8 @@ pub enum Verb {
     Destroy,
     /// DocumentService.ImportUploadSession.
     Import,
+    /// MigrationService.ImportPackage.
+    ImportPackage,
 }
 
 impl Verb {
@@ -60,6 +62,7 @@ impl Verb {
             Verb::Transfer => "transfer",
             Verb::Destroy => "destroy",
             Verb::Import => "import",
+            Verb::ImportPackage => "import_package",
         }
     }
 
@@ -69,6 +72,7 @@ impl Verb {
             "transfer" => Verb::Transfer,
             "destroy" => Verb::Destroy,
             "import" => Verb::Import,
+            "import_package" => Verb::ImportPackage,
             _ => return None,
         })
     }
@@ -78,7 +82,7 @@ impl Verb {
     pub fn operation(self) -> Operation {
         match self {
             Verb::Verify => Operation::Verify,
-            Verb::Transfer | Verb::Destroy => Operation::KeepFiles,
+            Verb::Transfer | Verb::Destroy | Verb::ImportPackage => Operation::KeepFiles,
             Verb::Import => Operation::FileDocuments,
         }
     }
@@ -353,6 +357,7 @@ impl Operations {
                 Verb::Transfer => "the server stopped while the transfer package was written; GetProcess shows whether the transfer was recorded: if it was, send it again with Transfer and resend set, else start the transfer again",
                 Verb::Destroy => "the server stopped while the destruction ran; the store completes an interrupted destruction when it opens: ListDestructionRecords shows whether it was recorded, else start it again",
                 Verb::Import => "the server stopped while the upload was imported; the upload session is kept: import it again",
+                Verb::ImportPackage => "the server stopped while the package was imported; send it again: what was imported is skipped, the rest is imported",
             };
             self.finish_entry(&entry, Err(ApiError::OperationInterrupted(why.into())));
         }

@@ -34,6 +34,7 @@ use crate::operations::Operations;
 use crate::page_token::PageTokens;
 use crate::pb::akte::v1::disposal_service_server::DisposalServiceServer;
 use crate::pb::akte::v1::hold_service_server::HoldServiceServer;
+use crate::pb::akte::v1::migration_service_server::MigrationServiceServer;
 use crate::pb::akte::v1::retention_service_server::RetentionServiceServer;
 use crate::pb::akte::v1::search_service_server::SearchServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
@@ -425,6 +426,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     health.set_serving::<RetentionServiceServer<Api>>().await;
     health.set_serving::<HoldServiceServer<Api>>().await;
     health.set_serving::<DisposalServiceServer<Api>>().await;
+    health.set_serving::<MigrationServiceServer<Api>>().await;
     health.set_serving::<SearchServiceServer<Api>>().await;
     health.set_serving::<OperationsServer<Api>>().await;
     // Reflection in both versions: grpcurl and current tools speak v1, many others
@@ -506,6 +508,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             DisposalServiceServer::new(api.clone())
                 .max_decoding_message_size(max.max(DISPOSAL_MESSAGE_LIMIT))
                 .max_encoding_message_size(max),
+        )
+        // A 0402, 0403 or 0301 of up to 16 MiB in one request; the 0402 answer of a
+        // large import may be as large.
+        .add_service(
+            MigrationServiceServer::new(api.clone())
+                .max_decoding_message_size(max.max(DISPOSAL_MESSAGE_LIMIT))
+                .max_encoding_message_size(max.max(DISPOSAL_MESSAGE_LIMIT)),
         );
 
     tokio::spawn(watch_writes(

@@ -429,3 +429,141 @@ fn raw_fsync_rate(dir: &Path, n: usize) -> Result<f64> {
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
+
+/// Taking over the small corpus packaged as a handover (0401): one tenant files every
+/// document (library), writes the 0401, and a second data directory imports it (library,
+/// streaming each primary file from the ZIP into its content store); beside the gRPC ingest
+/// of the same corpus with 16 clients, in the same run.
+pub(crate) fn bench_handover(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    use akte_core::records::{NewDocument, NewFile, NewPlanUnit, NewRendition, NewVersion};
+    use akte_core::records::{PackageOptions, Records};
+    use akte_core::store::StoreOptions;
+    use akte_core::xdomea::Party;
+
+    let work = tempfile::tempdir_in(bench_dir())?;
+    let docs = corpus(work.path(), quick)?;
+    let total: u64 = docs.iter().map(|(_, b)| b.len() as u64).sum();
+    let a_dir = tempfile::tempdir_in(bench_dir())?;
+    let a = Records::open(
+        akte_core::embedded::open(a_dir.path())?,
+        StoreOptions::default(),
+    )?;
+    let ta = a.create_tenant("a")?;
+    let unit = ta.create_plan_unit(
+        "bench",
+        NewPlanUnit {
+            code: "1".into(),
+            title: "Benchmark".into(),
+            ..NewPlanUnit::default()
+        },
+        None,
+    )?;
+    let file = ta.create_file(
+        "bench",
+        NewFile {
+            plan_unit: unit.id,
+            subject: "Benchmark".into(),
+            ..NewFile::default()
+        },
+        None,
+    )?;
+    for (name, bytes) in &docs {
+        let d = ta.create_document(
+            "bench",
+            NewDocument {
+                parent: file.id,
+                subject: name.clone(),
+                ..NewDocument::default()
+            },
+            None,
+        )?;
+        let put = ta.put_content(&bytes[..])?;
+        ta.add_version(
+            "bench",
+            d.id,
+            NewVersion {
+                comment: String::new(),
+                renditions: vec![NewRendition {
+                    file_name: name.clone(),
+                    media_type: "application/octet-stream".into(),
+                    sha256: put.digest,
+                    size: put.size,
+                }],
+            },
+            None,
+        )?;
+    }
+    let package = work.path().join("abgabe-0401.zip");
+    let start = Instant::now();
+    let out = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&package)?;
+    ta.export_handover(
+        "bench",
+        &[file.id],
+        Party::agency("1", "A"),
+        Party::agency("2", "B"),
+        out,
+    )?;
+    let export_secs = start.elapsed().as_secs_f64();
+    let zip_size = std::fs::metadata(&package)?.len();
+    drop(a);
+    let b_dir = tempfile::tempdir_in(bench_dir())?;
+    let b = Records::open(
+        akte_core::embedded::open(b_dir.path())?,
+        StoreOptions::default(),
+    )?;
+    let tb = b.create_tenant("b")?;
+    let cpu = crate::process_cpu_seconds();
+    let start = Instant::now();
+    let done = tb.import_package(
+        "bench",
+        std::fs::File::open(&package)?,
+        &PackageOptions {
+            create_plan_units: true,
+            ..PackageOptions::default()
+        },
+        &mut |_| {},
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    let busy = (crate::process_cpu_seconds() - cpu) / secs;
+    if done.report.failed > 0 || done.report.imported != docs.len() as u64 + 2 {
+        bail!("the benchmark import failed: {:?}", done.report);
+    }
+    drop(b);
+    let ingest = runtime()?.block_on(async {
+        let s = server("m16").await?;
+        let r = ingest(&s, &docs, 16).await?;
+        s.running.shutdown().await?;
+        anyhow::Ok(r)
+    })?;
+    rows.push(Row {
+        figure: format!(
+            "0401 export of {} docs ({:.0} docs/s, ZIP {:.0} MB)",
+            docs.len(),
+            docs.len() as f64 / export_secs,
+            zip_size as f64 / 1e6
+        ),
+        value: total as f64 / export_secs / 1e6,
+        unit: "MB/s",
+        baseline: "gRPC ingest, same corpus, 16 clients".into(),
+        baseline_value: total as f64 / ingest.0 / 1e6,
+    });
+    rows.push(Row {
+        figure: format!(
+            "0401 import of {} docs ({:.0} docs/s, {busy:.1} cores busy)",
+            docs.len(),
+            docs.len() as f64 / secs
+        ),
+        value: total as f64 / secs / 1e6,
+        unit: "MB/s",
+        baseline: format!(
+            "gRPC ingest, same corpus, 16 clients ({:.0} docs/s)",
+            docs.len() as f64 / ingest.0
+        ),
+        baseline_value: total as f64 / ingest.0 / 1e6,
+    });
+    Ok(())
+}

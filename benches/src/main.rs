@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|memory|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -810,7 +810,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 9] = [
+    let parts: [(&str, Part); 10] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -818,6 +818,7 @@ fn main() -> Result<()> {
         ("rebuild", bench_rebuild),
         ("grpc", grpc::bench_grpc),
         ("small", grpc::bench_small),
+        ("handover", grpc::bench_handover),
         ("memory", memory::bench_memory),
         ("postgres", postgres::bench_postgres),
     ];
@@ -827,7 +828,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, memory, postgres or all"
+                 small, handover, memory, postgres or all"
             ),
         },
     };

@@ -246,3 +246,31 @@ pub fn content_text(data: &std::path::Path, t: &akte_core::records::TenantRecord
     }
     all
 }
+
+/// Validates each `(name, xml)` against the official xdomea 3.1.0 schema
+/// (`../shared/xdomea`) with `xmllint`; panics with its output if one fails or xmllint is
+/// missing (package libxml2-utils).
+pub fn xdomea_validate(docs: &[(&str, &[u8])]) {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/xdomea/schemas/3.1.0/xdomea.xsd");
+    assert!(schema.is_file(), "no xdomea schema at {}", schema.display());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut paths = Vec::new();
+    for (name, xml) in docs {
+        let p = dir.path().join(name);
+        std::fs::write(&p, xml).expect("write");
+        paths.push(p);
+    }
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .args(&paths)
+        .output()
+        .expect("xmllint (apt-get install libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "XSD validation failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -604,6 +604,14 @@ pub(super) fn apply_destruction(
                 for w in schema::words(obj.subject()) {
                     batch.remove(schema::word(&w).id(o.id));
                 }
+                // The import event that made the key is redacted with the object, so a
+                // rebuilt index has no key either.
+                if let Some(origin) = super::projection::origin_of(&obj) {
+                    batch.remove(super::legacy::source_key(
+                        &origin.source_system,
+                        &origin.source_id,
+                    ));
+                }
             }
         }
         batch.remove(schema::object(o.id));
@@ -619,6 +627,7 @@ pub(super) fn apply_destruction(
             schema::history(o.id),
             schema::versions(o.id),
             schema::key(tag::COUNTER).id(o.id),
+            schema::key(tag::ORIGINAL_HISTORY).id(o.id),
         ] {
             for kv in index.scan_prefix(&prefix) {
                 let (k, _) = kv?;

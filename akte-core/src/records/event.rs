@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::digest::Digest;
 
-use super::types::Rendition;
+use super::types::{OriginalHistoryItem, OriginalStamp, Rendition};
 
 /// Event kinds of the records model (the journal entry's `kind`).
 pub mod kind {
@@ -70,6 +70,27 @@ pub mod kind {
     pub const DISPOSAL_TRANSFER_RECEIPT: &str = "disposal.transfer_receipt";
     /// The archive confirmed the import (0506).
     pub const DISPOSAL_IMPORT_CONFIRM: &str = "disposal.import_confirm";
+    /// A plan unit was imported with its original metadata.
+    pub const PLAN_UNIT_IMPORT: &str = "plan_unit.import";
+    /// A file or sub-file was imported with its original reference, dates and state.
+    pub const FILE_IMPORT: &str = "file.import";
+    /// A case or sub-case was imported.
+    pub const CASE_IMPORT: &str = "case.import";
+    /// A document was imported with all its versions and renditions.
+    pub const DOCUMENT_IMPORT: &str = "document.import";
+    /// A file was re-filed under another plan unit (Umprotokollierung), with a new
+    /// reference; its sub-files move with it.
+    pub const FILE_REFILE: &str = "file.refile";
+    /// A case was moved to another file or case, with everything in it.
+    pub const CASE_REFILE: &str = "case.refile";
+    /// A document was moved to another file, case or document, with its attachments.
+    pub const DOCUMENT_REFILE: &str = "document.refile";
+    /// Files were handed over to another agency (0401 written).
+    pub const HANDOVER_SEND: &str = "handover.send";
+    /// The receiving agency confirmed receipt of a handover (0403).
+    pub const HANDOVER_RECEIPT: &str = "handover.receipt";
+    /// The receiving agency confirmed the import of a handover (0402).
+    pub const HANDOVER_CONFIRM: &str = "handover.confirm";
 }
 
 /// Role of the salted record among the entry's payloads.
@@ -86,6 +107,9 @@ pub struct VersionData {
     pub comment: String,
     /// Renditions with their digests.
     pub renditions: Vec<Rendition>,
+    /// For an imported version: when and by whom it was made in the source system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OriginalStamp>,
 }
 
 /// A running number drawn by a create event (file references, case numbers).
@@ -130,6 +154,26 @@ pub struct EventRecord {
     /// Digest of the create request, to tell a retry from a different request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_digest: Option<Digest>,
+    /// An imported document's versions, stored with it in one entry so that a document
+    /// is never half imported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionData>,
+    /// An imported object's history as the source recorded it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_history: Vec<OriginalHistoryItem>,
+    /// Objects a re-filing moves, each with the fields it changes (the moved object
+    /// first, then what moves with it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<Move>,
+}
+
+/// One object moved by a re-filing and the fields that change on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// The object.
+    pub id: Uuid,
+    /// New field values.
+    pub set: Map<String, Value>,
 }
 
 impl EventRecord {
@@ -148,6 +192,9 @@ impl EventRecord {
             reason: None,
             request_id: None,
             request_digest: None,
+            versions: Vec::new(),
+            original_history: Vec::new(),
+            moves: Vec::new(),
         })
     }
 

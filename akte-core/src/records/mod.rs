@@ -52,11 +52,15 @@ mod destroyable;
 pub mod destruction;
 pub mod disposal;
 pub mod event;
+pub mod handover;
 pub mod identity;
 pub mod import;
+pub mod legacy;
 mod mapping;
+mod plan_exchange;
 pub mod projection;
 mod read;
+mod refile;
 pub mod retention;
 pub mod schema;
 mod service;
@@ -74,8 +78,14 @@ use crate::store::{Store, StoreError, StoreOptions};
 pub use disposal::{
     DisposalProcess, OutgoingMessage, Parties, ProcessStage, Received, SentObject, MAX_MESSAGE_XML,
 };
+pub use handover::{HandoverProcess, HandoverSent, PackageImport, PackageLimits, PackageOptions};
 pub use identity::{DisposalSettings, ListCode, PartyIdentity};
 pub use import::{ImportOutcome, ObjectProblem};
+pub use legacy::{
+    ImportCase, ImportDocument, ImportFile, ImportItem, ImportObject, ImportParent, ImportPlanUnit,
+    ImportReport, ImportSource, ImportVersion, ImportedObject, ItemReport, ItemStatus,
+};
+pub use plan_exchange::PlanImport;
 pub use projection::RecordsProjection;
 pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use retention::{
@@ -150,6 +160,14 @@ pub enum RecordsError {
         /// The code.
         code: String,
         /// The unit holding it.
+        existing: String,
+    },
+    /// A file reference is taken (by a file, or kept by a destroyed one).
+    #[error("file reference {reference} is already used by {existing}")]
+    DuplicateReference {
+        /// The reference.
+        reference: String,
+        /// The file holding it.
         existing: String,
     },
     /// A client-chosen id is taken.

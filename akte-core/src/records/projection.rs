@@ -31,6 +31,7 @@ pub fn is_records_event(kind: &str) -> bool {
             "version.",
             "hold.",
             "disposal.",
+            "handover.",
         ]
         .iter()
         .any(|p| kind.starts_with(p))
@@ -298,7 +299,7 @@ impl Projection for RecordsProjection {
                 let bytes = serde_json::to_vec(&settings).map_err(|e| fail(seq, e.to_string()))?;
                 a.batch.insert(key, bytes);
             }
-            kind::PLAN_UNIT_CREATE => {
+            kind::PLAN_UNIT_CREATE | kind::PLAN_UNIT_IMPORT => {
                 let Object::PlanUnit(u) = a.create("plan_unit")? else {
                     return Err(fail(seq, "not a plan unit"));
                 };
@@ -343,7 +344,7 @@ impl Projection for RecordsProjection {
                 a.words(id, &u.title, "");
                 a.history(id, vec![])?;
             }
-            kind::FILE_CREATE => {
+            kind::FILE_CREATE | kind::FILE_IMPORT => {
                 let Object::File(f) = a.create("file")? else {
                     return Err(fail(seq, "not a file"));
                 };
@@ -358,7 +359,7 @@ impl Projection for RecordsProjection {
                         .insert(schema::children(parent).num(seq).id(f.id), &[b'f'][..]);
                 }
             }
-            kind::CASE_CREATE => {
+            kind::CASE_CREATE | kind::CASE_IMPORT => {
                 let Object::Case(c) = a.create("case")? else {
                     return Err(fail(seq, "not a case"));
                 };
@@ -366,12 +367,68 @@ impl Projection for RecordsProjection {
                 a.batch
                     .insert(schema::children(parent).num(seq).id(c.id), &[b'c'][..]);
             }
-            kind::DOCUMENT_CREATE => {
+            kind::DOCUMENT_CREATE | kind::DOCUMENT_IMPORT => {
                 let Object::Document(d) = a.create("document")? else {
                     return Err(fail(seq, "not a document"));
                 };
                 a.batch
                     .insert(schema::children(d.parent).num(seq).id(d.id), &[b'd'][..]);
+                // An imported document's versions come in its own entry.
+                for data in &event.versions {
+                    let version = Version {
+                        document: d.id,
+                        number: data.number,
+                        comment: data.comment.clone(),
+                        renditions: data.renditions.clone(),
+                        created: a.stamp(),
+                        original: data.original.clone(),
+                    };
+                    let bytes =
+                        serde_json::to_vec(&version).map_err(|e| fail(seq, e.to_string()))?;
+                    a.batch.insert(schema::version(d.id, data.number), bytes);
+                }
+            }
+            kind::HANDOVER_SEND | kind::HANDOVER_RECEIPT | kind::HANDOVER_CONFIRM => {
+                super::handover::apply(a.batch, &entry.kind, &event, seq)?;
+                if entry.kind == kind::HANDOVER_SEND {
+                    let process = event.id.unwrap_or_default();
+                    let files: Vec<Uuid> = event
+                        .set
+                        .get("process")
+                        .and_then(|p| p.get("files"))
+                        .and_then(|f| serde_json::from_value(f.clone()).ok())
+                        .unwrap_or_default();
+                    for f in files {
+                        let change = vec![FieldChange {
+                            field: "handover".into(),
+                            old: Value::Null,
+                            new: Value::from(process.to_string()),
+                        }];
+                        a.history(f, change)?;
+                    }
+                }
+                for m in &event.moves {
+                    // A file destroyed later is gone when the index is rebuilt.
+                    if !a.changed.contains_key(&m.id) && load_object(index, m.id)?.is_none() {
+                        continue;
+                    }
+                    a.update(m.id, &m.set)?;
+                }
+            }
+            kind::FILE_REFILE | kind::CASE_REFILE | kind::DOCUMENT_REFILE => {
+                for (i, m) in event.moves.iter().enumerate() {
+                    // What moved along and was destroyed on its own later is gone when
+                    // the index is rebuilt (its create event is redacted); live, every
+                    // move finds its object.
+                    if i > 0
+                        && !a.changed.contains_key(&m.id)
+                        && load_object(index, m.id)?.is_none()
+                    {
+                        continue;
+                    }
+                    let (old, new) = a.update(m.id, &m.set)?;
+                    refile_keys(a.batch, &old, &new);
+                }
             }
             kind::FILE_UPDATE
             | kind::FILE_RETENTION
@@ -407,6 +464,7 @@ impl Projection for RecordsProjection {
                     comment: data.comment.clone(),
                     renditions: data.renditions.clone(),
                     created: a.stamp(),
+                    original: data.original.clone(),
                 };
                 let bytes = serde_json::to_vec(&version).map_err(|e| fail(seq, e.to_string()))?;
                 a.batch.insert(schema::version(id, data.number), bytes);
@@ -511,6 +569,30 @@ impl Projection for RecordsProjection {
             a.batch
                 .insert(key, &current.max(c.number).to_be_bytes()[..]);
         }
+        if matches!(
+            entry.kind.as_str(),
+            kind::PLAN_UNIT_IMPORT | kind::FILE_IMPORT | kind::CASE_IMPORT | kind::DOCUMENT_IMPORT
+        ) {
+            let id = event.id.ok_or_else(|| fail(seq, "import without id"))?;
+            let origin = a
+                .changed
+                .get(&id)
+                .and_then(origin_of)
+                .ok_or_else(|| fail(seq, "import without origin"))?;
+            a.batch.insert(
+                super::legacy::source_key(&origin.source_system, &origin.source_id),
+                id.as_bytes(),
+            );
+            for (i, h) in event.original_history.iter().enumerate() {
+                let bytes = serde_json::to_vec(h).map_err(|e| fail(seq, e.to_string()))?;
+                a.batch.insert(
+                    schema::key(tag::ORIGINAL_HISTORY)
+                        .id(id)
+                        .raw(&(i as u32).to_be_bytes()),
+                    bytes,
+                );
+            }
+        }
         if let (Some(rid), Some(digest), Some(id)) =
             (&event.request_id, event.request_digest, event.id)
         {
@@ -522,5 +604,57 @@ impl Projection for RecordsProjection {
             );
         }
         a.finish()
+    }
+}
+
+/// Where an imported object came from.
+pub(crate) fn origin_of(obj: &Object) -> Option<&super::types::Origin> {
+    match obj {
+        Object::PlanUnit(o) => o.origin.as_ref(),
+        Object::File(o) => o.origin.as_ref(),
+        Object::Case(o) => o.origin.as_ref(),
+        Object::Document(o) => o.origin.as_ref(),
+    }
+}
+
+/// Moves the listing and reference keys of an object a re-filing moved. The listing keys
+/// carry the entry that created the object, so they stay in creation order.
+fn refile_keys(batch: &mut crate::index::IndexBatch, old: &Object, new: &Object) {
+    let created = old.created().seq;
+    match (old, new) {
+        (Object::File(o), Object::File(n)) => {
+            if o.plan_unit != n.plan_unit {
+                batch.remove(schema::unit_files(o.plan_unit).num(created).id(o.id));
+                batch.insert(
+                    schema::unit_files(n.plan_unit).num(created).id(n.id),
+                    &[][..],
+                );
+            }
+            if o.reference != n.reference {
+                batch.remove(schema::key(tag::REFERENCE).raw(o.reference.as_bytes()));
+                batch.insert(
+                    schema::key(tag::REFERENCE).raw(n.reference.as_bytes()),
+                    n.id.as_bytes(),
+                );
+            }
+        }
+        (Object::Case(o), Object::Case(n)) => {
+            let (from, to) = (
+                o.parent_case.unwrap_or(o.file),
+                n.parent_case.unwrap_or(n.file),
+            );
+            if from != to {
+                batch.remove(schema::children(from).num(created).id(o.id));
+                batch.insert(schema::children(to).num(created).id(n.id), &[b'c'][..]);
+            }
+        }
+        (Object::Document(o), Object::Document(n)) if o.parent != n.parent => {
+            batch.remove(schema::children(o.parent).num(created).id(o.id));
+            batch.insert(
+                schema::children(n.parent).num(created).id(n.id),
+                &[b'd'][..],
+            );
+        }
+        _ => {}
     }
 }

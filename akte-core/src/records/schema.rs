@@ -19,6 +19,10 @@
 //! | `m d` file-id                               | disposal progress (JSON)      |
 //! | `m z` id                                    | tombstone of a destroyed object (JSON) |
 //! | `m D` process-id                            | disposal process (JSON)       |
+//! | `m S` source system, 0x00, source id        | id of the imported object     |
+//! | `m O` id, number (u32)                      | original history item (JSON)  |
+//! | `m A` process-id                            | handover process (JSON)       |
+//! | `m a` file-id                               | pending handover process id   |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -63,6 +67,14 @@ pub mod tag {
     pub const TOMBSTONE: u8 = b'z';
     /// Disposal processes.
     pub const PROCESS: u8 = b'D';
+    /// Imported objects by source system and source id.
+    pub const SOURCE: u8 = b'S';
+    /// Original history of imported objects.
+    pub const ORIGINAL_HISTORY: u8 = b'O';
+    /// Handover processes.
+    pub const HANDOVER: u8 = b'A';
+    /// Files in a pending handover.
+    pub const FILE_HANDOVER: u8 = b'a';
 }
 
 /// A key builder: `m`, a tag, then parts.

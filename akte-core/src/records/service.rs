@@ -832,6 +832,7 @@ impl TenantRecords {
                 number,
                 comment: new.comment.clone(),
                 renditions,
+                original: None,
             });
             record.request_id = request_id.map(str::to_owned);
             record.request_digest = request_id.map(|_| digest);
@@ -942,6 +943,17 @@ impl TenantRecords {
             }
             // What was offered, appraised or transferred must stay as it was.
             let top = super::retention::top_file(index, &current)?;
+            if let Some(h) = &top.handed_over {
+                return Err(RecordsError::FailedPrecondition {
+                    kind: current.kind(),
+                    id: id.to_string(),
+                    reason: format!(
+                        "belongs to file {}, which was handed over to {} on {}; it can no \
+                         longer be reopened",
+                        top.reference, h.to, h.on
+                    ),
+                });
+            }
             if let Some(p) = super::retention::load_progress(index, top.id)? {
                 return Err(RecordsError::FailedPrecondition {
                     kind: current.kind(),
@@ -1190,7 +1202,7 @@ fn open_descendants(index: &TenantIndex, id: Uuid) -> Result<Vec<Uuid>, RecordsE
     Ok(out)
 }
 
-fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
+pub(super) fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
     match index.get(schema::key(tag::SETTINGS))? {
         None => Ok(DEFAULT_REFERENCE_PATTERN.to_owned()),
         Some(v) => {
@@ -1204,7 +1216,11 @@ fn read_pattern(index: &TenantIndex) -> Result<String, RecordsError> {
     }
 }
 
-fn read_counter(index: &TenantIndex, scope: Uuid, year: i32) -> Result<u32, RecordsError> {
+pub(super) fn read_counter(
+    index: &TenantIndex,
+    scope: Uuid,
+    year: i32,
+) -> Result<u32, RecordsError> {
     Ok(index
         .get(schema::counter(scope, year))?
         .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())

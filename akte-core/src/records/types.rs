@@ -203,6 +203,9 @@ pub struct PlanUnit {
     pub disposal: DisposalDecision,
     /// Inactive units accept no new files.
     pub active: bool,
+    /// Where an imported unit came from; `None` for units created in akte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// Incremented with every change; the etag of optimistic concurrency.
     pub revision: u64,
     /// Creation.
@@ -246,6 +249,17 @@ pub struct File {
     /// Disposal decision set on the file itself; `None` inherits the plan unit's.
     #[serde(default)]
     pub disposal_override: Option<DisposalDecision>,
+    /// Earlier references of the file, oldest first: from the system it was imported
+    /// from, and the ones it had before each re-filing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_references: Vec<String>,
+    /// Where an imported file came from; `None` for files created in akte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Set once another agency confirmed taking the file over (0402): the file is closed
+    /// for good and keeps its metadata and proofs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<HandedOver>,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -279,6 +293,9 @@ pub struct Case {
     pub status: Status,
     /// Date of the last closing.
     pub closed_on: Option<NaiveDate>,
+    /// Where an imported case came from; `None` for cases created in akte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -316,6 +333,9 @@ pub struct Document {
     pub confidentiality: Confidentiality,
     /// Number of versions stored (versions are numbered 1..=versions).
     pub versions: u32,
+    /// Where an imported document came from; `None` for documents created in akte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// Incremented with every change (a new version counts as one).
     pub revision: u64,
     /// Creation.
@@ -337,6 +357,90 @@ pub struct Version {
     pub renditions: Vec<Rendition>,
     /// Creation.
     pub created: Stamp,
+    /// When and by whom an imported version was made in the system it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<OriginalStamp>,
+}
+
+/// Where an imported object came from, with the metadata the source system recorded.
+///
+/// The journal entry that imported the object is stamped with the time of the import;
+/// these are the original facts, kept as metadata and shown as such.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The system the object came from (e.g. `dms-altsystem`, or the Behördenkennung of
+    /// the agency that handed it over).
+    pub source_system: String,
+    /// The object's id in that system; an import is idempotent per system and id.
+    pub source_id: String,
+    /// SHA-256 of the package the object came in, when it came in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<Digest>,
+    /// The original reference (Aktenzeichen, Kennzeichen) as the source gave it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reference: String,
+    /// Original creation date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_on: Option<NaiveDate>,
+    /// Original author or creating actor.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub created_by: String,
+    /// Further actors the source recorded (processors, last editors), as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actors: Vec<String>,
+    /// The reference does not follow the tenant's reference pattern: kept as it is and
+    /// flagged, so a registrar can see it was not made here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference_nonconforming: bool,
+}
+
+/// One entry of an imported object's history as the source system recorded it
+/// (HistorienProtokollInformation); kept beside akte's own history of the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalHistoryItem {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The field changed, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Value before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    /// Value after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+    /// Remark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
+}
+
+/// A file handed over to another agency (Abgabe), as confirmed by its 0402.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOver {
+    /// The handover process (xdomea ProzessID).
+    pub process: Uuid,
+    /// The receiving agency.
+    pub to: String,
+    /// When the confirmation was read.
+    pub on: NaiveDate,
+    /// The receiving agency's reference of the file, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_reference: Option<String>,
+}
+
+/// When and by whom something was done in the system it was imported from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalStamp {
+    /// Original date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<NaiveDate>,
+    /// Original actor.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
 }
 
 /// A rendition (Format / Primärdokument): bytes in the content store with a name and type.

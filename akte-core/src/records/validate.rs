@@ -292,3 +292,73 @@ mod tests {
         }
     }
 }
+
+/// Whether `reference` is one the tenant's `pattern` can produce for plan unit `unit`:
+/// literal parts as they are, `{unit}` the unit's code, `{year}` four digits, `{seq}` one
+/// or more digits (`{seq:N}` at least N). For flagging imported references that were not
+/// made here.
+pub fn reference_matches(pattern: &str, unit: &str, reference: &str) -> bool {
+    enum Part<'a> {
+        Lit(&'a str),
+        Digits { min: usize, max: usize },
+    }
+    let mut parts = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        parts.push(Part::Lit(&rest[..open]));
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        match &rest[open + 1..open + close] {
+            "unit" => parts.push(Part::Lit(unit)),
+            "year" => parts.push(Part::Digits { min: 4, max: 4 }),
+            "seq" => parts.push(Part::Digits { min: 1, max: 10 }),
+            n => {
+                let width = n
+                    .strip_prefix("seq:")
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .unwrap_or(1);
+                parts.push(Part::Digits {
+                    min: width.max(1),
+                    max: 10,
+                })
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    parts.push(Part::Lit(rest));
+    // Tries every split of digit runs; patterns have at most a few parts.
+    fn go(parts: &[Part<'_>], s: &str) -> bool {
+        match parts.split_first() {
+            None => s.is_empty(),
+            Some((Part::Lit(l), tail)) => s.strip_prefix(l).is_some_and(|r| go(tail, r)),
+            Some((Part::Digits { min, max }, tail)) => {
+                let run = s.bytes().take_while(u8::is_ascii_digit).count();
+                (*min..=run.min(*max)).any(|n| go(tail, &s[n..]))
+            }
+        }
+    }
+    go(&parts, reference)
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn references_are_matched_against_the_pattern() {
+        let p = "{unit}-{seq:04}/{year}";
+        assert!(reference_matches(p, "632.1", "632.1-0005/2014"));
+        assert!(reference_matches(p, "632.1", "632.1-12345/2014"));
+        assert!(!reference_matches(p, "632.1", "632.1-5/2014"));
+        assert!(!reference_matches(p, "632.1", "632.2-0005/2014"));
+        assert!(!reference_matches(p, "632.1", "AZ 632.1/5"));
+        assert!(!reference_matches(p, "632.1", "632.1-0005/14"));
+        assert!(reference_matches("{year}{seq}{unit}", "A", "20141A"));
+        assert!(reference_matches(
+            p,
+            "1.2",
+            &render_reference(p, "1.2", 2026, 7)
+        ));
+    }
+}

@@ -41,7 +41,9 @@
 
 pub mod archive;
 mod error;
+mod handover;
 mod package;
+mod plan;
 mod read;
 mod tree;
 pub mod types;
@@ -49,15 +51,27 @@ mod write;
 mod xml;
 
 #[cfg(test)]
+mod handover_tests;
+#[cfg(test)]
 mod test_archive;
 #[cfg(test)]
 mod tests;
 
 pub use error::{Location, XdomeaError};
+pub use handover::{
+    check_entry_name, read_0402, read_0403, read_package, write_0401, write_0401_xml, write_0402,
+    write_0403, Handover, HandoverConfirmation, HandoverResult, HistoryRecord, ObjectExtras,
+    PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
+};
 pub use package::{
-    message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name, primary_file_name,
-    read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name, write_0501_zip,
-    write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter, MAX_NAME_BYTES,
+    for_each_rendition, message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name,
+    primary_file_name, read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name,
+    write_0501_zip, write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter,
+    MAX_NAME_BYTES,
+};
+pub use plan::{
+    read_0301, read_0302, write_0301, write_0302, FilePlan, PlanMessage, PlanUnitEntry,
+    MAX_PLAN_UNITS,
 };
 pub use read::{
     check_appraisal_against_offer, identify, offered_ids, read_0502, read_0504, read_0505,

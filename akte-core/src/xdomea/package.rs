@@ -171,7 +171,7 @@ pub fn parse_message_xml_name(name: &str) -> Option<(MessageType, Uuid)> {
     let (process, rest) = stem.split_at_checked(36)?;
     let process = Uuid::try_parse(process).ok()?;
     let rest = rest.strip_prefix('_')?;
-    MessageType::ALL
+    MessageType::EVERY
         .into_iter()
         .find(|t| rest == t.element_name() || rest == t.code())
         .map(|t| (t, process))
@@ -325,6 +325,19 @@ impl<W: Write + Seek> TransferWriter<W> {
         options: TransferOptions,
     ) -> Result<TransferWriter<W>, XdomeaError> {
         let xml = write_0503_xml(header, files)?;
+        TransferWriter::start(out, header, MessageType::Transfer, xml, files, options)
+    }
+
+    /// Starts a ZIP of `message` (0503 or 0401) whose XML is `xml`, for the renditions of
+    /// `files`.
+    pub(crate) fn start(
+        out: W,
+        header: &MessageHeader,
+        message: MessageType,
+        xml: Vec<u8>,
+        files: &[FileObject],
+        options: TransferOptions,
+    ) -> Result<TransferWriter<W>, XdomeaError> {
         let mut pending = HashMap::new();
         let mut order = Vec::new();
         for_each_rendition(files, &mut |r| {
@@ -339,7 +352,7 @@ impl<W: Write + Seek> TransferWriter<W> {
             );
         });
         let modified = zip_time(header);
-        let xml_name = message_xml_name(header.process_id, MessageType::Transfer);
+        let xml_name = message_xml_name(header.process_id, message);
         let mut names: HashSet<String> = pending.values().map(|p| p.zip_name.clone()).collect();
         names.insert(xml_name.clone());
         let mut zip = ZipWriter::new(out);
@@ -542,10 +555,7 @@ where
 
 /// Calls `f` for every rendition of every version of every document, attachment, case and
 /// sub-file, in the order the 0503 XML lists them.
-pub(crate) fn for_each_rendition<'a>(
-    files: &'a [FileObject],
-    f: &mut dyn FnMut(&'a RenditionObject),
-) {
+pub fn for_each_rendition<'a>(files: &'a [FileObject], f: &mut dyn FnMut(&'a RenditionObject)) {
     fn doc<'a>(d: &'a DocumentObject, f: &mut dyn FnMut(&'a RenditionObject)) {
         for v in &d.versions {
             for r in &v.renditions {

@@ -60,7 +60,8 @@ pub fn identify(xml: &[u8]) -> Result<(MessageType, SchemaVersion), XdomeaError>
         MessageType::from_element_name(&root.name).ok_or_else(|| XdomeaError::Unexpected {
             location: root_location(&root),
             element: root.name.clone(),
-            reason: "not an xdomea disposal message (0501 to 0507)".into(),
+            reason: "not an xdomea message akte reads (0301, 0302, 0401 to 0403, 0501 to 0507)"
+                .into(),
         })?;
     Ok((message, version))
 }
@@ -287,7 +288,7 @@ pub(crate) fn open(
     Ok((root, version))
 }
 
-fn read_receipt(xml: &[u8], message: MessageType) -> Result<Receipt, XdomeaError> {
+pub(crate) fn read_receipt(xml: &[u8], message: MessageType) -> Result<Receipt, XdomeaError> {
     let (root, schema) = open(xml, message)?;
     let path = PathBuf(format!("/{}", root.name));
     let node = Node::root(&root, schema.namespace(), &path);
@@ -303,13 +304,23 @@ fn read_receipt(xml: &[u8], message: MessageType) -> Result<Receipt, XdomeaError
 pub(crate) fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHeader, XdomeaError> {
     let mut allowed: Vec<&str> = KOPF_BASIS.to_vec();
     let transfer = message == MessageType::Transfer;
-    let with_receipt_flag =
-        transfer || matches!(message, MessageType::Offer | MessageType::Appraisal);
+    let with_receipt_flag = transfer
+        || matches!(
+            message,
+            MessageType::Offer | MessageType::Appraisal | MessageType::Plan | MessageType::Handover
+        );
     if with_receipt_flag {
         allowed.push("Empfangsbestaetigung");
     }
     if transfer {
         allowed.extend(["Importbestaetigung", "RueckmeldungArchivkennung"]);
+    }
+    // Further receivers (WeitererEmpfaenger) are accepted and not used.
+    if matches!(message, MessageType::Plan | MessageType::Handover) {
+        allowed.push("WeitererEmpfaenger");
+    }
+    if message == MessageType::Handover {
+        allowed.push("Importbestaetigung");
     }
     k.check_children(&allowed)?;
     let process_id = k.descend(k.one("ProzessID")?, None, parse_uuid)?;
@@ -366,14 +377,14 @@ pub(crate) fn read_header(k: Node<'_>, message: MessageType) -> Result<MessageHe
     })
 }
 
-fn opt_text(n: &Node<'_>, name: &str) -> Result<Option<String>, XdomeaError> {
+pub(crate) fn opt_text(n: &Node<'_>, name: &str) -> Result<Option<String>, XdomeaError> {
     match n.opt(name)? {
         Some(el) => Ok(Some(n.descend(el, None, |c| Ok(c.text()?.to_string()))?)),
         None => Ok(None),
     }
 }
 
-fn read_party(n: Node<'_>) -> Result<Party, XdomeaError> {
+pub(crate) fn read_party(n: Node<'_>) -> Result<Party, XdomeaError> {
     n.check_children(KONTAKT)?;
     let mut party = Party::default();
     if let Some(b) = n.opt("Behoerdenkennung")? {
@@ -502,7 +513,7 @@ pub(crate) fn parse_uuid(n: Node<'_>) -> Result<Uuid, XdomeaError> {
     Uuid::try_parse(text).map_err(|e| n.invalid(text, format!("not a UUID: {e}")))
 }
 
-fn parse_bool(n: Node<'_>) -> Result<bool, XdomeaError> {
+pub(crate) fn parse_bool(n: Node<'_>) -> Result<bool, XdomeaError> {
     let text = n.text()?;
     match collapse(text).as_str() {
         "1" | "true" => Ok(true),
@@ -512,7 +523,7 @@ fn parse_bool(n: Node<'_>) -> Result<bool, XdomeaError> {
 }
 
 /// xs:dateTime; without a UTC offset the time is taken as UTC.
-fn parse_datetime(n: Node<'_>) -> Result<DateTime<FixedOffset>, XdomeaError> {
+pub(crate) fn parse_datetime(n: Node<'_>) -> Result<DateTime<FixedOffset>, XdomeaError> {
     let text = n.text()?;
     let s = collapse(text);
     if let Ok(t) = DateTime::parse_from_rfc3339(&s) {

@@ -41,7 +41,9 @@ impl SchemaVersion {
     }
 }
 
-/// The disposal (Aussonderung) message types (code list Nachrichtentyp 2.0, codes 0501-0507).
+/// The message types akte reads and writes (code list Nachrichtentyp 2.0): disposal
+/// (Aussonderung, 0501-0507), file plan (Aktenplan, 0301-0302) and handover (Abgabe,
+/// 0401-0403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {
     /// 0501 Aussonderung.Anbieteverzeichnis: the offer list, agency to archive.
@@ -60,6 +62,16 @@ pub enum MessageType {
     /// 0507 Aussonderung.AussonderungEmpfangBestaetigen: receipt of the transfer, archive to
     /// agency.
     TransferReceipt,
+    /// 0301 Aktenplan.Aktenplan: a file plan, exchanged between agencies or systems.
+    Plan,
+    /// 0302 Aktenplan.EmpfangBestaetigen: receipt of a file plan.
+    PlanReceipt,
+    /// 0401 Abgabe.Abgabe: files handed over to another agency, with all content.
+    Handover,
+    /// 0402 Abgabe.ImportBestaetigen: the receiving agency's import result per object.
+    HandoverImportConfirmation,
+    /// 0403 Abgabe.EmpfangBestaetigen: receipt of a handover.
+    HandoverReceipt,
 }
 
 impl MessageType {
@@ -74,6 +86,23 @@ impl MessageType {
         MessageType::TransferReceipt,
     ];
 
+    /// Every message type akte reads or writes: the disposal messages, the file plan
+    /// (0301, 0302) and the handover (0401 to 0403).
+    pub const EVERY: [MessageType; 12] = [
+        MessageType::Offer,
+        MessageType::Appraisal,
+        MessageType::Transfer,
+        MessageType::OfferReceipt,
+        MessageType::AppraisalReceipt,
+        MessageType::ImportConfirmation,
+        MessageType::TransferReceipt,
+        MessageType::Plan,
+        MessageType::PlanReceipt,
+        MessageType::Handover,
+        MessageType::HandoverImportConfirmation,
+        MessageType::HandoverReceipt,
+    ];
+
     /// The Nachrichtentyp code, e.g. `"0501"`.
     pub fn code(self) -> &'static str {
         match self {
@@ -84,6 +113,11 @@ impl MessageType {
             MessageType::AppraisalReceipt => "0505",
             MessageType::ImportConfirmation => "0506",
             MessageType::TransferReceipt => "0507",
+            MessageType::Plan => "0301",
+            MessageType::PlanReceipt => "0302",
+            MessageType::Handover => "0401",
+            MessageType::HandoverImportConfirmation => "0402",
+            MessageType::HandoverReceipt => "0403",
         }
     }
 
@@ -98,12 +132,17 @@ impl MessageType {
             MessageType::AppraisalReceipt => "Aussonderung.BewertungEmpfangBestaetigen.0505",
             MessageType::ImportConfirmation => "Aussonderung.AussonderungImportBestaetigen.0506",
             MessageType::TransferReceipt => "Aussonderung.AussonderungEmpfangBestaetigen.0507",
+            MessageType::Plan => "Aktenplan.Aktenplan.0301",
+            MessageType::PlanReceipt => "Aktenplan.EmpfangBestaetigen.0302",
+            MessageType::Handover => "Abgabe.Abgabe.0401",
+            MessageType::HandoverImportConfirmation => "Abgabe.ImportBestaetigen.0402",
+            MessageType::HandoverReceipt => "Abgabe.EmpfangBestaetigen.0403",
         }
     }
 
     /// The message type whose root element is `name`.
     pub fn from_element_name(name: &str) -> Option<MessageType> {
-        MessageType::ALL
+        MessageType::EVERY
             .into_iter()
             .find(|t| t.element_name() == name)
     }
@@ -227,8 +266,9 @@ pub struct MessageHeader {
     pub system: Option<SendingSystem>,
     /// Hinweis: a free-text note.
     pub note: Option<String>,
-    /// Empfangsbestaetigung: the sender asks for a receipt. Part of the header of 0501, 0502
-    /// and 0503 only; ignored when writing other messages, read as `false` from them.
+    /// Empfangsbestaetigung: the sender asks for a receipt. Part of the header of 0501, 0502,
+    /// 0503, 0301 and 0401 only; ignored when writing other messages, read as `false` from
+    /// them.
     pub receipt_requested: bool,
     /// RueckmeldungArchivkennung: the agency asks the archive to return its archive
     /// identifiers in the import confirmation (0506). Part of the 0503 header only.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, SecondsFormat};
 use uuid::Uuid;
 
 use super::error::XdomeaError;
+use super::handover::{ObjectExtras, HANDOVER_EXTENSION_ID, METADATA_GROUP};
 use super::package::primary_file_name;
 use super::types::{
     Appraisal, CaseObject, DocumentObject, FileFormat, FileObject, ImportResult, MessageHeader,
@@ -202,6 +203,20 @@ fn write_objects(
     header: &MessageHeader,
     files: &[FileObject],
 ) -> Result<Vec<u8>, XdomeaError> {
+    let mode = Mode {
+        primary: message == MessageType::Transfer,
+        extras: None,
+    };
+    write_objects_with(message, header, files, mode)
+}
+
+/// Writes a message of Schriftgutobjekte (0501, 0503, 0401) in `mode`.
+pub(crate) fn write_objects_with(
+    message: MessageType,
+    header: &MessageHeader,
+    files: &[FileObject],
+    mode: Mode<'_>,
+) -> Result<Vec<u8>, XdomeaError> {
     if files.is_empty() {
         return Err(XdomeaError::InvalidInput {
             object: None,
@@ -209,13 +224,12 @@ fn write_objects(
             reason: "a message needs at least one file".into(),
         });
     }
-    let transfer = message == MessageType::Transfer;
-    check_ids(files, transfer)?;
+    check_ids(files, mode.primary)?;
     let mut out = XmlOut::new(message);
     write_header(&mut out, header, message)?;
     for f in files {
         out.start("Schriftgutobjekt");
-        write_file(&mut out, "Akte", f, transfer)?;
+        write_file(&mut out, "Akte", f, mode)?;
         out.end();
     }
     Ok(out.finish())
@@ -387,6 +401,15 @@ fn datetime(
     out.leaf(name, &text)
 }
 
+/// Writes the Kopf of `message` (for the handover and file plan messages).
+pub(crate) fn write_header_for(
+    out: &mut XmlOut,
+    header: &MessageHeader,
+    message: MessageType,
+) -> Result<(), XdomeaError> {
+    write_header(out, header, message)
+}
+
 fn write_header(
     out: &mut XmlOut,
     header: &MessageHeader,
@@ -414,6 +437,14 @@ fn write_header(
     out.leaf_opt("Hinweis", header.note.as_deref())?;
     match message {
         MessageType::Offer | MessageType::Appraisal => {
+            out.leaf("Empfangsbestaetigung", bool_text(header.receipt_requested))?;
+        }
+        MessageType::Plan => {
+            out.leaf("Empfangsbestaetigung", bool_text(header.receipt_requested))?;
+        }
+        MessageType::Handover => {
+            // Importbestaetigung is fixed to 1 in 3.x.
+            out.leaf("Importbestaetigung", "1")?;
             out.leaf("Empfangsbestaetigung", bool_text(header.receipt_requested))?;
         }
         MessageType::Transfer => {
@@ -628,7 +659,7 @@ fn write_file(
     out: &mut XmlOut,
     element: &'static str,
     f: &FileObject,
-    transfer: bool,
+    mode: Mode<'_>,
 ) -> Result<(), XdomeaError> {
     out.enter_object(f.id);
     out.start(element);
@@ -649,21 +680,23 @@ fn write_file(
     )?;
     write_archival(out, f.retention, Some(f.disposal.code()), f.retention_end)?;
     write_running_time(out, f.running_begin, f.running_end)?;
+    write_history(out, mode.of(f.id))?;
     if !f.documents.is_empty() || !f.cases.is_empty() || !f.sub_files.is_empty() {
         out.start("Akteninhalt");
         for d in &f.documents {
-            write_document(out, "Dokument", d, None, transfer)?;
+            write_document(out, "Dokument", d, None, mode)?;
         }
         for c in &f.cases {
-            write_case(out, "Vorgang", c, transfer)?;
+            write_case(out, "Vorgang", c, mode)?;
         }
         for s in &f.sub_files {
-            write_file(out, "Teilakte", s, transfer)?;
+            write_file(out, "Teilakte", s, mode)?;
         }
         out.end();
     }
     out.leaf("ZdA", bool_text(f.closed.is_some()))?;
     date_opt(out, "ZdADatum", f.closed)?;
+    write_extension(out, None, mode.of(f.id))?;
     out.end();
     out.leave_object();
     Ok(())
@@ -673,7 +706,7 @@ fn write_case(
     out: &mut XmlOut,
     element: &'static str,
     c: &CaseObject,
-    transfer: bool,
+    mode: Mode<'_>,
 ) -> Result<(), XdomeaError> {
     out.enter_object(c.id);
     out.start(element);
@@ -701,12 +734,14 @@ fn write_case(
     out.leaf("ZdA", bool_text(c.closed.is_some()))?;
     date_opt(out, "ZdADatum", c.closed)?;
     write_running_time(out, c.running_begin, c.running_end)?;
+    write_history(out, mode.of(c.id))?;
     for d in &c.documents {
-        write_document(out, "Dokument", d, None, transfer)?;
+        write_document(out, "Dokument", d, None, mode)?;
     }
     for s in &c.sub_cases {
-        write_case(out, "Teilvorgang", s, transfer)?;
+        write_case(out, "Teilvorgang", s, mode)?;
     }
+    write_extension(out, None, mode.of(c.id))?;
     out.end();
     out.leave_object();
     Ok(())
@@ -717,7 +752,7 @@ fn write_document(
     element: &'static str,
     d: &DocumentObject,
     attachment_number: Option<&str>,
-    transfer: bool,
+    mode: Mode<'_>,
 ) -> Result<(), XdomeaError> {
     out.enter_object(d.id);
     out.start(element);
@@ -742,7 +777,8 @@ fn write_document(
     date_opt(out, "DatumDesSchreibens", d.letter_date)?;
     out.leaf_opt("Bearbeiter", d.clerk.as_deref())?;
     out.leaf_opt("Typ", d.kind.as_deref())?;
-    if transfer {
+    write_history(out, mode.of(d.id))?;
+    if mode.primary {
         for v in &d.versions {
             out.start("Version");
             out.leaf("Nummer", &v.number.to_string())?;
@@ -753,7 +789,7 @@ fn write_document(
         }
     }
     for a in &d.attachments {
-        write_document(out, "Anlage", &a.document, a.number.as_deref(), transfer)?;
+        write_document(out, "Anlage", &a.document, a.number.as_deref(), mode)?;
     }
     for p in &d.senders {
         write_party(out, "Absender", p)?;
@@ -761,7 +797,9 @@ fn write_document(
     for p in &d.recipients {
         write_party(out, "Empfaenger", p)?;
     }
-    if transfer && d.versions.iter().any(|v| !v.renditions.is_empty()) {
+    if mode.extras.is_some() {
+        write_extension(out, Some(d), mode.of(d.id))?;
+    } else if mode.primary && d.versions.iter().any(|v| !v.renditions.is_empty()) {
         write_checksums(out, d)?;
     }
     out.leaf_opt("Nummer", attachment_number)?;
@@ -795,6 +833,98 @@ fn write_rendition(out: &mut XmlOut, r: &RenditionObject) -> Result<(), XdomeaEr
         datetime(out, "DatumUhrzeit", t)?;
     }
     out.end();
+    out.end();
+    Ok(())
+}
+
+/// What a message of Schriftgutobjekte carries besides their metadata.
+#[derive(Clone, Copy)]
+pub(crate) struct Mode<'a> {
+    /// Versions with their renditions and primary files (0503, 0401).
+    pub primary: bool,
+    /// History and further metadata per object (0401).
+    pub extras: Option<&'a HashMap<Uuid, ObjectExtras>>,
+}
+
+impl<'a> Mode<'a> {
+    fn of(&self, id: Uuid) -> Option<&'a ObjectExtras> {
+        self.extras.and_then(|e| e.get(&id))
+    }
+}
+
+/// The history of an object (HistorienProtokollInformation, one per record).
+fn write_history(out: &mut XmlOut, extras: Option<&ObjectExtras>) -> Result<(), XdomeaError> {
+    let Some(extras) = extras else {
+        return Ok(());
+    };
+    for h in &extras.history {
+        out.start("HistorienProtokollInformation");
+        out.leaf_opt("MetadatumName", h.field.as_deref())?;
+        out.leaf_opt("MetadatumAlterWert", h.old.as_deref())?;
+        out.leaf_opt("MetadatumNeuerWert", h.new.as_deref())?;
+        out.leaf("Akteur", &h.actor)?;
+        datetime(out, "DatumUhrzeit", &h.at)?;
+        out.leaf_opt("Bemerkung", h.remark.as_deref())?;
+        out.leaf("Aktion", &h.action)?;
+        out.end();
+    }
+    Ok(())
+}
+
+/// The handover extension of an object: each primary file's SHA-256 and size
+/// (documents), and the object's further metadata as named fields.
+fn write_extension(
+    out: &mut XmlOut,
+    document: Option<&DocumentObject>,
+    extras: Option<&ObjectExtras>,
+) -> Result<(), XdomeaError> {
+    let metadata = extras.map(|e| e.metadata.as_slice()).unwrap_or_default();
+    let files: Vec<(u32, &RenditionObject)> = document
+        .map(|d| {
+            d.versions
+                .iter()
+                .flat_map(|v| v.renditions.iter().map(move |r| (v.number, r)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if metadata.is_empty() && files.is_empty() {
+        return Ok(());
+    }
+    out.start("AnwendungsspezifischeErweiterung");
+    out.leaf("Kennung", HANDOVER_EXTENSION_ID)?;
+    out.leaf("Name", "akte: Prüfsummen und Metadaten")?;
+    out.leaf(
+        "Beschreibung",
+        "SHA-256 (hexadezimal) und Größe in Bytes jeder Datei dieses Dokuments; weitere \
+         Metadaten des Objekts als benannte Felder",
+    )?;
+    for (number, r) in files {
+        out.start("Feldgruppe");
+        out.leaf("Name", &primary_file_name(r))?;
+        out.leaf("Beschreibung", &format!("Version {number}"))?;
+        for (name, value) in [
+            ("SHA-256", r.digest.to_hex()),
+            ("Groesse", r.size.to_string()),
+        ] {
+            out.start("Feld");
+            out.leaf("Name", name)?;
+            out.leaf("Wert", &value)?;
+            out.end();
+        }
+        out.end();
+    }
+    if !metadata.is_empty() {
+        out.start("Feldgruppe");
+        out.leaf("Name", METADATA_GROUP)?;
+        out.leaf("Beschreibung", "Metadaten des Objekts in akte")?;
+        for (name, value) in metadata {
+            out.start("Feld");
+            out.leaf("Name", name)?;
+            out.leaf("Wert", value)?;
+            out.end();
+        }
+        out.end();
+    }
     out.end();
     Ok(())
 }

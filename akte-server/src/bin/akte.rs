@@ -1,6 +1,7 @@
 //! `akte`: the command-line tool for operators and archivists.
 //!
-//! Offline commands work on a data directory directly (the daemon must not be running on
+//! Offline commands (`tenant`, `ingest`, `import-legacy`, `checkpoint`, ...) work on a
+//! data directory directly (the daemon must not be running on
 //! it: the store is locked by whoever opens it first). Client commands (`admin`,
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
@@ -22,6 +23,8 @@ mod archive_sim;
 mod demo;
 #[path = "../cli/evidence.rs"]
 mod evidence;
+#[path = "../cli/legacy.rs"]
+mod legacy;
 #[path = "../cli/migrate.rs"]
 mod migrate;
 #[path = "../cli/output.rs"]
@@ -129,6 +132,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
     },
+    /// Import records of another system with their original references, dates, actors
+    /// and history, from an export in JSON lines (docs/MIGRATION.md). Offline; rerunning
+    /// skips what was imported. Exit 7 when objects were refused (each listed).
+    ImportLegacy(legacy::ImportLegacy),
     /// Recreate the index from the journals.
     RebuildIndex,
     /// Copy every tenant between a data directory and a PostgreSQL database (either way),
@@ -635,6 +642,42 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         )?,
         Command::ExportStore { from, to } => {
             migrate::export_store(&migrate::Place::parse(from), to, cli.json)?
+        }
+        Command::ImportLegacy(args) => {
+            let r = legacy::run(cli.data_dir()?, args)?;
+            let items: Vec<serde_json::Value> = r
+                .items
+                .iter()
+                .map(|i| serde_json::to_value(i).unwrap_or_default())
+                .collect();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "imported": r.imported, "already_imported": r.already_imported,
+                    "failed": r.failed, "warned": r.warned, "items": items,
+                    "truncated": r.truncated,
+                }));
+            } else {
+                println!(
+                    "{} imported, {} imported before, {} refused, {} with warnings",
+                    r.imported, r.already_imported, r.failed, r.warned
+                );
+                for i in &r.items {
+                    if let Some(e) = &i.error {
+                        println!(
+                            "refused {} {} [{}]: {e}",
+                            i.kind,
+                            i.source_id,
+                            i.rule.as_deref().unwrap_or("")
+                        );
+                    }
+                    for w in &i.warnings {
+                        println!("warning {} {}: {w}", i.kind, i.source_id);
+                    }
+                }
+            }
+            if r.failed > 0 {
+                return Ok(ExitCode::from(7));
+            }
         }
         Command::Witness { command } => return witness::run(&cli.remote, cli.json, command),
         Command::Package(command) => return Ok(evidence::run(command, cli.json)),

@@ -363,7 +363,7 @@ async fn fetch_package(
 
 /// Writes a streamed ZIP to `output` (or its xdomea name), via a `.part` file renamed when
 /// complete. Returns the info and the path.
-async fn save_zip(
+pub(super) async fn save_zip(
     mut s: tonic::Streaming<pb::MessageChunk>,
     output: Option<&Path>,
 ) -> Result<(pb::MessageInfo, PathBuf)> {
@@ -427,7 +427,7 @@ async fn save_zip(
 
 /// A progress bar on standard error for a download of `size` bytes, only when standard
 /// output is a terminal (scripts and pipes see no bar).
-fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
+pub(super) fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return None;
@@ -443,7 +443,7 @@ fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
 }
 
 /// A message ZIP written: the server's description of it and where it is now.
-fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) -> Result<()> {
+pub(super) fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) -> Result<()> {
     if ctx.json {
         let mut v = api(info)?;
         v["file"] = json!(path.display().to_string());

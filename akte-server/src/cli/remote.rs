@@ -19,6 +19,8 @@ use akte_server::client::{unpack, wait_operation, ClientTls, Clients};
 mod disposal;
 #[path = "metadata.rs"]
 mod metadata;
+#[path = "migration.rs"]
+mod migration;
 use crate::output::{api, print_json, time, usage, NoToken};
 use akte_server::pb::akte::v1 as pb;
 use akte_server::pb::google::r#type::Date;
@@ -116,6 +118,12 @@ pub enum Command {
         /// The object.
         name: String,
     },
+    /// The history an imported object's source system recorded (its history in akte, which
+    /// begins with the import, is `history`).
+    OriginalHistory {
+        /// The object.
+        name: String,
+    },
     /// The tenant's journal: checkpoints and proofs.
     Journal {
         #[command(subcommand)]
@@ -135,6 +143,42 @@ pub enum Command {
     Disposal {
         #[command(subcommand)]
         command: disposal::DisposalCommand,
+    },
+    /// Take over an xdomea package with its original metadata and history: a 0401 of
+    /// another agency, or a 0503 a legacy system wrote of its stock (registrar). Writes
+    /// the answers (0403, and 0402 for a 0401) beside the package or into --answers.
+    /// Running it again resumes: what was imported is skipped. Exit 7 when objects were
+    /// refused (listed with the rule they broke).
+    ImportPackage {
+        /// The package's ZIP.
+        zip: PathBuf,
+        /// Plan unit for files whose plan unit code the tenant does not have.
+        #[arg(long)]
+        plan_unit: Option<String>,
+        /// Create the plan units the package names and the tenant lacks.
+        #[arg(long)]
+        create_plan_units: bool,
+        /// Source system recorded on every object [default: the sender's agency key].
+        #[arg(long)]
+        source_system: Option<String>,
+        /// Directory for the answers.
+        #[arg(long)]
+        answers: Option<PathBuf>,
+    },
+    /// Hand files over to another agency (Abgabe: 0401 out, 0403/0402 in).
+    Handover {
+        #[command(subcommand)]
+        command: migration::HandoverCommand,
+    },
+    /// Exchange the file plan (xdomea 0301, receipt 0302).
+    FilePlan {
+        #[command(subcommand)]
+        command: migration::FilePlanCommand,
+    },
+    /// Re-file a file, case or document (Umprotokollierung).
+    Refile {
+        #[command(subcommand)]
+        command: migration::RefileCommand,
     },
     /// Run verification of the tenant on the server (archivist or admin).
     VerifyRemote {
@@ -623,6 +667,30 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         Command::Retention { command } => disposal::retention(&ctx, &mut c, command).await?,
         Command::Hold { command } => disposal::hold(&ctx, &mut c, command).await?,
         Command::Disposal { command } => disposal::disposal(&ctx, &mut c, command).await?,
+        Command::ImportPackage {
+            zip,
+            plan_unit,
+            create_plan_units,
+            source_system,
+            answers,
+        } => {
+            return migration::import_package(
+                &ctx,
+                &mut c,
+                zip,
+                plan_unit.as_deref(),
+                *create_plan_units,
+                source_system.as_deref(),
+                answers.as_deref(),
+            )
+            .await
+        }
+        Command::Handover { command } => migration::handover(&ctx, &mut c, command).await?,
+        Command::OriginalHistory { name } => {
+            migration::original_history(&ctx, &mut c, &ctx.any_name(name, "files")?).await?
+        }
+        Command::FilePlan { command } => migration::file_plan(&ctx, &mut c, command).await?,
+        Command::Refile { command } => migration::refile(&ctx, &mut c, command).await?,
         Command::Document { command } => document(&ctx, &mut c, command).await?,
         Command::Upload {
             document,

@@ -49,7 +49,7 @@ const PACKAGES: &str = "transferPackages";
 pub type ZipStream = ReceiverStream<Result<pb::MessageChunk, Status>>;
 
 /// A temporary file that is deleted when dropped.
-struct TempZip(PathBuf);
+pub(super) struct TempZip(pub(super) PathBuf);
 
 impl Drop for TempZip {
     fn drop(&mut self) {
@@ -141,7 +141,7 @@ fn settings_tenant(field: &str, name: &str) -> Result<String, ApiError> {
 
 /// The objects named in `files` (of `kinds`) in `tenant`, with their names. One of
 /// another tenant is NOT_FOUND, as everywhere.
-fn objects_named(
+pub(super) fn objects_named(
     tenant: &str,
     files: &[String],
     kinds: &[ObjectKind],
@@ -164,7 +164,7 @@ fn objects_named(
 
 /// The ids of named objects, each checked to exist as the kind its name says (NOT_FOUND
 /// with its name otherwise).
-fn existing(
+pub(super) fn existing(
     t: &TenantRecords,
     named: &[(String, names::ObjectName)],
 ) -> Result<Vec<Uuid>, ApiError> {
@@ -285,6 +285,21 @@ async fn stream_zip<F>(
 where
     F: FnOnce(File) -> Result<(Uuid, File), ApiError> + Send + 'static,
 {
+    stream_zip_in(dir, tenant, PROCESSES, zip_name, produce).await
+}
+
+/// Writes a ZIP with `produce` into a temporary file and streams it: first its info (the
+/// process, a resource of `collection`), then chunks.
+pub(super) async fn stream_zip_in<F>(
+    dir: PathBuf,
+    tenant: String,
+    collection: &'static str,
+    zip_name: fn(Uuid) -> String,
+    produce: F,
+) -> Result<Response<ZipStream>, Status>
+where
+    F: FnOnce(File) -> Result<(Uuid, File), ApiError> + Send + 'static,
+{
     let (process, temp, file, size, sha256) = blocking(move || {
         let tmp = temp_dir(&dir)?;
         let path = tmp.join(format!("disposal-{}.zip", Uuid::new_v4()));
@@ -303,7 +318,7 @@ where
     let (tx, rx) = mpsc::channel(4);
     let first = pb::MessageChunk {
         message: Some(pb::message_chunk::Message::Info(pb::MessageInfo {
-            process: names::resource_name(&tenant, PROCESSES, process),
+            process: names::resource_name(&tenant, collection, process),
             file_name: zip_name(process),
             size,
             sha256: convert::digest_bytes(&sha256),
@@ -365,7 +380,7 @@ pub fn remove_temporary_zips(data: &Path) {
     }
 }
 
-fn temp_dir(data: &Path) -> Result<PathBuf, ApiError> {
+pub(super) fn temp_dir(data: &Path) -> Result<PathBuf, ApiError> {
     let tmp = data.join("tmp");
     std::fs::create_dir_all(&tmp)
         .map_err(|e| ApiError::Internal(format!("creating {}: {e}", tmp.display())))?;
@@ -499,7 +514,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 impl Api {
-    fn data_dir(&self) -> PathBuf {
+    pub(super) fn data_dir(&self) -> PathBuf {
         self.state().scratch_dir.clone()
     }
 

@@ -8,6 +8,7 @@ mod documents;
 mod feed;
 mod files;
 mod journal;
+mod migration;
 mod operations;
 mod plan;
 mod retention;

@@ -53,6 +53,7 @@ run() {
 mkdir -p work artifacts
 
 mode=${1:-smoke}
+mkdir -p work artifacts
 case "$mode" in
   build)
     build

@@ -83,6 +83,9 @@ pub struct Journal {
     recovery: Recovery,
     /// Held by an append session (crate::backend::AppendSession).
     writer: Mutex<()>,
+    /// Opened read-only ([`Journal::open_read_only`]): appends and redaction are refused,
+    /// and the durable length follows what another process appends.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -379,7 +382,149 @@ impl Journal {
             stats: JournalStats::default(),
             recovery,
             writer: Mutex::new(()),
+            read_only: false,
         })
+    }
+
+    /// Opens the journal in `dir` without writing anything (verification of a live store
+    /// or of a copy). Nothing is cut, removed or created: a torn tail of the last segment
+    /// is noted in [`Recovery::torn_tail`] and left in place, and an empty or torn last
+    /// segment left by an interrupted segment change is not read. Damage that is not a
+    /// torn tail refuses to open, as [`Journal::open`] does. The durable length is what
+    /// the segments hold complete when asked (another process may be appending).
+    pub fn open_read_only(dir: &Path, options: JournalOptions) -> Result<Journal, JournalError> {
+        let mut segments = list_segments(dir)?;
+        let mut recovery = Recovery::default();
+        if segments.len() > 1 {
+            if let Some((_, path)) = segments.last().cloned() {
+                let len = fs::metadata(&path).at("stat", &path)?.len();
+                let torn_header = len < SEGMENT_HEADER_LEN as u64
+                    || (len == SEGMENT_HEADER_LEN as u64 && SegmentReader::open(&path).is_err());
+                if torn_header {
+                    recovery.torn_tail = Some((path.display().to_string(), 0, len));
+                    segments.pop();
+                }
+            }
+        }
+        for (first, path) in &segments {
+            let r = SegmentReader::open(path)?;
+            if r.first_seq() != *first {
+                return Err(JournalError::Inconsistent {
+                    place: path.display().to_string(),
+                    offset: 0,
+                    seq: None,
+                    reason: format!(
+                        "header says the segment starts at entry {}, its name says {first}",
+                        r.first_seq()
+                    ),
+                });
+            }
+        }
+        let Some((tail_segment, tail_path)) = segments.last().cloned() else {
+            return Err(JournalError::Inconsistent {
+                place: dir.display().to_string(),
+                offset: 0,
+                seq: None,
+                reason: "the journal has no segment file".into(),
+            });
+        };
+        let scan = scan_segment(&tail_path, true)?;
+        if let Some(torn) = scan.torn_at {
+            let len = fs::metadata(&tail_path).at("stat", &tail_path)?.len();
+            recovery.torn_tail = Some((tail_path.display().to_string(), torn, len - torn));
+        }
+        let (next_seq, last_leaf, last_micros) = match scan.last {
+            Some((seq, leaf, micros)) => (seq + 1, leaf, micros),
+            None if segments.len() == 1 => (0, Digest::ZERO, i64::MIN),
+            None => {
+                let (_, prev_path) = &segments[segments.len() - 2];
+                match scan_segment(prev_path, false)?.last {
+                    Some((seq, leaf, micros)) => (seq + 1, leaf, micros),
+                    None => (tail_segment, Digest::ZERO, i64::MIN),
+                }
+            }
+        };
+        // Never written to: the handle only keeps the type of a writable journal.
+        let file = File::open(&tail_path).at("open", &tail_path)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                next_seq,
+                last_leaf,
+                last_micros,
+                tail_segment,
+                tail_len: scan.end_offset,
+                pending: Vec::new(),
+                pending_last_seq: None,
+                durable_len: next_seq,
+                flushing: false,
+                fenced: None,
+            }),
+            durable: Condvar::new(),
+            active: Mutex::new(ActiveSegment {
+                file,
+                path: tail_path,
+            }),
+            stats: JournalStats::default(),
+            recovery,
+            writer: Mutex::new(()),
+            read_only: true,
+        })
+    }
+
+    /// Read-only: counts the complete, chained records appended since the journal was last
+    /// read, across new segments, and stops before anything incomplete (a record another
+    /// process is writing) or inconsistent (left for verification's scan to report).
+    fn follow_appends(&self, st: &mut State) {
+        loop {
+            let path = self.dir.join(segment::segment_file_name(st.tail_segment));
+            let Ok(mut reader) = SegmentReader::open_at(&path, st.tail_len) else {
+                return;
+            };
+            while let Ok(Some((off, raw))) = reader.next_record() {
+                match decode_record(&path, off, raw) {
+                    Ok(rec) if rec.entry.seq == st.next_seq && rec.entry.prev == st.last_leaf => {
+                        st.next_seq += 1;
+                        st.last_leaf = rec.leaf;
+                        st.last_micros = rec.entry.time.timestamp_micros();
+                        st.tail_len = reader.offset();
+                    }
+                    _ => {
+                        st.durable_len = st.next_seq;
+                        return;
+                    }
+                }
+            }
+            st.durable_len = st.next_seq;
+            // A writer starts the next segment at the next entry once this one is full.
+            let next = self.dir.join(segment::segment_file_name(st.next_seq));
+            match SegmentReader::open(&next) {
+                Ok(r) if r.first_seq() == st.next_seq && st.next_seq != st.tail_segment => {
+                    st.tail_segment = st.next_seq;
+                    st.tail_len = SEGMENT_HEADER_LEN as u64;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn refuse_if_read_only(&self, op: &'static str) -> Result<(), JournalError> {
+        if !self.read_only {
+            return Ok(());
+        }
+        if let Some(fenced) = &lock(&self.state).fenced {
+            return Err(self.fenced(fenced));
+        }
+        Err(fsutil::read_only(op, &self.dir).into())
+    }
+
+    /// Read-only: answers appends as fenced by `reason` of `kind` from now on (a tenant
+    /// served for reading while its storage cannot take writes), rather than as read-only.
+    pub(crate) fn refuse_as_fenced(&self, reason: String, kind: FaultKind) {
+        if self.read_only {
+            lock(&self.state).fenced = Some((reason, kind));
+        }
     }
 
     /// The journal directory.
@@ -389,7 +534,11 @@ impl Journal {
 
     /// Number of durable entries (entries `0..durable_len()` are on disk for good).
     pub fn durable_len(&self) -> u64 {
-        lock(&self.state).durable_len
+        let mut st = lock(&self.state);
+        if self.read_only {
+            self.follow_appends(&mut st);
+        }
+        st.durable_len
     }
 
     /// Number of entries enqueued so far, durable or not.
@@ -410,6 +559,7 @@ impl Journal {
         draft: EntryDraft,
         attachments: Vec<Attachment>,
     ) -> Result<Ticket, JournalError> {
+        self.refuse_if_read_only("append to")?;
         let mut st = lock(&self.state);
         if let Some(reason) = &st.fenced {
             return Err(self.fenced(reason));
@@ -564,6 +714,7 @@ impl Journal {
     /// is durable. Returns how many attachments were redacted (already redacted ones count
     /// too, so that an interrupted destruction can be completed).
     fn redact_records(&self, targets: &[(Location, Digest)]) -> Result<usize, JournalError> {
+        self.refuse_if_read_only("redact")?;
         let mut st = lock(&self.state);
         loop {
             if let Some(reason) = &st.fenced {
@@ -821,6 +972,7 @@ impl AppendSession for FileSession<'_> {
 
 impl JournalBackend for Journal {
     fn begin(&self) -> Result<Box<dyn AppendSession + '_>, JournalError> {
+        self.refuse_if_read_only("append to")?;
         Ok(Box::new(FileSession {
             journal: self,
             _writer: lock(&self.writer),

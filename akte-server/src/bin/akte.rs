@@ -1,7 +1,10 @@
 //! `akte`: the command-line tool for operators and archivists.
 //!
-//! Offline commands work on a data directory directly (the daemon must not be running on
-//! it: the store is locked by whoever opens it first). Client commands (`admin`,
+//! Offline commands work on a data directory directly. `verify` and `stats` open it
+//! read-only (nothing is written, cut or locked), so they run beside akted and on copies;
+//! the others need akted stopped (the store is locked by whoever opens it for writing).
+//! Every offline command but `tenant create` and `demo` refuses a path that is not a data
+//! directory (exit 2) and creates nothing there. Client commands (`admin`,
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
@@ -91,10 +94,12 @@ enum Command {
         #[arg(long)]
         seq: u64,
     },
-    /// Verify the whole store (or only what is new since the last clean run).
+    /// Verify the whole store, read-only: nothing in it is written, cut or locked, so it
+    /// runs beside akted and on copies.
     Verify {
-        /// Only entries, checkpoints and content added since the last clean verification.
-        #[arg(long)]
+        /// Refused (exit 2): a read-only run keeps no record of earlier runs in the store;
+        /// `akte verify-remote --incremental` verifies incrementally through akted.
+        #[arg(long, hide = true)]
         incremental: bool,
         /// Skip hashing content objects.
         #[arg(long)]
@@ -161,6 +166,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(remote::exit_code(s.code()));
             }
             eprintln!("akte: error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                return ExitCode::from(2);
+            }
             match e.downcast_ref::<akte_server::client::ClientError>() {
                 Some(akte_server::client::ClientError::Connect { .. }) => ExitCode::from(4),
                 _ => ExitCode::from(3),
@@ -244,9 +252,60 @@ fn tenant_dir(dir: &Path, tenant: &str) -> std::path::PathBuf {
     dir.join("tenants").join(tenant)
 }
 
-/// Opens the data directory with the records model, so that index rebuilds and
+/// A usage error (exit 2): a path given as the data directory that is not one, an
+/// option that cannot apply.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Refuses a path that is not a data directory of this version, creating nothing.
+fn require_data_dir(dir: &Path) -> Result<()> {
+    use akte_core::backend::BackendError;
+    match akte_core::embedded::check_data_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e @ (BackendError::NotAStore { .. } | BackendError::UnsupportedFormat { .. })) => {
+            Err(UsageError(format!(
+                "{e}; give the data directory with --data-dir or AKTE_DATA_DIR"
+            ))
+            .into())
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))
+        }
+    }
+}
+
+/// Opens an existing data directory read-only with the records model's projection, for
+/// verification: nothing in it is written, cut or locked, so akted may be running on it.
+fn open_read_only(dir: &Path) -> Result<Arc<Store>> {
+    require_data_dir(dir)?;
+    let backend = akte_core::embedded::open_read_only(dir)
+        .with_context(|| format!("opening data directory {} read-only", dir.display()))?;
+    let options = StoreOptions {
+        projection: Arc::new(akte_core::records::RecordsProjection),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(backend, options)
+        .with_context(|| format!("opening data directory {} read-only", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Opens an existing data directory with the records model, so that index rebuilds and
 /// verification keep (and check) the records' derived state too.
 fn open(dir: &Path) -> Result<Arc<Store>> {
+    require_data_dir(dir)?;
+    open_or_create(dir)
+}
+
+/// As [`open`], but makes a new data directory where there is none (or an empty one).
+fn open_or_create(dir: &Path) -> Result<Arc<Store>> {
     let backend = akte_core::embedded::open(dir)
         .with_context(|| format!("opening data directory {}", dir.display()))?;
     let records = Records::open(backend, StoreOptions::default())
@@ -264,7 +323,10 @@ fn print_json(value: &serde_json::Value) {
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Tenant { command } => {
-            let store = open(&cli.data_dir)?;
+            let store = match command {
+                TenantCommand::Create { .. } => open_or_create(&cli.data_dir)?,
+                TenantCommand::List => open_read_only(&cli.data_dir)?,
+            };
             match command {
                 TenantCommand::Create { id } => {
                     let t = store.create_tenant(id)?;
@@ -356,15 +418,26 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             trusted_key,
             checkpoint,
         } => {
-            let store = open(&cli.data_dir)?;
+            if *incremental {
+                // Where the last clean run ended is a record in the store, and a read-only
+                // verification writes none.
+                return Err(UsageError(
+                    "--incremental: akte verify opens the store read-only and keeps no record of \
+                     earlier runs in it; run it without --incremental, or let akted verify \
+                     incrementally (akte verify-remote --incremental)"
+                        .into(),
+                )
+                .into());
+            }
+            let store = open_read_only(&cli.data_dir)?;
             let trust = trust_of(&store, trusted_key, checkpoint)?;
-            // Opening cuts a torn tail back; say where, since the report can then only
-            // show the loss through a checkpoint that covered the cut entries.
-            let recovered = recovered_on_open(&cli.data_dir, &store)?;
+            // A torn tail is left as it is and verification ends before it; say where,
+            // since the report can only show a loss through a checkpoint that covers it.
+            let torn = torn_tails(&store);
             let report = akte_core::verify::verify_store_trusting(
                 &store,
                 VerifyOptions {
-                    incremental: *incremental,
+                    incremental: false,
                     content: !*no_content,
                     index: true,
                 },
@@ -372,11 +445,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             )?;
             if cli.json {
                 let mut value = serde_json::to_value(&report)?;
-                value["recovered"] = serde_json::to_value(&recovered)?;
+                value["torn_tails"] = serde_json::to_value(&torn)?;
                 print_json(&value);
             } else {
-                for r in &recovered {
-                    println!("  RECOVERED {}", r["message"].as_str().unwrap_or_default());
+                println!(
+                    "verify: {} opened read-only (nothing written; the derived index is rebuilt here, not compared)",
+                    cli.data_dir.display()
+                );
+                for r in &torn {
+                    println!("  TORN TAIL {}", r["message"].as_str().unwrap_or_default());
                 }
                 for t in &report.tenants {
                     println!(
@@ -407,7 +484,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             println!("index rebuilt from {n} journal entries");
         }
         Command::Stats => {
-            let store = open(&cli.data_dir)?;
+            let store = open_read_only(&cli.data_dir)?;
             let mut out = Vec::new();
             for t in store.tenants() {
                 let objects = t.content().list().filter(|r| r.is_ok()).count();
@@ -442,33 +519,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What opening the store just repaired in each tenant's journal and packs (docs/FORMAT.md,
-/// "Crash recovery", "Crash safety of packs"): a torn tail cut from the last segment or the
-/// last pack, or a left-over empty last segment removed. Not a problem in itself (a crash leaves these before anything is
-/// acknowledged), but entries a checkpoint covers are then reported missing, and this
-/// names the segment where they were.
-fn recovered_on_open(dir: &Path, store: &Store) -> Result<Vec<serde_json::Value>> {
+/// Torn tails a read-only open found in each tenant's last journal segment or last pack
+/// (docs/FORMAT.md, "Crash recovery", "Crash safety of packs"), left in place. Not a
+/// problem in itself: a crash leaves one before anything is acknowledged, and on a live
+/// store it may be a record still being written; akted cuts a crash's tail at its next
+/// start. Entries a checkpoint covers beyond it are reported missing, and this names where.
+fn torn_tails(store: &Store) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for t in store.tenants() {
-        let recovery = t.journal().recovery();
-        if recovery.truncated_bytes > 0 {
-            let segments = akte_core::embedded::journal::list_segments(
-                &tenant_dir(dir, t.id()).join("journal"),
-            )?;
-            let segment = segments.last().map(|(_, p)| p.clone()).unwrap_or_default();
-            let offset = std::fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
+        if let Some((segment, offset, bytes)) = &t.journal().recovery().torn_tail {
             out.push(serde_json::json!({
                 "tenant": t.id(),
                 "segment": segment,
                 "offset": offset,
-                "truncated_bytes": recovery.truncated_bytes,
+                "bytes": bytes,
                 "message": format!(
-                    "tenant {}: cut a torn tail of {} bytes at byte offset {offset} of {}; \
-                     the journal now ends before entry {}",
+                    "tenant {}: {bytes} bytes at byte offset {offset} of {segment} are not a \
+                     complete record (a write interrupted by a crash, or one in progress); \
+                     left in place, verification ends before them",
                     t.id(),
-                    recovery.truncated_bytes,
-                    segment.display(),
-                    t.size()?,
                 ),
             }));
         }
@@ -477,29 +546,17 @@ fn recovered_on_open(dir: &Path, store: &Store) -> Result<Vec<serde_json::Value>
                 "tenant": t.id(),
                 "pack": pack,
                 "offset": offset,
-                "truncated_bytes": bytes,
+                "bytes": bytes,
                 "message": format!(
-                    "tenant {}: cut a torn tail of {bytes} bytes at byte offset {offset} of {} \
-                     (an upload interrupted before it was acknowledged)",
+                    "tenant {}: {bytes} bytes at byte offset {offset} of {pack} are not a \
+                     complete record (an upload interrupted before it was acknowledged, or \
+                     one in progress); left in place",
                     t.id(),
-                    pack,
-                ),
-            }));
-        }
-        if let Some(removed) = &recovery.removed_segment {
-            out.push(serde_json::json!({
-                "tenant": t.id(),
-                "segment": removed,
-                "removed": true,
-                "message": format!(
-                    "tenant {}: removed the empty last segment {} left by an interrupted segment change",
-                    t.id(),
-                    removed
                 ),
             }));
         }
     }
-    Ok(out)
+    out
 }
 
 fn ingest_file(
@@ -553,7 +610,7 @@ fn salt() -> Result<[u8; 16]> {
 }
 
 fn demo(dir: &Path) -> Result<()> {
-    let store = open(dir)?;
+    let store = open_or_create(dir)?;
     let tenant = match store.tenant("demo") {
         Ok(t) => t,
         Err(_) => store.create_tenant("demo")?,

@@ -677,7 +677,8 @@ async fn akted_starts_on_a_full_disk_serves_reads_and_writes_once_space_is_freed
 /// The files of akted's tenants fail every write and flush with EIO (the shim's trigger),
 /// then recover. akted reports UNAVAILABLE / STORAGE_UNAVAILABLE and health NOT_SERVING
 /// for writes, keeps serving reads, writes again on the same process once the device
-/// works, drains and exits 0 on SIGTERM, and has lost nothing it acknowledged.
+/// works, drains and exits 0 on SIGTERM (given while the device fails again), and has
+/// lost nothing it acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_device_is_reported_and_writes_heal_without_a_restart() -> R<()> {
     let tmp = tempfile::tempdir()?;
@@ -737,7 +738,14 @@ async fn a_failing_device_is_reported_and_writes_heal_without_a_restart() -> R<(
     for n in 200..205 {
         acked.push(write_document(&mut c, &file, n).await?);
     }
+    // The device fails again: SIGTERM after the failed write still drains and exits 0.
+    std::fs::write(&trigger, b"")?;
+    let s = write_document(&mut c, &file, 300)
+        .await
+        .expect_err("a write to a failing device");
+    expect_status(&s, Code::Unavailable, "STORAGE_UNAVAILABLE");
     assert_eq!(daemon.terminate(), Some(0), "akted drains and exits 0");
+    std::fs::remove_file(&trigger)?;
 
     let (code, report) = verify_read_only(&data);
     assert_eq!(code, 0, "{report:#}");

@@ -1193,3 +1193,119 @@ fn resync(path: &Path, offset: u64) -> Option<SegmentReader> {
     let pos = segment::contains_valid_record(&bytes[from..])?;
     SegmentReader::open_at(path, (from + pos) as u64).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(n: u64) -> EntryDraft {
+        EntryDraft {
+            actor: "clerk".into(),
+            kind: "test.entry".into(),
+            object: format!("object-{n}"),
+            payloads: Vec::new(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_only_open_leaves_a_torn_tail_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        for n in 0..3 {
+            j.append(draft(n), Vec::new()).unwrap();
+        }
+        drop(j);
+        let (_, seg) = list_segments(dir.path()).unwrap().pop().unwrap();
+        let len = fs::metadata(&seg).unwrap().len();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&[0xA5; 9])
+            .unwrap();
+        let before = files(dir.path());
+
+        let ro = Journal::open_read_only(dir.path(), JournalOptions::default()).unwrap();
+        assert_eq!(ro.durable_len(), 3);
+        assert_eq!(
+            ro.recovery().torn_tail,
+            Some((seg.display().to_string(), len, 9))
+        );
+        assert_eq!(ro.recovery().truncated_bytes, 0);
+        assert_eq!(ro.iter(None, 3).unwrap().count(), 3);
+        let refused = ro.append(draft(3), Vec::new()).unwrap_err();
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+        assert!(JournalBackend::begin(&ro).is_err());
+        ro.refuse_as_fenced("no space".into(), FaultKind::StorageFull);
+        let fenced = ro.append(draft(3), Vec::new()).unwrap_err();
+        assert_eq!(fenced.kind(), FaultKind::StorageFull, "{fenced}");
+        drop(ro);
+        assert_eq!(
+            files(dir.path()),
+            before,
+            "a read-only open changed the journal"
+        );
+
+        // Opening for writing cuts it.
+        let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        assert_eq!(j.recovery().truncated_bytes, 9);
+    }
+
+    #[test]
+    fn a_read_only_journal_follows_what_a_writer_appends_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions {
+            segment_max_bytes: 400,
+        };
+        let w = Journal::open(dir.path(), options.clone()).unwrap();
+        w.append(draft(0), Vec::new()).unwrap();
+        let ro = Journal::open_read_only(dir.path(), options).unwrap();
+        assert_eq!(ro.durable_len(), 1);
+        for n in 1..20 {
+            w.append(draft(n), Vec::new()).unwrap();
+        }
+        assert!(list_segments(dir.path()).unwrap().len() > 2);
+        assert_eq!(ro.durable_len(), 20);
+        let leaves: Vec<_> = ro
+            .iter(None, 20)
+            .unwrap()
+            .map(|r| r.unwrap().leaf)
+            .collect();
+        assert_eq!(leaves.len(), 20);
+        assert_eq!(leaves[19], w.last_leaf());
+        // A record being written (here: its first bytes) is not counted.
+        let (_, seg) = list_segments(dir.path()).unwrap().pop().unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&segment::RECORD_MAGIC)
+            .unwrap();
+        assert_eq!(ro.durable_len(), 20);
+    }
+
+    #[test]
+    fn a_read_only_open_refuses_what_is_not_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(Journal::open_read_only(&missing, JournalOptions::default()).is_err());
+        assert!(!missing.exists());
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert!(Journal::open_read_only(&empty, JournalOptions::default()).is_err());
+        assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+    }
+}

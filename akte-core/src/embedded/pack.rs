@@ -2236,4 +2236,80 @@ mod tests {
             );
         }
     }
+
+    fn scratch_tree() -> sled::Tree {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("packs")
+            .unwrap()
+    }
+
+    fn pack_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_only_open_finds_objects_leaves_a_torn_tail_and_follows_a_writer() {
+        let f = Fixture::new(1 << 20);
+        let writer = f.open();
+        let first: Vec<Digest> = (0..5)
+            .map(|i| writer.put(&text(2_000 + i, i as u64)[..]).unwrap().digest)
+            .collect();
+        let root = f.dir.path().join("content");
+        let reader = ContentStore::open_read_only(&root, f.options, scratch_tree()).unwrap();
+        for d in &first {
+            assert!(reader.contains(d).unwrap());
+            assert_eq!(
+                reader.verify_object(d).unwrap() as usize,
+                read_all(&writer, d).unwrap().len()
+            );
+        }
+        // Written after the read-only open: found on the first miss.
+        let later = writer.put(&text(3_000, 99)[..]).unwrap().digest;
+        assert_eq!(read_all(&reader, &later).unwrap(), text(3_000, 99));
+        // Writes are refused, and nothing was written.
+        let before = pack_files(&root.join("packs"));
+        assert!(reader.put(&b"x"[..]).is_err());
+        assert!(reader.remove(&first[0]).is_err());
+        assert!(reader.reindex_packs().is_err());
+        assert_eq!(pack_files(&root.join("packs")), before);
+        drop(writer);
+
+        // A torn tail is noted and left; a damaged payload is still indexed, so that
+        // verification reports it at its pack record.
+        let len = fs::metadata(f.pack(0)).unwrap().len();
+        {
+            use std::io::Write;
+            let mut file = OpenOptions::new().append(true).open(f.pack(0)).unwrap();
+            file.write_all(&[0x5A; 30]).unwrap();
+        }
+        let at = PACK_HEADER_LEN + RECORD_HEADER_LEN + 10;
+        let byte = read_at(&f.pack(0), at, 1)[0];
+        patch(&f.pack(0), at, &[byte ^ 0xFF]);
+        let before = pack_files(&root.join("packs"));
+        let reader = ContentStore::open_read_only(&root, f.options, scratch_tree()).unwrap();
+        assert_eq!(reader.pack_recovery().torn_tail, Some((f.pack(0), len, 30)));
+        assert_eq!(reader.pack_recovery().truncated, None);
+        let damaged = reader.verify_object(&first[0]).unwrap_err();
+        assert!(
+            damaged
+                .to_string()
+                .contains(&f.pack(0).display().to_string()),
+            "{damaged}"
+        );
+        assert!(reader.check_packs().unwrap().problems.is_empty());
+        drop(reader);
+        assert_eq!(pack_files(&root.join("packs")), before);
+    }
 }

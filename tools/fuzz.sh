@@ -53,7 +53,6 @@ run() {
 mkdir -p work artifacts
 
 mode=${1:-smoke}
-mkdir -p work artifacts
 case "$mode" in
   build)
     build

@@ -34,12 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&proto_root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("akte_descriptor.bin"), fds.encode_to_vec())?;
+    // Type names (`prost::Name`) let the CLI find each message's descriptor for its
+    // proto3 JSON output.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .bytes(".")
         // tonic-prost's codec, but an undecodable message is INVALID_ARGUMENT (codec.rs).
         .codec_path("crate::codec::StrictCodec")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

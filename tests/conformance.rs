@@ -1,5 +1,6 @@
-//! The conformance suite (`akte_tests::conformance`) against the backends in akte-core:
-//! the embedded data directory and the in-memory backend.
+//! The conformance suite (`akte_tests::conformance`) against every backend: the embedded
+//! data directory, the in-memory backend, and PostgreSQL (a private server the test
+//! starts, one database per case).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,33 @@ impl Harness for Memory {
     }
 }
 
+/// PostgreSQL: a database of its own on the test process's server. A "crash" is a second
+/// instance opening the database while the first still runs: it sees exactly what was
+/// committed, which is all a crashed instance leaves.
+struct Postgres {
+    url: String,
+}
+
+impl Harness for Postgres {
+    fn name(&self) -> String {
+        "postgres".into()
+    }
+
+    fn open(&self) -> Arc<dyn Backend> {
+        akte_postgres::PgBackend::connect(&self.url, akte_postgres::PgOptions::default()).unwrap()
+    }
+
+    fn crashed_copy(&self, _store: &Store) -> Option<Arc<dyn Backend>> {
+        Some(self.open())
+    }
+}
+
+fn postgres() -> Postgres {
+    Postgres {
+        url: akte_tests::pg::shared().fresh_database(),
+    }
+}
+
 fn embedded() -> Embedded {
     Embedded {
         dir: tempfile::tempdir().unwrap(),
@@ -75,6 +103,9 @@ macro_rules! cases {
         }
         mod memory {
             $(#[test] fn $case() { akte_tests::conformance::$case(&super::memory()); })*
+        }
+        mod postgres {
+            $(#[test] fn $case() { akte_tests::conformance::$case(&super::postgres()); })*
         }
     };
 }

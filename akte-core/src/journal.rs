@@ -136,6 +136,14 @@ pub enum JournalError {
         /// Number of durable entries.
         len: u64,
     },
+    /// An entry sealed elsewhere (a migration) does not continue this journal.
+    #[error("entry {seq} does not continue the journal: {reason}")]
+    Misfit {
+        /// The entry's sequence number.
+        seq: u64,
+        /// Why not.
+        reason: String,
+    },
     /// The backend failed in a way of its own (a database error, a lost connection).
     #[error("journal: {reason}")]
     Backend {
@@ -153,6 +161,7 @@ impl JournalError {
             JournalError::Io(e) => e.kind(),
             JournalError::Damaged { .. } | JournalError::Inconsistent { .. } => FaultKind::Corrupt,
             JournalError::InvalidEntry(_) | JournalError::AttachmentMismatch(_) => FaultKind::Other,
+            JournalError::Misfit { .. } => FaultKind::Conflict,
             JournalError::Fenced { cause, .. } => match cause {
                 FaultKind::StorageFull => FaultKind::StorageFull,
                 _ => FaultKind::Unavailable,
@@ -235,6 +244,37 @@ pub fn check_attachments(entry: &Entry, attachments: &[Attachment]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Checks that `entry`, sealed elsewhere (copied from another backend), continues a
+/// journal whose next entry is `seq`, whose last leaf is `prev` and whose last time is
+/// `last_micros`, and that its attachments match it. Returns its time in microseconds.
+pub fn check_sealed(
+    entry: &Entry,
+    seq: u64,
+    prev: Digest,
+    last_micros: i64,
+    attachments: &[Attachment],
+) -> Result<i64, JournalError> {
+    let misfit = |reason: String| JournalError::Misfit {
+        seq: entry.seq,
+        reason,
+    };
+    if entry.seq != seq {
+        return Err(misfit(format!("the journal's next entry is {seq}")));
+    }
+    if entry.prev != prev {
+        return Err(misfit(format!(
+            "it links to {}, the journal's last leaf is {prev}",
+            entry.prev
+        )));
+    }
+    let micros = entry.time.timestamp_micros();
+    if seq > 0 && micros < last_micros {
+        return Err(misfit("its time is before the last entry's".into()));
+    }
+    check_attachments(entry, attachments).map_err(JournalError::AttachmentMismatch)?;
+    Ok(micros)
 }
 
 /// Makes the entry that follows an entry with leaf hash `prev` and time `last_micros`: it

@@ -60,6 +60,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod backend;
 pub mod digest;
 pub mod embedded;
@@ -69,6 +70,7 @@ pub mod index;
 pub mod journal;
 pub mod keys;
 pub mod merkle;
+pub mod migrate;
 pub mod note;
 pub mod records;
 pub mod store;

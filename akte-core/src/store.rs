@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::backend::content::{ContentError, PutOutcome};
 use crate::backend::{
-    Backend, BackendError, ContentBackend, FaultKind, JournalBackend, MetaError, MetaStore,
-    TenantParts, TenantSeed,
+    AppendSession, Backend, BackendError, ContentBackend, FaultKind, JournalBackend, MetaError,
+    MetaStore, TenantParts, TenantSeed,
 };
 use crate::digest::Digest;
-use crate::entry::{Attachment, EntryDraft, PayloadKind};
+use crate::entry::{Attachment, Entry, EntryDraft, PayloadKind};
 use crate::index::{IndexError, NoProjection, Projection, TenantIndex};
 use crate::journal::{JournalError, Record, Ticket};
 use crate::keys::{KeyError, SigningKeyPair, VerifierKey};
@@ -307,10 +307,6 @@ impl Store {
     /// Creates a tenant with its own journal, content store and signing key.
     pub fn create_tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
         validate_tenant_id(id)?;
-        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read_tenants().contains_key(id) || self.unavailable_tenants().contains_key(id) {
-            return Err(StoreError::TenantExists(id.into()));
-        }
         let origin = format!("{}/{id}", self.options.origin_prefix);
         let key = SigningKeyPair::generate(&origin)?;
         let mut key_bytes = key.to_file_bytes();
@@ -325,16 +321,36 @@ impl Store {
                 ),
             ],
         };
-        let created = self.backend.create_tenant(id, &seed);
         key_bytes.fill(0);
-        let parts = match created {
+        let created = self.create_tenant_seeded(id, &seed);
+        for (_, bytes, _) in seed.meta {
+            let mut bytes = bytes;
+            bytes.fill(0);
+        }
+        let tenant = created?;
+        tracing::info!(tenant = %id, origin = %origin, "tenant created");
+        Ok(tenant)
+    }
+
+    /// Creates a tenant with the given blobs (origin, keys, ...: a copy of a tenant of
+    /// another store, in a migration).
+    pub fn create_tenant_seeded(
+        &self,
+        id: &str,
+        seed: &TenantSeed,
+    ) -> Result<Arc<Tenant>, StoreError> {
+        validate_tenant_id(id)?;
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.read_tenants().contains_key(id) || self.unavailable_tenants().contains_key(id) {
+            return Err(StoreError::TenantExists(id.into()));
+        }
+        let parts = match self.backend.create_tenant(id, seed) {
             Err(BackendError::TenantExists(id)) => return Err(StoreError::TenantExists(id)),
             other => other?,
         };
         let (tenant, _) = Tenant::open(self, id, parts)?;
         let tenant = Arc::new(tenant);
         self.write_tenants().insert(id.into(), tenant.clone());
-        tracing::info!(tenant = %id, origin = %origin, "tenant created");
         Ok(tenant)
     }
 
@@ -347,11 +363,12 @@ impl Store {
             // Whatever kept it from opening (a full disk, a device error) may be gone.
             return self.retry_unavailable(id, reason);
         }
-        let tenant = self
-            .read_tenants()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| StoreError::UnknownTenant(id.chars().take(80).collect()))?;
+        let known = self.read_tenants().get(id).cloned();
+        let tenant = match known {
+            Some(t) => t,
+            None if validate_tenant_id(id).is_ok() => self.adopt(id)?,
+            None => return Err(StoreError::UnknownTenant(id.chars().take(80).collect())),
+        };
         match tenant.fenced() {
             None => Ok(tenant),
             Some(reason) => Ok(self.heal(tenant, &reason)),
@@ -446,8 +463,45 @@ impl Store {
         }
     }
 
-    /// All tenants, by id.
+    /// Opens a tenant this store has not seen: one another process created on a backend
+    /// several processes share (on a data directory, which one process holds, there is
+    /// none, and the answer is "unknown tenant").
+    fn adopt(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = self.read_tenants().get(id) {
+            return Ok(t.clone());
+        }
+        let parts = match self.backend.open_tenant(id) {
+            Err(BackendError::UnknownTenant(_)) => {
+                return Err(StoreError::UnknownTenant(id.chars().take(80).collect()))
+            }
+            other => other?,
+        };
+        let (tenant, _) = Tenant::open(self, id, parts)?;
+        let tenant = Arc::new(tenant);
+        self.write_tenants().insert(id.to_owned(), tenant.clone());
+        tracing::info!(tenant = %id, "tenant created by another instance; serving it");
+        Ok(tenant)
+    }
+
+    /// All tenants, by id (with those another process created on a shared backend).
     pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        match self.backend.tenant_ids() {
+            Ok(ids) => {
+                for id in ids {
+                    let unseen = !self.read_tenants().contains_key(&id)
+                        && !self.unavailable_tenants().contains_key(&id);
+                    if unseen && validate_tenant_id(&id).is_ok() {
+                        if let Err(e) = self.adopt(&id) {
+                            tracing::warn!(tenant = %id, error = %e, "a tenant another instance created cannot be opened");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the backend's tenants failed; listing the known ones")
+            }
+        }
         self.read_tenants().values().cloned().collect()
     }
 
@@ -567,6 +621,12 @@ pub enum Write<T> {
     Skip(T),
 }
 
+/// What an append queues: a new draft, or an entry sealed elsewhere.
+enum Next {
+    Draft(EntryDraft),
+    Sealed(Entry),
+}
+
 /// A durable journal entry, as `append` returns it.
 #[derive(Debug, Clone)]
 pub struct Appended {
@@ -664,8 +724,14 @@ impl Tenant {
     /// it entirely if it is ahead of the journal or disagrees with it (possible after a
     /// crash, since the index may be written before the journal's flush completes).
     fn catch_up_index(&self) -> Result<(u64, bool), StoreError> {
-        let journal_len = self.journal.durable_len()?;
-        let pos = self.index.position()?;
+        // Both read while holding the append session: on a backend shared by several
+        // processes nobody appends meanwhile, so the two agree unless the index really
+        // lags or leads (an append between the reads would look like either, and start a
+        // replay or a rebuild racing the writers).
+        let (pos, journal_len) = {
+            let _session = self.journal.begin()?;
+            (self.index.position()?, self.journal.durable_len()?)
+        };
         // The tree state is made durable before the index records a position, so it holds
         // at least that many entries; fewer means it was lost or cut.
         let files = self.index.file_entries()?;
@@ -850,7 +916,7 @@ impl Tenant {
                 }
                 .into());
             }
-            let mut session = self.journal.begin().map_err(StoreError::from)?;
+            let session = self.journal.begin().map_err(StoreError::from)?;
             if session.next_seq() != w.frontier.size() || session.last_leaf() != w.last_leaf {
                 // Another writer of a shared backend appended meanwhile: its entries are
                 // in the index (committed with them), so the frontier is read from there.
@@ -865,37 +931,7 @@ impl Tenant {
                 } => (draft, attachments, value),
             };
             self.check_content(&draft)?;
-            let ticket = session
-                .enqueue(draft, attachments.clone())
-                .map_err(StoreError::from)?;
-            let record = Record {
-                entry: ticket.entry.clone(),
-                leaf: ticket.leaf,
-                attachments,
-                location: ticket.location,
-            };
-            let applied = w
-                .frontier
-                .push(ticket.leaf)
-                .map_err(StoreError::from)
-                .and_then(|nodes| {
-                    Ok(self
-                        .index
-                        .apply(&record, &nodes, self.projection.as_ref())?)
-                });
-            drop(session);
-            if let Err(e) = applied {
-                // The entry is in the journal's queue but not in the index: stop writing
-                // until a reopen replays the journal into the index.
-                tracing::error!(tenant = %self.id, error = %e, "index update failed; fencing tenant writes");
-                w.fenced = Some(e.to_string());
-                drop(w);
-                self.journal
-                    .wait_durable(ticket.entry.seq)
-                    .map_err(StoreError::from)?;
-                return Err(e.into());
-            }
-            w.last_leaf = ticket.leaf;
+            let ticket = self.queue(&mut w, session, Next::Draft(draft), attachments)?;
             (value, ticket)
         };
         self.journal
@@ -903,6 +939,76 @@ impl Tenant {
             .map_err(StoreError::from)?;
         self.index.request_flush();
         Ok((value, Some(Appended { ticket })))
+    }
+
+    /// Queues one entry in `session`, adds it to the frontier and applies it to the index.
+    /// If the index update fails, the entry is still made durable (it is in the journal's
+    /// queue) and the tenant stops writing until a reopen replays it into the index.
+    fn queue(
+        &self,
+        w: &mut std::sync::MutexGuard<'_, Writer>,
+        mut session: Box<dyn AppendSession + '_>,
+        next: Next,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, StoreError> {
+        let ticket = match next {
+            Next::Draft(draft) => session.enqueue(draft, attachments.clone()),
+            Next::Sealed(entry) => session.enqueue_sealed(entry, attachments.clone()),
+        }?;
+        let record = Record {
+            entry: ticket.entry.clone(),
+            leaf: ticket.leaf,
+            attachments,
+            location: ticket.location,
+        };
+        let applied = w
+            .frontier
+            .push(ticket.leaf)
+            .map_err(StoreError::from)
+            .and_then(|nodes| {
+                Ok(self
+                    .index
+                    .apply(&record, &nodes, self.projection.as_ref())?)
+            });
+        drop(session);
+        if let Err(e) = applied {
+            tracing::error!(tenant = %self.id, error = %e, "index update failed; fencing tenant writes");
+            w.fenced = Some(e.to_string());
+            self.journal.wait_durable(ticket.entry.seq)?;
+            return Err(e);
+        }
+        w.last_leaf = ticket.leaf;
+        Ok(ticket)
+    }
+
+    /// Appends entries sealed elsewhere, unchanged (a migration from another backend):
+    /// they must continue this tenant's journal, in order. Their content must be stored
+    /// already, unless it is absent from the source too (destroyed there). Returns once all
+    /// are durable; they share one flush or commit.
+    pub fn append_sealed(&self, entries: Vec<(Entry, Vec<Attachment>)>) -> Result<u64, StoreError> {
+        self.index.make_room()?;
+        let mut last = None;
+        for (entry, attachments) in entries {
+            let mut w = self.lock_writer();
+            if let Some(reason) = &w.fenced {
+                return Err(StoreError::Fenced {
+                    tenant: self.id.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let session = self.journal.begin()?;
+            if session.next_seq() != w.frontier.size() || session.last_leaf() != w.last_leaf {
+                self.resync(&mut w, session.next_seq(), session.last_leaf())?;
+            }
+            let ticket = self.queue(&mut w, session, Next::Sealed(entry), attachments)?;
+            last = Some(ticket.entry.seq);
+        }
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        self.journal.wait_durable(last)?;
+        self.index.request_flush();
+        Ok(last + 1)
     }
 
     /// Reloads the frontier after another writer appended (or a failed commit was

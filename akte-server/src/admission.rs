@@ -17,6 +17,12 @@
 //!    (reason OVERLOADED, metadata `scope`), not queued: the client retries after the
 //!    RetryInfo delay. Health and reflection are exempt, so they stay answerable.
 //!
+//! The limits are counted here rather than with tower's `ConcurrencyLimit` and `LoadShed`:
+//! those take their permit in `poll_ready`, before the request (and so its principal and
+//! its first message) is known, wait instead of refusing unless shed, and give the permit
+//! back when the response future resolves, while a streaming call must count until its
+//! response body ends. A per-principal share is not a tower concept either.
+//!
 //! An admitted call's permits, and its mark on the connection ([`crate::conn`]), are
 //! held until its response body ends or is dropped, so streaming calls count for their
 //! whole length. The principal goes into the request's extensions ([`Admitted`]), where

@@ -23,67 +23,9 @@ pub const BOOTSTRAP_FILE: &str = "bootstrap-token";
 /// Prefix of generated tokens (makes them easy to recognise in leaked-secret scans).
 pub const TOKEN_PREFIX: &str = "akte_";
 
-/// A role a token carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything of its tenant.
-    Reader,
-    /// Cases, documents, versions.
-    Clerk,
-    /// File plan and files too.
-    Registrar,
-    /// Reads, checkpoints, verification.
-    Archivist,
-    /// Everything in its tenant, plus tokens; with tenant `*` also tenants.
-    Admin,
-}
-
-impl Role {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Reader => "reader",
-            Role::Clerk => "clerk",
-            Role::Registrar => "registrar",
-            Role::Archivist => "archivist",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a lower-case name.
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "reader" => Role::Reader,
-            "clerk" => Role::Clerk,
-            "registrar" => Role::Registrar,
-            "archivist" => Role::Archivist,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-}
-
-/// Any role of the tenant.
-pub const READ: &[Role] = &[
-    Role::Reader,
-    Role::Clerk,
-    Role::Registrar,
-    Role::Archivist,
-    Role::Admin,
-];
-/// Cases, documents and versions.
-pub const CLERK_WRITE: &[Role] = &[Role::Clerk, Role::Registrar, Role::Admin];
-/// File plan and files.
-pub const REGISTRAR_WRITE: &[Role] = &[Role::Registrar, Role::Admin];
-/// Signing checkpoints.
-pub const SIGN: &[Role] = &[Role::Registrar, Role::Archivist, Role::Admin];
-/// Verification.
-pub const VERIFY: &[Role] = &[Role::Archivist, Role::Admin];
-/// Holds and the archive's disposal messages.
-pub const ARCHIVE: &[Role] = &[Role::Archivist, Role::Admin];
-/// Tokens and tenants.
-pub const ADMIN: &[Role] = &[Role::Admin];
+// Roles, and which operations each may do, are the records model's rules (one table in
+// `akte_core::access`); tokens carry roles.
+pub use akte_core::access::{Operation, Role};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +44,9 @@ impl Principal {
         self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 
-    /// Whether it has one of the roles (admin has all).
-    pub fn has_any(&self, roles: &[Role]) -> bool {
-        self.roles
-            .iter()
-            .any(|r| *r == Role::Admin || roles.contains(r))
+    /// Whether one of its roles may do `op` (the table in `akte_core::access`).
+    pub fn may(&self, op: Operation) -> bool {
+        self.roles.iter().any(|r| r.may(op))
     }
 
     /// Whether it is an administrator of all tenants.
@@ -253,11 +193,23 @@ struct Known {
     expires: Option<DateTime<Utc>>,
 }
 
+/// The stored tokens in the blob's bytes (none if there is no blob).
+fn parse_stored(bytes: Option<&[u8]>) -> Result<Vec<TokenRecord>, String> {
+    match bytes {
+        Some(bytes) => serde_json::from_slice::<TokenFile>(bytes)
+            .map(|f| f.tokens)
+            .map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// All tokens the server accepts.
 pub struct TokenStore {
     meta: Arc<dyn MetaStore>,
     configured: Vec<TokenRecord>,
     stored: Vec<TokenRecord>,
+    /// The stored blob as last read or written (what a replacement expects to find).
+    stored_bytes: Option<Vec<u8>>,
     by_hash: HashMap<[u8; 32], Known>,
 }
 
@@ -280,17 +232,10 @@ impl TokenStore {
             path: meta.describe(TOKEN_FILE),
             reason,
         };
-        let stored = match meta
+        let stored_bytes = meta
             .get(TOKEN_FILE)
-            .map_err(|e| file_error(e.to_string()))?
-        {
-            Some(bytes) => {
-                let file: TokenFile =
-                    serde_json::from_slice(&bytes).map_err(|e| file_error(e.to_string()))?;
-                file.tokens
-            }
-            None => Vec::new(),
-        };
+            .map_err(|e| file_error(e.to_string()))?;
+        let stored = parse_stored(stored_bytes.as_deref()).map_err(file_error)?;
         let configured = configured
             .into_iter()
             .enumerate()
@@ -305,6 +250,7 @@ impl TokenStore {
             meta,
             configured,
             stored,
+            stored_bytes,
             by_hash: HashMap::new(),
         };
         store.reindex()?;
@@ -356,18 +302,72 @@ impl TokenStore {
         }
     }
 
-    fn save(&self, stored: &[TokenRecord]) -> Result<(), AuthError> {
-        let file = TokenFile {
-            tokens: stored.to_vec(),
-        };
-        let file_error = |reason: String| AuthError::File {
+    /// The installation's blobs, where the stored tokens are.
+    pub fn meta(&self) -> Arc<dyn MetaStore> {
+        self.meta.clone()
+    }
+
+    /// Whether `bytes` (the stored blob as read now) differ from what this store holds:
+    /// another instance of the installation created or deleted a token.
+    pub fn is_stale(&self, bytes: Option<&[u8]>) -> bool {
+        self.stored_bytes.as_deref() != bytes
+    }
+
+    /// Takes the stored tokens from `bytes` (the blob as read now).
+    pub fn reload_from(&mut self, bytes: Option<Vec<u8>>) -> Result<(), AuthError> {
+        let stored = parse_stored(bytes.as_deref()).map_err(|reason| AuthError::File {
             path: self.meta.describe(TOKEN_FILE),
             reason,
+        })?;
+        let previous = std::mem::replace(&mut self.stored, stored);
+        if let Err(e) = self.reindex() {
+            self.stored = previous;
+            self.reindex()?;
+            return Err(e);
+        }
+        self.stored_bytes = bytes;
+        Ok(())
+    }
+
+    /// Changes the stored tokens with `change` and stores them, starting again from the
+    /// stored blob when another instance replaced it meanwhile (so no instance's change
+    /// is lost). Returns what `change` returned.
+    fn update<T>(
+        &mut self,
+        mut change: impl FnMut(&mut Vec<TokenRecord>) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        let file_error = |meta: &dyn MetaStore, reason: String| AuthError::File {
+            path: meta.describe(TOKEN_FILE),
+            reason,
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| file_error(e.to_string()))?;
-        self.meta
-            .put(TOKEN_FILE, &bytes, true)
-            .map_err(|e| file_error(e.to_string()))
+        for _ in 0..16 {
+            let mut stored = self.stored.clone();
+            let out = change(&mut stored)?;
+            let file = TokenFile {
+                tokens: stored.clone(),
+            };
+            let bytes = serde_json::to_vec_pretty(&file)
+                .map_err(|e| file_error(self.meta.as_ref(), e.to_string()))?;
+            let replaced = self
+                .meta
+                .compare_and_put(TOKEN_FILE, self.stored_bytes.as_deref(), &bytes, true)
+                .map_err(|e| file_error(self.meta.as_ref(), e.to_string()))?;
+            if replaced {
+                self.stored = stored;
+                self.stored_bytes = Some(bytes);
+                self.reindex()?;
+                return Ok(out);
+            }
+            let now = self
+                .meta
+                .get(TOKEN_FILE)
+                .map_err(|e| file_error(self.meta.as_ref(), e.to_string()))?;
+            self.reload_from(now)?;
+        }
+        Err(file_error(
+            self.meta.as_ref(),
+            "other instances kept replacing the tokens; try again".into(),
+        ))
     }
 
     /// Creates a token, stores its hash durably and returns its record and the secret.
@@ -410,11 +410,10 @@ impl TokenStore {
             expires,
         };
         record.check()?;
-        let mut stored = self.stored.clone();
-        stored.push(record.clone());
-        self.save(&stored)?;
-        self.stored = stored;
-        self.reindex()?;
+        self.update(|stored| {
+            stored.push(record.clone());
+            Ok(())
+        })?;
         Ok((record, secret))
     }
 
@@ -431,19 +430,14 @@ impl TokenStore {
     /// Deletes a token stored through the API.
     pub fn delete(&mut self, tenant: Option<&str>, id: &str) -> Result<(), AuthError> {
         let scope = tenant.unwrap_or("*");
-        let before = self.stored.len();
-        let stored: Vec<TokenRecord> = self
-            .stored
-            .iter()
-            .filter(|t| !(t.id == id && t.tenant == scope))
-            .cloned()
-            .collect();
-        if stored.len() == before {
-            return Err(AuthError::NotFound(id.to_owned()));
-        }
-        self.save(&stored)?;
-        self.stored = stored;
-        self.reindex()
+        self.update(|stored| {
+            let before = stored.len();
+            stored.retain(|t| !(t.id == id && t.tenant == scope));
+            if stored.len() == before {
+                return Err(AuthError::NotFound(id.to_owned()));
+            }
+            Ok(())
+        })
     }
 
     /// On a first start with no token at all: creates an admin token for all tenants,

@@ -3,6 +3,12 @@
 //!
 //! ```toml
 //! data_dir = "/var/lib/akte"
+//! # The Kommunal-Cloud: records in PostgreSQL, shared by every akted instance; data_dir
+//! # then holds only this instance's local state (operations, upload sessions).
+//! database = "postgres://akte@db.example:5432/akte?sslmode=require"
+//! database_password_file = "/etc/akte/db-password"  # or AKTED_DATABASE_PASSWORD
+//! database_ca = "/etc/akte/db-ca.pem"               # CA of the server's certificate
+//! database_pool_size = 24
 //! listen = "0.0.0.0:50051"          # not loopback: TLS required
 //! metrics_listen = "127.0.0.1:9464" # or "off"
 //! tls_cert = "/etc/akte/server.pem"
@@ -120,6 +126,14 @@ pub struct FileConfig {
     pub upload_idle_timeout_secs: Option<u64>,
     /// Prefix of new tenants' checkpoint origins.
     pub origin_prefix: Option<String>,
+    /// PostgreSQL connection string of the distributed backend.
+    pub database: Option<String>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
+    /// CA certificates of the database server (PEM).
+    pub database_ca: Option<PathBuf>,
+    /// Database connections per instance.
+    pub database_pool_size: Option<usize>,
     /// Tokens, by their SHA-256.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
@@ -212,6 +226,40 @@ pub struct Overrides {
     /// Prefix of new tenants' checkpoint origins [default: akte.local].
     #[arg(long, env = "AKTED_ORIGIN_PREFIX")]
     pub origin_prefix: Option<String>,
+    /// PostgreSQL connection string (postgres://user@host:port/db?sslmode=require): keep
+    /// the records there, shared by every instance, instead of in the data directory.
+    #[arg(long, env = "AKTED_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// File holding the database password (instead of a password in the string).
+    #[arg(long, env = "AKTED_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+    /// CA certificates of the database server, PEM [default: the system's].
+    #[arg(long, env = "AKTED_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
+}
+
+/// The distributed backend's database.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// Connection string (may hold a password: never logged).
+    pub url: String,
+    /// Password, from a file or the environment.
+    pub password: Option<String>,
+    /// CA certificates of the server.
+    pub ca: Option<PathBuf>,
+    /// Connections per instance.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<redacted>")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// TLS files.
@@ -270,6 +318,8 @@ pub struct ServerConfig {
     pub origin_prefix: String,
     /// Configured tokens.
     pub tokens: Vec<TokenRecord>,
+    /// The distributed backend, if configured (the data directory otherwise).
+    pub database: Option<DatabaseConfig>,
 }
 
 impl ServerConfig {
@@ -297,6 +347,7 @@ impl ServerConfig {
             upload_idle_timeout: Duration::from_secs(60),
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
+            database: None,
         }
     }
 
@@ -475,6 +526,34 @@ impl ServerConfig {
         }
         if let Some(p) = o.origin_prefix.clone().or(file.origin_prefix) {
             c.origin_prefix = p;
+        }
+        if let Some(url) = o.database.clone().or(file.database) {
+            let password = match o
+                .database_password_file
+                .clone()
+                .or(file.database_password_file)
+            {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|source| ConfigError::Read { path, source })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+                None => std::env::var("AKTED_DATABASE_PASSWORD").ok(),
+            };
+            let pool_size = file.database_pool_size.unwrap_or(24);
+            if !(2..=1000).contains(&pool_size) {
+                return Err(ConfigError::Invalid {
+                    key: "database_pool_size",
+                    reason: format!("{pool_size} is not between 2 and 1000"),
+                });
+            }
+            c.database = Some(DatabaseConfig {
+                url,
+                password,
+                ca: o.database_ca.clone().or(file.database_ca),
+                pool_size,
+            });
         }
         c.tokens = file.tokens;
         Ok(c)

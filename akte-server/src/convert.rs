@@ -83,8 +83,12 @@ pub fn parse_id(field: &str, id: &str) -> Result<Option<Uuid>, ApiError> {
         return Ok(None);
     }
     match Uuid::parse_str(id) {
-        Ok(u) if !u.is_nil() => Ok(Some(u)),
-        _ => Err(ApiError::field(
+        Ok(u) if u.is_nil() => Err(ApiError::field(
+            field,
+            "is the nil UUID, which cannot be an object's id (it is kept free to mean none)",
+        )),
+        Ok(u) => Ok(Some(u)),
+        Err(_) => Err(ApiError::field(
             field,
             "must be a UUID such as 7d9f0c1e-4b1a-4c3e-9f00-2b6c3d4e5f60",
         )),

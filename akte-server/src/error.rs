@@ -333,7 +333,8 @@ fn journal_parts(e: &JournalError, msg: String) -> Parts {
         JournalError::Damaged { .. }
         | JournalError::Inconsistent { .. }
         | JournalError::InvalidEntry(_)
-        | JournalError::AttachmentMismatch(_) => internal(e),
+        | JournalError::AttachmentMismatch(_)
+        | JournalError::Misfit { .. } => internal(e),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Request metrics, as the outermost tower layer around all gRPC services, connection
-//! counters, and the Prometheus text endpoint (a minimal HTTP/1.1 responder).
+//! counters, and the Prometheus endpoint.
 //!
 //! The layer sees every call, refused ones included (the limits are the admission layer's,
 //! `admission.rs`, inside this one): it counts request and response bytes, and records each
 //! call's gRPC status (from the headers of a trailers-only response or from the trailers)
-//! and latency when its response body ends.
+//! and latency when its response body ends. The series are `prometheus-client` metrics;
+//! the journals' figures are read at each scrape; hyper serves `GET /metrics`.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,13 @@ use std::time::{Duration, Instant};
 use akte_core::records::Records;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::Code;
@@ -26,32 +34,62 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Series {
-    count: u64,
-    sum: f64,
-    buckets: [u64; BUCKETS.len()],
+/// The labels of a call's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    method: String,
+    code: &'static str,
 }
 
-#[derive(Debug, Default)]
-struct MethodStats {
-    by_code: BTreeMap<&'static str, Series>,
-    bytes_in: u64,
-    bytes_out: u64,
+/// The label of a method's byte counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+type Histograms = Family<CallLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// Counters of the server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    methods: Mutex<BTreeMap<String, MethodStats>>,
-    in_flight: AtomicU64,
+    requests: Family<CallLabels, Counter>,
+    durations: Histograms,
+    bytes_in: Family<MethodLabel, Counter>,
+    bytes_out: Family<MethodLabel, Counter>,
+    /// The method labels given out so far (bounded by [`MAX_METHOD_LABELS`]).
+    methods: Mutex<HashSet<String>>,
+    in_flight: Gauge,
     started: AtomicU64,
-    rejected: AtomicU64,
-    unauthenticated: AtomicU64,
-    connections_open: AtomicU64,
-    connections_refused: AtomicU64,
-    connections_unused_closed: AtomicU64,
-    connections_idle_closed: AtomicU64,
+    rejected: Counter,
+    unauthenticated: Counter,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    connections_unused_closed: Counter,
+    connections_idle_closed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            durations: Histograms::new_with_constructor(latency_histogram),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            methods: Mutex::new(HashSet::new()),
+            in_flight: Gauge::default(),
+            started: AtomicU64::new(0),
+            rejected: Counter::default(),
+            unauthenticated: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            connections_unused_closed: Counter::default(),
+            connections_idle_closed: Counter::default(),
+        }
+    }
 }
 
 /// Most distinct method labels: a client can send any path (an unauthenticated one too),
@@ -81,38 +119,45 @@ fn code_name(code: Code) -> &'static str {
 }
 
 impl Metrics {
-    fn record(&self, method: &str, code: Code, elapsed: Duration, bytes_in: u64, bytes_out: u64) {
-        // Unknown paths must not create label values: they are all "unknown".
-        let method = if code == Code::Unimplemented {
-            "unknown"
-        } else {
-            method
-        };
-        let Ok(mut m) = self.methods.lock() else {
-            return;
-        };
-        let method = if m.len() >= MAX_METHOD_LABELS && !m.contains_key(method) {
-            "unknown"
-        } else {
-            method
-        };
-        let stats = m.entry(method.to_owned()).or_default();
-        stats.bytes_in += bytes_in;
-        stats.bytes_out += bytes_out;
-        let s = stats.by_code.entry(code_name(code)).or_default();
-        let secs = elapsed.as_secs_f64();
-        s.count += 1;
-        s.sum += secs;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                s.buckets[i] += 1;
-            }
+    /// The label a call to `method` is counted under: unknown paths, and any new one once
+    /// [`MAX_METHOD_LABELS`] are in use, are all "unknown".
+    fn method_label(&self, method: &str, code: Code) -> String {
+        if code == Code::Unimplemented {
+            return "unknown".to_owned();
         }
+        let Ok(mut known) = self.methods.lock() else {
+            return "unknown".to_owned();
+        };
+        if known.contains(method) {
+            return method.to_owned();
+        }
+        if known.len() >= MAX_METHOD_LABELS {
+            return "unknown".to_owned();
+        }
+        known.insert(method.to_owned());
+        method.to_owned()
+    }
+
+    fn record(&self, method: &str, code: Code, elapsed: Duration, bytes_in: u64, bytes_out: u64) {
+        let method = self.method_label(method, code);
+        let bytes = MethodLabel {
+            method: method.clone(),
+        };
+        self.bytes_in.get_or_create(&bytes).inc_by(bytes_in);
+        self.bytes_out.get_or_create(&bytes).inc_by(bytes_out);
+        let call = CallLabels {
+            method,
+            code: code_name(code),
+        };
+        self.requests.get_or_create(&call).inc();
+        self.durations
+            .get_or_create(&call)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Calls being served now (waiting for their first message included).
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        u64::try_from(self.in_flight.get()).unwrap_or(0)
     }
 
     /// Calls started since the server started.
@@ -122,247 +167,184 @@ impl Metrics {
 
     /// A call was refused at a concurrency limit.
     pub(crate) fn call_rejected(&self) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.inc();
     }
 
     /// A call was refused for want of a valid token (before its body was read).
     pub(crate) fn call_unauthenticated(&self) {
-        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        self.unauthenticated.inc();
     }
 
     pub(crate) fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.inc();
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.connections_open.dec();
     }
 
     pub(crate) fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+        self.connections_refused.inc();
     }
 
     /// A connection was closed by the server's timeouts: `unused` when it never had an
     /// admitted call (header timeout), else for idleness.
     pub(crate) fn connection_timed_out(&self, unused: bool) {
         if unused {
-            self.connections_unused_closed
-                .fetch_add(1, Ordering::Relaxed);
+            self.connections_unused_closed.inc();
         } else {
-            self.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+            self.connections_idle_closed.inc();
         }
     }
 
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+        u64::try_from(self.connections_open.get()).unwrap_or(0)
     }
 
     /// Connections closed so far because they had no admitted call within the header
     /// timeout, and because they stayed idle.
     pub fn connections_timed_out(&self) -> (u64, u64) {
         (
-            self.connections_unused_closed.load(Ordering::Relaxed),
-            self.connections_idle_closed.load(Ordering::Relaxed),
+            self.connections_unused_closed.get(),
+            self.connections_idle_closed.get(),
         )
     }
 
     /// Request body bytes the services read of calls to `method` (for tests).
     pub fn bytes_received(&self, method: &str) -> u64 {
-        self.methods
-            .lock()
-            .ok()
-            .and_then(|m| m.get(method).map(|s| s.bytes_in))
-            .unwrap_or(0)
+        self.bytes_in
+            .get(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .map_or(0, |c| c.get())
     }
 
     /// Number of calls of `method` that ended with `code` (for tests).
     pub fn count(&self, method: &str, code: Code) -> u64 {
-        self.methods
-            .lock()
-            .ok()
-            .and_then(|m| {
-                m.get(method)
-                    .and_then(|s| s.by_code.get(code_name(code)))
-                    .map(|s| s.count)
+        self.requests
+            .get(&CallLabels {
+                method: method.to_owned(),
+                code: code_name(code),
             })
-            .unwrap_or(0)
+            .map_or(0, |c| c.get())
     }
 
-    /// The Prometheus text exposition of all counters, with the journals' figures.
+    /// The exposition (OpenMetrics text) of all series, with the journals' figures.
     pub fn render(&self, records: Option<&Records>) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(
-            out,
-            "# HELP akted_requests_total gRPC calls by method and status."
+        let mut registry = Registry::default();
+        // The handles share their values with the ones the layer updates.
+        registry.register(
+            "akted_requests",
+            "gRPC calls by method and status",
+            self.requests.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_requests_total counter");
-        let methods = match self.methods.lock() {
-            Ok(m) => m
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.by_code
-                            .iter()
-                            .map(|(c, s)| (*c, s.clone()))
-                            .collect::<Vec<_>>(),
-                        v.bytes_in,
-                        v.bytes_out,
-                    )
-                })
-                .collect::<Vec<_>>(),
-            Err(_) => Vec::new(),
-        };
-        for (m, codes, _, _) in &methods {
-            for (c, s) in codes {
-                let _ = writeln!(
-                    out,
-                    "akted_requests_total{{method=\"{}\",code=\"{c}\"}} {}",
-                    esc(m),
-                    s.count
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP akted_request_duration_seconds Latency of gRPC calls, to the end of the response."
+        registry.register(
+            "akted_request_duration_seconds",
+            "Latency of gRPC calls, to the end of the response",
+            self.durations.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_request_duration_seconds histogram");
-        for (m, codes, _, _) in &methods {
-            for (c, s) in codes {
-                let labels = format!("method=\"{}\",code=\"{c}\"", esc(m));
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "akted_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
-                        s.buckets[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "akted_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    s.count
-                );
-                let _ = writeln!(
-                    out,
-                    "akted_request_duration_seconds_sum{{{labels}}} {}",
-                    s.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "akted_request_duration_seconds_count{{{labels}}} {}",
-                    s.count
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP akted_received_bytes_total Request body bytes received, by method."
+        registry.register(
+            "akted_received_bytes",
+            "Request body bytes received, by method",
+            self.bytes_in.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_received_bytes_total counter");
-        for (m, _, bytes_in, _) in &methods {
-            let _ = writeln!(
-                out,
-                "akted_received_bytes_total{{method=\"{}\"}} {bytes_in}",
-                esc(m)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP akted_sent_bytes_total Response body bytes sent, by method."
+        registry.register(
+            "akted_sent_bytes",
+            "Response body bytes sent, by method",
+            self.bytes_out.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_sent_bytes_total counter");
-        for (m, _, _, bytes_out) in &methods {
-            let _ = writeln!(
-                out,
-                "akted_sent_bytes_total{{method=\"{}\"}} {bytes_out}",
-                esc(m)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP akted_requests_in_flight gRPC calls being served."
+        registry.register(
+            "akted_requests_in_flight",
+            "gRPC calls being served",
+            self.in_flight.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_requests_in_flight gauge");
-        let _ = writeln!(
-            out,
-            "akted_requests_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
+        registry.register(
+            "akted_requests_rejected",
+            "Calls refused at the concurrency limit",
+            self.rejected.clone(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP akted_requests_rejected_total Calls refused at the concurrency limit."
+        registry.register(
+            "akted_requests_unauthenticated",
+            "Calls refused before their body was read: no or an unknown token",
+            self.unauthenticated.clone(),
         );
-        let _ = writeln!(out, "# TYPE akted_requests_rejected_total counter");
-        let _ = writeln!(
-            out,
-            "akted_requests_rejected_total {}",
-            self.rejected.load(Ordering::Relaxed)
+        registry.register(
+            "akted_connections_open",
+            "Client connections open",
+            self.connections_open.clone(),
         );
-        let counters: [(&str, &str, &str, &AtomicU64); 5] = [
-            (
-                "akted_requests_unauthenticated_total",
-                "counter",
-                "Calls refused before their body was read: no or an unknown token.",
-                &self.unauthenticated,
-            ),
-            (
-                "akted_connections_open",
-                "gauge",
-                "Client connections open.",
-                &self.connections_open,
-            ),
-            (
-                "akted_connections_refused_total",
-                "counter",
-                "Connections closed at once: the limit of open connections was reached.",
-                &self.connections_refused,
-            ),
-            (
-                "akted_connections_unused_closed_total",
-                "counter",
-                "Connections closed without an admitted call within the header timeout.",
-                &self.connections_unused_closed,
-            ),
-            (
-                "akted_connections_idle_closed_total",
-                "counter",
-                "Connections closed after the idle timeout without a call.",
-                &self.connections_idle_closed,
-            ),
-        ];
-        for (name, kind, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-        }
+        registry.register(
+            "akted_connections_refused",
+            "Connections closed at once: the limit of open connections was reached",
+            self.connections_refused.clone(),
+        );
+        registry.register(
+            "akted_connections_unused_closed",
+            "Connections closed without an admitted call within the header timeout",
+            self.connections_unused_closed.clone(),
+        );
+        registry.register(
+            "akted_connections_idle_closed",
+            "Connections closed after the idle timeout without a call",
+            self.connections_idle_closed.clone(),
+        );
         if let Some(records) = records {
-            let tenants = records.store().tenants();
-            let series: [(&str, &str, &str); 4] = [
-                ("akted_journal_size", "gauge", "Durable entries in the tenant's journal."),
-                ("akted_journal_entries_total", "counter", "Entries made durable since the server started."),
-                ("akted_journal_flushes_total", "counter", "Group commits (fdatasync) since the server started; entries/flushes is the mean group size."),
-                ("akted_journal_bytes_total", "counter", "Bytes written to journal segments since the server started."),
-            ];
-            for (i, (name, kind, help)) in series.iter().enumerate() {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                for t in &tenants {
-                    let stats = t.journal().stats();
-                    let v = match i {
-                        0 => t.size().unwrap_or(0),
-                        1 => stats.entries.load(Ordering::Relaxed),
-                        2 => stats.flushes.load(Ordering::Relaxed),
-                        _ => stats.bytes.load(Ordering::Relaxed),
-                    };
-                    let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {v}", esc(t.id()));
+            registry.register_collector(Box::new(Journals(records.clone())));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail; a metric that could not be encoded would
+        // show as a truncated exposition, which the scraper reports.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// The journals' figures per tenant, read at each scrape.
+#[derive(Debug)]
+struct Journals(Records);
+
+impl Collector for Journals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tenants = self.0.store().tenants();
+        let size = |t: &akte_core::store::Tenant| t.size().unwrap_or(0);
+        let entries =
+            |t: &akte_core::store::Tenant| t.journal().stats().entries.load(Ordering::Relaxed);
+        let flushes =
+            |t: &akte_core::store::Tenant| t.journal().stats().flushes.load(Ordering::Relaxed);
+        let bytes =
+            |t: &akte_core::store::Tenant| t.journal().stats().bytes.load(Ordering::Relaxed);
+        type Figure<'a> = (
+            &'a str,
+            &'a str,
+            bool,
+            &'a dyn Fn(&akte_core::store::Tenant) -> u64,
+        );
+        let figures: [Figure; 4] = [
+            ("akted_journal_size", "Durable entries in the tenant's journal", false, &size),
+            ("akted_journal_entries", "Entries made durable since the server started", true, &entries),
+            ("akted_journal_flushes", "Group commits (fdatasync) since the server started; entries/flushes is the mean group size", true, &flushes),
+            ("akted_journal_bytes", "Bytes written to journal segments since the server started", true, &bytes),
+        ];
+        for (name, help, counter, value) in figures {
+            let kind = if counter {
+                ConstCounter::new(0u64).metric_type()
+            } else {
+                ConstGauge::new(0i64).metric_type()
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for t in &tenants {
+                let labels = [("tenant", t.id())];
+                let metric = family.encode_family(&labels)?;
+                let v = value(t);
+                if counter {
+                    ConstCounter::new(v).encode(metric)?;
+                } else {
+                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(metric)?;
                 }
             }
         }
-        out
+        Ok(())
     }
 }
 
@@ -416,7 +398,7 @@ where
         let start = Instant::now();
         let method = req.uri().path().to_owned();
         let metrics = self.metrics.clone();
-        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        metrics.in_flight.inc();
         metrics.started.fetch_add(1, Ordering::Relaxed);
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counted_in = bytes_in.clone();
@@ -476,7 +458,7 @@ impl Call {
         } else {
             Code::Unknown
         });
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.dec();
         self.metrics.record(
             &self.method,
             code,
@@ -569,7 +551,8 @@ impl HttpBody for ResponseBody {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves: HTTP/1.1 by hyper, one
+/// response per connection, each connection given 10 s.
 pub async fn serve_http(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -589,57 +572,88 @@ pub async fn serve_http(
         let metrics = metrics.clone();
         let records = records.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(10), answer(stream, &metrics, &records))
-                    .await;
+            let service = hyper::service::service_fn(move |req| {
+                let response = answer(&req, &metrics, &records);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(Duration::from_secs(10), connection).await;
         });
     }
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
+/// The response to one request of the metrics port.
+fn answer<B>(
+    req: &http::Request<B>,
     metrics: &Metrics,
     records: &Records,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > 16 * 1024 {
-            break;
-        }
-    }
-    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) =
-        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-            let records = records.clone();
-            let text = metrics.render(Some(&records));
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
-        } else if method == "GET" && path == "/" {
-            (
-                "200 OK",
-                "text/plain; charset=utf-8",
-                "akted metrics: GET /metrics\n".to_owned(),
-            )
-        } else {
-            (
-                "404 Not Found",
-                "text/plain; charset=utf-8",
-                "not found; try /metrics\n".to_owned(),
-            )
-        };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+) -> http::Response<http_body_util::Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&http::Method::GET, "/metrics") => (
+            http::StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(Some(records)),
+        ),
+        (&http::Method::GET, "/") => (
+            http::StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "akted metrics: GET /metrics\n".to_owned(),
+        ),
+        _ => (
+            http::StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found; try /metrics\n".to_owned(),
+        ),
+    };
+    let mut response = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_series_and_bounds_the_method_labels() {
+        let m = Metrics::default();
+        let get = "/akte.v1.FileService/GetFile";
+        m.record(get, Code::Ok, Duration::from_millis(3), 10, 20);
+        m.record("/no.Such/Method", Code::Unimplemented, Duration::ZERO, 0, 0);
+        for i in 0..300 {
+            m.record(&format!("/s.S/M{i}"), Code::NotFound, Duration::ZERO, 1, 1);
+        }
+        m.call_unauthenticated();
+        m.connection_opened();
+        let text = m.render(None);
+        for line in [
+            format!("akted_requests_total{{method=\"{get}\",code=\"OK\"}} 1"),
+            format!(
+                "akted_request_duration_seconds_bucket{{le=\"0.005\",method=\"{get}\",code=\"OK\"}} 1"
+            ),
+            format!(
+                "akted_request_duration_seconds_bucket{{le=\"0.0025\",method=\"{get}\",code=\"OK\"}} 0"
+            ),
+            format!("akted_received_bytes_total{{method=\"{get}\"}} 10"),
+            format!("akted_sent_bytes_total{{method=\"{get}\"}} 20"),
+            "akted_requests_total{method=\"unknown\",code=\"UNIMPLEMENTED\"} 1".to_owned(),
+            "akted_requests_unauthenticated_total 1".to_owned(),
+            "akted_connections_open 1".to_owned(),
+            "# TYPE akted_requests_in_flight gauge".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        // 256 method labels at most: GetFile and M0..M254; the other 45 are "unknown".
+        assert_eq!(m.count("unknown", Code::NotFound), 45);
+        assert_eq!(m.count("/s.S/M254", Code::NotFound), 1);
+        assert_eq!(m.count("/s.S/M255", Code::NotFound), 0);
+        assert_eq!(m.bytes_received(get), 10);
+    }
 }

@@ -23,7 +23,7 @@ use prost::Message;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::auth::{Role, CLERK_WRITE, REGISTRAR_WRITE, VERIFY};
+use crate::auth::Operation;
 use crate::convert::timestamp;
 use crate::error::ApiError;
 use crate::pb::akte::v1 as pb;
@@ -73,13 +73,13 @@ impl Verb {
         })
     }
 
-    /// The roles that may start the method, and so see, wait for, cancel and delete its
-    /// operations.
-    pub fn roles(self) -> &'static [Role] {
+    /// What starting the method is, in the table of roles and operations; its roles may
+    /// see, wait for, cancel and delete its operations.
+    pub fn operation(self) -> Operation {
         match self {
-            Verb::Verify => VERIFY,
-            Verb::Transfer | Verb::Destroy => REGISTRAR_WRITE,
-            Verb::Import => CLERK_WRITE,
+            Verb::Verify => Operation::Verify,
+            Verb::Transfer | Verb::Destroy => Operation::KeepFiles,
+            Verb::Import => Operation::FileDocuments,
         }
     }
 

@@ -123,6 +123,31 @@ impl PageTokens {
         Ok(PageTokens::with_key(key))
     }
 
+    /// Loads the installation's key from a store every instance shares (the distributed
+    /// backend), creating it atomically on the first start of any instance, so that a
+    /// token one instance issued is good at every other.
+    pub fn load_or_create_shared(
+        meta: &dyn akte_core::backend::MetaStore,
+    ) -> Result<PageTokens, PageTokenError> {
+        let shown = meta.describe(KEY_FILE);
+        let io = |e: String| PageTokenError::Io {
+            path: shown.clone(),
+            source: std::io::Error::other(e),
+        };
+        let mut fresh = [0u8; KEY_LEN];
+        getrandom::fill(&mut fresh).map_err(|e| io(e.to_string()))?;
+        let stored = meta
+            .put_if_absent(KEY_FILE, &fresh, true)
+            .map_err(|e| io(e.to_string()))?;
+        fresh.fill(0);
+        let key =
+            <[u8; KEY_LEN]>::try_from(stored.as_slice()).map_err(|_| PageTokenError::Length {
+                path: shown.clone(),
+                len: stored.len(),
+            })?;
+        Ok(PageTokens::with_key(key))
+    }
+
     fn tag(&self, scope: &Scope, cursor: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(&(scope.0.len() as u64).to_be_bytes());

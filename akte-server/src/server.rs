@@ -251,6 +251,69 @@ fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Tls(format!("reading {}: {e}", path.display())))
 }
 
+/// How often an instance of a shared installation takes the tokens other instances
+/// created or deleted: a deleted token stops working everywhere within this time.
+const TOKEN_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the token store in step with the installation's stored tokens (the database's
+/// copy, which every instance of a shared installation replaces).
+async fn refresh_tokens(state: Arc<State>, mut draining: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TOKEN_REFRESH);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = draining.changed() => return,
+        }
+        let Ok(meta) = state.tokens.read().map(|t| t.meta()) else {
+            return;
+        };
+        let read = tokio::task::spawn_blocking(move || meta.get(crate::auth::TOKEN_FILE)).await;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the installation's tokens failed; keeping the known ones");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let Ok(mut tokens) = state.tokens.write() else {
+            return;
+        };
+        if tokens.is_stale(bytes.as_deref()) {
+            if let Err(e) = tokens.reload_from(bytes) {
+                tracing::warn!(error = %e, "the installation's stored tokens do not load; keeping the known ones");
+            }
+        }
+    }
+}
+
+/// The backend the configuration names: PostgreSQL when a database is configured (the
+/// data directory then holds only this instance's local state), else the data directory.
+fn open_backend(
+    dir: &std::path::Path,
+    database: Option<&crate::config::DatabaseConfig>,
+) -> Result<Arc<dyn akte_core::backend::Backend>, akte_core::backend::BackendError> {
+    let Some(db) = database else {
+        return akte_core::embedded::open(dir);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        akte_core::backend::BackendError::Io(akte_core::backend::IoFailure::new(
+            "create",
+            dir.display().to_string(),
+            e,
+        ))
+    })?;
+    let options = akte_postgres::PgOptions {
+        pool_size: db.pool_size,
+        ca_file: db.ca.clone(),
+        password: db.password.clone(),
+        ..akte_postgres::PgOptions::default()
+    };
+    let backend = akte_postgres::PgBackend::connect(&db.url, options)?;
+    tracing::info!(backend = %akte_core::backend::Backend::describe(backend.as_ref()), "records in PostgreSQL");
+    Ok(backend)
+}
+
 /// Starts the server and returns once it accepts calls.
 pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     if cfg.tls.is_none() {
@@ -267,6 +330,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     let dir = cfg.data_dir.clone();
     let origin_prefix = cfg.origin_prefix.clone();
     let configured = cfg.tokens.clone();
+    let database = cfg.database.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let options = StoreOptions {
             origin_prefix,
@@ -276,15 +340,20 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             path: dir.clone(),
             source,
         };
-        let backend = akte_core::embedded::open(&dir)
+        let backend = open_backend(&dir, database.as_ref())
             .map_err(|e| store_error(RecordsError::from(StoreError::from(e))))?;
         let install = backend.installation_meta();
         let records = Records::open(backend, options).map_err(store_error)?;
         // ZIPs of disposal streams a crash interrupted (the store lock is ours now).
         crate::service::remove_temporary_zips(&dir);
-        let mut tokens = TokenStore::load(install, configured)?;
+        let mut tokens = TokenStore::load(install.clone(), configured)?;
         let bootstrap = tokens.bootstrap(&dir)?;
-        let page_tokens = PageTokens::load_or_create(&dir)?;
+        // Instances of one installation share the page-token key through the database;
+        // a data directory keeps its own.
+        let page_tokens = match database {
+            Some(_) => PageTokens::load_or_create_shared(install.as_ref())?,
+            None => PageTokens::load_or_create(&dir)?,
+        };
         let operations = Operations::open(&dir)?;
         let uploads = Uploads::open(&dir);
         Ok::<_, ServerError>((records, tokens, bootstrap, page_tokens, operations, uploads))
@@ -310,6 +379,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         watchers: Arc::new(tokio::sync::Semaphore::new(crate::service::MAX_WATCHERS)),
         upload_memory: crate::upload::UploadMemory::new(cfg.upload_memory_bytes),
     });
+    if cfg.database.is_some() {
+        tokio::spawn(refresh_tokens(state.clone(), rx.clone()));
+    }
     let api = Api::new(state.clone());
     let metrics = Arc::new(Metrics::default());
 

@@ -1827,7 +1827,11 @@ async fn the_cli_sets_the_metadata_an_appraiser_sees_in_the_offer() -> R<()> {
     let out = akte(&[
         "--server", &url, "--token", &env.admin, "--tenant", t, "file", "update", &file,
     ]);
-    assert_eq!(out.status.code(), Some(3), "nothing to change is refused");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "nothing to change is a usage error"
+    );
     close(&mut reg, &got).await;
     let (info, zip) = collect(
         reg.disposal

@@ -371,7 +371,9 @@ fn offline_commands_refuse_what_is_not_a_data_directory_and_create_nothing() {
                 path.display()
             );
             assert!(
-                stderr.contains("not an akte data store") || stderr.contains("holds format"),
+                stderr.contains("not an akte data store")
+                    || stderr.contains("not a data directory")
+                    || stderr.contains("holds format"),
                 "akte {args:?} on {}: {stderr}",
                 path.display()
             );

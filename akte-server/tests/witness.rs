@@ -505,9 +505,10 @@ async fn witness_cosigns_a_growing_log_and_refuses_a_fork() {
     ]);
     assert_eq!(code(&out), 0);
     let stored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(stored["tree_size"], current.tree_size);
+    // The proto3 JSON mapping: lowerCamelCase names, uint64 as a string.
+    assert_eq!(stored["treeSize"], current.tree_size.to_string());
     assert_eq!(
-        stored["cosignatures"][0]["verifier_key"],
+        stored["cosignatures"][0]["verifierKey"],
         w.verifier.as_str()
     );
     // The admin's view of the witnesses, through the CLI.

@@ -23,7 +23,7 @@ use akte_server::server::{start, Running};
 
 use crate::{bench_dir, mbps, Row};
 
-fn corpus(dir: &Path, quick: bool) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn corpus(dir: &Path, quick: bool) -> Result<Vec<(String, Vec<u8>)>> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/corpus/gen_corpus.py"
@@ -154,6 +154,25 @@ pub(crate) async fn prepare(
 /// Files each document (create + streamed version) with `clients` concurrent clients.
 /// Returns the seconds it took and the cores busy meanwhile (client and server together).
 async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<(f64, f64)> {
+    ingest_through(
+        std::slice::from_ref(&s.url),
+        &s.token,
+        &s.file,
+        docs,
+        clients,
+    )
+    .await
+}
+
+/// As [`ingest`], client `k` talking to `urls[k % urls.len()]` (instances of one
+/// installation).
+pub(crate) async fn ingest_through(
+    urls: &[String],
+    token: &str,
+    file: &str,
+    docs: &[(String, Vec<u8>)],
+    clients: usize,
+) -> Result<(f64, f64)> {
     let cpu = crate::process_cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -164,7 +183,11 @@ async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Resul
             .step_by(clients)
             .map(|(n, b)| (n.clone(), Bytes::copy_from_slice(b)))
             .collect();
-        let (url, token, file) = (s.url.clone(), s.token.clone(), s.file.clone());
+        let (url, token, file) = (
+            urls[k % urls.len()].clone(),
+            token.to_owned(),
+            file.to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
             for (name, data) in mine {
@@ -207,7 +230,7 @@ async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Resul
 }
 
 /// The runtime client and server share: two workers, as on the machines the targets are for.
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod grpc;
 mod memory;
+mod postgres;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
@@ -809,7 +810,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 8] = [
+    let parts: [(&str, Part); 9] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -818,6 +819,7 @@ fn main() -> Result<()> {
         ("grpc", grpc::bench_grpc),
         ("small", grpc::bench_small),
         ("memory", memory::bench_memory),
+        ("postgres", postgres::bench_postgres),
     ];
     let chosen: Vec<&(&str, Part)> = match what {
         "all" => parts.iter().collect(),
@@ -825,7 +827,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, memory or all"
+                 small, memory, postgres or all"
             ),
         },
     };

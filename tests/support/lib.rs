@@ -2,6 +2,7 @@
 //! backend runs ([`conformance`]).
 
 pub mod conformance;
+pub mod pg;
 pub mod powerloss;
 
 use akte_core::entry::Attachment;
@@ -10,8 +11,9 @@ use akte_core::store::{Appended, Tenant};
 
 /// The backend the records-level integration tests run on, chosen by the environment
 /// variable `AKTE_TEST_BACKEND`: `embedded` (the default; a data directory in `dir`) or
-/// `memory` (one in-memory backend per `dir`, so that reopening sees what was written).
-/// Other backends' crates run the same tests by setting it.
+/// `memory` (one in-memory backend per `dir`, so that reopening sees what was written) or
+/// `postgres` (one database per `dir` on the test process's private PostgreSQL server,
+/// see [`pg`]; reopening connects again).
 pub fn backend(dir: &std::path::Path) -> std::sync::Arc<dyn akte_core::backend::Backend> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +27,19 @@ pub fn backend(dir: &std::path::Path) -> std::sync::Arc<dyn akte_core::backend::
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             all.entry(dir.to_path_buf()).or_default().clone()
+        }
+        Ok("postgres") => {
+            static DATABASES: OnceLock<Mutex<HashMap<std::path::PathBuf, String>>> =
+                OnceLock::new();
+            let url = DATABASES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| pg::shared().fresh_database())
+                .clone();
+            akte_postgres::PgBackend::connect(&url, akte_postgres::PgOptions::default())
+                .expect("connect to the test database")
         }
         Ok("embedded") | Err(_) => akte_core::embedded::open(dir).expect("open the data directory"),
         Ok(other) => panic!("AKTE_TEST_BACKEND={other:?} is not a backend these tests know"),

@@ -2,7 +2,7 @@
 
 use crate::backend::content::Destruction;
 use crate::digest::Digest;
-use crate::entry::{Attachment, EntryDraft};
+use crate::entry::{Attachment, Entry, EntryDraft};
 use crate::journal::{JournalError, JournalStats, Location, Record, Recovery, Ticket};
 
 /// The exclusive right to append to one tenant's journal, held until dropped.
@@ -23,6 +23,14 @@ pub trait AppendSession {
     fn enqueue(
         &mut self,
         draft: EntryDraft,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError>;
+
+    /// Queues an entry sealed elsewhere, unchanged (a migration between backends): it must
+    /// continue the journal (see [`crate::journal::check_sealed`]).
+    fn enqueue_sealed(
+        &mut self,
+        entry: Entry,
         attachments: Vec<Attachment>,
     ) -> Result<Ticket, JournalError>;
 }

@@ -24,9 +24,11 @@ use crate::backend::{
 };
 use crate::digest::Digest;
 use crate::embedded::{node_position, nodes_for};
-use crate::entry::{Attachment, EntryDraft};
+use crate::entry::{Attachment, Entry, EntryDraft};
 use crate::index::IndexError;
-use crate::journal::{seal_entry, JournalError, JournalStats, Location, Record, Recovery, Ticket};
+use crate::journal::{
+    check_sealed, seal_entry, JournalError, JournalStats, Location, Record, Recovery, Ticket,
+};
 use crate::merkle::leaf_hash;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,23 +173,44 @@ impl AppendSession for MemorySession<'_> {
             st.last_micros
         };
         let (entry, micros) = seal_entry(draft, seq, prev, last, &attachments)?;
-        let leaf = leaf_hash(&entry.encode());
-        let location = Location {
-            segment: 0,
-            offset: seq,
-        };
-        st.last_micros = micros;
-        st.records.push(Record {
-            entry: entry.clone(),
-            leaf,
-            attachments,
-            location,
-        });
-        Ok(Ticket {
-            entry,
-            leaf,
-            location,
-        })
+        Ok(push_record(&mut st, entry, micros, attachments))
+    }
+
+    fn enqueue_sealed(
+        &mut self,
+        entry: Entry,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError> {
+        let mut st = lock(&self.journal.state);
+        let seq = st.records.len() as u64;
+        let prev = st.records.last().map_or(Digest::ZERO, |r| r.leaf);
+        let micros = check_sealed(&entry, seq, prev, st.last_micros, &attachments)?;
+        Ok(push_record(&mut st, entry, micros, attachments))
+    }
+}
+
+fn push_record(
+    st: &mut JournalState,
+    entry: Entry,
+    micros: i64,
+    attachments: Vec<Attachment>,
+) -> Ticket {
+    let leaf = leaf_hash(&entry.encode());
+    let location = Location {
+        segment: 0,
+        offset: entry.seq,
+    };
+    st.last_micros = micros;
+    st.records.push(Record {
+        entry: entry.clone(),
+        leaf,
+        attachments,
+        location,
+    });
+    Ticket {
+        entry,
+        leaf,
+        location,
     }
 }
 

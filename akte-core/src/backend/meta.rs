@@ -85,6 +85,47 @@ pub trait MetaStore: Send + Sync {
     /// service only (a signing key).
     fn put(&self, name: &str, bytes: &[u8], secret: bool) -> Result<(), MetaError>;
 
+    /// Creates the blob unless it exists, and returns the bytes stored afterwards (the
+    /// given ones, or those found). A backend shared by several processes makes this
+    /// atomic, so that processes starting together agree on one value (a key they
+    /// generate each).
+    fn put_if_absent(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
+        let found = if secret {
+            self.get_secret(name)?
+        } else {
+            self.get(name)?
+        };
+        match found {
+            Some(existing) => Ok(existing),
+            None => {
+                self.put(name, bytes, secret)?;
+                Ok(bytes.to_vec())
+            }
+        }
+    }
+
+    /// Replaces the blob only if it holds `expected` (`None`: only if it does not exist);
+    /// returns whether it did. A backend shared by several processes makes this atomic,
+    /// so that read-modify-write cycles of different processes never lose an update.
+    fn compare_and_put(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        bytes: &[u8],
+        secret: bool,
+    ) -> Result<bool, MetaError> {
+        let found = if secret {
+            self.get_secret(name)?
+        } else {
+            self.get(name)?
+        };
+        if found.as_deref() != expected {
+            return Ok(false);
+        }
+        self.put(name, bytes, secret)?;
+        Ok(true)
+    }
+
     /// Removes the blob durably; returns whether it existed.
     fn remove(&self, name: &str) -> Result<bool, MetaError>;
 

@@ -27,9 +27,16 @@ use crate::embedded::segment::{
 };
 use crate::entry::{Entry, EntryDraft};
 use crate::journal::{
-    check_attachments, seal_entry, JournalError, JournalStats, Location, Record, Recovery, Ticket,
+    check_attachments, check_sealed, seal_entry, JournalError, JournalStats, Location, Record,
+    Recovery, Ticket,
 };
 use crate::merkle::leaf_hash;
+
+/// What an enqueue seals: a new draft, or an entry sealed elsewhere (a migration).
+enum Sealing {
+    Draft(EntryDraft),
+    Sealed(Entry),
+}
 
 /// Tunables of a journal.
 #[derive(Debug, Clone)]
@@ -559,18 +566,48 @@ impl Journal {
         draft: EntryDraft,
         attachments: Vec<Attachment>,
     ) -> Result<Ticket, JournalError> {
+        self.enqueue_as(Sealing::Draft(draft), attachments)
+    }
+
+    /// Queues an entry sealed elsewhere, unchanged (a migration); it must continue the
+    /// journal.
+    pub fn enqueue_sealed(
+        &self,
+        entry: Entry,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError> {
+        self.enqueue_as(Sealing::Sealed(entry), attachments)
+    }
+
+    fn enqueue_as(
+        &self,
+        what: Sealing,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError> {
         self.refuse_if_read_only("append to")?;
         let mut st = lock(&self.state);
         if let Some(reason) = &st.fenced {
             return Err(self.fenced(reason));
         }
-        let (entry, now) = seal_entry(
-            draft,
-            st.next_seq,
-            st.last_leaf,
-            st.last_micros,
-            &attachments,
-        )?;
+        let (entry, now) = match what {
+            Sealing::Draft(draft) => seal_entry(
+                draft,
+                st.next_seq,
+                st.last_leaf,
+                st.last_micros,
+                &attachments,
+            )?,
+            Sealing::Sealed(entry) => {
+                let now = check_sealed(
+                    &entry,
+                    st.next_seq,
+                    st.last_leaf,
+                    st.last_micros,
+                    &attachments,
+                )?;
+                (entry, now)
+            }
+        };
         let entry_bytes = entry.encode();
         let record = segment::encode_record(&entry_bytes, &attachments);
         if record.len() - segment::RECORD_HEADER_LEN > segment::MAX_RECORD_BODY {
@@ -968,11 +1005,20 @@ impl AppendSession for FileSession<'_> {
     ) -> Result<Ticket, JournalError> {
         self.journal.enqueue(draft, attachments)
     }
+
+    fn enqueue_sealed(
+        &mut self,
+        entry: Entry,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, JournalError> {
+        self.journal.enqueue_sealed(entry, attachments)
+    }
 }
 
 impl JournalBackend for Journal {
     fn begin(&self) -> Result<Box<dyn AppendSession + '_>, JournalError> {
-        self.refuse_if_read_only("append to")?;
+        // Also read-only: the engine reads under a session what must not move meanwhile;
+        // enqueueing is what a read-only journal refuses.
         Ok(Box::new(FileSession {
             journal: self,
             _writer: lock(&self.writer),
@@ -1248,7 +1294,9 @@ mod tests {
         assert_eq!(ro.iter(None, 3).unwrap().count(), 3);
         let refused = ro.append(draft(3), Vec::new()).unwrap_err();
         assert!(refused.to_string().contains("read-only"), "{refused}");
-        assert!(JournalBackend::begin(&ro).is_err());
+        let mut session = JournalBackend::begin(&ro).unwrap();
+        assert!(session.enqueue(draft(3), Vec::new()).is_err());
+        drop(session);
         ro.refuse_as_fenced("no space".into(), FaultKind::StorageFull);
         let fenced = ro.append(draft(3), Vec::new()).unwrap_err();
         assert_eq!(fenced.kind(), FaultKind::StorageFull, "{fenced}");

@@ -216,7 +216,7 @@ impl TenantRecords {
             files,
             legal_basis,
             authorised_by,
-            Utc::now().date_naive(),
+            super::civil::today(),
         )
     }
 

@@ -179,7 +179,7 @@ pub(super) fn refused(message: MessageType, e: XdomeaError) -> RecordsError {
 }
 
 fn today() -> NaiveDate {
-    Utc::now().date_naive()
+    super::civil::today()
 }
 
 pub(super) fn load_process(

@@ -47,6 +47,7 @@
 //! ```
 
 mod appraisal;
+pub mod civil;
 mod destroyable;
 pub mod destruction;
 pub mod disposal;

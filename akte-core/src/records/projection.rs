@@ -431,7 +431,7 @@ impl Projection for RecordsProjection {
                     process,
                     &step,
                     seq,
-                    entry.time.date_naive(),
+                    super::civil::civil_date(entry.time),
                 )?;
             }
             kind::DISPOSAL_DESTROY => {
@@ -448,7 +448,7 @@ impl Projection for RecordsProjection {
                     a.batch,
                     &body,
                     seq,
-                    entry.time.date_naive(),
+                    super::civil::civil_date(entry.time),
                 )?;
             }
             kind::HOLD_PLACE => {

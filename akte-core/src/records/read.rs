@@ -356,7 +356,7 @@ fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
     if q.status.is_some_and(|s| s != o.status()) {
         return false;
     }
-    let created = o.created().at.date_naive();
+    let created = super::civil::civil_date(o.created().at);
     if q.created_from.is_some_and(|d| created < d) || q.created_to.is_some_and(|d| created > d) {
         return false;
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{Datelike, Months, NaiveDate, Utc};
+use chrono::{Datelike, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -481,7 +481,7 @@ impl TenantRecords {
 
     /// The disposal status of a file, case or document today, explained.
     pub fn disposal_status(&self, id: Uuid) -> Result<DisposalExplanation, RecordsError> {
-        self.disposal_status_on(id, Utc::now().date_naive())
+        self.disposal_status_on(id, super::civil::today())
     }
 
     /// The disposal status on a given day (for planning and tests).

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -172,7 +172,7 @@ fn internal(e: impl std::fmt::Display) -> RecordsError {
 }
 
 fn today() -> NaiveDate {
-    Utc::now().date_naive()
+    super::civil::today()
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<Value, RecordsError> {

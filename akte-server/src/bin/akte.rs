@@ -1,10 +1,9 @@
 //! `akte`: the command-line tool for operators and archivists.
 //!
-//! Offline commands work on a data directory directly. `verify` and `stats` open it
-//! read-only (nothing is written, cut or locked), so they run beside akted and on copies;
-//! the others need akted stopped (the store is locked by whoever opens it for writing).
-//! Every offline command but `tenant create` and `demo` refuses a path that is not a data
-//! directory (exit 2) and creates nothing there. Client commands (`admin`,
+//! Offline commands work on a data directory directly. `verify`, `stats` and `tenant list`
+//! open it read-only (nothing is written, cut or locked), so they run beside akted and on
+//! copies; the others need akted stopped (the store is locked by whoever opens it for
+//! writing). Client commands (`admin`,
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
@@ -12,15 +11,23 @@
 //! plays the archive in a disposal rehearsal, from the message files alone. `witness`
 //! makes a witness key and cosigns checkpoints (exit 1 when it refuses one).
 //!
-//! Exit codes: 0 success; 1 verification found problems; 2 usage error; 3 any other error;
-//! 4 server unreachable, unavailable or overloaded; 5 not authenticated or not allowed;
-//! 6 not found; 7 request refused (invalid, conflicting, stale etag, closed object);
-//! 8 stored data damaged.
+//! Exit codes, for every command (`cli/output.rs` classifies the errors): 0 success;
+//! 1 verification found problems; 2 usage error; 3 any other error; 4 server unreachable,
+//! unavailable or overloaded (or the storage unavailable or full); 5 not authenticated or
+//! not allowed; 6 not found; 7 request refused (invalid, conflicting, stale etag, closed
+//! object); 8 stored data damaged. Under `--json` an error is a JSON object on standard
+//! error with the gRPC code name, the reason and the message.
 
 #[path = "../cli/archive_sim.rs"]
 mod archive_sim;
+#[path = "../cli/demo.rs"]
+mod demo;
 #[path = "../cli/evidence.rs"]
 mod evidence;
+#[path = "../cli/migrate.rs"]
+mod migrate;
+#[path = "../cli/output.rs"]
+mod output;
 #[path = "../cli/remote.rs"]
 mod remote;
 #[path = "../cli/witness.rs"]
@@ -31,7 +38,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};
@@ -39,7 +46,7 @@ use akte_core::merkle;
 use akte_core::note::Checkpoint;
 use akte_core::records::Records;
 use akte_core::store::{Store, StoreOptions};
-use akte_core::verify::{verify_store, VerifyOptions};
+use akte_core::verify::VerifyOptions;
 
 #[derive(Parser)]
 #[command(
@@ -48,11 +55,19 @@ use akte_core::verify::{verify_store, VerifyOptions};
     about = "akte: records management for E-Akte, command-line tool"
 )]
 struct Cli {
-    /// The data directory.
-    #[arg(long, global = true, env = "AKTE_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Print results as JSON (for scripts).
-    #[arg(long, global = true)]
+    /// The data directory of the offline commands. There is no default, so that no
+    /// signing key lands in whatever directory the command happens to run in.
+    #[arg(
+        long,
+        global = true,
+        env = "AKTE_DATA_DIR",
+        value_name = "DIR",
+        help_heading = output::GLOBAL
+    )]
+    data_dir: Option<PathBuf>,
+    /// Print results as JSON: API objects in the proto3 JSON mapping (as grpcurl), other
+    /// results as JSON objects; errors as a JSON object on standard error.
+    #[arg(long, global = true, help_heading = output::GLOBAL)]
     json: bool,
     #[command(flatten)]
     remote: remote::Remote,
@@ -79,11 +94,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Sign a checkpoint of the tenant's journal as it is now.
+    /// Sign a checkpoint of the tenant's journal as it is now; prints the signed note.
     Checkpoint {
         /// The tenant.
         #[arg(long)]
         tenant: String,
+        /// Also write the signed note to this file (a checkpoint to hold, for `verify
+        /// --checkpoint`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Print and check an inclusion proof of an entry against the latest checkpoint.
     Prove {
@@ -94,12 +113,13 @@ enum Command {
         #[arg(long)]
         seq: u64,
     },
-    /// Verify the whole store, read-only: nothing in it is written, cut or locked, so it
-    /// runs beside akted and on copies.
+    /// Verify the whole store. A data directory is opened read-only: nothing in it is
+    /// written, cut or locked, so it runs beside akted and on copies.
     Verify {
-        /// Refused (exit 2): a read-only run keeps no record of earlier runs in the store;
-        /// `akte verify-remote --incremental` verifies incrementally through akted.
-        #[arg(long, hide = true)]
+        /// Only what is new since the last clean run; on a database (AKTE_DATABASE) only. A
+        /// data directory is verified read-only, which keeps no record of earlier runs in
+        /// it (`akte verify-remote --incremental` verifies incrementally through akted).
+        #[arg(long)]
         incremental: bool,
         /// Skip hashing content objects.
         #[arg(long)]
@@ -116,9 +136,34 @@ enum Command {
     },
     /// Recreate the index from the journals.
     RebuildIndex,
+    /// Copy every tenant between a data directory and a PostgreSQL database (either way),
+    /// resumably, and check that both sides hold the same entries, roots and content.
+    /// The password comes from AKTE_DATABASE_PASSWORD(_FILE) or the connection string.
+    Migrate {
+        /// Source: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        from: String,
+        /// Target: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        to: String,
+    },
+    /// Write any store (a data directory or postgres://…) as a new data directory in the
+    /// documented format, for tools/verify_store.py.
+    ExportStore {
+        /// Source: a data directory or postgres://user@host:port/db.
+        #[arg(long)]
+        from: String,
+        /// The new data directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Show sizes and counts per tenant.
     Stats,
-    /// A first try: create a tenant, store documents, checkpoint, prove and verify.
+    /// A first try: what akte is for, in short steps, in a new data directory.
+    ///
+    /// In --data-dir, or else a new directory under the temporary directory: a file plan, a file with cases, documents and versions, closing,
+    /// history, a signed checkpoint and a proof, retention, a disposal to the archive
+    /// simulator ending in a destruction record, and a clean verify.
     Demo,
     /// Act as a witness of an agency's journal: make a key, cosign checkpoints that extend
     /// the last one seen (exit 1 when refused).
@@ -157,23 +202,74 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err((e, json)) => return usage_failed(e, json),
+    };
     match run(&cli) {
         Ok(code) => code,
-        Err(e) => {
-            if let Some(s) = e.downcast_ref::<tonic::Status>() {
-                eprintln!("akte: error: {}", remote::describe(s));
-                return ExitCode::from(remote::exit_code(s.code()));
-            }
-            eprintln!("akte: error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
-                return ExitCode::from(2);
-            }
-            match e.downcast_ref::<akte_server::client::ClientError>() {
-                Some(akte_server::client::ClientError::Connect { .. }) => ExitCode::from(4),
-                _ => ExitCode::from(3),
-            }
+        Err(e) => output::report(&e, cli.json),
+    }
+}
+
+/// Parses the arguments. Every subcommand's help lists its own options first and the
+/// global ones (data directory, server, token, ...) after them under their own heading.
+/// On failure also says whether `--json` was asked for, so the error can be JSON too.
+fn parse<I, T>(args: I) -> std::result::Result<Cli, (clap::Error, bool)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let json = args.iter().any(|a| a == "--json");
+    Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| (e, json))
+}
+
+/// Prints a parse failure (help and version are not failures) and returns its exit code:
+/// 2 for every usage error.
+fn usage_failed(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && !informational {
+        // clap's text without the usage and help hints, on one line.
+        let full = e.to_string();
+        let message = full
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:"))
+            .map(|l| l.trim().trim_start_matches("error: "))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        output::report(&anyhow::anyhow!(output::Usage(message)), true);
+        return ExitCode::from(2);
+    }
+    let _ = e.print();
+    if informational && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+impl Cli {
+    /// The data directory, which offline commands need.
+    /// With `AKTE_DATABASE` set and no data directory given, the commands work on the
+    /// database (see [`open`]), and the path is empty.
+    fn data_dir(&self) -> Result<&Path> {
+        if self.data_dir.is_none() && std::env::var_os("AKTE_DATABASE").is_some() {
+            return Ok(Path::new(""));
         }
+        self.data_dir.as_deref().ok_or_else(|| {
+            output::usage("--data-dir DIR (or AKTE_DATA_DIR) is required for this command")
+        })
     }
 }
 
@@ -252,42 +348,33 @@ fn tenant_dir(dir: &Path, tenant: &str) -> std::path::PathBuf {
     dir.join("tenants").join(tenant)
 }
 
-/// A usage error (exit 2): a path given as the data directory that is not one, an
-/// option that cannot apply.
-#[derive(Debug)]
-struct UsageError(String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// Opens the data directory with the records model, so that index rebuilds and
+/// verification keep (and check) the records' derived state too. With `AKTE_DATABASE` set (a postgres:// connection string), offline commands work on
+/// that database, the distributed backend, instead of the data directory.
+fn open(dir: &Path) -> Result<Arc<Store>> {
+    if let Ok(url) = std::env::var("AKTE_DATABASE") {
+        return migrate::Place::Database(url).open(migrate::password_from_env()?);
     }
+    let backend = akte_core::embedded::open(dir)
+        .with_context(|| format!("opening data directory {}", dir.display()))?;
+    let records = Records::open(backend, StoreOptions::default())
+        .with_context(|| format!("opening data directory {}", dir.display()))?;
+    Ok(records.store().clone())
 }
 
-impl std::error::Error for UsageError {}
-
-/// Refuses a path that is not a data directory of this version, creating nothing.
-fn require_data_dir(dir: &Path) -> Result<()> {
-    use akte_core::backend::BackendError;
-    match akte_core::embedded::check_data_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e @ (BackendError::NotAStore { .. } | BackendError::UnsupportedFormat { .. })) => {
-            Err(UsageError(format!(
-                "{e}; give the data directory with --data-dir or AKTE_DATA_DIR"
-            ))
-            .into())
-        }
-        Err(e) => {
-            Err(anyhow::Error::new(e).context(format!("opening data directory {}", dir.display())))
-        }
-    }
-}
+use output::print_json;
 
 /// Opens an existing data directory read-only with the records model's projection, for
-/// verification: nothing in it is written, cut or locked, so akted may be running on it.
+/// `verify`, `stats` and `tenant list`: nothing in it is written, cut or locked, so akted
+/// may be running on it, and a copy stays as it is. A path that is not a data directory
+/// is refused (exit 2) and nothing is created. A database (`AKTE_DATABASE`) is opened as
+/// by [`open`]: it has no read-only mode.
 fn open_read_only(dir: &Path) -> Result<Arc<Store>> {
-    require_data_dir(dir)?;
-    let backend = akte_core::embedded::open_read_only(dir)
-        .with_context(|| format!("opening data directory {} read-only", dir.display()))?;
+    if std::env::var_os("AKTE_DATABASE").is_some() {
+        return open(dir);
+    }
+    // NotAStore and UnsupportedFormat are usage errors (exit 2, NOT_A_DATA_DIRECTORY).
+    let backend = akte_core::embedded::open_read_only(dir)?;
     let options = StoreOptions {
         projection: Arc::new(akte_core::records::RecordsProjection),
         ..StoreOptions::default()
@@ -297,98 +384,156 @@ fn open_read_only(dir: &Path) -> Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
-/// Opens an existing data directory with the records model, so that index rebuilds and
-/// verification keep (and check) the records' derived state too.
-fn open(dir: &Path) -> Result<Arc<Store>> {
-    require_data_dir(dir)?;
-    open_or_create(dir)
+/// Opens an existing data directory: every offline command but `tenant create` and
+/// `demo` refuses a directory that is not one (exit 2) instead of creating it.
+fn open_existing(dir: &Path) -> Result<Arc<Store>> {
+    if std::env::var_os("AKTE_DATABASE").is_some() {
+        return open(dir);
+    }
+    if !dir.join("FORMAT").is_file() {
+        return Err(output::usage(format!(
+            "{} is not a data directory (it has no FORMAT file); `akte --data-dir DIR \
+             tenant create ID` makes one",
+            dir.display()
+        )));
+    }
+    open(dir)
 }
 
-/// As [`open`], but makes a new data directory where there is none (or an empty one).
-fn open_or_create(dir: &Path) -> Result<Arc<Store>> {
-    let backend = akte_core::embedded::open(dir)
-        .with_context(|| format!("opening data directory {}", dir.display()))?;
-    let records = Records::open(backend, StoreOptions::default())
-        .with_context(|| format!("opening data directory {}", dir.display()))?;
-    Ok(records.store().clone())
-}
-
-fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+/// Creates a tenant. A data directory that this command created is removed again when
+/// the tenant cannot be created, so a failure leaves nothing behind.
+fn create_tenant(dir: &Path, id: &str) -> Result<Arc<akte_core::store::Tenant>> {
+    let fresh = std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
+    let existed = dir.exists();
+    let created = open(dir).and_then(|store| Ok(store.create_tenant(id)?));
+    if created.is_err() && fresh {
+        // The store (and its lock) is dropped by now. Only what this command made goes.
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    created
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Tenant { command } => {
-            let store = match command {
-                TenantCommand::Create { .. } => open_or_create(&cli.data_dir)?,
-                TenantCommand::List => open_read_only(&cli.data_dir)?,
-            };
-            match command {
-                TenantCommand::Create { id } => {
-                    let t = store.create_tenant(id)?;
-                    if cli.json {
-                        print_json(
-                            &serde_json::json!({"tenant": t.id(), "origin": t.origin(), "verifier_key": t.verifier().to_string()}),
-                        );
-                    } else {
-                        println!(
-                            "created tenant {}\norigin {}\nverifier key {}",
-                            t.id(),
-                            t.origin(),
-                            t.verifier()
-                        );
-                    }
+        Command::Tenant { command } => match command {
+            TenantCommand::Create { id } => {
+                let t = create_tenant(cli.data_dir()?, id)?;
+                if cli.json {
+                    print_json(&serde_json::json!({
+                        "tenant": t.id(), "origin": t.origin(),
+                        "verifier_key": t.verifier().to_string(),
+                    }));
+                } else {
+                    println!(
+                        "created tenant {}\norigin {}\nverifier key {}",
+                        t.id(),
+                        t.origin(),
+                        t.verifier()
+                    );
                 }
-                TenantCommand::List => {
-                    let list: Vec<_> = store
-                        .tenants()
-                        .iter()
-                        .map(|t| Ok(serde_json::json!({"tenant": t.id(), "entries": t.size()?, "origin": t.origin()})))
-                        .collect::<Result<_>>()?;
-                    if cli.json {
-                        print_json(&serde_json::Value::Array(list));
-                    } else {
-                        for t in store.tenants() {
-                            println!("{}\t{} entries\t{}", t.id(), t.size()?, t.origin());
-                        }
+            }
+            TenantCommand::List => {
+                let store = open_read_only(cli.data_dir()?)?;
+                let mut list = Vec::new();
+                for t in store.tenants() {
+                    list.push(serde_json::json!({
+                        "tenant": t.id(), "entries": t.size()?, "origin": t.origin(),
+                    }));
+                }
+                if cli.json {
+                    print_json(&serde_json::json!({ "tenants": list }));
+                } else if list.is_empty() {
+                    println!("no tenants yet (`akte tenant create ID` makes one)");
+                } else {
+                    for t in store.tenants() {
+                        println!("{}\t{} entries\t{}", t.id(), t.size()?, t.origin());
                     }
                 }
             }
-        }
+        },
         Command::Ingest {
             tenant,
             actor,
             files,
         } => {
-            let store = open(&cli.data_dir)?;
+            let store = open_existing(cli.data_dir()?)?;
             let t = store.tenant(tenant)?;
             let mut out = Vec::new();
             for f in files {
                 let rec = ingest_file(&t, actor, f)?;
                 if !cli.json {
-                    println!("{}\tentry {}\t{}", f.display(), rec.0, rec.1);
+                    println!("{}\tentry {}\tsha256 {}", f.display(), rec.0, rec.1);
                 }
                 out.push(serde_json::json!({"file": f, "seq": rec.0, "sha256": rec.1.to_hex()}));
             }
             if cli.json {
-                print_json(&serde_json::Value::Array(out));
+                print_json(&serde_json::json!({ "ingested": out }));
             }
         }
-        Command::Checkpoint { tenant } => {
-            let store = open(&cli.data_dir)?;
-            let note = store.tenant(tenant)?.checkpoint()?;
-            print!("{}", String::from_utf8_lossy(&note.to_bytes()));
+        Command::Checkpoint { tenant, out } => {
+            let store = open_existing(cli.data_dir()?)?;
+            let t = store.tenant(tenant)?;
+            let note = t.checkpoint()?;
+            let bytes = note.to_bytes();
+            let (cp, _) = Checkpoint::open(&bytes, &t.verifier())?;
+            if let Some(path) = out {
+                akte_core::embedded::fsutil::write_file_atomic(path, &bytes, 0o644)
+                    .with_context(|| format!("writing the checkpoint {}", path.display()))?;
+            }
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "origin": cp.origin, "tree_size": cp.size, "root_hash": cp.root.to_hex(),
+                    "verifier_key": t.verifier().to_string(), "written_to": out,
+                }));
+            } else {
+                print!("{}", String::from_utf8_lossy(&bytes));
+                if let Some(path) = out {
+                    eprintln!("akte: the signed checkpoint is also in {}", path.display());
+                }
+            }
         }
         Command::Prove { tenant, seq } => {
-            let store = open(&cli.data_dir)?;
+            let store = open_existing(cli.data_dir()?)?;
             let t = store.tenant(tenant)?;
-            let (cp, _) = t.latest_checkpoint()?;
+            let size = t.size()?;
+            if *seq >= size {
+                let range = match size {
+                    0 => "no entries yet".to_owned(),
+                    n => format!("entries 0 to {}", n - 1),
+                };
+                return Err(output::NotFound(format!(
+                    "no such entry: the journal of {tenant} has {range}"
+                ))
+                .into());
+            }
+            let (cp, _) = t.latest_checkpoint().map_err(|e| match e {
+                akte_core::store::StoreError::NoCheckpoint(_) => {
+                    anyhow::anyhow!(e).context(format!(
+                        "entry {seq} exists, but there is no checkpoint to prove it against; \
+                     `akte checkpoint --tenant {tenant}` signs one"
+                    ))
+                }
+                e => e.into(),
+            })?;
             if *seq >= cp.size {
-                bail!("entry {seq} is not covered by the latest checkpoint (size {}); run `akte checkpoint` first", cp.size);
+                bail!(
+                    "entry {seq} is newer than the latest checkpoint (size {}); `akte checkpoint \
+                     --tenant {tenant}` signs one that covers it",
+                    cp.size
+                );
             }
             let rec = t.entry(*seq)?;
             let proof = t.inclusion_proof(*seq, cp.size)?;
@@ -418,18 +563,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             trusted_key,
             checkpoint,
         } => {
-            if *incremental {
+            let database = std::env::var_os("AKTE_DATABASE").is_some();
+            if *incremental && !database {
                 // Where the last clean run ended is a record in the store, and a read-only
                 // verification writes none.
-                return Err(UsageError(
-                    "--incremental: akte verify opens the store read-only and keeps no record of \
-                     earlier runs in it; run it without --incremental, or let akted verify \
-                     incrementally (akte verify-remote --incremental)"
-                        .into(),
-                )
-                .into());
+                return Err(output::usage(
+                    "--incremental: akte verify opens a data directory read-only and keeps no \
+                     record of earlier runs in it; run it without --incremental, or let akted \
+                     verify incrementally (akte verify-remote --incremental)",
+                ));
             }
-            let store = open_read_only(&cli.data_dir)?;
+            let store = open_read_only(cli.data_dir()?)?;
             let trust = trust_of(&store, trusted_key, checkpoint)?;
             // A torn tail is left as it is and verification ends before it; say where,
             // since the report can only show a loss through a checkpoint that covers it.
@@ -437,7 +581,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let report = akte_core::verify::verify_store_trusting(
                 &store,
                 VerifyOptions {
-                    incremental: false,
+                    incremental: *incremental,
                     content: !*no_content,
                     index: true,
                 },
@@ -448,10 +592,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 value["torn_tails"] = serde_json::to_value(&torn)?;
                 print_json(&value);
             } else {
-                println!(
-                    "verify: {} opened read-only (nothing written; the derived index is rebuilt here, not compared)",
-                    cli.data_dir.display()
-                );
+                if !database {
+                    println!(
+                        "verify: {} opened read-only (nothing written; the derived index is rebuilt here, not compared)",
+                        cli.data_dir()?.display()
+                    );
+                }
                 for r in &torn {
                     println!("  TORN TAIL {}", r["message"].as_str().unwrap_or_default());
                 }
@@ -479,38 +625,58 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::RebuildIndex => {
-            let store = open(&cli.data_dir)?;
+            let store = open_existing(cli.data_dir()?)?;
             let n = store.rebuild_index()?;
-            println!("index rebuilt from {n} journal entries");
+            if cli.json {
+                print_json(&serde_json::json!({ "rebuilt_from_entries": n }));
+            } else {
+                println!("index rebuilt from {n} journal entries");
+            }
         }
         Command::Stats => {
-            let store = open_read_only(&cli.data_dir)?;
+            let dir = cli.data_dir()?;
+            let store = open_read_only(dir)?;
             let mut out = Vec::new();
             for t in store.tenants() {
                 let objects = t.content().list().filter(|r| r.is_ok()).count();
                 let checkpoints = t.checkpoint_files()?.len();
                 let segs = akte_core::embedded::journal::list_segments(
-                    &tenant_dir(&cli.data_dir, t.id()).join("journal"),
+                    &tenant_dir(dir, t.id()).join("journal"),
                 )?;
                 let journal_bytes: u64 = segs
                     .iter()
                     .filter_map(|(_, p)| std::fs::metadata(p).ok())
                     .map(|m| m.len())
                     .sum();
+                if !cli.json {
+                    println!(
+                        "{}: {} entries in {} segments ({journal_bytes} bytes), {objects} content \
+                         objects, {checkpoints} checkpoints",
+                        t.id(),
+                        t.size()?,
+                        segs.len()
+                    );
+                }
                 out.push(serde_json::json!({
                     "tenant": t.id(), "entries": t.size()?, "segments": segs.len(),
                     "journal_bytes": journal_bytes, "content_objects": objects, "checkpoints": checkpoints,
                 }));
             }
             if cli.json {
-                print_json(&serde_json::Value::Array(out));
-            } else {
-                for s in out {
-                    println!("{s}");
-                }
+                print_json(&serde_json::json!({ "tenants": out }));
+            } else if out.is_empty() {
+                println!("no tenants yet");
             }
         }
-        Command::Demo => demo(&cli.data_dir)?,
+        Command::Demo => demo::run(cli.data_dir.as_deref())?,
+        Command::Migrate { from, to } => migrate::migrate(
+            &migrate::Place::parse(from),
+            &migrate::Place::parse(to),
+            cli.json,
+        )?,
+        Command::ExportStore { from, to } => {
+            migrate::export_store(&migrate::Place::parse(from), to, cli.json)?
+        }
         Command::Witness { command } => return witness::run(&cli.remote, cli.json, command),
         Command::Package(command) => return Ok(evidence::run(command, cli.json)),
         Command::ArchiveSim { command } => return Ok(archive_sim::run(command, cli.json)),
@@ -607,97 +773,4 @@ fn salt() -> Result<[u8; 16]> {
         .and_then(|mut f| f.read_exact(&mut s))
         .context("reading /dev/urandom for a salt")?;
     Ok(s)
-}
-
-fn demo(dir: &Path) -> Result<()> {
-    let store = open_or_create(dir)?;
-    let tenant = match store.tenant("demo") {
-        Ok(t) => t,
-        Err(_) => store.create_tenant("demo")?,
-    };
-    println!(
-        "data directory {}, tenant {} (origin {})",
-        dir.display(),
-        tenant.id(),
-        tenant.origin()
-    );
-    println!("verifier key {}", tenant.verifier());
-    let samples: [(&str, Vec<u8>); 3] = [
-        (
-            "antrag.txt",
-            "Antrag auf Baugenehmigung, Flurstück 12/3, Gemarkung Erfurt\n"
-                .repeat(200)
-                .into_bytes(),
-        ),
-        (
-            "bescheid.txt",
-            "Bescheid: Die Baugenehmigung wird erteilt.\n"
-                .repeat(100)
-                .into_bytes(),
-        ),
-        ("scan.jpg", pseudo_random_bytes(200_000)),
-    ];
-    let work = std::env::temp_dir().join(format!("akte-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let mut seqs = Vec::new();
-    for (name, bytes) in &samples {
-        let p = work.join(name);
-        std::fs::write(&p, bytes)?;
-        let (seq, digest) = ingest_file(&tenant, "demo:registrar", &p)?;
-        let info = tenant.content().stat(&digest)?;
-        println!(
-            "stored {name}: entry {seq}, sha256 {digest}, {} bytes, {} on disk",
-            info.size, info.stored_size
-        );
-        seqs.push(seq);
-    }
-    std::fs::remove_dir_all(&work).ok();
-    let note = tenant.checkpoint()?;
-    println!(
-        "\nsigned checkpoint:\n{}",
-        String::from_utf8_lossy(&note.to_bytes())
-    );
-    let (cp, _) = Checkpoint::open(&note.to_bytes(), &tenant.verifier())?;
-    for seq in seqs {
-        let rec = tenant.entry(seq)?;
-        let proof = tenant.inclusion_proof(seq, cp.size)?;
-        merkle::verify_inclusion(&rec.leaf, seq, cp.size, &proof, &cp.root)?;
-        println!(
-            "entry {seq}: inclusion proof of {} hashes verifies against the checkpoint",
-            proof.len()
-        );
-    }
-    let report = verify_store(&store, VerifyOptions::default())?;
-    for t in &report.tenants {
-        println!(
-            "verify tenant {}: {} entries, {} checkpoints, {} content objects, {} problems",
-            t.tenant,
-            t.entries,
-            t.checkpoints,
-            t.content_objects,
-            t.problems.len()
-        );
-    }
-    if !report.is_clean() {
-        bail!("verification found problems");
-    }
-    println!(
-        "\ndemo done: run it again to add to the same journal, or `akte --data-dir {} verify`",
-        dir.display()
-    );
-    Ok(())
-}
-
-/// Incompressible bytes standing in for a scanned page (xorshift64).
-fn pseudo_random_bytes(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
 }

@@ -199,10 +199,7 @@ pub fn run(command: &Command, json: bool) -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("akte archive-sim: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => crate::output::report_cannot_check(&format!("archive-sim: {e:#}"), json),
     }
 }
 

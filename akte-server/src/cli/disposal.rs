@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Digest as _;
 
 use akte_server::client::{unpack, wait_operation, Clients};
 use akte_server::pb::akte::v1 as pb;
 
-use super::{all_pages, date, parse_date, Ctx};
+use super::{all_pages, parse_date, Ctx};
+use crate::output::{api, print_json, usage};
 
 /// Retention commands.
 #[derive(Subcommand, Debug)]
@@ -213,24 +214,6 @@ impl SettingsArgs {
     }
 }
 
-fn code_json(c: &Option<pb::ListCode>) -> Value {
-    match c {
-        None => Value::Null,
-        Some(c) => json!({"code": c.code, "name": c.name, "list_uri": c.list_uri,
-            "list_version_id": c.list_version_id}),
-    }
-}
-
-fn identity_json(p: &Option<pb::PartyIdentity>) -> Value {
-    let p = p.clone().unwrap_or_default();
-    json!({"key": code_json(&p.key), "prefix": code_json(&p.prefix),
-        "institution": p.institution, "institution_short": p.institution_short})
-}
-
-fn settings_json(s: &pb::DisposalSettings) -> Value {
-    json!({"name": s.name, "agency": identity_json(&s.agency), "archive": identity_json(&s.archive)})
-}
-
 fn show_settings(s: &pb::DisposalSettings) -> String {
     let code = |c: &Option<pb::ListCode>| match c {
         None => "(not set)".to_owned(),
@@ -303,7 +286,7 @@ pub enum DisposalCommand {
         name: String,
     },
     /// Destroy files, or parts of files the archive appraised V (registrar or admin);
-    /// prints the signed destruction record.
+    /// prints the destruction record (its signed note is in the --json output).
     Destroy {
         /// Files (a bare id is a file), or sub-files and cases by their full names
         /// (tenants/T/files/ID, tenants/T/cases/ID).
@@ -335,61 +318,7 @@ fn decision(field: &str, s: Option<&str>) -> Result<i32> {
         Some("A") => pb::DisposalDecision::Archive as i32,
         Some("V") => pb::DisposalDecision::Destroy as i32,
         Some("B") => pb::DisposalDecision::Appraise as i32,
-        Some(other) => bail!("--{field} {other:?}: expected A, V or B"),
-    })
-}
-
-fn hold_json(h: &pb::Hold) -> Value {
-    json!({
-        "name": h.name, "object": h.object, "file": h.file, "reason": h.reason,
-        "reference": h.reference, "placed_by": h.placed_by, "active": h.active,
-        "released_by": h.released_by, "release_reason": h.release_reason,
-    })
-}
-
-fn status_json(s: &pb::DisposalStatus) -> Value {
-    json!({
-        "parts": s.parts.iter().map(status_json).collect::<Vec<_>>(),
-        "object": s.object, "file": s.file, "reference": s.reference,
-        "state": pb::DisposalState::try_from(s.state).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
-        "decision": pb::DisposalDecision::try_from(s.decision).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
-        "source": s.source, "retention_end": date(&s.retention_end),
-        "explanation": s.explanation, "holds": s.holds.iter().map(hold_json).collect::<Vec<_>>(),
-        "process": s.process, "archive_id": s.archive_id,
-        "destruction_record": s.destruction_record, "since": date(&s.since),
-    })
-}
-
-fn process_json(p: &pb::DisposalProcess) -> Value {
-    let decision = |d: i32| {
-        pb::DisposalDecision::try_from(d)
-            .map(|x| x.as_str_name().to_owned())
-            .unwrap_or_default()
-    };
-    json!({
-        "object_decisions": p.object_decisions.iter().map(|d| json!({"object": d.object,
-            "decision": decision(d.decision)})).collect::<Vec<_>>(),
-        "import_results": p.import_results.iter().map(|r| json!({"object": r.object,
-            "file": r.file, "success": r.success, "archive_id": r.archive_id,
-            "errors": r.errors})).collect::<Vec<_>>(),
-        "sent_objects": p.sent_objects,
-        "name": p.name, "two_stage": p.two_stage, "files": p.files,
-        "stage": pb::ProcessStage::try_from(p.stage).map(|x| x.as_str_name().to_owned()).unwrap_or_default(),
-        "decisions": p.decisions.iter().map(|d| json!({"file": d.file,
-            "decision": pb::DisposalDecision::try_from(d.decision).map(|x| x.as_str_name().to_owned()).unwrap_or_default()})).collect::<Vec<_>>(),
-        "confirmations": p.confirmations.iter().map(|c| json!({"file": c.file, "text": c.text})).collect::<Vec<_>>(),
-        "steps": p.steps,
-    })
-}
-
-fn record_json(r: &pb::DestructionRecord) -> Value {
-    json!({
-        "name": r.name, "actor": r.actor, "authorised_by": r.authorised_by,
-        "legal_basis": r.legal_basis,
-        "files": r.files.iter().map(|f| json!({"file": f.file, "object": f.object,
-            "reference": f.reference, "seq": f.seq, "objects": f.objects,
-            "grounds": f.grounds})).collect::<Vec<_>>(),
-        "signed_note": r.signed_note,
+        Some(other) => return Err(usage(format!("--{field} {other:?}: expected A, V or B"))),
     })
 }
 
@@ -513,11 +442,99 @@ fn progress(size: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) {
-    ctx.print(
-        json!({"process": info.process, "file": path.display().to_string(), "size": info.size}),
-        || format!("{}\t{}\t{} bytes", info.process, path.display(), info.size),
+/// A message ZIP written: the server's description of it and where it is now.
+fn print_zip(ctx: &Ctx<'_>, info: &pb::MessageInfo, path: &Path) -> Result<()> {
+    if ctx.json {
+        let mut v = api(info)?;
+        v["file"] = json!(path.display().to_string());
+        print_json(&v);
+    } else {
+        println!(
+            "wrote {} ({} bytes, sha256 {}) for {}",
+            path.display(),
+            info.size,
+            hex::encode(&info.sha256),
+            info.process
+        );
+    }
+    Ok(())
+}
+
+/// A process for people: stage, files and what the archive decided and confirmed.
+fn show_process(p: &pb::DisposalProcess) -> String {
+    let stage = pb::ProcessStage::try_from(p.stage)
+        .map(|x| {
+            x.as_str_name()
+                .trim_start_matches("PROCESS_STAGE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "{}\t{}{}",
+        p.name,
+        stage,
+        if p.two_stage { " (two-stage)" } else { "" }
     );
+    for f in &p.files {
+        out.push_str(&format!("\n  file {f}"));
+    }
+    for d in &p.object_decisions {
+        out.push_str(&format!(
+            "\n  appraised {}\t{}",
+            letter(d.decision),
+            d.object
+        ));
+    }
+    if p.sent_objects > 0 {
+        out.push_str(&format!("\n  sent {} objects", p.sent_objects));
+    }
+    for r in &p.import_results {
+        if r.success {
+            out.push_str(&format!("\n  imported {}\t{}", r.object, r.archive_id));
+        } else {
+            out.push_str(&format!(
+                "\n  NOT imported {}\t{}",
+                r.object,
+                r.errors.join("; ")
+            ));
+        }
+    }
+    out
+}
+
+/// A destruction record for people; the signed note is in the JSON and on the server.
+fn show_record(r: &pb::DestructionRecord) -> String {
+    let mut out = format!(
+        "{}\tdestroyed {} by {}, authorised by {}, legal basis {}",
+        r.name,
+        crate::output::time(r.destroy_time.as_ref()),
+        r.actor,
+        r.authorised_by,
+        r.legal_basis
+    );
+    for f in &r.files {
+        out.push_str(&format!(
+            "\n  {}\t{}\t{} objects\tjournal entry {}",
+            if f.object.is_empty() {
+                &f.file
+            } else {
+                &f.object
+            },
+            f.reference,
+            f.objects,
+            f.seq
+        ));
+    }
+    out
+}
+
+fn letter(decision: i32) -> &'static str {
+    match pb::DisposalDecision::try_from(decision) {
+        Ok(pb::DisposalDecision::Archive) => "A",
+        Ok(pb::DisposalDecision::Destroy) => "V",
+        Ok(pb::DisposalDecision::Appraise) => "B",
+        _ => "-",
+    }
 }
 
 fn files(ctx: &Ctx<'_>, files: &[String]) -> Result<Vec<String>> {
@@ -553,7 +570,18 @@ pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionComman
                 })
                 .await?
                 .into_inner();
-            ctx.print(status_json(&s), || show_status(&s));
+            ctx.show(&s, || {
+                let what = match (years, unlimited) {
+                    (Some(y), _) => format!("retention set to {y} years"),
+                    (None, true) => "retention set to unlimited".to_owned(),
+                    (None, false) => "retention unchanged".to_owned(),
+                };
+                let decision = match d {
+                    Some(d) => format!(", decision {}", d.to_ascii_uppercase()),
+                    None => String::new(),
+                };
+                format!("{what}{decision}; now:\n{}", show_status(&s))
+            })?;
         }
         RetentionCommand::Status { name } => {
             let s = c
@@ -563,7 +591,7 @@ pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionComman
                 })
                 .await?
                 .into_inner();
-            ctx.print(status_json(&s), || show_status(&s));
+            ctx.show(&s, || show_status(&s))?;
         }
         RetentionCommand::Due {
             plan_unit,
@@ -594,10 +622,16 @@ pub async fn retention(ctx: &Ctx<'_>, c: &mut Clients, command: &RetentionComman
                 }
                 request.page_token = page.next_page_token;
             }
-            ctx.print(
-                Value::Array(files.iter().map(status_json).collect()),
-                || files.iter().map(show_status).collect::<Vec<_>>().join("\n"),
-            );
+            let response = pb::ListDueFilesResponse {
+                files,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.files,
+                show_status,
+                "no files are due (none closed whose retention has ended, with these filters)",
+            )?;
         }
     }
     Ok(())
@@ -630,7 +664,7 @@ pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Resu
                 })
                 .await?
                 .into_inner();
-            ctx.print(hold_json(&h), || show(&h));
+            ctx.show(&h, || show(&h))?;
         }
         HoldCommand::Release { hold, reason } => {
             let h = c
@@ -641,7 +675,7 @@ pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Resu
                 })
                 .await?
                 .into_inner();
-            ctx.print(hold_json(&h), || show(&h));
+            ctx.show(&h, || show(&h))?;
         }
         HoldCommand::List { all } => {
             let parent = ctx.tenant_name()?;
@@ -654,9 +688,12 @@ pub async fn hold(ctx: &Ctx<'_>, c: &mut Clients, command: &HoldCommand) -> Resu
                     page_token,
                 }
             ));
-            ctx.print(Value::Array(holds.iter().map(hold_json).collect()), || {
-                holds.iter().map(show).collect::<Vec<_>>().join("\n")
-            });
+            let response = pb::ListHoldsResponse {
+                holds,
+                ..Default::default()
+            };
+            let empty = if *all { "no holds" } else { "no active holds" };
+            ctx.list(&response, &response.holds, show, empty)?;
         }
     }
     Ok(())
@@ -700,7 +737,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .await?
                 .into_inner();
             let (info, path) = save_zip(s, output.as_deref()).await?;
-            print_zip(ctx, &info, &path);
+            print_zip(ctx, &info, &path)?;
         }
         DisposalCommand::Receive { message, receipt } => {
             let bytes =
@@ -714,28 +751,33 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
-            let mut written = Value::Null;
+            let mut r = r;
+            let mut written = None;
             if !r.receipt_zip.is_empty() {
                 let path = receipt_path(message, receipt.as_deref(), &r.receipt_file_name);
-                std::fs::write(&path, &r.receipt_zip)
+                akte_core::embedded::fsutil::write_file_atomic(&path, &r.receipt_zip, 0o644)
                     .with_context(|| format!("writing {}", path.display()))?;
-                written = json!(path.display().to_string());
+                written = Some(path);
             }
-            let p = r.process.clone().unwrap_or_default();
-            ctx.print(
-                json!({"message_type": r.message_type, "process": process_json(&p), "receipt": written}),
-                || {
-                    let stage = pb::ProcessStage::try_from(p.stage)
-                        .map(|x| x.as_str_name())
-                        .unwrap_or("");
-                    match &written {
-                        Value::String(w) => {
-                            format!("{}\t{}\t{stage}\t0505 written to {w}; send it to the archive", r.message_type, p.name)
-                        }
-                        _ => format!("{}\t{}\t{stage}", r.message_type, p.name),
-                    }
-                },
-            );
+            if ctx.json {
+                // The receipt's bytes are in the file written; the JSON says where.
+                r.receipt = Bytes::new();
+                r.receipt_zip = Bytes::new();
+                let mut v = api(&r)?;
+                if let Some(w) = &written {
+                    v["receiptFile"] = json!(w.display().to_string());
+                }
+                print_json(&v);
+            } else {
+                let p = r.process.clone().unwrap_or_default();
+                println!("received {} for {}", r.message_type, show_process(&p));
+                if let Some(w) = &written {
+                    println!(
+                        "0505 receipt written to {}; send it to the archive",
+                        w.display()
+                    );
+                }
+            }
         }
         DisposalCommand::Transfer {
             process,
@@ -752,7 +794,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .await?
                 .into_inner();
             let (info, path) = fetch_package(c, op, output.as_deref()).await?;
-            print_zip(ctx, &info, &path);
+            print_zip(ctx, &info, &path)?;
             if *resend {
                 eprintln!("{}", resend_note(&info));
             }
@@ -768,7 +810,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .await?
                 .into_inner();
             let (info, path) = fetch_package(c, op, output.as_deref()).await?;
-            print_zip(ctx, &info, &path);
+            print_zip(ctx, &info, &path)?;
         }
         DisposalCommand::Process { name } => {
             let p = c
@@ -778,9 +820,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
-            ctx.print(process_json(&p), || {
-                serde_json::to_string_pretty(&process_json(&p)).unwrap_or_default()
-            });
+            ctx.show(&p, || show_process(&p))?;
         }
         DisposalCommand::Destroy {
             files: f,
@@ -799,7 +839,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 .into_inner();
             let done = wait_operation(&mut c.operations, op).await?;
             let r: pb::DestructionRecord = unpack(&done)?;
-            ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
+            ctx.show(&r, || show_record(&r))?;
         }
         DisposalCommand::DestructionRecord { name: Some(name) } => {
             let r = c
@@ -809,7 +849,7 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                 })
                 .await?
                 .into_inner();
-            ctx.print(record_json(&r), || format!("{}\n{}", r.name, r.signed_note));
+            ctx.show(&r, || show_record(&r))?;
         }
         DisposalCommand::DestructionRecord { name: None } => {
             let parent = ctx.tenant_name()?;
@@ -820,8 +860,16 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                     page_size: 1000,
                     page_token,
                 }));
-            let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
-            ctx.print(json!(names), || names.join("\n"));
+            let response = pb::ListDestructionRecordsResponse {
+                destruction_records: records,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.destruction_records,
+                show_record,
+                "no destruction records",
+            )?;
         }
         DisposalCommand::Settings { command } => {
             let name = format!("{}/disposalSettings", ctx.tenant_name()?);
@@ -841,7 +889,15 @@ pub async fn disposal(ctx: &Ctx<'_>, c: &mut Clients, command: &DisposalCommand)
                     .await?
                     .into_inner();
             }
-            ctx.print(settings_json(&current), || show_settings(&current));
+            let changed = matches!(command, SettingsCommand::Set(_));
+            ctx.show(&current, || {
+                let s = show_settings(&current);
+                if changed {
+                    format!("disposal settings changed; now:\n{s}")
+                } else {
+                    s
+                }
+            })?;
         }
     }
     Ok(())

@@ -70,10 +70,10 @@ pub fn run(command: &Command, json: bool) -> ExitCode {
                         ExitCode::from(1)
                     }
                 }
-                Err(e) => {
-                    eprintln!("akte: cannot verify {}: {e}", package.display());
-                    ExitCode::from(2)
-                }
+                Err(e) => crate::output::report_cannot_check(
+                    &format!("cannot verify {}: {e}", package.display()),
+                    json,
+                ),
             }
         }
         Command::VerifyConsistency {

@@ -19,7 +19,7 @@ use akte_server::client::{unpack, wait_operation, ClientTls, Clients};
 mod disposal;
 #[path = "metadata.rs"]
 mod metadata;
-use akte_server::error::error_info;
+use crate::output::{api, print_json, time, usage, NoToken};
 use akte_server::pb::akte::v1 as pb;
 use akte_server::pb::google::r#type::Date;
 
@@ -31,26 +31,27 @@ pub struct Remote {
         long,
         global = true,
         env = "AKTE_SERVER",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        help_heading = crate::output::GLOBAL
     )]
     pub server: String,
     /// Bearer token (prefer AKTE_TOKEN or --token-file: arguments are visible to other users).
-    #[arg(long, global = true, env = "AKTE_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "AKTE_TOKEN", hide_env_values = true, help_heading = crate::output::GLOBAL)]
     pub token: Option<String>,
     /// File holding the bearer token (e.g. DATA_DIR/bootstrap-token).
-    #[arg(long, global = true, env = "AKTE_TOKEN_FILE")]
+    #[arg(long, global = true, env = "AKTE_TOKEN_FILE", help_heading = crate::output::GLOBAL)]
     pub token_file: Option<PathBuf>,
     /// Tenant for bare ids (`--tenant bauamt` turns `<uuid>` into `tenants/bauamt/files/<uuid>`).
-    #[arg(long, global = true, env = "AKTE_TENANT")]
+    #[arg(long, global = true, env = "AKTE_TENANT", help_heading = crate::output::GLOBAL)]
     pub tenant: Option<String>,
     /// CA certificate of the server (PEM), for https://.
-    #[arg(long, global = true, env = "AKTE_CA_CERT")]
+    #[arg(long, global = true, env = "AKTE_CA_CERT", help_heading = crate::output::GLOBAL)]
     pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM), for mutual TLS.
-    #[arg(long, global = true, env = "AKTE_CLIENT_CERT")]
+    #[arg(long, global = true, env = "AKTE_CLIENT_CERT", help_heading = crate::output::GLOBAL)]
     pub client_cert: Option<PathBuf>,
     /// Client key (PEM), for mutual TLS.
-    #[arg(long, global = true, env = "AKTE_CLIENT_KEY")]
+    #[arg(long, global = true, env = "AKTE_CLIENT_KEY", help_heading = crate::output::GLOBAL)]
     pub client_key: Option<PathBuf>,
 }
 
@@ -451,30 +452,6 @@ macro_rules! all_pages {
 }
 pub(crate) use all_pages;
 
-/// Exit code of a failed call, from its gRPC status (documented in the README).
-pub fn exit_code(code: Code) -> u8 {
-    match code {
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => 4,
-        Code::Unauthenticated | Code::PermissionDenied => 5,
-        Code::NotFound => 6,
-        Code::InvalidArgument
-        | Code::FailedPrecondition
-        | Code::AlreadyExists
-        | Code::Aborted
-        | Code::OutOfRange => 7,
-        Code::DataLoss => 8,
-        _ => 3,
-    }
-}
-
-/// A one-line description of a failed call.
-pub fn describe(s: &tonic::Status) -> String {
-    match error_info(s) {
-        Some(i) => format!("{:?} ({}): {}", s.code(), i.reason, s.message()),
-        None => format!("{:?}: {}", s.code(), s.message()),
-    }
-}
-
 struct Ctx<'a> {
     r: &'a Remote,
     json: bool,
@@ -485,7 +462,7 @@ impl Ctx<'_> {
         self.r
             .tenant
             .clone()
-            .ok_or_else(|| anyhow!("--tenant (or AKTE_TENANT) is required for this command"))
+            .ok_or_else(|| usage("--tenant (or AKTE_TENANT) is required for this command"))
     }
 
     fn tenant_name(&self) -> Result<String> {
@@ -505,19 +482,49 @@ impl Ctx<'_> {
         self.name(arg, default_collection)
     }
 
+    /// Prints a result of the CLI's own (a written file, a deletion) as a JSON object or
+    /// as text.
     fn print(&self, v: Value, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            print_json(&v);
         } else {
             println!("{}", text());
         }
     }
-}
 
-fn date(d: &Option<Date>) -> Value {
-    match d {
-        Some(d) if d.year != 0 => json!(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
-        _ => Value::Null,
+    /// Prints an API object: its proto3 JSON (as grpcurl would), or text for people.
+    fn show<M: prost::Message + prost::Name>(
+        &self,
+        m: &M,
+        text: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if self.json {
+            print_json(&api(m)?);
+        } else {
+            println!("{}", text());
+        }
+        Ok(())
+    }
+
+    /// Prints a List response holding every page's items: its proto3 JSON, or one line
+    /// per item, or `empty` when there are none (so that no command prints nothing).
+    fn list<M: prost::Message + prost::Name, T>(
+        &self,
+        response: &M,
+        items: &[T],
+        line: impl Fn(&T) -> String,
+        empty: &str,
+    ) -> Result<()> {
+        if self.json {
+            print_json(&api(response)?);
+        } else if items.is_empty() {
+            println!("{empty}");
+        } else {
+            for i in items {
+                println!("{}", line(i));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -526,15 +533,17 @@ fn parse_expiry(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
-        format!("--expires {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor a date YYYY-MM-DD")
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        usage(format!(
+            "--expires {s:?} is neither RFC 3339 (2027-06-30T00:00:00Z) nor a date YYYY-MM-DD"
+        ))
     })?;
     Ok(d.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 fn parse_date(s: &str) -> Result<Date> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .with_context(|| format!("{s:?} is not a date YYYY-MM-DD"))?;
+        .map_err(|_| usage(format!("{s:?} is not a date YYYY-MM-DD")))?;
     use chrono::Datelike;
     Ok(Date {
         year: d.year(),
@@ -543,93 +552,12 @@ fn parse_date(s: &str) -> Result<Date> {
     })
 }
 
-fn stamp(s: &Option<pb::AuditStamp>) -> Value {
-    match s {
-        Some(s) => json!({
-            "actor": s.actor,
-            "time": s.time.as_ref().map(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32).map(|d| d.to_rfc3339()).unwrap_or_default()),
-            "journal_seq": s.journal_seq,
-        }),
-        None => Value::Null,
-    }
-}
-
 fn state(v: i32) -> &'static str {
     match pb::State::try_from(v) {
         Ok(pb::State::Open) => "open",
         Ok(pb::State::Closed) => "closed",
         _ => "unspecified",
     }
-}
-
-fn plan_unit_json(u: &pb::PlanUnit) -> Value {
-    let retention = match u.retention.as_ref().and_then(|r| r.period.as_ref()) {
-        Some(pb::retention::Period::Years(y)) => json!({ "years": y }),
-        Some(pb::retention::Period::Unlimited(_)) => json!("unlimited"),
-        None => Value::Null,
-    };
-    json!({
-        "name": u.name, "parent": u.parent, "code": u.code, "title": u.title,
-        "description": u.description, "retention": retention,
-        "disposal": pb::DisposalDecision::try_from(u.disposal).map(|d| d.as_str_name()).unwrap_or(""),
-        "active": u.active, "etag": u.etag, "created": stamp(&u.created), "updated": stamp(&u.updated),
-    })
-}
-
-fn file_json(f: &pb::File) -> Value {
-    json!({
-        "name": f.name, "plan_unit": f.plan_unit, "parent_file": f.parent_file,
-        "reference": f.reference, "subject": f.subject, "begin": date(&f.begin), "end": date(&f.end),
-        "confidentiality": pb::Confidentiality::try_from(f.confidentiality).map(|c| c.as_str_name()).unwrap_or(""),
-        "medium": pb::Medium::try_from(f.medium).map(|m| m.as_str_name()).unwrap_or(""),
-        "lead_unit": f.lead_unit, "notes": f.notes, "state": state(f.state),
-        "close_date": date(&f.close_date), "etag": f.etag,
-        "created": stamp(&f.created), "updated": stamp(&f.updated),
-    })
-}
-
-fn case_json(c: &pb::Case) -> Value {
-    json!({
-        "name": c.name, "file": c.file, "parent_case": c.parent_case, "number": c.number,
-        "subject": c.subject, "state": state(c.state), "close_date": date(&c.close_date),
-        "etag": c.etag, "created": stamp(&c.created), "updated": stamp(&c.updated),
-    })
-}
-
-fn document_json(d: &pb::Document) -> Value {
-    json!({
-        "name": d.name, "parent": d.parent, "file": d.file, "subject": d.subject,
-        "letter_date": date(&d.letter_date), "received_on": date(&d.received_on),
-        "sent_on": date(&d.sent_on), "sender": d.sender, "recipients": d.recipients,
-        "clerk": d.clerk, "external_reference": d.external_reference,
-        "version_count": d.version_count, "etag": d.etag,
-        "created": stamp(&d.created), "updated": stamp(&d.updated),
-    })
-}
-
-fn rendition_json(r: &pb::Rendition) -> Value {
-    json!({"name": r.name, "file_name": r.file_name, "media_type": r.media_type, "size": r.size, "sha256": hex::encode(&r.sha256)})
-}
-
-fn version_json(v: &pb::Version) -> Value {
-    json!({
-        "name": v.name, "number": v.number, "comment": v.comment,
-        "renditions": v.renditions.iter().map(rendition_json).collect::<Vec<_>>(),
-        "created": stamp(&v.created),
-    })
-}
-
-fn checkpoint_json(c: &pb::Checkpoint) -> Value {
-    json!({
-        "name": c.name, "origin": c.origin, "tree_size": c.tree_size,
-        "root_hash": hex::encode(&c.root_hash),
-        "signed_note": String::from_utf8_lossy(&c.signed_note),
-        "verifier_key": c.verifier_key,
-        "cosignatures": c.cosignatures.iter().map(|w| json!({
-            "verifier_key": w.verifier_key,
-            "cosign_time": w.cosign_time.as_ref().map(|t| t.seconds),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn guess_media_type(path: &Path) -> &'static str {
@@ -669,7 +597,7 @@ pub async fn connect(remote: &Remote) -> Result<Clients> {
                 .trim()
                 .to_owned(),
         ),
-        (None, None) => None,
+        (None, None) => return Err(NoToken.into()),
     };
     let tls = ClientTls {
         ca: remote.ca_cert.clone(),
@@ -715,29 +643,32 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                 request_id.as_deref(),
             )
             .await?;
-            ctx.print(version_json(&v), || {
-                let r = &v.renditions[0];
-                format!(
-                    "{}\t{} bytes\tsha256 {}\n{}",
-                    v.name,
-                    r.size,
-                    hex::encode(&r.sha256),
-                    r.name
-                )
-            });
+            ctx.show(&v, || {
+                let mut s = format!("{} uploaded", v.name);
+                for r in &v.renditions {
+                    s.push_str(&format!(
+                        "\n  {}\t{}\t{} bytes\tsha256 {}",
+                        r.name,
+                        r.file_name,
+                        r.size,
+                        hex::encode(&r.sha256)
+                    ));
+                }
+                s
+            })?;
         }
         Command::Download { name, output } => {
             let name = ctx.name(name, "documents")?;
             let r = download(&mut c, &name, output.as_deref()).await?;
             if output.is_some() {
-                ctx.print(rendition_json(&r), || {
+                ctx.show(&r, || {
                     format!(
                         "{}\t{} bytes\tsha256 {} (checked)",
                         r.file_name,
                         r.size,
                         hex::encode(&r.sha256)
                     )
-                });
+                })?;
             }
         }
         Command::History { name } => {
@@ -760,36 +691,39 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                 }
                 token = page.next_page_token;
             }
-            let v: Vec<Value> = all
-                .iter()
-                .map(|h| {
-                    json!({
-                        "journal_seq": h.journal_seq,
-                        "time": h.time.as_ref().map(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32).map(|d| d.to_rfc3339()).unwrap_or_default()),
-                        "actor": h.actor, "action": h.action, "reason": h.reason,
-                        "changes": h.changes.iter().map(|c| json!({"field": c.field, "old": c.old_value, "new": c.new_value})).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            ctx.print(Value::Array(v.clone()), || {
-                let mut out = String::new();
-                for (h, j) in all.iter().zip(&v) {
-                    out.push_str(&format!(
-                        "#{}\t{}\t{}\t{}\n",
+            let response = pb::ListHistoryResponse {
+                entries: all,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.entries,
+                |h| {
+                    let mut line = format!(
+                        "#{}\t{}\t{}\t{}",
                         h.journal_seq,
-                        j["time"].as_str().unwrap_or(""),
+                        time(h.time.as_ref()),
                         h.actor,
                         h.action
-                    ));
-                    for ch in &h.changes {
-                        out.push_str(&format!(
-                            "\t{}: {} -> {}\n",
+                    );
+                    if !h.reason.is_empty() {
+                        line.push_str(&format!(" ({})", h.reason));
+                    }
+                    // A change that changes nothing (an empty field at creation) is noise.
+                    let unchanged = |c: &pb::FieldChange| {
+                        c.old_value == c.new_value
+                            || (c.old_value == "null" && c.new_value == "\"\"")
+                    };
+                    for ch in h.changes.iter().filter(|c| !unchanged(c)) {
+                        line.push_str(&format!(
+                            "\n\t{}: {} -> {}",
                             ch.field, ch.old_value, ch.new_value
                         ));
                     }
-                }
-                out.trim_end().to_owned()
-            });
+                    line
+                },
+                "no history",
+            )?;
         }
         Command::Journal { command } => journal(&ctx, &mut c, command).await?,
         Command::VerifyRemote {
@@ -807,29 +741,18 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
                 .into_inner();
             let done = wait_operation(&mut c.operations, op).await?;
             let r: pb::VerificationReport = unpack(&done)?;
-            let problems: Vec<Value> = r
-                .problems
-                .iter()
-                .map(|p| json!({"kind": p.kind, "seq": p.seq, "digest": hex::encode(&p.digest), "message": p.message}))
-                .collect();
-            ctx.print(
-                json!({"tenant": r.tenant, "clean": r.clean, "from_seq": r.from_seq,
-                    "entries_checked": r.entries_checked, "checkpoints_checked": r.checkpoints_checked,
-                    "content_objects": r.content_objects, "content_bytes": r.content_bytes,
-                    "unreferenced_objects": r.unreferenced_objects, "problems": problems}),
-                || {
-                    let mut s = format!(
-                        "{}: entries {}..{} checked, {} checkpoints, {} content objects ({} bytes), {} problems",
-                        r.tenant, r.from_seq, r.from_seq + r.entries_checked, r.checkpoints_checked,
-                        r.content_objects, r.content_bytes, r.problems.len()
-                    );
-                    for p in &r.problems {
-                        s.push_str(&format!("\n  PROBLEM {} {}", p.kind, p.message));
-                    }
-                    s.push_str(if r.clean { "\nverify: clean" } else { "\nverify: PROBLEMS FOUND" });
-                    s
-                },
-            );
+            ctx.show(&r, || {
+                let mut s = format!(
+                    "{}: entries {}..{} checked, {} checkpoints, {} content objects ({} bytes), {} problems",
+                    r.tenant, r.from_seq, r.from_seq + r.entries_checked, r.checkpoints_checked,
+                    r.content_objects, r.content_bytes, r.problems.len()
+                );
+                for p in &r.problems {
+                    s.push_str(&format!("\n  PROBLEM {} {}", p.kind, p.message));
+                }
+                s.push_str(if r.clean { "\nverify: clean" } else { "\nverify: PROBLEMS FOUND" });
+                s
+            })?;
             if !r.clean {
                 return Ok(1);
             }
@@ -838,12 +761,30 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
     Ok(0)
 }
 
+/// A token's roles as people write them (`clerk, registrar`).
+fn roles_text(t: &pb::Token) -> String {
+    t.roles
+        .iter()
+        .map(|r| {
+            pb::Role::try_from(*r)
+                .map(|r| {
+                    r.as_str_name()
+                        .trim_start_matches("ROLE_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|_| r.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result<()> {
-    let token_json = |t: &pb::Token| {
-        json!({"name": t.name, "principal": t.principal, "tenant": t.tenant,
-            "roles": t.roles.iter().map(|r| pb::Role::try_from(*r).map(|r| r.as_str_name()).unwrap_or("")).collect::<Vec<_>>(),
-            "description": t.description,
-            "expire_time": t.expire_time.as_ref().and_then(|e| chrono::DateTime::from_timestamp(e.seconds, e.nanos as u32)).map(|d| d.to_rfc3339())})
+    let token_line = |t: &pb::Token| {
+        let expires = match &t.expire_time {
+            Some(e) => format!("expires {}", time(Some(e))),
+            None => "does not expire".to_owned(),
+        };
+        format!("{}\t{}\t{}\t{expires}", t.name, t.principal, roles_text(t))
     };
     match command {
         AdminCommand::CreateTenant { id } => {
@@ -854,47 +795,30 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                 })
                 .await?
                 .into_inner();
-            ctx.print(
-                json!({"name": t.name, "origin": t.origin, "verifier_key": t.verifier_key}),
-                || {
-                    format!(
-                        "{}\norigin {}\nverifier key {}",
-                        t.name, t.origin, t.verifier_key
-                    )
-                },
-            );
+            ctx.show(&t, || {
+                format!(
+                    "created {}\norigin {}\nverifier key {}",
+                    t.name, t.origin, t.verifier_key
+                )
+            })?;
         }
         AdminCommand::Tenants => {
-            let mut token = String::new();
-            let mut all = Vec::new();
-            loop {
-                let page = c
-                    .tenants
-                    .list_tenants(pb::ListTenantsRequest {
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(page.tenants);
-                if page.next_page_token.is_empty() {
-                    break;
+            let tenants = all_pages!(tenants, |page_token| c.tenants.list_tenants(
+                pb::ListTenantsRequest {
+                    page_size: 1000,
+                    page_token,
                 }
-                token = page.next_page_token;
-            }
-            ctx.print(
-                Value::Array(
-                    all.iter()
-                        .map(|t| json!({"name": t.name, "journal_size": t.journal_size, "origin": t.origin}))
-                        .collect(),
-                ),
-                || {
-                    all.iter()
-                        .map(|t| format!("{}\t{} entries\t{}", t.name, t.journal_size, t.origin))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            ));
+            let response = pb::ListTenantsResponse {
+                tenants,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.tenants,
+                |t| format!("{}\t{} entries\t{}", t.name, t.journal_size, t.origin),
+                "no tenants",
+            )?;
         }
         AdminCommand::CreateToken {
             principal,
@@ -923,9 +847,9 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                     pb::Role::from_str_name(&format!("ROLE_{}", r.to_uppercase()))
                         .map(|r| r as i32)
                         .ok_or_else(|| {
-                            anyhow!(
+                            usage(format!(
                                 "unknown role {r:?}: reader, clerk, registrar, archivist or admin"
-                            )
+                            ))
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -940,12 +864,14 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                 })
                 .await?
                 .into_inner();
-            let t = r.token.unwrap_or_default();
-            let mut v = token_json(&t);
-            v["secret"] = json!(r.secret);
-            ctx.print(v, || {
-                format!("{}\nsecret (shown once): {}", t.name, r.secret)
-            });
+            ctx.show(&r, || {
+                let t = r.token.clone().unwrap_or_default();
+                format!(
+                    "created {}\nsecret (shown once): {}",
+                    token_line(&t),
+                    r.secret
+                )
+            })?;
         }
         AdminCommand::Tokens { all_tenants } => {
             let parent = if *all_tenants {
@@ -960,23 +886,23 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                     page_token,
                 }
             ));
-            ctx.print(
-                Value::Array(tokens.iter().map(token_json).collect()),
-                || {
-                    tokens
-                        .iter()
-                        .map(|t| format!("{}\t{}\t{}", t.name, t.principal, token_json(t)["roles"]))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            let response = pb::ListTokensResponse {
+                tokens,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.tokens,
+                token_line,
+                "no tokens made through the API",
+            )?;
         }
         AdminCommand::DeleteToken { name } => {
             let name = ctx.name(name, "tokens")?;
             c.tenants
                 .delete_token(pb::DeleteTokenRequest { name: name.clone() })
                 .await?;
-            ctx.print(json!({"deleted": name}), || format!("deleted {name}"));
+            ctx.print(json!({ "deleted": name }), || format!("revoked {name}"));
         }
         AdminCommand::AddWitness { key } => {
             // A key string has '+' in it; anything else is taken as a file holding one.
@@ -996,13 +922,9 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                 })
                 .await?
                 .into_inner();
-            ctx.print(witness_json(&w), || {
-                format!(
-                    "{}
-{}",
-                    w.name, w.verifier_key
-                )
-            });
+            ctx.show(&w, || {
+                format!("registered witness {}\n{}", w.name, w.verifier_key)
+            })?;
         }
         AdminCommand::Witnesses => {
             let parent = ctx.tenant_name()?;
@@ -1013,30 +935,28 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                     page_token,
                 }
             ));
-            ctx.print(
-                Value::Array(witnesses.iter().map(witness_json).collect()),
-                || {
-                    witnesses
-                        .iter()
-                        .map(|w| format!("{}\t{}", w.name, w.verifier_key))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            let response = pb::ListWitnessesResponse {
+                witnesses,
+                ..Default::default()
+            };
+            ctx.list(
+                &response,
+                &response.witnesses,
+                |w| format!("{}\t{}", w.name, w.verifier_key),
+                "no witnesses registered",
+            )?;
         }
         AdminCommand::DeleteWitness { name } => {
             let name = ctx.name(name, "witnesses")?;
             c.journal
                 .delete_witness(pb::DeleteWitnessRequest { name: name.clone() })
                 .await?;
-            ctx.print(json!({"deleted": name}), || format!("deleted {name}"));
+            ctx.print(json!({ "deleted": name }), || {
+                format!("removed witness {name}")
+            });
         }
     }
     Ok(())
-}
-
-fn witness_json(w: &pb::Witness) -> Value {
-    json!({"name": w.name, "verifier_key": w.verifier_key, "key_name": w.key_name})
 }
 
 async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) -> Result<()> {
@@ -1064,7 +984,11 @@ async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) ->
                 Some("A") | Some("a") => pb::DisposalDecision::Archive,
                 Some("V") | Some("v") => pb::DisposalDecision::Destroy,
                 Some("B") | Some("b") => pb::DisposalDecision::Appraise,
-                Some(o) => bail!("--disposal {o:?}: A (archive), V (destroy) or B (appraise)"),
+                Some(o) => {
+                    return Err(usage(format!(
+                        "--disposal {o:?}: A (archive), V (destroy) or B (appraise)"
+                    )))
+                }
             };
             let u = c
                 .plan
@@ -1081,7 +1005,7 @@ async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) ->
                 })
                 .await?
                 .into_inner();
-            ctx.print(plan_unit_json(&u), || show(&u));
+            ctx.show(&u, || show(&u))?;
         }
         PlanUnitCommand::Get { name } => {
             let u = c
@@ -1091,35 +1015,25 @@ async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) ->
                 })
                 .await?
                 .into_inner();
-            ctx.print(plan_unit_json(&u), || show(&u));
+            ctx.show(&u, || show(&u))?;
         }
         PlanUnitCommand::List { parent } => {
             let parent = match parent {
                 Some(p) => ctx.name(p, "planUnits")?,
                 None => ctx.tenant_name()?,
             };
-            let mut token = String::new();
-            let mut all = Vec::new();
-            loop {
-                let page = c
-                    .plan
-                    .list_plan_units(pb::ListPlanUnitsRequest {
-                        parent: parent.clone(),
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(page.plan_units);
-                if page.next_page_token.is_empty() {
-                    break;
+            let plan_units = all_pages!(plan_units, |page_token| c.plan.list_plan_units(
+                pb::ListPlanUnitsRequest {
+                    parent: parent.clone(),
+                    page_size: 1000,
+                    page_token,
                 }
-                token = page.next_page_token;
-            }
-            ctx.print(
-                Value::Array(all.iter().map(plan_unit_json).collect()),
-                || all.iter().map(show).collect::<Vec<_>>().join("\n"),
-            );
+            ));
+            let response = pb::ListPlanUnitsResponse {
+                plan_units,
+                ..Default::default()
+            };
+            ctx.list(&response, &response.plan_units, show, "no plan units here")?;
         }
     }
     Ok(())
@@ -1171,7 +1085,7 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
                 mask.push("subject".into());
             }
             if mask.is_empty() {
-                bail!("nothing to change: give at least one field");
+                return Err(usage("nothing to change: give at least one field"));
             }
             c.files
                 .update_file(pb::UpdateFileRequest {
@@ -1200,28 +1114,18 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
             .into_inner(),
         FileCommand::List { parent } => {
             let parent = ctx.any_name(parent, "planUnits")?;
-            let mut token = String::new();
-            let mut all = Vec::new();
-            loop {
-                let page = c
-                    .files
-                    .list_files(pb::ListFilesRequest {
-                        parent: parent.clone(),
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(page.files);
-                if page.next_page_token.is_empty() {
-                    break;
+            let files = all_pages!(files, |page_token| c.files.list_files(
+                pb::ListFilesRequest {
+                    parent: parent.clone(),
+                    page_size: 1000,
+                    page_token,
                 }
-                token = page.next_page_token;
-            }
-            ctx.print(Value::Array(all.iter().map(file_json).collect()), || {
-                all.iter().map(show).collect::<Vec<_>>().join("\n")
-            });
-            return Ok(());
+            ));
+            let response = pb::ListFilesResponse {
+                files,
+                ..Default::default()
+            };
+            return ctx.list(&response, &response.files, show, "no files here");
         }
         FileCommand::Close { name, date, etag } => c
             .files
@@ -1242,8 +1146,7 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
             .await?
             .into_inner(),
     };
-    ctx.print(file_json(&f), || show(&f));
-    Ok(())
+    ctx.show(&f, || show(&f))
 }
 
 async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<()> {
@@ -1292,7 +1195,7 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
                 mask.push("subject".into());
             }
             if mask.is_empty() {
-                bail!("nothing to change: give at least one field");
+                return Err(usage("nothing to change: give at least one field"));
             }
             c.cases
                 .update_case(pb::UpdateCaseRequest {
@@ -1305,20 +1208,19 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
                 .into_inner()
         }
         CaseCommand::List { parent } => {
-            let r = c
-                .cases
-                .list_cases(pb::ListCasesRequest {
-                    parent: ctx.any_name(parent, "files")?,
+            let parent = ctx.any_name(parent, "files")?;
+            let cases = all_pages!(cases, |page_token| c.cases.list_cases(
+                pb::ListCasesRequest {
+                    parent: parent.clone(),
                     page_size: 1000,
-                    page_token: String::new(),
-                })
-                .await?
-                .into_inner();
-            ctx.print(
-                Value::Array(r.cases.iter().map(case_json).collect()),
-                || r.cases.iter().map(show).collect::<Vec<_>>().join("\n"),
-            );
-            return Ok(());
+                    page_token,
+                }
+            ));
+            let response = pb::ListCasesResponse {
+                cases,
+                ..Default::default()
+            };
+            return ctx.list(&response, &response.cases, show, "no cases here");
         }
         CaseCommand::Close { name } => c
             .cases
@@ -1338,8 +1240,7 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
             .await?
             .into_inner(),
     };
-    ctx.print(case_json(&k), || show(&k));
-    Ok(())
+    ctx.show(&k, || show(&k))
 }
 
 async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> Result<()> {
@@ -1365,7 +1266,7 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 })
                 .await?
                 .into_inner();
-            ctx.print(document_json(&d), || show(&d));
+            ctx.show(&d, || show(&d))?;
         }
         DocumentCommand::Update {
             name,
@@ -1383,7 +1284,7 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 mask.push("subject".into());
             }
             if mask.is_empty() {
-                bail!("nothing to change: give at least one field");
+                return Err(usage("nothing to change: give at least one field"));
             }
             let d = c
                 .documents
@@ -1395,7 +1296,7 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 })
                 .await?
                 .into_inner();
-            ctx.print(document_json(&d), || show(&d));
+            ctx.show(&d, || show(&d))?;
         }
         DocumentCommand::Get { name } => {
             let name = ctx.name(name, "documents")?;
@@ -1411,38 +1312,48 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                     page_token,
                 }
             ));
-            let mut v = document_json(&d);
-            v["versions"] = Value::Array(versions.iter().map(version_json).collect());
-            ctx.print(v, || {
-                let mut s = show(&d);
-                for v in &versions {
-                    for r in &v.renditions {
-                        s.push_str(&format!(
-                            "\n  {}\t{}\t{} bytes\t{}",
-                            r.name,
-                            r.file_name,
-                            r.size,
-                            hex::encode(&r.sha256)
-                        ));
-                    }
+            if ctx.json {
+                // The document and its versions, each as the API has it.
+                print_json(&json!({
+                    "document": api(&d)?,
+                    "versions": versions.iter().map(api).collect::<Result<Vec<_>>>()?,
+                }));
+                return Ok(());
+            }
+            println!("{}", show(&d));
+            for v in &versions {
+                println!(
+                    "  version {}\t{}\t{}\t{}",
+                    v.number,
+                    time(v.created.as_ref().and_then(|c| c.time.as_ref())),
+                    v.created.as_ref().map_or("", |c| c.actor.as_str()),
+                    v.comment
+                );
+                for r in &v.renditions {
+                    println!(
+                        "    {}\t{}\t{} bytes\tsha256 {}",
+                        r.name,
+                        r.file_name,
+                        r.size,
+                        hex::encode(&r.sha256)
+                    );
                 }
-                s
-            });
+            }
         }
         DocumentCommand::List { parent } => {
-            let r = c
-                .documents
-                .list_documents(pb::ListDocumentsRequest {
-                    parent: ctx.any_name(parent, "files")?,
+            let parent = ctx.any_name(parent, "files")?;
+            let documents = all_pages!(documents, |page_token| c.documents.list_documents(
+                pb::ListDocumentsRequest {
+                    parent: parent.clone(),
                     page_size: 1000,
-                    page_token: String::new(),
-                })
-                .await?
-                .into_inner();
-            ctx.print(
-                Value::Array(r.documents.iter().map(document_json).collect()),
-                || r.documents.iter().map(show).collect::<Vec<_>>().join("\n"),
-            );
+                    page_token,
+                }
+            ));
+            let response = pb::ListDocumentsResponse {
+                documents,
+                ..Default::default()
+            };
+            ctx.list(&response, &response.documents, show, "no documents here")?;
         }
     }
     Ok(())
@@ -1470,11 +1381,11 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             let verifier = akte_core::keys::VerifierKey::parse(&cp.verifier_key)?;
             akte_core::note::Checkpoint::open(&cp.signed_note, &verifier)
                 .context("the checkpoint's signature does not verify with the tenant's key")?;
-            ctx.print(checkpoint_json(&cp), || {
+            ctx.show(&cp, || {
                 String::from_utf8_lossy(&cp.signed_note)
                     .trim_end()
                     .to_owned()
-            });
+            })?;
         }
         JournalCommand::Entry { seq } => {
             let e = c
@@ -1488,21 +1399,26 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
             if leaf.as_bytes().as_slice() != &e.leaf_hash[..] {
                 bail!("entry {seq}: the leaf hash does not match the encoded entry");
             }
-            let v = json!({
-                "name": e.name, "seq": e.seq, "actor": e.actor, "kind": e.kind, "object": e.object,
-                "leaf_hash": hex::encode(&e.leaf_hash), "prev_leaf_hash": hex::encode(&e.prev_leaf_hash),
-                "payloads": e.payloads.iter().map(|p| json!({"kind": p.kind, "role": p.role, "size": p.size, "sha256": hex::encode(&p.sha256)})).collect::<Vec<_>>(),
-            });
-            ctx.print(v, || {
-                format!(
-                    "entry {} {} by {} on {}\nleaf {}",
+            ctx.show(&e, || {
+                let mut s = format!(
+                    "entry {} at {}: {} by {} on {}\nleaf {}",
                     e.seq,
+                    time(e.time.as_ref()),
                     e.kind,
                     e.actor,
-                    e.object,
+                    if e.object.is_empty() { "-" } else { &e.object },
                     hex::encode(&e.leaf_hash)
-                )
-            });
+                );
+                for p in &e.payloads {
+                    s.push_str(&format!(
+                        "\n  {}\t{} bytes\tsha256 {}",
+                        p.role,
+                        p.size,
+                        hex::encode(&p.sha256)
+                    ));
+                }
+                s
+            })?;
         }
         JournalCommand::Prove { seq, size } => {
             let p = c
@@ -1535,9 +1451,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                     bail!("the proof's root is not the checkpoint's");
                 }
             }
-            let v = json!({"seq": p.seq, "tree_size": p.tree_size, "leaf_hash": hex::encode(&p.leaf_hash),
-                "root_hash": hex::encode(&p.root_hash), "proof": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(), "verified": true});
-            ctx.print(v, || {
+            ctx.show(&p, || {
                 let mut s = format!(
                     "entry {} leaf {}\ntree size {} root {}\nproof ({} hashes):",
                     p.seq,
@@ -1551,7 +1465,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 }
                 s.push_str("\ninclusion proof verified");
                 s
-            });
+            })?;
         }
         JournalCommand::AddCosignature { file } => {
             let note = std::fs::read(file)
@@ -1564,17 +1478,21 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 })
                 .await?
                 .into_inner();
-            ctx.print(checkpoint_json(&cp), || {
+            ctx.show(&cp, || {
                 let mut s = format!(
                     "{}: {} witness cosignature(s) stored",
                     cp.name,
                     cp.cosignatures.len()
                 );
                 for w in &cp.cosignatures {
-                    s.push_str(&format!("\n  {}", w.verifier_key));
+                    s.push_str(&format!(
+                        "\n  {}\tcosigned {}",
+                        w.verifier_key,
+                        time(w.cosign_time.as_ref())
+                    ));
                 }
                 s
-            });
+            })?;
         }
         JournalCommand::Consistency { old, new, out } => {
             let p = c
@@ -1607,10 +1525,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                 )
                 .with_context(|| format!("writing the proof file {}", path.display()))?;
             }
-            let v = json!({"first_tree_size": p.first_tree_size, "second_tree_size": p.second_tree_size,
-                "first_root_hash": hex::encode(&p.first_root_hash), "second_root_hash": hex::encode(&p.second_root_hash),
-                "proof": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(), "verified": true});
-            ctx.print(v, || {
+            ctx.show(&p, || {
                 format!(
                     "tree {} root {}\ntree {} root {}\nconsistency proof of {} hashes verified",
                     p.first_tree_size,
@@ -1619,7 +1534,7 @@ async fn journal(ctx: &Ctx<'_>, c: &mut Clients, command: &JournalCommand) -> Re
                     hex::encode(&p.second_root_hash),
                     p.hashes.len()
                 )
-            });
+            })?;
         }
     }
     Ok(())

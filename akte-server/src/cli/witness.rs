@@ -22,7 +22,6 @@ use serde_json::json;
 use akte_core::embedded::fsutil;
 use akte_core::evidence::{checkpoint_note_from, parse_proof};
 use akte_core::keys::{SigningKeyPair, VerifierKey, PUBLIC_KEY_MODE};
-use akte_core::note::SignedNote;
 use akte_core::witness::{Plan, WitnessState, WitnessStateError};
 use akte_core::Digest;
 use akte_server::pb::akte::v1 as pb;
@@ -94,6 +93,13 @@ pub fn run(remote: &Remote, json: bool, command: &Command) -> Result<ExitCode> {
             let state_dir = state;
             let mut state = WitnessState::open(state_dir, trust.as_ref())
                 .with_context(|| format!("opening the witness state {}", state_dir.display()))?;
+            if json && checkpoint.is_some() && out.is_none() {
+                // The cosigned note would go to standard output, which under --json holds
+                // one JSON object and never a note.
+                return Err(crate::output::usage(
+                    "with --json, give --out FILE for the cosigned note",
+                ));
+            }
             let result = match checkpoint {
                 Some(file) => {
                     cosign_offline(&mut state, &witness, file, proof.as_deref(), out.as_deref())
@@ -166,11 +172,16 @@ fn init(name: &str, out: &Path, json: bool) -> Result<ExitCode> {
     key.save(out)
         .with_context(|| format!("writing the key {}", out.display()))?;
     let verifier = key.cosignature_verifier();
-    fsutil::write_file_atomic(
+    if let Err(e) = fsutil::write_file_atomic(
         &pub_path,
         format!("{verifier}\n").as_bytes(),
         PUBLIC_KEY_MODE,
-    )?;
+    ) {
+        // A key without its public half would be refused next time ("exists"): nothing
+        // of this run stays.
+        let _ = std::fs::remove_file(out);
+        return Err(anyhow!(e).context(format!("writing {}", pub_path.display())));
+    }
     if json {
         println!(
             "{}",
@@ -203,7 +214,6 @@ fn public_path(key: &Path) -> PathBuf {
 struct Done {
     plan: Plan,
     kept_before: Option<(u64, Digest)>,
-    note: SignedNote,
     stored_by_server: Option<bool>,
     written_to: Option<PathBuf>,
 }
@@ -288,7 +298,6 @@ async fn cosign_remote(
     Ok(Done {
         plan,
         kept_before,
-        note,
         stored_by_server: Some(listed),
         written_to: None,
     })
@@ -356,7 +365,6 @@ fn cosign_offline(
     Ok(Done {
         plan,
         kept_before,
-        note,
         stored_by_server: None,
         written_to: out.map(Path::to_path_buf),
     })
@@ -364,22 +372,19 @@ fn cosign_offline(
 
 fn report(done: &Done, witness: &SigningKeyPair, json: bool) {
     let cp = &done.plan.checkpoint;
-    let b64 = akte_core::witness::root_b64;
+    // Hashes in hex, as everywhere in akte's output (the note itself keeps base64).
+    let hex = |d: &Digest| d.to_hex();
     if json {
-        // Offline without --out the note went to standard output; keep that clean.
-        if done.stored_by_server.is_none() && done.written_to.is_none() {
-            return;
-        }
         let v = json!({
             "cosigned": true,
             "origin": cp.origin,
             "tree_size": cp.size,
-            "root_hash": b64(&cp.root),
+            "root_hash": hex(&cp.root),
             "kept_size": done.kept_before.map(|k| k.0),
-            "kept_root_hash": done.kept_before.map(|k| b64(&k.1)),
+            "kept_root_hash": done.kept_before.map(|k| hex(&k.1)),
             "witness": witness.name(),
             "stored_by_server": done.stored_by_server,
-            "signed_note": String::from_utf8_lossy(&done.note.to_bytes()),
+            "written_to": done.written_to,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
@@ -387,18 +392,18 @@ fn report(done: &Done, witness: &SigningKeyPair, json: bool) {
     let since = match done.kept_before {
         None => "first checkpoint kept for this log".to_owned(),
         Some((size, root)) if size == cp.size => {
-            format!("same as the kept checkpoint (root {})", b64(&root))
+            format!("same as the kept checkpoint (root {})", hex(&root))
         }
         Some((size, root)) => format!(
             "consistent with the kept checkpoint of size {size} (root {})",
-            b64(&root)
+            hex(&root)
         ),
     };
     let line = format!(
         "cosigned {} at size {} (root {}) as {}: {since}",
         cp.origin,
         cp.size,
-        b64(&cp.root),
+        hex(&cp.root),
         witness.name()
     );
     // Offline without --out the note is on standard output: the summary goes to stderr.

@@ -3,7 +3,7 @@
 use akte_core::records::{Confidentiality, NewCase, Object, ObjectKind};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{CLERK_WRITE, READ};
+use crate::auth::Operation;
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
@@ -32,7 +32,7 @@ impl CaseService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::FileDocuments)?;
         let c = r.case.unwrap_or_default();
         let new = NewCase {
             id: parse_id("case_id", &r.case_id)?,
@@ -64,7 +64,7 @@ impl CaseService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object_of("name", &name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let c = blocking(move || t.case(o.id).map_err(named(&name))).await?;
         Ok(Response::new(convert::case(&o.tenant, &c)))
     }
@@ -76,7 +76,7 @@ impl CaseService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListCases", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
@@ -110,7 +110,7 @@ impl CaseService for Api {
         let c = r.case.unwrap_or_default();
         let name = c.name.clone();
         let o = names::object_of("case.name", &name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::FileDocuments)?;
         let patch = convert::case_patch(&c, r.update_mask.as_ref())?;
         let etag = parse_etag("etag", &r.etag)?;
         let actor = caller.actor().to_owned();
@@ -141,7 +141,7 @@ impl CaseService for Api {
                 &caller,
                 r.name,
                 ObjectKind::Case,
-                CLERK_WRITE,
+                Operation::FileDocuments,
                 &r.etag,
                 step,
             )
@@ -161,7 +161,7 @@ impl CaseService for Api {
                 &caller,
                 r.name,
                 ObjectKind::Case,
-                CLERK_WRITE,
+                Operation::FileDocuments,
                 &r.etag,
                 step,
             )

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::{ADMIN, ARCHIVE, READ, REGISTRAR_WRITE};
+use crate::auth::Operation;
 use crate::convert;
 use crate::error::ApiError;
 use crate::names;
@@ -535,7 +535,7 @@ impl DisposalService for Api {
         let tenant = names::tenant("parent", &r.parent)?;
         let files = objects_named(&tenant, &r.files, &[ObjectKind::File])?;
         no_parties("parties", r.parties.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         stream_zip(
             self.data_dir(),
@@ -570,7 +570,7 @@ impl DisposalService for Api {
             .into());
         }
         no_parties("parties", r.parties.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.parent, ARCHIVE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Archive)?;
         let actor = caller.actor().to_owned();
         let out = blocking(move || {
             let received = t.receive_message(&actor, &r.message)?;
@@ -601,7 +601,7 @@ impl DisposalService for Api {
         let r = req.into_inner();
         let (tenant, id) = names::resource("name", &r.name, PROCESSES)?;
         no_parties("parties", r.parties.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::KeepFiles)?;
         let (tc, name) = (t.clone(), r.name.clone());
         blocking(move || tc.disposal_process(id).map_err(named(&name))).await?;
         let actor = caller.actor().to_owned();
@@ -628,7 +628,7 @@ impl DisposalService for Api {
         let tenant = names::tenant("parent", &r.parent)?;
         let files = objects_named(&tenant, &r.files, &[ObjectKind::File])?;
         no_parties("parties", r.parties.as_ref())?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let (tc, fc) = (t.clone(), files.clone());
         let ids = blocking(move || existing(&tc, &fc)).await?;
         let actor = caller.actor().to_owned();
@@ -649,7 +649,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (tenant, id) = names::resource("name", &r.name, PACKAGES)?;
-        self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
+        self.tenant(&caller, &tenant, &r.name, Operation::KeepFiles)?;
         let not_found = || ApiError::NotFound {
             resource: r.name.clone(),
         };
@@ -734,7 +734,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, id) = names::resource("name", &name, PROCESSES)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let out = blocking(move || {
             let p = t.disposal_process(id).map_err(named(&name))?;
             Ok(process(&t, &tenant, &p))
@@ -751,7 +751,7 @@ impl DisposalService for Api {
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         let objects = objects_named(&tenant, &r.files, &[ObjectKind::File, ObjectKind::Case])?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let tc = t.clone();
         let ids = blocking(move || existing(&tc, &objects)).await?;
         let actor = caller.actor().to_owned();
@@ -786,7 +786,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, id) = names::resource("name", &name, RECORDS)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let out = blocking(move || {
             let (rec, note) = t.destruction_record(id).map_err(named(&name))?;
             Ok(record(&t, &tenant, &rec, &note))
@@ -802,7 +802,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListDestructionRecords", &[&r.parent]);
         let after = self.state().page_tokens.open(&scope, &r.page_token)?;
         let after = match after.len() {
@@ -841,7 +841,7 @@ impl DisposalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let tenant = settings_tenant("name", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let settings = blocking(move || Ok(t.disposal_settings()?)).await?;
         Ok(Response::new(settings_message(&tenant, &settings)))
     }
@@ -856,7 +856,7 @@ impl DisposalService for Api {
             .settings
             .ok_or_else(|| ApiError::field("settings", "is required"))?;
         let tenant = settings_tenant("settings.name", &s.name)?;
-        let t = self.tenant(&caller, &tenant, &s.name, ADMIN)?;
+        let t = self.tenant(&caller, &tenant, &s.name, Operation::Administer)?;
         let actor = caller.actor().to_owned();
         let new = DisposalSettings {
             agency: parse_identity(s.agency.as_ref()),

@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::{CLERK_WRITE, READ};
+use crate::auth::Operation;
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
@@ -194,7 +194,7 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::FileDocuments)?;
         let d = r.document.unwrap_or_default();
         let new = NewDocument {
             id: parse_id("document_id", &r.document_id)?,
@@ -232,7 +232,7 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object_of("name", &name, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let msg = blocking(move || {
             let d = t.document(o.id).map_err(named(&name))?;
             doc_msg(&t, &o.tenant, &d)
@@ -248,7 +248,7 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListDocuments", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
@@ -282,7 +282,7 @@ impl DocumentService for Api {
         let d = r.document.unwrap_or_default();
         let name = d.name.clone();
         let o = names::object_of("document.name", &name, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &name, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::FileDocuments)?;
         let patch = convert::document_patch(&d, r.update_mask.as_ref())?;
         let etag = parse_etag("etag", &r.etag)?;
         let actor = caller.actor().to_owned();
@@ -322,7 +322,7 @@ impl DocumentService for Api {
             }
         };
         let o = names::object_of("header.parent", &header.parent, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &header.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &header.parent, Operation::FileDocuments)?;
         let upload = header
             .upload
             .as_ref()
@@ -433,7 +433,7 @@ impl DocumentService for Api {
             }
         };
         let o = names::object_of("header.parent", &header.parent, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &header.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &header.parent, Operation::FileDocuments)?;
         let sha = convert::parse_digest("header.sha256", &header.sha256)?;
         let (tc, name) = (t.clone(), header.parent.clone());
         blocking(
@@ -463,7 +463,7 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let v = names::version("name", &name, false)?;
-        let t = self.tenant(&caller, &v.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &v.tenant, &name, Operation::Read)?;
         let (doc, number) = (v.document, v.number);
         let version = blocking(move || t.version(doc, number).map_err(named(&name))).await?;
         Ok(Response::new(convert::version(&v.tenant, &version)))
@@ -476,7 +476,7 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let o = names::object_of("parent", &r.parent, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListVersions", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let parent = r.parent;
@@ -501,7 +501,7 @@ impl DocumentService for Api {
         let r = req.into_inner();
         let (name, offset, length) = (r.name, r.offset, r.length);
         let v = names::version("name", &name, true)?;
-        let t = self.tenant(&caller, &v.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &v.tenant, &name, Operation::Read)?;
         let (doc, number, wanted) = (v.document, v.number, v.rendition);
         let (rendition, reader) = blocking(move || {
             let version = t.version(doc, number).map_err(named(&name))?;

@@ -3,7 +3,7 @@
 use akte_core::records::{Confidentiality, NewFile, Object, ObjectKind};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{READ, REGISTRAR_WRITE};
+use crate::auth::Operation;
 use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
@@ -35,7 +35,7 @@ impl FileService for Api {
             &r.parent,
             &[ObjectKind::PlanUnit, ObjectKind::File],
         )?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::KeepFiles)?;
         let f = r.file.unwrap_or_default();
         let new = NewFile {
             id: parse_id("file_id", &r.file_id)?,
@@ -83,7 +83,7 @@ impl FileService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object_of("name", &name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let f = blocking(move || t.file(o.id).map_err(named(&name))).await?;
         Ok(Response::new(convert::file(&o.tenant, &f)))
     }
@@ -95,7 +95,7 @@ impl FileService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         if r.reference.is_empty() {
             return Err(ApiError::field("reference", "is required").into());
         }
@@ -114,7 +114,7 @@ impl FileService for Api {
             &r.parent,
             &[ObjectKind::PlanUnit, ObjectKind::File],
         )?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListFiles", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let tenant = parent.tenant.clone();
@@ -154,7 +154,7 @@ impl FileService for Api {
         let f = r.file.unwrap_or_default();
         let name = f.name.clone();
         let o = names::object_of("file.name", &name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::KeepFiles)?;
         let patch = convert::file_patch(&f, r.update_mask.as_ref())?;
         let etag = parse_etag("etag", &r.etag)?;
         let actor = caller.actor().to_owned();
@@ -185,7 +185,7 @@ impl FileService for Api {
                 &caller,
                 r.name,
                 ObjectKind::File,
-                REGISTRAR_WRITE,
+                Operation::KeepFiles,
                 &r.etag,
                 step,
             )
@@ -205,7 +205,7 @@ impl FileService for Api {
                 &caller,
                 r.name,
                 ObjectKind::File,
-                REGISTRAR_WRITE,
+                Operation::KeepFiles,
                 &r.etag,
                 step,
             )

@@ -10,7 +10,7 @@ use akte_core::witness::CosignedCheckpoint;
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{ADMIN, ARCHIVE, READ, SIGN, VERIFY};
+use crate::auth::Operation;
 use crate::convert;
 use crate::error::ApiError;
 use crate::names;
@@ -80,7 +80,7 @@ impl HistoryService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let o = names::object("parent", &r.parent)?;
-        let t = self.tenant(&caller, &o.tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListHistory", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let name = r.parent;
@@ -112,7 +112,7 @@ impl JournalService for Api {
         let r = req.into_inner();
         let name = r.parent;
         let tenant = names::tenant("parent", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         if !r.cosigned {
             return Ok(Response::new(blocking(move || latest(&t)).await?));
         }
@@ -134,7 +134,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, size) = names::checkpoint("name", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         Ok(Response::new(
             blocking(move || stored(t.tenant(), size)).await?,
         ))
@@ -147,7 +147,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().parent;
         let tenant = names::tenant("parent", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, SIGN)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::SignCheckpoint)?;
         let cp = blocking(move || {
             let note = t.tenant().checkpoint()?;
             let size = Checkpoint::parse_body(&note.text)
@@ -167,7 +167,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, seq) = names::entry("name", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let rec = blocking(move || Ok(t.tenant().entry(seq)?)).await?;
         Ok(Response::new(super::feed::entry_msg(&tenant, &rec)))
     }
@@ -179,7 +179,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListEntries", &[&r.parent, &r.start_seq.to_string()]);
         let from = self
             .state()
@@ -217,7 +217,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let permit = self
             .state()
             .watchers
@@ -240,7 +240,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let proof = blocking(move || {
             let (size, checkpoint) = if r.tree_size == 0 {
                 let cp = latest(&t)?;
@@ -278,7 +278,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         if r.first_tree_size == 0 || r.first_tree_size > r.second_tree_size {
             return Err(ApiError::field(
                 "first_tree_size",
@@ -308,7 +308,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, ADMIN)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Administer)?;
         let key = VerifierKey::parse(r.verifier_key.trim_end_matches('\n'))
             .map_err(|e| ApiError::field("verifier_key", e.to_string()))?;
         let (key, added) = blocking(move || Ok(t.tenant().add_witness(&key)?)).await?;
@@ -326,7 +326,7 @@ impl JournalService for Api {
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
         // Witness keys are public: every checkpoint served to a reader names them anyway.
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListWitnesses", &[&r.parent]);
         let after = self.state().page_tokens.open_u64(&scope, &r.page_token)?;
         let size = convert::page_len(r.page_size)?;
@@ -347,7 +347,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, fingerprint) = names::witness("name", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, ADMIN)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Administer)?;
         let removed = blocking(move || Ok(t.tenant().remove_witness(&fingerprint)?)).await?;
         tracing::info!(tenant = %tenant, witness = %removed, principal = %caller.principal.name, "witness removed");
         Ok(Response::new(pb::DeleteWitnessResponse {}))
@@ -360,7 +360,7 @@ impl JournalService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, ARCHIVE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Archive)?;
         if r.cosigned_note.is_empty() {
             return Err(ApiError::field("cosigned_note", "is required").into());
         }
@@ -386,7 +386,7 @@ impl VerificationService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("name", &r.name)?;
-        let t = self.tenant(&caller, &tenant, &r.name, VERIFY)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::Verify)?;
         let verify_lock = self.state.verify_lock.clone();
         let store = self.state.records.store().clone();
         let options = VerifyOptions {

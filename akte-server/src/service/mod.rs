@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::admission::Admitted;
-use crate::auth::{Principal, Role, TokenStore};
+use crate::auth::{Operation, Principal, TokenStore};
 use crate::error::ApiError;
 use crate::operations::Operations;
 use crate::page_token::{PageTokens, Scope};
@@ -158,7 +158,8 @@ impl Api {
         Ok(Caller { principal, method })
     }
 
-    /// The records of `tenant` if the caller may act there with one of `roles`.
+    /// The records of `tenant` if the caller may do `op` there (the table of roles and
+    /// operations in `akte_core::access`).
     ///
     /// Another tenant is reported as NOT_FOUND of `resource` (exactly like a resource that
     /// does not exist); a missing role as PERMISSION_DENIED. Both are logged.
@@ -167,7 +168,7 @@ impl Api {
         caller: &Caller,
         tenant: &str,
         resource: &str,
-        roles: &[Role],
+        op: Operation,
     ) -> Result<TenantRecords, ApiError> {
         let p = &caller.principal;
         if !p.sees(tenant) {
@@ -176,8 +177,8 @@ impl Api {
                 resource: resource.to_owned(),
             });
         }
-        if !p.has_any(roles) {
-            let required: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        if !p.may(op) {
+            let required: Vec<&str> = op.roles().iter().map(|r| r.name()).collect();
             tracing::warn!(principal = %p.name, method = %caller.method, resource, "denied: role missing (needs one of {})", required.join(", "));
             return Err(ApiError::PermissionDenied {
                 required: required.join(", "),
@@ -328,19 +329,19 @@ pub(crate) enum Lifecycle {
 
 impl Api {
     /// The shared body of CloseFile/ReopenFile and CloseCase/ReopenCase: resolves `name`
-    /// as an object of `kind` in a tenant the caller may write with `roles`, checks the
+    /// as an object of `kind` in a tenant where the caller may do `op`, checks the
     /// etag and applies `step`. Returns the tenant and the object after the step.
     pub(crate) async fn close_or_reopen(
         &self,
         caller: &Caller,
         name: String,
         kind: ObjectKind,
-        roles: &[Role],
+        op: Operation,
         etag: &str,
         step: Lifecycle,
     ) -> Result<(String, Object), ApiError> {
         let o = crate::names::object_of("name", &name, &[kind])?;
-        let t = self.tenant(caller, &o.tenant, &name, roles)?;
+        let t = self.tenant(caller, &o.tenant, &name, op)?;
         let etag = crate::convert::parse_etag("etag", etag)?;
         let actor = caller.actor().to_owned();
         let obj = blocking(move || {

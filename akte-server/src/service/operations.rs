@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::READ;
+use crate::auth::Operation;
 use crate::error::ApiError;
 use crate::filter;
 use crate::names;
@@ -29,7 +29,7 @@ impl Api {
     /// there.
     fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
         let (tenant, id) = names::resource("name", name, "operations")?;
-        self.tenant(caller, &tenant, name, READ)?;
+        self.tenant(caller, &tenant, name, Operation::Read)?;
         let not_found = || ApiError::NotFound {
             resource: name.to_owned(),
         };
@@ -38,7 +38,7 @@ impl Api {
             .operations
             .get(&tenant, id)
             .ok_or_else(not_found)?;
-        if !caller.principal.has_any(entry.verb().roles()) {
+        if !caller.principal.may(entry.verb().operation()) {
             tracing::warn!(principal = %caller.principal.name, operation = %name, "denied: operation of a method the token's roles do not allow (answered NOT_FOUND)");
             return Err(not_found());
         }
@@ -65,7 +65,7 @@ impl Operations for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("name", &r.name)?;
-        self.tenant(&caller, &tenant, &r.name, READ)?;
+        self.tenant(&caller, &tenant, &r.name, Operation::Read)?;
         let conditions = filter::parse(&r.filter, &["done", "verb"])?;
         for c in &conditions {
             if c.field == "done" {
@@ -87,7 +87,7 @@ impl Operations for Api {
         let listed = super::blocking(move || Ok(ops.list(&tenant))).await?;
         let visible: Vec<Arc<Entry>> = listed
             .into_iter()
-            .filter(|e| caller.principal.has_any(e.verb().roles()))
+            .filter(|e| caller.principal.may(e.verb().operation()))
             .filter(|e| {
                 conditions.iter().all(|c| match c.field.as_str() {
                     "done" => c.holds(if e.is_done() { "true" } else { "false" }),

@@ -3,7 +3,7 @@
 use akte_core::records::{NewPlanUnit, ObjectKind, RecordsError};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{READ, REGISTRAR_WRITE};
+use crate::auth::Operation;
 use crate::convert::{self, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
@@ -24,7 +24,7 @@ impl FilePlanService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (tenant, parent) = names::tenant_or_object("parent", &r.parent, UNIT)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::KeepFiles)?;
         let u = r.plan_unit.unwrap_or_default();
         let (retention, disposal) = convert::plan_unit_defaults(&u)?;
         let new = NewPlanUnit {
@@ -58,7 +58,7 @@ impl FilePlanService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object_of("name", &name, UNIT)?;
-        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let unit = blocking(move || t.plan_unit(o.id).map_err(named(&name))).await?;
         Ok(Response::new(convert::plan_unit(&o.tenant, &unit)))
     }
@@ -70,7 +70,7 @@ impl FilePlanService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (tenant, parent) = names::tenant_or_object("parent", &r.parent, UNIT)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let scope = Scope::new("ListPlanUnits", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let parent_name = r.parent;
@@ -98,7 +98,7 @@ impl FilePlanService for Api {
         let u = r.plan_unit.unwrap_or_default();
         let name = u.name.clone();
         let o = names::object_of("plan_unit.name", &name, UNIT)?;
-        let t = self.tenant(&caller, &o.tenant, &name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::KeepFiles)?;
         let patch = convert::plan_unit_patch(&o.tenant, &u, r.update_mask.as_ref())?;
         let etag = parse_etag("etag", &r.etag)?;
         let actor = caller.actor().to_owned();
@@ -128,7 +128,7 @@ impl FilePlanService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let o = names::object_of("name", &r.name, UNIT)?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, Operation::KeepFiles)?;
         let etag = parse_etag("etag", &r.etag)?
             .ok_or_else(|| ApiError::field("etag", "is required to delete a plan unit"))?;
         let actor = caller.actor().to_owned();

@@ -6,11 +6,10 @@ use akte_core::records::{
     DisposalExplanation, DisposalProgress, DisposalStatus, DueFilter, Hold, ObjectKind,
     RetentionRule,
 };
-use chrono::Utc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::auth::{ARCHIVE, READ, REGISTRAR_WRITE};
+use crate::auth::Operation;
 use crate::convert::{self, parse_date};
 use crate::error::ApiError;
 use crate::filter;
@@ -149,7 +148,7 @@ impl RetentionService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let o = names::object_of("name", &r.name, &[ObjectKind::File])?;
-        let t = self.tenant(&caller, &o.tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.name, Operation::KeepFiles)?;
         let retention = convert::parse_retention("retention", r.retention.as_ref())?;
         let disposal = convert::parse_disposal("disposal", r.disposal)?;
         let actor = caller.actor().to_owned();
@@ -172,7 +171,7 @@ impl RetentionService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let o = names::object_of("name", &name, HELD)?;
-        let t = self.tenant(&caller, &o.tenant, &name, READ)?;
+        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
         let kind = o.kind;
         let tenant = o.tenant.clone();
         let out = blocking(move || {
@@ -211,9 +210,9 @@ impl RetentionService for Api {
         let criteria = format!("{:?}", (&filter, &r.plan_unit));
         let scope = Scope::new("ListDueFiles", &[&r.parent, &criteria]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let (files, next) = blocking(move || {
-            let due = t.due_page(&filter, Utc::now().date_naive(), &page)?;
+            let due = t.due_page(&filter, akte_core::records::civil::today(), &page)?;
             let files = due
                 .items
                 .iter()
@@ -244,7 +243,7 @@ impl RetentionService for Api {
                 )
             }
         };
-        let t = self.tenant(&caller, &tenant, &r.name, REGISTRAR_WRITE)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::KeepFiles)?;
         let actor = caller.actor().to_owned();
         let now = blocking(move || {
             t.configure_retention_rule(&actor, new)?;
@@ -266,7 +265,7 @@ impl HoldService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let o = names::object_of("object", &r.object, HELD)?;
-        let t = self.tenant(&caller, &o.tenant, &r.object, ARCHIVE)?;
+        let t = self.tenant(&caller, &o.tenant, &r.object, Operation::Archive)?;
         let actor = caller.actor().to_owned();
         let name = r.object.clone();
         let tenant = o.tenant.clone();
@@ -286,7 +285,7 @@ impl HoldService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (tenant, id) = names::resource("name", &r.name, "holds")?;
-        let t = self.tenant(&caller, &tenant, &r.name, ARCHIVE)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::Archive)?;
         let actor = caller.actor().to_owned();
         let name = r.name.clone();
         let out = blocking(move || {
@@ -305,7 +304,7 @@ impl HoldService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let (tenant, id) = names::resource("name", &name, "holds")?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let out = blocking(move || {
             let h = t.hold(id).map_err(named(&name))?;
             Ok(hold(&t, &tenant, &h))
@@ -321,7 +320,7 @@ impl HoldService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("parent", &r.parent)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let conditions = filter::parse(&r.filter, &["active", "object", "file"])?;
         for c in conditions.iter().filter(|c| c.field == "active") {
             c.boolean()?;

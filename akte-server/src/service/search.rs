@@ -3,7 +3,7 @@
 use akte_core::records::{Object, ObjectKind, Query, Status as State};
 use tonic::{Request, Response, Status};
 
-use crate::auth::READ;
+use crate::auth::Operation;
 use crate::convert::{self, parse_date};
 use crate::error::ApiError;
 use crate::names;
@@ -60,7 +60,7 @@ impl SearchService for Api {
         let criteria = format!("{:?}", (&q, r.r#type));
         let scope = Scope::new("Search", &[&r.parent, &criteria]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, READ)?;
+        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let (results, next) = blocking(move || {
             let p = t.query(&q, &page)?;
             let mut out = Vec::with_capacity(p.items.len());

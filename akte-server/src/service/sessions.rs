@@ -10,7 +10,7 @@ use chrono::Utc;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::auth::CLERK_WRITE;
+use crate::auth::Operation;
 use crate::convert::{self, request_id, timestamp};
 use crate::error::ApiError;
 use crate::names;
@@ -40,10 +40,8 @@ fn parse_name(field: &str, name: &str) -> Result<SessionName, ApiError> {
     };
     let (doc, id) = name.rsplit_once("/uploadSessions/").ok_or_else(bad)?;
     let d = names::object_of(field, doc, &[ObjectKind::Document])?;
-    let id = Uuid::parse_str(id)
-        .ok()
-        .filter(|u| !u.is_nil())
-        .ok_or_else(bad)?;
+    // The nil UUID is a UUID (no session has it: NOT_FOUND later).
+    let id = Uuid::parse_str(id).ok().ok_or_else(bad)?;
     Ok(SessionName {
         tenant: d.tenant,
         document: d.id,
@@ -99,7 +97,7 @@ impl Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let d = names::object_of("parent", &r.parent, &[ObjectKind::Document])?;
-        let t = self.tenant(&caller, &d.tenant, &r.parent, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &d.tenant, &r.parent, Operation::FileDocuments)?;
         let spec = r
             .upload_session
             .as_ref()
@@ -138,7 +136,7 @@ impl Api {
         name: &str,
     ) -> Result<(SessionName, Session, u64), ApiError> {
         let n = parse_name(field, name)?;
-        self.tenant(caller, &n.tenant, name, CLERK_WRITE)?;
+        self.tenant(caller, &n.tenant, name, Operation::FileDocuments)?;
         let (s, persisted) = self.uploads().get(&n.tenant, n.document, n.id, name)?;
         Ok((n, s, persisted))
     }
@@ -233,7 +231,7 @@ impl Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let (n, _, _) = self.session_of(&caller, "name", &r.name)?;
-        let t = self.tenant(&caller, &n.tenant, &r.name, CLERK_WRITE)?;
+        let t = self.tenant(&caller, &n.tenant, &r.name, Operation::FileDocuments)?;
         let staged = r
             .staged_renditions
             .iter()

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::{AuthError, Role, TokenRecord, ADMIN, READ};
+use crate::auth::{AuthError, Operation, Role, TokenRecord};
 use crate::convert::{self, timestamp};
 use crate::error::ApiError;
 use crate::names;
@@ -91,7 +91,9 @@ impl Api {
     ) -> Result<(), ApiError> {
         match scope {
             None => self.global_admin(caller),
-            Some(t) => self.tenant(caller, t, name, ADMIN).map(|_| ()),
+            Some(t) => self
+                .tenant(caller, t, name, Operation::Administer)
+                .map(|_| ()),
         }
     }
 }
@@ -118,7 +120,7 @@ impl TenantService for Api {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
         let tenant = names::tenant("name", &name)?;
-        let t = self.tenant(&caller, &tenant, &name, READ)?;
+        let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         Ok(Response::new(tenant_msg(t.tenant())))
     }
 

@@ -1,0 +1,468 @@
+//! The `akte` binary as people and scripts meet it: `--json` prints API objects in the
+//! proto3 JSON mapping (what grpcurl prints) and errors as JSON; text output has dates and
+//! hex hashes and never JSON; exit codes as documented (usage 2, not found 6, ...); the
+//! advice fits the case; `--help` lists a command's own options first; a missing token
+//! names AKTE_TOKEN_FILE; failures leave nothing behind; commands that find nothing say so.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde_json::Value;
+use support::{fixture, Env};
+
+use akte_server::pb::akte::v1 as pb;
+
+/// Runs `akte` with a clean environment in `cwd`.
+fn akte_in(cwd: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_akte"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AKTE_TOKEN")
+        .env_remove("AKTE_TOKEN_FILE")
+        .env_remove("AKTE_TENANT")
+        .env_remove("AKTE_SERVER")
+        .env_remove("AKTE_DATA_DIR")
+        .env_remove("AKTE_LOG")
+        .output()
+        .expect("running akte");
+    println!(
+        "$ akte {}\n{}{}-> {:?}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    );
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("akte killed by a signal")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON value ({e}): {}", stdout(out)))
+}
+
+/// The JSON error `--json` prints on standard error.
+fn json_error(out: &Output) -> Value {
+    let v: Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("no JSON error ({e}): {}", stderr(out)));
+    v["error"].clone()
+}
+
+/// What grpcurl prints for `m`: the proto3 JSON mapping, made here independently of the
+/// CLI's code from the same descriptor set.
+fn proto3_json<M: prost::Message + prost::Name>(m: &M) -> Value {
+    let pool = DescriptorPool::decode(akte_server::pb::FILE_DESCRIPTOR_SET).expect("pool");
+    let d = pool.get_message_by_name(&M::full_name()).expect("known");
+    let dynamic = DynamicMessage::decode(d, m.encode_to_vec().as_slice()).expect("decode");
+    serde_json::to_value(&dynamic).expect("json")
+}
+
+struct Remote<'a> {
+    env: &'a Env,
+    url: String,
+    tenant: &'a str,
+    cwd: tempfile::TempDir,
+}
+
+impl<'a> Remote<'a> {
+    fn new(env: &'a Env, tenant: &'a str) -> Remote<'a> {
+        Remote {
+            env,
+            url: env.url(),
+            tenant,
+            cwd: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "--server",
+            &self.url,
+            "--token",
+            &self.env.admin,
+            "--tenant",
+            self.tenant,
+        ];
+        all.extend_from_slice(args);
+        akte_in(self.cwd.path(), &all)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_is_the_proto3_mapping_and_text_is_for_people() {
+    let env = Env::new().await;
+    let mut f = fixture(&env, "bauamt").await;
+    let cli = Remote::new(&env, "bauamt");
+
+    // An API object: exactly what grpcurl prints for GetFile.
+    let out = cli.run(&["--json", "file", "get", &f.file.name]);
+    assert_eq!(code(&out), 0);
+    let got = json(&out);
+    let served = f
+        .registrar
+        .files
+        .get_file(pb::GetFileRequest {
+            name: f.file.name.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got, proto3_json(&served));
+    // The mapping's marks: lowerCamelCase, enums by name, uint64 as a string, RFC 3339.
+    assert_eq!(got["planUnit"], served.plan_unit.as_str());
+    assert_eq!(got["state"], "STATE_OPEN");
+    assert!(got["created"]["journalSeq"].is_string(), "{got}");
+    assert!(
+        got["created"]["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{got}"
+    );
+    assert!(got.get("plan_unit").is_none(), "{got}");
+
+    // A list: the List response with every page, as one object.
+    let out = cli.run(&["--json", "document", "list", "--parent", &f.file.name]);
+    let list = json(&out);
+    assert_eq!(list["documents"][0], proto3_json(&f.doc));
+
+    // Bytes are base64 in JSON, hex in text; one encoding per form.
+    let data = b"%PDF-1.7 Bauantrag\n".to_vec();
+    let path = cli.cwd.path().join("antrag.pdf");
+    std::fs::write(&path, &data).expect("write");
+    let out = cli.run(&[
+        "--json",
+        "upload",
+        "--document",
+        &f.doc.name,
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code(&out), 0);
+    let v = json(&out);
+    let sha = akte_server::client::sha256(&data);
+    use base64::Engine as _;
+    assert_eq!(
+        v["renditions"][0]["sha256"],
+        base64::engine::general_purpose::STANDARD.encode(&sha)
+    );
+    let out = cli.run(&["document", "get", &f.doc.name]);
+    let text = stdout(&out);
+    assert!(text.contains(&hex::encode(&sha)), "{text}");
+    for line in text.lines() {
+        assert!(
+            !line.trim_start().starts_with(['{', '[']),
+            "JSON in text: {text}"
+        );
+    }
+
+    // History in text: dates, no seconds since 1970, no JSON.
+    let out = cli.run(&["history", &f.file.name]);
+    let text = stdout(&out);
+    assert!(text.contains("file.create"), "{text}");
+    assert!(text.contains(" UTC"), "times as dates: {text}");
+    assert!(!text.contains('{'), "{text}");
+
+    // The document with its versions: two API objects under their names.
+    let out = cli.run(&["--json", "document", "get", &f.doc.name]);
+    let v = json(&out);
+    assert_eq!(v["document"]["name"], f.doc.name.as_str());
+    assert_eq!(v["versions"][0]["number"], 1);
+
+    // A checkpoint: the API object (its note is a bytes field), never the bare note.
+    let out = cli.run(&["--json", "journal", "checkpoint"]);
+    let v = json(&out);
+    assert!(
+        v["treeSize"].is_string() && v["signedNote"].is_string(),
+        "{v}"
+    );
+    let out = cli.run(&["journal", "checkpoint"]);
+    assert!(
+        stdout(&out).starts_with("akte.local/bauamt\n"),
+        "the note in text"
+    );
+
+    // Nothing found, and nothing printed? No: it says so.
+    let out = cli.run(&["retention", "due"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("no files are due"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli.run(&["--json", "retention", "due"]);
+    assert_eq!(json(&out), serde_json::json!({}), "an empty list response");
+    let out = cli.run(&["hold", "list"]);
+    assert!(stdout(&out).contains("no active holds"), "{}", stdout(&out));
+    // A change says what changed.
+    let out = cli.run(&[
+        "retention",
+        "set",
+        &f.file.name,
+        "--years",
+        "7",
+        "--decision",
+        "a",
+        "--reason",
+        "Bewertungskatalog",
+    ]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).starts_with("retention set to 7 years, decision A"),
+        "{}",
+        stdout(&out)
+    );
+    env.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_documented_exit_codes_and_json_with_code_and_reason() {
+    let env = Env::new().await;
+    let f = fixture(&env, "bauamt").await;
+    let cli = Remote::new(&env, "bauamt");
+
+    // Not found: exit 6; under --json the code and the reason, on standard error.
+    let missing = format!("tenants/bauamt/files/{}", uuid::Uuid::new_v4());
+    let out = cli.run(&["--json", "file", "get", &missing]);
+    assert_eq!(code(&out), 6);
+    assert!(out.stdout.is_empty());
+    let e = json_error(&out);
+    assert_eq!(
+        (e["code"].as_str(), e["reason"].as_str()),
+        (Some("NOT_FOUND"), Some("NOT_FOUND"))
+    );
+    // The nil UUID is a UUID: not found, not "not a UUID".
+    let out = cli.run(&[
+        "--json",
+        "file",
+        "get",
+        "tenants/bauamt/files/00000000-0000-0000-0000-000000000000",
+    ]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    // A malformed id is a refused request: exit 7, INVALID_ARGUMENT.
+    let out = cli.run(&["--json", "file", "get", "tenants/bauamt/files/x"]);
+    assert_eq!(code(&out), 7);
+    assert_eq!(json_error(&out)["code"], "INVALID_ARGUMENT");
+    // Without --json: one line with code and reason.
+    let out = cli.run(&["file", "get", &missing]);
+    assert!(
+        stderr(&out).starts_with("akte: error: NOT_FOUND (NOT_FOUND): "),
+        "{}",
+        stderr(&out)
+    );
+
+    // Usage errors are 2, whether clap or the command finds them, JSON under --json.
+    for args in [
+        vec!["--json", "file", "get"],
+        vec!["--json", "frobnicate"],
+        vec!["--json", "file", "update", &f.file.name],
+        vec![
+            "--json",
+            "file",
+            "close",
+            &f.file.name,
+            "--date",
+            "30.06.2015",
+        ],
+        vec!["--json", "retention", "due", "--decision", "X"],
+    ] {
+        let out = cli.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        let e = json_error(&out);
+        assert_eq!(e["code"], "INVALID_ARGUMENT", "{args:?}");
+        assert_eq!(e["reason"], "USAGE", "{args:?}");
+        assert!(!e["message"].as_str().unwrap_or("").is_empty());
+    }
+    let out = akte_in(
+        cli.cwd.path(),
+        &[
+            "--server", &cli.url, "--token", &env.admin, "file", "get", "x",
+        ],
+    );
+    assert_eq!(code(&out), 2, "no --tenant for a bare id");
+    assert!(stderr(&out).contains("--tenant"), "{}", stderr(&out));
+
+    // No token: exit 5, and the message names AKTE_TOKEN_FILE.
+    let out = akte_in(
+        cli.cwd.path(),
+        &[
+            "--server", &cli.url, "--tenant", "bauamt", "admin", "tenants",
+        ],
+    );
+    assert_eq!(code(&out), 5);
+    assert!(stderr(&out).contains("AKTE_TOKEN_FILE"), "{}", stderr(&out));
+    // A wrong token: exit 5 too.
+    let out = akte_in(
+        cli.cwd.path(),
+        &["--server", &cli.url, "--token", "nope", "admin", "tenants"],
+    );
+    assert_eq!(code(&out), 5);
+
+    // Unreachable: exit 4.
+    let out = akte_in(
+        cli.cwd.path(),
+        &[
+            "--server",
+            "http://127.0.0.1:1",
+            "--token",
+            "x",
+            "admin",
+            "tenants",
+        ],
+    );
+    assert_eq!(code(&out), 4);
+
+    // Nothing was written into the working directory by any of this.
+    let left: Vec<_> = std::fs::read_dir(cli.cwd.path())
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    env.server.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn help_lists_the_commands_own_options_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = akte_in(dir.path(), &["file", "create", "--help"]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    let own = text.find("--subject").expect("own option");
+    let global = text.find("Global options:").expect("global heading");
+    assert!(own < global, "{text}");
+    assert!(text[global..].contains("--server"), "{text}");
+    assert!(!text[..global].contains("--server"), "{text}");
+}
+
+#[test]
+fn offline_commands_refuse_what_is_not_a_data_directory_and_leave_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path();
+    // No data directory given: a usage error, and nothing (no ./data, no key) is made.
+    for args in [
+        vec!["tenant", "create", "bauamt"],
+        vec!["stats"],
+        vec!["checkpoint", "--tenant", "bauamt"],
+    ] {
+        let out = akte_in(cwd, &args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(stderr(&out).contains("--data-dir"), "{}", stderr(&out));
+    }
+    // A directory that does not exist is not made by reading commands.
+    let missing = cwd.join("missing");
+    let m = missing.to_str().expect("utf-8");
+    for args in [
+        vec!["--data-dir", m, "stats"],
+        vec!["--data-dir", m, "tenant", "list"],
+        vec!["--data-dir", m, "prove", "--tenant", "t", "--seq", "0"],
+        vec!["--data-dir", m, "--json", "rebuild-index"],
+    ] {
+        let out = akte_in(cwd, &args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(!missing.exists(), "{args:?} made {m}");
+    }
+    // A directory that holds other things is not a data directory: exit 2, untouched.
+    let other = cwd.join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), b"x").expect("write");
+    let o = other.to_str().expect("utf-8");
+    let out = akte_in(cwd, &["--json", "--data-dir", o, "tenant", "create", "t"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(json_error(&out)["reason"], "NOT_A_DATA_DIRECTORY");
+    assert_eq!(std::fs::read_dir(&other).expect("list").count(), 1);
+    std::fs::remove_dir_all(&other).expect("clean up");
+    // A tenant that cannot be created leaves no data directory behind.
+    let out = akte_in(cwd, &["--data-dir", m, "tenant", "create", "Bad Id"]);
+    assert_eq!(code(&out), 7);
+    assert!(!missing.exists());
+    let listing: Vec<_> = std::fs::read_dir(cwd).expect("list").flatten().collect();
+    assert!(listing.is_empty(), "{listing:?}");
+}
+
+#[test]
+fn prove_advice_fits_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf-8");
+    assert_eq!(
+        code(&akte_in(
+            dir.path(),
+            &["--data-dir", d, "tenant", "create", "t"]
+        )),
+        0
+    );
+    let doc = dir.path().join("a.txt");
+    std::fs::write(&doc, b"Antrag").expect("write");
+    let doc = doc.to_str().expect("utf-8");
+    let out = akte_in(
+        dir.path(),
+        &["--data-dir", d, "ingest", "--tenant", "t", doc, doc],
+    );
+    assert_eq!(code(&out), 0);
+    // An entry that is not there: "no such entry", exit 6, no advice to checkpoint.
+    let out = akte_in(
+        dir.path(),
+        &["--data-dir", d, "prove", "--tenant", "t", "--seq", "99"],
+    );
+    assert_eq!(code(&out), 6);
+    assert!(stderr(&out).contains("no such entry"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("checkpoint"), "{}", stderr(&out));
+    // An entry that is there but no checkpoint yet: then the advice is to sign one.
+    let out = akte_in(
+        dir.path(),
+        &["--data-dir", d, "prove", "--tenant", "t", "--seq", "1"],
+    );
+    assert_eq!(code(&out), 6);
+    assert!(stderr(&out).contains("akte checkpoint"), "{}", stderr(&out));
+    let note = dir.path().join("held.note");
+    let out = akte_in(
+        dir.path(),
+        &[
+            "--data-dir",
+            d,
+            "--json",
+            "checkpoint",
+            "--tenant",
+            "t",
+            "--out",
+            note.to_str().expect("utf-8"),
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(v["tree_size"], 2);
+    assert!(std::fs::read_to_string(&note)
+        .expect("note")
+        .starts_with("akte.local/t\n2\n"));
+    let out = akte_in(
+        dir.path(),
+        &[
+            "--data-dir",
+            d,
+            "--json",
+            "prove",
+            "--tenant",
+            "t",
+            "--seq",
+            "1",
+        ],
+    );
+    assert_eq!(json(&out)["verified"], true);
+    // Offline results under --json are JSON objects.
+    let out = akte_in(dir.path(), &["--data-dir", d, "--json", "stats"]);
+    assert_eq!(json(&out)["tenants"][0]["entries"], 2);
+    let out = akte_in(dir.path(), &["--data-dir", d, "stats"]);
+    assert!(stdout(&out).starts_with("t: 2 entries"), "{}", stdout(&out));
+}

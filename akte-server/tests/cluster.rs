@@ -1,0 +1,403 @@
+//! The Kommunal-Cloud: several akted processes on one PostgreSQL database, clients
+//! writing through all of them, instances killed (SIGKILL) at random moments and started
+//! again. Nothing acknowledged may be lost, the journal must stay one gapless chain that
+//! verifies, and the instances that were not killed must keep serving.
+//!
+//! `three_instances_lose_nothing_when_one_is_killed` runs in the normal suite (a few
+//! kills); `kill_campaign` is the long campaign of the issue (16 clients, 50 kills):
+//! `cargo test -p akte-server --test cluster -- --ignored --nocapture`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use akte_server::client::{
+    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
+};
+use akte_server::pb::akte::v1 as pb;
+use bytes::Bytes;
+use tonic::Status;
+
+type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const ADMIN: &str = "akte_cluster_admin_token_for_tests_only";
+const WRITER: &str = "akte_cluster_writer_token_for_tests_only";
+const TENANT: &str = "stadt";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The configuration every instance shares: the database and two tokens.
+fn write_config(dir: &Path, database: &str) -> PathBuf {
+    let hash = |t: &str| akte_server::client::sha256_hex(t.as_bytes());
+    let text = format!(
+        r#"database = "{database}"
+database_pool_size = 16
+
+[[tokens]]
+sha256 = "{}"
+principal = "ops:admin"
+tenant = "*"
+roles = ["admin"]
+
+[[tokens]]
+sha256 = "{}"
+principal = "fachverfahren:buergerbuero"
+tenant = "{TENANT}"
+roles = ["registrar", "clerk"]
+"#,
+        hash(ADMIN),
+        hash(WRITER)
+    );
+    let path = dir.join("akted.toml");
+    std::fs::write(&path, text).expect("write the configuration");
+    path
+}
+
+/// One akted process of the installation, with its own data directory and port.
+struct Instance {
+    config: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Instance {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_akted"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--metrics-listen", "off"])
+            .env("AKTED_LOG", "error")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn akted");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn connect(url: &str, token: &str, patience: Duration) -> Option<Clients> {
+    let start = Instant::now();
+    loop {
+        if let Ok(c) = Clients::connect(url, Some(token), &ClientTls::default()).await {
+            return Some(c);
+        }
+        if start.elapsed() > patience {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+async fn add_version(c: &mut Clients, doc: &str, data: &[u8]) -> Result<pb::Version, Status> {
+    let header = pb::AddVersionHeader {
+        parent: doc.into(),
+        upload: Some(pb::RenditionUpload {
+            file_name: "antrag.pdf".into(),
+            media_type: "application/pdf".into(),
+            sha256: sha256(data),
+            size: data.len() as u64,
+        }),
+        ..Default::default()
+    };
+    let msgs = add_version_messages(header, Bytes::copy_from_slice(data), 1 << 20);
+    c.documents
+        .add_version(tokio_stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn download(c: &mut Clients, name: &str) -> Result<Vec<u8>, Status> {
+    let mut s = c
+        .documents
+        .download_rendition(pb::DownloadRenditionRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = s.message().await? {
+        if let Some(pb::download_rendition_response::Message::Chunk(b)) = m.message {
+            out.extend_from_slice(&b);
+        }
+    }
+    Ok(out)
+}
+
+/// What the campaign saw.
+#[derive(Debug, Default)]
+struct Figures {
+    acknowledged: u64,
+    errors: u64,
+    kills: u64,
+    acknowledged_by_instance: [u64; 3],
+}
+
+/// Runs `clients` writers through three instances for as long as `kills` kills take.
+async fn campaign(clients: usize, kills: u64, seed: u64) -> R<Figures> {
+    let pg = akte_tests::pg::PgServer::start();
+    let database = pg.fresh_database();
+    let root = tempfile::tempdir()?;
+    let config = write_config(root.path(), &database);
+    let mut instances: Vec<Instance> = (0..3)
+        .map(|i| Instance {
+            config: config.clone(),
+            dir: root.path().join(format!("instance-{i}")),
+            port: free_port(),
+            child: None,
+        })
+        .collect();
+    for i in &mut instances {
+        i.start();
+    }
+    let urls: Vec<String> = instances.iter().map(Instance::url).collect();
+    let patience = Duration::from_secs(30);
+
+    // The tenant and what the writers write into, made through instance 0 and used
+    // through all three (each instance learns of the tenant from the database).
+    let mut admin = connect(&urls[0], ADMIN, patience)
+        .await
+        .ok_or("no instance 0")?;
+    admin
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: TENANT.into(),
+        })
+        .await?;
+    let mut w = connect(&urls[1], WRITER, patience)
+        .await
+        .ok_or("no instance 1")?;
+    let unit = w
+        .plan
+        .create_plan_unit(pb::CreatePlanUnitRequest {
+            parent: format!("tenants/{TENANT}"),
+            plan_unit: Some(pb::PlanUnit {
+                code: "1".into(),
+                title: "Bürgerbüro".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut w = connect(&urls[2], WRITER, patience)
+        .await
+        .ok_or("no instance 2")?;
+    let file = w
+        .files
+        .create_file(pb::CreateFileRequest {
+            parent: unit.name,
+            file: Some(pb::File {
+                subject: "Anträge".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut docs = Vec::new();
+    for i in 0..clients {
+        let d = w
+            .documents
+            .create_document(pb::CreateDocumentRequest {
+                parent: file.name.clone(),
+                document: Some(pb::Document {
+                    subject: format!("Antrag {i}"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        docs.push(d.name);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for (n, doc) in docs.into_iter().enumerate() {
+        let (stop, errors, urls) = (stop.clone(), errors.clone(), urls.clone());
+        writers.push(tokio::spawn(async move {
+            let mut conns: Vec<Option<Clients>> = vec![None, None, None];
+            let mut acked: Vec<(String, Bytes, usize)> = Vec::new();
+            let mut i = n as u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let k = (i % 3) as usize;
+                if conns[k].is_none() {
+                    conns[k] = connect(&urls[k], WRITER, Duration::ZERO).await;
+                }
+                let Some(c) = conns[k].as_mut() else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let data = bytes_of(2_000 + (i as usize * 7919) % 6_000, (n as u64) << 32 | i);
+                match add_version(c, &doc, &data).await {
+                    Ok(v) => acked.push((v.name, sha256(&data), k)),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        conns[k] = None;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            acked
+        }));
+    }
+
+    // Kill one instance at a random moment, again and again, starting it again each time.
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut figures = Figures::default();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(150 + next() % 500)).await;
+        let victim = (next() % 3) as usize;
+        instances[victim].kill();
+        figures.kills += 1;
+        tokio::time::sleep(Duration::from_millis(next() % 300)).await;
+        instances[victim].start();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await?);
+    }
+    figures.errors = errors.load(Ordering::Relaxed);
+    figures.acknowledged = acked.len() as u64;
+    for (_, _, k) in &acked {
+        figures.acknowledged_by_instance[*k] += 1;
+    }
+
+    // Every acknowledged version is there, byte for byte, read through any instance.
+    let mut readers = Vec::new();
+    for url in &urls {
+        readers.push(
+            connect(url, WRITER, patience)
+                .await
+                .ok_or("an instance did not come back")?,
+        );
+    }
+    for (j, (name, sha, k)) in acked.iter().enumerate() {
+        let bytes = match download(&mut readers[j % 3], name).await {
+            Ok(b) => b,
+            Err(e) => {
+                // What each instance answers, to tell a lost write from a stale instance.
+                let mut all = Vec::new();
+                for r in readers.iter_mut() {
+                    all.push(
+                        download(r, name)
+                            .await
+                            .map(|b| b.len())
+                            .map_err(|e| e.code()),
+                    );
+                }
+                return Err(format!("{name} (acknowledged by instance {k}): {e}; {all:?}").into());
+            }
+        };
+        assert_eq!(
+            &sha256(&bytes),
+            sha,
+            "acknowledged version {name} differs or is lost"
+        );
+    }
+    // The journal is one chain and verifies, content included.
+    let mut admin = connect(&urls[0], ADMIN, patience)
+        .await
+        .ok_or("no instance 0")?;
+    let op = admin
+        .verification
+        .verify_tenant(pb::VerifyTenantRequest {
+            name: format!("tenants/{TENANT}"),
+            incremental: false,
+            skip_content: false,
+        })
+        .await?
+        .into_inner();
+    let done = wait_operation(&mut admin.operations, op).await?;
+    let report: pb::VerificationReport = unpack(&done)?;
+    assert!(
+        report.clean,
+        "verification found problems: {:?}",
+        report.problems
+    );
+    drop(pg);
+    Ok(figures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_lose_nothing_when_one_is_killed() -> R<()> {
+    let f = campaign(6, 4, 0x5eed_0001).await?;
+    eprintln!("{f:?}");
+    assert_eq!(f.kills, 4);
+    assert!(f.acknowledged > 20, "writes were acknowledged: {f:?}");
+    for (k, n) in f.acknowledged_by_instance.iter().enumerate() {
+        assert!(*n > 0, "instance {k} acknowledged writes: {f:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long campaign: 16 clients, 50 kills (run with --ignored)"]
+async fn kill_campaign() -> R<()> {
+    let seed = std::env::var("AKTE_CAMPAIGN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("seed {seed}");
+    let started = Instant::now();
+    let f = campaign(16, 50, seed).await?;
+    eprintln!("{f:?} in {:.0} s", started.elapsed().as_secs_f64());
+    assert_eq!(f.kills, 50);
+    Ok(())
+}

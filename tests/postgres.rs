@@ -1,0 +1,350 @@
+//! What only the PostgreSQL backend has: schema migrations, several processes on one
+//! database, and a database that goes away and comes back.
+
+use std::sync::Arc;
+
+use akte_core::backend::{BackendError, FaultKind};
+use akte_core::store::{Store, StoreOptions};
+use akte_postgres::{PgBackend, PgOptions, SCHEMA_VERSION};
+use akte_tests::append_document;
+use akte_tests::pg::{shared, PgServer};
+
+fn connect(url: &str) -> Arc<PgBackend> {
+    PgBackend::connect(url, PgOptions::default()).expect("connect")
+}
+
+#[test]
+fn an_older_schema_is_upgraded_and_a_newer_one_refused() {
+    let pg = shared();
+    let url = pg.fresh_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A database as the first release left it: schema version 1, a tenant with entries.
+    {
+        let old = PgBackend::connect_at(&url, PgOptions::default(), 1).unwrap();
+        assert_eq!(
+            pg.psql(&db, "SELECT version FROM akte_schema").unwrap(),
+            "1"
+        );
+        assert!(
+            pg.psql(&db, "SELECT 1 FROM akte_objects").is_err(),
+            "no content tables at 1"
+        );
+        let _ = old;
+    }
+    // This build upgrades it and works on it.
+    let backend = connect(&url);
+    assert_eq!(
+        pg.psql(&db, "SELECT version FROM akte_schema").unwrap(),
+        SCHEMA_VERSION.to_string()
+    );
+    let store = Store::open(backend, StoreOptions::default()).unwrap();
+    let t = store.create_tenant("gemeinde").unwrap();
+    append_document(&t, "clerk:c", "a", b"nach dem Upgrade", b"{}").unwrap();
+    drop(t);
+    drop(store);
+    // Connecting again changes nothing.
+    connect(&url);
+    // A schema written by a newer akte is refused with a clear error, and left alone.
+    pg.psql(&db, "UPDATE akte_schema SET version = 99").unwrap();
+    let err = PgBackend::connect(&url, PgOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, BackendError::UnsupportedFormat { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("99") && text.contains("newer"), "{text}");
+    assert_eq!(
+        pg.psql(&db, "SELECT version FROM akte_schema").unwrap(),
+        "99"
+    );
+}
+
+#[test]
+fn bad_connection_strings_and_absent_servers_are_clear_errors() {
+    let err = PgBackend::connect("postgres://host:notaport/db", PgOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), FaultKind::Other, "{err}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = PgOptions {
+        connect_timeout: std::time::Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let url = format!("postgres://akte:geheim@127.0.0.1:{port}/akte?sslmode=disable");
+    let err = PgBackend::connect(&url, options).unwrap_err();
+    assert_eq!(err.kind(), FaultKind::Unavailable, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("refused"), "says why: {text}");
+    assert!(
+        !text.contains("geheim"),
+        "the password is never shown: {text}"
+    );
+}
+
+/// The database restarts under load: writes fail with "unavailable" while it is down,
+/// nothing acknowledged is lost, nothing half-written stays, and the same store writes
+/// again once it is back, without being opened again.
+#[test]
+fn a_database_restart_fails_writes_cleanly_and_heals() {
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let store = Store::open(connect(&url), StoreOptions::default()).unwrap();
+    store.create_tenant("amt").unwrap();
+    let mut acked = Vec::new();
+    let mut failed = 0u64;
+    let mut kinds = std::collections::BTreeSet::new();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut i = 0u32;
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(6) {
+                i += 1;
+                let t = match store.tenant("amt") {
+                    Ok(t) => t,
+                    Err(e) => {
+                        kinds.insert(format!("{:?}", e.kind()));
+                        failed += 1;
+                        continue;
+                    }
+                };
+                match append_document(&t, "clerk:c", "d", &i.to_be_bytes(), b"{}") {
+                    Ok(a) => acked.push((a.ticket.entry.seq, a.ticket.leaf)),
+                    Err(e) => {
+                        kinds.insert(format!("{:?}", e.kind()));
+                        failed += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        pg.stop(false); // immediate: as a crash of the database server
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        pg.resume();
+        writer.join().unwrap();
+    });
+    assert!(failed > 0, "writes failed while the database was down");
+    assert!(
+        kinds.iter().all(|k| k == "Unavailable"),
+        "failures are 'unavailable': {kinds:?}"
+    );
+    let before = acked.len();
+    // Writes work again through the same store.
+    let t = store.tenant("amt").unwrap();
+    let a = append_document(&t, "clerk:c", "d", b"after", b"{}").unwrap();
+    acked.push((a.ticket.entry.seq, a.ticket.leaf));
+    assert!(before > 0);
+    // Every acknowledged entry is there, at its place in one verified chain.
+    let fresh = Store::open(connect(&url), StoreOptions::default()).unwrap();
+    let t = fresh.tenant("amt").unwrap();
+    for (seq, leaf) in &acked {
+        assert_eq!(&t.entry(*seq).unwrap().leaf, leaf, "entry {seq}");
+    }
+    let report = akte_core::verify::verify_store(&fresh, Default::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{:#?}",
+        report.problems().collect::<Vec<_>>()
+    );
+    eprintln!(
+        "{} entries acknowledged, {failed} writes failed while the database restarted",
+        acked.len()
+    );
+}
+
+/// A tenant with `n` documents of one version each in a file, and a file that was
+/// destroyed (so the copy carries redacted records and removed content).
+fn fill(records: &akte_core::records::Records, tenant: &str, n: u32) {
+    use akte_core::records::*;
+    let t = records.create_tenant(tenant).unwrap();
+    let unit = t
+        .create_plan_unit(
+            "registrar:r",
+            NewPlanUnit {
+                code: "1".into(),
+                title: "Bauanträge".into(),
+                retention: Retention::Years(1),
+                disposal: DisposalDecision::Destroy,
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let mut files = Vec::new();
+    for subject in ["Bauantrag Lindenstraße 4", "Abriss Mühlweg"] {
+        let file = t
+            .create_file(
+                "registrar:r",
+                NewFile {
+                    plan_unit: unit.id,
+                    subject: subject.into(),
+                    ..NewFile::default()
+                },
+                None,
+            )
+            .unwrap();
+        files.push(file.id);
+    }
+    for i in 0..n {
+        add_doc(&t, files[(i % 2) as usize], i);
+    }
+    let closed = chrono::NaiveDate::from_ymd_opt(2019, 3, 1).unwrap();
+    t.close("registrar:r", files[1], None, Some(closed))
+        .unwrap();
+    t.destroy("registrar:r", &[files[1]], "Fristablauf", "Amtsleitung")
+        .unwrap();
+    t.tenant().checkpoint().unwrap();
+}
+
+fn add_doc(t: &akte_core::records::TenantRecords, file: uuid::Uuid, i: u32) {
+    use akte_core::records::*;
+    let doc = t
+        .create_document(
+            "clerk:c",
+            NewDocument {
+                parent: file,
+                subject: format!("Schreiben {i}"),
+                ..NewDocument::default()
+            },
+            None,
+        )
+        .unwrap();
+    let body = format!("Schreiben Nr. {i} an Frau Müller").repeat(1 + i as usize % 50);
+    let put = t.put_content(body.as_bytes()).unwrap();
+    t.add_version(
+        "clerk:c",
+        doc.id,
+        NewVersion {
+            comment: String::new(),
+            renditions: vec![NewRendition {
+                file_name: format!("schreiben-{i}.txt"),
+                media_type: "text/plain".into(),
+                sha256: put.digest,
+                size: put.size,
+            }],
+        },
+        None,
+    )
+    .unwrap();
+}
+
+/// A data directory's tenants moved to PostgreSQL and back: every entry, blob and object
+/// arrives unchanged, both stores verify, the copy back is a data directory the
+/// independent Python verifier accepts, and running the copy again resumes (copies only
+/// what is new).
+#[test]
+fn stores_move_between_backends_unchanged_and_resumably() {
+    use akte_core::migrate::copy_store;
+    use akte_core::records::Records;
+
+    let records_store = |backend: Arc<dyn akte_core::backend::Backend>| {
+        Records::open(backend, StoreOptions::default())
+            .unwrap()
+            .store()
+            .clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source_records = Records::open(
+        akte_core::embedded::open(&dir.path().join("source")).unwrap(),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    for tenant in ["bauamt", "ordnungsamt"] {
+        fill(&source_records, tenant, 60);
+    }
+    let source = source_records.store().clone();
+    let url = shared().fresh_database();
+    let target = records_store(connect(&url));
+    let copied = copy_store(&source, &target, &mut |_| {}).unwrap();
+    assert_eq!(copied.len(), 2);
+    for c in &copied {
+        let s = source.tenant(&c.tenant).unwrap();
+        let t = target.tenant(&c.tenant).unwrap();
+        let n = s.size().unwrap();
+        assert!(n > 120, "{c:?}");
+        assert_eq!((c.entries, c.copied_entries), (n, n), "{c:?}");
+        assert_eq!(c.copied_objects, c.objects, "{c:?}");
+        assert!(c.objects >= 30, "{c:?}");
+        assert_eq!(t.root(n).unwrap(), s.root(n).unwrap());
+        assert_eq!(t.verifier(), s.verifier());
+        assert_eq!(
+            t.latest_checkpoint().unwrap().0,
+            s.latest_checkpoint().unwrap().0
+        );
+    }
+    let report = akte_core::verify::verify_store(&target, Default::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{:#?}",
+        report.problems().collect::<Vec<_>>()
+    );
+
+    // The source grows; the second run copies only the new entries and objects.
+    let before = source.tenant("bauamt").unwrap().size().unwrap();
+    source_records
+        .tenant("bauamt")
+        .unwrap()
+        .create_plan_unit(
+            "registrar:r",
+            akte_core::records::NewPlanUnit {
+                code: "2".into(),
+                title: "Neu".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+    let again = copy_store(&source, &target, &mut |_| {}).unwrap();
+    let bauamt = again.iter().find(|c| c.tenant == "bauamt").unwrap();
+    assert_eq!(
+        (bauamt.entries, bauamt.copied_entries, bauamt.copied_objects),
+        (before + 1, 1, 0)
+    );
+    let ordnungsamt = again.iter().find(|c| c.tenant == "ordnungsamt").unwrap();
+    assert_eq!(
+        (ordnungsamt.copied_entries, ordnungsamt.copied_objects),
+        (0, 0)
+    );
+
+    // And back into a data directory, which the independent verifier checks.
+    let back_dir = dir.path().join("back");
+    let back = records_store(akte_core::embedded::open(&back_dir).unwrap());
+    copy_store(&target, &back, &mut |_| {}).unwrap();
+    let report = akte_core::verify::verify_store(&back, Default::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{:#?}",
+        report.problems().collect::<Vec<_>>()
+    );
+    drop(back);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/verify_store.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&back_dir)
+        .output()
+        .expect("python3 runs tools/verify_store.py");
+    assert!(
+        out.status.success(),
+        "verify_store.py: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A target holding a different tenant of the same id is refused, and left alone.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = records_store(akte_core::embedded::open(other_dir.path()).unwrap());
+    let o = other.create_tenant("bauamt").unwrap();
+    o.checkpoint().unwrap();
+    let err = copy_store(&source, &other, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("different tenant"), "{err}");
+    assert_eq!(o.size().unwrap(), 0);
+}

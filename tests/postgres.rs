@@ -348,3 +348,62 @@ fn stores_move_between_backends_unchanged_and_resumably() {
     assert!(err.to_string().contains("different tenant"), "{err}");
     assert_eq!(o.size().unwrap(), 0);
 }
+
+/// Signing keys are sealed in the database with the configured key: the stored bytes are
+/// not the key, the tenant works with the key, and without it (or with another one) it is
+/// refused with a clear error instead of signing with something else.
+#[test]
+fn signing_keys_are_sealed_in_the_database() {
+    use akte_postgres::seal::SealKey;
+    let pg = shared();
+    let url = pg.fresh_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with = |key: Option<SealKey>| {
+        PgBackend::connect(
+            &url,
+            PgOptions {
+                seal_key: key,
+                ..PgOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let key = SealKey::new([9; 32]);
+    {
+        let store = Store::open(with(Some(key.clone())), StoreOptions::default()).unwrap();
+        let t = store.create_tenant("kaemmerei").unwrap();
+        append_document(&t, "clerk:c", "a", b"Haushalt", b"{}").unwrap();
+        t.checkpoint().unwrap();
+    }
+    let stored = pg
+        .psql(
+            &db,
+            "SELECT encode(substr(bytes, 1, 14), 'escape') FROM akte_meta \
+             WHERE tenant = 'kaemmerei' AND name = 'keys/checkpoint.key'",
+        )
+        .unwrap();
+    assert_eq!(stored, "akte-sealed-v1", "the signing key is stored sealed");
+    // With the key: it signs again.
+    let store = Store::open(with(Some(key)), StoreOptions::default()).unwrap();
+    let t = store.tenant("kaemmerei").unwrap();
+    append_document(&t, "clerk:c", "b", b"Nachtrag", b"{}").unwrap();
+    t.checkpoint().unwrap();
+    drop(t);
+    drop(store);
+    // Without it, or with another one: the tenant does not open, and says why.
+    for other in [None, Some(SealKey::new([1; 32]))] {
+        let store = Store::open(with(other), StoreOptions::default()).unwrap();
+        let err = store.tenant("kaemmerei").unwrap_err().to_string();
+        assert!(
+            err.contains("sealed") || err.contains("configured key"),
+            "{err}"
+        );
+    }
+}

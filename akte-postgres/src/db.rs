@@ -14,6 +14,9 @@ use akte_core::backend::{FaultKind, IoFailure};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio::runtime::{Handle, Runtime};
 
+/// Calls into the database runtime so far (for benchmarks and tests).
+pub static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A database failure, with what was being done and what kind of failure it is.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("PostgreSQL {op}: {message}")]
@@ -107,6 +110,8 @@ pub struct PgOptions {
     /// Password, when the connection string holds none (read from a file or the
     /// environment by the caller; never logged).
     pub password: Option<String>,
+    /// The key secret blobs are sealed with (see [`crate::seal`]).
+    pub seal_key: Option<crate::seal::SealKey>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -117,6 +122,7 @@ impl std::fmt::Debug for PgOptions {
             .field("op_timeout", &self.op_timeout)
             .field("ca_file", &self.ca_file)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("seal_key", &self.seal_key)
             .finish()
     }
 }
@@ -129,6 +135,7 @@ impl Default for PgOptions {
             op_timeout: Duration::from_secs(60),
             ca_file: None,
             password: None,
+            seal_key: None,
         }
     }
 }
@@ -241,7 +248,9 @@ impl Db {
             Pool::builder(manager)
                 .max_size(options.pool_size.max(2))
                 .runtime(deadpool_postgres::Runtime::Tokio1)
-                .wait_timeout(Some(options.connect_timeout))
+                // Waiting for a pooled connection under load is not a failure of the
+                // database: only a long wait is.
+                .wait_timeout(Some(options.op_timeout.min(Duration::from_secs(30))))
                 .create_timeout(Some(options.connect_timeout))
                 .recycle_timeout(Some(options.connect_timeout))
                 .build()
@@ -275,6 +284,7 @@ impl Db {
         F: Future<Output = Result<T, PgError>> + Send + 'static,
         T: Send + 'static,
     {
+        ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.op_timeout;
         self.handle.spawn(async move {

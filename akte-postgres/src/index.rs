@@ -85,8 +85,12 @@ impl IndexBackend for PgIndex {
         if let Some((_, v)) = self.overlay().kv.get(key) {
             return Ok(v.clone());
         }
-        let (tenant, key) = (self.shared.tenant.clone(), key.to_vec());
-        self.shared
+        if let Some(v) = self.shared.cache.get(&self.shared, key) {
+            return Ok(v);
+        }
+        let (tenant, owned) = (self.shared.tenant.clone(), key.to_vec());
+        let value = self
+            .shared
             .db
             .run("read the index", move |c| async move {
                 let op = "read the index";
@@ -95,12 +99,14 @@ impl IndexBackend for PgIndex {
                     .await
                     .map_err(|e| PgError::of(op, &e))?;
                 let row = c
-                    .query_opt(&st, &[&tenant, &key])
+                    .query_opt(&st, &[&tenant, &owned])
                     .await
                     .map_err(|e| PgError::of(op, &e))?;
                 Ok(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
             })
-            .map_err(backend_error)
+            .map_err(backend_error)?;
+        self.shared.cache.put(&self.shared, key, value.clone());
+        Ok(value)
     }
 
     fn range(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> KvIter<'_> {
@@ -185,6 +191,7 @@ impl IndexBackend for PgIndex {
     /// since the caller read `n`.
     fn truncate_tree(&self, n: u64) -> Result<(), IndexError> {
         let _session = self.shared.exclusive();
+        self.shared.cache.clear();
         {
             let mut o = self.overlay_mut();
             o.nodes.split_off(&nodes_for(n));
@@ -226,6 +233,7 @@ impl IndexBackend for PgIndex {
 
     fn clear(&self) -> Result<(), IndexError> {
         let _session = self.shared.exclusive();
+        self.shared.cache.clear();
         *self.overlay_mut() = Default::default();
         let tenant = self.shared.tenant.clone();
         self.shared
@@ -257,6 +265,7 @@ impl IndexBackend for PgIndex {
         if changes.is_empty() {
             return Ok(());
         }
+        self.shared.cache.clear();
         let tenant = self.shared.tenant.clone();
         self.shared
             .db

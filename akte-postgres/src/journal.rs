@@ -82,7 +82,116 @@ pub(crate) struct Shared {
     /// Writers waiting for the session (the leader lets them queue first).
     queued: AtomicUsize,
     pub(crate) overlay: RwLock<Overlay>,
+    /// Index values read while holding the head row's lock (see [`ReadCache`]).
+    pub(crate) cache: ReadCache,
     stats: JournalStats,
+}
+
+thread_local! {
+    /// The [`Shared`] whose append session this thread holds (0: none).
+    static IN_SESSION: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Committed index values this instance read while it held the tenant's head row lock.
+///
+/// While an instance holds the lock nobody else commits, so what it read stays the
+/// committed state until its own commits, which update the cache. When it takes the lock
+/// again, the cache is kept only if the journal's end is where this instance left it
+/// (nobody else appended meanwhile). Only readers inside the append session use it: the
+/// checks and the projection of each write, which read the same few objects again and
+/// again.
+pub(crate) struct ReadCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// The journal end the cached values are the state of.
+    at: u64,
+    values: std::collections::HashMap<Vec<u8>, Option<akte_core::backend::Value>>,
+}
+
+/// Values kept at most (then the cache starts afresh).
+const CACHE_MAX: usize = 50_000;
+
+impl ReadCache {
+    fn new() -> ReadCache {
+        ReadCache {
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    /// Keeps the cache if the journal's end is still `at`, else empties it.
+    fn revalidate(&self, at: u64) {
+        let mut c = lock(&self.inner);
+        if c.at != at {
+            c.values.clear();
+            c.at = at;
+        }
+    }
+
+    /// This instance committed `changes`, moving the journal from `from` to `to`.
+    fn committed(&self, from: u64, to: u64, changes: &Changes) {
+        let mut c = lock(&self.inner);
+        if c.at != from {
+            c.values.clear();
+        } else {
+            for (k, v) in changes.upsert_keys.iter().zip(&changes.upsert_values) {
+                if c.values.contains_key(k) {
+                    c.values
+                        .insert(k.clone(), Some(akte_core::backend::Value::from(&v[..])));
+                }
+            }
+            for k in &changes.delete_keys {
+                if c.values.contains_key(k) {
+                    c.values.insert(k.clone(), None);
+                }
+            }
+        }
+        c.at = to;
+    }
+
+    /// Forgets everything (a failed commit: the state is unknown; or the index was
+    /// changed outside a commit).
+    pub(crate) fn clear(&self) {
+        let mut c = lock(&self.inner);
+        c.values.clear();
+        c.at = u64::MAX;
+    }
+
+    /// A cached value, for a reader inside `shared`'s append session.
+    pub(crate) fn get(
+        &self,
+        shared: &Shared,
+        key: &[u8],
+    ) -> Option<Option<akte_core::backend::Value>> {
+        if !holds_session(shared) {
+            return None;
+        }
+        lock(&self.inner).values.get(key).cloned()
+    }
+
+    /// Remembers a committed value read inside `shared`'s append session.
+    pub(crate) fn put(
+        &self,
+        shared: &Shared,
+        key: &[u8],
+        value: Option<akte_core::backend::Value>,
+    ) {
+        if !holds_session(shared) {
+            return;
+        }
+        let mut c = lock(&self.inner);
+        if c.values.len() >= CACHE_MAX {
+            c.values.clear();
+        }
+        c.values.insert(key.to_vec(), value);
+    }
+}
+
+/// Whether this thread holds `shared`'s append session (and so its head row lock).
+fn holds_session(shared: &Shared) -> bool {
+    IN_SESSION.with(|c| c.get()) == shared as *const Shared as usize
 }
 
 impl Shared {
@@ -106,6 +215,7 @@ impl Shared {
             committed: Condvar::new(),
             queued: AtomicUsize::new(0),
             overlay: RwLock::new(Overlay::default()),
+            cache: ReadCache::new(),
             stats: JournalStats::default(),
         })
     }
@@ -350,6 +460,7 @@ fn queue(st: &mut WriteState, entry: Entry, micros: i64, attachments: Vec<Attach
 impl Drop for PgSession<'_> {
     /// A session that queued nothing gives the head row's lock back at once.
     fn drop(&mut self) {
+        IN_SESSION.with(|c| c.set(0));
         let mut st = lock(&self.shared.state);
         if st.pending.is_empty() && !st.committing {
             if let Some(client) = st.txn.take() {
@@ -592,8 +703,10 @@ impl PgJournal {
             .changes(base, head.next_seq);
         let tenant = s.tenant.clone();
         let n = group.len() as u64;
+        let changes = Arc::new(changes);
+        let written = changes.clone();
         let result = s.db.block("commit entries", async move {
-            let r = commit_group(&client, &tenant, base, &group, &changes, head).await;
+            let r = commit_group(&client, &tenant, base, &group, &written, head).await;
             if r.is_err() {
                 // The transaction may still be open: never hand it back to the pool.
                 drop(Object::take(client));
@@ -606,6 +719,7 @@ impl PgJournal {
         match result {
             Ok(()) => {
                 st.durable = head.next_seq;
+                s.cache.committed(base, head.next_seq, &changes);
                 overlay.settle(base, head.next_seq);
                 s.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 s.stats.entries.fetch_add(n, Ordering::Relaxed);
@@ -615,6 +729,7 @@ impl PgJournal {
                     "committing entries failed; the journal accepts no writes until reopened");
                 // Nothing of the group is acknowledged; the index forgets it too.
                 overlay.settle(base, u64::MAX);
+                s.cache.clear();
                 st.head = Head {
                     next_seq: base,
                     last_leaf: Digest::ZERO,
@@ -641,11 +756,13 @@ impl JournalBackend for PgJournal {
         if st.txn.is_none() {
             drop(st);
             let tenant = s.tenant.clone();
-            let client =
-                s.db.connection("lock the journal's end")
-                    .map_err(backend_error)?;
+            let pool = s.db.pool.clone();
             let (client, head) =
                 s.db.block("lock the journal's end", async move {
+                    let client = pool
+                        .get()
+                        .await
+                        .map_err(|e| PgError::of_pool("lock the journal's end", e))?;
                     match lock_head(&client, &tenant).await {
                         Ok(head) => Ok((client, head)),
                         Err(e) => {
@@ -659,8 +776,12 @@ impl JournalBackend for PgJournal {
             st.txn = Some(client);
             st.head = head;
             st.durable = head.next_seq;
+            // What this instance read before is still the database's state only if
+            // nobody else appended since.
+            s.cache.revalidate(head.next_seq);
         }
         drop(st);
+        IN_SESSION.with(|c| c.set(Arc::as_ptr(&self.shared) as usize));
         Ok(Box::new(PgSession {
             shared: s,
             _guard: guard,

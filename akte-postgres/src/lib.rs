@@ -16,6 +16,7 @@ pub mod journal;
 pub mod meta;
 mod overlay;
 pub mod schema;
+pub mod seal;
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use akte_core::backend::{
 };
 
 use db::Db;
-pub use db::{PgError, PgOptions};
+pub use db::{PgError, PgOptions, ROUND_TRIPS};
 pub use schema::SCHEMA_VERSION;
 
 /// The installation's blobs live under this tenant id, which no tenant can have.
@@ -35,6 +36,7 @@ const INSTALLATION: &str = "";
 pub struct PgBackend {
     db: Arc<Db>,
     install: Arc<meta::PgMeta>,
+    seal: Option<seal::SealKey>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -75,9 +77,14 @@ impl PgBackend {
             },
             _ => io_error(e, db.place()),
         })?;
+        let seal = options.seal_key.clone();
+        if seal.is_none() {
+            tracing::warn!(database = %db.place(), "no database_key_file: signing keys and tokens are stored in the database unsealed; anyone who can read the database (a replica, a backup) can sign checkpoints");
+        }
         Ok(Arc::new(PgBackend {
-            install: Arc::new(meta::PgMeta::new(db.clone(), INSTALLATION)),
+            install: Arc::new(meta::PgMeta::new(db.clone(), INSTALLATION, seal.clone())),
             db,
+            seal,
         }))
     }
 
@@ -87,7 +94,7 @@ impl PgBackend {
             journal: Arc::new(journal::PgJournal::new(shared.clone())),
             index: Arc::new(index::PgIndex::new(shared)),
             content: Arc::new(content::PgContent::new(self.db.clone(), id)),
-            meta: Arc::new(meta::PgMeta::new(self.db.clone(), id)),
+            meta: Arc::new(meta::PgMeta::new(self.db.clone(), id, self.seal.clone())),
         }
     }
 
@@ -119,13 +126,19 @@ impl Backend for PgBackend {
 
     fn create_tenant(&self, id: &str, seed: &TenantSeed) -> Result<TenantParts, BackendError> {
         let tenant = id.to_owned();
-        let blobs = seed.meta.clone();
-        for (name, _, _) in &blobs {
-            akte_core::backend::meta::check_name(name).map_err(|e| BackendError::Tenant {
+        let mut blobs = Vec::with_capacity(seed.meta.len());
+        for (name, bytes, secret) in &seed.meta {
+            let refused = |reason: String| BackendError::Tenant {
                 tenant: id.to_owned(),
-                reason: e.to_string(),
-                kind: e.kind(),
-            })?;
+                reason,
+                kind: FaultKind::Other,
+            };
+            akte_core::backend::meta::check_name(name).map_err(|e| refused(e.to_string()))?;
+            let stored = match (&self.seal, secret) {
+                (Some(key), true) => key.seal(id, name, bytes).map_err(refused)?,
+                _ => bytes.clone(),
+            };
+            blobs.push((name.clone(), stored, *secret));
         }
         let created = self
             .db

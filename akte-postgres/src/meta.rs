@@ -10,23 +10,58 @@ use akte_core::backend::meta::check_name;
 use akte_core::backend::{MetaError, MetaStore};
 
 use crate::db::{Db, PgError};
+use crate::seal::{is_sealed, SealKey};
 
 /// The blobs of one tenant (or of the installation, tenant `""`).
 pub struct PgMeta {
     db: Arc<Db>,
     tenant: String,
+    seal: Option<SealKey>,
 }
 
 impl PgMeta {
-    pub(crate) fn new(db: Arc<Db>, tenant: &str) -> PgMeta {
+    pub(crate) fn new(db: Arc<Db>, tenant: &str, seal: Option<SealKey>) -> PgMeta {
         PgMeta {
             db,
             tenant: tenant.to_owned(),
+            seal,
         }
     }
 
     fn fail(&self, name: &str, e: PgError) -> MetaError {
         MetaError::Io(e.io(self.describe(name)))
+    }
+
+    /// The bytes to store for a blob: a secret one sealed when a key is configured.
+    fn stored_form(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
+        match (&self.seal, secret) {
+            (Some(key), true) => {
+                key.seal(&self.tenant, name, bytes)
+                    .map_err(|reason| MetaError::Refused {
+                        place: self.describe(name),
+                        reason,
+                    })
+            }
+            _ => Ok(bytes.to_vec()),
+        }
+    }
+
+    /// The blob's bytes from what is stored (a sealed one opened).
+    fn opened(&self, name: &str, stored: Vec<u8>) -> Result<Vec<u8>, MetaError> {
+        if !is_sealed(&stored) {
+            return Ok(stored);
+        }
+        let refused = |reason: String| MetaError::Refused {
+            place: self.describe(name),
+            reason,
+        };
+        match &self.seal {
+            Some(key) => key.open(&self.tenant, name, &stored).map_err(refused),
+            None => Err(refused(
+                "the blob is sealed; configure the key it was sealed with (database_key_file)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -45,12 +80,15 @@ impl MetaStore for PgMeta {
                     .map_err(|e| PgError::of("read a blob", &e))?;
                 Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
             })
-            .map_err(|e| self.fail(name, e))
+            .map_err(|e| self.fail(name, e))?
+            .map(|stored| self.opened(name, stored))
+            .transpose()
     }
 
     fn put(&self, name: &str, bytes: &[u8], secret: bool) -> Result<(), MetaError> {
         check_name(name)?;
-        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), bytes.to_vec());
+        let stored = self.stored_form(name, bytes, secret)?;
+        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), stored);
         self.db
             .run("write a blob", move |c| async move {
                 c.execute(
@@ -70,7 +108,8 @@ impl MetaStore for PgMeta {
     /// instance reads back the winner's bytes.
     fn put_if_absent(&self, name: &str, bytes: &[u8], secret: bool) -> Result<Vec<u8>, MetaError> {
         check_name(name)?;
-        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), bytes.to_vec());
+        let stored = self.stored_form(name, bytes, secret)?;
+        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), stored);
         self.db
             .run("write a blob", move |c| async move {
                 let op = "write a blob";
@@ -91,8 +130,11 @@ impl MetaStore for PgMeta {
                 Ok(row.get::<_, Vec<u8>>(0))
             })
             .map_err(|e| self.fail(name, e))
+            .and_then(|stored| self.opened(name, stored))
     }
 
+    /// In one transaction that locks the row: the stored blob is opened (if sealed) and
+    /// compared with `expected`, then replaced.
     fn compare_and_put(
         &self,
         name: &str,
@@ -101,17 +143,41 @@ impl MetaStore for PgMeta {
         secret: bool,
     ) -> Result<bool, MetaError> {
         check_name(name)?;
-        let (tenant, key, bytes) = (self.tenant.clone(), name.to_owned(), bytes.to_vec());
-        let expected = expected.map(<[u8]>::to_vec);
+        let stored = self.stored_form(name, bytes, secret)?;
+        let (tenant, key) = (self.tenant.clone(), name.to_owned());
+        let op = "replace a blob";
+        let current = {
+            let (tenant, key) = (tenant.clone(), key.clone());
+            self.db
+                .run(op, move |c| async move {
+                    let row = c
+                        .query_opt(
+                            "SELECT bytes FROM akte_meta WHERE tenant = $1 AND name = $2",
+                            &[&tenant, &key],
+                        )
+                        .await
+                        .map_err(|e| PgError::of(op, &e))?;
+                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                })
+                .map_err(|e| self.fail(name, e))?
+        };
+        // Compare what the blob holds (opened), then replace exactly the stored bytes read
+        // (so a replacement by another instance in between is noticed).
+        let opened = current
+            .clone()
+            .map(|stored| self.opened(name, stored))
+            .transpose()?;
+        if opened.as_deref() != expected {
+            return Ok(false);
+        }
         self.db
-            .run("replace a blob", move |c| async move {
-                let op = "replace a blob";
-                let n = match expected {
+            .run(op, move |c| async move {
+                let n = match current {
                     None => {
                         c.execute(
                             "INSERT INTO akte_meta (tenant, name, bytes, secret)
                              VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, name) DO NOTHING",
-                            &[&tenant, &key, &bytes, &secret],
+                            &[&tenant, &key, &stored, &secret],
                         )
                         .await
                     }
@@ -119,7 +185,7 @@ impl MetaStore for PgMeta {
                         c.execute(
                             "UPDATE akte_meta SET bytes = $3, secret = $4
                              WHERE tenant = $1 AND name = $2 AND bytes = $5",
-                            &[&tenant, &key, &bytes, &secret, &old],
+                            &[&tenant, &key, &stored, &secret, &old],
                         )
                         .await
                     }

@@ -8,6 +8,7 @@
 //! database = "postgres://akte@db.example:5432/akte?sslmode=require"
 //! database_password_file = "/etc/akte/db-password"  # or AKTED_DATABASE_PASSWORD
 //! database_ca = "/etc/akte/db-ca.pem"               # CA of the server's certificate
+//! database_key_file = "/etc/akte/db-seal.key"       # 64 hex digits: seals signing keys
 //! database_pool_size = 24
 //! listen = "0.0.0.0:50051"          # not loopback: TLS required
 //! metrics_listen = "127.0.0.1:9464" # or "off"
@@ -134,6 +135,8 @@ pub struct FileConfig {
     pub database_ca: Option<PathBuf>,
     /// Database connections per instance.
     pub database_pool_size: Option<usize>,
+    /// File with the key (64 hex digits) that seals secret blobs in the database.
+    pub database_key_file: Option<PathBuf>,
     /// Tokens, by their SHA-256.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
@@ -236,6 +239,10 @@ pub struct Overrides {
     /// CA certificates of the database server, PEM [default: the system's].
     #[arg(long, env = "AKTED_DATABASE_CA")]
     pub database_ca: Option<PathBuf>,
+    /// File with the key (64 hex digits, the same on every instance) that seals signing
+    /// keys and tokens in the database.
+    #[arg(long, env = "AKTED_DATABASE_KEY_FILE")]
+    pub database_key_file: Option<PathBuf>,
 }
 
 /// The distributed backend's database.
@@ -249,6 +256,8 @@ pub struct DatabaseConfig {
     pub ca: Option<PathBuf>,
     /// Connections per instance.
     pub pool_size: usize,
+    /// The key that seals secret blobs.
+    pub seal_key: Option<akte_postgres::seal::SealKey>,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -258,6 +267,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca", &self.ca)
             .field("pool_size", &self.pool_size)
+            .field("seal_key", &self.seal_key)
             .finish()
     }
 }
@@ -548,11 +558,30 @@ impl ServerConfig {
                     reason: format!("{pool_size} is not between 2 and 1000"),
                 });
             }
+            let seal_key = match o.database_key_file.clone().or(file.database_key_file) {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    Some(
+                        akte_postgres::seal::SealKey::parse(&text).map_err(|reason| {
+                            ConfigError::Invalid {
+                                key: "database_key_file",
+                                reason: format!("{}: {reason}", path.display()),
+                            }
+                        })?,
+                    )
+                }
+                None => None,
+            };
             c.database = Some(DatabaseConfig {
                 url,
                 password,
                 ca: o.database_ca.clone().or(file.database_ca),
                 pool_size,
+                seal_key,
             });
         }
         c.tokens = file.tokens;

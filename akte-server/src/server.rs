@@ -307,6 +307,7 @@ fn open_backend(
         pool_size: db.pool_size,
         ca_file: db.ca.clone(),
         password: db.password.clone(),
+        seal_key: db.seal_key.clone(),
         ..akte_postgres::PgOptions::default()
     };
     let backend = akte_postgres::PgBackend::connect(&db.url, options)?;

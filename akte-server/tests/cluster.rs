@@ -38,6 +38,7 @@ fn write_config(dir: &Path, database: &str) -> PathBuf {
     let text = format!(
         r#"database = "{database}"
 database_pool_size = 16
+database_key_file = "{}"
 
 [[tokens]]
 sha256 = "{}"
@@ -51,9 +52,11 @@ principal = "fachverfahren:buergerbuero"
 tenant = "{TENANT}"
 roles = ["registrar", "clerk"]
 "#,
+        dir.join("seal.key").display(),
         hash(ADMIN),
         hash(WRITER)
     );
+    std::fs::write(dir.join("seal.key"), "5e".repeat(32)).expect("write the seal key");
     let path = dir.join("akted.toml");
     std::fs::write(&path, text).expect("write the configuration");
     path

@@ -7,6 +7,8 @@
 //! Archivkennung, and a transfer the simulated intake refuses. Every message is validated
 //! with xmllint against the xdomea 3.1.0 schema.
 
+mod support;
+
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -98,6 +100,7 @@ async fn env() -> Env {
     let mut cfg = ServerConfig::new(dir.path());
     cfg.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.metrics_listen = None;
+    cfg.database = support::database(dir.path());
     let server = start(cfg).await.expect("start");
     let boot = server.bootstrap_token.clone().expect("bootstrap token");
     let admin = std::fs::read_to_string(boot)

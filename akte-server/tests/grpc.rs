@@ -4,6 +4,8 @@
 //! the server in-process on a free loopback port; the shutdown test runs the `akted`
 //! binary and sends it SIGTERM during uploads.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,6 +67,7 @@ fn config(dir: &Path) -> ServerConfig {
     let mut cfg = ServerConfig::new(dir);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.database = support::database(dir);
     cfg
 }
 
@@ -1281,7 +1284,12 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
         Code::PermissionDenied,
         "PERMISSION_DENIED",
     );
-    // Tokens are stored hashed, the file is private.
+    // Tokens are stored hashed, the file is private (in the data directory; in the
+    // database the blob is sealed, see tests/postgres.rs).
+    if support::on_postgres() {
+        env.server.shutdown().await?;
+        return Ok(());
+    }
     let stored = std::fs::read_to_string(env.dir.path().join("tokens.json"))?;
     assert!(!stored.contains(&created.secret) && !stored.contains(&env.admin));
     use std::os::unix::fs::PermissionsExt;
@@ -2163,6 +2171,9 @@ async fn mutual_tls() -> R<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_content_ends_the_download_with_data_loss() -> R<()> {
+    if support::on_postgres() {
+        return Ok(()); // damages a pack file of the data directory
+    }
     let env = env().await;
     let mut f = fixture(&env, "bauamt").await;
     let data = bytes_of(600_000, 11);

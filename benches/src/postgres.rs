@@ -91,6 +91,7 @@ async fn instances(
             password: None,
             ca: None,
             pool_size: 24,
+            seal_key: Some(akte_postgres::seal::SealKey::new([42; 32])),
         });
         let r = start(cfg).await?;
         urls.push(format!("http://{}", r.addr));

@@ -49,8 +49,19 @@ impl Place {
             Place::Dir(dir) => akte_core::embedded::open(dir)
                 .with_context(|| format!("opening data directory {}", dir.display()))?,
             Place::Database(url) => {
+                let seal_key = match std::env::var("AKTE_DATABASE_KEY_FILE") {
+                    Ok(path) => Some(
+                        akte_postgres::seal::SealKey::parse(
+                            &std::fs::read_to_string(&path)
+                                .with_context(|| format!("reading the database key file {path}"))?,
+                        )
+                        .map_err(|e| anyhow::anyhow!("database key file {path}: {e}"))?,
+                    ),
+                    Err(_) => None,
+                };
                 let options = akte_postgres::PgOptions {
                     password,
+                    seal_key,
                     ..akte_postgres::PgOptions::default()
                 };
                 akte_postgres::PgBackend::connect(url, options)
@@ -63,7 +74,8 @@ impl Place {
     }
 }
 
-/// The database password from `AKTE_DATABASE_PASSWORD_FILE` or `AKTE_DATABASE_PASSWORD`.
+/// The database password from `AKTE_DATABASE_PASSWORD_FILE` or `AKTE_DATABASE_PASSWORD`
+/// (the key that seals secret blobs comes from `AKTE_DATABASE_KEY_FILE`).
 pub fn password_from_env() -> Result<Option<String>> {
     if let Ok(path) = std::env::var("AKTE_DATABASE_PASSWORD_FILE") {
         let text = std::fs::read_to_string(&path)

@@ -24,7 +24,39 @@ pub fn config(dir: &Path) -> ServerConfig {
     let mut cfg = ServerConfig::new(dir);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.metrics_listen = None;
+    cfg.database = database(dir);
     cfg
+}
+
+/// Whether the servers of this test run keep their records in PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("AKTE_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// With `AKTE_TEST_BACKEND=postgres` the server keeps its records in a database of its own
+/// on the test process's private PostgreSQL server (the same one for every start on
+/// `dir`, so a restart finds what was written); otherwise in the data directory.
+pub fn database(dir: &Path) -> Option<akte_server::config::DatabaseConfig> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    if std::env::var("AKTE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    static DATABASES: OnceLock<Mutex<HashMap<std::path::PathBuf, String>>> = OnceLock::new();
+    let url = DATABASES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| akte_tests::pg::shared().fresh_database())
+        .clone();
+    Some(akte_server::config::DatabaseConfig {
+        url,
+        password: None,
+        ca: None,
+        pool_size: 8,
+        seal_key: Some(akte_postgres::seal::SealKey::new([3; 32])),
+    })
 }
 
 impl Env {

@@ -1,6 +1,7 @@
 //! The conformance suite (`akte_tests::conformance`) against every backend: the embedded
-//! data directory, the in-memory backend, and PostgreSQL (a private server the test
-//! starts, one database per case).
+//! data directory, the in-memory backend, PostgreSQL (a private server the test starts,
+//! one database per case), and PostgreSQL with content in S3 (moto, a private S3-protocol
+//! server, one bucket per case).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,6 +85,38 @@ fn postgres() -> Postgres {
     }
 }
 
+/// PostgreSQL with content in S3-compatible object storage (moto, a real S3-protocol
+/// server the test starts).
+struct PostgresS3 {
+    url: String,
+    bucket: String,
+}
+
+impl Harness for PostgresS3 {
+    fn name(&self) -> String {
+        "postgres+s3".into()
+    }
+
+    fn open(&self) -> Arc<dyn Backend> {
+        let options = akte_postgres::PgOptions {
+            content: Some(akte_tests::s3::options(self.bucket.clone())),
+            ..akte_postgres::PgOptions::default()
+        };
+        akte_postgres::PgBackend::connect(&self.url, options).unwrap()
+    }
+
+    fn crashed_copy(&self, _store: &Store) -> Option<Arc<dyn Backend>> {
+        Some(self.open())
+    }
+}
+
+fn postgres_s3() -> PostgresS3 {
+    PostgresS3 {
+        url: akte_tests::pg::shared().fresh_database(),
+        bucket: akte_tests::s3::shared().fresh_bucket(),
+    }
+}
+
 fn embedded() -> Embedded {
     Embedded {
         dir: tempfile::tempdir().unwrap(),
@@ -106,6 +139,9 @@ macro_rules! cases {
         }
         mod postgres {
             $(#[test] fn $case() { akte_tests::conformance::$case(&super::postgres()); })*
+        }
+        mod postgres_s3 {
+            $(#[test] fn $case() { akte_tests::conformance::$case(&super::postgres_s3()); })*
         }
     };
 }

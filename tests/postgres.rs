@@ -407,3 +407,56 @@ fn signing_keys_are_sealed_in_the_database() {
         );
     }
 }
+
+/// Object storage that hangs: uploads fail with "unavailable" and record nothing, reads of
+/// stored content fail with a clear error, and both work again when it is back, through the
+/// same store.
+#[test]
+fn object_storage_down_fails_cleanly_and_heals() {
+    use akte_tests::s3::{options, S3Server};
+    let s3 = S3Server::start();
+    let url = shared().fresh_database();
+    let backend = PgBackend::connect(
+        &url,
+        PgOptions {
+            content: Some(options(s3.fresh_bucket())),
+            op_timeout: std::time::Duration::from_secs(3),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let store = Store::open(backend, StoreOptions::default()).unwrap();
+    let t = store.create_tenant("ordnungsamt").unwrap();
+    append_document(&t, "clerk:c", "a", b"vor dem Ausfall", b"{}").unwrap();
+    let size = t.size().unwrap();
+    let digest = akte_core::Digest::of(b"vor dem Ausfall");
+    assert!(t.content().contains(&digest).unwrap());
+
+    s3.pause(true);
+    let err = append_document(&t, "clerk:c", "b", b"waehrend des Ausfalls", b"{}").unwrap_err();
+    assert_eq!(err.kind(), FaultKind::Unavailable, "{err}");
+    assert_eq!(
+        t.size().unwrap(),
+        size,
+        "nothing recorded without its content"
+    );
+    let read = t.content().get(&digest).map(|_| ()).unwrap_err();
+    assert_eq!(read.kind(), FaultKind::Unavailable, "{read}");
+    assert!(
+        read.to_string().contains("s3://"),
+        "names the place: {read}"
+    );
+    s3.pause(false);
+
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut t.content().get(&digest).unwrap(), &mut body).unwrap();
+    assert_eq!(body, b"vor dem Ausfall");
+    append_document(&t, "clerk:c", "c", b"nach dem Ausfall", b"{}").unwrap();
+    assert_eq!(t.size().unwrap(), size + 1);
+    let report = akte_core::verify::verify_store(&store, Default::default()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{:#?}",
+        report.problems().collect::<Vec<_>>()
+    );
+}

@@ -5,6 +5,15 @@
 # summaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# moto's standalone S3 server (pinned) for the tests of content in object storage, in a
+# virtual environment of its own in the target directory (installed once).
+moto_venv="${CARGO_TARGET_DIR:-target}/moto-venv"
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.6"
+fi
+AKTE_MOTO_SERVER="$(cd "$moto_venv/bin" && pwd)/moto_server"
+export AKTE_MOTO_SERVER
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

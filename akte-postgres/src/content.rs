@@ -8,7 +8,9 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use akte_core::backend::content::{Codec, ContentError, Destruction, ObjectInfo, PutOutcome};
+use akte_core::backend::content::{
+    check_expected, read_full, Codec, ContentError, Destruction, ObjectInfo, PutOutcome,
+};
 use akte_core::backend::{ContentBackend, ContentRead};
 use akte_core::Digest;
 use deadpool_postgres::Object;
@@ -105,41 +107,6 @@ impl PgContent {
     }
 }
 
-fn check_expected(
-    digest: Digest,
-    size: u64,
-    expected_digest: Option<Digest>,
-    expected_size: Option<u64>,
-) -> Result<(), ContentError> {
-    if let Some(expected) = expected_size.filter(|e| *e != size) {
-        return Err(ContentError::SizeMismatch {
-            expected,
-            actual: size,
-        });
-    }
-    if let Some(expected) = expected_digest.filter(|e| *e != digest) {
-        return Err(ContentError::DigestMismatch {
-            expected,
-            actual: digest,
-        });
-    }
-    Ok(())
-}
-
-/// Reads up to `buf.len()` bytes, fewer only at the end of the input.
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 impl ContentBackend for PgContent {
     fn put(
         &self,
@@ -151,7 +118,7 @@ impl ContentBackend for PgContent {
         let mut reader = reader.take(limit);
         let mut buf = vec![0u8; CHUNK];
         let mut received = 0u64;
-        let n = fill(&mut reader, &mut buf)
+        let n = read_full(&mut reader, &mut buf)
             .map_err(|source| ContentError::Read { received, source })?;
         if n < CHUNK {
             buf.truncate(n);
@@ -215,7 +182,7 @@ impl ContentBackend for PgContent {
                 })
                 .map_err(|e| self.fail(None, e))?;
             chunk_no += 1;
-            filled = match fill(&mut reader, &mut buf) {
+            filled = match read_full(&mut reader, &mut buf) {
                 Ok(0) => break,
                 Ok(k) => k,
                 Err(source) => {

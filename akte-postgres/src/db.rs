@@ -112,6 +112,8 @@ pub struct PgOptions {
     pub password: Option<String>,
     /// The key secret blobs are sealed with (see [`crate::seal`]).
     pub seal_key: Option<crate::seal::SealKey>,
+    /// Content in S3-compatible object storage instead of PostgreSQL.
+    pub content: Option<crate::s3::S3Options>,
 }
 
 impl std::fmt::Debug for PgOptions {
@@ -123,6 +125,7 @@ impl std::fmt::Debug for PgOptions {
             .field("ca_file", &self.ca_file)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("seal_key", &self.seal_key)
+            .field("content", &self.content)
             .finish()
     }
 }
@@ -136,6 +139,7 @@ impl Default for PgOptions {
             ca_file: None,
             password: None,
             seal_key: None,
+            content: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod index;
 pub mod journal;
 pub mod meta;
 mod overlay;
+pub mod s3;
 pub mod schema;
 pub mod seal;
 
@@ -37,6 +38,8 @@ pub struct PgBackend {
     db: Arc<Db>,
     install: Arc<meta::PgMeta>,
     seal: Option<seal::SealKey>,
+    /// The bucket content goes to, if object storage is configured (else PostgreSQL).
+    s3: Option<Arc<s3::S3Store>>,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -81,10 +84,17 @@ impl PgBackend {
         if seal.is_none() {
             tracing::warn!(database = %db.place(), "no database_key_file: signing keys and tokens are stored in the database unsealed; anyone who can read the database (a replica, a backup) can sign checkpoints");
         }
+        let s3 = match &options.content {
+            Some(o) => Some(Arc::new(
+                s3::S3Store::new(o).map_err(BackendError::Unusable)?,
+            )),
+            None => None,
+        };
         Ok(Arc::new(PgBackend {
             install: Arc::new(meta::PgMeta::new(db.clone(), INSTALLATION, seal.clone())),
             db,
             seal,
+            s3,
         }))
     }
 
@@ -93,7 +103,10 @@ impl PgBackend {
         TenantParts {
             journal: Arc::new(journal::PgJournal::new(shared.clone())),
             index: Arc::new(index::PgIndex::new(shared)),
-            content: Arc::new(content::PgContent::new(self.db.clone(), id)),
+            content: match &self.s3 {
+                Some(bucket) => Arc::new(s3::S3Content::new(self.db.clone(), bucket.clone(), id)),
+                None => Arc::new(content::PgContent::new(self.db.clone(), id)),
+            },
             meta: Arc::new(meta::PgMeta::new(self.db.clone(), id, self.seal.clone())),
         }
     }
@@ -109,7 +122,13 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     fn describe(&self) -> String {
-        format!("PostgreSQL database {}", self.db.place())
+        match &self.s3 {
+            Some(s3) => format!(
+                "PostgreSQL database {} with content in {s3:?}",
+                self.db.place()
+            ),
+            None => format!("PostgreSQL database {}", self.db.place()),
+        }
     }
 
     fn tenant_ids(&self) -> Result<Vec<String>, BackendError> {

@@ -9,6 +9,8 @@
 //! database_password_file = "/etc/akte/db-password"  # or AKTED_DATABASE_PASSWORD
 //! database_ca = "/etc/akte/db-ca.pem"               # CA of the server's certificate
 //! database_key_file = "/etc/akte/db-seal.key"       # 64 hex digits: seals signing keys
+//! content = "s3://akte-dokumente?endpoint=https://s3.rz.example&region=de-1"  # optional
+//! content_credentials_file = "/etc/akte/s3-credentials"  # key id, secret (two lines)
 //! database_pool_size = 24
 //! listen = "0.0.0.0:50051"          # not loopback: TLS required
 //! metrics_listen = "127.0.0.1:9464" # or "off"
@@ -137,6 +139,10 @@ pub struct FileConfig {
     pub database_pool_size: Option<usize>,
     /// File with the key (64 hex digits) that seals secret blobs in the database.
     pub database_key_file: Option<PathBuf>,
+    /// Document content in S3-compatible object storage (with a database only).
+    pub content: Option<String>,
+    /// File with the object storage's access key id and secret (two lines).
+    pub content_credentials_file: Option<PathBuf>,
     /// Tokens, by their SHA-256.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
@@ -243,6 +249,14 @@ pub struct Overrides {
     /// keys and tokens in the database.
     #[arg(long, env = "AKTED_DATABASE_KEY_FILE")]
     pub database_key_file: Option<PathBuf>,
+    /// Document content in S3-compatible object storage instead of the database:
+    /// s3://bucket[/prefix]?endpoint=https://…&region=… (credentials from
+    /// --content-credentials-file or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "AKTED_CONTENT")]
+    pub content: Option<String>,
+    /// File with the object storage's access key id (first line) and secret (second).
+    #[arg(long, env = "AKTED_CONTENT_CREDENTIALS_FILE")]
+    pub content_credentials_file: Option<PathBuf>,
 }
 
 /// The distributed backend's database.
@@ -258,6 +272,8 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
     /// The key that seals secret blobs.
     pub seal_key: Option<akte_postgres::seal::SealKey>,
+    /// Content in object storage, if configured.
+    pub content: Option<akte_postgres::s3::S3Options>,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -268,6 +284,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("ca", &self.ca)
             .field("pool_size", &self.pool_size)
             .field("seal_key", &self.seal_key)
+            .field("content", &self.content)
             .finish()
     }
 }
@@ -576,12 +593,58 @@ impl ServerConfig {
                 }
                 None => None,
             };
+            let content = match o.content.clone().or(file.content.clone()) {
+                Some(location) => {
+                    let (mut key_id, mut secret) = (None, None);
+                    if let Some(path) = o
+                        .content_credentials_file
+                        .clone()
+                        .or(file.content_credentials_file)
+                    {
+                        let text =
+                            std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                                path: path.clone(),
+                                source,
+                            })?;
+                        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+                        match (lines.next(), lines.next()) {
+                            (Some(k), Some(s)) => {
+                                key_id = Some(k.to_owned());
+                                secret = Some(s.to_owned());
+                            }
+                            _ => {
+                                return Err(ConfigError::Invalid {
+                                    key: "content_credentials_file",
+                                    reason: format!(
+                                        "{}: the access key id on the first line, the secret on the second",
+                                        path.display()
+                                    ),
+                                })
+                            }
+                        }
+                    }
+                    Some(akte_postgres::s3::S3Options {
+                        url: location,
+                        access_key_id: key_id,
+                        secret_access_key: secret,
+                    })
+                }
+                None => None,
+            };
             c.database = Some(DatabaseConfig {
                 url,
                 password,
                 ca: o.database_ca.clone().or(file.database_ca),
                 pool_size,
                 seal_key,
+                content,
+            });
+        }
+        if c.database.is_none() && (o.content.is_some() || file.content.is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "content",
+                reason: "content in object storage needs a database (database = \"postgres://…\")"
+                    .into(),
             });
         }
         c.tokens = file.tokens;

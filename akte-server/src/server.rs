@@ -308,6 +308,7 @@ fn open_backend(
         ca_file: db.ca.clone(),
         password: db.password.clone(),
         seal_key: db.seal_key.clone(),
+        content: db.content.clone(),
         ..akte_postgres::PgOptions::default()
     };
     let backend = akte_postgres::PgBackend::connect(&db.url, options)?;

@@ -4,7 +4,8 @@
 //! verifies, and the instances that were not killed must keep serving.
 //!
 //! `three_instances_lose_nothing_when_one_is_killed` runs in the normal suite (a few
-//! kills); `kill_campaign` is the long campaign of the issue (16 clients, 50 kills):
+//! kills, once with content in PostgreSQL and once in S3); `kill_campaign` is the long
+//! campaign (16 clients, 50 kills; `AKTE_CAMPAIGN_S3=1` puts content in S3):
 //! `cargo test -p akte-server --test cluster -- --ignored --nocapture`.
 
 use std::path::{Path, PathBuf};
@@ -12,11 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akte_server::client::{
-    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
-};
+mod support;
+
+use akte_server::client::{sha256, unpack, wait_operation, ClientTls, Clients};
 use akte_server::pb::akte::v1 as pb;
 use bytes::Bytes;
+use support::{add_version, bytes_of};
 use tonic::Status;
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -32,13 +34,15 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The configuration every instance shares: the database and two tokens.
-fn write_config(dir: &Path, database: &str) -> PathBuf {
+/// The configuration every instance shares: the database (and the bucket, if content
+/// goes to object storage) and two tokens.
+fn write_config(dir: &Path, database: &str, content: Option<&str>) -> PathBuf {
     let hash = |t: &str| akte_server::client::sha256_hex(t.as_bytes());
     let text = format!(
         r#"database = "{database}"
 database_pool_size = 16
 database_key_file = "{}"
+{}
 
 [[tokens]]
 sha256 = "{}"
@@ -53,10 +57,19 @@ tenant = "{TENANT}"
 roles = ["registrar", "clerk"]
 "#,
         dir.join("seal.key").display(),
+        match content {
+            Some(c) => format!(
+                "content = \"{c}\"\ncontent_credentials_file = \"{}\"",
+                dir.join("s3-credentials").display()
+            ),
+            None => String::new(),
+        },
         hash(ADMIN),
         hash(WRITER)
     );
     std::fs::write(dir.join("seal.key"), "5e".repeat(32)).expect("write the seal key");
+    std::fs::write(dir.join("s3-credentials"), "akte-test\nakte-test-secret\n")
+        .expect("write the credentials");
     let path = dir.join("akted.toml");
     std::fs::write(&path, text).expect("write the configuration");
     path
@@ -117,37 +130,6 @@ async fn connect(url: &str, token: &str, patience: Duration) -> Option<Clients> 
     }
 }
 
-fn bytes_of(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
-async fn add_version(c: &mut Clients, doc: &str, data: &[u8]) -> Result<pb::Version, Status> {
-    let header = pb::AddVersionHeader {
-        parent: doc.into(),
-        upload: Some(pb::RenditionUpload {
-            file_name: "antrag.pdf".into(),
-            media_type: "application/pdf".into(),
-            sha256: sha256(data),
-            size: data.len() as u64,
-        }),
-        ..Default::default()
-    };
-    let msgs = add_version_messages(header, Bytes::copy_from_slice(data), 1 << 20);
-    c.documents
-        .add_version(tokio_stream::iter(msgs))
-        .await
-        .map(|r| r.into_inner())
-}
-
 async fn download(c: &mut Clients, name: &str) -> Result<Vec<u8>, Status> {
     let mut s = c
         .documents
@@ -176,11 +158,12 @@ struct Figures {
 }
 
 /// Runs `clients` writers through three instances for as long as `kills` kills take.
-async fn campaign(clients: usize, kills: u64, seed: u64) -> R<Figures> {
+async fn campaign(clients: usize, kills: u64, seed: u64, s3: bool) -> R<Figures> {
     let pg = akte_tests::pg::PgServer::start();
     let database = pg.fresh_database();
+    let bucket = s3.then(|| akte_tests::s3::shared().fresh_bucket());
     let root = tempfile::tempdir()?;
-    let config = write_config(root.path(), &database);
+    let config = write_config(root.path(), &database, bucket.as_deref());
     let mut instances: Vec<Instance> = (0..3)
         .map(|i| Instance {
             config: config.clone(),
@@ -375,13 +358,22 @@ async fn campaign(clients: usize, kills: u64, seed: u64) -> R<Figures> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_lose_nothing_when_one_is_killed() -> R<()> {
-    let f = campaign(6, 4, 0x5eed_0001).await?;
+    let f = campaign(6, 4, 0x5eed_0001, false).await?;
     eprintln!("{f:?}");
     assert_eq!(f.kills, 4);
     assert!(f.acknowledged > 20, "writes were acknowledged: {f:?}");
     for (k, n) in f.acknowledged_by_instance.iter().enumerate() {
         assert!(*n > 0, "instance {k} acknowledged writes: {f:?}");
     }
+    Ok(())
+}
+
+/// The same with document content in S3-compatible object storage (moto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_content_in_object_storage_nothing_is_lost_either() -> R<()> {
+    let f = campaign(6, 3, 0x5eed_0002, true).await?;
+    eprintln!("{f:?}");
+    assert!(f.acknowledged > 20, "writes were acknowledged: {f:?}");
     Ok(())
 }
 
@@ -399,7 +391,8 @@ async fn kill_campaign() -> R<()> {
         });
     eprintln!("seed {seed}");
     let started = Instant::now();
-    let f = campaign(16, 50, seed).await?;
+    let s3 = std::env::var("AKTE_CAMPAIGN_S3").is_ok();
+    let f = campaign(16, 50, seed, s3).await?;
     eprintln!("{f:?} in {:.0} s", started.elapsed().as_secs_f64());
     assert_eq!(f.kills, 50);
     Ok(())

@@ -92,6 +92,7 @@ async fn instances(
             ca: None,
             pool_size: 24,
             seal_key: Some(akte_postgres::seal::SealKey::new([42; 32])),
+            content: None,
         });
         let r = start(cfg).await?;
         urls.push(format!("http://{}", r.addr));

@@ -4,6 +4,7 @@
 pub mod conformance;
 pub mod pg;
 pub mod powerloss;
+pub mod s3;
 
 use akte_core::entry::Attachment;
 use akte_core::entry::{EntryDraft, Payload, PayloadKind};

@@ -149,6 +149,43 @@ pub trait ContentBackend: Send + Sync {
     }
 }
 
+/// Checks a put's bytes against what the caller announced: the size first, then the
+/// digest (for backends that hash before they store).
+pub fn check_expected(
+    digest: Digest,
+    size: u64,
+    expected_digest: Option<Digest>,
+    expected_size: Option<u64>,
+) -> Result<(), ContentError> {
+    if let Some(expected) = expected_size.filter(|e| *e != size) {
+        return Err(ContentError::SizeMismatch {
+            expected,
+            actual: size,
+        });
+    }
+    if let Some(expected) = expected_digest.filter(|e| *e != digest) {
+        return Err(ContentError::DigestMismatch {
+            expected,
+            actual: digest,
+        });
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes it read.
+pub fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// How an object's payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {

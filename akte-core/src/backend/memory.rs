@@ -14,7 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::content::{Codec, ContentError, Destruction, ObjectInfo, PutOutcome};
+use crate::backend::content::{
+    check_expected, Codec, ContentError, Destruction, ObjectInfo, PutOutcome,
+};
 use crate::backend::journal::DamageCount;
 use crate::backend::meta::check_name;
 use crate::backend::{
@@ -462,31 +464,6 @@ impl IndexBackend for MemoryIndex {
 #[derive(Default)]
 pub struct MemoryContent {
     objects: RwLock<HashMap<Digest, Arc<Vec<u8>>>>,
-}
-
-fn check_expected(
-    digest: Digest,
-    size: u64,
-    expected_digest: Option<Digest>,
-    expected_size: Option<u64>,
-) -> Result<(), ContentError> {
-    if let Some(expected) = expected_size {
-        if expected != size {
-            return Err(ContentError::SizeMismatch {
-                expected,
-                actual: size,
-            });
-        }
-    }
-    if let Some(expected) = expected_digest {
-        if expected != digest {
-            return Err(ContentError::DigestMismatch {
-                expected,
-                actual: digest,
-            });
-        }
-    }
-    Ok(())
 }
 
 impl ContentBackend for MemoryContent {

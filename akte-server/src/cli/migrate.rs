@@ -59,9 +59,20 @@ impl Place {
                     ),
                     Err(_) => None,
                 };
+                // Content in object storage: AKTE_CONTENT=s3://…, credentials from
+                // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+                let content =
+                    std::env::var("AKTE_CONTENT")
+                        .ok()
+                        .map(|url| akte_postgres::s3::S3Options {
+                            url,
+                            access_key_id: None,
+                            secret_access_key: None,
+                        });
                 let options = akte_postgres::PgOptions {
                     password,
                     seal_key,
+                    content,
                     ..akte_postgres::PgOptions::default()
                 };
                 akte_postgres::PgBackend::connect(url, options)

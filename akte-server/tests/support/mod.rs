@@ -56,6 +56,7 @@ pub fn database(dir: &Path) -> Option<akte_server::config::DatabaseConfig> {
         ca: None,
         pool_size: 8,
         seal_key: Some(akte_postgres::seal::SealKey::new([3; 32])),
+        content: None,
     })
 }
 

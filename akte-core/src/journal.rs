@@ -191,6 +191,10 @@ pub struct Recovery {
     /// An empty or torn last segment that was removed (left by a crash while rotating),
     /// as the backend names it.
     pub removed_segment: Option<String>,
+    /// A torn tail found and left in place by a read-only open: where (as the backend
+    /// names it), at which byte offset, how many bytes. On a live store it may be a record
+    /// still being written.
+    pub torn_tail: Option<(String, u64, u64)>,
 }
 
 /// Every inline payload has exactly one attachment with its digest, whose bytes (unless

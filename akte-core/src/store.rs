@@ -298,6 +298,12 @@ impl Store {
         &self.options
     }
 
+    /// Whether the backend is opened read-only ([`Backend::read_only`]): tenants serve
+    /// their journal, content and blobs for verification, but no index reads and no writes.
+    pub fn read_only(&self) -> bool {
+        self.backend.read_only()
+    }
+
     /// Creates a tenant with its own journal, content store and signing key.
     pub fn create_tenant(&self, id: &str) -> Result<Arc<Tenant>, StoreError> {
         validate_tenant_id(id)?;
@@ -551,6 +557,8 @@ pub struct Tenant {
     meta: Arc<dyn MetaStore>,
     key: SigningKeyPair,
     projection: Arc<dyn Projection>,
+    /// Opened over a read-only backend: the index is an empty scratch one, never caught up.
+    read_only: bool,
     writer: Mutex<Writer>,
     upper_nodes: RwLock<HashMap<(u8, u64), Digest>>,
     /// Serialises rewrites of checkpoint blobs and of the witness list: signing a
@@ -678,6 +686,7 @@ impl Tenant {
             meta,
             key,
             projection: store.options.projection.clone(),
+            read_only: store.read_only(),
             writer: Mutex::new(Writer {
                 frontier: CompactRange::new(),
                 last_leaf: Digest::ZERO,
@@ -690,6 +699,11 @@ impl Tenant {
             truncated_bytes: tenant.journal.recovery().truncated_bytes,
             ..OpenReport::default()
         };
+        if tenant.read_only {
+            // Replaying the journal here would only fill a scratch index that verification
+            // rebuilds itself, and would stop at the first damage it met.
+            return Ok((tenant, report));
+        }
         let (replayed, rebuilt) = match tenant.catch_up_index() {
             Ok(done) => done,
             // The index cannot even be read: it is derived, so it is rebuilt (a backend
@@ -1055,6 +1069,10 @@ impl Tenant {
     /// it), and a checkpoint or proof over it would miss its nodes.
     pub fn size(&self) -> Result<u64, StoreError> {
         let durable = self.journal.durable_len()?;
+        if self.read_only {
+            // Nothing is applied to the scratch index; the journal's complete records count.
+            return Ok(durable);
+        }
         let applied = self.index.position()?.next_seq;
         Ok(durable.min(applied))
     }

@@ -773,8 +773,16 @@ fn verify_tenant_in<'scope, 'env>(
     options: VerifyOptions,
     trust: Option<&Trust>,
 ) -> Result<TenantReport, StoreError> {
+    // Over a read-only backend (beside a running server, or a copy) the tenant has no
+    // live index: every run is a full one against an index rebuilt here, the live index
+    // is not compared, and nothing is recorded for an incremental run.
+    let read_only = store.read_only();
+    // Checkpoints are listed before the journal's length is taken: a server appending
+    // meanwhile signs only entries already complete on disk, so none listed can lie
+    // beyond `end` unless entries were removed.
+    let stored_checkpoints = tenant.checkpoint_files()?;
     let end = tenant.size()?;
-    let state = if options.incremental && trust.is_none() {
+    let state = if options.incremental && trust.is_none() && !read_only {
         load_state(tenant)
     } else {
         None
@@ -913,8 +921,7 @@ fn verify_tenant_in<'scope, 'env>(
     };
     check_anchor(&mut ctx, &anchor, &frontier);
 
-    let checkpoints: Vec<(u64, String)> = tenant
-        .checkpoint_files()?
+    let checkpoints: Vec<(u64, String)> = stored_checkpoints
         .into_iter()
         .filter(|(s, _)| *s > frontier.size() || (*s == 0 && frontier.size() == 0))
         .collect();
@@ -924,7 +931,7 @@ fn verify_tenant_in<'scope, 'env>(
     // start at once, on what the live index refers to, beside the journal scan and rebuild;
     // otherwise they are asked for as the scan comes upon them.
     let threads = content_threads();
-    let full_index = options.index && start.is_none();
+    let full_index = (options.index || read_only) && start.is_none();
     let prefetching = (options.content && full_index).then(|| {
         scope.spawn(move || prefetch(tenant, Pool::start(scope, tenant.content(), threads)))
     });
@@ -1156,7 +1163,7 @@ fn verify_tenant_in<'scope, 'env>(
     // The index comparison and the scan for unreferenced objects run beside the content
     // checks; their findings follow the content problems in the report, as they always did.
     let reference: &TenantIndex = rebuilt.as_ref().unwrap_or(tenant.index());
-    let compare = rebuilt.is_some() && journal_ok;
+    let compare = rebuilt.is_some() && journal_ok && !read_only;
     let unreferenced = options.content && start.is_none();
     let side = thread::scope(|inner| {
         let side = (compare || unreferenced)
@@ -1206,7 +1213,7 @@ fn verify_tenant_in<'scope, 'env>(
         }
     }
 
-    if ctx.report.problems.is_empty() && expected_seq == end {
+    if ctx.report.problems.is_empty() && expected_seq == end && !read_only {
         let st = VerifiedState {
             size: frontier.size(),
             last_leaf: prev.unwrap_or(Digest::ZERO),

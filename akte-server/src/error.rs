@@ -322,6 +322,12 @@ fn journal_parts(e: &JournalError, msg: String) -> Parts {
             cause: FaultKind::StorageFull,
             ..
         } => storage_fault(e, FaultKind::StorageFull, "journal"),
+        // Fenced after a device error: the client learns that storage failed, not only
+        // that the tenant refuses writes.
+        JournalError::Fenced {
+            cause: FaultKind::Unavailable,
+            ..
+        } => storage_fault(e, FaultKind::Unavailable, "journal"),
         JournalError::Fenced { .. } => parts(Code::Unavailable, R::TenantFenced, msg).retry(1000),
         JournalError::Io(_) | JournalError::Backend { .. } => storage_fault(e, e.kind(), "journal"),
         JournalError::Damaged { .. }

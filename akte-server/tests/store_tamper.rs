@@ -19,8 +19,8 @@
 //! For each class of bytes (a content object file, a pack file, a journal segment file, a
 //! stored checkpoint file) every trial copies the store, XORs 1 to 3 distinct bytes at
 //! random positions of one randomly chosen file of that class with random non-zero
-//! values, runs `verify_store.py` (first: `akte verify` opens the store, which may cut a
-//! torn tail) and then `akte verify` on the copy, and requires both to fail and to name
+//! values, runs `verify_store.py` and then `akte verify` (read-only: it reports a torn
+//! tail and leaves it) on the copy, and requires both to fail and to name
 //! the damaged file (its path under the data directory, which holds the digest, pack
 //! number, segment or checkpoint name). A few dozen trials per class run normally;
 //! `store_tamper_campaign_long` (ignored) runs 240 per class over four seeds, each with
@@ -574,7 +574,7 @@ fn akte_verdict(data: &Path) -> (Verdict, Option<serde_json::Value>) {
                 }
             }
             let problems = findings.len();
-            for r in json["recovered"].as_array().into_iter().flatten() {
+            for r in json["torn_tails"].as_array().into_iter().flatten() {
                 findings.push(r.to_string());
             }
             assert_eq!(code, if problems == 0 { 0 } else { 1 }, "exit status");
@@ -846,7 +846,7 @@ fn run_trial(base: &Path, all: &BTreeMap<Class, Vec<PathBuf>>, spec: Spec) -> Ou
     };
     let torn = spec.class == Class::Segment
         && torn_tail(&spec.rel, &original, &spec.flips, &all[&Class::Segment]);
-    // Python first: `akte verify` opens the store, and opening cuts a torn tail.
+    // Python first (the order once mattered: `akte verify` used to cut a torn tail).
     let (python, _) = python_verdict(&data);
     let (akte, _) = akte_verdict(&data);
     Outcome {

@@ -136,7 +136,8 @@ pub trait ContentBackend: Send + Sync {
     }
 
     /// A torn tail opening cut from the stored content (a write interrupted by a crash,
-    /// never acknowledged): where, at which byte offset, and how many bytes.
+    /// never acknowledged), or found and left in place when opened read-only: where, at
+    /// which byte offset, and how many bytes.
     fn torn_tail(&self) -> Option<(String, u64, u64)> {
         None
     }

@@ -165,6 +165,12 @@ pub enum BackendError {
         /// What this build reads.
         expected: String,
     },
+    /// The storage is opened read-only (for verification); nothing can be created.
+    #[error("{place} is opened read-only; nothing is written")]
+    ReadOnly {
+        /// What is opened read-only.
+        place: String,
+    },
     /// Another process holds the storage exclusively.
     #[error("{place} is in use by another process (lock held)")]
     Locked {
@@ -195,6 +201,7 @@ impl BackendError {
         match self {
             BackendError::Io(e) => e.kind(),
             BackendError::Unusable(_)
+            | BackendError::ReadOnly { .. }
             | BackendError::NotAStore { .. }
             | BackendError::UnsupportedFormat { .. } => FaultKind::Other,
             BackendError::Locked { .. } => FaultKind::Conflict,
@@ -248,5 +255,13 @@ pub trait Backend: Send + Sync {
     /// Writes what is buffered to durable storage (at shutdown; never needed for safety).
     fn flush(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+
+    /// Whether the storage is opened read-only (verification beside a running server, or
+    /// of a copy): its tenants' parts refuse every write, their index is an empty scratch
+    /// one that the engine does not fill at open, and recovery only reports (a torn tail
+    /// is left in place). Backends that cannot be opened so keep the default.
+    fn read_only(&self) -> bool {
+        false
     }
 }

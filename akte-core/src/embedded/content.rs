@@ -59,6 +59,7 @@ use crate::backend::content::{
     Codec, ContentBackend, ContentError, ContentRead, Destruction, ObjectInfo, PutOutcome,
     StructureProblem, MAX_ZSTD_LEVEL,
 };
+use crate::backend::FaultKind;
 use crate::digest::Digest;
 use crate::embedded::fsutil::{
     create_dir_all_durable, fsync_dir, open_new_with_mode, IoContext, IoFailure,
@@ -227,6 +228,11 @@ pub struct ContentStore {
     fanout_durable: Box<[AtomicBool]>,
     packs: PackStore,
     pack_below: u64,
+    /// Opened read-only ([`Self::open_read_only`]): every write is refused.
+    read_only: bool,
+    /// Why writes are refused when that is a fault of the storage, not a read-only open
+    /// ([`Self::refusing`]), and its kind.
+    refusal: Option<(String, FaultKind)>,
 }
 
 impl ContentStore {
@@ -311,9 +317,62 @@ impl ContentStore {
             fanout_durable: (0..256).map(|_| AtomicBool::new(false)).collect(),
             packs,
             pack_below: options.pack_below,
+            read_only: false,
+            refusal: None,
         };
         store.clean_tmp()?;
         Ok(store)
+    }
+
+    /// Opens the store at `root` without writing anything (verification of a live store
+    /// or of a copy): no directory is created, `tmp/` is left as it is, pack files are
+    /// neither created nor cut, and the location of packed objects is read from the packs
+    /// into `index`, an empty scratch tree. Puts and removals are refused.
+    pub fn open_read_only(
+        root: &Path,
+        options: ContentOptions,
+        index: sled::Tree,
+    ) -> Result<Self, ContentError> {
+        if !fs::metadata(root).at("stat", root)?.is_dir() {
+            return Err(io_error(
+                "open content store",
+                root,
+                io::Error::new(io::ErrorKind::NotADirectory, "is not a directory"),
+            ));
+        }
+        let packs = PackStore::open_read_only(&root.join("packs"), index, options.pack_max_bytes)?;
+        Ok(ContentStore {
+            root: root.to_path_buf(),
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            fanout_durable: (0..256).map(|_| AtomicBool::new(false)).collect(),
+            packs,
+            pack_below: options.pack_below,
+            read_only: true,
+            refusal: None,
+        })
+    }
+
+    /// A read-only store that answers writes as fenced by `reason` of `kind` (a tenant
+    /// served for reading while its storage cannot take writes), rather than as read-only.
+    pub(crate) fn refusing(mut self, reason: String, kind: FaultKind) -> Self {
+        self.refusal = Some((reason, kind));
+        self
+    }
+
+    fn refuse_write(&self, op: &'static str) -> Result<(), ContentError> {
+        if let Some((reason, cause)) = &self.refusal {
+            return Err(ContentError::Fenced {
+                place: self.root.display().to_string(),
+                reason: reason.clone(),
+                cause: *cause,
+            });
+        }
+        if self.read_only {
+            return Err(crate::embedded::fsutil::read_only(op, &self.root).into());
+        }
+        Ok(())
     }
 
     /// Removes files a crash left in `tmp/`. They were never acknowledged: committed objects
@@ -459,6 +518,7 @@ impl ContentStore {
         expected_digest: Option<Digest>,
         expected_size: Option<u64>,
     ) -> Result<PutOutcome, ContentError> {
+        self.refuse_write("store content in")?;
         let mut buf = vec![0u8; PROBE_LEN];
         let mut hasher = Sha256::new();
 
@@ -572,6 +632,7 @@ impl ContentStore {
         expected_digest: Option<Digest>,
         expected_size: Option<u64>,
     ) -> Result<PutOutcome, ContentError> {
+        self.refuse_write("store content in")?;
         let size = data.len() as u64;
         if size >= self.pack_below {
             return self.put_expecting(data, expected_digest, expected_size);
@@ -947,6 +1008,7 @@ impl ContentStore {
     /// Used when destruction after retention has been decided; this layer does not check
     /// whether other records still refer to the object.
     pub(crate) fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+        self.refuse_write("remove content from")?;
         let packed = self.packs.remove(digest)?;
         Ok(self.remove_file(digest)? || packed)
     }
@@ -1486,13 +1548,18 @@ impl ContentBackend for ContentStore {
     }
 
     fn fenced(&self) -> Option<String> {
-        self.packs.fenced_reason()
+        self.refusal
+            .as_ref()
+            .map(|(reason, _)| reason.clone())
+            .or_else(|| self.packs.fenced_reason())
     }
 
     fn torn_tail(&self) -> Option<(String, u64, u64)> {
-        self.pack_recovery()
+        let recovery = self.pack_recovery();
+        recovery
             .truncated
             .as_ref()
+            .or(recovery.torn_tail.as_ref())
             .map(|(pack, offset, bytes)| (pack.display().to_string(), *offset, *bytes))
     }
 }

@@ -28,6 +28,19 @@ pub fn failure(op: &'static str, path: &Path, source: io::Error) -> IoFailure {
     IoFailure::new(op, path.display().to_string(), source)
 }
 
+/// The failure a write gets from a data directory opened read-only (verification of a
+/// live store or of a copy): nothing is written, whatever the caller asked for.
+pub fn read_only(op: &'static str, path: &Path) -> IoFailure {
+    failure(
+        op,
+        path,
+        io::Error::new(
+            io::ErrorKind::ReadOnlyFilesystem,
+            "the data directory is opened read-only; nothing is written",
+        ),
+    )
+}
+
 /// Flushes a file's data (`fdatasync`). Every flush of a file akte makes durable goes
 /// through here or [`sync_all`], so the power-loss tests see each one
 /// ([`super::powerloss`]).

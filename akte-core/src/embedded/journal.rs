@@ -90,6 +90,9 @@ pub struct Journal {
     recovery: Recovery,
     /// Held by an append session (crate::backend::AppendSession).
     writer: Mutex<()>,
+    /// Opened read-only ([`Journal::open_read_only`]): appends and redaction are refused,
+    /// and the durable length follows what another process appends.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -386,7 +389,149 @@ impl Journal {
             stats: JournalStats::default(),
             recovery,
             writer: Mutex::new(()),
+            read_only: false,
         })
+    }
+
+    /// Opens the journal in `dir` without writing anything (verification of a live store
+    /// or of a copy). Nothing is cut, removed or created: a torn tail of the last segment
+    /// is noted in [`Recovery::torn_tail`] and left in place, and an empty or torn last
+    /// segment left by an interrupted segment change is not read. Damage that is not a
+    /// torn tail refuses to open, as [`Journal::open`] does. The durable length is what
+    /// the segments hold complete when asked (another process may be appending).
+    pub fn open_read_only(dir: &Path, options: JournalOptions) -> Result<Journal, JournalError> {
+        let mut segments = list_segments(dir)?;
+        let mut recovery = Recovery::default();
+        if segments.len() > 1 {
+            if let Some((_, path)) = segments.last().cloned() {
+                let len = fs::metadata(&path).at("stat", &path)?.len();
+                let torn_header = len < SEGMENT_HEADER_LEN as u64
+                    || (len == SEGMENT_HEADER_LEN as u64 && SegmentReader::open(&path).is_err());
+                if torn_header {
+                    recovery.torn_tail = Some((path.display().to_string(), 0, len));
+                    segments.pop();
+                }
+            }
+        }
+        for (first, path) in &segments {
+            let r = SegmentReader::open(path)?;
+            if r.first_seq() != *first {
+                return Err(JournalError::Inconsistent {
+                    place: path.display().to_string(),
+                    offset: 0,
+                    seq: None,
+                    reason: format!(
+                        "header says the segment starts at entry {}, its name says {first}",
+                        r.first_seq()
+                    ),
+                });
+            }
+        }
+        let Some((tail_segment, tail_path)) = segments.last().cloned() else {
+            return Err(JournalError::Inconsistent {
+                place: dir.display().to_string(),
+                offset: 0,
+                seq: None,
+                reason: "the journal has no segment file".into(),
+            });
+        };
+        let scan = scan_segment(&tail_path, true)?;
+        if let Some(torn) = scan.torn_at {
+            let len = fs::metadata(&tail_path).at("stat", &tail_path)?.len();
+            recovery.torn_tail = Some((tail_path.display().to_string(), torn, len - torn));
+        }
+        let (next_seq, last_leaf, last_micros) = match scan.last {
+            Some((seq, leaf, micros)) => (seq + 1, leaf, micros),
+            None if segments.len() == 1 => (0, Digest::ZERO, i64::MIN),
+            None => {
+                let (_, prev_path) = &segments[segments.len() - 2];
+                match scan_segment(prev_path, false)?.last {
+                    Some((seq, leaf, micros)) => (seq + 1, leaf, micros),
+                    None => (tail_segment, Digest::ZERO, i64::MIN),
+                }
+            }
+        };
+        // Never written to: the handle only keeps the type of a writable journal.
+        let file = File::open(&tail_path).at("open", &tail_path)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                next_seq,
+                last_leaf,
+                last_micros,
+                tail_segment,
+                tail_len: scan.end_offset,
+                pending: Vec::new(),
+                pending_last_seq: None,
+                durable_len: next_seq,
+                flushing: false,
+                fenced: None,
+            }),
+            durable: Condvar::new(),
+            active: Mutex::new(ActiveSegment {
+                file,
+                path: tail_path,
+            }),
+            stats: JournalStats::default(),
+            recovery,
+            writer: Mutex::new(()),
+            read_only: true,
+        })
+    }
+
+    /// Read-only: counts the complete, chained records appended since the journal was last
+    /// read, across new segments, and stops before anything incomplete (a record another
+    /// process is writing) or inconsistent (left for verification's scan to report).
+    fn follow_appends(&self, st: &mut State) {
+        loop {
+            let path = self.dir.join(segment::segment_file_name(st.tail_segment));
+            let Ok(mut reader) = SegmentReader::open_at(&path, st.tail_len) else {
+                return;
+            };
+            while let Ok(Some((off, raw))) = reader.next_record() {
+                match decode_record(&path, off, raw) {
+                    Ok(rec) if rec.entry.seq == st.next_seq && rec.entry.prev == st.last_leaf => {
+                        st.next_seq += 1;
+                        st.last_leaf = rec.leaf;
+                        st.last_micros = rec.entry.time.timestamp_micros();
+                        st.tail_len = reader.offset();
+                    }
+                    _ => {
+                        st.durable_len = st.next_seq;
+                        return;
+                    }
+                }
+            }
+            st.durable_len = st.next_seq;
+            // A writer starts the next segment at the next entry once this one is full.
+            let next = self.dir.join(segment::segment_file_name(st.next_seq));
+            match SegmentReader::open(&next) {
+                Ok(r) if r.first_seq() == st.next_seq && st.next_seq != st.tail_segment => {
+                    st.tail_segment = st.next_seq;
+                    st.tail_len = SEGMENT_HEADER_LEN as u64;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn refuse_if_read_only(&self, op: &'static str) -> Result<(), JournalError> {
+        if !self.read_only {
+            return Ok(());
+        }
+        if let Some(fenced) = &lock(&self.state).fenced {
+            return Err(self.fenced(fenced));
+        }
+        Err(fsutil::read_only(op, &self.dir).into())
+    }
+
+    /// Read-only: answers appends as fenced by `reason` of `kind` from now on (a tenant
+    /// served for reading while its storage cannot take writes), rather than as read-only.
+    pub(crate) fn refuse_as_fenced(&self, reason: String, kind: FaultKind) {
+        if self.read_only {
+            lock(&self.state).fenced = Some((reason, kind));
+        }
     }
 
     /// The journal directory.
@@ -396,7 +541,11 @@ impl Journal {
 
     /// Number of durable entries (entries `0..durable_len()` are on disk for good).
     pub fn durable_len(&self) -> u64 {
-        lock(&self.state).durable_len
+        let mut st = lock(&self.state);
+        if self.read_only {
+            self.follow_appends(&mut st);
+        }
+        st.durable_len
     }
 
     /// Number of entries enqueued so far, durable or not.
@@ -435,6 +584,7 @@ impl Journal {
         what: Sealing,
         attachments: Vec<Attachment>,
     ) -> Result<Ticket, JournalError> {
+        self.refuse_if_read_only("append to")?;
         let mut st = lock(&self.state);
         if let Some(reason) = &st.fenced {
             return Err(self.fenced(reason));
@@ -601,6 +751,7 @@ impl Journal {
     /// is durable. Returns how many attachments were redacted (already redacted ones count
     /// too, so that an interrupted destruction can be completed).
     fn redact_records(&self, targets: &[(Location, Digest)]) -> Result<usize, JournalError> {
+        self.refuse_if_read_only("redact")?;
         let mut st = lock(&self.state);
         loop {
             if let Some(reason) = &st.fenced {
@@ -866,6 +1017,8 @@ impl AppendSession for FileSession<'_> {
 
 impl JournalBackend for Journal {
     fn begin(&self) -> Result<Box<dyn AppendSession + '_>, JournalError> {
+        // Also read-only: the engine reads under a session what must not move meanwhile;
+        // enqueueing is what a read-only journal refuses.
         Ok(Box::new(FileSession {
             journal: self,
             _writer: lock(&self.writer),
@@ -1085,4 +1238,122 @@ fn resync(path: &Path, offset: u64) -> Option<SegmentReader> {
     let from = (offset as usize + 1).min(bytes.len());
     let pos = segment::contains_valid_record(&bytes[from..])?;
     SegmentReader::open_at(path, (from + pos) as u64).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(n: u64) -> EntryDraft {
+        EntryDraft {
+            actor: "clerk".into(),
+            kind: "test.entry".into(),
+            object: format!("object-{n}"),
+            payloads: Vec::new(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_only_open_leaves_a_torn_tail_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        for n in 0..3 {
+            j.append(draft(n), Vec::new()).unwrap();
+        }
+        drop(j);
+        let (_, seg) = list_segments(dir.path()).unwrap().pop().unwrap();
+        let len = fs::metadata(&seg).unwrap().len();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&[0xA5; 9])
+            .unwrap();
+        let before = files(dir.path());
+
+        let ro = Journal::open_read_only(dir.path(), JournalOptions::default()).unwrap();
+        assert_eq!(ro.durable_len(), 3);
+        assert_eq!(
+            ro.recovery().torn_tail,
+            Some((seg.display().to_string(), len, 9))
+        );
+        assert_eq!(ro.recovery().truncated_bytes, 0);
+        assert_eq!(ro.iter(None, 3).unwrap().count(), 3);
+        let refused = ro.append(draft(3), Vec::new()).unwrap_err();
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+        let mut session = JournalBackend::begin(&ro).unwrap();
+        assert!(session.enqueue(draft(3), Vec::new()).is_err());
+        drop(session);
+        ro.refuse_as_fenced("no space".into(), FaultKind::StorageFull);
+        let fenced = ro.append(draft(3), Vec::new()).unwrap_err();
+        assert_eq!(fenced.kind(), FaultKind::StorageFull, "{fenced}");
+        drop(ro);
+        assert_eq!(
+            files(dir.path()),
+            before,
+            "a read-only open changed the journal"
+        );
+
+        // Opening for writing cuts it.
+        let j = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        assert_eq!(j.recovery().truncated_bytes, 9);
+    }
+
+    #[test]
+    fn a_read_only_journal_follows_what_a_writer_appends_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions {
+            segment_max_bytes: 400,
+        };
+        let w = Journal::open(dir.path(), options.clone()).unwrap();
+        w.append(draft(0), Vec::new()).unwrap();
+        let ro = Journal::open_read_only(dir.path(), options).unwrap();
+        assert_eq!(ro.durable_len(), 1);
+        for n in 1..20 {
+            w.append(draft(n), Vec::new()).unwrap();
+        }
+        assert!(list_segments(dir.path()).unwrap().len() > 2);
+        assert_eq!(ro.durable_len(), 20);
+        let leaves: Vec<_> = ro
+            .iter(None, 20)
+            .unwrap()
+            .map(|r| r.unwrap().leaf)
+            .collect();
+        assert_eq!(leaves.len(), 20);
+        assert_eq!(leaves[19], w.last_leaf());
+        // A record being written (here: its first bytes) is not counted.
+        let (_, seg) = list_segments(dir.path()).unwrap().pop().unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(&segment::RECORD_MAGIC)
+            .unwrap();
+        assert_eq!(ro.durable_len(), 20);
+    }
+
+    #[test]
+    fn a_read_only_open_refuses_what_is_not_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(Journal::open_read_only(&missing, JournalOptions::default()).is_err());
+        assert!(!missing.exists());
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert!(Journal::open_read_only(&empty, JournalOptions::default()).is_err());
+        assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+    }
 }

@@ -12,6 +12,7 @@ use crate::embedded::fsutil::{self, IoContext};
 #[derive(Debug, Clone)]
 pub struct FileMeta {
     root: PathBuf,
+    read_only: bool,
 }
 
 impl FileMeta {
@@ -19,6 +20,15 @@ impl FileMeta {
     pub fn new(root: &Path) -> FileMeta {
         FileMeta {
             root: root.to_path_buf(),
+            read_only: false,
+        }
+    }
+
+    /// Blobs under `root`, readable only: puts and removals are refused.
+    pub fn read_only(root: &Path) -> FileMeta {
+        FileMeta {
+            root: root.to_path_buf(),
+            read_only: true,
         }
     }
 
@@ -68,6 +78,9 @@ impl MetaStore for FileMeta {
 
     fn put(&self, name: &str, bytes: &[u8], secret: bool) -> Result<(), MetaError> {
         let path = self.path(name)?;
+        if self.read_only {
+            return Err(fsutil::read_only("write", &path).into());
+        }
         if let Some(parent) = path.parent() {
             fsutil::create_dir_all_durable(parent)?;
         }
@@ -78,6 +91,9 @@ impl MetaStore for FileMeta {
 
     fn remove(&self, name: &str) -> Result<bool, MetaError> {
         let path = self.path(name)?;
+        if self.read_only {
+            return Err(fsutil::read_only("remove", &path).into());
+        }
         let existed = match fs::remove_file(&path) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,

@@ -18,7 +18,8 @@
 //!
 //! Everything that knows about paths, files and sled is in this module; the engine sees
 //! it through the traits of [`crate::backend`]. Every durable file operation goes through
-//! [`fsutil`].
+//! [`fsutil`]. [`read_only`] opens a data directory for verification without writing or
+//! locking anything, beside a running akted or on a copy.
 
 pub mod content;
 pub mod fsutil;
@@ -27,6 +28,7 @@ pub mod meta;
 mod overlay;
 pub mod pack;
 pub mod powerloss;
+pub mod read_only;
 pub mod segment;
 pub mod sled_index;
 mod tree_files;
@@ -44,6 +46,7 @@ use crate::embedded::journal::{Journal, JournalOptions};
 use crate::embedded::meta::FileMeta;
 use crate::embedded::sled_index::{Flusher, SledIndex, SledIndexes};
 
+pub use read_only::{check_data_dir, open_read_only, ReadOnlyBackend};
 pub use tree_files::{node_position, nodes_for};
 
 /// Contents of the `FORMAT` file of a data directory of this version.
@@ -70,7 +73,21 @@ pub struct EmbeddedBackend {
     indexes: SledIndexes,
     install: Arc<FileMeta>,
     create_lock: Mutex<()>,
+    /// Tenants served for reading only because their index could not be opened (a full
+    /// disk, a failing device), with the parts they are served from; kept so that each
+    /// attempt to open them again costs only that attempt.
+    degraded: Mutex<std::collections::HashMap<String, DegradedParts>>,
     _lock: File,
+}
+
+/// The parts of a tenant whose index could not be opened: the journal and content opened
+/// read-only, refusing writes with the index's fault, over a scratch index in the system's
+/// temporary directory (not on the full disk) that the engine fills from the journal.
+#[derive(Clone)]
+struct DegradedParts {
+    journal: Arc<Journal>,
+    index: Arc<SledIndex>,
+    content: Arc<ContentStore>,
 }
 
 impl std::fmt::Debug for EmbeddedBackend {
@@ -159,6 +176,7 @@ impl EmbeddedBackend {
             indexes: SledIndexes::default(),
             install: Arc::new(FileMeta::new(dir)),
             create_lock: Mutex::new(()),
+            degraded: Mutex::new(std::collections::HashMap::new()),
             _lock: lock,
         })
     }
@@ -187,11 +205,15 @@ impl EmbeddedBackend {
     }
 
     fn open_parts(&self, id: &str, dir: &Path) -> Result<TenantParts, BackendError> {
+        let index: Arc<SledIndex> = match self.indexes.get(id, &self.index_dir(id), &self.flusher) {
+            Ok(index) => index,
+            Err(e) if matches!(e.kind(), FaultKind::StorageFull | FaultKind::Unavailable) => {
+                return self.open_degraded(id, dir, &e);
+            }
+            Err(e) => return Err(Self::tenant_error(id, &e, e.kind())),
+        };
+        self.lock_degraded().remove(id);
         let journal = Journal::open(&dir.join("journal"), self.options.journal.clone())
-            .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
-        let index: Arc<SledIndex> = self
-            .indexes
-            .get(id, &self.index_dir(id), &self.flusher)
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
         let packs = index
             .packs_tree()
@@ -202,6 +224,67 @@ impl EmbeddedBackend {
             journal: Arc::new(journal),
             index,
             content: Arc::new(content),
+            meta: Arc::new(FileMeta::new(dir)),
+        })
+    }
+}
+
+impl EmbeddedBackend {
+    fn lock_degraded(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, DegradedParts>> {
+        self.degraded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tenant's index cannot be opened for want of space or a working device (sled
+    /// writes when it opens). Rather than leave the tenant unavailable, it is served for
+    /// reading ([`DegradedParts`]) and refuses writes with the same fault; it reports
+    /// itself fenced, so the engine opens it again once a second and takes the real
+    /// index as soon as it opens. Nothing in the data directory is written meanwhile.
+    fn open_degraded(
+        &self,
+        id: &str,
+        dir: &Path,
+        cause: &crate::index::IndexError,
+    ) -> Result<TenantParts, BackendError> {
+        let kind = cause.kind();
+        let cached = self.lock_degraded().get(id).cloned();
+        let parts = match cached {
+            Some(parts) => parts,
+            None => {
+                let reason = format!(
+                    "its index {} cannot be opened ({cause}); reads are served, writes wait until it can be",
+                    self.index_dir(id).display()
+                );
+                tracing::warn!(tenant = %id, error = %cause,
+                    "the tenant's index cannot be opened; serving reads from a temporary index, refusing writes until it opens");
+                let journal =
+                    Journal::open_read_only(&dir.join("journal"), self.options.journal.clone())
+                        .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+                journal.refuse_as_fenced(reason.clone(), kind);
+                let index = Arc::new(SledIndex::scratch(self.flusher.clone()).map_err(|e| {
+                    Self::tenant_error(id, format!("a temporary index: {e}"), e.kind())
+                })?);
+                let packs = index
+                    .packs_tree()
+                    .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+                let content =
+                    ContentStore::open_read_only(&dir.join("content"), self.options.content, packs)
+                        .map_err(|e| Self::tenant_error(id, &e, e.kind()))?
+                        .refusing(reason, kind);
+                let parts = DegradedParts {
+                    journal: Arc::new(journal),
+                    index,
+                    content: Arc::new(content),
+                };
+                self.lock_degraded().insert(id.to_owned(), parts.clone());
+                parts
+            }
+        };
+        Ok(TenantParts {
+            journal: parts.journal,
+            index: parts.index,
+            content: parts.content,
             meta: Arc::new(FileMeta::new(dir)),
         })
     }

@@ -344,6 +344,24 @@ pub struct PackRecovery {
     /// Packs shorter than the index's marker, or missing: records that were flushed and
     /// acknowledged are gone (file, its length, reason). `check_packs` reports them.
     pub lost: Vec<(PathBuf, u64, String)>,
+    /// A torn tail of the last pack found and left in place, and where (a read-only open
+    /// never cuts; on a live store it may be a record still being written).
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+}
+
+/// What reading packs does with an incomplete or damaged end of the last pack when no
+/// well-formed record follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastTail {
+    /// Cut it back: a write interrupted by a crash (opening for writing).
+    Cut,
+    /// Leave it and note it in the recovery (opening read-only). Records are indexed by
+    /// their well-formed headers without reading their payloads: verification checks each
+    /// payload against its digest and names the pack record, as the live index would
+    /// have it.
+    Keep,
+    /// Report it as damage and leave it (`rebuild-index`: it may be a record in flight).
+    Damaged,
 }
 
 /// A problem `check_packs` found in the pack files.
@@ -414,8 +432,12 @@ pub(crate) struct PackStore {
     max_bytes: u64,
     state: Mutex<State>,
     durable: Condvar,
-    active: Mutex<Active>,
+    /// The pack being appended to; `None` when opened read-only.
+    active: Mutex<Option<Active>>,
     recovery: PackRecovery,
+    /// Opened read-only: nothing is written, and the location index (a scratch tree) is
+    /// brought up to the packs on a miss, since a live store's packs grow meanwhile.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for PackStore {
@@ -751,8 +773,8 @@ impl PackStore {
         };
 
         let mut batch = sled::Batch::default();
-        let marker =
-            Self::index_packs(&packs, through, true, &mut batch, &mut recovery)?.or(through);
+        let marker = Self::index_packs(&packs, through, LastTail::Cut, &mut batch, &mut recovery)?
+            .or(through);
         if let Some((pack, offset)) = marker {
             batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
         }
@@ -794,9 +816,97 @@ impl PackStore {
                 fenced: None,
             }),
             durable: Condvar::new(),
-            active: Mutex::new(active),
+            active: Mutex::new(Some(active)),
             recovery,
+            read_only: false,
         })
+    }
+
+    /// Opens the packs in `dir` without writing anything, into `index`, an empty scratch
+    /// tree that this builds from the packs: no pack is created, removed or cut; a torn
+    /// tail of the last pack is noted in the recovery and left as it is. A missing `dir` is
+    /// a store without packs (format 1).
+    pub(crate) fn open_read_only(
+        dir: &Path,
+        index: sled::Tree,
+        max_bytes: u64,
+    ) -> Result<PackStore, ContentError> {
+        let mut packs = match fs::metadata(dir) {
+            Ok(_) => list_packs(dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error("stat", dir, e)),
+        };
+        let mut recovery = PackRecovery::default();
+        // A pack without a complete header (a crash or, live, a pack being started) is
+        // not read; opening for writing would remove it.
+        if let Some((n, path)) = packs.last().cloned() {
+            let len = fs::metadata(&path).at("stat", &path)?.len();
+            let file = File::open(&path).at("open", &path)?;
+            if len <= PACK_HEADER_LEN && read_pack_header(&file, len, n).is_err() {
+                recovery.torn_tail = Some((path, 0, len));
+                packs.pop();
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let marker = Self::index_packs(&packs, None, LastTail::Keep, &mut batch, &mut recovery)?;
+        index.apply_batch(batch).map_err(|e| index_error(dir, e))?;
+        let end = marker.unwrap_or((0, PACK_HEADER_LEN));
+        Ok(PackStore {
+            dir: dir.to_path_buf(),
+            index,
+            max_bytes,
+            state: Mutex::new(State {
+                tail_pack: end.0,
+                tail_len: end.1,
+                chunks: Vec::new(),
+                queued: Vec::new(),
+                next_ticket: 0,
+                durable: 0,
+                durable_end: end,
+                in_flight: HashMap::new(),
+                flushing: false,
+                fenced: None,
+            }),
+            durable: Condvar::new(),
+            active: Mutex::new(None),
+            recovery,
+            read_only: true,
+        })
+    }
+
+    /// Read-only: indexes the records written to the packs since they were last read
+    /// (a live store's writer appends while a verification reads). Cuts nothing.
+    fn catch_up(&self) -> Result<(), ContentError> {
+        let mut st = lock(&self.state);
+        let through = st.durable_end;
+        let packs = match fs::metadata(&self.dir) {
+            Ok(_) => list_packs(&self.dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("stat", &self.dir, e)),
+        };
+        let mut batch = sled::Batch::default();
+        let mut recovery = PackRecovery::default();
+        let marker = Self::index_packs(
+            &packs,
+            Some(through),
+            LastTail::Keep,
+            &mut batch,
+            &mut recovery,
+        )?;
+        self.index
+            .apply_batch(batch)
+            .map_err(|e| index_error(&self.dir, e))?;
+        if let Some(end) = marker {
+            st.durable_end = end;
+        }
+        Ok(())
+    }
+
+    fn refuse_write(&self, op: &'static str) -> Result<(), ContentError> {
+        if self.read_only {
+            return Err(fsutil::read_only(op, &self.dir).into());
+        }
+        Ok(())
     }
 
     /// Reads the records of `packs` that lie beyond the marker `through` (all of them when
@@ -807,7 +917,7 @@ impl PackStore {
     fn index_packs(
         packs: &[(u64, PathBuf)],
         through: Option<(u64, u64)>,
-        cut_torn_tail: bool,
+        last_tail: LastTail,
         batch: &mut sled::Batch,
         recovery: &mut PackRecovery,
     ) -> Result<Option<(u64, u64)>, ContentError> {
@@ -829,8 +939,13 @@ impl PackStore {
                 recovery.damaged.push((path.clone(), 0, reason));
                 continue;
             }
-            let last = cut_torn_tail && Some(*n) == last_number;
-            let end = Self::reindex_pack(path, *n, start, last, batch, recovery)?;
+            let tail = match last_tail {
+                LastTail::Keep => LastTail::Keep,
+                _ if Some(*n) == last_number => last_tail,
+                _ => LastTail::Damaged,
+            };
+            let last = Some(*n) == last_number;
+            let end = Self::reindex_pack(path, *n, start, tail, last, batch, recovery)?;
             marker = Some((*n, end));
         }
         Ok(marker)
@@ -842,12 +957,13 @@ impl PackStore {
     }
 
     /// Reads the records of one pack from `start`, checks each payload against its digest
-    /// and adds the present ones to `batch`. A torn tail of the last pack is cut back.
+    /// and adds the present ones to `batch`. A torn tail is treated as `tail` says.
     /// Returns the offset up to which the pack is now indexed.
     fn reindex_pack(
         path: &Path,
         number: u64,
         start: u64,
+        tail: LastTail,
         last: bool,
         batch: &mut sled::Batch,
         recovery: &mut PackRecovery,
@@ -856,6 +972,24 @@ impl PackStore {
         loop {
             let bad = match scanner.next()? {
                 Step::End => return Ok(scanner.offset),
+                Step::Record(offset, header) if tail == LastTail::Keep => {
+                    scanner.skip_payload(&header)?;
+                    if header.state == RecordState::Present {
+                        let obj = PackedObject {
+                            pack: number,
+                            offset,
+                            codec: header.codec,
+                            size: header.size,
+                            payload_len: header.payload_len,
+                        };
+                        batch.insert(
+                            &object_key(&header.digest, number, offset)[..],
+                            &object_value(&obj)[..],
+                        );
+                        recovery.reindexed += 1;
+                    }
+                    continue;
+                }
                 Step::Record(offset, header) => {
                     let payload = scanner.payload(&header)?;
                     let verdict = match header.state {
@@ -896,7 +1030,11 @@ impl PackStore {
                     recovery.damaged.push((path.to_path_buf(), offset, reason));
                     scanner.resume_at(next)?;
                 }
-                None if last => {
+                None if last && tail == LastTail::Keep => {
+                    recovery.torn_tail = Some((path.to_path_buf(), offset, scanner.len - offset));
+                    return Ok(offset);
+                }
+                None if tail == LastTail::Cut => {
                     let len = scanner.len;
                     tracing::warn!(path = %path.display(), offset, bytes = len - offset, %reason,
                         "pack has a torn tail (a write interrupted by a crash, never acknowledged); cutting it back");
@@ -936,6 +1074,15 @@ impl PackStore {
 
     /// Every indexed copy of `digest`, oldest first.
     pub(crate) fn locate(&self, digest: &Digest) -> Result<Vec<PackedObject>, ContentError> {
+        let found = self.locate_indexed(digest)?;
+        if found.is_empty() && self.read_only {
+            self.catch_up()?;
+            return self.locate_indexed(digest);
+        }
+        Ok(found)
+    }
+
+    fn locate_indexed(&self, digest: &Digest) -> Result<Vec<PackedObject>, ContentError> {
         let mut out = Vec::new();
         for kv in self.index.scan_prefix(object_prefix(digest)) {
             let (k, v) = kv.map_err(|e| index_error(&self.dir, e))?;
@@ -955,6 +1102,9 @@ impl PackStore {
 
     /// Whether any copy of `digest` is indexed.
     pub(crate) fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
+        if self.read_only {
+            return Ok(!self.locate(digest)?.is_empty());
+        }
         Ok(self
             .index
             .scan_prefix(object_prefix(digest))
@@ -1021,6 +1171,7 @@ impl PackStore {
         size: u64,
         payload: &[u8],
     ) -> Result<(PackedObject, bool), ContentError> {
+        self.refuse_write("pack")?;
         if size >= MAX_PACKED_LEN || payload.len() as u64 >= MAX_PACKED_LEN {
             return Err(io_error(
                 "pack",
@@ -1176,7 +1327,10 @@ impl PackStore {
     }
 
     fn write_chunks(&self, chunks: &[Chunk]) -> Result<(), ContentError> {
-        let mut active = lock(&self.active);
+        let mut guard = lock(&self.active);
+        let Some(active) = guard.as_mut() else {
+            return Err(fsutil::read_only("write", &self.dir).into());
+        };
         for chunk in chunks {
             if chunk.new_pack || chunk.pack != active.number {
                 // The records of the old pack are durable before the new pack appears, so
@@ -1222,6 +1376,7 @@ impl PackStore {
     /// with zeros and its state set to removed, in place and durably, then the index forgets
     /// the copies. Returns whether any copy was indexed. Safe to repeat.
     pub(crate) fn remove(&self, digest: &Digest) -> Result<bool, ContentError> {
+        self.refuse_write("remove from")?;
         let copies = self.locate(digest)?;
         if copies.is_empty() {
             return Ok(false);
@@ -1318,6 +1473,7 @@ impl PackStore {
 
     /// Drops the location index and reads every pack again (`rebuild-index`).
     pub(crate) fn reindex(&self) -> Result<u64, ContentError> {
+        self.refuse_write("reindex")?;
         // Waiting for the flush slot keeps writers out while the index is rebuilt.
         let mut st = lock(&self.state);
         while st.flushing {
@@ -1331,7 +1487,8 @@ impl PackStore {
             let mut batch = sled::Batch::default();
             let mut recovery = PackRecovery::default();
             // Never cut anything here: the active pack may hold records being written.
-            let marker = Self::index_packs(&packs, None, false, &mut batch, &mut recovery)?;
+            let marker =
+                Self::index_packs(&packs, None, LastTail::Damaged, &mut batch, &mut recovery)?;
             if let Some((pack, offset)) = marker {
                 batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
             }
@@ -1354,6 +1511,13 @@ impl PackStore {
     /// here.
     pub(crate) fn check_packs(&self) -> Result<PackCheck, ContentError> {
         let mut out = PackCheck::default();
+        if self.read_only {
+            if !self.dir.exists() {
+                return Ok(out);
+            }
+            // Checks as far as the packs are read now, not only as far as at open.
+            self.catch_up()?;
+        }
         for item in fs::read_dir(&self.dir).at("read directory", &self.dir)? {
             let item = item.at("read directory", &self.dir)?;
             let name = item.file_name().to_string_lossy().into_owned();
@@ -2071,5 +2235,81 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    fn scratch_tree() -> sled::Tree {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("packs")
+            .unwrap()
+    }
+
+    fn pack_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_read_only_open_finds_objects_leaves_a_torn_tail_and_follows_a_writer() {
+        let f = Fixture::new(1 << 20);
+        let writer = f.open();
+        let first: Vec<Digest> = (0..5)
+            .map(|i| writer.put(&text(2_000 + i, i as u64)[..]).unwrap().digest)
+            .collect();
+        let root = f.dir.path().join("content");
+        let reader = ContentStore::open_read_only(&root, f.options, scratch_tree()).unwrap();
+        for d in &first {
+            assert!(reader.contains(d).unwrap());
+            assert_eq!(
+                reader.verify_object(d).unwrap() as usize,
+                read_all(&writer, d).unwrap().len()
+            );
+        }
+        // Written after the read-only open: found on the first miss.
+        let later = writer.put(&text(3_000, 99)[..]).unwrap().digest;
+        assert_eq!(read_all(&reader, &later).unwrap(), text(3_000, 99));
+        // Writes are refused, and nothing was written.
+        let before = pack_files(&root.join("packs"));
+        assert!(reader.put(&b"x"[..]).is_err());
+        assert!(reader.remove(&first[0]).is_err());
+        assert!(reader.reindex_packs().is_err());
+        assert_eq!(pack_files(&root.join("packs")), before);
+        drop(writer);
+
+        // A torn tail is noted and left; a damaged payload is still indexed, so that
+        // verification reports it at its pack record.
+        let len = fs::metadata(f.pack(0)).unwrap().len();
+        {
+            use std::io::Write;
+            let mut file = OpenOptions::new().append(true).open(f.pack(0)).unwrap();
+            file.write_all(&[0x5A; 30]).unwrap();
+        }
+        let at = PACK_HEADER_LEN + RECORD_HEADER_LEN + 10;
+        let byte = read_at(&f.pack(0), at, 1)[0];
+        patch(&f.pack(0), at, &[byte ^ 0xFF]);
+        let before = pack_files(&root.join("packs"));
+        let reader = ContentStore::open_read_only(&root, f.options, scratch_tree()).unwrap();
+        assert_eq!(reader.pack_recovery().torn_tail, Some((f.pack(0), len, 30)));
+        assert_eq!(reader.pack_recovery().truncated, None);
+        let damaged = reader.verify_object(&first[0]).unwrap_err();
+        assert!(
+            damaged
+                .to_string()
+                .contains(&f.pack(0).display().to_string()),
+            "{damaged}"
+        );
+        assert!(reader.check_packs().unwrap().problems.is_empty());
+        drop(reader);
+        assert_eq!(pack_files(&root.join("packs")), before);
     }
 }

@@ -1,8 +1,10 @@
 //! `akte`: the command-line tool for operators and archivists.
 //!
 //! Offline commands (`tenant`, `ingest`, `import-legacy`, `checkpoint`, ...) work on a
-//! data directory directly (the daemon must not be running on
-//! it: the store is locked by whoever opens it first). Client commands (`admin`,
+//! data directory directly. `verify`, `stats` and `tenant list` open it read-only (nothing
+//! is written, cut or locked), so they run beside akted and on copies; the others need
+//! akted stopped (the store is locked by whoever opens it for writing). With
+//! `AKTE_DATABASE` they work on a PostgreSQL database instead. Client commands (`admin`,
 //! `plan-unit`, `file`, `case`, `document`, `upload`, `download`, `history`, `journal`,
 //! `verify-remote`, ...) talk to a running akted (`--server`, `--token` or `AKTE_TOKEN`).
 //! `verify-package` and `verify-consistency` check transfer packages and checkpoints with
@@ -114,9 +116,12 @@ enum Command {
         #[arg(long)]
         seq: u64,
     },
-    /// Verify the whole store (or only what is new since the last clean run).
+    /// Verify the whole store. A data directory is opened read-only: nothing in it is
+    /// written, cut or locked, so it runs beside akted and on copies.
     Verify {
-        /// Only entries, checkpoints and content added since the last clean verification.
+        /// Only what is new since the last clean run; on a database (AKTE_DATABASE) only. A
+        /// data directory is verified read-only, which keeps no record of earlier runs in
+        /// it (`akte verify-remote --incremental` verifies incrementally through akted).
         #[arg(long)]
         incremental: bool,
         /// Skip hashing content objects.
@@ -366,6 +371,26 @@ fn open(dir: &Path) -> Result<Arc<Store>> {
 
 use output::print_json;
 
+/// Opens an existing data directory read-only with the records model's projection, for
+/// `verify`, `stats` and `tenant list`: nothing in it is written, cut or locked, so akted
+/// may be running on it, and a copy stays as it is. A path that is not a data directory
+/// is refused (exit 2) and nothing is created. A database (`AKTE_DATABASE`) is opened as
+/// by [`open`]: it has no read-only mode.
+fn open_read_only(dir: &Path) -> Result<Arc<Store>> {
+    if std::env::var_os("AKTE_DATABASE").is_some() {
+        return open(dir);
+    }
+    // NotAStore and UnsupportedFormat are usage errors (exit 2, NOT_A_DATA_DIRECTORY).
+    let backend = akte_core::embedded::open_read_only(dir)?;
+    let options = StoreOptions {
+        projection: Arc::new(akte_core::records::RecordsProjection),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(backend, options)
+        .with_context(|| format!("opening data directory {} read-only", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
 /// Opens an existing data directory: every offline command but `tenant create` and
 /// `demo` refuses a directory that is not one (exit 2) instead of creating it.
 fn open_existing(dir: &Path) -> Result<Arc<Store>> {
@@ -428,7 +453,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
             }
             TenantCommand::List => {
-                let store = open_existing(cli.data_dir()?)?;
+                let store = open_read_only(cli.data_dir()?)?;
                 let mut list = Vec::new();
                 for t in store.tenants() {
                     list.push(serde_json::json!({
@@ -545,11 +570,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             trusted_key,
             checkpoint,
         } => {
-            let store = open(cli.data_dir()?)?;
+            let database = std::env::var_os("AKTE_DATABASE").is_some();
+            if *incremental && !database {
+                // Where the last clean run ended is a record in the store, and a read-only
+                // verification writes none.
+                return Err(output::usage(
+                    "--incremental: akte verify opens a data directory read-only and keeps no \
+                     record of earlier runs in it; run it without --incremental, or let akted \
+                     verify incrementally (akte verify-remote --incremental)",
+                ));
+            }
+            let store = open_read_only(cli.data_dir()?)?;
             let trust = trust_of(&store, trusted_key, checkpoint)?;
-            // Opening cuts a torn tail back; say where, since the report can then only
-            // show the loss through a checkpoint that covered the cut entries.
-            let recovered = recovered_on_open(cli.data_dir()?, &store)?;
+            // A torn tail is left as it is and verification ends before it; say where,
+            // since the report can only show a loss through a checkpoint that covers it.
+            let torn = torn_tails(&store);
             let report = akte_core::verify::verify_store_trusting(
                 &store,
                 VerifyOptions {
@@ -561,11 +596,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             )?;
             if cli.json {
                 let mut value = serde_json::to_value(&report)?;
-                value["recovered"] = serde_json::to_value(&recovered)?;
+                value["torn_tails"] = serde_json::to_value(&torn)?;
                 print_json(&value);
             } else {
-                for r in &recovered {
-                    println!("  RECOVERED {}", r["message"].as_str().unwrap_or_default());
+                if !database {
+                    println!(
+                        "verify: {} opened read-only (nothing written; the derived index is rebuilt here, not compared)",
+                        cli.data_dir()?.display()
+                    );
+                }
+                for r in &torn {
+                    println!("  TORN TAIL {}", r["message"].as_str().unwrap_or_default());
                 }
                 for t in &report.tenants {
                     println!(
@@ -601,7 +642,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Stats => {
             let dir = cli.data_dir()?;
-            let store = open_existing(dir)?;
+            let store = open_read_only(dir)?;
             let mut out = Vec::new();
             for t in store.tenants() {
                 let objects = t.content().list().filter(|r| r.is_ok()).count();
@@ -687,33 +728,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What opening the store just repaired in each tenant's journal and packs (docs/FORMAT.md,
-/// "Crash recovery", "Crash safety of packs"): a torn tail cut from the last segment or the
-/// last pack, or a left-over empty last segment removed. Not a problem in itself (a crash leaves these before anything is
-/// acknowledged), but entries a checkpoint covers are then reported missing, and this
-/// names the segment where they were.
-fn recovered_on_open(dir: &Path, store: &Store) -> Result<Vec<serde_json::Value>> {
+/// Torn tails a read-only open found in each tenant's last journal segment or last pack
+/// (docs/FORMAT.md, "Crash recovery", "Crash safety of packs"), left in place. Not a
+/// problem in itself: a crash leaves one before anything is acknowledged, and on a live
+/// store it may be a record still being written; akted cuts a crash's tail at its next
+/// start. Entries a checkpoint covers beyond it are reported missing, and this names where.
+fn torn_tails(store: &Store) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for t in store.tenants() {
-        let recovery = t.journal().recovery();
-        if recovery.truncated_bytes > 0 {
-            let segments = akte_core::embedded::journal::list_segments(
-                &tenant_dir(dir, t.id()).join("journal"),
-            )?;
-            let segment = segments.last().map(|(_, p)| p.clone()).unwrap_or_default();
-            let offset = std::fs::metadata(&segment).map(|m| m.len()).unwrap_or(0);
+        if let Some((segment, offset, bytes)) = &t.journal().recovery().torn_tail {
             out.push(serde_json::json!({
                 "tenant": t.id(),
                 "segment": segment,
                 "offset": offset,
-                "truncated_bytes": recovery.truncated_bytes,
+                "bytes": bytes,
                 "message": format!(
-                    "tenant {}: cut a torn tail of {} bytes at byte offset {offset} of {}; \
-                     the journal now ends before entry {}",
+                    "tenant {}: {bytes} bytes at byte offset {offset} of {segment} are not a \
+                     complete record (a write interrupted by a crash, or one in progress); \
+                     left in place, verification ends before them",
                     t.id(),
-                    recovery.truncated_bytes,
-                    segment.display(),
-                    t.size()?,
                 ),
             }));
         }
@@ -722,29 +755,17 @@ fn recovered_on_open(dir: &Path, store: &Store) -> Result<Vec<serde_json::Value>
                 "tenant": t.id(),
                 "pack": pack,
                 "offset": offset,
-                "truncated_bytes": bytes,
+                "bytes": bytes,
                 "message": format!(
-                    "tenant {}: cut a torn tail of {bytes} bytes at byte offset {offset} of {} \
-                     (an upload interrupted before it was acknowledged)",
+                    "tenant {}: {bytes} bytes at byte offset {offset} of {pack} are not a \
+                     complete record (an upload interrupted before it was acknowledged, or \
+                     one in progress); left in place",
                     t.id(),
-                    pack,
-                ),
-            }));
-        }
-        if let Some(removed) = &recovery.removed_segment {
-            out.push(serde_json::json!({
-                "tenant": t.id(),
-                "segment": removed,
-                "removed": true,
-                "message": format!(
-                    "tenant {}: removed the empty last segment {} left by an interrupted segment change",
-                    t.id(),
-                    removed
                 ),
             }));
         }
     }
-    Ok(out)
+    out
 }
 
 fn ingest_file(

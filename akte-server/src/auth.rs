@@ -210,6 +210,9 @@ pub struct TokenStore {
     stored: Vec<TokenRecord>,
     /// The stored blob as last read or written (what a replacement expects to find).
     stored_bytes: Option<Vec<u8>>,
+    /// Counts the changes of `stored_bytes`, so that a refresh which read the blob
+    /// before one of them does not put the older blob back.
+    generation: u64,
     by_hash: HashMap<[u8; 32], Known>,
 }
 
@@ -251,6 +254,7 @@ impl TokenStore {
             configured,
             stored,
             stored_bytes,
+            generation: 0,
             by_hash: HashMap::new(),
         };
         store.reindex()?;
@@ -307,10 +311,21 @@ impl TokenStore {
         self.meta.clone()
     }
 
-    /// Whether `bytes` (the stored blob as read now) differ from what this store holds:
-    /// another instance of the installation created or deleted a token.
-    pub fn is_stale(&self, bytes: Option<&[u8]>) -> bool {
-        self.stored_bytes.as_deref() != bytes
+    /// Changes with every replacement of the stored blob through this store. A refresh
+    /// notes it before reading the blob and applies what it read only if it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Takes the stored blob as a refresh read it, unless it is what this store holds
+    /// already or this store replaced the blob itself since the refresh noted
+    /// `generation` (then what was read is older than what is held). Whether it loaded.
+    pub fn refresh(&mut self, generation: u64, bytes: Option<Vec<u8>>) -> Result<bool, AuthError> {
+        if self.generation != generation || self.stored_bytes.as_deref() == bytes.as_deref() {
+            return Ok(false);
+        }
+        self.reload_from(bytes)?;
+        Ok(true)
     }
 
     /// Takes the stored tokens from `bytes` (the blob as read now).
@@ -326,6 +341,7 @@ impl TokenStore {
             return Err(e);
         }
         self.stored_bytes = bytes;
+        self.generation += 1;
         Ok(())
     }
 
@@ -355,6 +371,7 @@ impl TokenStore {
             if replaced {
                 self.stored = stored;
                 self.stored_bytes = Some(bytes);
+                self.generation += 1;
                 self.reindex()?;
                 return Ok(out);
             }
@@ -470,6 +487,30 @@ mod tests {
 
     fn meta(dir: &tempfile::TempDir) -> Arc<dyn MetaStore> {
         Arc::new(akte_core::embedded::meta::FileMeta::new(dir.path()))
+    }
+
+    #[test]
+    fn a_refresh_that_read_before_a_local_change_does_not_undo_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TokenStore::load(meta(&dir), vec![]).unwrap();
+        s.bootstrap(dir.path()).unwrap().unwrap();
+        // The refresh notes the generation and reads the blob ...
+        let generation = s.generation();
+        let read = s.meta().get(TOKEN_FILE).unwrap();
+        // ... a token is created here meanwhile ...
+        let (_, secret) = s
+            .create("clerk:neu", Some("t1"), vec![Role::Clerk], "", None)
+            .unwrap();
+        // ... and the older blob must not replace it.
+        assert!(!s.refresh(generation, read.clone()).unwrap());
+        assert!(s.authenticate(&secret).is_ok());
+        // A refresh that read after the change sees nothing new; one that read another
+        // instance's blob takes it.
+        let generation = s.generation();
+        let now = s.meta().get(TOKEN_FILE).unwrap();
+        assert!(!s.refresh(generation, now).unwrap());
+        assert!(s.refresh(generation, read).unwrap());
+        assert!(s.authenticate(&secret).is_err());
     }
 
     #[test]

@@ -265,7 +265,7 @@ async fn refresh_tokens(state: Arc<State>, mut draining: watch::Receiver<bool>) 
             _ = tick.tick() => {}
             _ = draining.changed() => return,
         }
-        let Ok(meta) = state.tokens.read().map(|t| t.meta()) else {
+        let Ok((meta, generation)) = state.tokens.read().map(|t| (t.meta(), t.generation())) else {
             return;
         };
         let read = tokio::task::spawn_blocking(move || meta.get(crate::auth::TOKEN_FILE)).await;
@@ -280,10 +280,10 @@ async fn refresh_tokens(state: Arc<State>, mut draining: watch::Receiver<bool>) 
         let Ok(mut tokens) = state.tokens.write() else {
             return;
         };
-        if tokens.is_stale(bytes.as_deref()) {
-            if let Err(e) = tokens.reload_from(bytes) {
-                tracing::warn!(error = %e, "the installation's stored tokens do not load; keeping the known ones");
-            }
+        // A token created or deleted here after the read is newer than what was read:
+        // `refresh` keeps it, and the next round reads the blob again.
+        if let Err(e) = tokens.refresh(generation, bytes) {
+            tracing::warn!(error = %e, "the installation's stored tokens do not load; keeping the known ones");
         }
     }
 }

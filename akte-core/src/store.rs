@@ -537,11 +537,33 @@ impl Drop for Store {
     }
 }
 
+/// How long a writer waits at most for writes under way to join its flush or commit.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Counts a write from its start until its entry is queued (or it gave up).
+struct Writing<'a>(&'a Tenant);
+
+impl<'a> Writing<'a> {
+    fn start(tenant: &'a Tenant) -> Writing<'a> {
+        *tenant.writing.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Writing(tenant)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.writing.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.written.notify_all();
+        }
+    }
+}
+
 struct Writer {
     frontier: CompactRange,
     /// Leaf hash of the last entry the frontier holds.
     last_leaf: Digest,
-    fenced: Option<String>,
 }
 
 /// One tenant: journal, content store, index, metadata and signing key.
@@ -560,6 +582,14 @@ pub struct Tenant {
     /// Opened over a read-only backend: the index is an empty scratch one, never caught up.
     read_only: bool,
     writer: Mutex<Writer>,
+    /// Why writes are refused after an index update failed. Apart from the writer, so
+    /// that asking for it (every request does) never waits behind a write in progress,
+    /// which on a database backend holds the writer across round trips.
+    fence: Mutex<Option<String>>,
+    /// Writes between their start and their queued entry (see [`Tenant::gather`]).
+    writing: Mutex<usize>,
+    /// Signalled when `writing` drops to zero.
+    written: std::sync::Condvar,
     upper_nodes: RwLock<HashMap<(u8, u64), Digest>>,
     /// Serialises rewrites of checkpoint blobs and of the witness list: signing a
     /// checkpoint and adding a witness's cosignature to a stored one both replace a blob,
@@ -690,8 +720,10 @@ impl Tenant {
             writer: Mutex::new(Writer {
                 frontier: CompactRange::new(),
                 last_leaf: Digest::ZERO,
-                fenced: None,
             }),
+            fence: Mutex::new(None),
+            writing: Mutex::new(0),
+            written: std::sync::Condvar::new(),
             upper_nodes: RwLock::new(HashMap::new()),
             notes_lock: Mutex::new(()),
         };
@@ -811,6 +843,11 @@ impl Tenant {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Why writes are refused after an index update failed, if they are.
+    fn index_fence(&self) -> Option<String> {
+        self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The tenant id.
     pub fn id(&self) -> &str {
         &self.id
@@ -818,9 +855,7 @@ impl Tenant {
 
     /// Why the tenant refuses writes after a failure, if it does.
     pub fn fenced(&self) -> Option<String> {
-        self.lock_writer()
-            .fenced
-            .clone()
+        self.index_fence()
             .or_else(|| self.journal.fenced())
             .or_else(|| self.content.fenced())
     }
@@ -907,12 +942,13 @@ impl Tenant {
         // with before anything is queued, so its error reaches the caller with nothing
         // written.
         self.index.make_room().map_err(StoreError::from)?;
+        let writing = Writing::start(self);
         let (value, ticket) = {
             let mut w = self.lock_writer();
-            if let Some(reason) = &w.fenced {
+            if let Some(reason) = self.index_fence() {
                 return Err(StoreError::Fenced {
                     tenant: self.id.clone(),
-                    reason: reason.clone(),
+                    reason,
                 }
                 .into());
             }
@@ -934,11 +970,30 @@ impl Tenant {
             let ticket = self.queue(&mut w, session, Next::Draft(draft), attachments)?;
             (value, ticket)
         };
+        drop(writing);
+        self.gather();
         self.journal
             .wait_durable(ticket.entry.seq)
             .map_err(StoreError::from)?;
         self.index.request_flush();
         Ok((value, Some(Appended { ticket })))
+    }
+
+    /// Waits a moment for the writes already under way (waiting for the writer, or
+    /// checking what they append) to queue their entries, so that the flush or commit
+    /// this writer is about to wait for takes them too. Without it a writer that finds
+    /// no flush running starts one for its own entry alone while the others still queue
+    /// behind the writer lock: on a database backend, where each write holds the writer
+    /// across round trips, groups stayed at about one entry.
+    fn gather(&self) {
+        let writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        if *writing == 0 {
+            return;
+        }
+        let _ = self
+            .written
+            .wait_timeout_while(writing, GATHER, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
     }
 
     /// Queues one entry in `session`, adds it to the frontier and applies it to the index.
@@ -973,7 +1028,7 @@ impl Tenant {
         drop(session);
         if let Err(e) = applied {
             tracing::error!(tenant = %self.id, error = %e, "index update failed; fencing tenant writes");
-            w.fenced = Some(e.to_string());
+            *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             self.journal.wait_durable(ticket.entry.seq)?;
             return Err(e);
         }
@@ -990,10 +1045,10 @@ impl Tenant {
         let mut last = None;
         for (entry, attachments) in entries {
             let mut w = self.lock_writer();
-            if let Some(reason) = &w.fenced {
+            if let Some(reason) = self.index_fence() {
                 return Err(StoreError::Fenced {
                     tenant: self.id.clone(),
-                    reason: reason.clone(),
+                    reason,
                 });
             }
             let session = self.journal.begin()?;

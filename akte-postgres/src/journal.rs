@@ -136,16 +136,18 @@ impl ReadCache {
         if c.at != from {
             c.values.clear();
         } else {
+            // Everything committed is kept, not only what was read before: the next write
+            // usually reads what the last one wrote (a version of the document just
+            // created), and would otherwise fetch it from the database under the lock.
+            if c.values.len() + changes.upsert_keys.len() + changes.delete_keys.len() > CACHE_MAX {
+                c.values.clear();
+            }
             for (k, v) in changes.upsert_keys.iter().zip(&changes.upsert_values) {
-                if c.values.contains_key(k) {
-                    c.values
-                        .insert(k.clone(), Some(akte_core::backend::Value::from(&v[..])));
-                }
+                c.values
+                    .insert(k.clone(), Some(akte_core::backend::Value::from(&v[..])));
             }
             for k in &changes.delete_keys {
-                if c.values.contains_key(k) {
-                    c.values.insert(k.clone(), None);
-                }
+                c.values.insert(k.clone(), None);
             }
         }
         c.at = to;

@@ -42,6 +42,7 @@
 pub mod archive;
 mod error;
 mod handover;
+mod names;
 mod package;
 mod plan;
 mod read;
@@ -63,11 +64,13 @@ pub use handover::{
     write_0403, Handover, HandoverConfirmation, HandoverResult, HistoryRecord, ObjectExtras,
     PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
 };
+pub use names::{
+    message_xml_name, message_zip_name, offer_zip_name, primary_file_name, sanitize_file_name,
+    transfer_zip_name, MAX_NAME_BYTES,
+};
 pub use package::{
-    for_each_rendition, message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name,
-    primary_file_name, read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name,
+    for_each_rendition, parse_message_xml_name, read_message_zip, read_received_zip,
     write_0501_zip, write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter,
-    MAX_NAME_BYTES,
 };
 pub use plan::{
     read_0301, read_0302, write_0301, write_0302, FilePlan, PlanMessage, PlanUnitEntry,

@@ -64,6 +64,8 @@ pub mod access;
 /// The format modules an offline verifier needs too live in akte-verify; they keep their
 /// paths here.
 pub use akte_verify::{digest, entry, merkle, note};
+/// xdomea messages are akte-xdomea's, under their old path.
+pub use akte_xdomea as xdomea;
 pub mod backend;
 pub mod embedded;
 pub mod evidence;
@@ -75,6 +77,5 @@ pub mod records;
 pub mod store;
 pub mod verify;
 pub mod witness;
-pub mod xdomea;
 
 pub use digest::Digest;

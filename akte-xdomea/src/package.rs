@@ -17,7 +17,7 @@ use super::error::XdomeaError;
 use super::names::{message_xml_name, primary_file_name};
 use super::types::{DocumentObject, FileObject, MessageHeader, MessageType, RenditionObject};
 use super::write::{write_0501, write_0503_xml};
-use crate::digest::Digest;
+use akte_verify::digest::Digest;
 
 /// Chunk size for streaming primary files.
 const CHUNK: usize = 64 * 1024;

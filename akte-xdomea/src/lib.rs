@@ -1,5 +1,9 @@
-//! xdomea 3.1.0 disposal (Aussonderung) messages: write what the agency sends, read what the
-//! archive answers.
+//! akte-xdomea: xdomea 3.1.0 disposal (Aussonderung) messages: write what the agency sends,
+//! read what the archive answers (also the handover 0401-0403 and the file plan 0301/0302).
+//!
+//! It must not depend on akte-core or the records model: the records model maps itself onto
+//! these plain types (akte-core `records/mapping.rs`). Its only akte dependency is
+//! akte-verify, for the `Digest` type.
 //!
 //! | message | direction | here |
 //! |---|---|---|
@@ -22,8 +26,8 @@
 //! the transfer also its primary files; [`read_received_zip`] also accepts the short names
 //! of xdomea 4 (`{ProzessID}_0502.xml`).
 //!
-//! The module is self-contained: its input and output are the plain types of [`types`],
-//! which depend on nothing in akte but [`crate::digest::Digest`]. Mapping the records model
+//! The crate is self-contained: its input and output are the plain types of [`types`],
+//! which depend on nothing in akte but [`akte_verify::digest::Digest`]. Mapping the records model
 //! onto them, checking process IDs against the disposal process, and journaling are the
 //! caller's.
 //!

@@ -11,11 +11,16 @@
 //! - [`merkle`]: RFC 6962/9162 tree hashing, inclusion and consistency proofs, and their
 //!   verification as pure functions;
 //! - [`keys`] and [`note`]: Ed25519 keys and checkpoints in the C2SP signed-note format;
+//!   [`entry`], [`merkle`], [`keys`], [`note`] and the evidence format and verifier
+//!   ([`evidence`]) are the crate akte-verify's, re-exported here: an archive runs that
+//!   crate offline, without this one;
 //! - [`index`]: the sled index of derived state, rebuildable from the journals;
 //! - [`store`]: a data directory of tenants tying these together;
 //! - [`verify`]: verification of a whole store, or incrementally;
 //! - [`witness`]: witnesses that cosign checkpoints, on the log's side (registered keys,
-//!   stored cosignatures) and on the witness's side (kept checkpoint, consistency check).
+//!   stored cosignatures) and on the witness's side (kept checkpoint, consistency check);
+//! - [`records`]: the records model over the engine, with the xdomea flows; the xdomea
+//!   messages themselves are the crate akte-xdomea's ([`xdomea`]).
 //!
 //! The byte formats are documented in `docs/FORMAT.md`.
 //!

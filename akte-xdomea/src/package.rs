@@ -58,7 +58,8 @@ pub fn write_message_zip<W: Write + Seek>(
     Ok(zip.finish()?)
 }
 
-/// Writes the offer ZIP ([`offer_zip_name`](super::offer_zip_name)) holding the 0501 of [`write_0501`].
+/// Writes the offer ZIP ([`offer_zip_name`](super::offer_zip_name)) holding the 0501 of
+/// [`write_0501`].
 pub fn write_0501_zip<W: Write + Seek>(
     out: W,
     header: &MessageHeader,
@@ -226,7 +227,8 @@ pub struct TransferWriter<W: Write + Seek> {
 }
 
 impl<W: Write + Seek> TransferWriter<W> {
-    /// Starts a transfer ZIP ([`transfer_zip_name`](super::transfer_zip_name)) with the default options.
+    /// Starts a transfer ZIP ([`transfer_zip_name`](super::transfer_zip_name)) with the
+    /// default options.
     pub fn new(
         out: W,
         header: &MessageHeader,

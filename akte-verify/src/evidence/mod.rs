@@ -9,7 +9,7 @@
 //! transfer ZIP carries one as `{ProzessID}_akte-evidence.json`; the XML does not reference
 //! it, so archive intake tools ignore it.
 //!
-//! - [`format`]: the evidence file ([`Evidence`]), strict parsing of it and of proof files;
+//! - [`format`](mod@format): the evidence file ([`Evidence`]), strict parsing of it and of proof files;
 //! - [`package`]: checking, offline and without a data directory: [`verify_package`] (a
 //!   ZIP), [`verify_evidence_dir`] (a standalone evidence file and a directory of files);
 //! - [`report`]: the [`PackageReport`] they return, naming every damaged object;

@@ -372,7 +372,7 @@ pub fn verify_package_bytes(bytes: &[u8], key: Option<&str>) -> Result<PackageRe
 }
 
 /// Verifies a standalone evidence file (say a document's, from
-/// [`TenantRecords::document_evidence`]) against the files in `dir`, named as in the
+/// akte-core's `TenantRecords::document_evidence`) against the files in `dir`, named as in the
 /// evidence. The same checks as [`verify_package`], except that other files in `dir` are
 /// not looked at and the evidence file may have any name.
 pub fn verify_evidence_dir(

@@ -24,7 +24,7 @@ use akte_core::evidence::{
     consistency_evidence, format_proof, verify_consistency, verify_consistency_files,
     verify_evidence_dir, verify_package, verify_package_bytes, Evidence, EvidenceKind,
 };
-use akte_core::keys::VerifierKey;
+use akte_core::keys::{KeyFile, VerifierKey};
 use akte_core::note::SignedNote;
 use akte_core::records::*;
 use akte_core::store::StoreOptions;

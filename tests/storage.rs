@@ -933,7 +933,7 @@ fn a_full_disk_is_reported_and_writes_resume_without_a_restart() {
 /// clean. With the key the archivist trusts and a checkpoint they hold, both are found.
 #[test]
 fn verification_against_a_trusted_key_and_checkpoint_finds_forgery_and_rollback() {
-    use akte_core::keys::SigningKeyPair;
+    use akte_core::keys::{KeyFile, SigningKeyPair};
     use akte_core::note::Checkpoint;
     use akte_core::verify::{verify_store_trusting, Trust};
     let dir = tempfile::tempdir().unwrap();

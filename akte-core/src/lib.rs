@@ -11,11 +11,16 @@
 //! - [`merkle`]: RFC 6962/9162 tree hashing, inclusion and consistency proofs, and their
 //!   verification as pure functions;
 //! - [`keys`] and [`note`]: Ed25519 keys and checkpoints in the C2SP signed-note format;
+//!   [`entry`], [`merkle`], [`keys`], [`note`] and the evidence format and verifier
+//!   ([`evidence`]) are the crate akte-verify's, re-exported here: an archive runs that
+//!   crate offline, without this one;
 //! - [`index`]: the sled index of derived state, rebuildable from the journals;
 //! - [`store`]: a data directory of tenants tying these together;
 //! - [`verify`]: verification of a whole store, or incrementally;
 //! - [`witness`]: witnesses that cosign checkpoints, on the log's side (registered keys,
-//!   stored cosignatures) and on the witness's side (kept checkpoint, consistency check).
+//!   stored cosignatures) and on the witness's side (kept checkpoint, consistency check);
+//! - [`records`]: the records model over the engine, with the xdomea flows; the xdomea
+//!   messages themselves are the crate akte-xdomea's ([`xdomea`]).
 //!
 //! The byte formats are documented in `docs/FORMAT.md`.
 //!
@@ -61,21 +66,21 @@
 #![warn(missing_docs)]
 
 pub mod access;
+/// The format modules an offline verifier needs too live in akte-verify; they keep their
+/// paths here.
+pub use akte_verify::{digest, entry, merkle, note};
+/// xdomea messages are akte-xdomea's, under their old path.
+pub use akte_xdomea as xdomea;
 pub mod backend;
-pub mod digest;
 pub mod embedded;
-pub mod entry;
 pub mod evidence;
 pub mod index;
 pub mod journal;
 pub mod keys;
-pub mod merkle;
 pub mod migrate;
-pub mod note;
 pub mod records;
 pub mod store;
 pub mod verify;
 pub mod witness;
-pub mod xdomea;
 
 pub use digest::Digest;

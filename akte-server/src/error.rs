@@ -719,19 +719,8 @@ pub fn server_status_with(
     build_status(p)
 }
 
-/// The `google.rpc.ErrorInfo` of a status received from akted, if it has one.
-pub fn error_info(status: &Status) -> Option<rpc::ErrorInfo> {
-    let st = rpc::Status::decode(status.details()).ok()?;
-    st.details
-        .iter()
-        .find(|a| a.type_url.ends_with("/google.rpc.ErrorInfo"))
-        .and_then(|a| rpc::ErrorInfo::decode(&a.value[..]).ok())
-}
-
-/// The reason of a status received from akted (empty when it has none).
-pub fn reason(status: &Status) -> String {
-    error_info(status).map(|i| i.reason).unwrap_or_default()
-}
+/// Reading akte's error details from a received status is the client library's.
+pub use akte_api::client::{error_info, reason};
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,8 @@
 //! akte-server: `akted`, the gRPC daemon of akte, as a library (so that tests and embedders
 //! can start it in-process), plus a small client library for the `akte` CLI.
 //!
-//! - [`pb`]: the code generated from `proto/` (the public contract) and the encoded file
-//!   descriptor set for server reflection;
-//! - [`codec`]: the protobuf codec, with undecodable messages answered INVALID_ARGUMENT;
+//! - [`pb`], [`codec`], [`client`]: re-exported from `akte-api` (the generated code of the
+//!   contract, its strict codec and the client library);
 //! - [`config`]: defaults, TOML file, `AKTED_*` environment variables and flags;
 //! - [`auth`]: bearer tokens known by their SHA-256, principals, tenants and roles;
 //! - [`service`]: the service implementations over `akte_core::records`;
@@ -20,14 +19,11 @@
 //! - [`page_token`]: page tokens signed with the installation's key;
 //! - [`filter`], [`range`]: AIP-160 list filters and download ranges;
 //! - [`server`]: start, graceful shutdown;
-//! - [`client`]: connecting with a token, upload streams, error details;
 //! - [`siege`]: misbehaving clients for the exhaustion test and benchmark.
 
 pub mod admission;
 pub mod alloc;
 pub mod auth;
-pub mod client;
-pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod convert;
@@ -45,35 +41,6 @@ pub mod siege;
 pub mod upload;
 pub mod uploads;
 
-/// Code generated from `proto/` by `build.rs` (protox + tonic-prost-build).
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    /// The akte API.
-    pub mod akte {
-        /// Version 1.
-        pub mod v1 {
-            tonic::include_proto!("akte.v1");
-        }
-    }
-    /// Vendored Google types.
-    pub mod google {
-        /// google.api: annotations (field behavior, resources, HTTP and client options).
-        pub mod api {
-            tonic::include_proto!("google.api");
-        }
-        /// google.longrunning: the Operations service.
-        pub mod longrunning {
-            tonic::include_proto!("google.longrunning");
-        }
-        /// google.rpc: Status and error details.
-        pub mod rpc {
-            tonic::include_proto!("google.rpc");
-        }
-        /// google.type: Date.
-        pub mod r#type {
-            tonic::include_proto!("google.r#type");
-        }
-    }
-    /// The encoded `FileDescriptorSet` of `proto/`, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("akte_descriptor");
-}
+/// The generated code of the contract, its codec and the client library live in `akte-api`;
+/// they stay reachable under their old paths.
+pub use akte_api::{client, codec, pb};

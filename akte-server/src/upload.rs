@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 
-/// Largest chunk a client may send.
-pub const MAX_CHUNK: usize = 1 << 20;
+/// Largest chunk a client may send (the contract's limit).
+pub use akte_api::limits::MAX_CHUNK;
 /// Uploads declared shorter than this are received into memory before anything is stored
 /// (they go to the content store's pack files anyway); longer ones stream.
 pub const SMALL_UPLOAD: u64 = akte_core::embedded::pack::MAX_PACKED_LEN;

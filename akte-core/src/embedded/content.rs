@@ -851,7 +851,7 @@ impl ContentStore {
             place: path.clone().display().to_string(),
             reason,
         };
-        let mut file = open_stored(digest, &path)?;
+        let mut file = pack::open_stored(digest, &path)?;
         let meta = file.metadata().at("stat", &path)?;
         if !meta.is_file() {
             return Err(corrupt("not a regular file".to_owned()));
@@ -1075,19 +1075,6 @@ impl ContentStore {
                 pending: Some(e.into()),
             },
         }
-    }
-}
-
-/// Opens the file that holds `digest` (an object file or a pack); a missing file is
-/// [`ContentError::NotFound`].
-pub(crate) fn open_stored(digest: &Digest, path: &Path) -> Result<File, ContentError> {
-    match File::open(path) {
-        Ok(f) => Ok(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound {
-            digest: *digest,
-            place: path.to_path_buf().display().to_string(),
-        }),
-        Err(e) => Err(io_error("open", path, e)),
     }
 }
 

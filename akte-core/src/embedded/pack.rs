@@ -1127,7 +1127,7 @@ impl PackStore {
             place: path.clone().display().to_string(),
             reason: format!("pack record at byte {}: {reason}", obj.offset),
         };
-        let mut file = crate::embedded::content::open_stored(digest, &path)?;
+        let mut file = open_stored(digest, &path)?;
         let len = file.metadata().at("stat", &path)?.len();
         if obj.offset + RECORD_HEADER_LEN > len {
             return Err(corrupt(format!("the pack is only {len} bytes long")));
@@ -1611,6 +1611,20 @@ impl PackStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Opens the file that holds `digest` (an object file or a pack); a missing file is
+/// [`ContentError::NotFound`]. Here, not in `content.rs`, so that the pack store does not
+/// import the object store that uses it.
+pub(crate) fn open_stored(digest: &Digest, path: &Path) -> Result<File, ContentError> {
+    match File::open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound {
+            digest: *digest,
+            place: path.display().to_string(),
+        }),
+        Err(e) => Err(IoFailure::new("open", path.display().to_string(), e).into()),
     }
 }
 

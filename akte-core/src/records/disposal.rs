@@ -679,7 +679,7 @@ impl TenantRecords {
         }
         let sent = objects_of(&objects);
         // The ZIP carries the evidence file (crate::evidence) beside the XML and the files.
-        let out = crate::evidence::write_transfer(
+        let out = super::evidence::write_transfer(
             self,
             &header(p.id, &parties.agency, &parties.archive),
             &objects,

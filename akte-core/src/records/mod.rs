@@ -52,6 +52,7 @@ mod destroyable;
 pub mod destruction;
 pub mod disposal;
 pub mod event;
+pub(crate) mod evidence;
 pub mod handover;
 pub mod identity;
 pub mod import;

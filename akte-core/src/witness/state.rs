@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::embedded::fsutil::{self, IoContext, IoFailure};
-use crate::keys::{KeyError, KeyKind, SigningKeyPair, VerifierKey};
+use crate::keys::{KeyError, KeyFile, KeyKind, SigningKeyPair, VerifierKey};
 use crate::merkle::{self, ProofError};
 use crate::note::{cosign, Checkpoint, NoteError, SignedNote};
 

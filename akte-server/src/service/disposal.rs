@@ -38,7 +38,7 @@ use crate::upload::MAX_CHUNK;
 use super::{blocking, named, page_after, Api};
 
 /// Largest archive message ReceiveMessage accepts.
-pub const MAX_RECEIVED_MESSAGE: usize = 16 << 20;
+pub use akte_api::limits::MAX_RECEIVED_MESSAGE;
 
 const PROCESSES: &str = "disposalProcesses";
 const RECORDS: &str = "destructionRecords";

@@ -11,7 +11,12 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::Status;
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-use crate::error::ApiError;
+use bytes::Bytes;
+use prost::Message;
+use tonic::Code;
+
+use crate::pb::akte::v1::ErrorReason;
+use crate::pb::google::rpc;
 
 /// The codec (see the module documentation).
 #[derive(Debug, Clone)]
@@ -67,15 +72,48 @@ impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
     }
 }
 
-/// The status for a message that does not decode.
+/// The status for a message that does not decode: INVALID_ARGUMENT with the details the
+/// server gives every invalid field (`ErrorInfo` with reason INVALID_FIELD and metadata
+/// `field`, and a `BadRequest` field violation). Built here, not by the server's error
+/// mapping, because the generated clients use this codec too.
 pub fn malformed_message(e: &prost::DecodeError) -> Status {
     let text = e.to_string();
-    let field = field_path(&text);
-    ApiError::field(
-        if field.is_empty() { "request" } else { &field },
-        format!("the message does not decode as protobuf: {text}"),
+    let mut field = field_path(&text);
+    if field.is_empty() {
+        field = "request".to_owned();
+    }
+    let reason = format!("the message does not decode as protobuf: {text}");
+    let message = format!("invalid {field}: {reason}");
+    let info = rpc::ErrorInfo {
+        reason: ErrorReason::InvalidField.as_str_name().to_owned(),
+        domain: crate::DOMAIN.to_owned(),
+        metadata: [("field".to_owned(), field.clone())].into_iter().collect(),
+    };
+    let bad = rpc::BadRequest {
+        field_violations: vec![rpc::bad_request::FieldViolation {
+            field,
+            description: reason,
+            reason: ErrorReason::InvalidField.as_str_name().to_owned(),
+            localized_message: None,
+        }],
+    };
+    let any = |name: &str, value: Vec<u8>| prost_types::Any {
+        type_url: format!("type.googleapis.com/{name}"),
+        value,
+    };
+    let status = rpc::Status {
+        code: Code::InvalidArgument as i32,
+        message: message.clone(),
+        details: vec![
+            any("google.rpc.ErrorInfo", info.encode_to_vec()),
+            any("google.rpc.BadRequest", bad.encode_to_vec()),
+        ],
+    };
+    Status::with_details(
+        Code::InvalidArgument,
+        message,
+        Bytes::from(status.encode_to_vec()),
     )
-    .to_status()
 }
 
 /// The field path in prost's error text, outermost first: prost writes its stack as
@@ -112,7 +150,7 @@ mod tests {
         let e = pb::CreateFileRequest::decode(&msg[..]).unwrap_err();
         let s = malformed_message(&e);
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        let info = crate::error::error_info(&s).unwrap();
+        let info = crate::client::error_info(&s).unwrap();
         assert_eq!(info.reason, "INVALID_FIELD");
         assert_eq!(
             info.metadata.get("field").map(String::as_str),
@@ -121,11 +159,11 @@ mod tests {
         );
         // A varint where the string `name` (field 1) belongs names that field.
         let e = pb::GetFileRequest::decode(&[0x08u8, 0x01][..]).unwrap_err();
-        let info = crate::error::error_info(&malformed_message(&e)).unwrap();
+        let info = crate::client::error_info(&malformed_message(&e)).unwrap();
         assert_eq!(info.metadata.get("field").map(String::as_str), Some("name"));
         // Tag 0 is no field at all.
         let e = pb::GetFileRequest::decode(&[0x00u8][..]).unwrap_err();
-        let info = crate::error::error_info(&malformed_message(&e)).unwrap();
+        let info = crate::client::error_info(&malformed_message(&e)).unwrap();
         assert_eq!(
             info.metadata.get("field").map(String::as_str),
             Some("request")

@@ -11,10 +11,10 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::*;
-use crate::digest::Digest;
+use akte_verify::digest::Digest;
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/xdomea");
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/xdomea/testdata");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata");
 
 fn schema_3_1_0() -> PathBuf {
     Path::new(SHARED).join("schemas/3.1.0/xdomea.xsd")
@@ -1481,7 +1481,7 @@ fn large_primary_file_streams_with_bounded_memory() {
     let exe = std::env::current_exe().expect("test binary");
     let output = Command::new(exe)
         .args([
-            "xdomea::tests::large_primary_file_streams_with_bounded_memory",
+            "tests::large_primary_file_streams_with_bounded_memory",
             "--exact",
             "--nocapture",
             "--test-threads=1",

@@ -5,7 +5,7 @@ use std::fmt;
 use uuid::Uuid;
 
 use super::types::MessageType;
-use crate::digest::Digest;
+use akte_verify::digest::Digest;
 
 /// Where in a received message a problem is: the element path and the line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use sha2::Digest as _;
 
-use akte_server::client::{unpack, wait_operation, Clients};
-use akte_server::pb::akte::v1 as pb;
+use akte_api::client::{unpack, wait_operation, Clients};
+use akte_api::pb::akte::v1 as pb;
 
 use super::{all_pages, parse_date, Ctx};
 use crate::output::{api, print_json, usage};
@@ -344,7 +344,7 @@ fn show_status(s: &pb::DisposalStatus) -> String {
 /// Waits for a transfer operation and downloads the package it wrote.
 async fn fetch_package(
     c: &mut Clients,
-    op: akte_server::pb::google::longrunning::Operation,
+    op: akte_api::pb::google::longrunning::Operation,
     output: Option<&Path>,
 ) -> Result<(pb::MessageInfo, PathBuf)> {
     let done = wait_operation(&mut c.operations, op).await?;

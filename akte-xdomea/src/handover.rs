@@ -28,7 +28,7 @@ use super::read::{
 use super::types::*;
 use super::write::{write_objects_with, Mode, CHECKSUM_EXTENSION_ID};
 use super::xml::{collapse, Node, PathBuf, XmlOut};
-use crate::digest::Digest;
+use akte_verify::digest::Digest;
 
 /// Kennung of akte's extension in a handover (0401): primary files' SHA-256 and size, and
 /// the object's further metadata ([`METADATA_GROUP`]).

@@ -19,12 +19,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 
+use akte_api::pb::akte::v1 as pb;
 use akte_core::embedded::fsutil;
 use akte_core::evidence::{checkpoint_note_from, parse_proof};
-use akte_core::keys::{SigningKeyPair, VerifierKey, PUBLIC_KEY_MODE};
+use akte_core::keys::{KeyFile, SigningKeyPair, VerifierKey, PUBLIC_KEY_MODE};
 use akte_core::witness::{Plan, WitnessState, WitnessStateError};
 use akte_core::Digest;
-use akte_server::pb::akte::v1 as pb;
 
 use super::remote::{self, Remote};
 

@@ -13,17 +13,14 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 use tonic::Code;
 
-use akte_server::client::{unpack, wait_operation, ClientTls, Clients};
+use akte_api::client::{unpack, wait_operation, ClientTls, Clients};
 
-#[path = "disposal.rs"]
 mod disposal;
-#[path = "metadata.rs"]
 mod metadata;
-#[path = "migration.rs"]
 mod migration;
 use crate::output::{api, print_json, time, usage, NoToken};
-use akte_server::pb::akte::v1 as pb;
-use akte_server::pb::google::r#type::Date;
+use akte_api::pb::akte::v1 as pb;
+use akte_api::pb::google::r#type::Date;
 
 /// Connection settings of the client commands.
 #[derive(Args, Debug, Clone)]

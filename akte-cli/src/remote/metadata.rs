@@ -7,8 +7,8 @@
 use anyhow::{bail, Result};
 use clap::Args;
 
-use akte_server::pb::akte::v1 as pb;
-use akte_server::pb::google::r#type::Date;
+use akte_api::pb::akte::v1 as pb;
+use akte_api::pb::google::r#type::Date;
 
 use super::parse_date;
 

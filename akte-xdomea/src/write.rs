@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::error::XdomeaError;
 use super::handover::{ObjectExtras, HANDOVER_EXTENSION_ID, METADATA_GROUP};
-use super::package::primary_file_name;
+use super::names::primary_file_name;
 use super::types::{
     Appraisal, CaseObject, DocumentObject, FileFormat, FileObject, ImportResult, MessageHeader,
     MessageType, Party, RenditionObject, Retention, WriteStyle,

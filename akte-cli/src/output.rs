@@ -8,7 +8,7 @@
 //! - Without it: text for people (dates as dates, hashes in hex).
 //! - Errors: a one-line message on standard error, under `--json` a JSON object with the
 //!   gRPC code name, the stable reason and the message; the exit code by the table in
-//!   `bin/akte.rs`.
+//!   the crate documentation (`lib.rs`).
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -63,7 +63,7 @@ pub fn api<M: prost::Message + prost::Name>(message: &M) -> Result<Value> {
 fn pool() -> Result<&'static DescriptorPool> {
     static POOL: OnceLock<std::result::Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(akte_server::pb::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+        DescriptorPool::decode(akte_api::pb::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
     })
     .as_ref()
     .map_err(|e| anyhow!("the embedded API descriptor set does not decode: {e}"))
@@ -101,7 +101,7 @@ pub struct Failure {
 pub fn failure(e: &anyhow::Error) -> Failure {
     let message = format!("{e:#}");
     if let Some(s) = e.downcast_ref::<tonic::Status>() {
-        let reason = akte_server::error::error_info(s)
+        let reason = akte_api::client::error_info(s)
             .map(|i| i.reason)
             .unwrap_or_default();
         return Failure {
@@ -129,8 +129,8 @@ pub fn failure(e: &anyhow::Error) -> Failure {
     if e.downcast_ref::<NoToken>().is_some() {
         return local(Code::Unauthenticated, "NO_TOKEN");
     }
-    if let Some(akte_server::client::ClientError::Connect { .. }) =
-        e.downcast_ref::<akte_server::client::ClientError>()
+    if let Some(akte_api::client::ClientError::Connect { .. }) =
+        e.downcast_ref::<akte_api::client::ClientError>()
     {
         return local(Code::Unavailable, "UNREACHABLE");
     }
@@ -235,7 +235,7 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use akte_server::pb::akte::v1 as pb;
+    use akte_api::pb::akte::v1 as pb;
 
     #[test]
     fn api_objects_use_the_proto3_json_mapping() {
@@ -243,7 +243,7 @@ mod tests {
             name: "tenants/t/files/x".into(),
             plan_unit: "tenants/t/planUnits/u".into(),
             state: pb::State::Closed as i32,
-            close_date: Some(akte_server::pb::google::r#type::Date {
+            close_date: Some(akte_api::pb::google::r#type::Date {
                 year: 2026,
                 month: 1,
                 day: 5,

@@ -10,15 +10,15 @@ use bytes::Bytes;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use akte_server::client::{unpack, Clients};
-use akte_server::pb::akte::v1 as pb;
-use akte_server::pb::google::longrunning as lro;
+use akte_api::client::{unpack, Clients};
+use akte_api::pb::akte::v1 as pb;
+use akte_api::pb::google::longrunning as lro;
 
 use super::disposal::{print_zip, save_zip};
 use super::Ctx;
 
 /// A civil date as JSON (`YYYY-MM-DD`), or null.
-fn date(d: &Option<akte_server::pb::google::r#type::Date>) -> Value {
+fn date(d: &Option<akte_api::pb::google::r#type::Date>) -> Value {
     match d {
         Some(d) if d.year != 0 => json!(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
         _ => Value::Null,

@@ -1,5 +1,9 @@
-//! xdomea 3.1.0 disposal (Aussonderung) messages: write what the agency sends, read what the
-//! archive answers.
+//! akte-xdomea: xdomea 3.1.0 disposal (Aussonderung) messages: write what the agency sends,
+//! read what the archive answers (also the handover 0401-0403 and the file plan 0301/0302).
+//!
+//! It must not depend on akte-core or the records model: the records model maps itself onto
+//! these plain types (akte-core `records/mapping.rs`). Its only akte dependency is
+//! akte-verify, for the `Digest` type.
 //!
 //! | message | direction | here |
 //! |---|---|---|
@@ -22,8 +26,8 @@
 //! the transfer also its primary files; [`read_received_zip`] also accepts the short names
 //! of xdomea 4 (`{ProzessID}_0502.xml`).
 //!
-//! The module is self-contained: its input and output are the plain types of [`types`],
-//! which depend on nothing in akte but [`crate::digest::Digest`]. Mapping the records model
+//! The crate is self-contained: its input and output are the plain types of [`types`],
+//! which depend on nothing in akte but [`akte_verify::digest::Digest`]. Mapping the records model
 //! onto them, checking process IDs against the disposal process, and journaling are the
 //! caller's.
 //!
@@ -42,6 +46,7 @@
 pub mod archive;
 mod error;
 mod handover;
+mod names;
 mod package;
 mod plan;
 mod read;
@@ -63,11 +68,13 @@ pub use handover::{
     write_0403, Handover, HandoverConfirmation, HandoverResult, HistoryRecord, ObjectExtras,
     PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
 };
+pub use names::{
+    message_xml_name, message_zip_name, offer_zip_name, primary_file_name, sanitize_file_name,
+    transfer_zip_name, MAX_NAME_BYTES,
+};
 pub use package::{
-    for_each_rendition, message_xml_name, message_zip_name, offer_zip_name, parse_message_xml_name,
-    primary_file_name, read_message_zip, read_received_zip, sanitize_file_name, transfer_zip_name,
+    for_each_rendition, parse_message_xml_name, read_message_zip, read_received_zip,
     write_0501_zip, write_0503, write_message_zip, ReceivedZip, TransferOptions, TransferWriter,
-    MAX_NAME_BYTES,
 };
 pub use plan::{
     read_0301, read_0302, write_0301, write_0302, FilePlan, PlanMessage, PlanUnitEntry,

@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use uuid::Uuid;
 
-use crate::digest::Digest;
+use akte_verify::digest::Digest;
 
 /// The xdomea schema version a message was read in.
 ///

@@ -128,7 +128,7 @@ fn a_handover_validates_and_reads_back_with_history_metadata_and_checksums() {
                 .read_to_end(&mut bytes)
                 .unwrap();
             assert_eq!(bytes, content(r.id));
-            assert_eq!(p.sha256, Some(crate::digest::Digest::of(&bytes)));
+            assert_eq!(p.sha256, Some(akte_verify::digest::Digest::of(&bytes)));
             assert_eq!(r.size, bytes.len() as u64);
             count += 1;
         }

@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use prost::Message;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+use crate::limits::{MAX_CHUNK, MAX_RECEIVED_MESSAGE};
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::case_service_client::CaseServiceClient;
 use crate::pb::akte::v1::disposal_service_client::DisposalServiceClient;
@@ -27,7 +29,7 @@ use crate::pb::akte::v1::tenant_service_client::TenantServiceClient;
 use crate::pb::akte::v1::verification_service_client::VerificationServiceClient;
 use crate::pb::google::longrunning as lro;
 use crate::pb::google::longrunning::operations_client::OperationsClient;
-use crate::upload::MAX_CHUNK;
+use crate::pb::google::rpc;
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Debug, Clone)]
@@ -136,11 +138,11 @@ impl Clients {
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
             migration: MigrationServiceClient::new(svc.clone())
-                .max_decoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10))
-                .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),
+                .max_decoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10))
+                .max_encoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10)),
             disposal: DisposalServiceClient::new(svc)
                 .max_decoding_message_size(limit)
-                .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),
+                .max_encoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10)),
         })
     }
 
@@ -293,4 +295,18 @@ pub fn sha256(data: &[u8]) -> Bytes {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The `google.rpc.ErrorInfo` of a status received from akted, if it has one.
+pub fn error_info(status: &Status) -> Option<rpc::ErrorInfo> {
+    let st = rpc::Status::decode(status.details()).ok()?;
+    st.details
+        .iter()
+        .find(|a| a.type_url.ends_with("/google.rpc.ErrorInfo"))
+        .and_then(|a| rpc::ErrorInfo::decode(&a.value[..]).ok())
+}
+
+/// The reason of a status received from akted (empty when it has none).
+pub fn reason(status: &Status) -> String {
+    error_info(status).map(|i| i.reason).unwrap_or_default()
 }

@@ -123,7 +123,15 @@ impl TenantRecords {
 
     /// Any object by id.
     pub fn get(&self, id: Uuid) -> Result<Object, RecordsError> {
-        get_object(self.index(), id)
+        self.admit(get_object(self.index(), id)?)
+    }
+
+    /// An object in a listing, if the bound caller may see it.
+    fn listed(&self, obj: Option<Object>) -> Result<Option<Object>, RecordsError> {
+        match obj {
+            Some(o) if self.may_see(&o)? => Ok(Some(o)),
+            _ => Ok(None),
+        }
     }
 
     /// A plan unit by id.
@@ -194,7 +202,9 @@ impl TenantRecords {
         self.plan_unit(unit)?;
         let prefix = schema::unit_files(unit);
         scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
-            object_at(self.index(), k)?.map(as_file).transpose()
+            self.listed(object_at(self.index(), k)?)?
+                .map(as_file)
+                .transpose()
         })
     }
 
@@ -234,7 +244,7 @@ impl TenantRecords {
             if wanted.is_some_and(|w| v.first() != Some(&w)) {
                 return Ok(None);
             }
-            object_at(self.index(), k)
+            self.listed(object_at(self.index(), k)?)
         })
     }
 
@@ -282,6 +292,12 @@ impl TenantRecords {
     /// The history of an object, oldest first: who changed which field when, from what to what.
     pub fn history(&self, id: Uuid, page: &PageRequest) -> Result<Page<HistoryItem>, RecordsError> {
         let prefix = schema::history(id);
+        if self.bound().is_some() {
+            // Objects in the access model show their history only to whoever may see them.
+            if let Some(o) = load_object(self.index(), id)? {
+                self.admit(o)?;
+            }
+        }
         if self.index().scan_prefix(&prefix).next().is_none() {
             return Err(RecordsError::NotFound {
                 what: "object".into(),
@@ -332,7 +348,7 @@ impl TenantRecords {
             } else {
                 serde_json::from_slice(v).ok()
             };
-            Ok(obj.filter(|o| matches(o, q, &words)))
+            self.listed(obj.filter(|o| matches(o, q, &words)))
         })
     }
 }

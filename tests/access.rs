@@ -352,7 +352,7 @@ fn units_nest_move_without_cycles_and_everything_survives_a_rebuild() {
     let w = world();
     assert!(matches!(
         w.t.update_org_unit(ADMIN, w.amt, None, Some(Some(w.personal))),
-        Err(RecordsError::Cycle { .. })
+        Err(RecordsError::Invalid { .. })
     ));
     // Bauamt moved to the top: the head of Hauptamt no longer sees its files.
     w.t.update_org_unit(ADMIN, w.bauamt, Some("Bauordnungsamt"), Some(None))

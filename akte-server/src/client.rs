@@ -12,6 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::access_service_client::AccessServiceClient;
 use crate::pb::akte::v1::case_service_client::CaseServiceClient;
 use crate::pb::akte::v1::disposal_service_client::DisposalServiceClient;
 use crate::pb::akte::v1::document_service_client::DocumentServiceClient;
@@ -106,6 +107,8 @@ pub struct Clients {
     pub migration: MigrationServiceClient<AuthChannel>,
     /// google.longrunning.Operations.
     pub operations: OperationsClient<AuthChannel>,
+    /// AccessService.
+    pub access: AccessServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -135,6 +138,7 @@ impl Clients {
             holds: HoldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
+            access: AccessServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             migration: MigrationServiceClient::new(svc.clone())
                 .max_decoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10))
                 .max_encoding_message_size(crate::service::MAX_RECEIVED_MESSAGE + (64 << 10)),

@@ -279,10 +279,10 @@ impl TenantRecords {
                     let parents = unit_parents(index)?;
                     // Moving below itself or one of its own units would make a cycle.
                     if ancestors(&parents, p).contains(&id) {
-                        return Err(RecordsError::Cycle {
-                            id: id.to_string(),
-                            parent: p.to_string(),
-                        });
+                        return Err(invalid(
+                            "parent",
+                            format!("unit {id} cannot be moved below {p}: that would make a cycle"),
+                        ));
                     }
                     if depth(&parents, p) + subtree_height(&parents, id) >= MAX_DEPTH {
                         return Err(invalid(
@@ -623,7 +623,7 @@ fn fields(pairs: Vec<(&str, Value)>) -> Map<String, Value> {
 }
 
 /// The level set on the object itself.
-pub(super) fn own_level(o: &Object) -> Result<Confidentiality, RecordsError> {
+pub fn own_level(o: &Object) -> Result<Confidentiality, RecordsError> {
     match o {
         Object::File(f) => Ok(f.confidentiality),
         Object::Case(c) => Ok(c.confidentiality),

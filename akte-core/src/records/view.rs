@@ -120,6 +120,31 @@ impl TenantRecords {
         Ok(self.decide_for(obj, Operation::Read)?.is_ok())
     }
 
+    /// Whether the bound caller may see the object `id`; anything that is no file, case or
+    /// document (a plan unit, a destroyed or unknown id) is not hidden by access rules.
+    pub fn may_see_id(&self, id: Uuid) -> Result<bool, RecordsError> {
+        if self.bound().is_none() {
+            return Ok(true);
+        }
+        match load_object(self.tenant.index(), id)? {
+            Some(o) => self.may_see(&o),
+            None => Ok(true),
+        }
+    }
+
+    /// As [`Self::get`] for a request that names an object indirectly (a journal entry
+    /// about it, a proof of it): not found if the caller may not see it, logged like a
+    /// read; ids that are no object pass.
+    pub fn admit_id(&self, id: Uuid) -> Result<(), RecordsError> {
+        if self.bound().is_none() {
+            return Ok(());
+        }
+        match load_object(self.tenant.index(), id)? {
+            Some(o) => self.admit(o).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// Lets the bound caller have `obj` for its request's operation, or answers as the
     /// rules say: not found for an object it may not see, access denied for one it may see
     /// but not change. Confidential reads and every denial are logged.
@@ -181,7 +206,7 @@ impl TenantRecords {
 
     /// Logs, in one entry, that a listing or query showed the bound caller these objects
     /// (only those at VS-NfD and above are named; nothing is written if there are none).
-    pub fn log_listed(&self, objects: &[&Object]) -> Result<(), RecordsError> {
+    pub fn log_listed(&self, objects: &[Object]) -> Result<(), RecordsError> {
         let Some(b) = self.bound() else {
             return Ok(());
         };

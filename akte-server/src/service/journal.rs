@@ -168,7 +168,14 @@ impl JournalService for Api {
         let name = req.into_inner().name;
         let (tenant, seq) = names::entry("name", &name)?;
         let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
-        let rec = blocking(move || Ok(t.tenant().entry(seq)?)).await?;
+        let rec = blocking(move || {
+            let rec = t.tenant().entry(seq)?;
+            if let Ok(id) = uuid::Uuid::parse_str(&rec.entry.object) {
+                t.admit_id(id).map_err(super::named(&name))?;
+            }
+            Ok(rec)
+        })
+        .await?;
         Ok(Response::new(super::feed::entry_msg(&tenant, &rec)))
     }
 
@@ -255,7 +262,13 @@ impl JournalService for Api {
                 ));
             }
             let tenant = t.tenant();
-            let leaf = tenant.entry(r.seq)?.leaf;
+            let rec = tenant.entry(r.seq)?;
+            if let Ok(id) = uuid::Uuid::parse_str(&rec.entry.object) {
+                t.admit_id(id).map_err(|_| ApiError::NotFound {
+                    resource: format!("{}/entries/{}", r.parent, r.seq),
+                })?;
+            }
+            let leaf = rec.leaf;
             let hashes = tenant.inclusion_proof(r.seq, size)?;
             let root = tenant.root(size)?;
             Ok(pb::InclusionProof {

@@ -63,6 +63,7 @@ impl SearchService for Api {
         let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let (results, next) = blocking(move || {
             let p = t.query(&q, &page)?;
+            t.log_listed(&p.items)?;
             let mut out = Vec::with_capacity(p.items.len());
             for o in p.items {
                 use pb::search_result::Object as R;
@@ -71,7 +72,7 @@ impl SearchService for Api {
                     Object::File(f) => R::File(convert::file(&tenant, &f)),
                     Object::Case(c) => R::Case(convert::case(&tenant, &c)),
                     Object::Document(d) => {
-                        let parent = t.get(d.parent)?.kind();
+                        let parent = t.kind_of(d.parent);
                         R::Document(convert::document(&tenant, &d, parent))
                     }
                 };

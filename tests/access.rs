@@ -392,3 +392,83 @@ fn units_nest_move_without_cycles_and_everything_survives_a_rebuild() {
     let report = verify_store(w.records.store(), VerifyOptions::default()).unwrap();
     assert!(report.is_clean());
 }
+
+#[test]
+fn metadata_search_by_sender_recipient_clerk_and_external_reference_is_filtered_by_access() {
+    let w = world();
+    let letter = |parent: Uuid, subject: &str| NewDocument {
+        parent,
+        subject: subject.into(),
+        sender: "Bauherr Meier".into(),
+        recipients: vec!["Stadtverwaltung, Bauamt".into()],
+        clerk: "Schmidt".into(),
+        external_reference: "AZ 12/26-M".into(),
+        ..NewDocument::default()
+    };
+    let in_p =
+        w.t.create_document(REG, letter(w.personnel.id, "Schreiben"), None)
+            .unwrap();
+    let in_b =
+        w.t.create_document(REG, letter(w.building.id, "Schreiben"), None)
+            .unwrap();
+    let ids = |t: &TenantRecords, q: &Query| -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = t
+            .query(q, &PageRequest::first(10))
+            .unwrap()
+            .items
+            .iter()
+            .map(Object::id)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut both = vec![in_p.id, in_b.id];
+    both.sort();
+    let queries = [
+        Query {
+            sender: Some("meier".into()),
+            ..Query::default()
+        },
+        Query {
+            recipient: Some("BAUAMT".into()),
+            ..Query::default()
+        },
+        Query {
+            clerk: Some("schmidt".into()),
+            kind: Some(ObjectKind::Document),
+            ..Query::default()
+        },
+        Query {
+            external_reference: Some("12/26".into()),
+            ..Query::default()
+        },
+    ];
+    for q in &queries {
+        assert_eq!(ids(&w.t, q), both, "{q:?}");
+        assert_eq!(
+            ids(&as_(&w, "clerk:bau", Role::Clerk, Operation::Read), q),
+            vec![in_b.id],
+            "{q:?}"
+        );
+        assert_eq!(
+            ids(&as_(&w, "clerk:pers", Role::Clerk, Operation::Read), q),
+            vec![in_p.id],
+            "{q:?}"
+        );
+        assert!(ids(&as_(&w, "reader:extern", Role::Reader, Operation::Read), q).is_empty());
+    }
+    // Fields of documents only; a miss finds nothing; bad input is a typed error.
+    let q = Query {
+        sender: Some("Müller".into()),
+        ..Query::default()
+    };
+    assert!(ids(&w.t, &q).is_empty());
+    let q = Query {
+        clerk: Some("a\nb".into()),
+        ..Query::default()
+    };
+    assert!(matches!(
+        w.t.query(&q, &PageRequest::first(10)),
+        Err(RecordsError::Invalid { .. })
+    ));
+}

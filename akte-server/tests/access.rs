@@ -931,5 +931,34 @@ async fn writes_shares_levels_and_the_access_log() -> R<()> {
         })
         .await;
     expect_err(bad, Code::NotFound, "NOT_FOUND");
+
+    // Metadata search by sender, filtered by access.
+    clerk_pers
+        .documents
+        .create_document(pb::CreateDocumentRequest {
+            parent: p.file.name.clone(),
+            document: Some(pb::Document {
+                subject: "Zuschrift".into(),
+                sender: "Bürger Meier".into(),
+                external_reference: "AZ 7/26".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let by_sender = pb::SearchRequest {
+        parent: T.into(),
+        sender: "meier".into(),
+        external_reference: "7/26".into(),
+        ..Default::default()
+    };
+    let found = clerk_pers
+        .search
+        .search(by_sender.clone())
+        .await?
+        .into_inner();
+    assert_eq!(found.results.len(), 1);
+    let found = extern_reader.search.search(by_sender).await?.into_inner();
+    assert!(found.results.is_empty());
     Ok(())
 }

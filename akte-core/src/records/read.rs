@@ -41,6 +41,30 @@ pub struct Query {
     pub closed_from: Option<NaiveDate>,
     /// Closed on or before.
     pub closed_to: Option<NaiveDate>,
+    /// Documents whose sender (Absender) contains this (case-insensitive).
+    pub sender: Option<String>,
+    /// Documents with a recipient (Empfänger) containing this (case-insensitive).
+    pub recipient: Option<String>,
+    /// Documents whose clerk (Bearbeiter) contains this (case-insensitive).
+    pub clerk: Option<String>,
+    /// Documents whose external reference (Fremdes Geschäftszeichen) contains this
+    /// (case-insensitive).
+    pub external_reference: Option<String>,
+}
+
+impl Query {
+    /// Whether the query names a document field (then only documents match).
+    fn wants_document_fields(&self) -> bool {
+        self.sender.is_some()
+            || self.recipient.is_some()
+            || self.clerk.is_some()
+            || self.external_reference.is_some()
+    }
+}
+
+/// Case-insensitive "contains".
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn page_size(p: &PageRequest) -> Result<usize, RecordsError> {
@@ -61,6 +85,17 @@ fn bad_token() -> RecordsError {
     }
 }
 
+/// What a page scan makes of one key.
+pub(super) enum Scanned<T> {
+    /// An item of the page.
+    Item(T),
+    /// Not part of the listing (another kind, not matching a query).
+    Skip,
+    /// An object the caller may not see: a page never ends on it, so that no page token
+    /// carries its key.
+    Hidden,
+}
+
 /// Pages through the keys under `prefix`, mapping each to an item (or skipping it).
 pub(super) fn scan_page<T>(
     index: &TenantIndex,
@@ -69,6 +104,22 @@ pub(super) fn scan_page<T>(
     page: &PageRequest,
     max_scan: usize,
     mut map: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
+    scan_page_marked(index, listing, prefix, page, max_scan, |k, v| {
+        Ok(map(k, v)?.map_or(Scanned::Skip, Scanned::Item))
+    })
+}
+
+/// As [`scan_page`], with keys of hidden objects told apart: a page that reaches
+/// `max_scan` goes on past them to the next key that is not hidden, so its token resumes
+/// after a key the caller may know.
+pub(super) fn scan_page_marked<T>(
+    index: &TenantIndex,
+    listing: &[u8],
+    prefix: &[u8],
+    page: &PageRequest,
+    max_scan: usize,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
 ) -> Result<Page<T>, RecordsError> {
     let size = page_size(page)?;
     let start = if page.page_token.is_empty() {
@@ -82,6 +133,7 @@ pub(super) fn scan_page<T>(
     };
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
+    let mut last_hidden = false;
     for (scanned, kv) in index.range((start, Bound::Unbounded)).enumerate() {
         let (k, v) = kv?;
         if !k.starts_with(prefix) {
@@ -90,7 +142,8 @@ pub(super) fn scan_page<T>(
                 next_page_token: None,
             });
         }
-        if items.len() == size || scanned == max_scan {
+        // A full page always ends right after its last item, which the caller sees.
+        if items.len() == size || (scanned >= max_scan && !last_hidden) {
             // More keys follow: hand out a token that resumes after the last one read.
             let token = last_key.map(|l| schema::encode_token(listing, &l));
             return Ok(Page {
@@ -98,8 +151,11 @@ pub(super) fn scan_page<T>(
                 next_page_token: token,
             });
         }
-        if let Some(item) = map(&k, &v)? {
-            items.push(item);
+        last_hidden = false;
+        match map(&k, &v)? {
+            Scanned::Item(item) => items.push(item),
+            Scanned::Skip => {}
+            Scanned::Hidden => last_hidden = true,
         }
         last_key = Some(k.to_vec());
     }
@@ -326,6 +382,16 @@ impl TenantRecords {
                 reason: "no searchable word (words need 2 or more letters or digits)".into(),
             });
         }
+        for (field, v) in [
+            ("sender", &q.sender),
+            ("recipient", &q.recipient),
+            ("clerk", &q.clerk),
+            ("external_reference", &q.external_reference),
+        ] {
+            if let Some(v) = v {
+                super::validate::line(field, v, super::validate::MAX_NAME)?;
+            }
+        }
         let (prefix, listing) = if let Some(r) = &q.reference_prefix {
             let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
             (p.clone(), p)
@@ -337,7 +403,7 @@ impl TenantRecords {
             (p.clone(), p)
         };
         let index = self.index();
-        scan_page(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
+        scan_page_marked(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
             let obj = if q.reference_prefix.is_some() {
                 match Uuid::from_slice(v) {
                     Ok(id) => load_object(index, id)?,
@@ -348,7 +414,11 @@ impl TenantRecords {
             } else {
                 serde_json::from_slice(v).ok()
             };
-            self.listed(obj.filter(|o| matches(o, q, &words)))
+            Ok(match obj.filter(|o| matches(o, q, &words)) {
+                Some(o) if self.may_see(&o)? => Scanned::Item(o),
+                Some(_) => Scanned::Hidden,
+                None => Scanned::Skip,
+            })
         })
     }
 }
@@ -371,6 +441,23 @@ fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
     }
     if q.status.is_some_and(|s| s != o.status()) {
         return false;
+    }
+    if q.wants_document_fields() {
+        let Object::Document(d) = o else {
+            return false;
+        };
+        let field =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| contains(have, w));
+        if !field(&q.sender, &d.sender)
+            || !field(&q.clerk, &d.clerk)
+            || !field(&q.external_reference, &d.external_reference)
+            || !q
+                .recipient
+                .as_deref()
+                .is_none_or(|w| d.recipients.iter().any(|r| contains(r, w)))
+        {
+            return false;
+        }
     }
     let created = super::civil::civil_date(o.created().at);
     if q.created_from.is_some_and(|d| created < d) || q.created_to.is_some_and(|d| created > d) {

@@ -55,6 +55,11 @@ impl SearchService for Api {
             created_to: parse_date("created_to", r.created_to.as_ref())?,
             closed_from: parse_date("closed_from", r.closed_from.as_ref())?,
             closed_to: parse_date("closed_to", r.closed_to.as_ref())?,
+            sender: (!r.sender.is_empty()).then(|| r.sender.clone()),
+            recipient: (!r.recipient.is_empty()).then(|| r.recipient.clone()),
+            clerk: (!r.clerk.is_empty()).then(|| r.clerk.clone()),
+            external_reference: (!r.external_reference.is_empty())
+                .then(|| r.external_reference.clone()),
         };
         // A token continues the same query only: every criterion is part of its scope.
         let criteria = format!("{:?}", (&q, r.r#type));

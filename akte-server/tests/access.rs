@@ -850,6 +850,19 @@ async fn writes_shares_levels_and_the_access_log() -> R<()> {
         .await?
         .into_inner();
     assert_eq!(moved.parent_unit, personal);
+    let h = clerk_bau
+        .history
+        .list_history(pb::ListHistoryRequest {
+            parent: bauamt.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let actions: Vec<&str> = h.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["org_unit.create", "org_unit.member_add", "org_unit.update"]
+    );
     expect_err(
         admin
             .access

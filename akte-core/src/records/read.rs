@@ -119,7 +119,7 @@ pub(super) fn scan_page_marked<T>(
     prefix: &[u8],
     page: &PageRequest,
     max_scan: usize,
-    mut map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
+    map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
 ) -> Result<Page<T>, RecordsError> {
     let size = page_size(page)?;
     let start = if page.page_token.is_empty() {
@@ -131,10 +131,31 @@ pub(super) fn scan_page_marked<T>(
         }
         Bound::Excluded(last)
     };
+    page_from(
+        index.range((start, Bound::Unbounded)),
+        listing,
+        prefix,
+        size,
+        max_scan,
+        map,
+    )
+}
+
+/// The page of `size` items (or `max_scan` keys) from the keys `kvs`, in order.
+fn page_from<T>(
+    kvs: impl Iterator<
+        Item = Result<(crate::backend::Value, crate::backend::Value), crate::index::IndexError>,
+    >,
+    listing: &[u8],
+    prefix: &[u8],
+    size: usize,
+    max_scan: usize,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
     let mut last_hidden = false;
-    for (scanned, kv) in index.range((start, Bound::Unbounded)).enumerate() {
+    for (scanned, kv) in kvs.enumerate() {
         let (k, v) = kv?;
         if !k.starts_with(prefix) {
             return Ok(Page {
@@ -475,4 +496,62 @@ fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(
+        n: u8,
+    ) -> Vec<Result<(crate::backend::Value, crate::backend::Value), crate::index::IndexError>> {
+        (0..n)
+            .map(|i| {
+                Ok((
+                    crate::backend::Value::from(&[b'p', i][..]),
+                    crate::backend::Value::from(&[][..]),
+                ))
+            })
+            .collect()
+    }
+
+    /// Keys 0..10; 1 to 6 are hidden objects, the rest do not match. A page that stops
+    /// after 2 scanned keys must not end on a hidden one: it goes on to key 7.
+    #[test]
+    fn a_scan_limited_page_never_ends_on_a_hidden_key() {
+        let hidden = |k: &[u8]| (1..=6).contains(&k[1]);
+        let map = |k: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> {
+            Ok(if hidden(k) {
+                Scanned::Hidden
+            } else {
+                Scanned::Skip
+            })
+        };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 10, 2, map).unwrap();
+        assert!(page.items.is_empty());
+        let token = page.next_page_token.expect("more keys follow");
+        let last = schema::decode_token(b"l", &token).unwrap();
+        assert_eq!(last, vec![b'p', 7]);
+        // Without hidden keys the limit stops where it always did.
+        let skip = |_: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> { Ok(Scanned::Skip) };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 10, 2, skip).unwrap();
+        let last = schema::decode_token(b"l", &page.next_page_token.unwrap()).unwrap();
+        assert_eq!(last, vec![b'p', 1]);
+    }
+
+    /// A full page ends on its last item, whatever is hidden after it.
+    #[test]
+    fn a_full_page_ends_on_its_last_item() {
+        let map = |k: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> {
+            Ok(if k[1].is_multiple_of(2) {
+                Scanned::Item(k[1])
+            } else {
+                Scanned::Hidden
+            })
+        };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 2, usize::MAX, map).unwrap();
+        assert_eq!(page.items, vec![0, 2]);
+        let last = schema::decode_token(b"l", &page.next_page_token.unwrap()).unwrap();
+        assert_eq!(last, vec![b'p', 2]);
+    }
 }

@@ -308,6 +308,10 @@ impl HoldService for Api {
         let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let out = blocking(move || {
             let h = t.hold(id).map_err(named(&name))?;
+            // A hold on an object the caller may not see is not found either.
+            if !t.may_see_id(h.object)? {
+                return Err(ApiError::NotFound { resource: name });
+            }
             Ok(hold(&t, &tenant, &h))
         })
         .await?;

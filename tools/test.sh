@@ -20,13 +20,13 @@ status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 echo "== records-level tests on the in-memory backend"
 AKTE_TEST_BACKEND=memory cargo test -p akte-tests --locked \
-  --test records --test retention --test disposal --test destruction "$@" 2>&1 | tee -a "$log" || status=$?
+  --test records --test retention --test disposal --test destruction --test access "$@" 2>&1 | tee -a "$log" || status=$?
 echo "== records-level and gRPC end-to-end tests on PostgreSQL"
 AKTE_TEST_BACKEND=postgres cargo test -p akte-tests --locked \
-  --test records --test retention --test disposal --test destruction "$@" 2>&1 | tee -a "$log" || status=$?
+  --test records --test retention --test disposal --test destruction --test access "$@" 2>&1 | tee -a "$log" || status=$?
 AKTE_TEST_BACKEND=postgres cargo test -p akte-server --locked \
   --test grpc --test disposal --test pagination --test feed --test operations --test transfers \
-  --test roles "$@" 2>&1 | tee -a "$log" || status=$?
+  --test roles --test access "$@" 2>&1 | tee -a "$log" || status=$?
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 2; i <= NF; i++) {
       if ($i == "passed;") p += $(i - 1)

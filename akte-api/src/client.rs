@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 
 use crate::limits::{MAX_CHUNK, MAX_RECEIVED_MESSAGE};
 use crate::pb::akte::v1 as pb;
+use crate::pb::akte::v1::access_service_client::AccessServiceClient;
 use crate::pb::akte::v1::case_service_client::CaseServiceClient;
 use crate::pb::akte::v1::disposal_service_client::DisposalServiceClient;
 use crate::pb::akte::v1::document_service_client::DocumentServiceClient;
@@ -108,6 +109,8 @@ pub struct Clients {
     pub migration: MigrationServiceClient<AuthChannel>,
     /// google.longrunning.Operations.
     pub operations: OperationsClient<AuthChannel>,
+    /// AccessService.
+    pub access: AccessServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -137,6 +140,7 @@ impl Clients {
             holds: HoldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
+            access: AccessServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             migration: MigrationServiceClient::new(svc.clone())
                 .max_decoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10))
                 .max_encoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10)),

@@ -36,6 +36,9 @@ pub struct Principal {
     pub tenant: Option<String>,
     /// Its roles.
     pub roles: Vec<Role>,
+    /// Organisational units (ids) its token is bound to: it acts in them as a member
+    /// does, beside the units the principal is a member of.
+    pub units: Vec<String>,
 }
 
 impl Principal {
@@ -100,6 +103,9 @@ pub struct TokenRecord {
     pub tenant: String,
     /// Roles.
     pub roles: Vec<Role>,
+    /// Organisational units (ids, in its tenant) the token is bound to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
     /// When it was created (API tokens).
     #[serde(default)]
     pub created: Option<DateTime<Utc>>,
@@ -117,6 +123,7 @@ impl TokenRecord {
             name: self.principal.clone(),
             tenant: (self.tenant != "*").then(|| self.tenant.clone()),
             roles: self.roles.clone(),
+            units: self.units.clone(),
         }
     }
 
@@ -127,6 +134,21 @@ impl TokenRecord {
                 field: "tenant",
                 reason: e.to_string(),
             })?;
+        }
+        if !self.units.is_empty() && self.tenant == "*" {
+            return Err(AuthError::Invalid {
+                field: "units",
+                reason: format!(
+                    "token {:?} is for all tenants; units belong to one tenant",
+                    self.principal
+                ),
+            });
+        }
+        if let Some(u) = self.units.iter().find(|u| !is_uuid(u)) {
+            return Err(AuthError::Invalid {
+                field: "units",
+                reason: format!("{u:?} is not a unit id (a UUID)"),
+            });
         }
         if self.roles.is_empty() {
             return Err(AuthError::Invalid {
@@ -146,6 +168,15 @@ impl TokenRecord {
             })?;
         Ok(raw)
     }
+}
+
+/// Whether `s` is a UUID in its hyphenated form (what unit ids look like).
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// Checks a principal name: 1 to 128 printable ASCII characters without spaces.
@@ -397,6 +428,19 @@ impl TokenStore {
         description: &str,
         expires: Option<DateTime<Utc>>,
     ) -> Result<(TokenRecord, String), AuthError> {
+        self.create_bound(principal, tenant, roles, Vec::new(), description, expires)
+    }
+
+    /// As [`Self::create`], for a token bound to organisational units of its tenant.
+    pub fn create_bound(
+        &mut self,
+        principal: &str,
+        tenant: Option<&str>,
+        roles: Vec<Role>,
+        units: Vec<String>,
+        description: &str,
+        expires: Option<DateTime<Utc>>,
+    ) -> Result<(TokenRecord, String), AuthError> {
         if description.chars().count() > 256 || description.chars().any(char::is_control) {
             return Err(AuthError::Invalid {
                 field: "description",
@@ -422,6 +466,7 @@ impl TokenStore {
             principal: principal.to_owned(),
             tenant: tenant.unwrap_or("*").to_owned(),
             roles,
+            units,
             created: Some(now),
             description: description.to_owned(),
             expires,
@@ -547,6 +592,7 @@ mod tests {
             principal: "reader:a".into(),
             tenant: "t".into(),
             roles: vec![Role::Reader],
+            units: Vec::new(),
             created: None,
             description: String::new(),
             expires: None,

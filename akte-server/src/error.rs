@@ -531,6 +531,9 @@ fn records_parts(e: &RecordsError) -> Parts {
             .meta("resource", id.clone())
             .meta("kind", kind.name())
             .meta("destroyed_on", on.to_string()),
+        RecordsError::AccessDenied { id, .. } => {
+            parts(Code::PermissionDenied, R::PermissionDenied, msg).meta("resource", id.clone())
+        }
         RecordsError::Store(s) => store_parts(s),
         RecordsError::Index(i) => storage_fault(e, i.kind(), "index"),
         RecordsError::Internal(_) => internal(e),

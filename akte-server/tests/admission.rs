@@ -63,6 +63,7 @@ async fn env_with(adjust: impl FnOnce(&mut ServerConfig)) -> R<Env> {
                 roles: roles.iter().map(|r| *r as i32).collect(),
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await?
             .into_inner()

@@ -55,6 +55,7 @@ impl Env {
                 roles: vec![role as i32],
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await
             .expect("create token")

@@ -56,6 +56,7 @@ impl Env {
                 roles: roles.iter().map(|r| *r as i32).collect(),
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await
             .expect("create token");
@@ -1174,6 +1175,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
             roles: vec![pb::Role::Reader as i32],
             description: "befristet".into(),
             expire_time: None,
+            org_units: Vec::new(),
         })
         .await?
         .into_inner();
@@ -1191,6 +1193,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
             seconds: at.timestamp(),
             nanos: 0,
         }),
+        org_units: Vec::new(),
     };
     let now = chrono::Utc::now();
     expect_err(
@@ -1265,6 +1268,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
                 roles: vec![pb::Role::Admin as i32],
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await,
         Code::NotFound,
@@ -1279,6 +1283,7 @@ async fn authentication_roles_and_tenant_walls() -> R<()> {
                 roles: vec![pb::Role::Admin as i32],
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await,
         Code::PermissionDenied,

@@ -47,6 +47,7 @@ impl Env {
                 roles: vec![role as i32],
                 description: String::new(),
                 expire_time: None,
+                org_units: Vec::new(),
             })
             .await
             .expect("create token")

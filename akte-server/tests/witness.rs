@@ -47,6 +47,7 @@ async fn token(admin: &mut Clients, principal: &str, roles: &[pb::Role]) -> Stri
             roles: roles.iter().map(|r| *r as i32).collect(),
             description: String::new(),
             expire_time: None,
+            org_units: Vec::new(),
         })
         .await
         .expect("create token")

@@ -926,6 +926,7 @@ async fn admin(ctx: &Ctx<'_>, c: &mut Clients, command: &AdminCommand) -> Result
                     roles,
                     description: description.clone(),
                     expire_time,
+                    org_units: Vec::new(),
                 })
                 .await?
                 .into_inner();

@@ -91,6 +91,24 @@ pub mod kind {
     pub const HANDOVER_RECEIPT: &str = "handover.receipt";
     /// The receiving agency confirmed the import of a handover (0402).
     pub const HANDOVER_CONFIRM: &str = "handover.confirm";
+    /// An organisational unit was created.
+    pub const ORG_UNIT_CREATE: &str = "org_unit.create";
+    /// An organisational unit was renamed or moved.
+    pub const ORG_UNIT_UPDATE: &str = "org_unit.update";
+    /// A principal became a member of a unit.
+    pub const ORG_UNIT_MEMBER_ADD: &str = "org_unit.member_add";
+    /// A principal stopped being a member of a unit.
+    pub const ORG_UNIT_MEMBER_REMOVE: &str = "org_unit.member_remove";
+    /// A principal's clearance was set.
+    pub const PRINCIPAL_CLEARANCE: &str = "principal.clearance";
+    /// A file's or case's lead unit was set or removed.
+    pub const ACCESS_LEAD_UNIT: &str = "access.lead_unit";
+    /// A file or case was shared, or a share changed or ended.
+    pub const ACCESS_SHARE: &str = "access.share";
+    /// A file's, case's or document's confidentiality level was set.
+    pub const ACCESS_CONFIDENTIALITY: &str = "access.confidentiality";
+    /// An access to a confidential object, or a denied attempt.
+    pub const ACCESS_LOG: &str = "access.log";
 }
 
 /// Role of the salted record among the entry's payloads.

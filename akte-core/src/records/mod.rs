@@ -58,6 +58,7 @@ pub mod identity;
 pub mod import;
 pub mod legacy;
 mod mapping;
+pub mod org;
 mod plan_exchange;
 pub mod projection;
 mod read;
@@ -68,6 +69,7 @@ mod service;
 mod status;
 pub mod types;
 pub mod validate;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -86,6 +88,7 @@ pub use legacy::{
     ImportCase, ImportDocument, ImportFile, ImportItem, ImportObject, ImportParent, ImportPlanUnit,
     ImportReport, ImportSource, ImportVersion, ImportedObject, ItemReport, ItemStatus,
 };
+pub use org::{AccessLogItem, Clearance, ObjectGrants, OrgUnit};
 pub use plan_exchange::PlanImport;
 pub use projection::RecordsProjection;
 pub use read::{Query, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -247,6 +250,15 @@ pub enum RecordsError {
         /// `required-element`.
         rule: String,
         /// What is wrong, in words.
+        reason: String,
+    },
+    /// The caller may see the object but not do this to it (a read-only share, a
+    /// lowering of its level by someone who is not its registrar).
+    #[error("access to {id} denied: {reason}")]
+    AccessDenied {
+        /// The object.
+        id: String,
+        /// Why.
         reason: String,
     },
     /// Storage engine error.

@@ -32,6 +32,9 @@ pub fn is_records_event(kind: &str) -> bool {
             "hold.",
             "disposal.",
             "handover.",
+            "org_unit.",
+            "principal.",
+            "access.",
         ]
         .iter()
         .any(|p| kind.starts_with(p))
@@ -430,6 +433,21 @@ impl Projection for RecordsProjection {
                     refile_keys(a.batch, &old, &new);
                 }
             }
+            kind::ACCESS_CONFIDENTIALITY => {
+                let id = event.id.ok_or_else(|| fail(seq, "change without id"))?;
+                // Destroyed later: gone when the index is rebuilt (see the cascade below).
+                if load_object(index, id)?.is_some() {
+                    a.update(id, &event.set)?;
+                }
+            }
+            kind::ORG_UNIT_CREATE
+            | kind::ORG_UNIT_UPDATE
+            | kind::ORG_UNIT_MEMBER_ADD
+            | kind::ORG_UNIT_MEMBER_REMOVE
+            | kind::PRINCIPAL_CLEARANCE
+            | kind::ACCESS_LEAD_UNIT
+            | kind::ACCESS_SHARE
+            | kind::ACCESS_LOG => super::org::apply(index, a.batch, record, &event)?,
             kind::FILE_UPDATE
             | kind::FILE_RETENTION
             | kind::CASE_UPDATE

@@ -41,6 +41,30 @@ pub struct Query {
     pub closed_from: Option<NaiveDate>,
     /// Closed on or before.
     pub closed_to: Option<NaiveDate>,
+    /// Documents whose sender (Absender) contains this (case-insensitive).
+    pub sender: Option<String>,
+    /// Documents with a recipient (Empfänger) containing this (case-insensitive).
+    pub recipient: Option<String>,
+    /// Documents whose clerk (Bearbeiter) contains this (case-insensitive).
+    pub clerk: Option<String>,
+    /// Documents whose external reference (Fremdes Geschäftszeichen) contains this
+    /// (case-insensitive).
+    pub external_reference: Option<String>,
+}
+
+impl Query {
+    /// Whether the query names a document field (then only documents match).
+    fn wants_document_fields(&self) -> bool {
+        self.sender.is_some()
+            || self.recipient.is_some()
+            || self.clerk.is_some()
+            || self.external_reference.is_some()
+    }
+}
+
+/// Case-insensitive "contains".
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn page_size(p: &PageRequest) -> Result<usize, RecordsError> {
@@ -61,6 +85,17 @@ fn bad_token() -> RecordsError {
     }
 }
 
+/// What a page scan makes of one key.
+pub(super) enum Scanned<T> {
+    /// An item of the page.
+    Item(T),
+    /// Not part of the listing (another kind, not matching a query).
+    Skip,
+    /// An object the caller may not see: a page never ends on it, so that no page token
+    /// carries its key.
+    Hidden,
+}
+
 /// Pages through the keys under `prefix`, mapping each to an item (or skipping it).
 pub(super) fn scan_page<T>(
     index: &TenantIndex,
@@ -69,6 +104,22 @@ pub(super) fn scan_page<T>(
     page: &PageRequest,
     max_scan: usize,
     mut map: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
+    scan_page_marked(index, listing, prefix, page, max_scan, |k, v| {
+        Ok(map(k, v)?.map_or(Scanned::Skip, Scanned::Item))
+    })
+}
+
+/// As [`scan_page`], with keys of hidden objects told apart: a page that reaches
+/// `max_scan` goes on past them to the next key that is not hidden, so its token resumes
+/// after a key the caller may know.
+pub(super) fn scan_page_marked<T>(
+    index: &TenantIndex,
+    listing: &[u8],
+    prefix: &[u8],
+    page: &PageRequest,
+    max_scan: usize,
+    map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
 ) -> Result<Page<T>, RecordsError> {
     let size = page_size(page)?;
     let start = if page.page_token.is_empty() {
@@ -80,9 +131,31 @@ pub(super) fn scan_page<T>(
         }
         Bound::Excluded(last)
     };
+    page_from(
+        index.range((start, Bound::Unbounded)),
+        listing,
+        prefix,
+        size,
+        max_scan,
+        map,
+    )
+}
+
+/// The page of `size` items (or `max_scan` keys) from the keys `kvs`, in order.
+fn page_from<T>(
+    kvs: impl Iterator<
+        Item = Result<(crate::backend::Value, crate::backend::Value), crate::index::IndexError>,
+    >,
+    listing: &[u8],
+    prefix: &[u8],
+    size: usize,
+    max_scan: usize,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
-    for (scanned, kv) in index.range((start, Bound::Unbounded)).enumerate() {
+    let mut last_hidden = false;
+    for (scanned, kv) in kvs.enumerate() {
         let (k, v) = kv?;
         if !k.starts_with(prefix) {
             return Ok(Page {
@@ -90,7 +163,8 @@ pub(super) fn scan_page<T>(
                 next_page_token: None,
             });
         }
-        if items.len() == size || scanned == max_scan {
+        // A full page always ends right after its last item, which the caller sees.
+        if items.len() == size || (scanned >= max_scan && !last_hidden) {
             // More keys follow: hand out a token that resumes after the last one read.
             let token = last_key.map(|l| schema::encode_token(listing, &l));
             return Ok(Page {
@@ -98,8 +172,11 @@ pub(super) fn scan_page<T>(
                 next_page_token: token,
             });
         }
-        if let Some(item) = map(&k, &v)? {
-            items.push(item);
+        last_hidden = false;
+        match map(&k, &v)? {
+            Scanned::Item(item) => items.push(item),
+            Scanned::Skip => {}
+            Scanned::Hidden => last_hidden = true,
         }
         last_key = Some(k.to_vec());
     }
@@ -123,7 +200,15 @@ impl TenantRecords {
 
     /// Any object by id.
     pub fn get(&self, id: Uuid) -> Result<Object, RecordsError> {
-        get_object(self.index(), id)
+        self.admit(get_object(self.index(), id)?)
+    }
+
+    /// An object in a listing, if the bound caller may see it.
+    fn listed(&self, obj: Option<Object>) -> Result<Option<Object>, RecordsError> {
+        match obj {
+            Some(o) if self.may_see(&o)? => Ok(Some(o)),
+            _ => Ok(None),
+        }
     }
 
     /// A plan unit by id.
@@ -194,7 +279,9 @@ impl TenantRecords {
         self.plan_unit(unit)?;
         let prefix = schema::unit_files(unit);
         scan_page(self.index(), &prefix, &prefix, page, usize::MAX, |k, _| {
-            object_at(self.index(), k)?.map(as_file).transpose()
+            self.listed(object_at(self.index(), k)?)?
+                .map(as_file)
+                .transpose()
         })
     }
 
@@ -234,7 +321,7 @@ impl TenantRecords {
             if wanted.is_some_and(|w| v.first() != Some(&w)) {
                 return Ok(None);
             }
-            object_at(self.index(), k)
+            self.listed(object_at(self.index(), k)?)
         })
     }
 
@@ -282,6 +369,12 @@ impl TenantRecords {
     /// The history of an object, oldest first: who changed which field when, from what to what.
     pub fn history(&self, id: Uuid, page: &PageRequest) -> Result<Page<HistoryItem>, RecordsError> {
         let prefix = schema::history(id);
+        if self.bound().is_some() {
+            // Objects in the access model show their history only to whoever may see them.
+            if let Some(o) = load_object(self.index(), id)? {
+                self.admit(o)?;
+            }
+        }
         if self.index().scan_prefix(&prefix).next().is_none() {
             return Err(RecordsError::NotFound {
                 what: "object".into(),
@@ -310,6 +403,16 @@ impl TenantRecords {
                 reason: "no searchable word (words need 2 or more letters or digits)".into(),
             });
         }
+        for (field, v) in [
+            ("sender", &q.sender),
+            ("recipient", &q.recipient),
+            ("clerk", &q.clerk),
+            ("external_reference", &q.external_reference),
+        ] {
+            if let Some(v) = v {
+                super::validate::line(field, v, super::validate::MAX_NAME)?;
+            }
+        }
         let (prefix, listing) = if let Some(r) = &q.reference_prefix {
             let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
             (p.clone(), p)
@@ -321,7 +424,7 @@ impl TenantRecords {
             (p.clone(), p)
         };
         let index = self.index();
-        scan_page(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
+        scan_page_marked(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
             let obj = if q.reference_prefix.is_some() {
                 match Uuid::from_slice(v) {
                     Ok(id) => load_object(index, id)?,
@@ -332,7 +435,11 @@ impl TenantRecords {
             } else {
                 serde_json::from_slice(v).ok()
             };
-            Ok(obj.filter(|o| matches(o, q, &words)))
+            Ok(match obj.filter(|o| matches(o, q, &words)) {
+                Some(o) if self.may_see(&o)? => Scanned::Item(o),
+                Some(_) => Scanned::Hidden,
+                None => Scanned::Skip,
+            })
         })
     }
 }
@@ -356,6 +463,23 @@ fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
     if q.status.is_some_and(|s| s != o.status()) {
         return false;
     }
+    if q.wants_document_fields() {
+        let Object::Document(d) = o else {
+            return false;
+        };
+        let field =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| contains(have, w));
+        if !field(&q.sender, &d.sender)
+            || !field(&q.clerk, &d.clerk)
+            || !field(&q.external_reference, &d.external_reference)
+            || !q
+                .recipient
+                .as_deref()
+                .is_none_or(|w| d.recipients.iter().any(|r| contains(r, w)))
+        {
+            return false;
+        }
+    }
     let created = super::civil::civil_date(o.created().at);
     if q.created_from.is_some_and(|d| created < d) || q.created_to.is_some_and(|d| created > d) {
         return false;
@@ -372,4 +496,62 @@ fn matches(o: &Object, q: &Query, words: &[String]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(
+        n: u8,
+    ) -> Vec<Result<(crate::backend::Value, crate::backend::Value), crate::index::IndexError>> {
+        (0..n)
+            .map(|i| {
+                Ok((
+                    crate::backend::Value::from(&[b'p', i][..]),
+                    crate::backend::Value::from(&[][..]),
+                ))
+            })
+            .collect()
+    }
+
+    /// Keys 0..10; 1 to 6 are hidden objects, the rest do not match. A page that stops
+    /// after 2 scanned keys must not end on a hidden one: it goes on to key 7.
+    #[test]
+    fn a_scan_limited_page_never_ends_on_a_hidden_key() {
+        let hidden = |k: &[u8]| (1..=6).contains(&k[1]);
+        let map = |k: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> {
+            Ok(if hidden(k) {
+                Scanned::Hidden
+            } else {
+                Scanned::Skip
+            })
+        };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 10, 2, map).unwrap();
+        assert!(page.items.is_empty());
+        let token = page.next_page_token.expect("more keys follow");
+        let last = schema::decode_token(b"l", &token).unwrap();
+        assert_eq!(last, vec![b'p', 7]);
+        // Without hidden keys the limit stops where it always did.
+        let skip = |_: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> { Ok(Scanned::Skip) };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 10, 2, skip).unwrap();
+        let last = schema::decode_token(b"l", &page.next_page_token.unwrap()).unwrap();
+        assert_eq!(last, vec![b'p', 1]);
+    }
+
+    /// A full page ends on its last item, whatever is hidden after it.
+    #[test]
+    fn a_full_page_ends_on_its_last_item() {
+        let map = |k: &[u8], _: &[u8]| -> Result<Scanned<u8>, RecordsError> {
+            Ok(if k[1].is_multiple_of(2) {
+                Scanned::Item(k[1])
+            } else {
+                Scanned::Hidden
+            })
+        };
+        let page = page_from(keys(10).into_iter(), b"l", b"p", 2, usize::MAX, map).unwrap();
+        assert_eq!(page.items, vec![0, 2]);
+        let last = schema::decode_token(b"l", &page.next_page_token.unwrap()).unwrap();
+        assert_eq!(last, vec![b'p', 2]);
+    }
 }

@@ -14,7 +14,7 @@ use crate::index::TenantIndex;
 use super::event::kind;
 use super::import::ObjectProblem;
 use super::projection::load_object;
-use super::read::{scan_page, MAX_PAGE_SIZE, MAX_SCAN_PER_PAGE};
+use super::read::{scan_page_marked, Scanned, MAX_PAGE_SIZE, MAX_SCAN_PER_PAGE};
 use super::schema::{self, tag, KeyExt};
 use super::service::{get_object, Plan};
 use super::types::*;
@@ -526,29 +526,34 @@ impl TenantRecords {
     ) -> Result<Page<DisposalExplanation>, RecordsError> {
         let index = self.tenant.index();
         let prefix = schema::key(tag::OBJECT);
-        scan_page(index, b"due", &prefix, page, MAX_SCAN_PER_PAGE, |_, v| {
+        // Files the caller may not see are left out (and no page ends on one).
+        scan_page_marked(index, b"due", &prefix, page, MAX_SCAN_PER_PAGE, |_, v| {
             let Ok(Object::File(f)) = serde_json::from_slice::<Object>(v) else {
-                return Ok(None);
+                return Ok(Scanned::Skip);
             };
             if f.parent_file.is_some() || f.status != Status::Closed {
-                return Ok(None);
+                return Ok(Scanned::Skip);
             }
             if filter.plan_unit.is_some_and(|u| u != f.plan_unit) {
-                return Ok(None);
+                return Ok(Scanned::Skip);
             }
-            let e = explain(index, &Object::File(f), day)?;
+            let obj = Object::File(f);
+            let e = explain(index, &obj, day)?;
             let DisposalStatus::Due { decision } = e.status else {
-                return Ok(None);
+                return Ok(Scanned::Skip);
             };
             if filter.decision.is_some_and(|d| d != decision) {
-                return Ok(None);
+                return Ok(Scanned::Skip);
             }
             if let (Some(by), Some(end)) = (filter.ended_by, e.retention_end) {
                 if end > by {
-                    return Ok(None);
+                    return Ok(Scanned::Skip);
                 }
             }
-            Ok(Some(e))
+            if !self.may_see(&obj)? {
+                return Ok(Scanned::Hidden);
+            }
+            Ok(Scanned::Item(e))
         })
     }
 }

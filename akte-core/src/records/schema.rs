@@ -23,6 +23,13 @@
 //! | `m O` id, number (u32)                      | original history item (JSON)  |
 //! | `m A` process-id                            | handover process (JSON)       |
 //! | `m a` file-id                               | pending handover process id   |
+//! | `m U` org-unit-id                           | organisational unit (JSON)    |
+//! | `m M` principal, 0x00, org-unit-id          | — (a principal's units)       |
+//! | `m m` org-unit-id, principal                | — (a unit's members)          |
+//! | `m K` principal                             | clearance (JSON)              |
+//! | `m k` principal, 0x00, seq                  | clearance history item (JSON) |
+//! | `m g` id                                    | a file's or case's lead unit and shares (JSON) |
+//! | `m L` id, seq                               | access log item (JSON)        |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -75,6 +82,20 @@ pub mod tag {
     pub const HANDOVER: u8 = b'A';
     /// Files in a pending handover.
     pub const FILE_HANDOVER: u8 = b'a';
+    /// Organisational units.
+    pub const ORG_UNIT: u8 = b'U';
+    /// A principal's units.
+    pub const MEMBER_UNITS: u8 = b'M';
+    /// A unit's members.
+    pub const UNIT_MEMBERS: u8 = b'm';
+    /// Clearances.
+    pub const CLEARANCE: u8 = b'K';
+    /// Clearance history.
+    pub const CLEARANCE_HISTORY: u8 = b'k';
+    /// Lead units and shares of files and cases.
+    pub const GRANTS: u8 = b'g';
+    /// Access log.
+    pub const ACCESS_LOG: u8 = b'L';
 }
 
 /// A key builder: `m`, a tag, then parts.

@@ -142,6 +142,8 @@ pub struct NewRendition {
 #[derive(Debug, Clone)]
 pub struct TenantRecords {
     pub(super) tenant: Arc<Tenant>,
+    /// The caller these records are bound to (`view.rs`); `None` sees everything.
+    pub(super) viewer: Option<Arc<super::view::Bound>>,
 }
 
 /// What a write's check decided.
@@ -221,7 +223,10 @@ fn updatable(kind: ObjectKind) -> &'static [&'static str] {
 
 impl TenantRecords {
     pub(super) fn new(tenant: Arc<Tenant>) -> TenantRecords {
-        TenantRecords { tenant }
+        TenantRecords {
+            tenant,
+            viewer: None,
+        }
     }
 
     /// The storage tenant underneath (journal, checkpoints, proofs).
@@ -460,6 +465,7 @@ impl TenantRecords {
                 reason: "names no field to change".into(),
             });
         }
+        self.authorize_write(id)?;
         self.write(actor, |index| {
             let current = get_object(index, id)?;
             check_revision(&current, expected_revision)?;
@@ -478,6 +484,25 @@ impl TenantRecords {
             }
             ensure_writable(index, &current)?;
             let updated = apply_patch(&current, &patch)?;
+            // Levels are raised by an update; lowering one is a registrar's decision with
+            // a reason (`set_confidentiality`).
+            if let (Ok(old), Ok(new)) = (
+                super::org::own_level(&current),
+                super::org::own_level(&updated),
+            ) {
+                if crate::access::rank(new) < crate::access::rank(old) {
+                    return Err(RecordsError::FailedPrecondition {
+                        kind: current.kind(),
+                        id: id.to_string(),
+                        reason: format!(
+                            "confidentiality {} cannot be lowered to {} by an update; a \
+                             registrar lowers it with a reason (SetConfidentiality)",
+                            old.code(),
+                            new.code()
+                        ),
+                    });
+                }
+            }
             validate_object(index, &current, &updated)?;
             let old = to_value(&current)?;
             let new = to_value(&updated)?;
@@ -572,6 +597,9 @@ impl TenantRecords {
         validate::optional_line("lead_unit", &new.lead_unit, MAX_NAME)?;
         validate::text("notes", &new.notes, MAX_TEXT)?;
         let digest = Self::request_digest("file.create", &new)?;
+        if let Some(p) = new.parent_file {
+            self.authorize_write(p)?;
+        }
         let obj = self.write(actor, |index| {
             if let Some(id) = Self::replay(index, request_id, &digest)? {
                 return Ok(Plan::Done(id));
@@ -656,6 +684,7 @@ impl TenantRecords {
         validate::running_time(new.begin, new.end)?;
         validate::text("notes", &new.notes, MAX_TEXT)?;
         let digest = Self::request_digest("case.create", &new)?;
+        self.authorize_write(new.parent)?;
         let obj = self.write(actor, |index| {
             if let Some(id) = Self::replay(index, request_id, &digest)? {
                 return Ok(Plan::Done(id));
@@ -722,6 +751,7 @@ impl TenantRecords {
             &new.external_reference,
         )?;
         let digest = Self::request_digest("document.create", &new)?;
+        self.authorize_write(new.parent)?;
         let obj = self.write(actor, |index| {
             if let Some(id) = Self::replay(index, request_id, &digest)? {
                 return Ok(Plan::Done(id));
@@ -790,6 +820,7 @@ impl TenantRecords {
                 ),
             });
         }
+        self.authorize_write(document)?;
         for r in &new.renditions {
             validate::file_name(&r.file_name)?;
             validate::media_type(&r.media_type)?;
@@ -870,6 +901,7 @@ impl TenantRecords {
                 reason: format!("{date} is in the future"),
             });
         }
+        self.authorize_write(id)?;
         self.write(actor, |index| {
             let current = get_object(index, id)?;
             if let Some(r) = expected_revision {
@@ -918,6 +950,7 @@ impl TenantRecords {
         if let Some(r) = &reason {
             validate::line("reason", r, MAX_TEXT)?;
         }
+        self.authorize_write(id)?;
         self.write(actor, |index| {
             let current = get_object(index, id)?;
             if let Some(r) = expected_revision {

@@ -84,6 +84,7 @@ impl CaseService for Api {
         let (cases, next) = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
             let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Case), &page)?;
+            t.log_listed(&p.items)?;
             let cases: Vec<_> = p
                 .items
                 .into_iter()

@@ -34,7 +34,7 @@ const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 /// A document message (its parent's kind is looked up for the parent's name).
 fn doc_msg(t: &TenantRecords, tenant: &str, d: &Document) -> Result<pb::Document, ApiError> {
-    let kind = t.get(d.parent)?.kind();
+    let kind = t.kind_of(d.parent);
     Ok(convert::document(tenant, d, kind))
 }
 
@@ -256,6 +256,7 @@ impl DocumentService for Api {
         let (docs, next) = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
             let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Document), &page)?;
+            t.log_listed(&p.items)?;
             let docs: Vec<_> = p
                 .items
                 .into_iter()

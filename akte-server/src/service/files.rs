@@ -124,10 +124,13 @@ impl FileService for Api {
                 let p = t
                     .list_files(parent.id, &page)
                     .map_err(named(&parent_name))?;
+                let listed: Vec<Object> = p.items.iter().cloned().map(Object::File).collect();
+                t.log_listed(&listed)?;
                 return Ok((p.items, p.next_page_token));
             }
             get_kind(&t, parent.id, ObjectKind::File, &parent_name)?;
             let p = t.list_children_of_kind(parent.id, Some(ObjectKind::File), &page)?;
+            t.log_listed(&p.items)?;
             let files = p
                 .items
                 .into_iter()

@@ -79,9 +79,25 @@ impl HistoryService for Api {
     ) -> Result<Response<pb::ListHistoryResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
+        let scope = Scope::new("ListHistory", &[&r.parent]);
+        if r.parent.contains("/orgUnits/") {
+            // An organisational unit's history: its names, parents and members.
+            let (tenant, id) = names::resource("parent", &r.parent, super::access::ORG_UNITS)?;
+            let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
+            let page = self.page_request(&scope, r.page_size, &r.page_token)?;
+            let name = r.parent;
+            let page = blocking(move || {
+                t.org_unit(id).map_err(super::named(&name))?;
+                t.history(id, &page).map_err(super::named(&name))
+            })
+            .await?;
+            return Ok(Response::new(pb::ListHistoryResponse {
+                entries: page.items.iter().map(convert::history).collect(),
+                next_page_token: self.seal_token(&scope, page.next_page_token.as_deref()),
+            }));
+        }
         let o = names::object("parent", &r.parent)?;
         let t = self.tenant(&caller, &o.tenant, &r.parent, Operation::Read)?;
-        let scope = Scope::new("ListHistory", &[&r.parent]);
         let page = self.page_request(&scope, r.page_size, &r.page_token)?;
         let name = r.parent;
         let page = blocking(move || {
@@ -168,7 +184,14 @@ impl JournalService for Api {
         let name = req.into_inner().name;
         let (tenant, seq) = names::entry("name", &name)?;
         let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
-        let rec = blocking(move || Ok(t.tenant().entry(seq)?)).await?;
+        let rec = blocking(move || {
+            let rec = t.tenant().entry(seq)?;
+            if let Ok(id) = uuid::Uuid::parse_str(&rec.entry.object) {
+                t.admit_id(id).map_err(super::named(&name))?;
+            }
+            Ok(rec)
+        })
+        .await?;
         Ok(Response::new(super::feed::entry_msg(&tenant, &rec)))
     }
 
@@ -255,7 +278,13 @@ impl JournalService for Api {
                 ));
             }
             let tenant = t.tenant();
-            let leaf = tenant.entry(r.seq)?.leaf;
+            let rec = tenant.entry(r.seq)?;
+            if let Ok(id) = uuid::Uuid::parse_str(&rec.entry.object) {
+                t.admit_id(id).map_err(|_| ApiError::NotFound {
+                    resource: format!("{}/entries/{}", r.parent, r.seq),
+                })?;
+            }
+            let leaf = rec.leaf;
             let hashes = tenant.inclusion_proof(r.seq, size)?;
             let root = tenant.root(size)?;
             Ok(pb::InclusionProof {

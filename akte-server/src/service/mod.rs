@@ -2,6 +2,7 @@
 //! trait; each call authenticates, checks tenant and role, and runs the (blocking) core
 //! call on the blocking thread pool.
 
+mod access;
 mod cases;
 mod disposal;
 mod documents;
@@ -185,12 +186,21 @@ impl Api {
                 required: required.join(", "),
             });
         }
-        self.state.records.tenant(tenant).map_err(|e| match e {
+        let records = self.state.records.tenant(tenant).map_err(|e| match e {
             RecordsError::Store(StoreError::UnknownTenant(_)) => ApiError::NotFound {
                 resource: resource.to_owned(),
             },
             other => other.into(),
-        })
+        })?;
+        // Bound to the caller: what it may not see is not found, listings leave it out,
+        // confidential reads and denials go to the access log (`akte_core::records::view`).
+        // Unit ids were checked when the token was made; one that is no UUID binds nothing.
+        let units: Vec<Uuid> = p
+            .units
+            .iter()
+            .filter_map(|u| Uuid::parse_str(u).ok())
+            .collect();
+        Ok(records.bind(&p.name, &p.roles, &units, op)?)
     }
 
     /// Requires an administrator of all tenants.

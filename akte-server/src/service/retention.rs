@@ -25,7 +25,7 @@ const HELD: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case, ObjectKind::Do
 
 /// The kind of a (held) object, for its name; a file when it cannot be read.
 fn kind_of(t: &TenantRecords, id: Uuid) -> ObjectKind {
-    t.get(id).map(|o| o.kind()).unwrap_or(ObjectKind::File)
+    t.kind_of(id)
 }
 
 /// The message of a hold.
@@ -213,6 +213,7 @@ impl RetentionService for Api {
         let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let (files, next) = blocking(move || {
             let due = t.due_page(&filter, akte_core::records::civil::today(), &page)?;
+            // The records are bound to the caller: files it may not see are not listed.
             let files = due
                 .items
                 .iter()
@@ -307,6 +308,10 @@ impl HoldService for Api {
         let t = self.tenant(&caller, &tenant, &name, Operation::Read)?;
         let out = blocking(move || {
             let h = t.hold(id).map_err(named(&name))?;
+            // A hold on an object the caller may not see is not found either.
+            if !t.may_see_id(h.object)? {
+                return Err(ApiError::NotFound { resource: name });
+            }
             Ok(hold(&t, &tenant, &h))
         })
         .await?;
@@ -331,7 +336,14 @@ impl HoldService for Api {
         // Holds are few (legal matters, not records): the page is cut from all of them, in
         // the order they were placed; the cursor is the journal entry of the last placement.
         let matching = blocking(move || {
-            Ok(t.list_holds(false)?
+            let mut holds = t.list_holds(false)?;
+            let mut visible = Vec::with_capacity(holds.len());
+            for h in holds.drain(..) {
+                if t.may_see_id(h.object)? {
+                    visible.push(h);
+                }
+            }
+            Ok(visible
                 .iter()
                 .map(|h| (h.placed.seq, hold(&t, &tenant, h)))
                 .filter(|(_, h)| {

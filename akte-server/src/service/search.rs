@@ -55,6 +55,11 @@ impl SearchService for Api {
             created_to: parse_date("created_to", r.created_to.as_ref())?,
             closed_from: parse_date("closed_from", r.closed_from.as_ref())?,
             closed_to: parse_date("closed_to", r.closed_to.as_ref())?,
+            sender: (!r.sender.is_empty()).then(|| r.sender.clone()),
+            recipient: (!r.recipient.is_empty()).then(|| r.recipient.clone()),
+            clerk: (!r.clerk.is_empty()).then(|| r.clerk.clone()),
+            external_reference: (!r.external_reference.is_empty())
+                .then(|| r.external_reference.clone()),
         };
         // A token continues the same query only: every criterion is part of its scope.
         let criteria = format!("{:?}", (&q, r.r#type));
@@ -63,6 +68,7 @@ impl SearchService for Api {
         let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
         let (results, next) = blocking(move || {
             let p = t.query(&q, &page)?;
+            t.log_listed(&p.items)?;
             let mut out = Vec::with_capacity(p.items.len());
             for o in p.items {
                 use pb::search_result::Object as R;
@@ -71,7 +77,7 @@ impl SearchService for Api {
                     Object::File(f) => R::File(convert::file(&tenant, &f)),
                     Object::Case(c) => R::Case(convert::case(&tenant, &c)),
                     Object::Document(d) => {
-                        let parent = t.get(d.parent)?.kind();
+                        let parent = t.kind_of(d.parent);
                         R::Document(convert::document(&tenant, &d, parent))
                     }
                 };

@@ -53,6 +53,45 @@ fn token_msg(t: &TokenRecord) -> pb::Token {
         create_time: t.created.as_ref().map(timestamp),
         description: t.description.clone(),
         expire_time: t.expires.as_ref().map(timestamp),
+        org_units: t
+            .units
+            .iter()
+            .map(|u| format!("tenants/{}/{}/{u}", t.tenant, super::access::ORG_UNITS))
+            .collect(),
+    }
+}
+
+impl Api {
+    /// The units a new token is bound to: units of its tenant that exist.
+    fn token_units(
+        &self,
+        caller: &super::Caller,
+        scope: Option<&str>,
+        names_given: &[String],
+    ) -> Result<Vec<String>, ApiError> {
+        if names_given.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(tenant) = scope else {
+            return Err(ApiError::field(
+                "org_units",
+                "a token for all tenants cannot be bound to units",
+            ));
+        };
+        let t = self.tenant(caller, tenant, tenant, crate::auth::Operation::Administer)?;
+        let mut out = Vec::new();
+        for (i, name) in names_given.iter().enumerate() {
+            let field = format!("org_units[{i}]");
+            let (t_name, id) = names::resource(&field, name, super::access::ORG_UNITS)?;
+            if t_name != tenant {
+                return Err(ApiError::field(&field, "is a unit of another tenant"));
+            }
+            t.org_unit(id).map_err(|_| ApiError::NotFound {
+                resource: name.clone(),
+            })?;
+            out.push(id.to_string());
+        }
+        Ok(out)
     }
 }
 
@@ -161,6 +200,7 @@ impl TenantService for Api {
             .map(|v| parse_role(*v))
             .collect::<Result<Vec<_>, _>>()?;
         let expires = expire_time(r.expire_time.as_ref())?;
+        let units = self.token_units(&caller, scope.as_deref(), &r.org_units)?;
         let state = self.state.clone();
         let (record, secret) = blocking(move || {
             let mut tokens = state
@@ -168,10 +208,11 @@ impl TenantService for Api {
                 .write()
                 .map_err(|_| ApiError::Internal("token store lock poisoned".into()))?;
             tokens
-                .create(
+                .create_bound(
                     &r.principal,
                     scope.as_deref(),
                     roles,
+                    units,
                     &r.description,
                     expires,
                 )

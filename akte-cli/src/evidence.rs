@@ -98,21 +98,25 @@ pub fn run(command: &Command, json: bool) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
+            // Inputs that cannot be used (a file not there, no key or the wrong one)
+            // leave the question open: that is "cannot check" (exit 2, an error like any
+            // other), not a finding that the checkpoints are inconsistent.
+            Err(
+                e @ (ConsistencyError::Key(_)
+                | ConsistencyError::Open { .. }
+                | ConsistencyError::NoKey
+                | ConsistencyError::WrongKeyKind),
+            ) => {
+                crate::output::report_cannot_check(&format!("cannot check consistency: {e}"), json)
+            }
             Err(e) => {
-                let unusable = matches!(
-                    e,
-                    ConsistencyError::Key(_)
-                        | ConsistencyError::Open { .. }
-                        | ConsistencyError::NoKey
-                        | ConsistencyError::WrongKeyKind
-                );
                 if json {
                     let v = serde_json::json!({"consistent": false, "error": e.to_string()});
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
                     println!("NOT CONSISTENT: {e}");
                 }
-                ExitCode::from(if unusable { 2 } else { 1 })
+                ExitCode::from(1)
             }
         },
     }

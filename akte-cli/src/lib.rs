@@ -24,6 +24,7 @@
 //! not allowed; 6 not found; 7 request refused (invalid, conflicting, stale etag, closed
 //! object); 8 stored data damaged. Under `--json` an error is a JSON object on standard
 //! error with the gRPC code name, the reason and the message.
+#![forbid(unsafe_code)]
 
 mod archive_sim;
 mod demo;

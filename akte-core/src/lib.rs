@@ -63,6 +63,8 @@
 //! )?;
 //! # Ok(()) }
 //! ```
+// No unsafe code: file locks are std::fs::File::try_lock (Rust 1.89), nothing else needs it.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod access;

@@ -466,3 +466,62 @@ fn prove_advice_fits_the_case() {
     let out = akte_in(dir.path(), &["--data-dir", d, "stats"]);
     assert!(stdout(&out).starts_with("t: 2 entries"), "{}", stdout(&out));
 }
+
+#[test]
+fn verify_consistency_tells_cannot_check_from_not_consistent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path();
+    // Inputs that are not there: the question stays open (exit 2, an error on standard
+    // error, JSON under --json), nothing claims the checkpoints are inconsistent.
+    let out = akte_in(
+        cwd,
+        &["--json", "verify-consistency", "old", "new", "proof"],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let e = json_error(&out);
+    assert_eq!(e["reason"], "CANNOT_CHECK");
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("old")),
+        "{e}"
+    );
+    let out = akte_in(cwd, &["verify-consistency", "old", "new", "proof"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).starts_with("akte: error: cannot check consistency: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("NOT CONSISTENT"), "{}", stdout(&out));
+
+    // A signed note of a real store.
+    let data = cwd.join("data");
+    let d = data.to_str().expect("utf-8");
+    assert_eq!(
+        code(&akte_in(cwd, &["--data-dir", d, "tenant", "create", "t"])),
+        0
+    );
+    let note = cwd.join("t.note");
+    let n = note.to_str().expect("utf-8");
+    let out = akte_in(
+        cwd,
+        &["--data-dir", d, "checkpoint", "--tenant", "t", "--out", n],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // A bare note carries no key and none is given: cannot check.
+    let proof = cwd.join("proof.txt");
+    std::fs::write(&proof, b"").expect("write");
+    let p = proof.to_str().expect("utf-8");
+    let out = akte_in(cwd, &["--json", "verify-consistency", n, n, p]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert_eq!(json_error(&out)["reason"], "CANNOT_CHECK");
+    // A proof that is no proof is a finding: exit 1, NOT CONSISTENT.
+    std::fs::write(&proof, b"x\n").expect("write");
+    let out = akte_in(cwd, &["verify-consistency", n, n, p]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("NOT CONSISTENT: "),
+        "{}",
+        stdout(&out)
+    );
+}

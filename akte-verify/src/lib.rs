@@ -16,6 +16,7 @@
 //!   checkpoints and witness cosignatures;
 //! - [`evidence`]: the evidence file, the offline package verifier, its report, and the
 //!   consistency check.
+#![forbid(unsafe_code)]
 
 pub mod digest;
 pub mod entry;

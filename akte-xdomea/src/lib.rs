@@ -42,6 +42,7 @@
 //! UUID-prefixed as xdomea 4.0 requires), and each document's SHA-256 and sizes travel in an
 //! AnwendungsspezifischeErweiterung ([`CHECKSUM_EXTENSION_ID`]), since xdomea 3.1.0 has no
 //! element for them.
+#![forbid(unsafe_code)]
 
 pub mod archive;
 mod error;

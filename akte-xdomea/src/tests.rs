@@ -1575,3 +1575,24 @@ fn peak_rss_or_zero() -> u64 {
         0
     }
 }
+
+/// A ZIP written as a stream (sizes and CRC in data descriptors after each entry, general
+/// purpose bit 3) reads like any other: what a streaming writer would send, and what an
+/// archive may send back. The reader goes by the central directory.
+#[test]
+fn a_message_zip_with_data_descriptors_reads_back() {
+    use std::io::Write as _;
+    let answer = fixture("0502_valid.xml");
+    let name = message_xml_name(id(PROCESS), MessageType::Appraisal);
+    let mut zip = ::zip::ZipWriter::new_stream(Vec::new());
+    let options = ::zip::write::SimpleFileOptions::default()
+        .compression_method(::zip::CompressionMethod::Deflated);
+    zip.start_file(name.as_str(), options).unwrap();
+    zip.write_all(&answer).unwrap();
+    let bytes = zip.finish().unwrap().into_inner();
+    // The first local header has bit 3 set: its sizes follow the data.
+    assert_eq!(&bytes[..4], b"PK\x03\x04");
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]) & 0x08, 0x08);
+    let xml = read_message_zip(Cursor::new(bytes), MessageType::Appraisal, 1 << 20).unwrap();
+    assert_eq!(xml, answer);
+}

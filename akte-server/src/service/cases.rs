@@ -1,27 +1,18 @@
 //! CaseService: cases and sub-cases.
 
-use akte_core::records::{Confidentiality, NewCase, Object, ObjectKind};
+use akte_core::records::{Case, Confidentiality, NewCase, ObjectKind};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Operation;
-use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
-use crate::error::ApiError;
+use crate::convert::{self, parse_date, parse_id, request_id};
 use crate::names;
-use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::case_service_server::CaseService;
 
-use super::{blocking, get_kind, named, reason, update, Api, Lifecycle};
+use super::kept::Lifecycle;
+use super::{blocking, get_kind, reason, Api};
 
-const CASE: &[ObjectKind] = &[ObjectKind::Case];
 const CONTAINERS: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case];
-
-fn case_of(tenant: &str, o: Object) -> Result<Response<pb::Case>, Status> {
-    match o {
-        Object::Case(c) => Ok(Response::new(convert::case(tenant, &c))),
-        _ => Err(ApiError::Internal("expected a case".into()).into()),
-    }
-}
 
 #[tonic::async_trait]
 impl CaseService for Api {
@@ -63,10 +54,7 @@ impl CaseService for Api {
     ) -> Result<Response<pb::Case>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let o = names::object_of("name", &name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
-        let c = blocking(move || t.case(o.id).map_err(named(&name))).await?;
-        Ok(Response::new(convert::case(&o.tenant, &c)))
+        Ok(Response::new(self.get_kept::<Case>(&caller, name).await?))
     }
 
     async fn list_cases(
@@ -75,30 +63,19 @@ impl CaseService for Api {
     ) -> Result<Response<pb::ListCasesResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
-        let scope = Scope::new("ListCases", &[&r.parent]);
-        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let tenant = parent.tenant.clone();
-        let parent_name = r.parent;
-        let (cases, next) = blocking(move || {
-            get_kind(&t, parent.id, parent.kind, &parent_name)?;
-            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Case), &page)?;
-            t.log_listed(&p.items)?;
-            let cases: Vec<_> = p
-                .items
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::Case(c) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            Ok((cases, p.next_page_token))
-        })
-        .await?;
+        let page = self
+            .list_children::<Case>(
+                &caller,
+                r.parent,
+                CONTAINERS,
+                "ListCases",
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
         Ok(Response::new(pb::ListCasesResponse {
-            cases: cases.iter().map(|c| convert::case(&tenant, c)).collect(),
-            next_page_token: self.seal_token(&scope, next.as_deref()),
+            cases: page.items,
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -109,24 +86,11 @@ impl CaseService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let c = r.case.unwrap_or_default();
-        let name = c.name.clone();
-        let o = names::object_of("case.name", &name, CASE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::FileDocuments)?;
-        let patch = convert::case_patch(&c, r.update_mask.as_ref())?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            update(
-                &t,
-                &actor,
-                (o.id, ObjectKind::Case, &name),
-                etag,
-                patch,
-                reason(r.reason),
-            )
-        })
-        .await?;
-        case_of(&o.tenant, obj)
+        let patch = |_: &str| convert::case_patch(&c, r.update_mask.as_ref());
+        let case = self
+            .update_kept::<Case, _>(&caller, c.name.clone(), patch, &r.etag, r.reason)
+            .await?;
+        Ok(Response::new(case))
     }
 
     async fn close_case(
@@ -137,17 +101,10 @@ impl CaseService for Api {
         let r = req.into_inner();
         let date = parse_date("close_date", r.close_date.as_ref())?;
         let step = Lifecycle::Close(date);
-        let (tenant, obj) = self
-            .close_or_reopen(
-                &caller,
-                r.name,
-                ObjectKind::Case,
-                Operation::FileDocuments,
-                &r.etag,
-                step,
-            )
+        let case = self
+            .close_or_reopen::<Case>(&caller, r.name, &r.etag, step)
             .await?;
-        case_of(&tenant, obj)
+        Ok(Response::new(case))
     }
 
     async fn reopen_case(
@@ -157,16 +114,9 @@ impl CaseService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let step = Lifecycle::Reopen(reason(r.reason));
-        let (tenant, obj) = self
-            .close_or_reopen(
-                &caller,
-                r.name,
-                ObjectKind::Case,
-                Operation::FileDocuments,
-                &r.etag,
-                step,
-            )
+        let case = self
+            .close_or_reopen::<Case>(&caller, r.name, &r.etag, step)
             .await?;
-        case_of(&tenant, obj)
+        Ok(Response::new(case))
     }
 }

@@ -5,6 +5,12 @@
 //! long-running operation into a package file kept with the operation
 //! (`DATA_DIR/operations/{tenant}/{id}.zip`), which DownloadTransferPackage serves in
 //! ranges; destruction runs as an operation too.
+//!
+//! Why a file and not a streaming ZIP writer (data descriptors, no `Seek`): the readers
+//! would take one (Python's zipfile, `unzip`, tools/verify_transfer.py and akte-xdomea's
+//! reader go by the central directory; `akte_xdomea` tests it), but the stream's first
+//! message announces the size and SHA-256 of the whole ZIP (`MessageInfo`), which are
+//! known only once it is written, and a 0503 is kept to be downloaded again in ranges.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

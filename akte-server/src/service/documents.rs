@@ -4,7 +4,7 @@ use std::io::Read;
 
 use akte_core::backend::content::ContentError;
 use akte_core::records::{
-    validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, Object, ObjectKind,
+    validate, Confidentiality, Document, NewDocument, NewRendition, NewVersion, ObjectKind,
     RecordsError, TenantRecords,
 };
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::auth::Operation;
-use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
+use crate::convert::{self, parse_date, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
 use crate::page_token::Scope;
@@ -25,18 +25,13 @@ use crate::upload::{
     receive_content, receive_small, ChunkSource, SMALL_UPLOAD, STREAMED_UPLOAD_MEMORY,
 };
 
-use super::{blocking, get_kind, named, reason, update, Api};
+use super::kept::{get_as, Kept};
+use super::{blocking, get_kind, named, Api};
 
 const DOC: &[ObjectKind] = &[ObjectKind::Document];
 const CONTAINERS: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case, ObjectKind::Document];
 /// Size of download chunks.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
-
-/// A document message (its parent's kind is looked up for the parent's name).
-fn doc_msg(t: &TenantRecords, tenant: &str, d: &Document) -> Result<pb::Document, ApiError> {
-    let kind = t.kind_of(d.parent);
-    Ok(convert::document(tenant, d, kind))
-}
 
 /// Refuses uploads for a document in a closed file or case before any byte is stored
 /// (the records model checks again when the version is added).
@@ -52,14 +47,7 @@ pub(super) fn check_version_target(
     name: &str,
     staged: &[NewRendition],
 ) -> Result<(), ApiError> {
-    let doc = match get_kind(t, id, ObjectKind::Document, name)? {
-        Object::Document(d) => d,
-        _ => {
-            return Err(ApiError::NotFound {
-                resource: name.to_owned(),
-            })
-        }
-    };
+    let doc = get_as::<Document>(t, id, name)?;
     ensure_open(t, &doc)?;
     for s in staged {
         let info = t.tenant().content().stat(&s.sha256)?;
@@ -219,7 +207,7 @@ impl DocumentService for Api {
         let msg = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
             let d = t.create_document(&actor, new, request_id(&r.request_id))?;
-            doc_msg(&t, &tenant, &d)
+            Ok(Document::message(&t, &tenant, &d))
         })
         .await?;
         Ok(Response::new(msg))
@@ -231,14 +219,9 @@ impl DocumentService for Api {
     ) -> Result<Response<pb::Document>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let o = names::object_of("name", &name, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
-        let msg = blocking(move || {
-            let d = t.document(o.id).map_err(named(&name))?;
-            doc_msg(&t, &o.tenant, &d)
-        })
-        .await?;
-        Ok(Response::new(msg))
+        Ok(Response::new(
+            self.get_kept::<Document>(&caller, name).await?,
+        ))
     }
 
     async fn list_documents(
@@ -247,30 +230,19 @@ impl DocumentService for Api {
     ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
-        let scope = Scope::new("ListDocuments", &[&r.parent]);
-        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let tenant = parent.tenant.clone();
-        let parent_name = r.parent;
-        let (docs, next) = blocking(move || {
-            get_kind(&t, parent.id, parent.kind, &parent_name)?;
-            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::Document), &page)?;
-            t.log_listed(&p.items)?;
-            let docs: Vec<_> = p
-                .items
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::Document(d) => Some(convert::document(&tenant, &d, parent.kind)),
-                    _ => None,
-                })
-                .collect();
-            Ok((docs, p.next_page_token))
-        })
-        .await?;
+        let page = self
+            .list_children::<Document>(
+                &caller,
+                r.parent,
+                CONTAINERS,
+                "ListDocuments",
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
         Ok(Response::new(pb::ListDocumentsResponse {
-            documents: docs,
-            next_page_token: self.seal_token(&scope, next.as_deref()),
+            documents: page.items,
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -281,28 +253,11 @@ impl DocumentService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let d = r.document.unwrap_or_default();
-        let name = d.name.clone();
-        let o = names::object_of("document.name", &name, DOC)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::FileDocuments)?;
-        let patch = convert::document_patch(&d, r.update_mask.as_ref())?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let msg = blocking(move || {
-            let obj = update(
-                &t,
-                &actor,
-                (o.id, ObjectKind::Document, &name),
-                etag,
-                patch,
-                reason(r.reason),
-            )?;
-            match obj {
-                Object::Document(d) => doc_msg(&t, &o.tenant, &d),
-                _ => Err(ApiError::Internal("expected a document".into())),
-            }
-        })
-        .await?;
-        Ok(Response::new(msg))
+        let patch = |_: &str| convert::document_patch(&d, r.update_mask.as_ref());
+        let doc = self
+            .update_kept::<Document, _>(&caller, d.name.clone(), patch, &r.etag, r.reason)
+            .await?;
+        Ok(Response::new(doc))
     }
 
     async fn add_version(
@@ -437,13 +392,7 @@ impl DocumentService for Api {
         let t = self.tenant(&caller, &o.tenant, &header.parent, Operation::FileDocuments)?;
         let sha = convert::parse_digest("header.sha256", &header.sha256)?;
         let (tc, name) = (t.clone(), header.parent.clone());
-        blocking(
-            move || match get_kind(&tc, o.id, ObjectKind::Document, &name)? {
-                Object::Document(d) => ensure_open(&tc, &d),
-                _ => Err(ApiError::NotFound { resource: name }),
-            },
-        )
-        .await?;
+        blocking(move || ensure_open(&tc, &get_as::<Document>(&tc, o.id, &name)?)).await?;
         let _memory = self
             .state
             .upload_memory

@@ -1,26 +1,20 @@
 //! FileService: files and sub-files.
 
-use akte_core::records::{Confidentiality, NewFile, Object, ObjectKind};
+use akte_core::records::{Confidentiality, File, NewFile, Object, ObjectKind};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Operation;
-use crate::convert::{self, parse_date, parse_etag, parse_id, request_id};
+use crate::convert::{self, parse_date, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
-use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::file_service_server::FileService;
 
-use super::{blocking, get_kind, named, reason, update, Api, Lifecycle};
+use super::kept::{children, Lifecycle};
+use super::{blocking, named, reason, Api};
 
-const FILE: &[ObjectKind] = &[ObjectKind::File];
-
-fn file_of(tenant: &str, o: Object) -> Result<Response<pb::File>, Status> {
-    match o {
-        Object::File(f) => Ok(Response::new(convert::file(tenant, &f))),
-        _ => Err(ApiError::Internal("expected a file".into()).into()),
-    }
-}
+/// What a file is filed in: a plan unit, or a file (a sub-file).
+const CONTAINERS: &[ObjectKind] = &[ObjectKind::PlanUnit, ObjectKind::File];
 
 #[tonic::async_trait]
 impl FileService for Api {
@@ -30,11 +24,7 @@ impl FileService for Api {
     ) -> Result<Response<pb::File>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let parent = names::object_of(
-            "parent",
-            &r.parent,
-            &[ObjectKind::PlanUnit, ObjectKind::File],
-        )?;
+        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
         let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::KeepFiles)?;
         let f = r.file.unwrap_or_default();
         let new = NewFile {
@@ -82,10 +72,7 @@ impl FileService for Api {
     ) -> Result<Response<pb::File>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let o = names::object_of("name", &name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
-        let f = blocking(move || t.file(o.id).map_err(named(&name))).await?;
-        Ok(Response::new(convert::file(&o.tenant, &f)))
+        Ok(Response::new(self.get_kept::<File>(&caller, name).await?))
     }
 
     async fn lookup_file(
@@ -109,42 +96,30 @@ impl FileService for Api {
     ) -> Result<Response<pb::ListFilesResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let parent = names::object_of(
-            "parent",
-            &r.parent,
-            &[ObjectKind::PlanUnit, ObjectKind::File],
-        )?;
-        let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::Read)?;
-        let scope = Scope::new("ListFiles", &[&r.parent]);
-        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let tenant = parent.tenant.clone();
-        let parent_name = r.parent;
-        let (files, next) = blocking(move || {
-            if parent.kind == ObjectKind::PlanUnit {
-                let p = t
-                    .list_files(parent.id, &page)
-                    .map_err(named(&parent_name))?;
-                let listed: Vec<Object> = p.items.iter().cloned().map(Object::File).collect();
-                t.log_listed(&listed)?;
-                return Ok((p.items, p.next_page_token));
-            }
-            get_kind(&t, parent.id, ObjectKind::File, &parent_name)?;
-            let p = t.list_children_of_kind(parent.id, Some(ObjectKind::File), &page)?;
-            t.log_listed(&p.items)?;
-            let files = p
-                .items
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::File(f) => Some(f),
-                    _ => None,
-                })
-                .collect();
-            Ok((files, p.next_page_token))
-        })
-        .await?;
+        let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
+        let page = self
+            .list_kept(
+                &caller,
+                parent.tenant.clone(),
+                r.parent,
+                "ListFiles",
+                r.page_size,
+                &r.page_token,
+                move |t, parent_name, page| {
+                    if parent.kind == ObjectKind::File {
+                        return children::<File>(t, &parent, parent_name, page);
+                    }
+                    // A plan unit's files (sub-files included) have an index of their own.
+                    let p = t.list_files(parent.id, page).map_err(named(parent_name))?;
+                    let listed: Vec<Object> = p.items.iter().cloned().map(Object::File).collect();
+                    t.log_listed(&listed)?;
+                    Ok(p)
+                },
+            )
+            .await?;
         Ok(Response::new(pb::ListFilesResponse {
-            files: files.iter().map(|f| convert::file(&tenant, f)).collect(),
-            next_page_token: self.seal_token(&scope, next.as_deref()),
+            files: page.items,
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -155,24 +130,11 @@ impl FileService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let f = r.file.unwrap_or_default();
-        let name = f.name.clone();
-        let o = names::object_of("file.name", &name, FILE)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::KeepFiles)?;
-        let patch = convert::file_patch(&f, r.update_mask.as_ref())?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            update(
-                &t,
-                &actor,
-                (o.id, ObjectKind::File, &name),
-                etag,
-                patch,
-                reason(r.reason),
-            )
-        })
-        .await?;
-        file_of(&o.tenant, obj)
+        let patch = |_: &str| convert::file_patch(&f, r.update_mask.as_ref());
+        let file = self
+            .update_kept::<File, _>(&caller, f.name.clone(), patch, &r.etag, r.reason)
+            .await?;
+        Ok(Response::new(file))
     }
 
     async fn close_file(
@@ -183,17 +145,10 @@ impl FileService for Api {
         let r = req.into_inner();
         let date = parse_date("close_date", r.close_date.as_ref())?;
         let step = Lifecycle::Close(date);
-        let (tenant, obj) = self
-            .close_or_reopen(
-                &caller,
-                r.name,
-                ObjectKind::File,
-                Operation::KeepFiles,
-                &r.etag,
-                step,
-            )
+        let file = self
+            .close_or_reopen::<File>(&caller, r.name, &r.etag, step)
             .await?;
-        file_of(&tenant, obj)
+        Ok(Response::new(file))
     }
 
     async fn reopen_file(
@@ -203,16 +158,9 @@ impl FileService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let step = Lifecycle::Reopen(reason(r.reason));
-        let (tenant, obj) = self
-            .close_or_reopen(
-                &caller,
-                r.name,
-                ObjectKind::File,
-                Operation::KeepFiles,
-                &r.etag,
-                step,
-            )
+        let file = self
+            .close_or_reopen::<File>(&caller, r.name, &r.etag, step)
             .await?;
-        file_of(&tenant, obj)
+        Ok(Response::new(file))
     }
 }

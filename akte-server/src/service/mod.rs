@@ -9,6 +9,7 @@ mod documents;
 mod feed;
 mod files;
 mod journal;
+mod kept;
 mod migration;
 mod operations;
 mod plan;
@@ -24,7 +25,6 @@ use std::time::Duration;
 
 use akte_core::records::{Object, ObjectKind, PageRequest, Records, RecordsError, TenantRecords};
 use akte_core::store::StoreError;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::admission::Admitted;
@@ -299,70 +299,7 @@ pub(crate) fn get_kind(
     Ok(o)
 }
 
-/// Updates an object of `kind`; without an etag, against whatever revision is current.
-pub(crate) fn update(
-    t: &TenantRecords,
-    actor: &str,
-    (id, kind, name): (Uuid, ObjectKind, &str),
-    etag: Option<u64>,
-    patch: Map<String, Value>,
-    reason: Option<String>,
-) -> Result<Object, ApiError> {
-    let current = get_kind(t, id, kind, name)?;
-    if let Some(rev) = etag {
-        return t
-            .update(actor, id, rev, patch, reason)
-            .map_err(ApiError::from);
-    }
-    let mut rev = current.revision();
-    for _ in 0..5 {
-        match t.update(actor, id, rev, patch.clone(), reason.clone()) {
-            Err(RecordsError::StaleRevision { current, .. }) => rev = current,
-            r => return r.map_err(ApiError::from),
-        }
-    }
-    t.update(actor, id, rev, patch, reason)
-        .map_err(ApiError::from)
-}
-
 /// A reason field: empty is none.
 pub(crate) fn reason(r: String) -> Option<String> {
     (!r.is_empty()).then_some(r)
-}
-
-/// Closing or reopening a file or case.
-pub(crate) enum Lifecycle {
-    /// Close, on the given day or today.
-    Close(Option<chrono::NaiveDate>),
-    /// Reopen, with an optional reason.
-    Reopen(Option<String>),
-}
-
-impl Api {
-    /// The shared body of CloseFile/ReopenFile and CloseCase/ReopenCase: resolves `name`
-    /// as an object of `kind` in a tenant where the caller may do `op`, checks the
-    /// etag and applies `step`. Returns the tenant and the object after the step.
-    pub(crate) async fn close_or_reopen(
-        &self,
-        caller: &Caller,
-        name: String,
-        kind: ObjectKind,
-        op: Operation,
-        etag: &str,
-        step: Lifecycle,
-    ) -> Result<(String, Object), ApiError> {
-        let o = crate::names::object_of("name", &name, &[kind])?;
-        let t = self.tenant(caller, &o.tenant, &name, op)?;
-        let etag = crate::convert::parse_etag("etag", etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            get_kind(&t, o.id, kind, &name)?;
-            Ok(match step {
-                Lifecycle::Close(date) => t.close(&actor, o.id, etag, date)?,
-                Lifecycle::Reopen(reason) => t.reopen(&actor, o.id, etag, reason)?,
-            })
-        })
-        .await?;
-        Ok((o.tenant, obj))
-    }
 }

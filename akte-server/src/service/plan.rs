@@ -1,17 +1,16 @@
 //! FilePlanService: plan units.
 
-use akte_core::records::{NewPlanUnit, ObjectKind, RecordsError};
+use akte_core::records::{NewPlanUnit, ObjectKind, PlanUnit, RecordsError};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Operation;
 use crate::convert::{self, parse_etag, parse_id, request_id};
 use crate::error::ApiError;
 use crate::names;
-use crate::page_token::Scope;
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::file_plan_service_server::FilePlanService;
 
-use super::{blocking, get_kind, named, reason, update, Api};
+use super::{blocking, get_kind, named, Api};
 
 const UNIT: &[ObjectKind] = &[ObjectKind::PlanUnit];
 
@@ -57,10 +56,9 @@ impl FilePlanService for Api {
     ) -> Result<Response<pb::PlanUnit>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let o = names::object_of("name", &name, UNIT)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::Read)?;
-        let unit = blocking(move || t.plan_unit(o.id).map_err(named(&name))).await?;
-        Ok(Response::new(convert::plan_unit(&o.tenant, &unit)))
+        Ok(Response::new(
+            self.get_kept::<PlanUnit>(&caller, name).await?,
+        ))
     }
 
     async fn list_plan_units(
@@ -69,23 +67,25 @@ impl FilePlanService for Api {
     ) -> Result<Response<pb::ListPlanUnitsResponse>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
+        // The parent is a plan unit, or the tenant itself for the top level.
         let (tenant, parent) = names::tenant_or_object("parent", &r.parent, UNIT)?;
-        let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
-        let scope = Scope::new("ListPlanUnits", &[&r.parent]);
-        let page = self.page_request(&scope, r.page_size, &r.page_token)?;
-        let parent_name = r.parent;
-        let page = blocking(move || {
-            t.list_plan_units(parent.map(|p| p.id), &page)
-                .map_err(named(&parent_name))
-        })
-        .await?;
+        let page = self
+            .list_kept(
+                &caller,
+                tenant,
+                r.parent,
+                "ListPlanUnits",
+                r.page_size,
+                &r.page_token,
+                move |t, parent_name, page| {
+                    t.list_plan_units(parent.map(|p| p.id), page)
+                        .map_err(named(parent_name))
+                },
+            )
+            .await?;
         Ok(Response::new(pb::ListPlanUnitsResponse {
-            plan_units: page
-                .items
-                .iter()
-                .map(|u| convert::plan_unit(&tenant, u))
-                .collect(),
-            next_page_token: self.seal_token(&scope, page.next_page_token.as_deref()),
+            plan_units: page.items,
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -96,29 +96,12 @@ impl FilePlanService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let u = r.plan_unit.unwrap_or_default();
-        let name = u.name.clone();
-        let o = names::object_of("plan_unit.name", &name, UNIT)?;
-        let t = self.tenant(&caller, &o.tenant, &name, Operation::KeepFiles)?;
-        let patch = convert::plan_unit_patch(&o.tenant, &u, r.update_mask.as_ref())?;
-        let etag = parse_etag("etag", &r.etag)?;
-        let actor = caller.actor().to_owned();
-        let obj = blocking(move || {
-            update(
-                &t,
-                &actor,
-                (o.id, ObjectKind::PlanUnit, &name),
-                etag,
-                patch,
-                reason(r.reason),
-            )
-        })
-        .await?;
-        match obj {
-            akte_core::records::Object::PlanUnit(u) => {
-                Ok(Response::new(convert::plan_unit(&o.tenant, &u)))
-            }
-            _ => Err(ApiError::Internal("update returned another kind".into()).into()),
-        }
+        // A new parent must be in the unit's own tenant.
+        let patch = |tenant: &str| convert::plan_unit_patch(tenant, &u, r.update_mask.as_ref());
+        let unit = self
+            .update_kept::<PlanUnit, _>(&caller, u.name.clone(), patch, &r.etag, r.reason)
+            .await?;
+        Ok(Response::new(unit))
     }
 
     async fn delete_plan_unit(

@@ -121,8 +121,20 @@ fn decode_operation(bytes: &[u8]) -> Result<(lro::Operation, pb::OperationMetada
 }
 
 /// The installation blob of an operation on a shared backend.
-fn blob_name(tenant: &str, id: Uuid) -> String {
+pub fn blob_name(tenant: &str, id: Uuid) -> String {
     format!("operations/{tenant}/{id}.{EXT}")
+}
+
+/// The record a shared backend keeps for `op`, as last written at `written_ms` (Unix
+/// milliseconds) by an instance with heartbeat `heartbeat_ms` (for tools and tests that
+/// set up a stored state).
+pub fn stored_record(op: &lro::Operation, written_ms: i64, heartbeat_ms: i64) -> Vec<u8> {
+    Stored {
+        operation: op.encode_to_vec(),
+        written_ms,
+        heartbeat_ms,
+    }
+    .encode_to_vec()
 }
 
 fn meta_failed(e: akte_core::backend::MetaError) -> ApiError {

@@ -11,7 +11,7 @@
 //! destruction half-way is not something to do behind an archivist's back.
 //!
 //! **Shared backend** (a database, several instances): each operation is the installation
-//! blob `operations/{tenant}/{id}.op` of the [`MetaStore`], holding a small [`Stored`]
+//! blob `operations/{tenant}/{id}.op` of the [`MetaStore`], holding a small `Stored`
 //! record: the encoded `google.longrunning.Operation`, when the running instance last wrote
 //! it, and that instance's heartbeat interval. The instance that runs an operation writes it
 //! when it starts, every heartbeat while it runs (so that every instance sees its progress),

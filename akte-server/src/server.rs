@@ -289,8 +289,9 @@ async fn refresh_tokens(state: Arc<State>, mut draining: watch::Receiver<bool>) 
     }
 }
 
-/// The backend the configuration names: PostgreSQL when a database is configured (the
-/// data directory then holds only this instance's local state), else the data directory.
+/// The backend the configuration names: PostgreSQL when a database is configured (with
+/// the upload sessions it keeps; the data directory then holds only this instance's
+/// scratch files), else the data directory.
 fn open_backend(
     dir: &std::path::Path,
     database: Option<&crate::config::DatabaseConfig>,

@@ -43,7 +43,7 @@ pub const MAX_PER_TENANT: usize = 1000;
 /// Bytes written between two flushes within one write call.
 pub const SYNC_EVERY: u64 = 64 << 20;
 /// How long an import holds a session in the database before another may take it (the
-/// import renews it every [`IMPORT_RENEW`] while it reads the bytes).
+/// import renews it every `IMPORT_RENEW` (a minute) while it reads the bytes).
 pub const IMPORT_HOLD: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// Between two renewals of an import's hold.
 const IMPORT_RENEW: Duration = Duration::from_secs(60);

@@ -48,7 +48,7 @@ pub enum Refusal {
 /// What a change did.
 pub type Outcome<T> = Result<Result<T, Refusal>, PgError>;
 
-/// Sessions read per statement when the tenant's expired ones are removed.
+/// Counts the tenant's sessions (for its limit).
 const SESSIONS_LIMIT_QUERY: &str = "SELECT count(*) FROM akte_upload_sessions WHERE tenant = $1";
 /// Chunk rows read per statement when the bytes are read back.
 const READ_BATCH: i64 = 8;

@@ -646,6 +646,7 @@ impl Operations {
                 interrupted_reason(verb)
             );
             set_outcome(&entry, Err(ApiError::OperationInterrupted(why)));
+            entry.done.send_replace(true);
             let verdict = Stored {
                 operation: entry.to_pb().encode_to_vec(),
                 ..stored
@@ -670,7 +671,6 @@ impl Operations {
                     tracing::error!(tenant = %tenant, id = %id, "storing an interrupted operation failed: {e}")
                 }
             }
-            entry.done.send_replace(true);
         }
         Some(entry)
     }

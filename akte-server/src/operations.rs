@@ -257,6 +257,9 @@ pub struct Entry {
     persisting: Mutex<()>,
     /// Read from a shared backend: another instance runs it (or ran it), this is a copy.
     remote: bool,
+    /// Running here, but another instance stored it as interrupted (this one could not
+    /// write it for too long): its stoppable work stops, and does not end as cancelled.
+    overruled: AtomicBool,
 }
 
 impl Entry {
@@ -476,6 +479,7 @@ impl Operations {
             attachment: Mutex::new(package.exists().then_some(package)),
             persisting: Mutex::new(()),
             remote: false,
+            overruled: AtomicBool::new(false),
         });
         if !op.done {
             let why = interrupted_reason(verb);
@@ -574,6 +578,7 @@ impl Operations {
                             // Declared interrupted by an instance that saw no write for
                             // too long: stoppable work stops; the verdict stands until the
                             // outcome is written.
+                            entry.overruled.store(true, Ordering::Relaxed);
                             if entry.verb.stoppable() {
                                 entry.cancel.store(true, Ordering::Relaxed);
                             }
@@ -638,6 +643,7 @@ impl Operations {
             attachment: Mutex::new(package.exists().then_some(package)),
             persisting: Mutex::new(()),
             remote: true,
+            overruled: AtomicBool::new(false),
         });
         if !op.done && stored.is_stale(now_ms()) {
             let why = format!(
@@ -796,6 +802,7 @@ impl Operations {
             attachment: Mutex::new(None),
             persisting: Mutex::new(()),
             remote: false,
+            overruled: AtomicBool::new(false),
         });
         // Counted from now on (quotas), but not answered before it is stored.
         self.map().insert((tenant.to_owned(), id), entry.clone());
@@ -830,6 +837,15 @@ impl Operations {
                     Err(ApiError::OperationInterrupted(
                         "the server stopped while the operation ran; start it again".into(),
                     ))
+                }
+                Err(ApiError::OperationCancelled)
+                    if entry.overruled.load(Ordering::Relaxed)
+                        && !entry.lock().meta.requested_cancellation =>
+                {
+                    Err(ApiError::OperationInterrupted(format!(
+                        "this instance could not store the operation's progress for too long, so it was taken as stopped; {}",
+                        interrupted_reason(entry.verb)
+                    )))
                 }
                 other => other,
             };
@@ -1289,5 +1305,38 @@ mod tests {
         b.delete(&e, "n").unwrap();
         assert!(a.get("t", dead).unwrap().is_none());
         assert_eq!(a.list("t").unwrap().len(), 1);
+
+        // Running here, but taken as stopped elsewhere (as when this instance could not
+        // write for too long): the work stops at the next heartbeat and ends interrupted,
+        // not cancelled.
+        let op = a
+            .start("t", Verb::Import, "y".into(), "clerk", until_stopped)
+            .await
+            .unwrap();
+        let id = Uuid::parse_str(op.name.rsplit('/').next().unwrap()).unwrap();
+        let verdict = lro::Operation {
+            done: true,
+            result: Some(lro::operation::Result::Error(
+                ApiError::OperationInterrupted("elsewhere".into()).to_rpc_status(),
+            )),
+            ..op
+        };
+        meta.put(
+            &blob_name("t", id),
+            &stored_record(&verdict, now_ms(), 20),
+            false,
+        )
+        .unwrap();
+        let local = a.get("t", id).unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), local.subscribe().wait_for(|d| *d))
+            .await
+            .unwrap()
+            .unwrap();
+        let seen = until(&b, id, |e| e.is_done()).await;
+        assert_eq!(error_reason(&seen), "OPERATION_INTERRUPTED");
+        let Some(lro::operation::Result::Error(st)) = seen.to_pb().result else {
+            panic!("expected an error");
+        };
+        assert!(st.message.contains("could not store"), "{}", st.message);
     }
 }

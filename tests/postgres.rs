@@ -38,12 +38,27 @@ fn an_older_schema_is_upgraded_and_a_newer_one_refused() {
         );
         let _ = old;
     }
+    // Schema version 2 (content in the database) has no upload sessions yet.
+    {
+        let v2 = PgBackend::connect_at(&url, PgOptions::default(), 2).unwrap();
+        assert_eq!(
+            pg.psql(&db, "SELECT version FROM akte_schema").unwrap(),
+            "2"
+        );
+        assert!(pg.psql(&db, "SELECT 1 FROM akte_objects").is_ok());
+        assert!(
+            pg.psql(&db, "SELECT 1 FROM akte_upload_sessions").is_err(),
+            "no upload tables at 2"
+        );
+        let _ = v2;
+    }
     // This build upgrades it and works on it.
     let backend = connect(&url);
     assert_eq!(
         pg.psql(&db, "SELECT version FROM akte_schema").unwrap(),
         SCHEMA_VERSION.to_string()
     );
+    assert!(pg.psql(&db, "SELECT 1 FROM akte_upload_parts").is_ok());
     let store = Store::open(backend, StoreOptions::default()).unwrap();
     let t = store.create_tenant("gemeinde").unwrap();
     append_document(&t, "clerk:c", "a", b"nach dem Upgrade", b"{}").unwrap();
@@ -459,4 +474,78 @@ fn object_storage_down_fails_cleanly_and_heals() {
         "{:#?}",
         report.problems().collect::<Vec<_>>()
     );
+}
+
+/// Upload sessions in the database: offsets stay exact whoever writes, a write taken over
+/// is refused, an import holds the session until it ends or its hold runs out, and the
+/// bytes are read back in order.
+#[test]
+fn upload_sessions_keep_exact_offsets_across_writers() {
+    use akte_postgres::uploads::Refusal;
+    use std::io::Read;
+    let pg = shared();
+    let a = connect(&pg.fresh_database()).uploads();
+    let now = 1_000_000;
+    assert!(a.create("t", "s1", b"{}", now + 1000, now, 1).unwrap());
+    // The tenant's limit; an expired session is removed to make room.
+    assert!(!a.create("t", "s2", b"{}", now + 1000, now, 1).unwrap());
+    assert!(a
+        .create("t", "s2", b"{}", now + 1000, now + 2000, 1)
+        .unwrap());
+    assert!(a.get("t", "s1").unwrap().is_none());
+    let first = a.begin_write("t", "s2", 0, now).unwrap().unwrap();
+    assert_eq!(a.append("t", "s2", first, 0, b"abc").unwrap(), Ok(3));
+    // A second writer (another instance) takes over from what is stored.
+    assert_eq!(
+        a.begin_write("t", "s2", 0, now).unwrap(),
+        Err(Refusal::Offset(3))
+    );
+    let second = a.begin_write("t", "s2", 3, now).unwrap().unwrap();
+    assert_eq!(
+        a.append("t", "s2", first, 3, b"xx").unwrap(),
+        Err(Refusal::TakenOver(3))
+    );
+    assert_eq!(a.append("t", "s2", second, 3, b"def").unwrap(), Ok(6));
+    assert_eq!(
+        a.append("t", "s2", second, 3, b"def").unwrap(),
+        Err(Refusal::Offset(6))
+    );
+    assert_eq!(a.get("t", "s2").unwrap().unwrap().persisted, 6);
+    assert_eq!(
+        a.begin_import("t", "s2", 7, now, now + 100).unwrap(),
+        Err(Refusal::Incomplete(6))
+    );
+    a.begin_import("t", "s2", 6, now, now + 100)
+        .unwrap()
+        .unwrap();
+    // Held by the import: no write, delete or second import until the hold runs out.
+    assert_eq!(
+        a.begin_write("t", "s2", 6, now).unwrap(),
+        Err(Refusal::Importing)
+    );
+    assert_eq!(a.delete("t", "s2", now).unwrap(), Err(Refusal::Importing));
+    assert_eq!(
+        a.begin_import("t", "s2", 6, now + 50, now + 150).unwrap(),
+        Err(Refusal::Importing)
+    );
+    assert_eq!(
+        a.append("t", "s2", second, 6, b"g").unwrap(),
+        Err(Refusal::TakenOver(6))
+    );
+    let mut bytes = Vec::new();
+    a.reader("t", "s2", 6).read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes, b"abcdef");
+    // An import whose instance died gives way when its hold runs out.
+    a.begin_import("t", "s2", 6, now + 101, now + 200)
+        .unwrap()
+        .unwrap();
+    a.end_import("t", "s2", false).unwrap();
+    a.delete("t", "s2", now).unwrap().unwrap();
+    assert!(a.get("t", "s2").unwrap().is_none());
+    // Bytes that are not all there are an error, not a short read.
+    assert!(a.create("t", "s3", b"{}", now + 1000, now, 10).unwrap());
+    let g = a.begin_write("t", "s3", 0, now).unwrap().unwrap();
+    a.append("t", "s3", g, 0, b"ab").unwrap().unwrap();
+    let mut out = Vec::new();
+    assert!(a.reader("t", "s3", 5).read_to_end(&mut out).is_err());
 }

@@ -82,7 +82,7 @@ impl PgError {
     }
 
     /// As an I/O failure on `target` (for the seams whose errors wrap I/O failures).
-    pub(crate) fn io(&self, target: impl Into<String>) -> IoFailure {
+    pub fn io(&self, target: impl Into<String>) -> IoFailure {
         let kind = match self.kind {
             FaultKind::NotFound => io::ErrorKind::NotFound,
             FaultKind::Conflict => io::ErrorKind::AlreadyExists,

@@ -18,6 +18,7 @@ mod overlay;
 pub mod s3;
 pub mod schema;
 pub mod seal;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -96,6 +97,11 @@ impl PgBackend {
             seal,
             s3,
         }))
+    }
+
+    /// The resumable upload sessions of every tenant, in this database.
+    pub fn uploads(&self) -> uploads::PgUploads {
+        uploads::PgUploads::new(self.db.clone())
     }
 
     fn parts(&self, id: &str, durable: u64) -> TenantParts {

@@ -83,6 +83,31 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (object, n)
     );
     "#,
+    // 3: resumable upload sessions, so that any instance continues and imports them. A
+    // session row holds the declared rendition (encoded by akted), the bytes received so
+    // far, the number of the write that holds it and, while it is imported, until when the
+    // import holds it; its bytes are one row per received chunk, at the chunk's offset.
+    r#"
+    CREATE TABLE akte_upload_sessions (
+        tenant text NOT NULL,
+        id text NOT NULL,
+        record bytea NOT NULL,
+        expire_ms bigint NOT NULL,
+        persisted bigint NOT NULL DEFAULT 0,
+        generation bigint NOT NULL DEFAULT 0,
+        importing_until_ms bigint,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE akte_upload_parts (
+        tenant text NOT NULL,
+        session text NOT NULL,
+        off bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (tenant, session, off),
+        FOREIGN KEY (tenant, session) REFERENCES akte_upload_sessions (tenant, id)
+            ON DELETE CASCADE
+    );
+    "#,
 ];
 
 /// The schema version this build writes and reads.

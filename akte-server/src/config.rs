@@ -4,7 +4,8 @@
 //! ```toml
 //! data_dir = "/var/lib/akte"
 //! # The Kommunal-Cloud: records in PostgreSQL, shared by every akted instance; data_dir
-//! # then holds only this instance's local state (operations, upload sessions).
+//! # then holds only this instance's scratch files (operations and upload sessions are
+//! # in the database too, so that any instance serves them).
 //! database = "postgres://akte@db.example:5432/akte?sslmode=require"
 //! database_password_file = "/etc/akte/db-password"  # or AKTED_DATABASE_PASSWORD
 //! database_ca = "/etc/akte/db-ca.pem"               # CA of the server's certificate
@@ -28,6 +29,8 @@
 //! max_connection_age_secs = 86400   # optional: connections are asked to go (GOAWAY)
 //! keepalive_interval_secs = 30      # HTTP/2 pings find dead peers
 //! keepalive_timeout_secs = 20
+//! operation_heartbeat_ms = 5000     # with a database: progress of running operations is
+//!                                   # stored this often; 3 missed writes = interrupted
 //!
 //! [[tokens]]                        # only the SHA-256 of the token: printf %s "$T" | sha256sum
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -127,6 +130,9 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<u64>,
     /// Longest pause within an upload stream, seconds.
     pub upload_idle_timeout_secs: Option<u64>,
+    /// Milliseconds between the stored progress writes of a running operation (with a
+    /// database); an operation without a write for three of them counts as interrupted.
+    pub operation_heartbeat_ms: Option<u64>,
     /// Prefix of new tenants' checkpoint origins.
     pub origin_prefix: Option<String>,
     /// PostgreSQL connection string of the distributed backend.
@@ -341,6 +347,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Longest pause in an upload.
     pub upload_idle_timeout: Duration,
+    /// Between two stored progress writes of a running operation (shared backend).
+    pub operation_heartbeat: Duration,
     /// Checkpoint origin prefix.
     pub origin_prefix: String,
     /// Configured tokens.
@@ -372,6 +380,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
+            operation_heartbeat: crate::operations::DEFAULT_HEARTBEAT,
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
             database: None,
@@ -521,6 +530,15 @@ impl ServerConfig {
             "upload_idle_timeout_secs",
             c.upload_idle_timeout,
         )?;
+        if let Some(ms) = file.operation_heartbeat_ms {
+            if !(50..=60_000).contains(&ms) {
+                return Err(ConfigError::Invalid {
+                    key: "operation_heartbeat_ms",
+                    reason: "must be 50 to 60000".into(),
+                });
+            }
+            c.operation_heartbeat = Duration::from_millis(ms);
+        }
         c.header_timeout = secs(
             o.header_timeout_secs.or(file.header_timeout_secs),
             "header_timeout_secs",

@@ -289,14 +289,21 @@ async fn refresh_tokens(state: Arc<State>, mut draining: watch::Receiver<bool>) 
     }
 }
 
-/// The backend the configuration names: PostgreSQL when a database is configured (the
-/// data directory then holds only this instance's local state), else the data directory.
+/// The backend the configuration names: PostgreSQL when a database is configured (with
+/// the upload sessions it keeps; the data directory then holds only this instance's
+/// scratch files), else the data directory.
 fn open_backend(
     dir: &std::path::Path,
     database: Option<&crate::config::DatabaseConfig>,
-) -> Result<Arc<dyn akte_core::backend::Backend>, akte_core::backend::BackendError> {
+) -> Result<
+    (
+        Arc<dyn akte_core::backend::Backend>,
+        Option<akte_postgres::uploads::PgUploads>,
+    ),
+    akte_core::backend::BackendError,
+> {
     let Some(db) = database else {
-        return akte_core::embedded::open(dir);
+        return Ok((akte_core::embedded::open(dir)?, None));
     };
     std::fs::create_dir_all(dir).map_err(|e| {
         akte_core::backend::BackendError::Io(akte_core::backend::IoFailure::new(
@@ -315,7 +322,8 @@ fn open_backend(
     };
     let backend = akte_postgres::PgBackend::connect(&db.url, options)?;
     tracing::info!(backend = %akte_core::backend::Backend::describe(backend.as_ref()), "records in PostgreSQL");
-    Ok(backend)
+    let uploads = backend.uploads();
+    Ok((backend, Some(uploads)))
 }
 
 /// Starts the server and returns once it accepts calls.
@@ -335,6 +343,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     let origin_prefix = cfg.origin_prefix.clone();
     let configured = cfg.tokens.clone();
     let database = cfg.database.clone();
+    let heartbeat = cfg.operation_heartbeat;
     let opened = tokio::task::spawn_blocking(move || {
         let options = StoreOptions {
             origin_prefix,
@@ -344,7 +353,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             path: dir.clone(),
             source,
         };
-        let backend = open_backend(&dir, database.as_ref())
+        let (backend, shared_uploads) = open_backend(&dir, database.as_ref())
             .map_err(|e| store_error(RecordsError::from(StoreError::from(e))))?;
         let install = backend.installation_meta();
         let records = Records::open(backend, options).map_err(store_error)?;
@@ -354,12 +363,18 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         let bootstrap = tokens.bootstrap(&dir)?;
         // Instances of one installation share the page-token key through the database;
         // a data directory keeps its own.
-        let page_tokens = match database {
+        let page_tokens = match &database {
             Some(_) => PageTokens::load_or_create_shared(install.as_ref())?,
             None => PageTokens::load_or_create(&dir)?,
         };
-        let operations = Operations::open(&dir)?;
-        let uploads = Uploads::open(&dir);
+        let operations = match database {
+            Some(_) => Operations::open_shared(&dir, install.clone(), heartbeat),
+            None => Arc::new(Operations::open(&dir)?),
+        };
+        let uploads = match shared_uploads {
+            Some(db) => Uploads::open_shared(&dir, db),
+            None => Uploads::open(&dir),
+        };
         Ok::<_, ServerError>((records, tokens, bootstrap, page_tokens, operations, uploads))
     })
     .await
@@ -377,7 +392,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         scratch_dir: cfg.data_dir.clone(),
         upload_idle: cfg.upload_idle_timeout,
         page_tokens,
-        operations: Arc::new(operations),
+        operations,
         uploads: Arc::new(uploads),
         draining: rx.clone(),
         watchers: Arc::new(tokio::sync::Semaphore::new(crate::service::MAX_WATCHERS)),

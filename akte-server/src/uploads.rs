@@ -1,21 +1,35 @@
 //! Resumable upload sessions: the bytes of one rendition, written in as many calls as the
-//! network needs, kept in the data directory until they are imported as a version.
+//! network needs, kept until they are imported as a version.
 //!
-//! Layout, per tenant (tenants share nothing here either):
+//! **Data directory** (no database), per tenant (tenants share nothing here either):
 //! `DATA_DIR/uploads/{tenant}/{id}.json` the session (what was declared, by whom, until
 //! when), `{id}.part` the bytes received so far, `{id}.synced` the length of `.part` known
 //! to be on disk (8 bytes, big-endian). `.part` is flushed and `.synced` rewritten at the
 //! end of every write call and every [`SYNC_EVERY`] bytes within one; after a crash `.part`
 //! is cut back to `.synced`, so `persisted_size` never counts bytes the disk may not hold.
+//! Who writes and whether an import runs is known to the running server only.
+//!
+//! **Shared backend** (a database): the session and its bytes are rows of the database
+//! ([`akte_postgres::uploads`]), so that a write on any instance continues where a write on
+//! another one stopped and any instance imports the session. Each received chunk is one
+//! committed transaction that checks that the write still holds the session and that the
+//! chunk starts at the session's end: `persisted_size` is exactly what the database holds.
+//! A new write takes the session over (the older one is refused at its next chunk with
+//! UPLOAD_OFFSET_MISMATCH, as on one instance); an import holds the session for
+//! [`IMPORT_HOLD`], renewed while its bytes are read, so that an import on an instance that
+//! died gives way. Expired sessions are removed when the tenant creates a session.
+//!
 //! The digest is checked over all bytes when the session is imported, never before.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use akte_core::embedded::fsutil;
+use akte_postgres::uploads::{PartsReader, PgUploads, Refusal};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -28,6 +42,11 @@ pub const KEEP: chrono::TimeDelta = chrono::TimeDelta::days(7);
 pub const MAX_PER_TENANT: usize = 1000;
 /// Bytes written between two flushes within one write call.
 pub const SYNC_EVERY: u64 = 64 << 20;
+/// How long an import holds a session in the database before another may take it (the
+/// import renews it every `IMPORT_RENEW` (a minute) while it reads the bytes).
+pub const IMPORT_HOLD: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// Between two renewals of an import's hold.
+const IMPORT_RENEW: Duration = Duration::from_secs(60);
 
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,17 +96,25 @@ impl Live {
     }
 }
 
-/// A write call's hold on a session: its number, and the file it appends to.
+/// A write call's hold on a session: its number, and where it appends.
 #[derive(Debug)]
 pub struct Writer {
     tenant: String,
     id: Uuid,
     generation: u64,
-    file: File,
+    sink: Sink,
     /// Bytes the session holds after this writer's appends.
     pub persisted: u64,
     size: u64,
-    unsynced: u64,
+}
+
+/// Where a writer appends.
+#[derive(Debug)]
+enum Sink {
+    /// The session's `.part` file, and the bytes appended since it was last flushed.
+    File { file: File, unsynced: u64 },
+    /// The database: every chunk is committed on its own.
+    Db,
 }
 
 fn being_imported(name: &str) -> ApiError {
@@ -102,6 +129,43 @@ fn being_imported(name: &str) -> ApiError {
 pub struct Uploads {
     dir: PathBuf,
     live: Mutex<HashMap<(String, Uuid), Arc<Live>>>,
+    /// The shared backend's sessions, if there is one (then no files are used).
+    db: Option<PgUploads>,
+}
+
+fn db_failed(e: akte_postgres::PgError) -> ApiError {
+    ApiError::Store(akte_core::store::StoreError::Meta(
+        akte_core::backend::MetaError::Io(e.io("upload sessions")),
+    ))
+}
+
+fn taken_over(persisted: u64) -> ApiError {
+    ApiError::UploadOffsetMismatch {
+        persisted,
+        reason: "another write to the session took over".into(),
+    }
+}
+
+/// Reads a session's bytes from the database and renews the import's hold while it does.
+struct Held {
+    inner: PartsReader,
+    db: PgUploads,
+    tenant: String,
+    id: String,
+    renewed: Instant,
+}
+
+impl Read for Held {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.renewed.elapsed() >= IMPORT_RENEW {
+            let until = (Utc::now() + IMPORT_HOLD).timestamp_millis();
+            self.db
+                .renew_import(&self.tenant, &self.id, until)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.renewed = Instant::now();
+        }
+        self.inner.read(buf)
+    }
 }
 
 fn internal(what: &str, path: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -120,6 +184,7 @@ impl Uploads {
         let u = Uploads {
             dir: data_dir.join("uploads"),
             live: Mutex::new(HashMap::new()),
+            db: None,
         };
         let Ok(tenants) = std::fs::read_dir(&u.dir) else {
             return u;
@@ -140,6 +205,39 @@ impl Uploads {
             }
         }
         u
+    }
+
+    /// The sessions of an installation whose instances share the database of `db`.
+    pub fn open_shared(data_dir: &Path, db: PgUploads) -> Uploads {
+        Uploads {
+            dir: data_dir.join("uploads"),
+            live: Mutex::new(HashMap::new()),
+            db: Some(db),
+        }
+    }
+
+    /// The first `len` bytes of a session, for its import.
+    pub fn reader(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, ApiError> {
+        if let Some(db) = &self.db {
+            let key = id.to_string();
+            return Ok(Box::new(Held {
+                inner: db.reader(tenant, &key, len),
+                db: db.clone(),
+                tenant: tenant.to_owned(),
+                id: key,
+                renewed: Instant::now(),
+            }));
+        }
+        let part = self.part(tenant, id);
+        let file = File::open(&part).map_err(|e| internal("opening", &part, e))?;
+        Ok(Box::new(
+            std::io::BufReader::with_capacity(1 << 20, file).take(len),
+        ))
     }
 
     fn tenant_dir(&self, tenant: &str) -> PathBuf {
@@ -236,13 +334,29 @@ impl Uploads {
 
     /// Stores a new session with no bytes yet.
     pub fn create(&self, tenant: &str, session: &Session) -> Result<(), ApiError> {
+        let quota = || ApiError::QuotaExceeded {
+            what: "open upload sessions",
+            limit: MAX_PER_TENANT,
+            hint: "import or delete some, or let them expire",
+        };
+        if let Some(db) = &self.db {
+            let record = serde_json::to_vec(session)
+                .map_err(|e| ApiError::Internal(format!("encoding an upload session: {e}")))?;
+            let created = db
+                .create(
+                    tenant,
+                    &session.id.to_string(),
+                    &record,
+                    session.expire_time.timestamp_millis(),
+                    Utc::now().timestamp_millis(),
+                    MAX_PER_TENANT,
+                )
+                .map_err(db_failed)?;
+            return if created { Ok(()) } else { Err(quota()) };
+        }
         self.sweep(tenant);
         if self.ids(tenant).len() >= MAX_PER_TENANT {
-            return Err(ApiError::QuotaExceeded {
-                what: "open upload sessions",
-                limit: MAX_PER_TENANT,
-                hint: "import or delete some, or let them expire",
-            });
+            return Err(quota());
         }
         let dir = self.tenant_dir(tenant);
         fsutil::create_dir_all_durable(&dir).map_err(|e| internal("creating", &dir, e))?;
@@ -269,13 +383,27 @@ impl Uploads {
         let not_found = || ApiError::NotFound {
             resource: name.to_owned(),
         };
-        let s = self.read(tenant, id)?.ok_or_else(not_found)?;
+        let (s, stored) = match &self.db {
+            Some(db) => {
+                let row = db
+                    .get(tenant, &id.to_string())
+                    .map_err(db_failed)?
+                    .ok_or_else(not_found)?;
+                let s: Session = serde_json::from_slice(&row.record)
+                    .map_err(|e| ApiError::Internal(format!("stored upload session {id}: {e}")))?;
+                (s, Some(row.persisted))
+            }
+            None => (self.read(tenant, id)?.ok_or_else(not_found)?, None),
+        };
         if s.document != document {
             return Err(not_found());
         }
         if s.expire_time <= Utc::now() {
             // Removed by the next sweep (an import that is running finishes first).
             return Err(not_found());
+        }
+        if let Some(persisted) = stored {
+            return Ok((s, persisted));
         }
         let part = self.part(tenant, id);
         let len = std::fs::metadata(&part)
@@ -303,6 +431,19 @@ impl Uploads {
         id: Uuid,
         name: &str,
     ) -> Result<(), ApiError> {
+        if let Some(db) = &self.db {
+            self.get(tenant, document, id, name)?;
+            return match db
+                .delete(tenant, &id.to_string(), Utc::now().timestamp_millis())
+                .map_err(db_failed)?
+            {
+                Ok(()) => Ok(()),
+                Err(Refusal::Importing) => Err(being_imported(name)),
+                Err(_) => Err(ApiError::NotFound {
+                    resource: name.to_owned(),
+                }),
+            };
+        }
         let live = self.live(tenant, id);
         let mut st = live.lock();
         self.get(tenant, document, id, name)?;
@@ -324,6 +465,40 @@ impl Uploads {
         name: &str,
         offset: u64,
     ) -> Result<Writer, ApiError> {
+        if let Some(db) = &self.db {
+            let (s, _) = self.get(tenant, document, id, name)?;
+            let started = db
+                .begin_write(
+                    tenant,
+                    &id.to_string(),
+                    offset,
+                    Utc::now().timestamp_millis(),
+                )
+                .map_err(db_failed)?;
+            let generation = match started {
+                Ok(g) => g,
+                Err(Refusal::Importing) => return Err(being_imported(name)),
+                Err(Refusal::Offset(persisted)) => {
+                    return Err(ApiError::UploadOffsetMismatch {
+                        persisted,
+                        reason: format!("the write starts at offset {offset}"),
+                    })
+                }
+                Err(_) => {
+                    return Err(ApiError::NotFound {
+                        resource: name.to_owned(),
+                    })
+                }
+            };
+            return Ok(Writer {
+                tenant: tenant.to_owned(),
+                id,
+                generation: u64::try_from(generation).unwrap_or(0),
+                sink: Sink::Db,
+                persisted: offset,
+                size: s.size,
+            });
+        }
         let live = self.live(tenant, id);
         let mut st = live.lock();
         if st.importing {
@@ -341,53 +516,79 @@ impl Uploads {
             tenant: tenant.to_owned(),
             id,
             generation: st.generation,
-            file: self.append_to(tenant, id)?,
+            sink: Sink::File {
+                file: self.append_to(tenant, id)?,
+                unsynced: 0,
+            },
             persisted,
             size: s.size,
-            unsynced: 0,
         })
     }
 
     /// Appends a chunk for `w`, unless another write took over or the chunk goes beyond
     /// the declared size (then nothing is appended).
     pub fn append(&self, w: &mut Writer, chunk: &[u8]) -> Result<(), ApiError> {
+        let len = chunk.len() as u64;
+        let too_much = |w: &Writer| ApiError::SizeMismatch {
+            expected: w.size,
+            actual: w.persisted + len,
+            at_least: true,
+        };
+        if let Some(db) = &self.db {
+            if w.persisted + len > w.size {
+                return Err(too_much(w));
+            }
+            let generation = i64::try_from(w.generation).unwrap_or(i64::MAX);
+            let appended = db
+                .append(&w.tenant, &w.id.to_string(), generation, w.persisted, chunk)
+                .map_err(db_failed)?;
+            return match appended {
+                Ok(end) => {
+                    w.persisted = end;
+                    Ok(())
+                }
+                Err(Refusal::TakenOver(p) | Refusal::Offset(p)) => Err(taken_over(p)),
+                // Deleted or imported meanwhile.
+                Err(_) => Err(taken_over(w.persisted)),
+            };
+        }
         let live = self.live(&w.tenant, w.id);
         let st = live.lock();
         if st.generation != w.generation {
-            return Err(ApiError::UploadOffsetMismatch {
-                persisted: w.persisted,
-                reason: "another write to the session took over".into(),
-            });
+            return Err(taken_over(w.persisted));
         }
-        let len = chunk.len() as u64;
         if w.persisted + len > w.size {
-            return Err(ApiError::SizeMismatch {
-                expected: w.size,
-                actual: w.persisted + len,
-                at_least: true,
-            });
+            return Err(too_much(w));
         }
-        w.file
-            .write_all(chunk)
+        let Sink::File { file, unsynced } = &mut w.sink else {
+            return Err(ApiError::Internal(
+                "a database write on a data directory".into(),
+            ));
+        };
+        file.write_all(chunk)
             .map_err(|e| ApiError::Internal(format!("appending to an upload session: {e}")))?;
-        w.persisted += len;
-        w.unsynced += len;
-        if w.unsynced >= SYNC_EVERY {
-            self.sync(&w.tenant, w.id, &w.file)?;
-            w.unsynced = 0;
+        *unsynced += len;
+        if *unsynced >= SYNC_EVERY {
+            self.sync(&w.tenant, w.id, file)?;
+            *unsynced = 0;
         }
+        w.persisted += len;
         Ok(())
     }
 
     /// Ends a write: flushes what it appended and records it as on disk. A write that was
     /// taken over leaves that to the one that took over. Returns the bytes the session holds.
     pub fn end_write(&self, w: &Writer) -> Result<u64, ApiError> {
+        let Sink::File { file, .. } = &w.sink else {
+            // Every chunk was committed as it came.
+            return Ok(w.persisted);
+        };
         let live = self.live(&w.tenant, w.id);
         let st = live.lock();
         if st.generation != w.generation {
             return Ok(w.persisted);
         }
-        self.sync(&w.tenant, w.id, &w.file)
+        self.sync(&w.tenant, w.id, file)
     }
 
     /// Starts an import: all declared bytes must be there, no other import may run; writes
@@ -399,6 +600,30 @@ impl Uploads {
         id: Uuid,
         name: &str,
     ) -> Result<Session, ApiError> {
+        if let Some(db) = &self.db {
+            let (s, _) = self.get(tenant, document, id, name)?;
+            let now = Utc::now();
+            let started = db
+                .begin_import(
+                    tenant,
+                    &id.to_string(),
+                    s.size,
+                    now.timestamp_millis(),
+                    (now + IMPORT_HOLD).timestamp_millis(),
+                )
+                .map_err(db_failed)?;
+            return match started {
+                Ok(()) => Ok(s),
+                Err(Refusal::Importing) => Err(being_imported(name)),
+                Err(Refusal::Incomplete(persisted)) => Err(ApiError::UploadIncomplete {
+                    persisted,
+                    size: s.size,
+                }),
+                Err(_) => Err(ApiError::NotFound {
+                    resource: name.to_owned(),
+                }),
+            };
+        }
         let live = self.live(tenant, id);
         let mut st = live.lock();
         if st.importing {
@@ -418,6 +643,13 @@ impl Uploads {
 
     /// Ends an import; `imported` removes the session with its bytes.
     pub fn end_import(&self, tenant: &str, id: Uuid, imported: bool) {
+        if let Some(db) = &self.db {
+            if let Err(e) = db.end_import(tenant, &id.to_string(), imported) {
+                // The hold runs out by itself; an imported session then expires.
+                tracing::error!(tenant = %tenant, session = %id, "ending an upload import: {e}");
+            }
+            return;
+        }
         let live = self.live(tenant, id);
         let mut st = live.lock();
         st.importing = false;

@@ -17,9 +17,10 @@ mod support;
 
 use akte_server::client::{sha256, unpack, wait_operation, ClientTls, Clients};
 use akte_server::pb::akte::v1 as pb;
+use akte_server::pb::google::longrunning as lro_op;
 use bytes::Bytes;
-use support::{add_version, bytes_of};
-use tonic::Status;
+use support::{add_version, bytes_of, expect_status, rendition};
+use tonic::{Code, Status};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -41,6 +42,7 @@ fn write_config(dir: &Path, database: &str, content: Option<&str>) -> PathBuf {
     let text = format!(
         r#"database = "{database}"
 database_pool_size = 16
+operation_heartbeat_ms = 100
 database_key_file = "{}"
 {}
 
@@ -395,5 +397,241 @@ async fn kill_campaign() -> R<()> {
     let f = campaign(16, 50, seed, s3).await?;
     eprintln!("{f:?} in {:.0} s", started.elapsed().as_secs_f64());
     assert_eq!(f.kills, 50);
+    Ok(())
+}
+
+fn upload_header(name: &str, offset: u64) -> pb::WriteUploadSessionRequest {
+    pb::WriteUploadSessionRequest {
+        message: Some(pb::write_upload_session_request::Message::Header(
+            pb::WriteUploadSessionHeader {
+                name: name.into(),
+                offset,
+            },
+        )),
+    }
+}
+
+/// Writes `data` into an upload session from `offset`, in chunks of 1 MiB.
+async fn write_session(
+    c: &mut Clients,
+    name: &str,
+    offset: u64,
+    data: &[u8],
+) -> Result<pb::UploadSession, Status> {
+    let msgs: Vec<_> = std::iter::once(upload_header(name, offset))
+        .chain(data.chunks(1 << 20).map(|b| pb::WriteUploadSessionRequest {
+            message: Some(pb::write_upload_session_request::Message::Chunk(
+                Bytes::copy_from_slice(b),
+            )),
+        }))
+        .collect();
+    c.documents
+        .write_upload_session(tokio_stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn new_session(c: &mut Clients, document: &str, data: &[u8]) -> R<String> {
+    Ok(c.documents
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            parent: document.into(),
+            upload_session: Some(pb::UploadSession {
+                rendition: Some(rendition(data, "akte.pdf")),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .name)
+}
+
+async fn start_import(c: &mut Clients, name: &str) -> R<lro_op::Operation> {
+    Ok(c.documents
+        .import_upload_session(pb::ImportUploadSessionRequest {
+            name: name.into(),
+            comment: "aus einer Upload-Sitzung".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
+/// Two instances on one database: an upload session written on one is continued on the
+/// other and imported on the first; an operation started on one is followed, cancelled
+/// and found interrupted (its instance killed) on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_and_upload_sessions_work_across_instances() -> R<()> {
+    let pg = akte_tests::pg::PgServer::start();
+    let database = pg.fresh_database();
+    let root = tempfile::tempdir()?;
+    let config = write_config(root.path(), &database, None);
+    let mut instances: Vec<Instance> = (0..2)
+        .map(|i| Instance {
+            config: config.clone(),
+            dir: root.path().join(format!("instance-{i}")),
+            port: free_port(),
+            child: None,
+        })
+        .collect();
+    for i in &mut instances {
+        i.start();
+    }
+    let patience = Duration::from_secs(30);
+    let mut admin1 = connect(&instances[0].url(), ADMIN, patience)
+        .await
+        .ok_or("no instance 1")?;
+    let mut admin2 = connect(&instances[1].url(), ADMIN, patience)
+        .await
+        .ok_or("no instance 2")?;
+    admin1
+        .tenants
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: TENANT.into(),
+        })
+        .await?;
+    let mut c1 = connect(&instances[0].url(), WRITER, patience)
+        .await
+        .ok_or("no instance 1")?;
+    let mut c2 = connect(&instances[1].url(), WRITER, patience)
+        .await
+        .ok_or("no instance 2")?;
+    let unit = c1
+        .plan
+        .create_plan_unit(pb::CreatePlanUnitRequest {
+            parent: format!("tenants/{TENANT}"),
+            plan_unit: Some(pb::PlanUnit {
+                code: "1".into(),
+                title: "Bürgerbüro".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let file = c1
+        .files
+        .create_file(pb::CreateFileRequest {
+            parent: unit.name,
+            file: Some(pb::File {
+                subject: "Anträge".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let document = c1
+        .documents
+        .create_document(pb::CreateDocumentRequest {
+            parent: file.name.clone(),
+            document: Some(pb::Document {
+                subject: "Bauantrag".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .name;
+
+    // An upload session: created and partly written on instance 1, continued on instance
+    // 2, imported on instance 1, the operation followed on instance 2.
+    let data = bytes_of(3 * (1 << 20) + 4321, 0xc15);
+    let name = new_session(&mut c1, &document, &data).await?;
+    let first = write_session(&mut c1, &name, 0, &data[..(1 << 20) + 17]).await?;
+    assert_eq!(first.persisted_size, (1 << 20) + 17);
+    let seen = c2
+        .documents
+        .get_upload_session(pb::GetUploadSessionRequest { name: name.clone() })
+        .await?
+        .into_inner();
+    assert_eq!(seen.persisted_size, first.persisted_size);
+    // A write from another offset is refused on either instance, telling what is held.
+    let stale = write_session(&mut c2, &name, 5, &data[5..10])
+        .await
+        .unwrap_err();
+    expect_status(&stale, Code::Aborted, "UPLOAD_OFFSET_MISMATCH");
+    let rest = write_session(
+        &mut c2,
+        &name,
+        first.persisted_size,
+        &data[(1 << 20) + 17..],
+    )
+    .await?;
+    assert_eq!(rest.persisted_size, data.len() as u64);
+    let op = start_import(&mut c1, &name).await?;
+    let done = wait_operation(&mut c2.operations, op).await?;
+    let version: pb::Version = unpack(&done)?;
+    let rendition_name = version
+        .renditions
+        .first()
+        .map(|r| r.name.clone())
+        .ok_or("no rendition")?;
+    assert_eq!(
+        sha256(&download(&mut c2, &rendition_name).await?),
+        sha256(&data)
+    );
+    // Imported: the session is gone on both instances.
+    for c in [&mut c1, &mut c2] {
+        let gone = c
+            .documents
+            .get_upload_session(pb::GetUploadSessionRequest { name: name.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+    }
+
+    // A verification started on instance 1, followed to its end on instance 2.
+    let op = admin1
+        .verification
+        .verify_tenant(pb::VerifyTenantRequest {
+            name: format!("tenants/{TENANT}"),
+            incremental: false,
+            skip_content: false,
+        })
+        .await?
+        .into_inner();
+    let done = wait_operation(&mut admin2.operations, op.clone()).await?;
+    let report: pb::VerificationReport = unpack(&done)?;
+    assert!(report.clean, "{:?}", report.problems);
+    let listed = admin2
+        .operations
+        .list_operations(lro_op::ListOperationsRequest {
+            name: format!("tenants/{TENANT}"),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(listed
+        .operations
+        .iter()
+        .any(|o| o.name == op.name && o.done));
+
+    // A long import started on instance 1 and cancelled on instance 2: the work on
+    // instance 1 stops (it sees the request at its next heartbeat).
+    let big = bytes_of(48 << 20, 0xb16);
+    let name = new_session(&mut c2, &document, &big).await?;
+    write_session(&mut c2, &name, 0, &big).await?;
+    let op = start_import(&mut c1, &name).await?;
+    c2.operations
+        .cancel_operation(lro_op::CancelOperationRequest {
+            name: op.name.clone(),
+        })
+        .await?;
+    let cancelled = wait_operation(&mut c2.operations, op).await.unwrap_err();
+    expect_status(&cancelled, Code::Cancelled, "OPERATION_CANCELLED");
+
+    // The session was kept: imported again on instance 1, which is killed at once;
+    // instance 2 reports the operation interrupted once its heartbeats stop.
+    let op = start_import(&mut c1, &name).await?;
+    instances[0].kill();
+    let interrupted = wait_operation(&mut c2.operations, op).await.unwrap_err();
+    expect_status(&interrupted, Code::Aborted, "OPERATION_INTERRUPTED");
+    assert!(
+        interrupted.message().contains("stopped writing"),
+        "{}",
+        interrupted.message()
+    );
+    drop(pg);
     Ok(())
 }

@@ -285,10 +285,27 @@ async fn operations_survive_a_restart_and_interrupted_ones_say_so() -> R<()> {
             done: false,
             result: None,
         };
-        std::fs::write(
-            dir.join("operations/bauamt/7d9f0c1e-4b1a-4c3e-9f00-2b6c3d4e5f60.op"),
-            running.encode_to_vec(),
-        )?;
+        match support::database(&dir) {
+            // On a shared backend: the record of an instance that stopped writing it.
+            Some(db) => {
+                use akte_core::backend::Backend as _;
+                let options = akte_postgres::PgOptions {
+                    seal_key: db.seal_key.clone(),
+                    ..Default::default()
+                };
+                let backend = akte_postgres::PgBackend::connect(&db.url, options)?;
+                let id = uuid::Uuid::parse_str("7d9f0c1e-4b1a-4c3e-9f00-2b6c3d4e5f60")?;
+                backend.installation_meta().put(
+                    &akte_server::operations::blob_name("bauamt", id),
+                    &akte_server::operations::stored_record(&running, 0, 5000),
+                    false,
+                )?;
+            }
+            None => std::fs::write(
+                dir.join("operations/bauamt/7d9f0c1e-4b1a-4c3e-9f00-2b6c3d4e5f60.op"),
+                running.encode_to_vec(),
+            )?,
+        }
         let server = akte_server::server::start(support::config(d.path())).await?;
         Env {
             dir: d,

@@ -674,10 +674,10 @@ impl DisposalService for Api {
         let not_found = || ApiError::NotFound {
             resource: r.name.clone(),
         };
-        let entry = self
-            .state()
-            .operations
-            .get(&tenant, id)
+        let ops = self.state().operations.clone();
+        let t = tenant.clone();
+        let entry = blocking(move || ops.get(&t, id))
+            .await?
             .filter(|e| e.verb() == Verb::Transfer)
             .ok_or_else(not_found)?;
         let package = match entry.to_pb().result {

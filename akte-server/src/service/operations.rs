@@ -27,16 +27,15 @@ impl Api {
     /// The operation named, if the caller may see it: of a tenant it sees, started by a
     /// method its roles allow. Anything else is NOT_FOUND, like an operation that is not
     /// there.
-    fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
+    async fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
         let (tenant, id) = names::resource("name", name, "operations")?;
         self.tenant(caller, &tenant, name, Operation::Read)?;
         let not_found = || ApiError::NotFound {
             resource: name.to_owned(),
         };
-        let entry = self
-            .state()
-            .operations
-            .get(&tenant, id)
+        let ops = self.state().operations.clone();
+        let entry = super::blocking(move || ops.get(&tenant, id))
+            .await?
             .ok_or_else(not_found)?;
         if !caller.principal.may(entry.verb().operation()) {
             tracing::warn!(principal = %caller.principal.name, operation = %name, "denied: operation of a method the token's roles do not allow (answered NOT_FOUND)");
@@ -84,7 +83,7 @@ impl Operations for Api {
             })
             .transpose()?;
         let ops = self.state().operations.clone();
-        let listed = super::blocking(move || Ok(ops.list(&tenant))).await?;
+        let listed = super::blocking(move || ops.list(&tenant)).await?;
         let visible: Vec<Arc<Entry>> = listed
             .into_iter()
             .filter(|e| caller.principal.may(e.verb().operation()))
@@ -118,7 +117,7 @@ impl Operations for Api {
     ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        Ok(Response::new(self.operation(&caller, &name)?.to_pb()))
+        Ok(Response::new(self.operation(&caller, &name).await?.to_pb()))
     }
 
     async fn delete_operation(
@@ -127,7 +126,7 @@ impl Operations for Api {
     ) -> Result<Response<()>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let entry = self.operation(&caller, &name)?;
+        let entry = self.operation(&caller, &name).await?;
         let (ops, shown) = (self.state().operations.clone(), name.clone());
         super::blocking(move || ops.delete(&entry, &shown)).await?;
         tracing::info!(operation = %name, principal = %caller.principal.name, "operation deleted");
@@ -140,13 +139,9 @@ impl Operations for Api {
     ) -> Result<Response<()>, Status> {
         let caller = self.caller(&req)?;
         let name = req.into_inner().name;
-        let entry = self.operation(&caller, &name)?;
+        let entry = self.operation(&caller, &name).await?;
         let ops = self.state().operations.clone();
-        super::blocking(move || {
-            ops.cancel(&entry);
-            Ok(())
-        })
-        .await?;
+        super::blocking(move || ops.cancel(&entry)).await?;
         tracing::info!(operation = %name, principal = %caller.principal.name, "operation cancellation asked for");
         Ok(Response::new(()))
     }
@@ -157,15 +152,39 @@ impl Operations for Api {
     ) -> Result<Response<lro::Operation>, Status> {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
-        let entry = self.operation(&caller, &r.name)?;
+        let entry = self.operation(&caller, &r.name).await?;
         let wait = timeout(r.timeout.as_ref())?;
-        let mut done = entry.subscribe();
         let mut draining = self.state().draining.clone();
-        // Done, timed out or the server drains: the operation as it stands either way.
-        tokio::select! {
-            _ = async { let _ = done.wait_for(|d| *d).await; } => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = async { let _ = draining.wait_for(|d| *d).await; } => {}
+        let until = tokio::time::Instant::now() + wait;
+        let ops = self.state().operations.clone();
+        let mut entry = entry;
+        // Done, timed out or the server drains: the operation as it stands either way. A
+        // copy of an operation another instance runs is read again every poll interval.
+        loop {
+            let mut done = entry.subscribe();
+            let poll = if entry.is_remote() {
+                ops.poll_interval()
+            } else {
+                wait
+            };
+            let next = (tokio::time::Instant::now() + poll).min(until);
+            tokio::select! {
+                _ = async { let _ = done.wait_for(|d| *d).await; } => break,
+                _ = tokio::time::sleep_until(next) => {}
+                _ = async { let _ = draining.wait_for(|d| *d).await; } => break,
+            }
+            if tokio::time::Instant::now() >= until || !entry.is_remote() {
+                break;
+            }
+            let (o, tenant, id) = (ops.clone(), entry.tenant().to_owned(), entry.id());
+            match super::blocking(move || o.get(&tenant, id)).await? {
+                Some(e) => entry = e,
+                // Deleted meanwhile: the copy read last.
+                None => break,
+            }
+            if entry.is_done() {
+                break;
+            }
         }
         Ok(Response::new(entry.to_pb()))
     }

@@ -285,12 +285,8 @@ impl Api {
                 let out = (|| {
                     progress.total(spec.size, "bytes");
                     progress.message("checking the SHA-256 of all bytes and storing them");
-                    let part = u.part(&tenant, id);
-                    let file = std::fs::File::open(&part).map_err(|e| {
-                        ApiError::Internal(format!("opening {}: {e}", part.display()))
-                    })?;
                     let mut reader = Counted {
-                        inner: std::io::BufReader::with_capacity(1 << 20, file),
+                        inner: u.reader(&tenant, id, spec.size)?,
                         progress: progress.clone(),
                     };
                     let put = t.tenant().content().put(

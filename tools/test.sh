@@ -18,15 +18,19 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+# The reruns select their test binaries from the whole workspace (not `-p akte-tests`):
+# a package on its own resolves other features for shared dependencies (hyper, rustls,
+# tower, ...), which rebuilt half the dependency tree twice on a cold machine. Selecting
+# by name from the workspace also runs akte-server's `disposal` and `access` on the
+# embedded backend in the in-memory pass (its servers know no in-memory backend).
 echo "== records-level tests on the in-memory backend"
-AKTE_TEST_BACKEND=memory cargo test -p akte-tests --locked \
+AKTE_TEST_BACKEND=memory cargo test --workspace --locked \
   --test records --test retention --test disposal --test destruction --test access "$@" 2>&1 | tee -a "$log" || status=$?
 echo "== records-level and gRPC end-to-end tests on PostgreSQL"
-AKTE_TEST_BACKEND=postgres cargo test -p akte-tests --locked \
-  --test records --test retention --test disposal --test destruction --test access "$@" 2>&1 | tee -a "$log" || status=$?
-AKTE_TEST_BACKEND=postgres cargo test -p akte-server --locked \
-  --test grpc --test disposal --test pagination --test feed --test operations --test transfers \
-  --test roles --test access "$@" 2>&1 | tee -a "$log" || status=$?
+AKTE_TEST_BACKEND=postgres cargo test --workspace --locked \
+  --test records --test retention --test disposal --test destruction --test access \
+  --test grpc --test pagination --test feed --test operations --test transfers \
+  --test roles "$@" 2>&1 | tee -a "$log" || status=$?
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 2; i <= NF; i++) {
       if ($i == "passed;") p += $(i - 1)

@@ -54,6 +54,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Largest gRPC message by default (upload chunks are at most 1 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Between two stored writes of a running operation on a shared backend, by default.
+pub const DEFAULT_OPERATION_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
@@ -380,7 +382,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
-            operation_heartbeat: crate::operations::DEFAULT_HEARTBEAT,
+            operation_heartbeat: DEFAULT_OPERATION_HEARTBEAT,
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
             database: None,

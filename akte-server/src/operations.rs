@@ -65,8 +65,6 @@ pub const MAX_RUNNING_PER_TENANT: usize = 16;
 pub const MAX_KEPT_PER_TENANT: usize = 10_000;
 /// Extension of operation files.
 const EXT: &str = "op";
-/// Between two stored writes of a running operation on a shared backend, by default.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Heartbeats a running operation may miss before it counts as interrupted.
 const MISSED_HEARTBEATS: i64 = 3;
 /// Compare-and-put attempts of one write before it gives up (another instance keeps

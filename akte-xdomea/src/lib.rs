@@ -57,9 +57,9 @@ mod write;
 mod xml;
 
 #[cfg(test)]
-mod handover_tests;
-#[cfg(test)]
 mod test_archive;
+#[cfg(test)]
+mod test_handover;
 #[cfg(test)]
 mod tests;
 

@@ -158,10 +158,53 @@ cases!(
     destruction_removes_content_and_records_but_keeps_the_chain,
     tenants_see_nothing_of_each_other,
     metadata_blobs_are_replaced_atomically,
+    unreferenced_content_is_collected_and_referenced_content_never,
 );
 
 /// `run_all` is what other backends call; it runs each case once.
 #[test]
 fn run_all_covers_the_memory_backend() {
     conformance::run_all(&memory());
+}
+
+/// What an interrupted upload leaves in object storage (an object under `tmp/`) is swept
+/// once older than the grace period; content objects are not touched by the sweep.
+#[test]
+fn s3_upload_leftovers_are_swept_after_the_grace_period() {
+    let h = postgres_s3();
+    let store = Store::open(h.open(), Default::default()).unwrap();
+    let t = store.create_tenant("sweep").unwrap();
+    let kept = t
+        .content()
+        .put_bytes(b"a content object", None, None)
+        .unwrap();
+    let bucket = h
+        .bucket
+        .trim_start_matches("s3://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    akte_tests::s3::shared().put_raw(&bucket, "sweep/tmp/0123abcd", b"half an upload");
+    let day = std::time::Duration::from_secs(24 * 3600);
+    assert_eq!(
+        t.content().sweep_leftovers(day).unwrap(),
+        0,
+        "a fresh leftover went"
+    );
+    // S3 times have a resolution of a second: let the leftover become older than "now".
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        t.content()
+            .sweep_leftovers(std::time::Duration::ZERO)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        t.content()
+            .sweep_leftovers(std::time::Duration::ZERO)
+            .unwrap(),
+        0
+    );
+    assert!(t.content().contains(&kept.digest).unwrap());
 }

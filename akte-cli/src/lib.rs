@@ -142,6 +142,23 @@ enum Command {
     ImportLegacy(legacy::ImportLegacy),
     /// Recreate the index from the journals.
     RebuildIndex,
+    /// Collect content that no entry refers to (uploads never recorded). A run marks what
+    /// it finds unreferenced; a later run removes what was marked at least the grace
+    /// period before and is still unreferenced, checked inside the tenant's append
+    /// session, so referenced content is never removed. akted runs this by itself
+    /// (`content_gc_interval_hours`); on a database it runs beside akted.
+    Gc {
+        /// Only this tenant; all when omitted.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Hours an object must have been seen unreferenced before it is removed (at
+        /// least 1: uploads and imports being recorded must not be collected).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+        grace_hours: u64,
+        /// Report what would be collected; mark and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Copy every tenant between a data directory and a PostgreSQL database (either way),
     /// resumably, and check that both sides hold the same entries, roots and content.
     /// The password comes from AKTE_DATABASE_PASSWORD(_FILE) or the connection string.
@@ -639,6 +656,55 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 print_json(&serde_json::json!({ "rebuilt_from_entries": n }));
             } else {
                 println!("index rebuilt from {n} journal entries");
+            }
+        }
+        Command::Gc {
+            tenant,
+            grace_hours,
+            dry_run,
+        } => {
+            let store = open_existing(cli.data_dir()?)?;
+            let tenants = match tenant {
+                Some(id) => vec![store.tenant(id)?],
+                None => store.tenants(),
+            };
+            let options = akte_core::content_gc::CollectOptions {
+                grace: std::time::Duration::from_secs(grace_hours * 3600),
+                dry_run: *dry_run,
+            };
+            let mut reports = Vec::new();
+            for t in tenants {
+                let r = akte_core::content_gc::collect_tenant(&t, chrono::Utc::now(), options)?;
+                if !cli.json {
+                    println!(
+                        "{}: {} objects, {} unreferenced ({} newly marked, {} within the grace \
+                         period), {} {} ({} bytes), {} upload leftovers removed, {} problems",
+                        r.tenant,
+                        r.listed,
+                        r.unreferenced,
+                        r.newly_marked,
+                        r.waiting,
+                        r.removed,
+                        if *dry_run {
+                            "due for removal"
+                        } else {
+                            "removed"
+                        },
+                        r.removed_bytes,
+                        r.leftovers_removed,
+                        r.problems.len()
+                    );
+                    for p in &r.problems {
+                        println!("  problem: {p}");
+                    }
+                }
+                reports.push(r);
+            }
+            if cli.json {
+                print_json(&serde_json::json!({ "tenants": reports }));
+            }
+            if reports.iter().any(|r| !r.problems.is_empty()) {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Stats => {

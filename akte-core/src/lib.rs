@@ -74,6 +74,7 @@ pub use akte_verify::{digest, entry, merkle, note};
 /// xdomea messages are akte-xdomea's, under their old path.
 pub use akte_xdomea as xdomea;
 pub mod backend;
+pub mod content_gc;
 pub mod embedded;
 pub mod evidence;
 pub mod index;

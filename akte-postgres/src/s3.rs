@@ -419,6 +419,48 @@ impl ContentBackend for S3Content {
     fn describe(&self, digest: &Digest) -> String {
         format!("s3://{}/{}", self.s3.bucket, self.key(digest))
     }
+
+    /// Removes `tmp/` objects older than `older_than`: uploads completed to their temporary
+    /// key whose copy into place (or whose removal afterwards) a crash or a failed
+    /// connection interrupted. Incomplete multipart uploads are not objects; the bucket's
+    /// lifecycle rule aborts them (docs/DEPLOYMENT.md).
+    fn sweep_leftovers(&self, older_than: std::time::Duration) -> Result<u64, ContentError> {
+        let prefix = ObjectPath::from(format!("{}tmp", self.base));
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let place = format!("s3://{}/{prefix}/", self.s3.bucket);
+        let store = self.s3.store.clone();
+        let listed = self.run("list upload leftovers", async move {
+            store
+                .list(Some(&prefix))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let stale: Vec<ObjectPath> = listed
+            .map_err(|e| self.fail("list upload leftovers", place.clone(), e))?
+            .into_iter()
+            .filter(|meta| meta.last_modified < cutoff)
+            .map(|meta| meta.location)
+            .collect();
+        let mut removed = 0;
+        for key in stale {
+            let (store, at) = (self.s3.store.clone(), key.clone());
+            self.run("remove an upload leftover", async move {
+                store.delete(&at).await
+            })?
+            .map_err(|e| {
+                self.fail(
+                    "remove an upload leftover",
+                    format!("s3://{}/{key}", self.s3.bucket),
+                    e,
+                )
+            })?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
 }
 
 /// Reads an object in ranged GETs and checks length and digest at the end.

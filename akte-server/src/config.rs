@@ -31,6 +31,8 @@
 //! keepalive_timeout_secs = 20
 //! operation_heartbeat_ms = 5000     # with a database: progress of running operations is
 //!                                   # stored this often; 3 missed writes = interrupted
+//! content_gc_interval_hours = 24    # collect content no entry refers to; 0 = never
+//! content_gc_grace_hours = 24       # unreferenced this long before it is removed
 //!
 //! [[tokens]]                        # only the SHA-256 of the token: printf %s "$T" | sha256sum
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -135,6 +137,10 @@ pub struct FileConfig {
     /// Milliseconds between the stored progress writes of a running operation (with a
     /// database); an operation without a write for three of them counts as interrupted.
     pub operation_heartbeat_ms: Option<u64>,
+    /// Hours between two collections of unreferenced content; 0 turns it off.
+    pub content_gc_interval_hours: Option<u64>,
+    /// Hours content must have been seen unreferenced before it is collected.
+    pub content_gc_grace_hours: Option<u64>,
     /// Prefix of new tenants' checkpoint origins.
     pub origin_prefix: Option<String>,
     /// PostgreSQL connection string of the distributed backend.
@@ -351,6 +357,10 @@ pub struct ServerConfig {
     pub upload_idle_timeout: Duration,
     /// Between two stored progress writes of a running operation (shared backend).
     pub operation_heartbeat: Duration,
+    /// Between two collections of unreferenced content (`None`: never).
+    pub content_gc_interval: Option<Duration>,
+    /// How long content must have been unreferenced before it is collected.
+    pub content_gc_grace: Duration,
     /// Checkpoint origin prefix.
     pub origin_prefix: String,
     /// Configured tokens.
@@ -383,6 +393,8 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(3600),
             upload_idle_timeout: Duration::from_secs(60),
             operation_heartbeat: DEFAULT_OPERATION_HEARTBEAT,
+            content_gc_interval: Some(Duration::from_secs(24 * 3600)),
+            content_gc_grace: akte_core::content_gc::DEFAULT_GRACE,
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
             database: None,
@@ -540,6 +552,25 @@ impl ServerConfig {
                 });
             }
             c.operation_heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(h) = file.content_gc_interval_hours {
+            if h > 87_600 {
+                return Err(ConfigError::Invalid {
+                    key: "content_gc_interval_hours",
+                    reason: "must be 0 (never) to 87600".into(),
+                });
+            }
+            c.content_gc_interval = (h > 0).then(|| Duration::from_secs(h * 3600));
+        }
+        if let Some(h) = file.content_gc_grace_hours {
+            if !(1..=87_600).contains(&h) {
+                return Err(ConfigError::Invalid {
+                    key: "content_gc_grace_hours",
+                    reason: "must be 1 to 87600: uploads being recorded must not be collected"
+                        .into(),
+                });
+            }
+            c.content_gc_grace = Duration::from_secs(h * 3600);
         }
         c.header_timeout = secs(
             o.header_timeout_secs.or(file.header_timeout_secs),

@@ -249,6 +249,51 @@ async fn trim_when_idle(metrics: Arc<Metrics>, shutdown: impl std::future::Futur
     }
 }
 
+/// Collects unreferenced content of every tenant (akte_core::content_gc) every `every`,
+/// the first time an hour after the start (or after `every`, if shorter), so that a
+/// restarting instance does not list the whole store each time. Instances of a shared
+/// installation each run it; removal is decided inside each tenant's append session, so
+/// runs at the same time are harmless.
+async fn collect_content(
+    records: akte_core::records::Records,
+    every: std::time::Duration,
+    grace: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut wait = every.min(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = every;
+        let records = records.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            let options = akte_core::content_gc::CollectOptions {
+                grace,
+                dry_run: false,
+            };
+            for t in records.store().tenants() {
+                match akte_core::content_gc::collect_tenant(&t, chrono::Utc::now(), options) {
+                    Ok(r) => {
+                        for p in &r.problems {
+                            tracing::warn!(tenant = t.id(), problem = %p, "collecting content");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = t.id(), error = %e, "collecting content failed")
+                    }
+                }
+            }
+        })
+        .await;
+        if let Err(e) = ran {
+            tracing::error!(error = %e, "the content collection task failed");
+        }
+    }
+}
+
 fn read_pem(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Tls(format!("reading {}: {e}", path.display())))
 }
@@ -541,6 +586,14 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         triggered(rx.clone()),
     ));
     tokio::spawn(trim_when_idle(metrics.clone(), triggered(rx.clone())));
+    if let Some(every) = cfg.content_gc_interval {
+        tokio::spawn(collect_content(
+            state.records.clone(),
+            every,
+            cfg.content_gc_grace,
+            triggered(rx.clone()),
+        ));
+    }
     if let Some(l) = metrics_listener {
         tokio::spawn(serve_http(
             l,

@@ -525,3 +525,68 @@ fn verify_consistency_tells_cannot_check_from_not_consistent() {
         stdout(&out)
     );
 }
+
+#[test]
+fn gc_marks_unreferenced_content_keeps_recorded_content_and_checks_its_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf-8");
+    assert_eq!(
+        code(&akte_in(
+            dir.path(),
+            &["--data-dir", d, "tenant", "create", "t"]
+        )),
+        0
+    );
+    let doc = dir.path().join("a.txt");
+    std::fs::write(&doc, b"Antrag").expect("write");
+    let doc = doc.to_str().expect("utf-8");
+    assert_eq!(
+        code(&akte_in(
+            dir.path(),
+            &["--data-dir", d, "ingest", "--tenant", "t", doc]
+        )),
+        0
+    );
+    // An upload that was never recorded, as a failed write leaves it.
+    {
+        let store = akte_core::store::Store::open(
+            akte_core::embedded::open(&data).expect("open"),
+            Default::default(),
+        )
+        .expect("store");
+        let t = store.tenant("t").expect("tenant");
+        t.put_content(&b"uploaded, never recorded"[..])
+            .expect("put");
+    }
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--data-dir", d, "--json", "gc"];
+        args.extend_from_slice(extra);
+        akte_in(dir.path(), &args)
+    };
+    let dry = run(&["--dry-run"]);
+    assert_eq!(code(&dry), 0);
+    let t = &json(&dry)["tenants"][0];
+    assert_eq!(
+        (t["listed"].as_u64(), t["unreferenced"].as_u64()),
+        (Some(2), Some(1))
+    );
+    // The first run marks; the next one, within the grace period, still removes nothing.
+    for (marked, waiting) in [(1, 1), (0, 1)] {
+        let out = run(&[]);
+        assert_eq!(code(&out), 0);
+        let t = &json(&out)["tenants"][0];
+        assert_eq!(t["newly_marked"].as_u64(), Some(marked), "{t}");
+        assert_eq!(t["waiting"].as_u64(), Some(waiting), "{t}");
+        assert_eq!(t["removed"].as_u64(), Some(0), "{t}");
+    }
+    // A grace period under an hour is refused: imports store content before recording it.
+    let out = run(&["--grace-hours", "0"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("grace-hours"), "{}", stderr(&out));
+    let out = run(&["--tenant", "nope"]);
+    assert_ne!(code(&out), 0);
+    // The store still verifies: the recorded document's content is there.
+    let out = akte_in(dir.path(), &["--data-dir", d, "verify"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}

@@ -14,7 +14,7 @@ use akte_core::entry::{Attachment, EntryDraft, Payload, PayloadKind};
 use akte_core::store::{Store, StoreError, StoreOptions, Tenant};
 use akte_core::Digest;
 
-use crate::{append_document, Rng};
+use crate::{append_document, append_naming, Rng};
 
 /// How the suite reaches one backend.
 pub trait Harness {
@@ -44,6 +44,7 @@ pub fn run_all(h: &dyn Harness) {
     destruction_removes_content_and_records_but_keeps_the_chain(h);
     tenants_see_nothing_of_each_other(h);
     metadata_blobs_are_replaced_atomically(h);
+    unreferenced_content_is_collected_and_referenced_content_never(h);
 }
 
 fn store(h: &dyn Harness) -> Store {
@@ -534,4 +535,101 @@ pub fn metadata_blobs_are_replaced_atomically(h: &dyn Harness) {
         "{}",
         h.name()
     );
+}
+
+/// Content no entry refers to is removed once a later run finds it still unreferenced
+/// after the grace period; referenced content never is; a write naming content that was
+/// removed is refused and records nothing.
+pub fn unreferenced_content_is_collected_and_referenced_content_never(h: &dyn Harness) {
+    use akte_core::content_gc::{collect_tenant, CollectOptions, MARKS_BLOB};
+    use chrono::{Duration, Utc};
+    let store = store(h);
+    let t = tenant(&store, "collect");
+    let name = h.name();
+    let kept = b"recorded: the Bescheid".to_vec();
+    append_document(&t, "clerk:c", "d1", &kept, b"{}").unwrap();
+    let orphan = t
+        .content()
+        .put_bytes(b"uploaded, never recorded", None, None)
+        .unwrap();
+    let late = t
+        .content()
+        .put_bytes(b"recorded after its removal", None, None)
+        .unwrap();
+    let options = CollectOptions::default(); // a day's grace
+    let t0 = Utc::now();
+
+    // A dry run changes nothing.
+    let dry = collect_tenant(
+        &t,
+        t0,
+        CollectOptions {
+            dry_run: true,
+            ..options
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (dry.listed, dry.unreferenced, dry.removed),
+        (3, 2, 0),
+        "{name}: {dry:?}"
+    );
+    assert!(
+        t.meta().get(MARKS_BLOB).unwrap().is_none(),
+        "{name}: a dry run marked"
+    );
+
+    // The first run only marks; within the grace period nothing goes.
+    let first = collect_tenant(&t, t0, options).unwrap();
+    assert_eq!(
+        (first.newly_marked, first.waiting, first.removed),
+        (2, 2, 0),
+        "{name}"
+    );
+    let within = collect_tenant(&t, t0 + Duration::hours(23), options).unwrap();
+    assert_eq!(
+        (within.newly_marked, within.waiting, within.removed),
+        (0, 2, 0),
+        "{name}"
+    );
+    assert!(t.content().contains(&orphan.digest).unwrap(), "{name}");
+
+    // After the grace period both unreferenced objects go, the recorded one stays.
+    let after = collect_tenant(&t, t0 + Duration::hours(25), options).unwrap();
+    assert_eq!(after.removed, 2, "{name}: {after:?}");
+    assert!(after.problems.is_empty(), "{name}: {:?}", after.problems);
+    assert_eq!(after.removed_bytes, orphan.size + late.size, "{name}");
+    assert!(!t.content().contains(&orphan.digest).unwrap(), "{name}");
+    assert!(
+        t.content().contains(&Digest::of(&kept)).unwrap(),
+        "{name}: referenced content removed"
+    );
+    assert!(
+        t.meta().get(MARKS_BLOB).unwrap().is_none(),
+        "{name}: marks left behind"
+    );
+
+    // A writer that stored its content before the removal and records it afterwards is
+    // refused; the journal does not grow.
+    let size = t.size().unwrap();
+    let refused = append_naming(&t, "clerk:c", "d2", late.digest, late.size, b"{}");
+    assert!(
+        matches!(refused, Err(StoreError::ContentMissing { .. })),
+        "{name}: {refused:?}"
+    );
+    assert_eq!(t.size().unwrap(), size, "{name}");
+
+    // Nothing unreferenced is left, and the store verifies.
+    let again = collect_tenant(&t, t0 + Duration::hours(50), options).unwrap();
+    assert_eq!(
+        (again.listed, again.unreferenced),
+        (1, 0),
+        "{name}: {again:?}"
+    );
+    let report = akte_core::verify::verify_store(&store, Default::default()).unwrap();
+    let problems: Vec<_> = report
+        .problems()
+        .filter(|p| p.tenant == "collect")
+        .collect();
+    assert!(problems.is_empty(), "{name}: {problems:#?}");
 }

@@ -145,6 +145,19 @@ pub fn append_document(
     meta: &[u8],
 ) -> Result<Appended, akte_core::store::StoreError> {
     let put = tenant.put_content(content)?;
+    append_naming(tenant, actor, object, put.digest, put.size, meta)
+}
+
+/// Appends a `document.version` entry naming content by digest and size, without storing
+/// it (the content must be stored already, or the append is refused).
+pub fn append_naming(
+    tenant: &Tenant,
+    actor: &str,
+    object: &str,
+    digest: akte_core::Digest,
+    size: u64,
+    meta: &[u8],
+) -> Result<Appended, akte_core::store::StoreError> {
     let attachment = Attachment::new(meta.to_vec());
     tenant.append(
         EntryDraft {
@@ -161,8 +174,8 @@ pub fn append_document(
                 Payload {
                     kind: PayloadKind::Content,
                     role: "rendition".into(),
-                    size: put.size,
-                    digest: put.digest,
+                    size,
+                    digest,
                 },
             ],
         },

@@ -115,6 +115,23 @@ impl S3Server {
         )
     }
 
+    /// Stores `bytes` under `key` in `bucket` directly (moto does not check signatures),
+    /// as a process that died halfway through akte's upload would leave them.
+    pub fn put_raw(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        write!(
+            s,
+            "PUT /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            bytes.len()
+        )
+        .expect("send");
+        s.write_all(bytes).expect("send");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "put {key}: {answer}");
+    }
+
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never
     /// answered, as with a hung storage node. moto keeps its objects in memory only, so
     /// this, not a restart, is how a test takes it away and brings it back.

@@ -147,6 +147,15 @@ pub trait ContentBackend: Send + Sync {
     fn reindex(&self) -> Result<u64, ContentError> {
         Ok(0)
     }
+
+    /// Removes what interrupted uploads left behind (not objects: partial uploads a crash
+    /// or a failed connection left) that is older than `older_than`; returns how many
+    /// were removed. Backends whose uploads are transactions, or are cleaned when the
+    /// store opens, leave nothing behind.
+    fn sweep_leftovers(&self, older_than: std::time::Duration) -> Result<u64, ContentError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 /// Checks a put's bytes against what the caller announced: the size first, then the

@@ -243,6 +243,38 @@ impl MetaStore for PgMeta {
             .collect())
     }
 
+    fn get_all(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        if !prefix.is_empty() {
+            check_name(prefix.trim_end_matches('/'))?;
+        }
+        let (tenant, prefix_owned) = (self.tenant.clone(), prefix.to_owned());
+        let rows = self
+            .db
+            .run("read blobs", move |c| async move {
+                let pattern = format!("{}%", prefix_owned.replace('_', "\\_"));
+                let rows = c
+                    .query(
+                        "SELECT name, bytes FROM akte_meta WHERE tenant = $1 AND name LIKE $2
+                         ORDER BY name COLLATE \"C\"",
+                        &[&tenant, &pattern],
+                    )
+                    .await
+                    .map_err(|e| PgError::of("read blobs", &e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect::<Vec<_>>())
+            })
+            .map_err(|e| self.fail(prefix, e))?;
+        rows.into_iter()
+            .filter(|(n, _)| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
+            .map(|(name, stored)| {
+                let bytes = self.opened(&name, stored)?;
+                Ok((name, bytes))
+            })
+            .collect()
+    }
+
     fn describe(&self, name: &str) -> String {
         let owner = if self.tenant.is_empty() {
             "installation".to_owned()

@@ -885,11 +885,12 @@ impl Operations {
             .collect();
         if let Some(shared) = &self.shared {
             let cutoff = Utc::now() - KEEP_FINISHED;
-            let names = shared
+            // One read for all of them (one query on a database, not one per operation).
+            let stored = shared
                 .meta
-                .list(&format!("operations/{tenant}/"))
+                .get_all(&format!("operations/{tenant}/"))
                 .map_err(meta_failed)?;
-            for name in names {
+            for (name, bytes) in stored {
                 let Some(id) = name
                     .rsplit('/')
                     .next()
@@ -902,10 +903,6 @@ impl Operations {
                     // Run here: the copy in memory is the fresher one.
                     continue;
                 }
-                // Deleted in between: gone.
-                let Some(bytes) = shared.meta.get(&name).map_err(meta_failed)? else {
-                    continue;
-                };
                 let Some(e) = self.read_stored(shared, tenant, id, &bytes) else {
                     continue;
                 };

@@ -523,6 +523,25 @@ pub fn metadata_blobs_are_replaced_atomically(h: &dyn Harness) {
         "{}",
         h.name()
     );
+    // All blobs of a prefix at once: the same bytes as one by one, children only.
+    m.put("things/deeper/three", b"3", false).unwrap();
+    let all = m.get_all("things/").unwrap();
+    let one_by_one: Vec<(String, Vec<u8>)> = m
+        .list("things/")
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bytes = m.get(&n).unwrap().unwrap();
+            (n, bytes)
+        })
+        .collect();
+    assert_eq!(all, one_by_one, "{}", h.name());
+    assert_eq!(
+        all[0],
+        ("things/one".to_owned(), b"one".to_vec()),
+        "{}",
+        h.name()
+    );
     assert!(m.remove("things/one").unwrap());
     assert!(!m.remove("things/one").unwrap());
     drop(t);

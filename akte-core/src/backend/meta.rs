@@ -133,6 +133,19 @@ pub trait MetaStore: Send + Sync {
     /// for all), in byte order.
     fn list(&self, prefix: &str) -> Result<Vec<String>, MetaError>;
 
+    /// The blobs under `prefix` (as [`MetaStore::list`]) with their bytes, in byte order
+    /// of their names; a blob removed between listing and reading is left out. Backends
+    /// that pay a round trip per read answer this in one.
+    fn get_all(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        let mut out = Vec::new();
+        for name in self.list(prefix)? {
+            if let Some(bytes) = self.get(&name)? {
+                out.push((name, bytes));
+            }
+        }
+        Ok(out)
+    }
+
     /// Where the blob is stored, as the backend names it (for messages).
     fn describe(&self, name: &str) -> String;
 }

@@ -28,6 +28,11 @@
 //! run longer. The blob is bounded ([`MAX_MARKS`]); what does not fit is marked by a
 //! later run.
 //!
+//! Content that is kept for a while without an entry (a transfer package, stored so that
+//! every instance of a shared installation can serve its download) is *pinned*: a blob
+//! under `pins/` names its digest and until when it is kept; pinned content counts as
+//! referenced until then, and an expired pin is removed by the next run.
+//!
 //! Besides objects, a content backend may hold leftovers of interrupted uploads (S3's
 //! `tmp/` objects); `ContentBackend::sweep_leftovers` removes those older than the
 //! grace period.
@@ -48,6 +53,13 @@ pub const MARKS_BLOB: &str = "gc/unreferenced";
 /// time it was first seen unreferenced as 8 bytes big-endian milliseconds since the Unix
 /// epoch.
 const MARKS_MAGIC: &[u8] = b"akte-gc-marks 1\n";
+
+/// Prefix of the tenant blobs that pin content (see the module documentation).
+pub const PINS: &str = "pins/";
+
+/// First line of a pin blob; then 32 bytes of digest and the time the pin ends as 8
+/// bytes big-endian milliseconds since the Unix epoch.
+const PIN_MAGIC: &[u8] = b"akte-pin 1\n";
 
 /// Most marks kept (40 bytes each: 8 MB).
 pub const MAX_MARKS: usize = 200_000;
@@ -99,6 +111,10 @@ pub struct CollectReport {
     pub referenced_meanwhile: u64,
     /// Leftovers of interrupted uploads removed (backend-specific, e.g. S3 `tmp/`).
     pub leftovers_removed: u64,
+    /// Objects kept because a live pin names them (not counted as unreferenced).
+    pub pinned: u64,
+    /// Pins that ended and were removed.
+    pub pins_expired: u64,
     /// Unreferenced objects not marked because the marks blob is full.
     pub not_marked: u64,
     /// Objects or listings that could not be handled (each named); the run goes on.
@@ -118,6 +134,13 @@ pub fn collect_tenant(
         ..CollectReport::default()
     };
     let earlier = read_marks(tenant)?;
+    let (pins, expired) = live_pins(tenant, now)?;
+    if !options.dry_run {
+        for name in &expired {
+            tenant.meta().remove(name)?;
+        }
+        report.pins_expired = expired.len() as u64;
+    }
     let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
     let due_before = now.timestamp_millis().saturating_sub(grace_ms);
 
@@ -136,6 +159,10 @@ pub fn collect_tenant(
             continue; // listed twice (a file and a pack record of the same object)
         }
         report.listed += 1;
+        if pins.contains(&digest) {
+            report.pinned += 1;
+            continue;
+        }
         match tenant.index().content_ref(&digest) {
             Ok(Some(r)) if r.count > 0 => continue,
             Ok(_) => {}
@@ -176,7 +203,7 @@ pub fn collect_tenant(
 
     // Sweep: what is due, checked again inside the append session.
     for batch in due.chunks(REMOVE_BATCH) {
-        let outcomes = remove_unreferenced(tenant, batch)?;
+        let outcomes = remove_unreferenced(tenant, batch, now)?;
         for (digest, outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 Removal::Removed(size) => {
@@ -229,11 +256,21 @@ enum Removal {
 /// Removes the objects of `batch` that are still unreferenced, inside one append session
 /// of the tenant, so that no write can record a reference between the check and the
 /// removal (see the module documentation).
-fn remove_unreferenced(tenant: &Tenant, batch: &[Digest]) -> Result<Vec<Removal>, StoreError> {
+fn remove_unreferenced(
+    tenant: &Tenant,
+    batch: &[Digest],
+    now: DateTime<Utc>,
+) -> Result<Vec<Removal>, StoreError> {
     let content = tenant.content();
     let (outcomes, _) = tenant.append_with(|index| {
+        // Pins are read again in here: content pinned since the run began is kept.
+        let (pins, _) = live_pins(tenant, now)?;
         let mut out = Vec::with_capacity(batch.len());
         for digest in batch {
+            if pins.contains(digest) {
+                out.push(Removal::Referenced);
+                continue;
+            }
             match index.content_ref(digest) {
                 Ok(Some(r)) if r.count > 0 => {
                     out.push(Removal::Referenced);
@@ -265,6 +302,48 @@ fn remove_unreferenced(tenant: &Tenant, batch: &[Digest]) -> Result<Vec<Removal>
         Ok::<_, StoreError>(Write::Skip(out))
     })?;
     Ok(outcomes)
+}
+
+/// Pins `digest` until `until` under the blob `pins/<name>` (replacing an earlier pin
+/// of that name): until then no run collects it. Pin before storing the content.
+pub fn pin(
+    tenant: &Tenant,
+    name: &str,
+    digest: &Digest,
+    until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut bytes = PIN_MAGIC.to_vec();
+    bytes.extend_from_slice(digest.as_bytes());
+    bytes.extend_from_slice(&until.timestamp_millis().to_be_bytes());
+    tenant.meta().put(&format!("{PINS}{name}"), &bytes, false)?;
+    Ok(())
+}
+
+/// The digests pinned at `now`, and the names of pins that ended. A damaged pin keeps
+/// nothing and is reported as ended (logged).
+fn live_pins(
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> Result<(std::collections::HashSet<Digest>, Vec<String>), StoreError> {
+    let mut live = std::collections::HashSet::new();
+    let mut ended = Vec::new();
+    for (name, bytes) in tenant.meta().get_all(PINS)? {
+        let parsed = bytes
+            .strip_prefix(PIN_MAGIC)
+            .filter(|b| b.len() == 40)
+            .and_then(|b| Some((Digest::from_slice(&b[..32])?, b[32..].try_into().ok()?)));
+        match parsed {
+            Some((digest, until)) if i64::from_be_bytes(until) > now.timestamp_millis() => {
+                live.insert(digest);
+            }
+            Some(_) => ended.push(name),
+            None => {
+                tracing::warn!(tenant = tenant.id(), blob = %name, "a damaged pin is dropped");
+                ended.push(name);
+            }
+        }
+    }
+    Ok((live, ended))
 }
 
 /// The marks of earlier runs. A damaged blob is dropped (logged): marks only delay

@@ -523,6 +523,11 @@ impl Operations {
         self.tenant_dir(tenant).join(format!("{id}.{EXT}"))
     }
 
+    /// Whether operations are shared with other instances (a database backend).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Where the transfer package of an operation is written.
     pub fn package_path(&self, tenant: &str, id: Uuid) -> PathBuf {
         self.tenant_dir(tenant).join(format!("{id}.zip"))

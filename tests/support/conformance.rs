@@ -645,6 +645,35 @@ pub fn unreferenced_content_is_collected_and_referenced_content_never(h: &dyn Ha
         (1, 0),
         "{name}: {again:?}"
     );
+
+    // Pinned content (a transfer package kept for its download) stays while pinned, and
+    // is collected like any other once the pin ended.
+    let parked = t
+        .content()
+        .put_bytes(b"a transfer package", None, None)
+        .unwrap();
+    akte_core::content_gc::pin(&t, "transfer-1", &parked.digest, t0 + Duration::hours(60)).unwrap();
+    let pinned = collect_tenant(&t, t0 + Duration::hours(55), options).unwrap();
+    assert_eq!(
+        (pinned.pinned, pinned.unreferenced),
+        (1, 0),
+        "{name}: {pinned:?}"
+    );
+    let ended = collect_tenant(&t, t0 + Duration::hours(61), options).unwrap();
+    assert_eq!(
+        (ended.pins_expired, ended.newly_marked),
+        (1, 1),
+        "{name}: {ended:?}"
+    );
+    assert!(
+        t.meta()
+            .list(akte_core::content_gc::PINS)
+            .unwrap()
+            .is_empty(),
+        "{name}"
+    );
+    let gone = collect_tenant(&t, t0 + Duration::hours(86), options).unwrap();
+    assert_eq!(gone.removed, 1, "{name}: {gone:?}");
     let report = akte_core::verify::verify_store(&store, Default::default()).unwrap();
     let problems: Vec<_> = report
         .problems()

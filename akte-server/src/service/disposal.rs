@@ -446,8 +446,11 @@ impl Seek for Counted {
 }
 
 /// Writes a transfer package with `produce` as operation `progress` and describes it.
+/// On a shared installation the package is stored in the tenant's content store instead,
+/// pinned until the operation expires, so that any instance serves its download.
 fn write_package<F>(
     ops: &Operations,
+    records: &akte_core::records::Records,
     tenant: &str,
     progress: &Progress,
     produce: F,
@@ -481,6 +484,22 @@ where
         let (size, sha256) = digest_of(&mut f)?;
         Ok((process, size, sha256))
     });
+    let expire_time = chrono::Utc::now() + crate::operations::KEEP_FINISHED;
+    let written = written.and_then(|(process, size, sha256)| {
+        if ops.is_shared() {
+            progress.message("storing the package for every instance");
+            share_package(
+                records,
+                tenant,
+                progress.id(),
+                &path,
+                sha256,
+                size,
+                expire_time,
+            )?;
+        }
+        Ok((process, size, sha256))
+    });
     let (process, size, sha256) = match written {
         Ok(x) => x,
         Err(e) => {
@@ -492,7 +511,14 @@ where
             });
         }
     };
-    progress.attach(path);
+    if ops.is_shared() {
+        // Served from the content store by every instance; the local copy is not needed.
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), "removing a shared package's local copy: {e}");
+        }
+    } else {
+        progress.attach(path);
+    }
     progress.set(size);
     Ok(pb::TransferPackage {
         name: names::resource_name(tenant, PACKAGES, progress.id()),
@@ -500,10 +526,51 @@ where
         file_name: xdomea::transfer_zip_name(process),
         size,
         sha256: convert::digest_bytes(&sha256),
-        expire_time: Some(convert::timestamp(
-            &(chrono::Utc::now() + crate::operations::KEEP_FINISHED),
-        )),
+        expire_time: Some(convert::timestamp(&expire_time)),
     })
+}
+
+/// Name of the pin that keeps a transfer package's content (see akte_core::content_gc).
+fn package_pin(id: Uuid) -> String {
+    format!("transfer-{id}")
+}
+
+/// Stores the package at `path` in the tenant's content store, pinned until `until`
+/// (pinned first, so that no collection can take it between the two).
+fn share_package(
+    records: &akte_core::records::Records,
+    tenant: &str,
+    id: Uuid,
+    path: &Path,
+    sha256: akte_core::Digest,
+    size: u64,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let t = records.tenant(tenant)?;
+    let store_err =
+        |e: akte_core::store::StoreError| ApiError::from(akte_core::records::RecordsError::from(e));
+    akte_core::content_gc::pin(t.tenant(), &package_pin(id), &sha256, until).map_err(store_err)?;
+    let mut file = File::open(path)
+        .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+    t.tenant()
+        .content()
+        .put(&mut file, Some(sha256), Some(size))?;
+    Ok(())
+}
+
+/// The stored package of a shared installation, from `offset` on.
+fn shared_package(
+    records: &akte_core::records::Records,
+    tenant: &str,
+    sha256: akte_core::Digest,
+    offset: u64,
+) -> Result<Box<dyn Read + Send>, ApiError> {
+    let t = records.tenant(tenant)?;
+    let mut reader = t.tenant().content().get(&sha256)?;
+    // Content is read from its start; what lies before the offset is read and dropped.
+    std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
+        .map_err(|e| ApiError::Internal(format!("reading the package: {e}")))?;
+    Ok(Box::new(reader))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -538,8 +605,9 @@ impl Api {
     {
         let ops = self.state().operations.clone();
         let (tn, ops_w) = (tenant.to_owned(), ops.clone());
+        let records = self.state().records.clone();
         ops.start(tenant, Verb::Transfer, target, &actor, move |progress| {
-            let package = write_package(&ops_w, &tn, progress, produce)?;
+            let package = write_package(&ops_w, &records, &tn, progress, produce)?;
             Ok(pack("akte.v1.TransferPackage", &package))
         })
         .await
@@ -687,7 +755,6 @@ impl DisposalService for Api {
             }
             _ => return Err(not_found().into()),
         };
-        let path = entry.attachment().ok_or_else(not_found)?;
         let (offset, length) = (r.offset, r.length);
         if offset > package.size {
             return Err(ApiError::InvalidRange {
@@ -696,12 +763,24 @@ impl DisposalService for Api {
             }
             .into());
         }
-        let file = blocking(move || {
-            let mut f = File::open(&path)
-                .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
-            f.seek(SeekFrom::Start(offset))
-                .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
-            Ok(f)
+        // The file this instance wrote, or (shared installation, written by any instance)
+        // the package in the tenant's content store.
+        let local = entry.attachment().filter(|p| p.exists());
+        let shared = self.state().operations.is_shared();
+        let records = self.state().records.clone();
+        let name = r.name.clone();
+        let sha256 = akte_core::Digest::from_slice(&package.sha256)
+            .ok_or_else(|| ApiError::Internal("stored transfer package: no SHA-256".into()))?;
+        let file: Box<dyn Read + Send> = blocking(move || match local {
+            Some(path) => {
+                let mut f = File::open(&path)
+                    .map_err(|e| ApiError::Internal(format!("opening {}: {e}", path.display())))?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| ApiError::Internal(format!("reading {}: {e}", path.display())))?;
+                Ok(Box::new(f) as Box<dyn Read + Send>)
+            }
+            None if shared => shared_package(&records, &tenant, sha256, offset),
+            None => Err(ApiError::NotFound { resource: name }),
         })
         .await?;
         let (tx, rx) = mpsc::channel(4);

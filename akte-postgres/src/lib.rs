@@ -22,7 +22,6 @@ pub mod uploads;
 
 use std::sync::Arc;
 
-use akte_core::backend::memory::MemoryIndex;
 use akte_core::backend::{
     Backend, BackendError, FaultKind, IndexBackend, MetaStore, TenantParts, TenantSeed,
 };
@@ -230,7 +229,9 @@ impl Backend for PgBackend {
     /// size, which is fine for the tenants of a municipality; a temporary schema would
     /// bound it for the largest ones.
     fn scratch_index(&self) -> Result<Arc<dyn IndexBackend>, BackendError> {
-        Ok(Arc::new(MemoryIndex::default()))
+        // On local disk, not in memory: verification of a large installation rebuilds
+        // every tenant's index in it.
+        akte_core::embedded::scratch_index()
     }
 
     fn installation_meta(&self) -> Arc<dyn MetaStore> {

@@ -47,6 +47,20 @@ use crate::embedded::meta::FileMeta;
 use crate::embedded::sled_index::{Flusher, SledIndex, SledIndexes};
 
 pub use read_only::{check_data_dir, open_read_only, ReadOnlyBackend};
+
+/// An index on local disk for a while (sled in a temporary directory, removed when it is
+/// dropped), with a flush thread of its own: the reference index verification rebuilds,
+/// for backends that keep no data directory, so that its memory does not grow with the
+/// store (sled's cache is bounded).
+pub fn scratch_index() -> Result<Arc<dyn IndexBackend>, BackendError> {
+    let idx =
+        SledIndex::scratch(sled_index::Flusher::start()).map_err(|e| BackendError::Tenant {
+            tenant: String::new(),
+            reason: format!("a scratch index: {e}"),
+            kind: e.kind(),
+        })?;
+    Ok(Arc::new(idx))
+}
 pub use tree_files::{node_position, nodes_for};
 
 /// Contents of the `FORMAT` file of a data directory of this version.

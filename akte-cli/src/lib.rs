@@ -141,7 +141,13 @@ enum Command {
     /// skips what was imported. Exit 7 when objects were refused (each listed).
     ImportLegacy(legacy::ImportLegacy),
     /// Recreate the index from the journals.
-    RebuildIndex,
+    RebuildIndex {
+        /// On a database (AKTE_DATABASE): confirms that no akted instance uses it. The
+        /// index is emptied and refilled; instances running meanwhile would answer from a
+        /// partial index (collections of content wait for it, but reads do not).
+        #[arg(long)]
+        instances_stopped: bool,
+    },
     /// Collect content that no entry refers to (uploads never recorded). A run marks what
     /// it finds unreferenced; a later run removes what was marked at least the grace
     /// period before and is still unreferenced, checked inside the tenant's append
@@ -649,7 +655,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::RebuildIndex => {
+        Command::RebuildIndex { instances_stopped } => {
+            if std::env::var_os("AKTE_DATABASE").is_some() && !instances_stopped {
+                return Err(output::usage(
+                    "rebuilding the index of a database empties and refills it, and running \
+                     akted instances would answer from the partial index meanwhile: stop \
+                     them, then run `akte rebuild-index --instances-stopped`"
+                        .to_owned(),
+                ));
+            }
             let store = open_existing(cli.data_dir()?)?;
             let n = store.rebuild_index()?;
             if cli.json {

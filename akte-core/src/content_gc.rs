@@ -218,8 +218,8 @@ pub fn collect_tenant(
                     report.referenced_meanwhile += 1;
                     marks.remove(digest);
                 }
-                Removal::Failed(reason) => {
-                    report.problems.push(format!("content {digest}: {reason}"));
+                Removal::Failed(e) => {
+                    report.problems.push(format!("content {digest}: {e}"));
                 }
             }
         }
@@ -242,27 +242,47 @@ pub fn collect_tenant(
 }
 
 /// What became of one object due for removal.
-enum Removal {
+pub(crate) enum Removal {
     /// Removed; its stored size.
     Removed(u64),
     /// Already gone (another run removed it).
     Gone,
     /// An entry committed meanwhile refers to it: kept.
     Referenced,
-    /// The backend failed to remove it.
-    Failed(String),
+    /// It could not be checked or removed.
+    Failed(StoreError),
 }
 
 /// Removes the objects of `batch` that are still unreferenced, inside one append session
 /// of the tenant, so that no write can record a reference between the check and the
-/// removal (see the module documentation).
-fn remove_unreferenced(
+/// removal (see the module documentation). Destruction removes released content through
+/// here too. Nothing is removed while the index does not hold every entry of the journal
+/// (an index being rebuilt, on a shared database by another process): then every object
+/// is reported [`Removal::Failed`].
+pub(crate) fn remove_unreferenced(
     tenant: &Tenant,
     batch: &[Digest],
     now: DateTime<Utc>,
 ) -> Result<Vec<Removal>, StoreError> {
     let content = tenant.content();
-    let (outcomes, _) = tenant.append_with(|index| {
+    let (outcomes, _) = tenant.append_at(|index, next_seq| {
+        let indexed = index.position()?.next_seq;
+        if indexed != next_seq {
+            let reason = format!(
+                "the index holds {indexed} of the journal's {next_seq} entries (being \
+                 rebuilt?); nothing is removed until it is complete"
+            );
+            let unavailable = || StoreError::TenantUnavailable {
+                tenant: tenant.id().to_owned(),
+                reason: reason.clone(),
+            };
+            return Ok::<_, StoreError>(Write::Skip(
+                batch
+                    .iter()
+                    .map(|_| Removal::Failed(unavailable()))
+                    .collect(),
+            ));
+        }
         // Pins are read again in here: content pinned since the run began is kept.
         let (pins, _) = live_pins(tenant, now)?;
         let mut out = Vec::with_capacity(batch.len());
@@ -278,7 +298,7 @@ fn remove_unreferenced(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    out.push(Removal::Failed(e.to_string()));
+                    out.push(Removal::Failed(e.into()));
                     continue;
                 }
             }
@@ -289,17 +309,17 @@ fn remove_unreferenced(
                     continue;
                 }
                 Err(e) => {
-                    out.push(Removal::Failed(e.to_string()));
+                    out.push(Removal::Failed(e.into()));
                     continue;
                 }
             };
             out.push(match content.remove(digest, Destruction::authorised()) {
                 Ok(true) => Removal::Removed(size),
                 Ok(false) => Removal::Gone,
-                Err(e) => Removal::Failed(e.to_string()),
+                Err(e) => Removal::Failed(e.into()),
             });
         }
-        Ok::<_, StoreError>(Write::Skip(out))
+        Ok(Write::Skip(out))
     })?;
     Ok(outcomes)
 }
@@ -403,6 +423,37 @@ fn decode_marks(bytes: &[u8]) -> Option<HashMap<Digest, i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::store::{Store, StoreOptions};
+
+    #[test]
+    fn nothing_is_removed_while_the_index_lacks_entries() {
+        let store = Store::open(MemoryBackend::new(), StoreOptions::default()).unwrap();
+        let t = store.create_tenant("t").unwrap();
+        let orphan = t.put_content(&b"never recorded"[..]).unwrap();
+        let t0 = Utc::now();
+        let options = CollectOptions::default();
+        collect_tenant(&t, t0, options).unwrap();
+        // An entry, then the index emptied, as while another process rebuilds a shared
+        // database's index: the journal holds more than the index.
+        let draft = crate::entry::EntryDraft {
+            actor: "clerk:c".into(),
+            kind: "note".into(),
+            object: "o".into(),
+            payloads: Vec::new(),
+        };
+        t.append(draft, Vec::new()).unwrap();
+        t.index().clear().unwrap();
+        let r = collect_tenant(&t, t0 + chrono::Duration::hours(25), options).unwrap();
+        assert_eq!(r.removed, 0, "{r:?}");
+        assert!(t.content().contains(&orphan.digest).unwrap());
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(r.problems[0].contains("being rebuilt"), "{r:?}");
+        // Rebuilt, the index is whole again and the orphan goes.
+        t.rebuild_index().unwrap();
+        let r = collect_tenant(&t, t0 + chrono::Duration::hours(26), options).unwrap();
+        assert_eq!(r.removed, 1, "{r:?}");
+    }
 
     #[test]
     fn marks_round_trip_and_damage_is_refused() {

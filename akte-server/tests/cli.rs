@@ -590,3 +590,22 @@ fn gc_marks_unreferenced_content_keeps_recorded_content_and_checks_its_grace() {
     let out = akte_in(dir.path(), &["--data-dir", d, "verify"]);
     assert_eq!(code(&out), 0, "{}", stdout(&out));
 }
+
+#[test]
+fn rebuild_index_on_a_database_needs_the_instances_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Refused before any connection is tried: the database named does not exist.
+    let out = Command::new(env!("CARGO_BIN_EXE_akte"))
+        .args(["rebuild-index"])
+        .current_dir(dir.path())
+        .env("AKTE_DATABASE", "postgres://akte@127.0.0.1:1/none")
+        .env_remove("AKTE_DATA_DIR")
+        .output()
+        .expect("running akte");
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--instances-stopped"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -539,12 +539,13 @@ fn complete(tenant: &Tenant, marker: &Marker) -> Result<(), RecordsError> {
         .journal()
         .redact(&targets, Destruction::authorised())
         .map_err(StoreError::from)?;
-    for d in &marker.contents {
-        if tenant.index().content_ref(d)?.is_none() {
-            tenant
-                .content()
-                .remove(d, Destruction::authorised())
-                .map_err(StoreError::from)?;
+    // Inside the append session, as the collection of unreferenced content does: a write
+    // that names the same bytes either committed first (and keeps them) or finds them
+    // gone and is refused; it never records content that is then removed.
+    let outcomes = crate::content_gc::remove_unreferenced(tenant, &marker.contents, Utc::now())?;
+    for outcome in outcomes {
+        if let crate::content_gc::Removal::Failed(e) = outcome {
+            return Err(e.into());
         }
     }
     tenant

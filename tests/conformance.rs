@@ -99,7 +99,7 @@ impl Harness for PostgresS3 {
 
     fn open(&self) -> Arc<dyn Backend> {
         let options = akte_postgres::PgOptions {
-            content: Some(akte_tests::s3::options(self.bucket.clone())),
+            content: Some(akte_tests::s3::shared().options(self.bucket.clone())),
             ..akte_postgres::PgOptions::default()
         };
         akte_postgres::PgBackend::connect(&self.url, options).unwrap()
@@ -185,7 +185,12 @@ fn s3_upload_leftovers_are_swept_after_the_grace_period() {
         .next()
         .unwrap()
         .to_owned();
-    akte_tests::s3::shared().put_raw(&bucket, "sweep/tmp/0123abcd", b"half an upload");
+    let s3 = akte_tests::s3::shared();
+    assert!(
+        s3.refuses_a_wrong_signature(&bucket),
+        "signatures are not checked"
+    );
+    s3.put_raw(&bucket, "sweep/tmp/0123abcd", b"half an upload");
     let day = std::time::Duration::from_secs(24 * 3600);
     assert_eq!(
         t.content().sweep_leftovers(day).unwrap(),

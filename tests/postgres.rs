@@ -428,13 +428,13 @@ fn signing_keys_are_sealed_in_the_database() {
 /// same store.
 #[test]
 fn object_storage_down_fails_cleanly_and_heals() {
-    use akte_tests::s3::{options, S3Server};
+    use akte_tests::s3::S3Server;
     let s3 = S3Server::start();
     let url = shared().fresh_database();
     let backend = PgBackend::connect(
         &url,
         PgOptions {
-            content: Some(options(s3.fresh_bucket())),
+            content: Some(s3.options(s3.fresh_bucket())),
             op_timeout: std::time::Duration::from_secs(3),
             ..PgOptions::default()
         },

@@ -70,8 +70,11 @@ roles = ["registrar", "clerk"]
         hash(WRITER)
     );
     std::fs::write(dir.join("seal.key"), "5e".repeat(32)).expect("write the seal key");
-    std::fs::write(dir.join("s3-credentials"), "akte-test\nakte-test-secret\n")
-        .expect("write the credentials");
+    if content.is_some() {
+        let (key_id, secret) = akte_tests::s3::shared().credentials();
+        std::fs::write(dir.join("s3-credentials"), format!("{key_id}\n{secret}\n"))
+            .expect("write the credentials");
+    }
     let path = dir.join("akted.toml");
     std::fs::write(&path, text).expect("write the configuration");
     path

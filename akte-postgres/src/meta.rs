@@ -47,6 +47,46 @@ impl PgMeta {
     }
 
     /// The blob's bytes from what is stored (a sealed one opened).
+    /// The blobs directly under `prefix` in byte order of their names, with their stored
+    /// bytes if `with_bytes` (else empty): one query.
+    fn under(&self, prefix: &str, with_bytes: bool) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        if !prefix.is_empty() {
+            check_name(prefix.trim_end_matches('/'))?;
+        }
+        let (tenant, prefix_owned) = (self.tenant.clone(), prefix.to_owned());
+        let op = if with_bytes {
+            "read blobs"
+        } else {
+            "list blobs"
+        };
+        let rows = self
+            .db
+            .run(op, move |c| async move {
+                // Names hold no LIKE wildcards except '_' (escaped here).
+                let pattern = format!("{}%", prefix_owned.replace('_', "\\_"));
+                let sql = if with_bytes {
+                    "SELECT name, bytes FROM akte_meta WHERE tenant = $1 AND name LIKE $2
+                     ORDER BY name COLLATE \"C\""
+                } else {
+                    "SELECT name, ''::bytea FROM akte_meta WHERE tenant = $1 AND name LIKE $2
+                     ORDER BY name COLLATE \"C\""
+                };
+                let rows = c
+                    .query(sql, &[&tenant, &pattern])
+                    .await
+                    .map_err(|e| PgError::of(op, &e))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
+                    .collect::<Vec<_>>())
+            })
+            .map_err(|e| self.fail(prefix, e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
+            .collect())
+    }
+
     fn opened(&self, name: &str, stored: Vec<u8>) -> Result<Vec<u8>, MetaError> {
         if !is_sealed(&stored) {
             return Ok(stored);
@@ -214,60 +254,16 @@ impl MetaStore for PgMeta {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, MetaError> {
-        if !prefix.is_empty() {
-            check_name(prefix.trim_end_matches('/'))?;
-        }
-        let (tenant, prefix_owned) = (self.tenant.clone(), prefix.to_owned());
-        let names = self
-            .db
-            .run("list blobs", move |c| async move {
-                // Names hold no LIKE wildcards except '_' (escaped here).
-                let pattern = format!("{}%", prefix_owned.replace('_', "\\_"));
-                let rows = c
-                    .query(
-                        "SELECT name FROM akte_meta WHERE tenant = $1 AND name LIKE $2
-                         ORDER BY name COLLATE \"C\"",
-                        &[&tenant, &pattern],
-                    )
-                    .await
-                    .map_err(|e| PgError::of("list blobs", &e))?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| r.get::<_, String>(0))
-                    .collect::<Vec<_>>())
-            })
-            .map_err(|e| self.fail(prefix, e))?;
-        Ok(names
+        Ok(self
+            .under(prefix, false)?
             .into_iter()
-            .filter(|n| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
+            .map(|(name, _)| name)
             .collect())
     }
 
     fn get_all(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        if !prefix.is_empty() {
-            check_name(prefix.trim_end_matches('/'))?;
-        }
-        let (tenant, prefix_owned) = (self.tenant.clone(), prefix.to_owned());
-        let rows = self
-            .db
-            .run("read blobs", move |c| async move {
-                let pattern = format!("{}%", prefix_owned.replace('_', "\\_"));
-                let rows = c
-                    .query(
-                        "SELECT name, bytes FROM akte_meta WHERE tenant = $1 AND name LIKE $2
-                         ORDER BY name COLLATE \"C\"",
-                        &[&tenant, &pattern],
-                    )
-                    .await
-                    .map_err(|e| PgError::of("read blobs", &e))?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
-                    .collect::<Vec<_>>())
-            })
-            .map_err(|e| self.fail(prefix, e))?;
-        rows.into_iter()
-            .filter(|(n, _)| n.starts_with(prefix) && !n[prefix.len()..].contains('/'))
+        self.under(prefix, true)?
+            .into_iter()
             .map(|(name, stored)| {
                 let bytes = self.opened(&name, stored)?;
                 Ok((name, bytes))

@@ -392,21 +392,27 @@ fn offline_commands_refuse_what_is_not_a_data_directory_and_leave_nothing() {
     assert!(listing.is_empty(), "{listing:?}");
 }
 
-#[test]
-fn prove_advice_fits_the_case() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let d = data.to_str().expect("utf-8");
+/// A data directory in `dir` with tenant `t`, and a document file to ingest: their
+/// paths.
+fn tenant_and_document(dir: &Path) -> (String, String) {
+    let data = dir.join("data").to_str().expect("utf-8").to_owned();
     assert_eq!(
         code(&akte_in(
-            dir.path(),
-            &["--data-dir", d, "tenant", "create", "t"]
+            dir,
+            &["--data-dir", &data, "tenant", "create", "t"]
         )),
         0
     );
-    let doc = dir.path().join("a.txt");
+    let doc = dir.join("a.txt");
     std::fs::write(&doc, b"Antrag").expect("write");
-    let doc = doc.to_str().expect("utf-8");
+    (data, doc.to_str().expect("utf-8").to_owned())
+}
+
+#[test]
+fn prove_advice_fits_the_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, doc) = tenant_and_document(dir.path());
+    let (d, doc) = (data.as_str(), doc.as_str());
     let out = akte_in(
         dir.path(),
         &["--data-dir", d, "ingest", "--tenant", "t", doc, doc],
@@ -529,18 +535,8 @@ fn verify_consistency_tells_cannot_check_from_not_consistent() {
 #[test]
 fn gc_marks_unreferenced_content_keeps_recorded_content_and_checks_its_grace() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let d = data.to_str().expect("utf-8");
-    assert_eq!(
-        code(&akte_in(
-            dir.path(),
-            &["--data-dir", d, "tenant", "create", "t"]
-        )),
-        0
-    );
-    let doc = dir.path().join("a.txt");
-    std::fs::write(&doc, b"Antrag").expect("write");
-    let doc = doc.to_str().expect("utf-8");
+    let (data, doc) = tenant_and_document(dir.path());
+    let (d, doc) = (data.as_str(), doc.as_str());
     assert_eq!(
         code(&akte_in(
             dir.path(),
@@ -551,7 +547,7 @@ fn gc_marks_unreferenced_content_keeps_recorded_content_and_checks_its_grace() {
     // An upload that was never recorded, as a failed write leaves it.
     {
         let store = akte_core::store::Store::open(
-            akte_core::embedded::open(&data).expect("open"),
+            akte_core::embedded::open(Path::new(d)).expect("open"),
             Default::default(),
         )
         .expect("store");

@@ -151,6 +151,11 @@ impl Shared {
         self.overlay
             .flush(&self.main)
             .map_err(IndexError::from_sled)?;
+        // sled can evict only pages it has written out, and it writes them only when
+        // flushed (no flush thread per tenant: an installation holds hundreds). Without this
+        // its memory grew with every page written since the start: a rebuild of 100,000
+        // entries peaked at 525 MB.
+        self.db.flush().map_err(IndexError::from_sled)?;
         Ok(())
     }
 }
@@ -274,11 +279,47 @@ impl SledIndex {
     }
 }
 
+/// Prefix of an old sled database a clear renamed aside (removed right after, or at the
+/// next open after a crash).
+const CLEARED: &str = "sled.cleared-";
+
+/// Removes the databases a clear renamed aside; what cannot be removed now is tried again
+/// at the next open (logged).
+fn remove_cleared(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(CLEARED) {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(path = %e.path().display(), error = %err,
+                    "removing a cleared index database");
+            }
+        }
+    }
+}
+
+/// A suffix no earlier name in this process or a recent one has.
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{nanos}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Opens the index in `dir`: a sled database that cannot be opened is set aside and an
 /// empty one takes its place; node and location files are cut back to the entries they
 /// hold consistently. Either makes the engine rebuild what is missing from the journal.
 fn open_shared(dir: &Path) -> Result<Shared, IndexError> {
     fsutil::create_dir_all_durable(dir)?;
+    remove_cleared(dir);
     let sled_dir = dir.join("sled");
     let db = match open_sled(&sled_dir) {
         Ok(db) => db,
@@ -402,11 +443,25 @@ impl IndexBackend for SledIndex {
         Ok(self.shared().files.truncate(n)?)
     }
 
+    /// Starts a fresh sled database rather than clearing the old one key by key: a
+    /// rebuild refilling a cleared database carries its garbage (100,000 entries peaked at
+    /// 525 MB that way, at 140 MB into a fresh database, and took 26 s instead of 20). The
+    /// old database is renamed aside and removed; readers still holding it read the old,
+    /// whole index until they let go. A crash leaves the renamed one, removed at open.
     fn clear(&self) -> Result<(), IndexError> {
-        let shared = self.shared();
-        shared.overlay.clear();
-        shared.main.clear().map_err(IndexError::from_sled)?;
-        shared.files.truncate(0)?;
+        let mut slot = self.shared.write().unwrap_or_else(|p| p.into_inner());
+        // Nothing of the old index may reach the files the fresh one takes over.
+        slot.overlay.clear();
+        slot.files.truncate(0)?;
+        let dir = slot.dir.clone();
+        let sled_dir = dir.join("sled");
+        let cleared = dir.join(format!("{CLEARED}{}", unique_suffix()));
+        std::fs::rename(&sled_dir, &cleared).at("rename", &sled_dir)?;
+        fsutil::fsync_dir(&dir)?;
+        let db = open_sled(&sled_dir).map_err(IndexError::from_sled)?;
+        *slot = Arc::new(shared_over(db, &dir)?);
+        drop(slot);
+        remove_cleared(&dir);
         Ok(())
     }
 

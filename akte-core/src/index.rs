@@ -400,6 +400,22 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+impl TenantIndex {
+    /// The perfect nodes at `positions` (level, index), in that order, read together;
+    /// a node not stored is [`MerkleError::MissingNode`].
+    pub fn perfect_nodes(&self, positions: &[(u8, u64)]) -> Result<Vec<Digest>, MerkleError> {
+        let found = self
+            .backend
+            .nodes(positions)
+            .map_err(|e| MerkleError::Source(e.to_string()))?;
+        positions
+            .iter()
+            .zip(found)
+            .map(|(&(level, index), node)| node.ok_or(MerkleError::MissingNode { level, index }))
+            .collect()
+    }
+}
+
 impl NodeSource for TenantIndex {
     fn perfect_node(&self, level: u8, index: u64) -> Result<Digest, MerkleError> {
         match self.backend.node(level, index) {

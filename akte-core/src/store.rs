@@ -665,10 +665,8 @@ pub struct Appended {
 }
 
 fn peaks_frontier(index: &TenantIndex, size: u64) -> Result<CompactRange, StoreError> {
-    let peaks = CompactRange::peak_positions(size)
-        .into_iter()
-        .map(|(level, idx)| merkle::NodeSource::perfect_node(index, level, idx))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Read together: on a shared database this runs whenever another instance appended.
+    let peaks = index.perfect_nodes(&CompactRange::peak_positions(size))?;
     Ok(CompactRange::from_parts(size, peaks)?)
 }
 

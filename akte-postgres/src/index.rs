@@ -9,6 +9,7 @@
 //! overlay with one database snapshot by how many entries the snapshot's index holds, so
 //! they see whole entries only.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::ops::Bound;
@@ -169,6 +170,66 @@ impl IndexBackend for PgIndex {
                 }
             })
             .map_err(backend_error)
+    }
+
+    fn nodes(&self, positions: &[(u8, u64)]) -> Result<Vec<Option<Digest>>, IndexError> {
+        let wanted: Vec<Option<u64>> = positions
+            .iter()
+            .map(|&(level, index)| node_position(level, index))
+            .collect();
+        let mut found: HashMap<u64, Digest> = HashMap::new();
+        let mut missing: Vec<i64> = Vec::new();
+        {
+            let overlay = self.overlay();
+            for pos in wanted.iter().flatten() {
+                match overlay.nodes.get(pos) {
+                    Some((_, hash)) => {
+                        found.insert(*pos, *hash);
+                    }
+                    None => missing.push(*pos as i64),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let tenant = self.shared.tenant.clone();
+            let rows = self
+                .shared
+                .db
+                .run("read tree nodes", move |c| async move {
+                    let op = "read tree nodes";
+                    let st = c
+                        .prepare_cached(
+                            "SELECT pos, hash FROM akte_nodes WHERE tenant = $1 AND pos = ANY($2)",
+                        )
+                        .await
+                        .map_err(|e| PgError::of(op, &e))?;
+                    let rows = c
+                        .query(&st, &[&tenant, &missing])
+                        .await
+                        .map_err(|e| PgError::of(op, &e))?;
+                    rows.into_iter()
+                        .map(|r| {
+                            let pos: i64 = r.get(0);
+                            let b: Vec<u8> = r.get(1);
+                            Digest::from_slice(&b)
+                                .map(|d| (pos as u64, d))
+                                .ok_or_else(|| {
+                                    PgError::new(
+                                        op,
+                                        FaultKind::Corrupt,
+                                        "a stored node is not 32 bytes",
+                                    )
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(backend_error)?;
+            found.extend(rows);
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|pos| pos.and_then(|p| found.get(&p).copied()))
+            .collect())
     }
 
     fn location(&self, seq: u64) -> Result<Option<Location>, IndexError> {

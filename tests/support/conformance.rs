@@ -211,6 +211,24 @@ pub fn reads_return_entries_in_order_with_their_chain(h: &dyn Harness) {
         let leaf = t.entry(seq).unwrap().leaf;
         akte_core::merkle::verify_inclusion(&leaf, seq, end, &proof, &root).unwrap();
     }
+    // Nodes read together are the nodes read one by one; one not stored is missing.
+    use akte_core::merkle::NodeSource;
+    let mut positions = akte_core::merkle::CompactRange::peak_positions(end);
+    positions.push((0, end / 2));
+    let together = t.index().perfect_nodes(&positions).unwrap();
+    for (&(level, index), node) in positions.iter().zip(&together) {
+        assert_eq!(
+            *node,
+            t.index().perfect_node(level, index).unwrap(),
+            "{}",
+            h.name()
+        );
+    }
+    assert!(
+        t.index().perfect_nodes(&[(0, end + 5)]).is_err(),
+        "{}: a node beyond the tree",
+        h.name()
+    );
 }
 
 /// Readers running beside writers see the index as of whole entries: the position never

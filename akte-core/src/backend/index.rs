@@ -87,6 +87,15 @@ pub trait IndexBackend: Send + Sync {
     /// The perfect Merkle node at `level` and `index`, if applied.
     fn node(&self, level: u8, index: u64) -> Result<Option<Digest>, IndexError>;
 
+    /// The nodes at `positions` (level, index), in that order. Backends that pay a round
+    /// trip per read answer this in one (a tree's peaks after another process appended).
+    fn nodes(&self, positions: &[(u8, u64)]) -> Result<Vec<Option<Digest>>, IndexError> {
+        positions
+            .iter()
+            .map(|&(level, index)| self.node(level, index))
+            .collect()
+    }
+
     /// Where entry `seq` is stored, if applied.
     fn location(&self, seq: u64) -> Result<Option<Location>, IndexError>;
 

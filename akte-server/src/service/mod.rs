@@ -7,6 +7,7 @@ mod cases;
 mod disposal;
 mod documents;
 mod feed;
+mod fields;
 mod files;
 mod journal;
 mod kept;

@@ -471,10 +471,16 @@ impl TenantRecords {
 
     /// A handover process of this tenant.
     pub fn handover_process(&self, id: Uuid) -> Result<HandoverProcess, RecordsError> {
-        load_process(self.tenant.index(), id)?.ok_or_else(|| RecordsError::NotFound {
+        let not_found = || RecordsError::NotFound {
             what: "handover process".into(),
             id: id.to_string(),
-        })
+        };
+        let p = load_process(self.tenant.index(), id)?.ok_or_else(not_found)?;
+        // A process is as hidden as the least visible of its files.
+        if !self.admit_all(&p.files)? {
+            return Err(not_found());
+        }
+        Ok(p)
     }
 
     /// Reads the receiving agency's answer to a handover, a 0403 (receipt) or a 0402

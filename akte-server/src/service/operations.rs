@@ -11,10 +11,13 @@ use crate::auth::Operation;
 use crate::error::ApiError;
 use crate::filter;
 use crate::names;
-use crate::operations::Entry;
+use crate::operations::{Entry, Verb};
 use crate::page_token::Scope;
+use crate::pb::akte::v1 as pb;
 use crate::pb::google::longrunning as lro;
 use crate::pb::google::longrunning::operations_server::Operations;
+use akte_core::records::{RecordsError, TenantRecords};
+use prost::Message as _;
 
 use super::{page_after, Api, Caller};
 
@@ -29,20 +32,73 @@ impl Api {
     /// there.
     async fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
         let (tenant, id) = names::resource("name", name, "operations")?;
-        self.tenant(caller, &tenant, name, Operation::Read)?;
         let not_found = || ApiError::NotFound {
             resource: name.to_owned(),
         };
+        let t = self.tenant(caller, &tenant, name, Operation::Read)?;
         let ops = self.state().operations.clone();
-        let entry = super::blocking(move || ops.get(&tenant, id))
-            .await?
-            .ok_or_else(not_found)?;
+        let who = caller.principal.name.clone();
+        let entry = super::blocking(move || {
+            let Some(e) = ops.get(&tenant, id)? else {
+                return Ok(None);
+            };
+            Ok(visible(&t, &who, &e)?.then_some(e))
+        })
+        .await?
+        .ok_or_else(not_found)?;
         if !caller.principal.may(entry.verb().operation()) {
             tracing::warn!(principal = %caller.principal.name, operation = %name, "denied: operation of a method the token's roles do not allow (answered NOT_FOUND)");
             return Err(not_found());
         }
         Ok(entry)
     }
+}
+
+/// Whether the caller `t` is bound to may see an operation: the principal that started it
+/// may; anyone else only if it may see what the operation is about (its target object or
+/// process, or the destruction record it produced). An operation about a hidden file is
+/// NOT_FOUND like the file.
+fn visible(t: &TenantRecords, caller: &str, e: &Entry) -> Result<bool, ApiError> {
+    let (target, principal, result) = e.about();
+    if principal == caller {
+        return Ok(true);
+    }
+    let hidden = |r: Result<(), RecordsError>| match r {
+        Ok(()) => Ok(true),
+        Err(RecordsError::NotFound { .. }) => Ok(false),
+        Err(other) => Err(ApiError::from(other)),
+    };
+    let id_after = |marker: &str| {
+        target
+            .split_once(marker)
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    if let Some(id) = id_after("/disposalProcesses/") {
+        return hidden(t.disposal_process(id).map(|_| ()));
+    }
+    if let Some(id) = id_after("/handoverProcesses/") {
+        return hidden(t.handover_process(id).map(|_| ()));
+    }
+    for marker in ["/files/", "/cases/", "/documents/"] {
+        if let Some(id) = id_after(marker) {
+            return Ok(t.may_see_id(id)?);
+        }
+    }
+    if e.verb() == Verb::Destroy {
+        let record = result
+            .and_then(|any| pb::DestructionRecord::decode(any.value.as_slice()).ok())
+            .and_then(|r| {
+                r.name
+                    .rsplit('/')
+                    .next()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+            });
+        if let Some(id) = record {
+            return hidden(t.destruction_record(id).map(|_| ()));
+        }
+    }
+    Ok(true)
 }
 
 fn timeout(t: Option<&prost_types::Duration>) -> Result<Duration, ApiError> {
@@ -64,7 +120,7 @@ impl Operations for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("name", &r.name)?;
-        self.tenant(&caller, &tenant, &r.name, Operation::Read)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::Read)?;
         let conditions = filter::parse(&r.filter, &["done", "verb"])?;
         for c in &conditions {
             if c.field == "done" {
@@ -83,7 +139,18 @@ impl Operations for Api {
             })
             .transpose()?;
         let ops = self.state().operations.clone();
-        let listed = super::blocking(move || ops.list(&tenant)).await?;
+        let who = caller.principal.name.clone();
+        // Operations about objects the caller may not see are left out, like the objects.
+        let listed = super::blocking(move || {
+            let mut out = Vec::new();
+            for e in ops.list(&tenant)? {
+                if visible(&t, &who, &e)? {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
         let visible: Vec<Arc<Entry>> = listed
             .into_iter()
             .filter(|e| caller.principal.may(e.verb().operation()))

@@ -22,7 +22,7 @@ fn date(flag: &str, v: &str) -> Result<Option<Date>> {
         .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-fn confidentiality(v: &str) -> Result<i32> {
+pub(super) fn confidentiality(v: &str) -> Result<i32> {
     use pb::Confidentiality as C;
     Ok(match v.to_ascii_lowercase().as_str() {
         "001" | "geheim" | "secret" => C::Secret,
@@ -96,6 +96,25 @@ pub struct FileFields {
     /// Notes (Bemerkung).
     #[arg(long)]
     pub notes: Option<String>,
+}
+
+/// The flags of one kind of message: `apply` sets the fields given and returns their
+/// mask paths.
+pub trait Flags<M> {
+    /// Sets the fields given on `m`; returns their names for an update mask.
+    fn apply(&self, m: &mut M) -> Result<Vec<String>>;
+}
+
+impl Flags<pb::File> for FileFields {
+    fn apply(&self, f: &mut pb::File) -> Result<Vec<String>> {
+        FileFields::apply(self, f)
+    }
+}
+
+impl Flags<pb::Case> for CaseFields {
+    fn apply(&self, c: &mut pb::Case) -> Result<Vec<String>> {
+        CaseFields::apply(self, c)
+    }
 }
 
 impl FileFields {

@@ -635,3 +635,259 @@ async fn custom_fields_are_defined_checked_searched_and_kept_in_history() -> R<(
     assert!(e.message().contains("retired"), "{e:?}");
     Ok(())
 }
+
+const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/xdomea/schemas/3.1.0/xdomea.xsd"
+);
+
+/// The message in a ZIP validates against the xdomea 3.1.0 schema (xmllint); returns it.
+fn valid_xml(zip: &[u8], message: akte_core::xdomea::MessageType) -> String {
+    let xml = akte_core::xdomea::read_received_zip(std::io::Cursor::new(zip), &[message], 1 << 26)
+        .expect("a message ZIP")
+        .xml;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("m.xml");
+    std::fs::write(&p, &xml).expect("write");
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", SCHEMA])
+        .arg(&p)
+        .output()
+        .expect("xmllint is needed (apt-get install libxml2-utils)");
+    assert!(
+        out.status.success(),
+        "{} does not validate: {}",
+        message.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&xml).into_owned()
+}
+
+async fn plan_unit(c: &mut Clients, tenant: &str) -> R<String> {
+    Ok(c.plan
+        .create_plan_unit(pb::CreatePlanUnitRequest {
+            parent: tenant.into(),
+            plan_unit: Some(pb::PlanUnit {
+                code: "632.1".into(),
+                title: "Baugenehmigungen".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .name)
+}
+
+/// The definitions both agencies have: a code and a number field for the plan unit, a
+/// text field for documents of type Bescheid.
+async fn shared_fields(admin: &mut Clients, tenant: &str, unit: &str) -> R<()> {
+    for (id, f) in [
+        (
+            "verfahrensart",
+            pb::CustomField {
+                label: "Verfahrensart".into(),
+                r#type: pb::CustomFieldType::Code as i32,
+                plan_unit: unit.into(),
+                applies_to: vec![pb::CustomFieldTarget::File as i32],
+                allowed_values: vec!["Neubau".into(), "Umbau".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "baukosten",
+            pb::CustomField {
+                label: "Baukosten".into(),
+                r#type: pb::CustomFieldType::Number as i32,
+                plan_unit: unit.into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "bescheidnummer",
+            pb::CustomField {
+                label: "Bescheidnummer".into(),
+                r#type: pb::CustomFieldType::Text as i32,
+                document_type: "Bescheid".into(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        admin
+            .fields
+            .create_custom_field(pb::CreateCustomFieldRequest {
+                parent: tenant.into(),
+                custom_field: Some(f),
+                custom_field_id: id.into(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// A handover (0401) carries the values as AnwendungsspezifischeErweiterung (Feldgruppe
+/// Fachdaten, each Feld with its Datentyp), validates against the schema, and the
+/// receiving agency takes them over into its own fields; a field it does not define is
+/// reported, not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_fields_travel_in_a_handover_and_are_taken_over() -> R<()> {
+    let env = Env::new().await;
+    env.tenant("stadt").await;
+    env.tenant("kreis").await;
+    let mut a = env.admin().await;
+    let unit_a = plan_unit(&mut a, "tenants/stadt").await?;
+    shared_fields(&mut a, "tenants/stadt", &unit_a).await?;
+    // Only the giving agency has this one.
+    a.fields
+        .create_custom_field(pb::CreateCustomFieldRequest {
+            parent: "tenants/stadt".into(),
+            custom_field: Some(pb::CustomField {
+                label: "Eingang".into(),
+                r#type: pb::CustomFieldType::Date as i32,
+                plan_unit: unit_a.clone(),
+                ..Default::default()
+            }),
+            custom_field_id: "eingang".into(),
+        })
+        .await?;
+    let file = a
+        .files
+        .create_file(pb::CreateFileRequest {
+            parent: unit_a.clone(),
+            file: Some(pb::File {
+                subject: "Neubau Lindenstraße 3".into(),
+                custom_fields: vec![
+                    val("verfahrensart", V::CodeValue("Neubau".into())),
+                    val("baukosten", V::NumberValue("450000.5".into())),
+                    val("eingang", V::DateValue(date(2026, 3, 2))),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let doc = a
+        .documents
+        .create_document(pb::CreateDocumentRequest {
+            parent: file.name.clone(),
+            document: Some(pb::Document {
+                subject: "Baugenehmigung".into(),
+                document_type: "Bescheid".into(),
+                custom_fields: vec![val("bescheidnummer", V::TextValue("BG-42 & <1>".into()))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+
+    let s = a
+        .migration
+        .export_handover(pb::ExportHandoverRequest {
+            parent: "tenants/stadt".into(),
+            files: vec![file.name.clone()],
+            sender: Some(pb::Agency {
+                code: "16051000".into(),
+                name: "Stadt Erfurt".into(),
+                ..Default::default()
+            }),
+            receiver: Some(pb::Agency {
+                code: "16055000".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut zip = Vec::new();
+    let mut s = s;
+    while let Some(m) = s.message().await? {
+        if let Some(pb::message_chunk::Message::Chunk(b)) = m.message {
+            zip.extend_from_slice(&b);
+        }
+    }
+    let xml = valid_xml(&zip, akte_core::xdomea::MessageType::Handover);
+    assert!(xml.contains("<xdomea:Name>Fachdaten</xdomea:Name>") || xml.contains(">Fachdaten<"));
+    assert!(
+        xml.contains("450000.5") && xml.contains("BG-42 &amp; &lt;1&gt;"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(">Bescheid<"),
+        "the document type is the xdomea Typ"
+    );
+
+    // The receiving agency: the same plan unit code and the shared definitions.
+    let unit_b = plan_unit(&mut a, "tenants/kreis").await?;
+    shared_fields(&mut a, "tenants/kreis", &unit_b).await?;
+    let mut parts = vec![pb::ImportPackageRequest {
+        message: Some(pb::import_package_request::Message::Options(
+            pb::ImportPackageOptions {
+                parent: "tenants/kreis".into(),
+                ..Default::default()
+            },
+        )),
+    }];
+    for c in zip.chunks(4096) {
+        parts.push(pb::ImportPackageRequest {
+            message: Some(pb::import_package_request::Message::Chunk(
+                bytes::Bytes::copy_from_slice(c),
+            )),
+        });
+    }
+    let op = a
+        .migration
+        .import_package(tokio_stream::iter(parts))
+        .await?
+        .into_inner();
+    let any = akte_server::client::wait_operation(&mut a.operations, op).await?;
+    let r: pb::ImportPackageResult = akte_server::client::unpack(&any)?;
+    assert_eq!(r.failed, 0, "{r:?}");
+    assert_eq!(r.warned, 1, "{r:?}");
+    let warned = r
+        .items
+        .iter()
+        .flat_map(|i| i.warnings.iter())
+        .find(|w| w.contains("eingang"));
+    assert!(warned.is_some(), "{r:?}");
+
+    let id = |n: &str| n.rsplit('/').next().unwrap_or_default().to_owned();
+    let fb = a
+        .files
+        .get_file(pb::GetFileRequest {
+            name: format!("tenants/kreis/files/{}", id(&file.name)),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        fb.custom_fields,
+        vec![
+            val("baukosten", V::NumberValue("450000.5".into())),
+            val("verfahrensart", V::CodeValue("Neubau".into())),
+        ]
+    );
+    let db = a
+        .documents
+        .get_document(pb::GetDocumentRequest {
+            name: format!("tenants/kreis/documents/{}", id(&doc.name)),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(db.document_type, "Bescheid");
+    assert_eq!(
+        db.custom_fields,
+        vec![val("bescheidnummer", V::TextValue("BG-42 & <1>".into()))]
+    );
+    // Found by value in the receiving tenant.
+    let found = a
+        .search
+        .search(pb::SearchRequest {
+            parent: "tenants/kreis".into(),
+            custom_fields: vec![range("baukosten", "400000", "")],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(found.results.len(), 1);
+    Ok(())
+}

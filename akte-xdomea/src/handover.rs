@@ -37,6 +37,22 @@ pub const HANDOVER_EXTENSION_ID: &str = "urn:akte:xdomea:abgabe:1";
 /// Name of the Feldgruppe holding an object's further metadata in the handover extension.
 pub const METADATA_GROUP: &str = "Metadaten";
 
+/// Name of the Feldgruppe holding an object's agency metadata (the tenant's custom
+/// fields), each a Feld with Name, Datentyp (code list Datentyp 1.1) and Wert.
+pub const CUSTOM_FIELDS_GROUP: &str = "Fachdaten";
+
+/// One value of an agency's own field (custom field), as the extension carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomValue {
+    /// The field's key.
+    pub name: String,
+    /// Its Datentyp code (`038` string, `007` decimal, `005` date, `040` token, `001`
+    /// anyURI), if given.
+    pub datatype: Option<String>,
+    /// The value as text.
+    pub value: String,
+}
+
 /// Most objects (files, cases, documents) one package may hold.
 pub const MAX_PACKAGE_OBJECTS: usize = 1_000_000;
 
@@ -66,6 +82,8 @@ pub struct ObjectExtras {
     pub history: Vec<HistoryRecord>,
     /// Further metadata as named fields (a name may repeat), in order.
     pub metadata: Vec<(String, String)>,
+    /// The agency's own fields ([`CUSTOM_FIELDS_GROUP`]), in order.
+    pub custom_fields: Vec<CustomValue>,
 }
 
 impl ObjectExtras {
@@ -619,7 +637,10 @@ impl State {
         if let Some(el) = o.opt("AnwendungsspezifischeErweiterung")? {
             o.descend(el, None, |e| self.extension(e, &mut extras))?;
         }
-        if !extras.history.is_empty() || !extras.metadata.is_empty() {
+        if !extras.history.is_empty()
+            || !extras.metadata.is_empty()
+            || !extras.custom_fields.is_empty()
+        {
             self.extras.insert(c.id, extras);
         }
         Ok(c)
@@ -635,6 +656,23 @@ impl State {
         for (i, el) in e.all("Feldgruppe").into_iter().enumerate() {
             e.descend(el, Some(i + 1), |g| {
                 let name = opt_text(&g, "Name")?.unwrap_or_default();
+                if name == CUSTOM_FIELDS_GROUP {
+                    for (j, f) in g.all("Feld").into_iter().enumerate() {
+                        let value = g.descend(f, Some(j + 1), |f| {
+                            let datatype = match f.opt("Datentyp")? {
+                                Some(el) => Some(f.descend(el, None, |v| Ok(v.code()?.code))?),
+                                None => None,
+                            };
+                            Ok(CustomValue {
+                                name: opt_text(&f, "Name")?.unwrap_or_default(),
+                                datatype,
+                                value: opt_text(&f, "Wert")?.unwrap_or_default(),
+                            })
+                        })?;
+                        extras.custom_fields.push(value);
+                    }
+                    return Ok(());
+                }
                 let mut fields = Vec::new();
                 for (j, f) in g.all("Feld").into_iter().enumerate() {
                     fields.push(g.descend(f, Some(j + 1), |f| {

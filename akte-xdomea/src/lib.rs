@@ -66,8 +66,9 @@ mod tests;
 pub use error::{Location, XdomeaError};
 pub use handover::{
     check_entry_name, read_0402, read_0403, read_package, write_0401, write_0401_xml, write_0402,
-    write_0403, Handover, HandoverConfirmation, HandoverResult, HistoryRecord, ObjectExtras,
-    PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
+    write_0403, CustomValue, Handover, HandoverConfirmation, HandoverResult, HistoryRecord,
+    ObjectExtras, PrimaryFileRef, ReceivedPackage, CUSTOM_FIELDS_GROUP, HANDOVER_EXTENSION_ID,
+    MAX_PACKAGE_OBJECTS, METADATA_GROUP,
 };
 pub use names::{
     message_xml_name, message_zip_name, offer_zip_name, primary_file_name, sanitize_file_name,

@@ -40,6 +40,23 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
                 ("vorheriges_kennzeichen".into(), "63/12-2009".into()),
                 ("vorheriges_kennzeichen".into(), "63/12-2010".into()),
             ],
+            custom_fields: vec![
+                CustomValue {
+                    name: "verfahrensart".into(),
+                    datatype: Some("040".into()),
+                    value: "Neubau".into(),
+                },
+                CustomValue {
+                    name: "baukosten".into(),
+                    datatype: Some("007".into()),
+                    value: "450000.5".into(),
+                },
+                CustomValue {
+                    name: "ohne_typ".into(),
+                    datatype: None,
+                    value: "<frei & offen>".into(),
+                },
+            ],
         },
     );
     let case = &f.cases[0];
@@ -48,6 +65,7 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
         ObjectExtras {
             history: vec![],
             metadata: vec![("nummer".into(), "1".into())],
+            custom_fields: vec![],
         },
     );
     let doc = &f.documents[0];
@@ -56,6 +74,11 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
         ObjectExtras {
             history: vec![],
             metadata: vec![("version.1.kommentar".into(), "Entwurf & Endfassung".into())],
+            custom_fields: vec![CustomValue {
+                name: "bescheidnummer".into(),
+                datatype: Some("038".into()),
+                value: "BG-42".into(),
+            }],
         },
     );
     out

@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, SecondsFormat};
 use uuid::Uuid;
 
 use super::error::XdomeaError;
-use super::handover::{ObjectExtras, HANDOVER_EXTENSION_ID, METADATA_GROUP};
+use super::handover::{ObjectExtras, CUSTOM_FIELDS_GROUP, HANDOVER_EXTENSION_ID, METADATA_GROUP};
 use super::names::primary_file_name;
 use super::types::{
     Appraisal, CaseObject, DocumentObject, FileFormat, FileObject, ImportResult, MessageHeader,
@@ -879,6 +879,9 @@ fn write_extension(
     extras: Option<&ObjectExtras>,
 ) -> Result<(), XdomeaError> {
     let metadata = extras.map(|e| e.metadata.as_slice()).unwrap_or_default();
+    let custom = extras
+        .map(|e| e.custom_fields.as_slice())
+        .unwrap_or_default();
     let files: Vec<(u32, &RenditionObject)> = document
         .map(|d| {
             d.versions
@@ -887,7 +890,7 @@ fn write_extension(
                 .collect()
         })
         .unwrap_or_default();
-    if metadata.is_empty() && files.is_empty() {
+    if metadata.is_empty() && files.is_empty() && custom.is_empty() {
         return Ok(());
     }
     out.start("AnwendungsspezifischeErweiterung");
@@ -921,6 +924,24 @@ fn write_extension(
             out.start("Feld");
             out.leaf("Name", name)?;
             out.leaf("Wert", value)?;
+            out.end();
+        }
+        out.end();
+    }
+    if !custom.is_empty() {
+        out.start("Feldgruppe");
+        out.leaf("Name", CUSTOM_FIELDS_GROUP)?;
+        out.leaf(
+            "Beschreibung",
+            "Fachdaten der abgebenden Behörde (in akte definierte Felder)",
+        )?;
+        for v in custom {
+            out.start("Feld");
+            out.leaf("Name", &v.name)?;
+            if let Some(t) = &v.datatype {
+                out.code("Datentyp", t, None, Some(LIST_DATENTYP), Some("1.1"))?;
+            }
+            out.leaf("Wert", &v.value)?;
             out.end();
         }
         out.end();

@@ -626,6 +626,18 @@ pub(super) fn check_values(
     values: &FieldValues,
     before: Option<&FieldValues>,
 ) -> Result<FieldValues, RecordsError> {
+    check_values_with(index, target, values, before, true)
+}
+
+/// As [`check_values`]; `require` says whether required fields must be present (an
+/// imported object brings what its source had).
+fn check_values_with(
+    index: &TenantIndex,
+    target: &Target,
+    values: &FieldValues,
+    before: Option<&FieldValues>,
+    require: bool,
+) -> Result<FieldValues, RecordsError> {
     if values.len() > MAX_VALUES {
         return Err(invalid(
             "custom_fields",
@@ -665,7 +677,7 @@ pub(super) fn check_values(
         }
         out.insert(name.clone(), check_value(index, def, value)?);
     }
-    for def in defs.values().filter(|d| d.required && d.active) {
+    for def in defs.values().filter(|d| require && d.required && d.active) {
         if !out.contains_key(&def.name) {
             return Err(invalid(
                 &value_field(&def.name),
@@ -674,6 +686,68 @@ pub(super) fn check_values(
         }
     }
     Ok(out)
+}
+
+/// The custom field values of an imported file, case or document (text by field name, as
+/// a package or a migration source carries them), typed by the importing tenant's
+/// definitions, checked, and written into the import event's fields `set` (which hold
+/// the object's plan unit or file, and a document's type). A field the tenant does not
+/// define for the object is left out and named in the returned warnings; a value that
+/// does not fit its field refuses the object. Required fields are not demanded: the
+/// source may not have had them.
+pub(super) fn import_values(
+    index: &TenantIndex,
+    kind: ObjectKind,
+    set: &mut Map<String, Value>,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<String>, RecordsError> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id_of = |k: &str| {
+        set.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| internal(format!("import event without {k}")))
+    };
+    let plan_unit = match kind {
+        ObjectKind::File => id_of("plan_unit")?,
+        _ => match load_object(index, id_of("file")?)? {
+            Some(Object::File(f)) => f.plan_unit,
+            _ => return Err(internal("the imported object's file is missing")),
+        },
+    };
+    let document_type = set
+        .get("document_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    check_document_type("document_type", &document_type)?;
+    let target = Target {
+        kind,
+        plan_unit,
+        document_type,
+    };
+    let defs = applicable(index, &target)?;
+    let mut typed = FieldValues::new();
+    let mut warnings = Vec::new();
+    for (name, text) in values {
+        let field = value_field(name);
+        match defs.get(name).filter(|d| d.active) {
+            Some(def) => {
+                validate::optional_line(&field, text, MAX_TEXT_VALUE)?;
+                typed.insert(name.clone(), FieldValue::parse(&field, def.field_type, text)?);
+            }
+            None => warnings.push(format!(
+                "custom field {:?} is not defined for this {kind} here; its value {:?} was                  not taken over",
+                name.chars().take(MAX_FIELD_NAME).collect::<String>(),
+                text.chars().take(200).collect::<String>()
+            )),
+        }
+    }
+    let checked = check_values_with(index, &target, &typed, None, false)?;
+    put_values(set, &checked)?;
+    Ok(warnings)
 }
 
 /// Resolves search filters against the definitions (unknown fields and values of the

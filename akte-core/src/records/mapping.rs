@@ -239,7 +239,7 @@ impl Mapper<'_> {
             sent: d.sent_on,
             letter_date: d.letter_date,
             clerk: non_empty(&d.clerk),
-            kind: None,
+            kind: non_empty(&d.document_type),
             versions,
             attachments,
             senders: if d.sender.is_empty() {

@@ -678,6 +678,60 @@ async fn access_and_custom_field_commands() {
     assert_eq!(lines.len(), 2, "{listed}");
     assert!(lines[0].contains("bescheidnummer") && lines[0].contains("document type Bescheid"));
     assert!(lines[1].contains("verfahrensart") && lines[1].contains("Neubau,Umbau"));
+    // Values on files, typed by the definitions; a bad one is refused naming the field.
+    let made = json(&ok(&[
+        "--json",
+        "file",
+        "create",
+        "--parent",
+        &plan_unit,
+        "--subject",
+        "Umbau Rathaus",
+        "--field",
+        "verfahrensart=Umbau",
+    ]));
+    assert_eq!(made["customFields"][0]["codeValue"], "Umbau", "{made}");
+    let out = cli.run(&[
+        "file",
+        "create",
+        "--parent",
+        &plan_unit,
+        "--subject",
+        "x",
+        "--field",
+        "verfahrensart=Abriss",
+    ]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("custom_fields.verfahrensart"),
+        "{}",
+        stderr(&out)
+    );
+    let name = made["name"].as_str().expect("name");
+    let changed = json(&ok(&[
+        "--json",
+        "file",
+        "update",
+        name,
+        "--field",
+        "verfahrensart=",
+    ]));
+    assert!(changed.get("customFields").is_none(), "{changed}");
+    let doc = json(&ok(&[
+        "--json",
+        "document",
+        "create",
+        "--parent",
+        name,
+        "--subject",
+        "Bescheid",
+        "--document-type",
+        "Bescheid",
+        "--field",
+        "bescheidnummer=B-7",
+    ]));
+    assert_eq!(doc["documentType"], "Bescheid");
+    assert_eq!(doc["customFields"][0]["textValue"], "B-7");
     let out = cli.run(&[
         "field",
         "define",

@@ -26,7 +26,7 @@ use super::read::{
     open, opt_text, parse_bool, parse_datetime, parse_uuid, read_header, read_party, read_receipt,
 };
 use super::types::*;
-use super::write::{write_objects_with, Mode, CHECKSUM_EXTENSION_ID};
+use super::write::{write_objects_with, Mode, CHECKSUM_EXTENSION_ID, FIELDS_EXTENSION_ID};
 use super::xml::{collapse, Node, PathBuf, XmlOut};
 use akte_verify::digest::Digest;
 
@@ -40,18 +40,6 @@ pub const METADATA_GROUP: &str = "Metadaten";
 /// Name of the Feldgruppe holding an object's agency metadata (the tenant's custom
 /// fields), each a Feld with Name, Datentyp (code list Datentyp 1.1) and Wert.
 pub const CUSTOM_FIELDS_GROUP: &str = "Fachdaten";
-
-/// One value of an agency's own field (custom field), as the extension carries it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomValue {
-    /// The field's key.
-    pub name: String,
-    /// Its Datentyp code (`038` string, `007` decimal, `005` date, `040` token, `001`
-    /// anyURI), if given.
-    pub datatype: Option<String>,
-    /// The value as text.
-    pub value: String,
-}
 
 /// Most objects (files, cases, documents) one package may hold.
 pub const MAX_PACKAGE_OBJECTS: usize = 1_000_000;
@@ -82,8 +70,6 @@ pub struct ObjectExtras {
     pub history: Vec<HistoryRecord>,
     /// Further metadata as named fields (a name may repeat), in order.
     pub metadata: Vec<(String, String)>,
-    /// The agency's own fields ([`CUSTOM_FIELDS_GROUP`]), in order.
-    pub custom_fields: Vec<CustomValue>,
 }
 
 impl ObjectExtras {
@@ -455,6 +441,7 @@ struct Common {
     begin: Option<NaiveDate>,
     end: Option<NaiveDate>,
     closed: Option<NaiveDate>,
+    custom_fields: Vec<CustomValue>,
 }
 
 fn parse_date(n: Node<'_>) -> Result<NaiveDate, XdomeaError> {
@@ -635,12 +622,11 @@ impl State {
             extras.history.push(o.descend(el, Some(i + 1), history)?);
         }
         if let Some(el) = o.opt("AnwendungsspezifischeErweiterung")? {
-            o.descend(el, None, |e| self.extension(e, &mut extras))?;
+            o.descend(el, None, |e| {
+                self.extension(e, &mut extras, &mut c.custom_fields)
+            })?;
         }
-        if !extras.history.is_empty()
-            || !extras.metadata.is_empty()
-            || !extras.custom_fields.is_empty()
-        {
+        if !extras.history.is_empty() || !extras.metadata.is_empty() {
             self.extras.insert(c.id, extras);
         }
         Ok(c)
@@ -648,9 +634,17 @@ impl State {
 
     /// akte's own extensions: checksums by ZIP name, metadata fields. Other systems'
     /// extensions are accepted and not used.
-    fn extension(&mut self, e: Node<'_>, extras: &mut ObjectExtras) -> Result<(), XdomeaError> {
+    fn extension(
+        &mut self,
+        e: Node<'_>,
+        extras: &mut ObjectExtras,
+        custom: &mut Vec<CustomValue>,
+    ) -> Result<(), XdomeaError> {
         let kennung = opt_text(&e, "Kennung")?.unwrap_or_default();
-        if kennung != HANDOVER_EXTENSION_ID && kennung != CHECKSUM_EXTENSION_ID {
+        if kennung != HANDOVER_EXTENSION_ID
+            && kennung != CHECKSUM_EXTENSION_ID
+            && kennung != FIELDS_EXTENSION_ID
+        {
             return Ok(());
         }
         for (i, el) in e.all("Feldgruppe").into_iter().enumerate() {
@@ -669,7 +663,7 @@ impl State {
                                 value: opt_text(&f, "Wert")?.unwrap_or_default(),
                             })
                         })?;
-                        extras.custom_fields.push(value);
+                        custom.push(value);
                     }
                     return Ok(());
                 }
@@ -732,6 +726,7 @@ impl State {
             documents: Vec::new(),
             cases: Vec::new(),
             sub_files: Vec::new(),
+            custom_fields: c.custom_fields,
         };
         if let Some(content) = a.opt("Akteninhalt")? {
             a.descend(content, None, |k| {
@@ -771,6 +766,7 @@ impl State {
             closed: c.closed,
             documents: Vec::new(),
             sub_cases: Vec::new(),
+            custom_fields: c.custom_fields,
         };
         for (i, el) in v.all("Dokument").into_iter().enumerate() {
             out.documents
@@ -843,6 +839,7 @@ impl State {
             attachments,
             senders,
             recipients,
+            custom_fields: c.custom_fields,
         })
     }
 

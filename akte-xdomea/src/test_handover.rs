@@ -40,23 +40,6 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
                 ("vorheriges_kennzeichen".into(), "63/12-2009".into()),
                 ("vorheriges_kennzeichen".into(), "63/12-2010".into()),
             ],
-            custom_fields: vec![
-                CustomValue {
-                    name: "verfahrensart".into(),
-                    datatype: Some("040".into()),
-                    value: "Neubau".into(),
-                },
-                CustomValue {
-                    name: "baukosten".into(),
-                    datatype: Some("007".into()),
-                    value: "450000.5".into(),
-                },
-                CustomValue {
-                    name: "ohne_typ".into(),
-                    datatype: None,
-                    value: "<frei & offen>".into(),
-                },
-            ],
         },
     );
     let case = &f.cases[0];
@@ -65,7 +48,6 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
         ObjectExtras {
             history: vec![],
             metadata: vec![("nummer".into(), "1".into())],
-            custom_fields: vec![],
         },
     );
     let doc = &f.documents[0];
@@ -74,11 +56,6 @@ fn extras(files: &[FileObject]) -> HashMap<Uuid, ObjectExtras> {
         ObjectExtras {
             history: vec![],
             metadata: vec![("version.1.kommentar".into(), "Entwurf & Endfassung".into())],
-            custom_fields: vec![CustomValue {
-                name: "bescheidnummer".into(),
-                datatype: Some("038".into()),
-                value: "BG-42".into(),
-            }],
         },
     );
     out
@@ -135,6 +112,9 @@ fn a_handover_validates_and_reads_back_with_history_metadata_and_checksums() {
     );
     assert_eq!(a.cases[0].id, b.cases[0].id);
     assert_eq!(a.documents[0].subject, b.documents[0].subject);
+    // The agency's own fields come back typed as written (Fachdaten).
+    assert_eq!(b.custom_fields.len(), 2);
+    assert_eq!(a.custom_fields, b.custom_fields);
     assert_eq!(read.extras, handover.extras);
     // Every rendition: its ZIP entry, declared size and digest as written, and the bytes.
     let mut archive = ::zip::ZipArchive::new(Cursor::new(&zip)).unwrap();

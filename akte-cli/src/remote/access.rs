@@ -471,6 +471,66 @@ pub(super) async fn access(ctx: &Ctx<'_>, c: &mut Clients, command: &AccessComma
     ctx.show(&a, || access_text(&a))
 }
 
+/// The tenant of a resource name (`tenants/{t}/...`).
+pub(super) fn tenant_of(name: &str) -> Result<String> {
+    let mut parts = name.split('/');
+    match (parts.next(), parts.next()) {
+        (Some("tenants"), Some(t)) if !t.is_empty() => Ok(format!("tenants/{t}")),
+        _ => Err(usage(format!(
+            "{name:?} is not a resource name tenants/{{tenant}}/..."
+        ))),
+    }
+}
+
+/// Typed custom field values from `--field KEY=VALUE` flags, each typed by its field's
+/// definition in `tenant`; with the update mask paths they set (`custom_fields.KEY`; an
+/// empty VALUE in an update removes the value, so it is masked but not sent).
+pub(super) async fn field_values(
+    c: &mut Clients,
+    tenant: &str,
+    args: &[String],
+) -> Result<(Vec<pb::CustomFieldValue>, Vec<String>)> {
+    use pb::custom_field_value::Value as V;
+    if args.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let defs = all_pages!(custom_fields, |page_token| c.fields.list_custom_fields(
+        pb::ListCustomFieldsRequest {
+            parent: tenant.to_owned(),
+            page_size: 1000,
+            page_token,
+        }
+    ));
+    let mut values = Vec::new();
+    let mut paths = Vec::new();
+    for arg in args {
+        let Some((key, text)) = arg.split_once('=') else {
+            return Err(usage(format!("--field {arg:?}: expected KEY=VALUE")));
+        };
+        let Some(def) = defs.iter().find(|d| d.name.rsplit('/').next() == Some(key)) else {
+            bail!("--field {key}: no such custom field in {tenant} (see `akte field list`)");
+        };
+        paths.push(format!("custom_fields.{key}"));
+        if text.is_empty() {
+            continue;
+        }
+        let value = match pb::CustomFieldType::try_from(def.r#type) {
+            Ok(pb::CustomFieldType::Number) => V::NumberValue(text.to_owned()),
+            Ok(pb::CustomFieldType::Date) => V::DateValue(
+                super::parse_date(text).map_err(|e| anyhow::anyhow!("--field {key}: {e}"))?,
+            ),
+            Ok(pb::CustomFieldType::Code) => V::CodeValue(text.to_owned()),
+            Ok(pb::CustomFieldType::Reference) => V::ReferenceValue(text.to_owned()),
+            _ => V::TextValue(text.to_owned()),
+        };
+        values.push(pb::CustomFieldValue {
+            field: key.to_owned(),
+            value: Some(value),
+        });
+    }
+    Ok((values, paths))
+}
+
 fn type_of(v: &str) -> Result<pb::CustomFieldType> {
     use pb::CustomFieldType as T;
     Ok(match v {

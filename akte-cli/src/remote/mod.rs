@@ -1135,6 +1135,7 @@ async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) ->
 trait Titled: Default {
     fn set_name(&mut self, name: String);
     fn set_subject(&mut self, subject: String);
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>);
 }
 
 impl Titled for pb::File {
@@ -1143,6 +1144,9 @@ impl Titled for pb::File {
     }
     fn set_subject(&mut self, subject: String) {
         self.subject = subject;
+    }
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>) {
+        self.custom_fields = values;
     }
 }
 
@@ -1153,22 +1157,35 @@ impl Titled for pb::Case {
     fn set_subject(&mut self, subject: String) {
         self.subject = subject;
     }
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>) {
+        self.custom_fields = values;
+    }
 }
 
-/// The message of a create command: the subject and the flags given.
-fn new_object<M: Titled>(subject: &str, fields: &impl metadata::Flags<M>) -> Result<M> {
+/// The message of a create command under `parent`: the subject and the flags given.
+async fn new_object<M: Titled>(
+    c: &mut Clients,
+    parent: &str,
+    subject: &str,
+    fields: &impl metadata::Flags<M>,
+) -> Result<M> {
     let mut m = M::default();
     m.set_subject(subject.to_owned());
     fields.apply(&mut m)?;
+    let (values, _) = access::field_values(c, &access::tenant_of(parent)?, fields.custom()).await?;
+    m.set_custom_fields(values);
     Ok(m)
 }
 
 /// The message and field mask of an update command: exactly the fields given.
-fn changed_object<M: Titled>(
+async fn changed_object<M: Titled>(
+    c: &mut Clients,
     name: String,
     subject: &Option<String>,
     fields: &impl metadata::Flags<M>,
 ) -> Result<(M, prost_types::FieldMask)> {
+    let (values, paths) =
+        access::field_values(c, &access::tenant_of(&name)?, fields.custom()).await?;
     let mut m = M::default();
     m.set_name(name);
     let mut mask = fields.apply(&mut m)?;
@@ -1176,6 +1193,8 @@ fn changed_object<M: Titled>(
         m.set_subject(s.clone());
         mask.push("subject".into());
     }
+    m.set_custom_fields(values);
+    mask.extend(paths);
     if mask.is_empty() {
         return Err(usage("nothing to change: give at least one field"));
     }
@@ -1197,22 +1216,25 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
             parent,
             subject,
             fields,
-        } => c
-            .files
-            .create_file(pb::CreateFileRequest {
-                parent: ctx.any_name(parent, "planUnits")?,
-                file: Some(new_object(subject, fields)?),
-                ..Default::default()
-            })
-            .await?
-            .into_inner(),
+        } => {
+            let parent = ctx.any_name(parent, "planUnits")?;
+            let file = new_object(c, &parent, subject, fields).await?;
+            c.files
+                .create_file(pb::CreateFileRequest {
+                    parent,
+                    file: Some(file),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+        }
         FileCommand::Update {
             name,
             subject,
             fields,
             reason,
         } => {
-            let (file, mask) = changed_object(ctx.name(name, "files")?, subject, fields)?;
+            let (file, mask) = changed_object(c, ctx.name(name, "files")?, subject, fields).await?;
             c.files
                 .update_file(pb::UpdateFileRequest {
                     file: Some(file),
@@ -1290,22 +1312,25 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
             parent,
             subject,
             fields,
-        } => c
-            .cases
-            .create_case(pb::CreateCaseRequest {
-                parent: ctx.any_name(parent, "files")?,
-                case: Some(new_object(subject, fields)?),
-                ..Default::default()
-            })
-            .await?
-            .into_inner(),
+        } => {
+            let parent = ctx.any_name(parent, "files")?;
+            let case = new_object(c, &parent, subject, fields).await?;
+            c.cases
+                .create_case(pb::CreateCaseRequest {
+                    parent,
+                    case: Some(case),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+        }
         CaseCommand::Update {
             name,
             subject,
             fields,
             reason,
         } => {
-            let (case, mask) = changed_object(ctx.name(name, "cases")?, subject, fields)?;
+            let (case, mask) = changed_object(c, ctx.name(name, "cases")?, subject, fields).await?;
             c.cases
                 .update_case(pb::UpdateCaseRequest {
                     case: Some(case),
@@ -1366,10 +1391,15 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 ..Default::default()
             };
             fields.apply(&mut document)?;
+            let parent = ctx.any_name(parent, "files")?;
+            document.custom_fields =
+                access::field_values(c, &access::tenant_of(&parent)?, &fields.custom)
+                    .await?
+                    .0;
             let d = c
                 .documents
                 .create_document(pb::CreateDocumentRequest {
-                    parent: ctx.any_name(parent, "files")?,
+                    parent,
                     document: Some(document),
                     ..Default::default()
                 })
@@ -1392,6 +1422,11 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 document.subject = s.clone();
                 mask.push("subject".into());
             }
+            let (values, paths) =
+                access::field_values(c, &access::tenant_of(&document.name)?, &fields.custom)
+                    .await?;
+            document.custom_fields = values;
+            mask.extend(paths);
             if mask.is_empty() {
                 return Err(usage("nothing to change: give at least one field"));
             }

@@ -330,16 +330,6 @@ fn extras_of(
         for a in origin.iter().flat_map(|o| o.actors.iter()) {
             m.push((field::ACTOR.into(), a.clone()));
         }
-        // Agency metadata: each custom field with its xdomea Datentyp.
-        if let Some(values) = super::fields::values_of(&obj) {
-            for (name, v) in values {
-                extras.custom_fields.push(xdomea::CustomValue {
-                    name: name.clone(),
-                    datatype: Some(v.field_type().xdomea_datatype().to_owned()),
-                    value: v.to_text(),
-                });
-            }
-        }
         match &obj {
             Object::File(f) => {
                 for r in &f.previous_references {
@@ -924,12 +914,9 @@ struct Taker<'a, R: Read + Seek> {
 
 /// The custom field values a package carries for an object, by field name (the first
 /// value of a name counts); the receiving tenant's definitions type and check them.
-fn custom_values(extras: Option<&ObjectExtras>) -> BTreeMap<String, String> {
+fn custom_values(values: &[xdomea::CustomValue]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for v in extras
-        .map(|e| e.custom_fields.as_slice())
-        .unwrap_or_default()
-    {
+    for v in values {
         out.entry(v.name.clone()).or_insert_with(|| v.value.clone());
     }
     out
@@ -1203,7 +1190,7 @@ impl<R: Read + Seek> Taker<'_, R> {
             closed_on: f.closed,
             retention: f.retention.map(from_x_retention),
             disposal: Some(from_x_decision(f.disposal)),
-            custom_fields: custom_values(extras),
+            custom_fields: custom_values(&f.custom_fields),
         });
         let item = self.item(f.id, Some(parent), object);
         if !self.run(item)? {
@@ -1237,7 +1224,7 @@ impl<R: Read + Seek> Taker<'_, R> {
             confidentiality: c.confidentiality.map(from_x_conf).unwrap_or_default(),
             notes: c.remark.clone().unwrap_or_default(),
             closed_on: c.closed,
-            custom_fields: custom_values(self.extras(c.id)),
+            custom_fields: custom_values(&c.custom_fields),
         });
         let item = self.item(c.id, parent, object);
         if !self.run(item)? {
@@ -1299,7 +1286,7 @@ impl<R: Read + Seek> Taker<'_, R> {
             confidentiality: d.confidentiality.map(from_x_conf).unwrap_or_default(),
             versions,
             document_type: d.kind.clone().unwrap_or_default(),
-            custom_fields: custom_values(self.package.extras.get(&d.id)),
+            custom_fields: custom_values(&d.custom_fields),
         });
         let item = self.item(d.id, parent, object);
         if !self.run(item)? {

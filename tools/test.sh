@@ -25,7 +25,8 @@ cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 # embedded backend in the in-memory pass (its servers know no in-memory backend).
 echo "== records-level tests on the in-memory backend"
 AKTE_TEST_BACKEND=memory cargo test --workspace --locked \
-  --test records --test retention --test disposal --test destruction --test access "$@" 2>&1 | tee -a "$log" || status=$?
+  --test records --test retention --test disposal --test destruction --test access \
+  --test custom_fields "$@" 2>&1 | tee -a "$log" || status=$?
 echo "== records-level and gRPC end-to-end tests on PostgreSQL"
 AKTE_TEST_BACKEND=postgres cargo test --workspace --locked \
   --test records --test retention --test disposal --test destruction --test access \

@@ -151,12 +151,27 @@ impl TenantRecords {
     /// its own lead unit and shares, which destruction keeps (its level went with it).
     /// Denials are logged like any other; ids that were never objects pass.
     pub fn admit_all(&self, ids: &[Uuid]) -> Result<bool, RecordsError> {
+        self.sees_all(ids, true)
+    }
+
+    /// As [`Self::admit_all`] for a listing, which leaves out what the caller may not see
+    /// and logs nothing.
+    pub fn may_see_all(&self, ids: &[Uuid]) -> Result<bool, RecordsError> {
+        self.sees_all(ids, false)
+    }
+
+    fn sees_all(&self, ids: &[Uuid], log: bool) -> Result<bool, RecordsError> {
         let Some(b) = self.bound() else {
             return Ok(true);
         };
         let index = self.tenant.index();
         for &id in ids {
             match load_object(index, id)? {
+                Some(o) if !log => {
+                    if !self.may_see(&o)? {
+                        return Ok(false);
+                    }
+                }
                 Some(o) => match self.admit(o) {
                     Ok(_) => {}
                     Err(RecordsError::NotFound { .. }) => return Ok(false),
@@ -170,7 +185,9 @@ impl TenantRecords {
                         ..ObjectAccess::default()
                     };
                     if let Err(denial) = decide(&b.viewer, Operation::Read, Some(&access)) {
-                        self.log_once(id, b.op, Some(denial))?;
+                        if log {
+                            self.log_once(id, b.op, Some(denial))?;
+                        }
                         return Ok(false);
                     }
                 }

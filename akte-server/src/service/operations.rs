@@ -42,7 +42,7 @@ impl Api {
             let Some(e) = ops.get(&tenant, id)? else {
                 return Ok(None);
             };
-            Ok(visible(&t, &who, &e)?.then_some(e))
+            Ok(visible(&t, &who, &e, true)?.then_some(e))
         })
         .await?
         .ok_or_else(not_found)?;
@@ -57,35 +57,36 @@ impl Api {
 /// Whether the caller `t` is bound to may see an operation: the principal that started it
 /// may; anyone else only if it may see what the operation is about (its target object or
 /// process, or the destruction record it produced). An operation about a hidden file is
-/// NOT_FOUND like the file.
-fn visible(t: &TenantRecords, caller: &str, e: &Entry) -> Result<bool, ApiError> {
+/// NOT_FOUND like the file; `log` (a Get, not a listing) writes a denial to the access log
+/// like any other denied read.
+fn visible(t: &TenantRecords, caller: &str, e: &Entry, log: bool) -> Result<bool, ApiError> {
     let (target, principal, result) = e.about();
     if principal == caller {
         return Ok(true);
     }
-    let hidden = |r: Result<(), RecordsError>| match r {
-        Ok(()) => Ok(true),
-        Err(RecordsError::NotFound { .. }) => Ok(false),
-        Err(other) => Err(ApiError::from(other)),
-    };
     let id_after = |marker: &str| {
         target
             .split_once(marker)
             .and_then(|(_, rest)| rest.split('/').next())
             .and_then(|s| Uuid::parse_str(s).ok())
     };
-    if let Some(id) = id_after("/disposalProcesses/") {
-        return hidden(t.disposal_process(id).map(|_| ()));
-    }
-    if let Some(id) = id_after("/handoverProcesses/") {
-        return hidden(t.handover_process(id).map(|_| ()));
-    }
-    for marker in ["/files/", "/cases/", "/documents/"] {
-        if let Some(id) = id_after(marker) {
-            return Ok(t.may_see_id(id)?);
-        }
-    }
-    if e.verb() == Verb::Destroy {
+    // What the operation names, read without the caller's view; then judged with it.
+    let all = t.unbound();
+    let found = |r: Result<Vec<Uuid>, RecordsError>| match r {
+        Ok(ids) => Ok(Some(ids)),
+        Err(RecordsError::NotFound { .. }) => Ok(None),
+        Err(other) => Err(ApiError::from(other)),
+    };
+    let named = if let Some(id) = id_after("/disposalProcesses/") {
+        found(all.disposal_process(id).map(|p| p.files))?
+    } else if let Some(id) = id_after("/handoverProcesses/") {
+        found(all.handover_process(id).map(|p| p.files))?
+    } else if let Some(id) = ["/files/", "/cases/", "/documents/"]
+        .iter()
+        .find_map(|m| id_after(m))
+    {
+        Some(vec![id])
+    } else if e.verb() == Verb::Destroy {
         let record = result
             .and_then(|any| pb::DestructionRecord::decode(any.value.as_slice()).ok())
             .and_then(|r| {
@@ -94,11 +95,26 @@ fn visible(t: &TenantRecords, caller: &str, e: &Entry) -> Result<bool, ApiError>
                     .next()
                     .and_then(|s| Uuid::parse_str(s).ok())
             });
-        if let Some(id) = record {
-            return hidden(t.destruction_record(id).map(|_| ()));
+        match record {
+            Some(id) => found(all.destruction_record(id).map(|(r, _)| {
+                r.files
+                    .iter()
+                    .flat_map(|f| std::iter::once(f.file).chain(f.within))
+                    .collect()
+            }))?,
+            None => None,
         }
-    }
-    Ok(true)
+    } else {
+        None
+    };
+    let Some(ids) = named else {
+        return Ok(true);
+    };
+    Ok(if log {
+        t.admit_all(&ids)?
+    } else {
+        t.may_see_all(&ids)?
+    })
 }
 
 fn timeout(t: Option<&prost_types::Duration>) -> Result<Duration, ApiError> {
@@ -144,7 +160,7 @@ impl Operations for Api {
         let listed = super::blocking(move || {
             let mut out = Vec::new();
             for e in ops.list(&tenant)? {
-                if visible(&t, &who, &e)? {
+                if visible(&t, &who, &e, false)? {
                     out.push(e);
                 }
             }

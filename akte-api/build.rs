@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "akte/v1/search.proto",
         "akte/v1/migration.proto",
         "akte/v1/access.proto",
+        "akte/v1/custom_fields.proto",
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
         "google/type/date.proto",

@@ -472,3 +472,84 @@ fn metadata_search_by_sender_recipient_clerk_and_external_reference_is_filtered_
         Err(RecordsError::Invalid { .. })
     ));
 }
+
+/// What names a file names what is in it: a handover process and a destruction record of
+/// a file led by a unit are NOT_FOUND (and left out of the listing of records) for a
+/// principal outside it, also after the file itself was destroyed.
+#[test]
+fn processes_and_destruction_records_are_hidden_like_their_files() {
+    let w = world();
+    let t = &w.t;
+    let due_unit = t
+        .create_plan_unit(
+            REG,
+            NewPlanUnit {
+                code: "900".into(),
+                title: "Massenakten".into(),
+                retention: Retention::Years(1),
+                disposal: DisposalDecision::Destroy,
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let make = |subject: &str| {
+        let f = t
+            .create_file(
+                REG,
+                NewFile {
+                    plan_unit: due_unit.id,
+                    subject: subject.into(),
+                    ..NewFile::default()
+                },
+                None,
+            )
+            .unwrap();
+        t.set_lead_unit(ADMIN, f.id, Some(w.bauamt), None).unwrap();
+        f
+    };
+    let gone = make("Altakte");
+    t.close(
+        REG,
+        gone.id,
+        None,
+        chrono::NaiveDate::from_ymd_opt(2015, 6, 30),
+    )
+    .unwrap();
+    let handed = make("Abgabe");
+    let (record, _) = t
+        .destroy(REG, &[gone.id], "§ 7 ArchivG", "Amtsleitung")
+        .unwrap();
+    let (_, sent) = t
+        .export_handover(
+            REG,
+            &[handed.id],
+            akte_core::xdomea::Party::agency("16051000", "Stadt Erfurt"),
+            akte_core::xdomea::Party::agency("16055000", "Landkreis"),
+            std::io::Cursor::new(Vec::new()),
+        )
+        .unwrap();
+    let process = sent.process.id;
+
+    let outsider = as_(&w, "clerk:pers", Role::Registrar, Operation::Read);
+    not_found(outsider.destruction_record(record.id));
+    assert!(outsider.list_destruction_records().unwrap().is_empty());
+    not_found(outsider.handover_process(process));
+    let insider = as_(&w, "clerk:bau", Role::Registrar, Operation::Read);
+    assert_eq!(
+        insider.destruction_record(record.id).unwrap().0.id,
+        record.id
+    );
+    assert_eq!(insider.list_destruction_records().unwrap(), vec![record.id]);
+    assert_eq!(insider.handover_process(process).unwrap().id, process);
+    // The refusals are in the access log of the (destroyed) file and the handed-over one.
+    let log = t
+        .access_log(handed.id, &PageRequest::first(100))
+        .unwrap()
+        .items;
+    assert!(
+        log.iter()
+            .any(|e| e.actor == "clerk:pers" && !e.allowed && e.denial == "unit"),
+        "{log:?}"
+    );
+}

@@ -16,6 +16,7 @@ use crate::limits::{MAX_CHUNK, MAX_RECEIVED_MESSAGE};
 use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::access_service_client::AccessServiceClient;
 use crate::pb::akte::v1::case_service_client::CaseServiceClient;
+use crate::pb::akte::v1::custom_field_service_client::CustomFieldServiceClient;
 use crate::pb::akte::v1::disposal_service_client::DisposalServiceClient;
 use crate::pb::akte::v1::document_service_client::DocumentServiceClient;
 use crate::pb::akte::v1::file_plan_service_client::FilePlanServiceClient;
@@ -111,6 +112,8 @@ pub struct Clients {
     pub operations: OperationsClient<AuthChannel>,
     /// AccessService.
     pub access: AccessServiceClient<AuthChannel>,
+    /// CustomFieldService.
+    pub fields: CustomFieldServiceClient<AuthChannel>,
 }
 
 impl Clients {
@@ -141,6 +144,7 @@ impl Clients {
             search: SearchServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             operations: OperationsClient::new(svc.clone()).max_decoding_message_size(limit),
             access: AccessServiceClient::new(svc.clone()).max_decoding_message_size(limit),
+            fields: CustomFieldServiceClient::new(svc.clone()).max_decoding_message_size(limit),
             migration: MigrationServiceClient::new(svc.clone())
                 .max_decoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10))
                 .max_encoding_message_size(MAX_RECEIVED_MESSAGE + (64 << 10)),

@@ -2,8 +2,8 @@
 //! the records model's update patches.
 
 use akte_core::records::{
-    Case, Confidentiality, DisposalDecision, Document, FieldChange, File, HistoryItem, Medium,
-    ObjectKind, PlanUnit, Rendition, Retention, Stamp, Status, Version,
+    Case, Confidentiality, DisposalDecision, Document, FieldChange, FieldValue, FieldValues, File,
+    HistoryItem, Medium, ObjectKind, PlanUnit, Rendition, Retention, Stamp, Status, Version,
 };
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{Map, Value};
@@ -249,6 +249,7 @@ pub fn file(tenant: &str, f: &File) -> pb::File {
             date: date(Some(h.on)),
             receiving_reference: h.receiving_reference.clone().unwrap_or_default(),
         }),
+        custom_fields: field_values(&f.custom_fields),
     }
 }
 
@@ -286,6 +287,7 @@ pub fn case(tenant: &str, c: &Case) -> pb::Case {
         created: Some(stamp(&c.created)),
         updated: Some(stamp(&c.updated)),
         origin: c.origin.as_ref().map(origin),
+        custom_fields: field_values(&c.custom_fields),
     }
 }
 
@@ -309,7 +311,80 @@ pub fn document(tenant: &str, d: &Document, parent_kind: ObjectKind) -> pb::Docu
         created: Some(stamp(&d.created)),
         updated: Some(stamp(&d.updated)),
         origin: d.origin.as_ref().map(origin),
+        custom_fields: field_values(&d.custom_fields),
+        document_type: d.document_type.clone(),
     }
+}
+
+/// Custom field values as the API sends them, in field order.
+pub fn field_values(values: &FieldValues) -> Vec<pb::CustomFieldValue> {
+    use pb::custom_field_value::Value as V;
+    values
+        .iter()
+        .map(|(name, v)| pb::CustomFieldValue {
+            field: name.clone(),
+            value: Some(match v {
+                FieldValue::Text(s) => V::TextValue(s.clone()),
+                FieldValue::Number(s) => V::NumberValue(s.clone()),
+                FieldValue::Date(d) => V::DateValue(date(Some(*d)).unwrap_or_default()),
+                FieldValue::Code(s) => V::CodeValue(s.clone()),
+                FieldValue::Reference(id) => V::ReferenceValue(id.to_string()),
+            }),
+        })
+        .collect()
+}
+
+/// Custom field values of a request (`field` names the repeated field): each field once,
+/// each with a value. Types and codes are checked by the records model.
+pub fn parse_field_values(
+    field: &str,
+    values: &[pb::CustomFieldValue],
+) -> Result<FieldValues, ApiError> {
+    use pb::custom_field_value::Value as V;
+    let mut out = FieldValues::new();
+    for v in values {
+        let path = format!("{field}.{}", v.field);
+        let value = match &v.value {
+            None => return Err(ApiError::field(&path, "has no value")),
+            Some(V::TextValue(s)) => FieldValue::Text(s.clone()),
+            Some(V::NumberValue(s)) => FieldValue::Number(s.clone()),
+            Some(V::DateValue(d)) => FieldValue::Date(
+                parse_date(&path, Some(d))?.ok_or_else(|| ApiError::field(&path, "is no date"))?,
+            ),
+            Some(V::CodeValue(s)) => FieldValue::Code(s.clone()),
+            Some(V::ReferenceValue(s)) => {
+                // A resource name ends in the object's id.
+                let raw = s.rsplit('/').next().unwrap_or(s);
+                FieldValue::Reference(Uuid::parse_str(raw).map_err(|_| {
+                    ApiError::field(&path, format!("{s:?} is no file, case or document id"))
+                })?)
+            }
+        };
+        if out.insert(v.field.clone(), value).is_some() {
+            return Err(ApiError::field(&path, "is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The patch entry of a custom-fields mask path: `custom_fields` (all values) or
+/// `custom_fields.<name>` (one value; absent from the request: removed).
+fn fields_patch(
+    name: &str,
+    path: &str,
+    values: &[pb::CustomFieldValue],
+) -> Result<Option<Value>, ApiError> {
+    if name == "custom_fields" {
+        return Ok(Some(json(&parse_field_values(path, values)?)?));
+    }
+    let Some(key) = name.strip_prefix("custom_fields.") else {
+        return Ok(None);
+    };
+    let all = parse_field_values(path.trim_end_matches(&format!(".{key}")), values)?;
+    Ok(Some(match all.get(key) {
+        Some(v) => json(v)?,
+        None => Value::Null,
+    }))
 }
 
 /// A digest as the API sends it: 32 bytes.
@@ -419,7 +494,9 @@ fn mask_fields(
     let mut out: Vec<String> = Vec::new();
     for p in paths {
         let f = p.strip_prefix(&prefix).unwrap_or(p);
-        if !allowed.contains(&f) {
+        let one_custom_field =
+            f.starts_with("custom_fields.") && allowed.contains(&"custom_fields");
+        if !allowed.contains(&f) && !one_custom_field {
             return Err(ApiError::field(
                 "update_mask",
                 format!(
@@ -455,9 +532,17 @@ pub const FILE_FIELDS: &[&str] = &[
     "medium",
     "lead_unit",
     "notes",
+    "custom_fields",
 ];
 /// Fields of a case an update may name.
-pub const CASE_FIELDS: &[&str] = &["subject", "begin", "end", "confidentiality", "notes"];
+pub const CASE_FIELDS: &[&str] = &[
+    "subject",
+    "begin",
+    "end",
+    "confidentiality",
+    "notes",
+    "custom_fields",
+];
 /// Fields of a document an update may name.
 pub const DOCUMENT_FIELDS: &[&str] = &[
     "subject",
@@ -469,6 +554,8 @@ pub const DOCUMENT_FIELDS: &[&str] = &[
     "clerk",
     "external_reference",
     "confidentiality",
+    "document_type",
+    "custom_fields",
 ];
 
 /// The records-model patch of a plan unit update. `tenant` is the unit's tenant: a new
@@ -530,7 +617,10 @@ pub fn file_patch(
             "medium" => json(&required(&path, parse_medium(&path, f.medium)?)?)?,
             "lead_unit" => Value::from(f.lead_unit.clone()),
             "notes" => Value::from(f.notes.clone()),
-            _ => continue,
+            other => match fields_patch(other, "file.custom_fields", &f.custom_fields)? {
+                Some(v) => v,
+                None => continue,
+            },
         };
         patch.insert(name, v);
     }
@@ -554,7 +644,10 @@ pub fn case_patch(
                 parse_confidentiality(&path, c.confidentiality)?,
             )?)?,
             "notes" => Value::from(c.notes.clone()),
-            _ => continue,
+            other => match fields_patch(other, "case.custom_fields", &c.custom_fields)? {
+                Some(v) => v,
+                None => continue,
+            },
         };
         patch.insert(name, v);
     }
@@ -582,7 +675,11 @@ pub fn document_patch(
                 &path,
                 parse_confidentiality(&path, d.confidentiality)?,
             )?)?,
-            _ => continue,
+            "document_type" => Value::from(d.document_type.clone()),
+            other => match fields_patch(other, "document.custom_fields", &d.custom_fields)? {
+                Some(v) => v,
+                None => continue,
+            },
         };
         patch.insert(name, v);
     }

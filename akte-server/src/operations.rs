@@ -315,6 +315,17 @@ impl Entry {
         }
     }
 
+    /// What it is about and who started it: (`OperationMetadata.target`, principal,
+    /// the result's message when it ended with one).
+    pub fn about(&self) -> (String, String, Option<prost_types::Any>) {
+        let m = self.lock();
+        let result = match &m.result {
+            Some(lro::operation::Result::Response(any)) => Some(any.clone()),
+            _ => None,
+        };
+        (m.meta.target.clone(), m.meta.principal.clone(), result)
+    }
+
     /// The package file of a finished transfer.
     pub fn attachment(&self) -> Option<PathBuf> {
         self.attachment

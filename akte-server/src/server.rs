@@ -19,6 +19,7 @@ use crate::conn::ConnLimits;
 use crate::metrics::{serve_http, Metrics, MetricsLayer};
 use crate::pb::akte::v1::access_service_server::AccessServiceServer;
 use crate::pb::akte::v1::case_service_server::CaseServiceServer;
+use crate::pb::akte::v1::custom_field_service_server::CustomFieldServiceServer;
 use crate::pb::akte::v1::document_service_server::DocumentServiceServer;
 use crate::pb::akte::v1::file_plan_service_server::FilePlanServiceServer;
 use crate::pb::akte::v1::file_service_server::FileServiceServer;
@@ -491,6 +492,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     health.set_serving::<SearchServiceServer<Api>>().await;
     health.set_serving::<OperationsServer<Api>>().await;
     health.set_serving::<AccessServiceServer<Api>>().await;
+    health.set_serving::<CustomFieldServiceServer<Api>>().await;
     // Reflection in both versions: grpcurl and current tools speak v1, many others
     // (Python's grpcio-reflection, older grpcurl, Postman, Kreya) only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
@@ -566,6 +568,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         .add_service(limited!(HoldServiceServer))
         .add_service(limited!(SearchServiceServer))
         .add_service(limited!(AccessServiceServer))
+        .add_service(limited!(CustomFieldServiceServer))
         // ReceiveMessage takes an archive message of up to 16 MiB in one request.
         .add_service(
             DisposalServiceServer::new(api.clone())

@@ -975,3 +975,216 @@ async fn writes_shares_levels_and_the_access_log() -> R<()> {
     assert!(found.results.is_empty());
     Ok(())
 }
+
+/// The gaps closed after the matrix: upload sessions and operations of a hidden file's
+/// document are NOT_FOUND for a caller who may not see the file (and absent from
+/// ListOperations), and a call the role table refuses is an access log entry, one per
+/// refused request.
+#[tokio::test]
+async fn sessions_operations_and_role_denials_respect_access() -> R<()> {
+    use akte_server::pb::google::longrunning as lro;
+    let env = Env::new().await;
+    env.tenant("stadt").await;
+    let mut admin = env.as_role("stadt", "admin:it", &[pb::Role::Admin]).await;
+    let bauamt = unit(&mut admin, "Bauamt", "").await?;
+    member(&mut admin, &bauamt, "registrar:bau").await?;
+    let mut reg = token(&env, "registrar:bau", &[pb::Role::Registrar], &[]).await;
+    let mut other = token(&env, "registrar:fremd", &[pb::Role::Registrar], &[]).await;
+    let plan = reg
+        .plan
+        .create_plan_unit(pb::CreatePlanUnitRequest {
+            parent: T.into(),
+            plan_unit: Some(pb::PlanUnit {
+                code: "600".into(),
+                title: "Bauen".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .name;
+    let o = make(&mut reg, &plan, "bau").await?;
+    reg.access
+        .set_lead_unit(pb::SetLeadUnitRequest {
+            name: o.file.name.clone(),
+            lead_unit: bauamt.clone(),
+            ..Default::default()
+        })
+        .await?;
+
+    // An upload session of the hidden document.
+    let data = b"zweite Fassung".to_vec();
+    let session = reg
+        .documents
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            parent: o.doc.name.clone(),
+            upload_session: Some(pb::UploadSession {
+                rendition: Some(support::rendition(&data, "plan.pdf")),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    reg.documents
+        .get_upload_session(pb::GetUploadSessionRequest {
+            name: session.name.clone(),
+        })
+        .await?;
+    let r = other
+        .documents
+        .get_upload_session(pb::GetUploadSessionRequest {
+            name: session.name.clone(),
+        })
+        .await;
+    expect_err(r, Code::NotFound, "NOT_FOUND");
+    let r = other
+        .documents
+        .delete_upload_session(pb::DeleteUploadSessionRequest {
+            name: session.name.clone(),
+        })
+        .await;
+    expect_err(r, Code::NotFound, "NOT_FOUND");
+    // The document is also not reached through a session of it the caller makes up.
+    let r = other
+        .documents
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            parent: o.doc.name.clone(),
+            upload_session: Some(pb::UploadSession {
+                rendition: Some(support::rendition(&data, "plan.pdf")),
+                ..Default::default()
+            }),
+        })
+        .await;
+    expect_err(r, Code::NotFound, "NOT_FOUND");
+
+    // Its import runs as an operation about the session: hidden from the other
+    // registrar, listed for the one who started it.
+    let msgs = vec![
+        pb::WriteUploadSessionRequest {
+            message: Some(pb::write_upload_session_request::Message::Header(
+                pb::WriteUploadSessionHeader {
+                    name: session.name.clone(),
+                    offset: 0,
+                },
+            )),
+        },
+        pb::WriteUploadSessionRequest {
+            message: Some(pb::write_upload_session_request::Message::Chunk(
+                data.clone().into(),
+            )),
+        },
+    ];
+    reg.documents
+        .write_upload_session(tokio_stream::iter(msgs))
+        .await?;
+    let op = reg
+        .documents
+        .import_upload_session(pb::ImportUploadSessionRequest {
+            name: session.name.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    reg.operations
+        .get_operation(lro::GetOperationRequest {
+            name: op.name.clone(),
+        })
+        .await?;
+    let r = other
+        .operations
+        .get_operation(lro::GetOperationRequest {
+            name: op.name.clone(),
+        })
+        .await;
+    expect_err(r, Code::NotFound, "NOT_FOUND");
+    let list = |c: &mut Clients| {
+        let mut c = c.clone();
+        async move {
+            c.operations
+                .list_operations(lro::ListOperationsRequest {
+                    name: T.into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| {
+                    r.into_inner()
+                        .operations
+                        .into_iter()
+                        .map(|o| o.name)
+                        .collect::<Vec<_>>()
+                })
+        }
+    };
+    assert_eq!(list(&mut reg).await?, vec![op.name.clone()]);
+    assert!(list(&mut other).await?.is_empty());
+
+    // A call the role table refuses: one access log entry per refused request, under the
+    // object it named, or in the tenant's own log.
+    let mut reader = token(&env, "reader:neugier", &[pb::Role::Reader], &[]).await;
+    for _ in 0..2 {
+        let r = reader
+            .files
+            .close_file(pb::CloseFileRequest {
+                name: o.file.name.clone(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(r.unwrap_err().code(), Code::PermissionDenied);
+    }
+    let r = reader
+        .access
+        .create_org_unit(pb::CreateOrgUnitRequest {
+            parent: T.into(),
+            org_unit: Some(pb::OrgUnit {
+                display_name: "Schatten".into(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), Code::PermissionDenied);
+    // The entries are written while the refusal is answered; wait for them to land.
+    let role_denials = |entries: &[pb::AccessLogEntry]| {
+        entries
+            .iter()
+            .filter(|e| e.principal == "reader:neugier" && e.denial == "role" && !e.allowed)
+            .count()
+    };
+    let mut on_file = 0;
+    let mut on_tenant = 0;
+    for _ in 0..200 {
+        let log = reg
+            .access
+            .list_access_log(pb::ListAccessLogRequest {
+                parent: o.file.name.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        on_file = role_denials(&log.entries);
+        let log = admin
+            .access
+            .list_access_log(pb::ListAccessLogRequest {
+                parent: T.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        on_tenant = role_denials(&log.entries);
+        if on_file == 2 && on_tenant == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!((on_file, on_tenant), (2, 1));
+    // The tenant's log is its administrator's.
+    let r = reg
+        .access
+        .list_access_log(pb::ListAccessLogRequest {
+            parent: T.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.unwrap_err().code(), Code::PermissionDenied);
+    Ok(())
+}

@@ -605,3 +605,224 @@ fn rebuild_index_on_a_database_needs_the_instances_stopped() {
         stderr(&out)
     );
 }
+
+/// Units, clearances, an object's access and access log, and custom field definitions
+/// from the command line, each answer checked against the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_and_custom_field_commands() {
+    let env = Env::new().await;
+    let mut f = fixture(&env, "kreis").await;
+    let cli = Remote::new(&env, "kreis");
+    let ok = |args: &[&str]| {
+        let out = cli.run(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        out
+    };
+
+    let amt = json(&ok(&["--json", "unit", "create", "--name", "Bauamt"]));
+    let amt = amt["name"].as_str().expect("unit name").to_owned();
+    let id = amt.rsplit('/').next().expect("id").to_owned();
+    let sub = json(&ok(&[
+        "--json", "unit", "create", "--name", "Hochbau", "--parent", &id,
+    ]));
+    assert_eq!(sub["parentUnit"], amt.as_str());
+    let unit = json(&ok(&[
+        "--json",
+        "unit",
+        "add-member",
+        &id,
+        "registrar:weber",
+    ]));
+    assert_eq!(unit["members"][0], "registrar:weber");
+    let listed = stdout(&ok(&["unit", "list"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].contains("Bauamt") && lines[0].contains("registrar:weber"));
+    assert!(lines[1].contains("Hochbau") && lines[1].contains(amt.as_str()));
+    assert!(lines[1].contains("Hochbau"));
+    let unit = json(&ok(&[
+        "--json",
+        "unit",
+        "remove-member",
+        &id,
+        "registrar:weber",
+    ]));
+    assert!(unit.get("members").is_none(), "{unit}");
+    ok(&["unit", "add-member", &id, "registrar:weber"]);
+    // The CLI's admin token acts in Bauamt too, or it could not see the file once Bauamt
+    // leads it.
+    ok(&["unit", "add-member", &id, "bootstrap-admin"]);
+
+    let c = json(&ok(&[
+        "--json",
+        "clearance",
+        "set",
+        "clerk:schmidt",
+        "vertraulich",
+        "--reason",
+        "Ü2",
+    ]));
+    assert_eq!(c["level"], "CONFIDENTIALITY_CONFIDENTIAL");
+    let shown = stdout(&ok(&["clearance", "show", "clerk:schmidt"]));
+    assert!(
+        shown.contains("005 vertraulich") && shown.contains("Ü2"),
+        "{shown}"
+    );
+
+    let file = f.file.name.clone();
+    let a = json(&ok(&[
+        "--json",
+        "access",
+        "lead-unit",
+        &file,
+        "--unit",
+        &id,
+    ]));
+    assert_eq!(a["leadUnit"], amt.as_str());
+    let a = json(&ok(&[
+        "--json",
+        "access",
+        "share",
+        &file,
+        "--principal",
+        "clerk:schmidt",
+        "--mode",
+        "write",
+    ]));
+    assert_eq!(a["shares"][0]["mode"], "SHARE_MODE_WRITE");
+    let a = json(&ok(&["--json", "access", "level", &file, "nfd"]));
+    assert_eq!(a["confidentiality"], "CONFIDENTIALITY_RESTRICTED");
+    let served = f
+        .registrar
+        .access
+        .get_access(pb::GetAccessRequest { name: file.clone() })
+        .await
+        .expect("get access")
+        .into_inner();
+    assert_eq!(
+        json(&ok(&["--json", "access", "show", &file])),
+        proto3_json(&served)
+    );
+    let a = json(&ok(&[
+        "--json",
+        "access",
+        "unshare",
+        &file,
+        "--principal",
+        "clerk:schmidt",
+    ]));
+    assert!(a.get("shares").is_none(), "{a}");
+    // The registrar (now in Bauamt) reads the VS-NfD file: an access log entry.
+    f.registrar
+        .files
+        .get_file(pb::GetFileRequest { name: file.clone() })
+        .await
+        .expect("get file");
+    let log = stdout(&ok(&["access", "log", &file]));
+    assert!(log.contains("registrar:weber\tread\tallowed"), "{log}");
+    let out = cli.run(&["access", "share", &file, "--mode", "read"]);
+    assert_eq!(code(&out), 2, "neither --unit nor --principal");
+
+    let plan_unit = f.file.plan_unit.clone();
+    let field = json(&ok(&[
+        "--json",
+        "field",
+        "define",
+        "verfahrensart",
+        "--label",
+        "Verfahrensart",
+        "--type",
+        "code",
+        "--plan-unit",
+        &plan_unit,
+        "--applies-to",
+        "file,case",
+        "--codes",
+        "Neubau,Umbau",
+    ]));
+    assert_eq!(field["name"], "tenants/kreis/customFields/verfahrensart");
+    assert_eq!(field["allowedValues"][1], "Umbau");
+    ok(&[
+        "field",
+        "define",
+        "bescheidnummer",
+        "--label",
+        "Bescheidnummer",
+        "--type",
+        "text",
+        "--document-type",
+        "Bescheid",
+    ]);
+    let listed = stdout(&ok(&["field", "list"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].contains("bescheidnummer") && lines[0].contains("document type Bescheid"));
+    assert!(lines[1].contains("verfahrensart") && lines[1].contains("Neubau,Umbau"));
+    // Values on files, typed by the definitions; a bad one is refused naming the field.
+    let made = json(&ok(&[
+        "--json",
+        "file",
+        "create",
+        "--parent",
+        &plan_unit,
+        "--subject",
+        "Umbau Rathaus",
+        "--field",
+        "verfahrensart=Umbau",
+    ]));
+    assert_eq!(made["customFields"][0]["codeValue"], "Umbau", "{made}");
+    let out = cli.run(&[
+        "file",
+        "create",
+        "--parent",
+        &plan_unit,
+        "--subject",
+        "x",
+        "--field",
+        "verfahrensart=Abriss",
+    ]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("custom_fields.verfahrensart"),
+        "{}",
+        stderr(&out)
+    );
+    let name = made["name"].as_str().expect("name");
+    let changed = json(&ok(&[
+        "--json",
+        "file",
+        "update",
+        name,
+        "--field",
+        "verfahrensart=",
+    ]));
+    assert!(changed.get("customFields").is_none(), "{changed}");
+    let doc = json(&ok(&[
+        "--json",
+        "document",
+        "create",
+        "--parent",
+        name,
+        "--subject",
+        "Bescheid",
+        "--document-type",
+        "Bescheid",
+        "--field",
+        "bescheidnummer=B-7",
+    ]));
+    assert_eq!(doc["documentType"], "Bescheid");
+    assert_eq!(doc["customFields"][0]["textValue"], "B-7");
+    let out = cli.run(&[
+        "field",
+        "define",
+        "x",
+        "--label",
+        "X",
+        "--type",
+        "colour",
+        "--plan-unit",
+        &plan_unit,
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("--type"), "{}", stderr(&out));
+}

@@ -26,7 +26,7 @@ use super::read::{
     open, opt_text, parse_bool, parse_datetime, parse_uuid, read_header, read_party, read_receipt,
 };
 use super::types::*;
-use super::write::{write_objects_with, Mode, CHECKSUM_EXTENSION_ID};
+use super::write::{write_objects_with, Mode, CHECKSUM_EXTENSION_ID, FIELDS_EXTENSION_ID};
 use super::xml::{collapse, Node, PathBuf, XmlOut};
 use akte_verify::digest::Digest;
 
@@ -36,6 +36,10 @@ pub const HANDOVER_EXTENSION_ID: &str = "urn:akte:xdomea:abgabe:1";
 
 /// Name of the Feldgruppe holding an object's further metadata in the handover extension.
 pub const METADATA_GROUP: &str = "Metadaten";
+
+/// Name of the Feldgruppe holding an object's agency metadata (the tenant's custom
+/// fields), each a Feld with Name, Datentyp (code list Datentyp 1.1) and Wert.
+pub const CUSTOM_FIELDS_GROUP: &str = "Fachdaten";
 
 /// Most objects (files, cases, documents) one package may hold.
 pub const MAX_PACKAGE_OBJECTS: usize = 1_000_000;
@@ -437,6 +441,7 @@ struct Common {
     begin: Option<NaiveDate>,
     end: Option<NaiveDate>,
     closed: Option<NaiveDate>,
+    custom_fields: Vec<CustomValue>,
 }
 
 fn parse_date(n: Node<'_>) -> Result<NaiveDate, XdomeaError> {
@@ -617,7 +622,9 @@ impl State {
             extras.history.push(o.descend(el, Some(i + 1), history)?);
         }
         if let Some(el) = o.opt("AnwendungsspezifischeErweiterung")? {
-            o.descend(el, None, |e| self.extension(e, &mut extras))?;
+            o.descend(el, None, |e| {
+                self.extension(e, &mut extras, &mut c.custom_fields)
+            })?;
         }
         if !extras.history.is_empty() || !extras.metadata.is_empty() {
             self.extras.insert(c.id, extras);
@@ -627,14 +634,39 @@ impl State {
 
     /// akte's own extensions: checksums by ZIP name, metadata fields. Other systems'
     /// extensions are accepted and not used.
-    fn extension(&mut self, e: Node<'_>, extras: &mut ObjectExtras) -> Result<(), XdomeaError> {
+    fn extension(
+        &mut self,
+        e: Node<'_>,
+        extras: &mut ObjectExtras,
+        custom: &mut Vec<CustomValue>,
+    ) -> Result<(), XdomeaError> {
         let kennung = opt_text(&e, "Kennung")?.unwrap_or_default();
-        if kennung != HANDOVER_EXTENSION_ID && kennung != CHECKSUM_EXTENSION_ID {
+        if kennung != HANDOVER_EXTENSION_ID
+            && kennung != CHECKSUM_EXTENSION_ID
+            && kennung != FIELDS_EXTENSION_ID
+        {
             return Ok(());
         }
         for (i, el) in e.all("Feldgruppe").into_iter().enumerate() {
             e.descend(el, Some(i + 1), |g| {
                 let name = opt_text(&g, "Name")?.unwrap_or_default();
+                if name == CUSTOM_FIELDS_GROUP {
+                    for (j, f) in g.all("Feld").into_iter().enumerate() {
+                        let value = g.descend(f, Some(j + 1), |f| {
+                            let datatype = match f.opt("Datentyp")? {
+                                Some(el) => Some(f.descend(el, None, |v| Ok(v.code()?.code))?),
+                                None => None,
+                            };
+                            Ok(CustomValue {
+                                name: opt_text(&f, "Name")?.unwrap_or_default(),
+                                datatype,
+                                value: opt_text(&f, "Wert")?.unwrap_or_default(),
+                            })
+                        })?;
+                        custom.push(value);
+                    }
+                    return Ok(());
+                }
                 let mut fields = Vec::new();
                 for (j, f) in g.all("Feld").into_iter().enumerate() {
                     fields.push(g.descend(f, Some(j + 1), |f| {
@@ -694,6 +726,7 @@ impl State {
             documents: Vec::new(),
             cases: Vec::new(),
             sub_files: Vec::new(),
+            custom_fields: c.custom_fields,
         };
         if let Some(content) = a.opt("Akteninhalt")? {
             a.descend(content, None, |k| {
@@ -733,6 +766,7 @@ impl State {
             closed: c.closed,
             documents: Vec::new(),
             sub_cases: Vec::new(),
+            custom_fields: c.custom_fields,
         };
         for (i, el) in v.all("Dokument").into_iter().enumerate() {
             out.documents
@@ -805,6 +839,7 @@ impl State {
             attachments,
             senders,
             recipients,
+            custom_fields: c.custom_fields,
         })
     }
 

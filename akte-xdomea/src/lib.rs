@@ -67,7 +67,8 @@ pub use error::{Location, XdomeaError};
 pub use handover::{
     check_entry_name, read_0402, read_0403, read_package, write_0401, write_0401_xml, write_0402,
     write_0403, Handover, HandoverConfirmation, HandoverResult, HistoryRecord, ObjectExtras,
-    PrimaryFileRef, ReceivedPackage, HANDOVER_EXTENSION_ID, MAX_PACKAGE_OBJECTS, METADATA_GROUP,
+    PrimaryFileRef, ReceivedPackage, CUSTOM_FIELDS_GROUP, HANDOVER_EXTENSION_ID,
+    MAX_PACKAGE_OBJECTS, METADATA_GROUP,
 };
 pub use names::{
     message_xml_name, message_zip_name, offer_zip_name, primary_file_name, sanitize_file_name,
@@ -90,6 +91,7 @@ pub use types::*;
 pub use write::{
     write_0501, write_0502, write_0502_with, write_0503_xml, write_0504, write_0504_with,
     write_0505, write_0506, write_0506_with, write_0507, write_0507_with, CHECKSUM_EXTENSION_ID,
+    FIELDS_EXTENSION_ID,
 };
 
 /// The namespace of xdomea 3.1.0, in which akte writes.

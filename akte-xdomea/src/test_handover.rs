@@ -112,6 +112,9 @@ fn a_handover_validates_and_reads_back_with_history_metadata_and_checksums() {
     );
     assert_eq!(a.cases[0].id, b.cases[0].id);
     assert_eq!(a.documents[0].subject, b.documents[0].subject);
+    // The agency's own fields come back typed as written (Fachdaten).
+    assert_eq!(b.custom_fields.len(), 2);
+    assert_eq!(a.custom_fields, b.custom_fields);
     assert_eq!(read.extras, handover.extras);
     // Every rendition: its ZIP entry, declared size and digest as written, and the bytes.
     let mut archive = ::zip::ZipArchive::new(Cursor::new(&zip)).unwrap();

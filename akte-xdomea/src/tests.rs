@@ -202,6 +202,7 @@ fn document(uuid: &str, subject: &str) -> DocumentObject {
         attachments: Vec::new(),
         senders: Vec::new(),
         recipients: Vec::new(),
+        custom_fields: Vec::new(),
     }
 }
 
@@ -346,9 +347,23 @@ pub(super) fn files() -> Vec<FileObject> {
                 closed: None,
                 documents: Vec::new(),
                 sub_cases: Vec::new(),
+                custom_fields: Vec::new(),
             }],
+            custom_fields: Vec::new(),
         }],
         sub_files: Vec::new(),
+        custom_fields: vec![
+            CustomValue {
+                name: "verfahrensart".into(),
+                datatype: Some("040".into()),
+                value: "Neubau & <Umbau>".into(),
+            },
+            CustomValue {
+                name: "baukosten".into(),
+                datatype: Some("007".into()),
+                value: "450000.5".into(),
+            },
+        ],
     };
     let mut doc_b1 = document(DOC_B1, "Protokoll");
     doc_b1.versions = vec![VersionObject {
@@ -394,7 +409,9 @@ pub(super) fn files() -> Vec<FileObject> {
             documents: vec![doc_b1],
             cases: Vec::new(),
             sub_files: Vec::new(),
+            custom_fields: Vec::new(),
         }],
+        custom_fields: Vec::new(),
     };
     vec![file_a, file_b]
 }
@@ -435,6 +452,10 @@ fn every_written_message_validates_against_the_3_1_0_schema() {
     )
     .unwrap();
     let m0503 = write_0503_xml(&header(), &files).unwrap();
+    // A file's custom fields travel in an extension of their own, escaped.
+    let written = String::from_utf8_lossy(&m0503);
+    assert!(written.contains(FIELDS_EXTENSION_ID), "{written}");
+    assert!(written.contains("Neubau &amp; &lt;Umbau&gt;"), "{written}");
     let m0504 = write_0504(&archive_header()).unwrap();
     let m0505 = write_0505(&header()).unwrap();
     let m0506 = write_0506(&archive_header(), &import_results()).unwrap();

@@ -393,6 +393,19 @@ pub struct PlanUnitRef {
     pub title: Option<String>,
 }
 
+/// One value of an agency's own field (custom field), as akte's AnwendungsspezifischeErweiterung carries it
+/// (Feldgruppe `Fachdaten`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomValue {
+    /// The field's key.
+    pub name: String,
+    /// Its Datentyp code (`038` string, `007` decimal, `005` date, `040` token, `001`
+    /// anyURI), if given.
+    pub datatype: Option<String>,
+    /// The value as text.
+    pub value: String,
+}
+
 /// Akte (or Teilakte): a file offered or transferred, with its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileObject {
@@ -431,6 +444,8 @@ pub struct FileObject {
     pub cases: Vec<CaseObject>,
     /// Akteninhalt/Teilakte: sub-files.
     pub sub_files: Vec<FileObject>,
+    /// Values of the agency's own fields (custom fields), in order.
+    pub custom_fields: Vec<CustomValue>,
 }
 
 /// Vorgang (or Teilvorgang): a case inside a file.
@@ -465,6 +480,8 @@ pub struct CaseObject {
     pub documents: Vec<DocumentObject>,
     /// Teilvorgang: sub-cases.
     pub sub_cases: Vec<CaseObject>,
+    /// Values of the agency's own fields (custom fields), in order.
+    pub custom_fields: Vec<CustomValue>,
 }
 
 /// Dokument: a record with its versions.
@@ -501,6 +518,8 @@ pub struct DocumentObject {
     pub senders: Vec<Party>,
     /// Empfaenger: to whom it was sent.
     pub recipients: Vec<Party>,
+    /// Values of the agency's own fields (custom fields), in order.
+    pub custom_fields: Vec<CustomValue>,
 }
 
 /// Anlage: an attachment, a document of its own inside another one.

@@ -10,11 +10,11 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, SecondsFormat};
 use uuid::Uuid;
 
 use super::error::XdomeaError;
-use super::handover::{ObjectExtras, HANDOVER_EXTENSION_ID, METADATA_GROUP};
+use super::handover::{ObjectExtras, CUSTOM_FIELDS_GROUP, HANDOVER_EXTENSION_ID, METADATA_GROUP};
 use super::names::primary_file_name;
 use super::types::{
-    Appraisal, CaseObject, DocumentObject, FileFormat, FileObject, ImportResult, MessageHeader,
-    MessageType, Party, RenditionObject, Retention, WriteStyle,
+    Appraisal, CaseObject, CustomValue, DocumentObject, FileFormat, FileObject, ImportResult,
+    MessageHeader, MessageType, Party, RenditionObject, Retention, WriteStyle,
 };
 use super::xml::{is_xml_char, XmlOut};
 
@@ -32,6 +32,10 @@ pub(crate) const ADDRESS_LINES: [&str; 6] =
 /// Kennung of the application-specific extension that carries each primary file's SHA-256
 /// and size in a transfer (0503), on its Dokument (AnwendungsspezifischeErweiterung).
 pub const CHECKSUM_EXTENSION_ID: &str = "urn:akte:xdomea:primaerdokument-pruefsummen:1";
+
+/// Kennung of the extension holding a file's or case's custom fields in an offer or a
+/// transfer (a document's are in its checksum extension).
+pub const FIELDS_EXTENSION_ID: &str = "urn:akte:xdomea:fachdaten:1";
 
 /// Offer list (0501, Aussonderung.Anbieteverzeichnis): the files with their cases,
 /// sub-files and documents, metadata only (no versions, no primary files). Our UUIDs are the
@@ -696,7 +700,7 @@ fn write_file(
     }
     out.leaf("ZdA", bool_text(f.closed.is_some()))?;
     date_opt(out, "ZdADatum", f.closed)?;
-    write_extension(out, None, mode.of(f.id))?;
+    write_object_extension(out, None, mode, f.id, &f.custom_fields)?;
     out.end();
     out.leave_object();
     Ok(())
@@ -741,7 +745,7 @@ fn write_case(
     for s in &c.sub_cases {
         write_case(out, "Teilvorgang", s, mode)?;
     }
-    write_extension(out, None, mode.of(c.id))?;
+    write_object_extension(out, None, mode, c.id, &c.custom_fields)?;
     out.end();
     out.leave_object();
     Ok(())
@@ -797,11 +801,7 @@ fn write_document(
     for p in &d.recipients {
         write_party(out, "Empfaenger", p)?;
     }
-    if mode.extras.is_some() {
-        write_extension(out, Some(d), mode.of(d.id))?;
-    } else if mode.primary && d.versions.iter().any(|v| !v.renditions.is_empty()) {
-        write_checksums(out, d)?;
-    }
+    write_object_extension(out, Some(d), mode, d.id, &d.custom_fields)?;
     out.leaf_opt("Nummer", attachment_number)?;
     out.end();
     out.leave_object();
@@ -873,10 +873,69 @@ fn write_history(out: &mut XmlOut, extras: Option<&ObjectExtras>) -> Result<(), 
 
 /// The handover extension of an object: each primary file's SHA-256 and size
 /// (documents), and the object's further metadata as named fields.
+/// The one AnwendungsspezifischeErweiterung an object may have: in a handover akte's
+/// handover extension; otherwise, in a transfer, a document's checksums, and the custom
+/// fields of any object (in the checksum extension of a document, else in an extension of
+/// their own, [`FIELDS_EXTENSION_ID`]).
+fn write_object_extension(
+    out: &mut XmlOut,
+    document: Option<&DocumentObject>,
+    mode: Mode<'_>,
+    id: Uuid,
+    custom: &[CustomValue],
+) -> Result<(), XdomeaError> {
+    if mode.extras.is_some() {
+        return write_extension(out, document, mode.of(id), custom);
+    }
+    match document {
+        Some(d) if mode.primary && d.versions.iter().any(|v| !v.renditions.is_empty()) => {
+            write_checksums(out, d, custom)
+        }
+        _ if !custom.is_empty() => {
+            out.start("AnwendungsspezifischeErweiterung");
+            out.leaf("Kennung", FIELDS_EXTENSION_ID)?;
+            out.leaf("Name", "Fachdaten")?;
+            out.leaf(
+                "Beschreibung",
+                "Fachdaten der Behörde: in akte definierte Felder des Objekts",
+            )?;
+            write_custom_group(out, custom)?;
+            out.end();
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The Feldgruppe of an object's custom fields, each Feld with its Datentyp.
+fn write_custom_group(out: &mut XmlOut, custom: &[CustomValue]) -> Result<(), XdomeaError> {
+    if custom.is_empty() {
+        return Ok(());
+    }
+    out.start("Feldgruppe");
+    out.leaf("Name", CUSTOM_FIELDS_GROUP)?;
+    out.leaf(
+        "Beschreibung",
+        "Fachdaten der abgebenden Behörde (in akte definierte Felder)",
+    )?;
+    for v in custom {
+        out.start("Feld");
+        out.leaf("Name", &v.name)?;
+        if let Some(t) = &v.datatype {
+            out.code("Datentyp", t, None, Some(LIST_DATENTYP), Some("1.1"))?;
+        }
+        out.leaf("Wert", &v.value)?;
+        out.end();
+    }
+    out.end();
+    Ok(())
+}
+
 fn write_extension(
     out: &mut XmlOut,
     document: Option<&DocumentObject>,
     extras: Option<&ObjectExtras>,
+    custom: &[CustomValue],
 ) -> Result<(), XdomeaError> {
     let metadata = extras.map(|e| e.metadata.as_slice()).unwrap_or_default();
     let files: Vec<(u32, &RenditionObject)> = document
@@ -887,7 +946,7 @@ fn write_extension(
                 .collect()
         })
         .unwrap_or_default();
-    if metadata.is_empty() && files.is_empty() {
+    if metadata.is_empty() && files.is_empty() && custom.is_empty() {
         return Ok(());
     }
     out.start("AnwendungsspezifischeErweiterung");
@@ -925,13 +984,18 @@ fn write_extension(
         }
         out.end();
     }
+    write_custom_group(out, custom)?;
     out.end();
     Ok(())
 }
 
 /// SHA-256 and size of each primary file of a document, as an application-specific
 /// extension: one Feldgruppe per file, named by its name in the ZIP.
-fn write_checksums(out: &mut XmlOut, d: &DocumentObject) -> Result<(), XdomeaError> {
+fn write_checksums(
+    out: &mut XmlOut,
+    d: &DocumentObject,
+    custom: &[CustomValue],
+) -> Result<(), XdomeaError> {
     out.start("AnwendungsspezifischeErweiterung");
     out.leaf("Kennung", CHECKSUM_EXTENSION_ID)?;
     out.leaf("Name", "Prüfsummen der Primärdokumente")?;
@@ -957,6 +1021,7 @@ fn write_checksums(out: &mut XmlOut, d: &DocumentObject) -> Result<(), XdomeaErr
             out.end();
         }
     }
+    write_custom_group(out, custom)?;
     out.end();
     Ok(())
 }

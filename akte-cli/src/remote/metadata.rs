@@ -22,7 +22,7 @@ fn date(flag: &str, v: &str) -> Result<Option<Date>> {
         .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-fn confidentiality(v: &str) -> Result<i32> {
+pub(super) fn confidentiality(v: &str) -> Result<i32> {
     use pb::Confidentiality as C;
     Ok(match v.to_ascii_lowercase().as_str() {
         "001" | "geheim" | "secret" => C::Secret,
@@ -96,6 +96,37 @@ pub struct FileFields {
     /// Notes (Bemerkung).
     #[arg(long)]
     pub notes: Option<String>,
+    /// A custom field's value, KEY=VALUE (repeat for several; dates YYYY-MM-DD; the type
+    /// comes from the field's definition). In an update, KEY= removes the value.
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub custom: Vec<String>,
+}
+
+/// The flags of one kind of message: `apply` sets the fields given and returns their
+/// mask paths.
+pub trait Flags<M> {
+    /// Sets the fields given on `m`; returns their names for an update mask.
+    fn apply(&self, m: &mut M) -> Result<Vec<String>>;
+    /// The `--field KEY=VALUE` flags, typed later from the tenant's definitions.
+    fn custom(&self) -> &[String];
+}
+
+impl Flags<pb::File> for FileFields {
+    fn apply(&self, f: &mut pb::File) -> Result<Vec<String>> {
+        FileFields::apply(self, f)
+    }
+    fn custom(&self) -> &[String] {
+        &self.custom
+    }
+}
+
+impl Flags<pb::Case> for CaseFields {
+    fn apply(&self, c: &mut pb::Case) -> Result<Vec<String>> {
+        CaseFields::apply(self, c)
+    }
+    fn custom(&self) -> &[String] {
+        &self.custom
+    }
 }
 
 impl FileFields {
@@ -135,6 +166,10 @@ pub struct CaseFields {
     /// Notes (Bemerkung).
     #[arg(long)]
     pub notes: Option<String>,
+    /// A custom field's value, KEY=VALUE (repeat for several; dates YYYY-MM-DD; the type
+    /// comes from the field's definition). In an update, KEY= removes the value.
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub custom: Vec<String>,
 }
 
 impl CaseFields {
@@ -182,6 +217,13 @@ pub struct DocumentFields {
     /// 005 vertraulich.
     #[arg(long)]
     pub confidentiality: Option<String>,
+    /// A custom field's value, KEY=VALUE (repeat for several; dates YYYY-MM-DD; the type
+    /// comes from the field's definition). In an update, KEY= removes the value.
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub custom: Vec<String>,
+    /// Dokumenttyp, e.g. Bescheid (custom fields may be defined per type).
+    #[arg(long)]
+    pub document_type: Option<String>,
 }
 
 impl DocumentFields {
@@ -217,6 +259,10 @@ impl DocumentFields {
         if let Some(v) = &self.confidentiality {
             d.confidentiality = confidentiality(v)?;
             mask.push("confidentiality".to_owned());
+        }
+        if let Some(v) = &self.document_type {
+            d.document_type = v.clone();
+            mask.push("document_type".to_owned());
         }
         Ok(mask)
     }

@@ -15,6 +15,7 @@ use tonic::Code;
 
 use akte_api::client::{unpack, wait_operation, ClientTls, Clients};
 
+mod access;
 mod disposal;
 mod metadata;
 mod migration;
@@ -130,6 +131,26 @@ pub enum Command {
     Retention {
         #[command(subcommand)]
         command: disposal::RetentionCommand,
+    },
+    /// Organisational units (Organisationseinheiten) and their members.
+    Unit {
+        #[command(subcommand)]
+        command: access::UnitCommand,
+    },
+    /// Clearances of principals for confidentiality levels.
+    Clearance {
+        #[command(subcommand)]
+        command: access::ClearanceCommand,
+    },
+    /// Who may see a file, case or document: lead unit, shares, level, access log.
+    Access {
+        #[command(subcommand)]
+        command: access::AccessCommand,
+    },
+    /// Custom field definitions (agency metadata).
+    Field {
+        #[command(subcommand)]
+        command: access::FieldCommand,
     },
     /// Holds (Aussonderungssperren).
     Hold {
@@ -663,6 +684,10 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         Command::Case { command } => case(&ctx, &mut c, command).await?,
         Command::Retention { command } => disposal::retention(&ctx, &mut c, command).await?,
         Command::Hold { command } => disposal::hold(&ctx, &mut c, command).await?,
+        Command::Unit { command } => access::unit(&ctx, &mut c, command).await?,
+        Command::Clearance { command } => access::clearance(&ctx, &mut c, command).await?,
+        Command::Access { command } => access::access(&ctx, &mut c, command).await?,
+        Command::Field { command } => access::field(&ctx, &mut c, command).await?,
         Command::Disposal { command } => disposal::disposal(&ctx, &mut c, command).await?,
         Command::ImportPackage {
             zip,
@@ -1105,6 +1130,77 @@ async fn plan_unit(ctx: &Ctx<'_>, c: &mut Clients, command: &PlanUnitCommand) ->
     Ok(())
 }
 
+/// A file or case message as the create and update commands fill it: a name, a subject
+/// and the flags of its kind ([`metadata::Flags`]).
+trait Titled: Default {
+    fn set_name(&mut self, name: String);
+    fn set_subject(&mut self, subject: String);
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>);
+}
+
+impl Titled for pb::File {
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn set_subject(&mut self, subject: String) {
+        self.subject = subject;
+    }
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>) {
+        self.custom_fields = values;
+    }
+}
+
+impl Titled for pb::Case {
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn set_subject(&mut self, subject: String) {
+        self.subject = subject;
+    }
+    fn set_custom_fields(&mut self, values: Vec<pb::CustomFieldValue>) {
+        self.custom_fields = values;
+    }
+}
+
+/// The message of a create command under `parent`: the subject and the flags given.
+async fn new_object<M: Titled>(
+    c: &mut Clients,
+    parent: &str,
+    subject: &str,
+    fields: &impl metadata::Flags<M>,
+) -> Result<M> {
+    let mut m = M::default();
+    m.set_subject(subject.to_owned());
+    fields.apply(&mut m)?;
+    let (values, _) = access::field_values(c, &access::tenant_of(parent)?, fields.custom()).await?;
+    m.set_custom_fields(values);
+    Ok(m)
+}
+
+/// The message and field mask of an update command: exactly the fields given.
+async fn changed_object<M: Titled>(
+    c: &mut Clients,
+    name: String,
+    subject: &Option<String>,
+    fields: &impl metadata::Flags<M>,
+) -> Result<(M, prost_types::FieldMask)> {
+    let (values, paths) =
+        access::field_values(c, &access::tenant_of(&name)?, fields.custom()).await?;
+    let mut m = M::default();
+    m.set_name(name);
+    let mut mask = fields.apply(&mut m)?;
+    if let Some(s) = subject {
+        m.set_subject(s.clone());
+        mask.push("subject".into());
+    }
+    m.set_custom_fields(values);
+    mask.extend(paths);
+    if mask.is_empty() {
+        return Err(usage("nothing to change: give at least one field"));
+    }
+    Ok((m, prost_types::FieldMask { paths: mask }))
+}
+
 async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<()> {
     let show = |f: &pb::File| {
         format!(
@@ -1121,14 +1217,11 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
             subject,
             fields,
         } => {
-            let mut file = pb::File {
-                subject: subject.clone(),
-                ..Default::default()
-            };
-            fields.apply(&mut file)?;
+            let parent = ctx.any_name(parent, "planUnits")?;
+            let file = new_object(c, &parent, subject, fields).await?;
             c.files
                 .create_file(pb::CreateFileRequest {
-                    parent: ctx.any_name(parent, "planUnits")?,
+                    parent,
                     file: Some(file),
                     ..Default::default()
                 })
@@ -1141,22 +1234,11 @@ async fn file(ctx: &Ctx<'_>, c: &mut Clients, command: &FileCommand) -> Result<(
             fields,
             reason,
         } => {
-            let mut file = pb::File {
-                name: ctx.name(name, "files")?,
-                ..Default::default()
-            };
-            let mut mask = fields.apply(&mut file)?;
-            if let Some(s) = subject {
-                file.subject = s.clone();
-                mask.push("subject".into());
-            }
-            if mask.is_empty() {
-                return Err(usage("nothing to change: give at least one field"));
-            }
+            let (file, mask) = changed_object(c, ctx.name(name, "files")?, subject, fields).await?;
             c.files
                 .update_file(pb::UpdateFileRequest {
                     file: Some(file),
-                    update_mask: Some(prost_types::FieldMask { paths: mask }),
+                    update_mask: Some(mask),
                     etag: String::new(),
                     reason: reason.clone(),
                 })
@@ -1231,14 +1313,11 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
             subject,
             fields,
         } => {
-            let mut case = pb::Case {
-                subject: subject.clone(),
-                ..Default::default()
-            };
-            fields.apply(&mut case)?;
+            let parent = ctx.any_name(parent, "files")?;
+            let case = new_object(c, &parent, subject, fields).await?;
             c.cases
                 .create_case(pb::CreateCaseRequest {
-                    parent: ctx.any_name(parent, "files")?,
+                    parent,
                     case: Some(case),
                     ..Default::default()
                 })
@@ -1251,22 +1330,11 @@ async fn case(ctx: &Ctx<'_>, c: &mut Clients, command: &CaseCommand) -> Result<(
             fields,
             reason,
         } => {
-            let mut case = pb::Case {
-                name: ctx.name(name, "cases")?,
-                ..Default::default()
-            };
-            let mut mask = fields.apply(&mut case)?;
-            if let Some(s) = subject {
-                case.subject = s.clone();
-                mask.push("subject".into());
-            }
-            if mask.is_empty() {
-                return Err(usage("nothing to change: give at least one field"));
-            }
+            let (case, mask) = changed_object(c, ctx.name(name, "cases")?, subject, fields).await?;
             c.cases
                 .update_case(pb::UpdateCaseRequest {
                     case: Some(case),
-                    update_mask: Some(prost_types::FieldMask { paths: mask }),
+                    update_mask: Some(mask),
                     etag: String::new(),
                     reason: reason.clone(),
                 })
@@ -1323,10 +1391,15 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 ..Default::default()
             };
             fields.apply(&mut document)?;
+            let parent = ctx.any_name(parent, "files")?;
+            document.custom_fields =
+                access::field_values(c, &access::tenant_of(&parent)?, &fields.custom)
+                    .await?
+                    .0;
             let d = c
                 .documents
                 .create_document(pb::CreateDocumentRequest {
-                    parent: ctx.any_name(parent, "files")?,
+                    parent,
                     document: Some(document),
                     ..Default::default()
                 })
@@ -1349,6 +1422,11 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 document.subject = s.clone();
                 mask.push("subject".into());
             }
+            let (values, paths) =
+                access::field_values(c, &access::tenant_of(&document.name)?, &fields.custom)
+                    .await?;
+            document.custom_fields = values;
+            mask.extend(paths);
             if mask.is_empty() {
                 return Err(usage("nothing to change: give at least one field"));
             }

@@ -464,8 +464,22 @@ impl TenantRecords {
                     self.tenant.meta().describe(&name)
                 ))
             })?;
-        let record = serde_json::from_str(json.trim_end())
+        let record: DestructionRecord = serde_json::from_str(json.trim_end())
             .map_err(|e| RecordsError::Internal(e.to_string()))?;
+        // A record of files the caller may not see is hidden like them.
+        if self.bound().is_some() {
+            let ids: Vec<Uuid> = record
+                .files
+                .iter()
+                .flat_map(|f| std::iter::once(f.file).chain(f.within))
+                .collect();
+            if !self.admit_all(&ids)? {
+                return Err(RecordsError::NotFound {
+                    what: "destruction record".into(),
+                    id: run.to_string(),
+                });
+            }
+        }
         Ok((record, note))
     }
 
@@ -482,6 +496,19 @@ impl TenantRecords {
             }
         }
         out.sort();
+        if self.bound().is_some() {
+            // Records of files the caller may not see are left out (records are few: one
+            // per destruction run).
+            let mut visible = Vec::with_capacity(out.len());
+            for id in out {
+                match self.destruction_record(id) {
+                    Ok(_) => visible.push(id),
+                    Err(RecordsError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            out = visible;
+        }
         Ok(out)
     }
 }
@@ -605,6 +632,7 @@ pub(super) fn apply_destruction(
                 for w in schema::words(obj.subject()) {
                     batch.remove(schema::word(&w).id(o.id));
                 }
+                super::fields::reindex(batch, o.id, Some(&obj), None);
                 // The import event that made the key is redacted with the object, so a
                 // rebuilt index has no key either.
                 if let Some(origin) = super::projection::origin_of(&obj) {

@@ -266,10 +266,16 @@ impl TenantRecords {
 
     /// A disposal process.
     pub fn disposal_process(&self, id: Uuid) -> Result<DisposalProcess, RecordsError> {
-        load_process(self.tenant.index(), id)?.ok_or_else(|| RecordsError::NotFound {
+        let not_found = || RecordsError::NotFound {
             what: "disposal process".into(),
             id: id.to_string(),
-        })
+        };
+        let p = load_process(self.tenant.index(), id)?.ok_or_else(not_found)?;
+        // A process is as hidden as the least visible of its files.
+        if !self.admit_all(&p.files)? {
+            return Err(not_found());
+        }
+        Ok(p)
     }
 
     fn step(

@@ -109,6 +109,10 @@ pub mod kind {
     pub const ACCESS_CONFIDENTIALITY: &str = "access.confidentiality";
     /// An access to a confidential object, or a denied attempt.
     pub const ACCESS_LOG: &str = "access.log";
+    /// A custom field was defined.
+    pub const CUSTOM_FIELD_DEFINE: &str = "custom_field.define";
+    /// A custom field's definition changed.
+    pub const CUSTOM_FIELD_UPDATE: &str = "custom_field.update";
 }
 
 /// Role of the salted record among the entry's payloads.

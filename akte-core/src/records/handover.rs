@@ -471,10 +471,16 @@ impl TenantRecords {
 
     /// A handover process of this tenant.
     pub fn handover_process(&self, id: Uuid) -> Result<HandoverProcess, RecordsError> {
-        load_process(self.tenant.index(), id)?.ok_or_else(|| RecordsError::NotFound {
+        let not_found = || RecordsError::NotFound {
             what: "handover process".into(),
             id: id.to_string(),
-        })
+        };
+        let p = load_process(self.tenant.index(), id)?.ok_or_else(not_found)?;
+        // A process is as hidden as the least visible of its files.
+        if !self.admit_all(&p.files)? {
+            return Err(not_found());
+        }
+        Ok(p)
     }
 
     /// Reads the receiving agency's answer to a handover, a 0403 (receipt) or a 0402
@@ -906,6 +912,16 @@ struct Taker<'a, R: Read + Seek> {
     progress: &'a mut dyn FnMut(&ImportReport),
 }
 
+/// The custom field values a package carries for an object, by field name (the first
+/// value of a name counts); the receiving tenant's definitions type and check them.
+fn custom_values(values: &[xdomea::CustomValue]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        out.entry(v.name.clone()).or_insert_with(|| v.value.clone());
+    }
+    out
+}
+
 fn date_field(extras: Option<&ObjectExtras>, name: &str) -> Option<NaiveDate> {
     extras
         .and_then(|e| e.get(name))
@@ -1174,6 +1190,7 @@ impl<R: Read + Seek> Taker<'_, R> {
             closed_on: f.closed,
             retention: f.retention.map(from_x_retention),
             disposal: Some(from_x_decision(f.disposal)),
+            custom_fields: custom_values(&f.custom_fields),
         });
         let item = self.item(f.id, Some(parent), object);
         if !self.run(item)? {
@@ -1207,6 +1224,7 @@ impl<R: Read + Seek> Taker<'_, R> {
             confidentiality: c.confidentiality.map(from_x_conf).unwrap_or_default(),
             notes: c.remark.clone().unwrap_or_default(),
             closed_on: c.closed,
+            custom_fields: custom_values(&c.custom_fields),
         });
         let item = self.item(c.id, parent, object);
         if !self.run(item)? {
@@ -1267,6 +1285,8 @@ impl<R: Read + Seek> Taker<'_, R> {
             external_reference: d.foreign_reference.clone().unwrap_or_default(),
             confidentiality: d.confidentiality.map(from_x_conf).unwrap_or_default(),
             versions,
+            document_type: d.kind.clone().unwrap_or_default(),
+            custom_fields: custom_values(&d.custom_fields),
         });
         let item = self.item(d.id, parent, object);
         if !self.run(item)? {

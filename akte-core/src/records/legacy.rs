@@ -160,6 +160,11 @@ pub struct ImportFile {
     pub retention: Option<Retention>,
     /// Disposal decision set on the file in the source; `None` inherits the plan unit's.
     pub disposal: Option<DisposalDecision>,
+    /// Values of custom fields by field name, as text (dates `YYYY-MM-DD`, references
+    /// `urn:uuid:...` or a UUID); typed and checked against the importing tenant's
+    /// definitions. A field the tenant does not define for the object is left out with a
+    /// warning.
+    pub custom_fields: std::collections::BTreeMap<String, String>,
 }
 
 /// An imported case or sub-case.
@@ -180,6 +185,11 @@ pub struct ImportCase {
     pub notes: String,
     /// Original closing date.
     pub closed_on: Option<NaiveDate>,
+    /// Values of custom fields by field name, as text (dates `YYYY-MM-DD`, references
+    /// `urn:uuid:...` or a UUID); typed and checked against the importing tenant's
+    /// definitions. A field the tenant does not define for the object is left out with a
+    /// warning.
+    pub custom_fields: std::collections::BTreeMap<String, String>,
 }
 
 /// An imported document or attachment.
@@ -208,6 +218,13 @@ pub struct ImportDocument {
     pub confidentiality: Confidentiality,
     /// Versions, oldest first; numbered 1, 2, ... in this order.
     pub versions: Vec<ImportVersion>,
+    /// Dokumenttyp.
+    pub document_type: String,
+    /// Values of custom fields by field name, as text (dates `YYYY-MM-DD`, references
+    /// `urn:uuid:...` or a UUID); typed and checked against the importing tenant's
+    /// definitions. A field the tenant does not define for the object is left out with a
+    /// warning.
+    pub custom_fields: std::collections::BTreeMap<String, String>,
 }
 
 /// One version of an imported document; its bytes are already in the content store.
@@ -680,11 +697,26 @@ impl TenantRecords {
                 ImportObject::Document(d) => {
                     origin.reference = d.reference.clone();
                     document_fields(&mut record.set, parent.as_ref(), d)?;
+                    if !d.document_type.is_empty() {
+                        record
+                            .set
+                            .insert("document_type".into(), Value::from(d.document_type.clone()));
+                    }
                     let (versions, contents) = versions_of(d);
                     record.versions = versions;
                     (kind::DOCUMENT_IMPORT, contents)
                 }
             };
+            let values = match &item.object {
+                ImportObject::File(f) => Some((ObjectKind::File, &f.custom_fields)),
+                ImportObject::Case(c) => Some((ObjectKind::Case, &c.custom_fields)),
+                ImportObject::Document(d) => Some((ObjectKind::Document, &d.custom_fields)),
+                ImportObject::PlanUnit(_) => None,
+            };
+            if let Some((k, values)) = values {
+                let warnings = super::fields::import_values(index, k, &mut record.set, values)?;
+                outcome.warnings.extend(warnings);
+            }
             record.set.insert("origin".into(), to_value(&origin)?);
             record.original_history = item.history.clone();
             Ok(Plan::event(event_kind, record, contents))

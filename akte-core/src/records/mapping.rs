@@ -116,6 +116,7 @@ impl Mapper<'_> {
             None => x_decision(decision),
         };
         let mut out = xdomea::FileObject {
+            custom_fields: custom_values(&f.custom_fields),
             id: f.id,
             reference: Some(f.reference.clone()),
             subject: Some(f.subject.clone()),
@@ -160,6 +161,7 @@ impl Mapper<'_> {
         decided: DisposalDecision,
     ) -> Result<xdomea::CaseObject, RecordsError> {
         let mut out = xdomea::CaseObject {
+            custom_fields: custom_values(&c.custom_fields),
             id: c.id,
             reference: Some(case_reference(file_reference, c)),
             subject: Some(c.subject.clone()),
@@ -239,7 +241,7 @@ impl Mapper<'_> {
             sent: d.sent_on,
             letter_date: d.letter_date,
             clerk: non_empty(&d.clerk),
-            kind: None,
+            kind: non_empty(&d.document_type),
             versions,
             attachments,
             senders: if d.sender.is_empty() {
@@ -248,8 +250,21 @@ impl Mapper<'_> {
                 vec![party(&d.sender)]
             },
             recipients: d.recipients.iter().map(|r| party(r)).collect(),
+            custom_fields: custom_values(&d.custom_fields),
         })
     }
+}
+
+/// An object's custom fields as xdomea carries them: text with the Datentyp of each.
+pub(super) fn custom_values(values: &super::fields::FieldValues) -> Vec<xdomea::CustomValue> {
+    values
+        .iter()
+        .map(|(name, v)| xdomea::CustomValue {
+            name: name.clone(),
+            datatype: Some(v.field_type().xdomea_datatype().to_owned()),
+            value: v.to_text(),
+        })
+        .collect()
 }
 
 /// A case's reference in the messages: its file's reference and its number.

@@ -53,6 +53,7 @@ pub mod destruction;
 pub mod disposal;
 pub mod event;
 pub(crate) mod evidence;
+pub mod fields;
 pub mod handover;
 pub mod identity;
 pub mod import;
@@ -80,6 +81,10 @@ use crate::store::{Store, StoreError, StoreOptions};
 
 pub use disposal::{
     DisposalProcess, OutgoingMessage, Parties, ProcessStage, Received, SentObject, MAX_MESSAGE_XML,
+};
+pub use fields::{
+    FieldDefinition, FieldDefinitionPatch, FieldFilter, FieldScope, FieldType, FieldValue,
+    FieldValues, NewFieldDefinition,
 };
 pub use handover::{HandoverProcess, HandoverSent, PackageImport, PackageLimits, PackageOptions};
 pub use identity::{DisposalSettings, ListCode, PartyIdentity};

@@ -592,6 +592,47 @@ impl TenantRecords {
         )
     }
 
+    /// Records a call the role table refused (`denial` `role`), as one access log entry:
+    /// under the object the call named when it named a file, case or document of the
+    /// tenant, otherwise in the tenant's own access log ([`Self::tenant_access_log`]).
+    /// The server writes one per refused request, so the journal grows with requests,
+    /// never more within one.
+    pub fn log_role_denial(
+        &self,
+        principal: &str,
+        operation: &str,
+        object: Option<Uuid>,
+    ) -> Result<(), RecordsError> {
+        validate::line("operation", operation, MAX_NAME)?;
+        let index = self.tenant.index();
+        let id = match object {
+            Some(id)
+                if super::projection::load_object(index, id)?
+                    .is_some_and(|o| o.kind() != ObjectKind::PlanUnit) =>
+            {
+                id
+            }
+            _ => Uuid::nil(),
+        };
+        self.log_access(principal, &[id], operation, Some("role"))
+    }
+
+    /// The tenant's own access log, oldest first: refused calls that named no object.
+    pub fn tenant_access_log(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<AccessLogItem>, RecordsError> {
+        let prefix = log_key(Uuid::nil());
+        super::read::scan_page(
+            self.tenant.index(),
+            &prefix,
+            &prefix,
+            page,
+            usize::MAX,
+            |_, v| serde_json::from_slice(v).map(Some).map_err(internal),
+        )
+    }
+
     /// Appends one access log entry about `ids` (the first is the object named, the rest
     /// appear in the same answer).
     pub(super) fn log_access(

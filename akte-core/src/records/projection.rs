@@ -35,6 +35,7 @@ pub fn is_records_event(kind: &str) -> bool {
             "org_unit.",
             "principal.",
             "access.",
+            "custom_field.",
         ]
         .iter()
         .any(|p| kind.starts_with(p))
@@ -191,6 +192,7 @@ impl Apply<'_> {
             .collect();
         self.history(id, changes)?;
         self.words(id, "", obj.subject());
+        super::fields::reindex(self.batch, id, None, Some(&obj));
         self.changed.insert(id, obj.clone());
         Ok(obj)
     }
@@ -232,6 +234,7 @@ impl Apply<'_> {
         })?;
         self.history(id, changes)?;
         self.words(id, old.subject(), new.subject());
+        super::fields::reindex(self.batch, id, Some(&old), Some(&new));
         self.changed.insert(id, new.clone());
         Ok((old, new))
     }
@@ -448,6 +451,9 @@ impl Projection for RecordsProjection {
             | kind::ACCESS_LEAD_UNIT
             | kind::ACCESS_SHARE
             | kind::ACCESS_LOG => super::org::apply(index, a.batch, record, &event)?,
+            kind::CUSTOM_FIELD_DEFINE | kind::CUSTOM_FIELD_UPDATE => {
+                super::fields::apply(index, a.batch, record, &event)?
+            }
             kind::FILE_UPDATE
             | kind::FILE_RETENTION
             | kind::CASE_UPDATE

@@ -50,6 +50,9 @@ pub struct Query {
     /// Documents whose external reference (Fremdes Geschäftszeichen) contains this
     /// (case-insensitive).
     pub external_reference: Option<String>,
+    /// Custom field criteria (`records::fields`): equality, or a range for numbers and
+    /// dates. Only files, cases and documents with the values match.
+    pub custom_fields: Vec<super::fields::FieldFilter>,
 }
 
 impl Query {
@@ -121,9 +124,23 @@ pub(super) fn scan_page_marked<T>(
     max_scan: usize,
     map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
 ) -> Result<Page<T>, RecordsError> {
+    scan_page_marked_from(index, listing, prefix, None, page, max_scan, map)
+}
+
+/// As [`scan_page_marked`], the first page starting at `first` (a key under `prefix`)
+/// instead of the prefix itself: a range within the listing.
+pub(super) fn scan_page_marked_from<T>(
+    index: &TenantIndex,
+    listing: &[u8],
+    prefix: &[u8],
+    first: Option<Vec<u8>>,
+    page: &PageRequest,
+    max_scan: usize,
+    map: impl FnMut(&[u8], &[u8]) -> Result<Scanned<T>, RecordsError>,
+) -> Result<Page<T>, RecordsError> {
     let size = page_size(page)?;
     let start = if page.page_token.is_empty() {
-        Bound::Included(prefix.to_vec())
+        Bound::Included(first.unwrap_or_else(|| prefix.to_vec()))
     } else {
         let last = schema::decode_token(listing, &page.page_token).ok_or_else(bad_token)?;
         if !last.starts_with(prefix) {
@@ -413,34 +430,56 @@ impl TenantRecords {
                 super::validate::line(field, v, super::validate::MAX_NAME)?;
             }
         }
-        let (prefix, listing) = if let Some(r) = &q.reference_prefix {
+        let filters = super::fields::resolve_filters(self.index(), &q.custom_fields)?;
+        // The most selective index the query names: reference, a subject word, a custom
+        // field's values, or every object.
+        let by_field = q.reference_prefix.is_none() && words.is_empty() && !filters.is_empty();
+        let (prefix, listing, first) = if let Some(r) = &q.reference_prefix {
             let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
-            (p.clone(), p)
+            (p.clone(), p, None)
         } else if let Some(w) = words.first() {
             let p = schema::word(w);
-            (p.clone(), p)
+            (p.clone(), p, None)
+        } else if let Some(f) = filters.first() {
+            f.scan()
         } else {
             let p = schema::key(tag::OBJECT);
-            (p.clone(), p)
+            (p.clone(), p, None)
         };
         let index = self.index();
-        scan_page_marked(index, &listing, &prefix, page, MAX_SCAN_PER_PAGE, |k, v| {
-            let obj = if q.reference_prefix.is_some() {
+        let listing_page = |k: &[u8], v: &[u8]| -> Result<Option<Object>, RecordsError> {
+            Ok(if q.reference_prefix.is_some() {
                 match Uuid::from_slice(v) {
                     Ok(id) => load_object(index, id)?,
                     Err(_) => None,
                 }
-            } else if !words.is_empty() {
+            } else if !words.is_empty() || by_field {
                 object_at(index, k)?
             } else {
                 serde_json::from_slice(v).ok()
-            };
-            Ok(match obj.filter(|o| matches(o, q, &words)) {
-                Some(o) if self.may_see(&o)? => Scanned::Item(o),
-                Some(_) => Scanned::Hidden,
-                None => Scanned::Skip,
             })
-        })
+        };
+        scan_page_marked_from(
+            index,
+            &listing,
+            &prefix,
+            first,
+            page,
+            MAX_SCAN_PER_PAGE,
+            |k, v| {
+                let obj = listing_page(k, v)?;
+                let obj = obj.filter(|o| {
+                    filters
+                        .iter()
+                        .all(|f| f.matches(super::fields::values_of(o)))
+                });
+                Ok(match obj.filter(|o| matches(o, q, &words)) {
+                    Some(o) if self.may_see(&o)? => Scanned::Item(o),
+                    Some(_) => Scanned::Hidden,
+                    None => Scanned::Skip,
+                })
+            },
+        )
     }
 }
 

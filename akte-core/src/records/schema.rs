@@ -30,6 +30,9 @@
 //! | `m k` principal, 0x00, seq                  | clearance history item (JSON) |
 //! | `m g` id                                    | a file's or case's lead unit and shares (JSON) |
 //! | `m L` id, seq                               | access log item (JSON)        |
+//! | `m Q` field-definition-id                   | custom field definition (JSON) |
+//! | `m q` field name                            | custom field definition id    |
+//! | `m V` field name, 0x00, value, 0x00, id     | — (objects by custom field value) |
 //!
 //! `seq` is the journal entry that created the object, so listings come in creation order.
 
@@ -96,6 +99,12 @@ pub mod tag {
     pub const GRANTS: u8 = b'g';
     /// Access log.
     pub const ACCESS_LOG: u8 = b'L';
+    /// Custom field definitions by id.
+    pub const FIELD_DEFINITION: u8 = b'Q';
+    /// Custom field definitions by name.
+    pub const FIELD_NAME: u8 = b'q';
+    /// Objects by custom field value (`records::fields`).
+    pub const FIELD_VALUE: u8 = b'V';
 }
 
 /// A key builder: `m`, a tag, then parts.

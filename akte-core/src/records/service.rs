@@ -68,6 +68,9 @@ pub struct NewFile {
     pub lead_unit: String,
     /// Notes.
     pub notes: String,
+    /// Custom field values (`records::fields`), by field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
 }
 
 /// A new case or sub-case.
@@ -87,6 +90,9 @@ pub struct NewCase {
     pub confidentiality: Confidentiality,
     /// Notes.
     pub notes: String,
+    /// Custom field values (`records::fields`), by field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
 }
 
 /// A new document or attachment.
@@ -114,6 +120,12 @@ pub struct NewDocument {
     pub external_reference: String,
     /// Vertraulichkeitsstufe.
     pub confidentiality: Confidentiality,
+    /// Dokumenttyp (custom fields may be defined per document type).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub document_type: String,
+    /// Custom field values (`records::fields`), by field name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
 }
 
 /// A new version with its renditions, whose bytes are already in the content store.
@@ -205,8 +217,16 @@ fn updatable(kind: ObjectKind) -> &'static [&'static str] {
             "medium",
             "lead_unit",
             "notes",
+            "custom_fields",
         ],
-        ObjectKind::Case => &["subject", "begin", "end", "confidentiality", "notes"],
+        ObjectKind::Case => &[
+            "subject",
+            "begin",
+            "end",
+            "confidentiality",
+            "notes",
+            "custom_fields",
+        ],
         ObjectKind::Document => &[
             "subject",
             "letter_date",
@@ -217,6 +237,8 @@ fn updatable(kind: ObjectKind) -> &'static [&'static str] {
             "clerk",
             "external_reference",
             "confidentiality",
+            "document_type",
+            "custom_fields",
         ],
     }
 }
@@ -469,6 +491,7 @@ impl TenantRecords {
         self.write(actor, |index| {
             let current = get_object(index, id)?;
             check_revision(&current, expected_revision)?;
+            let patch = super::fields::expand_patch(&current, &patch)?;
             let allowed = updatable(current.kind());
             for field in patch.keys() {
                 if !allowed.contains(&field.as_str()) {
@@ -483,7 +506,8 @@ impl TenantRecords {
                 }
             }
             ensure_writable(index, &current)?;
-            let updated = apply_patch(&current, &patch)?;
+            let mut updated = apply_patch(&current, &patch)?;
+            super::fields::check_object(index, &current, &mut updated)?;
             // Levels are raised by an update; lowering one is a registrar's decision with
             // a reason (`set_confidentiality`).
             if let (Ok(old), Ok(new)) = (
@@ -510,10 +534,13 @@ impl TenantRecords {
                 .keys()
                 .filter(|k| old.get(k.as_str()) != new.get(k.as_str()))
                 .map(|k| {
-                    (
-                        k.clone(),
-                        new.get(k.as_str()).cloned().unwrap_or(Value::Null),
-                    )
+                    // Fields left out when empty are written as their empty value.
+                    let absent = match k.as_str() {
+                        "custom_fields" => Value::Object(Map::new()),
+                        "document_type" => Value::from(""),
+                        _ => Value::Null,
+                    };
+                    (k.clone(), new.get(k.as_str()).cloned().unwrap_or(absent))
                 })
                 .collect();
             if set.is_empty() {
@@ -628,6 +655,16 @@ impl TenantRecords {
                     });
                 }
             }
+            let custom_fields = super::fields::check_values(
+                index,
+                &super::fields::Target {
+                    kind: ObjectKind::File,
+                    plan_unit: unit.id,
+                    document_type: String::new(),
+                },
+                &new.custom_fields,
+                None,
+            )?;
             let id = Self::fresh_id(index, new.id)?;
             let year = today().year();
             let pattern = read_pattern(index)?;
@@ -657,6 +694,7 @@ impl TenantRecords {
                 ("status", to_value(&Status::Open)?),
                 ("closed_on", Value::Null),
             ]);
+            super::fields::put_values(&mut record.set, &custom_fields)?;
             record.counter = Some(Counter {
                 scope: unit.id,
                 year,
@@ -703,6 +741,16 @@ impl TenantRecords {
                 }
             };
             ensure_writable(index, &parent)?;
+            let custom_fields = super::fields::check_values(
+                index,
+                &super::fields::Target {
+                    kind: ObjectKind::Case,
+                    plan_unit: expect_file(index, file, "parent")?.plan_unit,
+                    document_type: String::new(),
+                },
+                &new.custom_fields,
+                None,
+            )?;
             let id = Self::fresh_id(index, new.id)?;
             let number = read_counter(index, file, 0)?
                 .checked_add(1)
@@ -720,6 +768,7 @@ impl TenantRecords {
                 ("status", to_value(&Status::Open)?),
                 ("closed_on", Value::Null),
             ]);
+            super::fields::put_values(&mut record.set, &custom_fields)?;
             record.counter = Some(Counter {
                 scope: file,
                 year: 0,
@@ -750,6 +799,7 @@ impl TenantRecords {
             &new.clerk,
             &new.external_reference,
         )?;
+        super::fields::check_document_type("document_type", &new.document_type)?;
         let digest = Self::request_digest("document.create", &new)?;
         self.authorize_write(new.parent)?;
         let obj = self.write(actor, |index| {
@@ -771,6 +821,16 @@ impl TenantRecords {
                 }
             };
             ensure_writable(index, &parent)?;
+            let custom_fields = super::fields::check_values(
+                index,
+                &super::fields::Target {
+                    kind: ObjectKind::Document,
+                    plan_unit: expect_file(index, file, "parent")?.plan_unit,
+                    document_type: new.document_type.clone(),
+                },
+                &new.custom_fields,
+                None,
+            )?;
             let id = Self::fresh_id(index, new.id)?;
             let mut record = Self::new_event(Some(id))?;
             record.set = set_fields(vec![
@@ -790,6 +850,13 @@ impl TenantRecords {
                 ("confidentiality", to_value(&new.confidentiality)?),
                 ("versions", Value::from(0u32)),
             ]);
+            if !new.document_type.is_empty() {
+                record.set.insert(
+                    "document_type".into(),
+                    Value::from(new.document_type.clone()),
+                );
+            }
+            super::fields::put_values(&mut record.set, &custom_fields)?;
             record.request_id = request_id.map(str::to_owned);
             record.request_digest = request_id.map(|_| digest);
             Ok(Plan::Event {
@@ -1108,13 +1175,16 @@ fn validate_object(
             validate::running_time(c.begin, c.end)?;
             validate::text("notes", &c.notes, MAX_TEXT)
         }
-        Object::Document(d) => check_document_fields(
-            &d.subject,
-            &d.sender,
-            &d.recipients,
-            &d.clerk,
-            &d.external_reference,
-        ),
+        Object::Document(d) => {
+            super::fields::check_document_type("document_type", &d.document_type)?;
+            check_document_fields(
+                &d.subject,
+                &d.sender,
+                &d.recipients,
+                &d.clerk,
+                &d.external_reference,
+            )
+        }
     }
 }
 

@@ -260,6 +260,9 @@ pub struct File {
     /// for good and keeps its metadata and proofs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over: Option<HandedOver>,
+    /// Agency metadata: the tenant's own typed fields (`records::fields`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -296,6 +299,9 @@ pub struct Case {
     /// Where an imported case came from; `None` for cases created in akte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Agency metadata: the tenant's own typed fields (`records::fields`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
     /// Incremented with every change.
     pub revision: u64,
     /// Creation.
@@ -336,6 +342,13 @@ pub struct Document {
     /// Where an imported document came from; `None` for documents created in akte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Dokumenttyp (e.g. `Bescheid`, `Antrag`): free text of the agency; custom fields
+    /// may be defined per document type.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub document_type: String,
+    /// Agency metadata: the tenant's own typed fields (`records::fields`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub custom_fields: super::fields::FieldValues,
     /// Incremented with every change (a new version counts as one).
     pub revision: u64,
     /// Creation.

@@ -145,6 +145,57 @@ impl TenantRecords {
         }
     }
 
+    /// Whether the bound caller may see every object of `ids` (the files of a disposal or
+    /// handover process, the files and containers of a destruction record): something that
+    /// names objects it may not see is itself hidden. An object destroyed since is judged by
+    /// its own lead unit and shares, which destruction keeps (its level went with it).
+    /// Denials are logged like any other; ids that were never objects pass.
+    pub fn admit_all(&self, ids: &[Uuid]) -> Result<bool, RecordsError> {
+        self.sees_all(ids, true)
+    }
+
+    /// As [`Self::admit_all`] for a listing, which leaves out what the caller may not see
+    /// and logs nothing.
+    pub fn may_see_all(&self, ids: &[Uuid]) -> Result<bool, RecordsError> {
+        self.sees_all(ids, false)
+    }
+
+    fn sees_all(&self, ids: &[Uuid], log: bool) -> Result<bool, RecordsError> {
+        let Some(b) = self.bound() else {
+            return Ok(true);
+        };
+        let index = self.tenant.index();
+        for &id in ids {
+            match load_object(index, id)? {
+                Some(o) if !log => {
+                    if !self.may_see(&o)? {
+                        return Ok(false);
+                    }
+                }
+                Some(o) => match self.admit(o) {
+                    Ok(_) => {}
+                    Err(RecordsError::NotFound { .. }) => return Ok(false),
+                    Err(e) => return Err(e),
+                },
+                None => {
+                    let g = load_grants(index, id)?;
+                    let access = ObjectAccess {
+                        lead_units: g.lead_unit.into_iter().collect(),
+                        shares: g.shares,
+                        ..ObjectAccess::default()
+                    };
+                    if let Err(denial) = decide(&b.viewer, Operation::Read, Some(&access)) {
+                        if log {
+                            self.log_once(id, b.op, Some(denial))?;
+                        }
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Lets the bound caller have `obj` for its request's operation, or answers as the
     /// rules say: not found for an object it may not see, access denied for one it may see
     /// but not change. Confidential reads and every denial are logged.

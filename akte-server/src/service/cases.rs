@@ -37,6 +37,7 @@ impl CaseService for Api {
             )?
             .unwrap_or(Confidentiality::Open),
             notes: c.notes,
+            custom_fields: convert::parse_field_values("case.custom_fields", &c.custom_fields)?,
         };
         let actor = caller.actor().to_owned();
         let parent_name = r.parent.clone();

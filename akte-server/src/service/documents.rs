@@ -200,6 +200,8 @@ impl DocumentService for Api {
                 d.confidentiality,
             )?
             .unwrap_or(Confidentiality::Open),
+            document_type: d.document_type,
+            custom_fields: convert::parse_field_values("document.custom_fields", &d.custom_fields)?,
         };
         let actor = caller.actor().to_owned();
         let tenant = parent.tenant.clone();

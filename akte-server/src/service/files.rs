@@ -42,6 +42,7 @@ impl FileService for Api {
             medium: convert::new_medium(f.medium)?,
             lead_unit: f.lead_unit,
             notes: f.notes,
+            custom_fields: convert::parse_field_values("file.custom_fields", &f.custom_fields)?,
         };
         let actor = caller.actor().to_owned();
         let parent_name = r.parent.clone();

@@ -80,6 +80,24 @@ impl HistoryService for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let scope = Scope::new("ListHistory", &[&r.parent]);
+        if r.parent.contains("/customFields/") {
+            // A custom field's definition: every change of it.
+            let (tenant, key) = super::fields::field_name("parent", &r.parent)?;
+            let t = self.tenant(&caller, &tenant, &r.parent, Operation::Read)?;
+            let page = self.page_request(&scope, r.page_size, &r.page_token)?;
+            let name = r.parent;
+            let page = blocking(move || {
+                let d = t
+                    .field_definition_named(&key)
+                    .map_err(super::named(&name))?;
+                t.history(d.id, &page).map_err(super::named(&name))
+            })
+            .await?;
+            return Ok(Response::new(pb::ListHistoryResponse {
+                entries: page.items.iter().map(convert::history).collect(),
+                next_page_token: self.seal_token(&scope, page.next_page_token.as_deref()),
+            }));
+        }
         if r.parent.contains("/orgUnits/") {
             // An organisational unit's history: its names, parents and members.
             let (tenant, id) = names::resource("parent", &r.parent, super::access::ORG_UNITS)?;

@@ -7,6 +7,7 @@ mod cases;
 mod disposal;
 mod documents;
 mod feed;
+mod fields;
 mod files;
 mod journal;
 mod kept;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 use crate::admission::Admitted;
 use crate::auth::{Operation, Principal, TokenStore};
 use crate::error::ApiError;
+use crate::names;
 use crate::operations::Operations;
 use crate::page_token::{PageTokens, Scope};
 use crate::uploads::Uploads;
@@ -182,6 +184,7 @@ impl Api {
         if !p.may(op) {
             let required: Vec<&str> = op.roles().iter().map(|r| r.name()).collect();
             tracing::warn!(principal = %p.name, method = %caller.method, resource, "denied: role missing (needs one of {})", required.join(", "));
+            self.journal_role_denial(caller, tenant, resource, op);
             return Err(ApiError::PermissionDenied {
                 required: required.join(", "),
             });
@@ -201,6 +204,29 @@ impl Api {
             .filter_map(|u| Uuid::parse_str(u).ok())
             .collect();
         Ok(records.bind(&p.name, &p.roles, &units, op)?)
+    }
+
+    /// Writes the refusal of a call by the role table to the tenant's access log (issue
+    /// 18: every denied attempt is a journal entry): one entry per refused request, under
+    /// the file, case or document the request named, else in the tenant's own log. It is
+    /// written on the blocking pool while the refusal is answered; a tenant that cannot be
+    /// written (fenced, read-only) keeps the refusal in the server log only.
+    fn journal_role_denial(&self, caller: &Caller, tenant: &str, resource: &str, op: Operation) {
+        let Ok(records) = self.state.records.tenant(tenant) else {
+            return;
+        };
+        let object = names::object("resource", resource).ok().map(|o| o.id);
+        let principal = caller.principal.name.clone();
+        let (method, shown) = (caller.method.clone(), resource.to_owned());
+        let operation = op.name();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn_blocking(move || {
+            if let Err(e) = records.log_role_denial(&principal, operation, object) {
+                tracing::warn!(principal = %principal, method = %method, resource = %shown, "a refused call could not be written to the access log: {e}");
+            }
+        });
     }
 
     /// Requires an administrator of all tenants.

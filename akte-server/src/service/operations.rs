@@ -11,10 +11,13 @@ use crate::auth::Operation;
 use crate::error::ApiError;
 use crate::filter;
 use crate::names;
-use crate::operations::Entry;
+use crate::operations::{Entry, Verb};
 use crate::page_token::Scope;
+use crate::pb::akte::v1 as pb;
 use crate::pb::google::longrunning as lro;
 use crate::pb::google::longrunning::operations_server::Operations;
+use akte_core::records::{RecordsError, TenantRecords};
+use prost::Message as _;
 
 use super::{page_after, Api, Caller};
 
@@ -29,20 +32,89 @@ impl Api {
     /// there.
     async fn operation(&self, caller: &Caller, name: &str) -> Result<Arc<Entry>, ApiError> {
         let (tenant, id) = names::resource("name", name, "operations")?;
-        self.tenant(caller, &tenant, name, Operation::Read)?;
         let not_found = || ApiError::NotFound {
             resource: name.to_owned(),
         };
+        let t = self.tenant(caller, &tenant, name, Operation::Read)?;
         let ops = self.state().operations.clone();
-        let entry = super::blocking(move || ops.get(&tenant, id))
-            .await?
-            .ok_or_else(not_found)?;
+        let who = caller.principal.name.clone();
+        let entry = super::blocking(move || {
+            let Some(e) = ops.get(&tenant, id)? else {
+                return Ok(None);
+            };
+            Ok(visible(&t, &who, &e, true)?.then_some(e))
+        })
+        .await?
+        .ok_or_else(not_found)?;
         if !caller.principal.may(entry.verb().operation()) {
             tracing::warn!(principal = %caller.principal.name, operation = %name, "denied: operation of a method the token's roles do not allow (answered NOT_FOUND)");
             return Err(not_found());
         }
         Ok(entry)
     }
+}
+
+/// Whether the caller `t` is bound to may see an operation: the principal that started it
+/// may; anyone else only if it may see what the operation is about (its target object or
+/// process, or the destruction record it produced). An operation about a hidden file is
+/// NOT_FOUND like the file; `log` (a Get, not a listing) writes a denial to the access log
+/// like any other denied read.
+fn visible(t: &TenantRecords, caller: &str, e: &Entry, log: bool) -> Result<bool, ApiError> {
+    let (target, principal, result) = e.about();
+    if principal == caller {
+        return Ok(true);
+    }
+    let id_after = |marker: &str| {
+        target
+            .split_once(marker)
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    // What the operation names, read without the caller's view; then judged with it.
+    let all = t.unbound();
+    let found = |r: Result<Vec<Uuid>, RecordsError>| match r {
+        Ok(ids) => Ok(Some(ids)),
+        Err(RecordsError::NotFound { .. }) => Ok(None),
+        Err(other) => Err(ApiError::from(other)),
+    };
+    let named = if let Some(id) = id_after("/disposalProcesses/") {
+        found(all.disposal_process(id).map(|p| p.files))?
+    } else if let Some(id) = id_after("/handoverProcesses/") {
+        found(all.handover_process(id).map(|p| p.files))?
+    } else if let Some(id) = ["/files/", "/cases/", "/documents/"]
+        .iter()
+        .find_map(|m| id_after(m))
+    {
+        Some(vec![id])
+    } else if e.verb() == Verb::Destroy {
+        let record = result
+            .and_then(|any| pb::DestructionRecord::decode(any.value.as_slice()).ok())
+            .and_then(|r| {
+                r.name
+                    .rsplit('/')
+                    .next()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+            });
+        match record {
+            Some(id) => found(all.destruction_record(id).map(|(r, _)| {
+                r.files
+                    .iter()
+                    .flat_map(|f| std::iter::once(f.file).chain(f.within))
+                    .collect()
+            }))?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    let Some(ids) = named else {
+        return Ok(true);
+    };
+    Ok(if log {
+        t.admit_all(&ids)?
+    } else {
+        t.may_see_all(&ids)?
+    })
 }
 
 fn timeout(t: Option<&prost_types::Duration>) -> Result<Duration, ApiError> {
@@ -64,7 +136,7 @@ impl Operations for Api {
         let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = names::tenant("name", &r.name)?;
-        self.tenant(&caller, &tenant, &r.name, Operation::Read)?;
+        let t = self.tenant(&caller, &tenant, &r.name, Operation::Read)?;
         let conditions = filter::parse(&r.filter, &["done", "verb"])?;
         for c in &conditions {
             if c.field == "done" {
@@ -83,7 +155,18 @@ impl Operations for Api {
             })
             .transpose()?;
         let ops = self.state().operations.clone();
-        let listed = super::blocking(move || ops.list(&tenant)).await?;
+        let who = caller.principal.name.clone();
+        // Operations about objects the caller may not see are left out, like the objects.
+        let listed = super::blocking(move || {
+            let mut out = Vec::new();
+            for e in ops.list(&tenant)? {
+                if visible(&t, &who, &e, false)? {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
         let visible: Vec<Arc<Entry>> = listed
             .into_iter()
             .filter(|e| caller.principal.may(e.verb().operation()))

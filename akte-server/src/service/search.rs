@@ -60,6 +60,16 @@ impl SearchService for Api {
             clerk: (!r.clerk.is_empty()).then(|| r.clerk.clone()),
             external_reference: (!r.external_reference.is_empty())
                 .then(|| r.external_reference.clone()),
+            custom_fields: r
+                .custom_fields
+                .iter()
+                .map(|f| akte_core::records::FieldFilter {
+                    name: f.field.clone(),
+                    equals: (!f.equals.is_empty()).then(|| f.equals.clone()),
+                    from: (!f.min.is_empty()).then(|| f.min.clone()),
+                    to: (!f.max.is_empty()).then(|| f.max.clone()),
+                })
+                .collect(),
         };
         // A token continues the same query only: every criterion is part of its scope.
         let criteria = format!("{:?}", (&q, r.r#type));

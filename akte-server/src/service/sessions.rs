@@ -136,7 +136,16 @@ impl Api {
         name: &str,
     ) -> Result<(SessionName, Session, u64), ApiError> {
         let n = parse_name(field, name)?;
-        self.tenant(caller, &n.tenant, name, Operation::FileDocuments)?;
+        let t = self.tenant(caller, &n.tenant, name, Operation::FileDocuments)?;
+        // A session of a document the caller may not see (or change) is not found: its
+        // name must not tell that the document exists.
+        t.admit_id(n.document).map_err(|e| match e {
+            akte_core::records::RecordsError::NotFound { .. }
+            | akte_core::records::RecordsError::AccessDenied { .. } => ApiError::NotFound {
+                resource: name.to_owned(),
+            },
+            other => other.into(),
+        })?;
         let (s, persisted) = self.uploads().get(&n.tenant, n.document, n.id, name)?;
         Ok((n, s, persisted))
     }

@@ -44,6 +44,11 @@ struct Payload {
 pub(crate) struct Fields {
     /// The document's id (hyphenated UUID): one index document per akte document.
     pub id: Field,
+    /// The id's two halves as columns: a search resolves thousands of hits to ids, which
+    /// from the document store would cost a block decompression each.
+    pub id_hi: Field,
+    /// See `id_hi`.
+    pub id_lo: Field,
     /// Its parent chain (case, sub-file, file ids): what a refile or destruction of an
     /// object above it must look at again.
     pub above: Field,
@@ -54,7 +59,7 @@ pub(crate) struct Fields {
     pub body: Field,
     /// Subject and text, folded but not stemmed (prefix queries).
     pub exact: Field,
-    /// Creation time (seconds since the epoch), for date order.
+    /// Creation time (microseconds since the epoch), for date order.
     pub created: Field,
     /// Why extraction gave no or partial text, if it did.
     pub note: Field,
@@ -74,6 +79,8 @@ fn schema() -> (Schema, Fields) {
     );
     let f = Fields {
         id: b.add_text_field("id", STRING | STORED),
+        id_hi: b.add_u64_field("id_hi", FAST),
+        id_lo: b.add_u64_field("id_lo", FAST),
         above: b.add_text_field("above", STRING),
         title: b.add_text_field("title", german.clone().set_stored()),
         body: b.add_text_field("body", german.set_stored()),
@@ -95,7 +102,7 @@ pub struct IndexedDoc {
     pub title: String,
     /// Extracted text.
     pub body: String,
-    /// Creation time, seconds since the epoch.
+    /// Creation time, microseconds since the epoch.
     pub created: i64,
     /// Extraction note.
     pub note: Option<String>,
@@ -231,8 +238,11 @@ impl TextIndex {
         let w = self.writer()?;
         let id = d.id.hyphenated().to_string();
         w.delete_term(Term::from_field_text(f.id, &id));
+        let (hi, lo) = d.id.as_u64_pair();
         let mut doc = doc!(
             f.id => id,
+            f.id_hi => hi,
+            f.id_lo => lo,
             f.title => d.title.as_str(),
             f.body => d.body.as_str(),
             f.exact => d.title.as_str(),
@@ -353,11 +363,21 @@ impl TextIndex {
                 top.into_iter().map(|(_, a)| (0.0, a)).collect()
             }
         };
+        let mut columns = Vec::with_capacity(searcher.segment_readers().len());
+        for r in searcher.segment_readers() {
+            let ff = r.fast_fields();
+            columns.push((ff.u64("id_hi")?, ff.u64("id_lo")?));
+        }
         let mut out = Vec::with_capacity(addrs.len());
         for (score, addr) in addrs {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            if let Some(id) = self.id_of(&d) {
-                out.push(Hit { id, score });
+            let Some((hi, lo)) = columns.get(addr.segment_ord as usize) else {
+                continue;
+            };
+            if let (Some(hi), Some(lo)) = (hi.first(addr.doc_id), lo.first(addr.doc_id)) {
+                out.push(Hit {
+                    id: Uuid::from_u64_pair(hi, lo),
+                    score,
+                });
             }
         }
         Ok(out)

@@ -85,7 +85,7 @@ pub fn reindex(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(
         above: above(records, doc.parent)?,
         title: doc.subject.clone(),
         body,
-        created: doc.created.at.timestamp(),
+        created: doc.created.at.timestamp_micros(),
         note,
     })
 }

@@ -74,3 +74,6 @@ impl FulltextError {
         }
     }
 }
+
+/// The tantivy this crate is built with (the benchmark's plain-tantivy baseline uses it).
+pub use tantivy;

@@ -18,6 +18,7 @@ use akte_api::client::{unpack, wait_operation, ClientTls, Clients};
 mod disposal;
 mod metadata;
 mod migration;
+mod search;
 use crate::output::{api, print_json, time, usage, NoToken};
 use akte_api::pb::akte::v1 as pb;
 use akte_api::pb::google::r#type::Date;
@@ -177,6 +178,9 @@ pub enum Command {
         #[command(subcommand)]
         command: migration::RefileCommand,
     },
+    /// Search metadata and the full text of documents (one page; what the caller may not
+    /// see is not there).
+    Search(search::SearchArgs),
     /// Run verification of the tenant on the server (archivist or admin).
     VerifyRemote {
         /// Only what is new since the last clean run.
@@ -664,6 +668,7 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         Command::Retention { command } => disposal::retention(&ctx, &mut c, command).await?,
         Command::Hold { command } => disposal::hold(&ctx, &mut c, command).await?,
         Command::Disposal { command } => disposal::disposal(&ctx, &mut c, command).await?,
+        Command::Search(args) => search::search(&ctx, &mut c, args).await?,
         Command::ImportPackage {
             zip,
             plan_unit,

@@ -174,7 +174,11 @@ impl TextIndex {
         if !dir.join("meta.json").is_file() {
             return Ok(None);
         }
-        let index = Index::open_in_dir(dir)?;
+        let index = if write {
+            Index::open_in_dir(dir)?
+        } else {
+            Index::open(crate::read_only::ReadOnlyDirectory::open(dir)?)?
+        };
         let (want, _) = schema();
         if index.schema() != want {
             return Err(FulltextError::Layout(format!(

@@ -21,6 +21,7 @@ pub mod extract;
 pub mod index;
 pub mod indexer;
 pub mod query;
+mod read_only;
 pub mod service;
 pub mod verify;
 

@@ -21,8 +21,11 @@ use crate::index::{Hit, Ranking, TextIndex};
 use crate::{indexer, FulltextError};
 
 /// How long the thread rests when no tenant had new entries (the journal offers no
-/// notification; a look at its size is one read).
+/// notification; a look at its size is one read): at first, doubling while nothing
+/// comes up to [`MAX_POLL`] (on PostgreSQL every look is a query).
 pub const POLL: Duration = Duration::from_millis(100);
+/// The longest rest.
+pub const MAX_POLL: Duration = Duration::from_secs(1);
 /// Failures of one tenant's indexing logged before going quiet (the next success says
 /// so).
 const LOGGED_FAILURES: u32 = 3;
@@ -142,16 +145,22 @@ impl Fulltext {
         let worker = inner.clone();
         let thread = std::thread::Builder::new()
             .name("akte-fulltext".into())
-            .spawn(move || loop {
-                if worker.stopped() {
-                    return;
-                }
-                if !worker.round() {
+            .spawn(move || {
+                let mut rest = POLL;
+                loop {
+                    if worker.stopped() {
+                        return;
+                    }
+                    if worker.round() {
+                        rest = POLL;
+                        continue;
+                    }
                     let Ok(g) = worker.stop.lock() else { return };
                     if *g {
                         return;
                     }
-                    let _ = worker.wake.wait_timeout(g, POLL);
+                    let _ = worker.wake.wait_timeout(g, rest);
+                    rest = (rest * 2).min(MAX_POLL);
                 }
             })
             .map_err(|e| FulltextError::io(Path::new("akte-fulltext thread"), e))?;
@@ -184,6 +193,8 @@ impl Fulltext {
         let Ok(t) = self.inner.tenant(tenant) else {
             return false;
         };
+        // Someone waits: the thread looks now rather than after its rest.
+        self.inner.wake.notify_all();
         let Ok(mut g) = self.inner.progress.lock() else {
             return false;
         };

@@ -192,6 +192,9 @@ impl TextIndex {
                 "layout {} (this build writes {LAYOUT})",
                 p.layout
             ))),
+            // Just created, its first commit not yet made (a reader beside akted can see
+            // that moment): an empty index at position 0.
+            None if !write => Ok(Some(i)),
             None => Err(FulltextError::Layout("no position recorded".into())),
         }
     }

@@ -433,7 +433,11 @@ async fn full_text_search_with_access_destruction_and_verify() -> R<()> {
         .await?
         .is_empty());
 
-    // A destroyed document planted in the index: `akte verify` finds it.
+    // A destroyed document planted in the index: `akte verify` finds it (a data
+    // directory's; on PostgreSQL the records are not in the directory).
+    if support::on_postgres() {
+        return Ok(());
+    }
     let dir = env.dir.path().to_path_buf();
     let verify = |dir: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_akte"))

@@ -135,18 +135,28 @@ enum Command {
         /// must extend it. Repeat for several tenants.
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
+        /// The full-text indexes to check (akted's `fulltext_dir`) [default: the data
+        /// directory's index/; with AKTE_DATABASE none unless given]. No destroyed
+        /// document may be in them.
+        #[arg(long, value_name = "DIR")]
+        fulltext_dir: Option<PathBuf>,
     },
     /// Import records of another system with their original references, dates, actors
     /// and history, from an export in JSON lines (docs/MIGRATION.md). Offline; rerunning
     /// skips what was imported. Exit 7 when objects were refused (each listed).
     ImportLegacy(legacy::ImportLegacy),
-    /// Recreate the index from the journals.
+    /// Recreate the index from the journals, and the full-text indexes.
     RebuildIndex {
         /// On a database (AKTE_DATABASE): confirms that no akted instance uses it. The
         /// index is emptied and refilled; instances running meanwhile would answer from a
         /// partial index (collections of content wait for it, but reads do not).
         #[arg(long)]
         instances_stopped: bool,
+        /// The full-text indexes (akted's `fulltext_dir`) [default: the data directory's
+        /// index/; with AKTE_DATABASE none unless given: each akted rebuilds its own when
+        /// it finds none].
+        #[arg(long, value_name = "DIR")]
+        fulltext_dir: Option<PathBuf>,
     },
     /// Collect content that no entry refers to (uploads never recorded). A run marks what
     /// it finds unreferenced; a later run removes what was marked at least the grace
@@ -395,6 +405,35 @@ fn open(dir: &Path) -> Result<Arc<Store>> {
 
 use output::print_json;
 
+/// Where the full-text indexes are: the given directory, else the data directory's
+/// `index/` (a database has no data directory, and each akted keeps its own indexes).
+fn fulltext_root(cli: &Cli, given: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(d) = given {
+        return Ok(Some(d.to_path_buf()));
+    }
+    if cli.data_dir.is_none() && std::env::var_os("AKTE_DATABASE").is_some() {
+        return Ok(None);
+    }
+    Ok(Some(cli.data_dir()?.join("index")))
+}
+
+/// The full-text check of every tenant that has an index under `root`.
+fn fulltext_check(
+    store: &Store,
+    root: &Path,
+) -> Result<Vec<(String, akte_fulltext::verify::Report)>> {
+    let mut out = Vec::new();
+    for t in store.tenants() {
+        let records = akte_core::records::TenantRecords::over(t.clone());
+        let r = akte_fulltext::verify::check(&records, root)
+            .with_context(|| format!("checking the full-text index of tenant {}", t.id()))?;
+        if r.present {
+            out.push((t.id().to_owned(), r));
+        }
+    }
+    Ok(out)
+}
+
 /// Opens an existing data directory read-only with the records model's projection, for
 /// `verify`, `stats` and `tenant list`: nothing in it is written, cut or locked, so akted
 /// may be running on it, and a copy stays as it is. A path that is not a data directory
@@ -593,6 +632,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             no_content,
             trusted_key,
             checkpoint,
+            fulltext_dir,
         } => {
             let database = std::env::var_os("AKTE_DATABASE").is_some();
             if *incremental && !database {
@@ -618,9 +658,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 },
                 &trust,
             )?;
+            let fulltext = match fulltext_root(cli, fulltext_dir.as_deref())? {
+                Some(root) => fulltext_check(&store, &root)?,
+                None => Vec::new(),
+            };
+            let fulltext_clean = fulltext.iter().all(|(_, r)| r.destroyed_indexed.is_empty());
             if cli.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["torn_tails"] = serde_json::to_value(&torn)?;
+                value["fulltext"] = fulltext
+                    .iter()
+                    .map(|(t, r)| {
+                        serde_json::json!({
+                            "tenant": t, "documents": r.documents,
+                            "destroyed_indexed": r.destroyed_indexed.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
                 print_json(&value);
             } else {
                 if !database {
@@ -642,20 +696,35 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         println!("  PROBLEM {p}");
                     }
                 }
+                for (t, r) in &fulltext {
+                    println!(
+                        "tenant {t}: full-text index: {} documents, {} destroyed documents indexed",
+                        r.documents,
+                        r.destroyed_indexed.len()
+                    );
+                    for id in &r.destroyed_indexed {
+                        println!(
+                            "  PROBLEM destroyed document {id} is in the full-text index (`akte rebuild-index` with akted stopped, or removing the index, rebuilds it)"
+                        );
+                    }
+                }
                 println!(
                     "{}",
-                    if report.is_clean() {
+                    if report.is_clean() && fulltext_clean {
                         "verify: clean"
                     } else {
                         "verify: PROBLEMS FOUND"
                     }
                 );
             }
-            if !report.is_clean() {
+            if !report.is_clean() || !fulltext_clean {
                 return Ok(ExitCode::from(1));
             }
         }
-        Command::RebuildIndex { instances_stopped } => {
+        Command::RebuildIndex {
+            instances_stopped,
+            fulltext_dir,
+        } => {
             if std::env::var_os("AKTE_DATABASE").is_some() && !instances_stopped {
                 return Err(output::usage(
                     "rebuilding the index of a database empties and refills it, and running \
@@ -666,10 +735,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let store = open_existing(cli.data_dir()?)?;
             let n = store.rebuild_index()?;
+            let mut documents = serde_json::Map::new();
+            if let Some(root) = fulltext_root(cli, fulltext_dir.as_deref())? {
+                for t in store.tenants() {
+                    let records = akte_core::records::TenantRecords::over(t.clone());
+                    let d = akte_fulltext::service::rebuild(&records, &root)?;
+                    documents.insert(t.id().to_owned(), d.into());
+                }
+            }
             if cli.json {
-                print_json(&serde_json::json!({ "rebuilt_from_entries": n }));
+                print_json(
+                    &serde_json::json!({ "rebuilt_from_entries": n, "fulltext_documents": documents }),
+                );
             } else {
                 println!("index rebuilt from {n} journal entries");
+                for (t, d) in &documents {
+                    println!("tenant {t}: full-text index rebuilt with {d} documents");
+                }
             }
         }
         Command::Gc {

@@ -33,6 +33,8 @@
 //!                                   # stored this often; 3 missed writes = interrupted
 //! content_gc_interval_hours = 24    # collect content no entry refers to; 0 = never
 //! content_gc_grace_hours = 24       # unreferenced this long before it is removed
+//! fulltext_dir = "/var/cache/akte/fulltext"  # this instance's full-text indexes (derived,
+//!                                   # rebuilt from the journal); default: data_dir/index
 //!
 //! [[tokens]]                        # only the SHA-256 of the token: printf %s "$T" | sha256sum
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -94,6 +96,8 @@ pub enum ConfigError {
 pub struct FileConfig {
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Where this instance keeps its full-text indexes.
+    pub fulltext_dir: Option<PathBuf>,
     /// gRPC address.
     pub listen: Option<String>,
     /// Metrics address, or "off".
@@ -181,6 +185,10 @@ pub struct Overrides {
     /// Data directory (created on first start) [default: ./data].
     #[arg(long, env = "AKTED_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// This instance's full-text indexes, one directory per tenant: derived from the
+    /// journal, rebuilt when missing [default: the data directory's index/].
+    #[arg(long, env = "AKTED_FULLTEXT_DIR")]
+    pub fulltext_dir: Option<PathBuf>,
     /// gRPC address [default: 127.0.0.1:50051]. Plain text only on loopback.
     #[arg(long, env = "AKTED_LISTEN")]
     pub listen: Option<String>,
@@ -367,6 +375,10 @@ pub struct ServerConfig {
     pub tokens: Vec<TokenRecord>,
     /// The distributed backend, if configured (the data directory otherwise).
     pub database: Option<DatabaseConfig>,
+    /// Where this instance keeps its full-text indexes (`<dir>/<tenant>/fulltext`);
+    /// `None`: the data directory's `index/`. With a database every instance keeps its
+    /// own, caught up from the shared journals.
+    pub fulltext_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -398,7 +410,15 @@ impl ServerConfig {
             origin_prefix: "akte.local".into(),
             tokens: Vec::new(),
             database: None,
+            fulltext_dir: None,
         }
+    }
+
+    /// The root of this instance's full-text indexes.
+    pub fn fulltext_root(&self) -> PathBuf {
+        self.fulltext_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("index"))
     }
 
     /// Resolves file, environment and flags into a configuration.
@@ -424,6 +444,7 @@ impl ServerConfig {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
         let mut c = ServerConfig::new(&data_dir);
+        c.fulltext_dir = o.fulltext_dir.clone().or(file.fulltext_dir);
         let listen = o
             .listen
             .clone()

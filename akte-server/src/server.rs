@@ -129,6 +129,11 @@ impl Running {
         &self.state.records
     }
 
+    /// The full-text indexes (for tests and embedding: waiting for the indexer).
+    pub fn fulltext(&self) -> &Arc<akte_fulltext::Fulltext> {
+        &self.state.fulltext
+    }
+
     /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -390,6 +395,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
     let configured = cfg.tokens.clone();
     let database = cfg.database.clone();
     let heartbeat = cfg.operation_heartbeat;
+    let fulltext_root = cfg.fulltext_root();
     let opened = tokio::task::spawn_blocking(move || {
         let options = StoreOptions {
             origin_prefix,
@@ -421,11 +427,22 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
             Some(db) => Uploads::open_shared(&dir, db),
             None => Uploads::open(&dir),
         };
-        Ok::<_, ServerError>((records, tokens, bootstrap, page_tokens, operations, uploads))
+        // Follows every tenant's journal in a thread of its own; writes never wait for it.
+        let fulltext = akte_fulltext::Fulltext::start(records.clone(), fulltext_root)
+            .map_err(|e| ServerError::Internal(format!("starting the full-text indexer: {e}")))?;
+        Ok::<_, ServerError>((
+            records,
+            tokens,
+            bootstrap,
+            page_tokens,
+            operations,
+            uploads,
+            fulltext,
+        ))
     })
     .await
     .map_err(|e| ServerError::Internal(e.to_string()))??;
-    let (records, tokens, bootstrap, page_tokens, operations, uploads) = opened;
+    let (records, tokens, bootstrap, page_tokens, operations, uploads, fulltext) = opened;
     if let Some(p) = &bootstrap {
         tracing::warn!(path = %p.display(), "no token was configured: created an admin token for all tenants and wrote it to this file (mode 0600); create tenants and their tokens with it, then delete the file");
     }
@@ -443,6 +460,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         draining: rx.clone(),
         watchers: Arc::new(tokio::sync::Semaphore::new(crate::service::MAX_WATCHERS)),
         upload_memory: crate::upload::UploadMemory::new(cfg.upload_memory_bytes),
+        fulltext: Arc::new(fulltext),
     });
     if cfg.database.is_some() {
         tokio::spawn(refresh_tokens(state.clone(), rx.clone()));
@@ -645,9 +663,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         // Transfers and imports stop (ending as interrupted); verifications and
         // destructions get the drain deadline to finish.
         task_state.operations.shutdown(drain).await;
-        let flushed = tokio::task::spawn_blocking(move || task_state.records.store().flush())
-            .await
-            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let flushed = tokio::task::spawn_blocking(move || {
+            // The indexer ends its batch first (its position is committed with it).
+            task_state.fulltext.stop();
+            task_state.records.store().flush()
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
         flushed.map_err(|e| ServerError::Flush(e.to_string()))?;
         tracing::info!("stopped; the store is flushed");
         served

@@ -19,6 +19,7 @@ mod access;
 mod disposal;
 mod metadata;
 mod migration;
+mod search;
 use crate::output::{api, print_json, time, usage, NoToken};
 use akte_api::pb::akte::v1 as pb;
 use akte_api::pb::google::r#type::Date;
@@ -198,6 +199,9 @@ pub enum Command {
         #[command(subcommand)]
         command: migration::RefileCommand,
     },
+    /// Search metadata and the full text of documents (one page; what the caller may not
+    /// see is not there).
+    Search(search::SearchArgs),
     /// Run verification of the tenant on the server (archivist or admin).
     VerifyRemote {
         /// Only what is new since the last clean run.
@@ -689,6 +693,7 @@ pub async fn run(remote: &Remote, json_out: bool, command: &Command) -> Result<u
         Command::Access { command } => access::access(&ctx, &mut c, command).await?,
         Command::Field { command } => access::field(&ctx, &mut c, command).await?,
         Command::Disposal { command } => disposal::disposal(&ctx, &mut c, command).await?,
+        Command::Search(args) => search::search(&ctx, &mut c, args).await?,
         Command::ImportPackage {
             zip,
             plan_unit,

@@ -328,6 +328,9 @@ impl Backend for EmbeddedBackend {
     }
 
     fn tenant_ids(&self) -> Result<Vec<String>, BackendError> {
+        // Under the creation lock: a creation under way has its staging directory, which
+        // this listing would otherwise take for an interrupted one and remove.
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
         let tenants_dir = self.dir.join("tenants");
         let mut ids = Vec::new();
         for item in fs::read_dir(&tenants_dir).at("list", &tenants_dir)? {

@@ -1,6 +1,7 @@
 //! Reads of the records model: get, list with pagination, history, versions and queries.
 //! Reads go straight to sled (lock-free) and never wait for writers.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use chrono::NaiveDate;
@@ -53,7 +54,19 @@ pub struct Query {
     /// Custom field criteria (`records::fields`): equality, or a range for numbers and
     /// dates. Only files, cases and documents with the values match.
     pub custom_fields: Vec<super::fields::FieldFilter>,
+    /// Files, cases and documents whose lead unit (own or inherited) is this unit or
+    /// one below it.
+    pub org_unit: Option<Uuid>,
+    /// Files, cases and documents at exactly this effective confidentiality level.
+    pub confidentiality: Option<Confidentiality>,
 }
+
+/// Most matches a query ordered by date collects (it must see every match before it can
+/// order them), in at most [`MAX_DATE_ORDER_ROUNDS`] rounds of [`MAX_SCAN_PER_PAGE`] keys;
+/// a query matching more is refused, to be narrowed.
+pub const MAX_DATE_ORDER_MATCHES: usize = 100_000;
+/// See [`MAX_DATE_ORDER_MATCHES`].
+pub const MAX_DATE_ORDER_ROUNDS: usize = 100;
 
 impl Query {
     /// Whether the query names a document field (then only documents match).
@@ -409,6 +422,70 @@ impl TenantRecords {
     /// word, or id). A page may hold fewer items than asked for while a token is returned:
     /// each page examines at most [`MAX_SCAN_PER_PAGE`] index keys.
     pub fn query(&self, q: &Query, page: &PageRequest) -> Result<Page<Object>, RecordsError> {
+        let words = self.check_query(q)?;
+        let filters = super::fields::resolve_filters(self.index(), &q.custom_fields)?;
+        // The most selective index the query names: reference, a subject word, a custom
+        // field's values, or every object.
+        let by_field = q.reference_prefix.is_none() && words.is_empty() && !filters.is_empty();
+        let (prefix, listing, first) = if let Some(r) = &q.reference_prefix {
+            let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
+            (p.clone(), p, None)
+        } else if let Some(w) = words.first() {
+            let p = schema::word(w);
+            (p.clone(), p, None)
+        } else if let Some(f) = filters.first() {
+            f.scan()
+        } else {
+            let p = schema::key(tag::OBJECT);
+            (p.clone(), p, None)
+        };
+        let index = self.index();
+        let units = self.unit_parents_for(q)?;
+        let listing_page = |k: &[u8], v: &[u8]| -> Result<Option<Object>, RecordsError> {
+            Ok(if q.reference_prefix.is_some() {
+                match Uuid::from_slice(v) {
+                    Ok(id) => load_object(index, id)?,
+                    Err(_) => None,
+                }
+            } else if !words.is_empty() || by_field {
+                object_at(index, k)?
+            } else {
+                serde_json::from_slice(v).ok()
+            })
+        };
+        scan_page_marked_from(
+            index,
+            &listing,
+            &prefix,
+            first,
+            page,
+            MAX_SCAN_PER_PAGE,
+            |k, v| {
+                let obj = listing_page(k, v)?.filter(|o| {
+                    matches(o, q, &words)
+                        && filters
+                            .iter()
+                            .all(|f| f.matches(super::fields::values_of(o)))
+                });
+                let Some(o) = obj else {
+                    return Ok(Scanned::Skip);
+                };
+                // Visibility first: whether a hidden object is in the unit or at the level
+                // asked for must not change how the page ends.
+                if !self.may_see(&o)? {
+                    return Ok(Scanned::Hidden);
+                }
+                Ok(if self.in_unit_and_level(&o, q, units.as_ref())? {
+                    Scanned::Item(o)
+                } else {
+                    Scanned::Skip
+                })
+            },
+        )
+    }
+
+    /// Checks the query's words and fields (as [`Self::query`]), without paging.
+    fn check_query(&self, q: &Query) -> Result<Vec<String>, RecordsError> {
         let words: Vec<String> = q
             .subject_words
             .iter()
@@ -430,56 +507,150 @@ impl TenantRecords {
                 super::validate::line(field, v, super::validate::MAX_NAME)?;
             }
         }
+        Ok(words)
+    }
+
+    /// The object `id` if it exists, matches `q` and the bound caller may see it (a
+    /// full-text hit is checked against the metadata criteria and access this way;
+    /// nothing is logged).
+    pub fn matching(&self, id: Uuid, q: &Query) -> Result<Option<Object>, RecordsError> {
+        let words = self.check_query(q)?;
         let filters = super::fields::resolve_filters(self.index(), &q.custom_fields)?;
-        // The most selective index the query names: reference, a subject word, a custom
-        // field's values, or every object.
-        let by_field = q.reference_prefix.is_none() && words.is_empty() && !filters.is_empty();
-        let (prefix, listing, first) = if let Some(r) = &q.reference_prefix {
-            let p = schema::key(tag::REFERENCE).raw(r.as_bytes());
-            (p.clone(), p, None)
-        } else if let Some(w) = words.first() {
-            let p = schema::word(w);
-            (p.clone(), p, None)
-        } else if let Some(f) = filters.first() {
-            f.scan()
+        let units = self.unit_parents_for(q)?;
+        let Some(o) = load_object(self.index(), id)? else {
+            return Ok(None);
+        };
+        if !matches(&o, q, &words)
+            || !filters
+                .iter()
+                .all(|f| f.matches(super::fields::values_of(&o)))
+            || !self.may_see(&o)?
+            || !self.in_unit_and_level(&o, q, units.as_ref())?
+        {
+            return Ok(None);
+        }
+        Ok(Some(o))
+    }
+
+    /// As [`Self::query`], ordered by creation time (newest or oldest first, then by
+    /// id). Every match is looked at before the first page (at most
+    /// [`MAX_DATE_ORDER_SCAN`] keys; a query matching more is refused as too broad); a
+    /// page token carries the last item's time and id, an item the caller saw.
+    pub fn query_by_date(
+        &self,
+        q: &Query,
+        newest_first: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Object>, RecordsError> {
+        const LISTING: &[u8] = b"by-date";
+        let size = page_size(page)?;
+        let after = if page.page_token.is_empty() {
+            None
         } else {
-            let p = schema::key(tag::OBJECT);
-            (p.clone(), p, None)
+            let raw = schema::decode_token(LISTING, &page.page_token).ok_or_else(bad_token)?;
+            let (t, id) = raw.split_at_checked(8).ok_or_else(bad_token)?;
+            let t = i64::from_be_bytes(t.try_into().map_err(|_| bad_token())?);
+            let id = Uuid::from_slice(id).map_err(|_| bad_token())?;
+            Some((t, id))
         };
-        let index = self.index();
-        let listing_page = |k: &[u8], v: &[u8]| -> Result<Option<Object>, RecordsError> {
-            Ok(if q.reference_prefix.is_some() {
-                match Uuid::from_slice(v) {
-                    Ok(id) => load_object(index, id)?,
-                    Err(_) => None,
+        let mut all = Vec::new();
+        let mut req = PageRequest {
+            page_size: MAX_PAGE_SIZE,
+            page_token: String::new(),
+        };
+        let mut rounds = 0usize;
+        loop {
+            let p = self.query(q, &req)?;
+            rounds += 1;
+            all.extend(p.items);
+            match p.next_page_token {
+                Some(t) if rounds < MAX_DATE_ORDER_ROUNDS && all.len() < MAX_DATE_ORDER_MATCHES => {
+                    req.page_token = t
                 }
-            } else if !words.is_empty() || by_field {
-                object_at(index, k)?
-            } else {
-                serde_json::from_slice(v).ok()
-            })
-        };
-        scan_page_marked_from(
-            index,
-            &listing,
-            &prefix,
-            first,
-            page,
-            MAX_SCAN_PER_PAGE,
-            |k, v| {
-                let obj = listing_page(k, v)?;
-                let obj = obj.filter(|o| {
-                    filters
-                        .iter()
-                        .all(|f| f.matches(super::fields::values_of(o)))
-                });
-                Ok(match obj.filter(|o| matches(o, q, &words)) {
-                    Some(o) if self.may_see(&o)? => Scanned::Item(o),
-                    Some(_) => Scanned::Hidden,
-                    None => Scanned::Skip,
+                Some(_) => {
+                    return Err(RecordsError::Invalid {
+                        field: "order".into(),
+                        reason: format!(
+                            "the query matches too much to order by date (more than {MAX_DATE_ORDER_MATCHES} objects or {} index keys); narrow it",
+                            MAX_DATE_ORDER_ROUNDS * MAX_SCAN_PER_PAGE
+                        ),
+                    })
+                }
+                None => break,
+            }
+        }
+        let key = |o: &Object| (o.created().at.timestamp_micros(), o.id());
+        all.sort_by_key(key);
+        if newest_first {
+            all.reverse();
+        }
+        let start = match after {
+            None => 0,
+            Some(a) => all
+                .iter()
+                .position(|o| {
+                    let k = key(o);
+                    if newest_first {
+                        k < a
+                    } else {
+                        k > a
+                    }
                 })
-            },
-        )
+                .unwrap_or(all.len()),
+        };
+        let items: Vec<Object> = all.iter().skip(start).take(size).cloned().collect();
+        let next_page_token = (start + items.len() < all.len())
+            .then(|| items.last())
+            .flatten()
+            .map(|o| {
+                let (t, id) = key(o);
+                let mut raw = t.to_be_bytes().to_vec();
+                raw.extend_from_slice(id.as_bytes());
+                schema::encode_token(LISTING, &raw)
+            });
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// The units' parents, when `q` asks for a unit (read once per query).
+    fn unit_parents_for(
+        &self,
+        q: &Query,
+    ) -> Result<Option<BTreeMap<Uuid, Option<Uuid>>>, RecordsError> {
+        q.org_unit
+            .map(|_| super::org::unit_parents(self.index()))
+            .transpose()
+    }
+
+    /// Whether `o` is in the query's unit and at its level (when it asks for them).
+    /// Plan units have neither, so they match neither criterion.
+    fn in_unit_and_level(
+        &self,
+        o: &Object,
+        q: &Query,
+        parents: Option<&BTreeMap<Uuid, Option<Uuid>>>,
+    ) -> Result<bool, RecordsError> {
+        if q.org_unit.is_none() && q.confidentiality.is_none() {
+            return Ok(true);
+        }
+        let Some(access) = self.effective_access(o)? else {
+            return Ok(false);
+        };
+        if q.confidentiality.is_some_and(|c| c != access.level) {
+            return Ok(false);
+        }
+        if let (Some(unit), Some(parents)) = (q.org_unit, parents) {
+            // The nearest lead unit on the way up is the object's (own or inherited).
+            let Some(lead) = access.lead_units.first() else {
+                return Ok(false);
+            };
+            if !super::org::ancestors(parents, *lead).contains(&unit) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -244,6 +244,12 @@ fn updatable(kind: ObjectKind) -> &'static [&'static str] {
 }
 
 impl TenantRecords {
+    /// The records of a tenant of a store opened with the records projection (a
+    /// read-only opening, a `Store` the CLI opened), unbound.
+    pub fn over(tenant: Arc<Tenant>) -> TenantRecords {
+        TenantRecords::new(tenant)
+    }
+
     pub(super) fn new(tenant: Arc<Tenant>) -> TenantRecords {
         TenantRecords {
             tenant,

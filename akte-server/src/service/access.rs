@@ -29,7 +29,7 @@ fn unit_name(tenant: &str, id: Uuid) -> String {
 }
 
 /// A unit named in `field`, which must be of `tenant`.
-fn unit_in(field: &str, name: &str, tenant: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn unit_in(field: &str, name: &str, tenant: &str) -> Result<Uuid, ApiError> {
     let (t, id) = names::resource(field, name, ORG_UNITS)?;
     if t != tenant {
         return Err(ApiError::field(

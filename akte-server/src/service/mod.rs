@@ -65,6 +65,8 @@ pub struct State {
     pub watchers: Arc<tokio::sync::Semaphore>,
     /// What all uploads together may buffer.
     pub upload_memory: crate::upload::UploadMemory,
+    /// The full-text indexes and their background indexer.
+    pub fulltext: Arc<akte_fulltext::Fulltext>,
 }
 
 impl State {

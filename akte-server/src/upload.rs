@@ -19,6 +19,8 @@ use crate::error::ApiError;
 
 /// Largest chunk a client may send (the contract's limit).
 pub use akte_api::limits::MAX_CHUNK;
+/// Largest first version CreateDocument takes inline (the contract's limit).
+pub use akte_api::limits::MAX_INLINE_CONTENT;
 /// Uploads declared shorter than this are received into memory before anything is stored
 /// (they go to the content store's pack files anyway); longer ones stream.
 pub const SMALL_UPLOAD: u64 = akte_core::embedded::pack::MAX_PACKED_LEN;

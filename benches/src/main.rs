@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|postgres|ingest|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod grpc;
 mod memory;
+mod peers;
 mod postgres;
 
 use anyhow::{bail, Context, Result};
@@ -810,7 +811,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 10] = [
+    let parts: [(&str, Part); 11] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -821,6 +822,7 @@ fn main() -> Result<()> {
         ("handover", grpc::bench_handover),
         ("memory", memory::bench_memory),
         ("postgres", postgres::bench_postgres),
+        ("ingest", peers::bench_ingest),
     ];
     let chosen: Vec<&(&str, Part)> = match what {
         "all" => parts.iter().collect(),
@@ -828,7 +830,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, handover, memory, postgres or all"
+                 small, handover, memory, postgres, ingest or all"
             ),
         },
     };

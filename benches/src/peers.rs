@@ -38,9 +38,15 @@ fn tree_size(path: &Path) -> u64 {
     total
 }
 
+/// Whether `tool` runs (`borg --version`, `restic version`).
 fn on_path(tool: &str) -> bool {
+    let probe = if tool == "restic" {
+        "version"
+    } else {
+        "--version"
+    };
     Command::new(tool)
-        .arg("--version")
+        .arg(probe)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)

@@ -162,6 +162,9 @@ impl Api {
             };
             let item = match next {
                 Ok(item) => item,
+                // Broken before any document: the call is refused as a whole, as a unary
+                // call with a malformed message is.
+                Err(e) if index == 0 => return Err(e),
                 Err(e) => {
                     results.push(refused(index, &e));
                     break;

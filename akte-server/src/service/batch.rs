@@ -274,6 +274,10 @@ impl Api {
             // Inline bytes, or no version: one blocking call does it all.
             let first = inline_version(&mut doc, "document.")?;
             let new = new_document(&doc, parent.id)?;
+            // The bytes arrived with the message; while they wait to be stored they count
+            // against the upload budget, which bounds what all streams hold in flight.
+            let held = first.as_ref().map_or(0, |v| v.size());
+            let memory = self.state.upload_memory.reserve(held, idle).await?;
             let handle = tokio::task::spawn_blocking(move || {
                 get_kind(&t, parent.id, parent.kind, &parent_name)?;
                 let rid = request_id(&doc.request_id);
@@ -283,7 +287,11 @@ impl Api {
                 };
                 Ok(name_of(d.id))
             });
-            return Ok(Box::pin(settle(index, handle)));
+            return Ok(Box::pin(async move {
+                let r = settle(index, handle).await;
+                drop(memory);
+                r
+            }));
         };
         let comment = std::mem::take(&mut doc.version_comment);
         if inline_version(&mut doc, "document.")?.is_some() {

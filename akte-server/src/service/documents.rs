@@ -210,6 +210,13 @@ pub(super) struct InlineVersion {
     sha256: Option<akte_core::Digest>,
 }
 
+impl InlineVersion {
+    /// Bytes it holds in memory.
+    pub(super) fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
 /// Takes the inline first version out of a create request, if it asks for one
 /// (`content_file_name` set), checking what needs no store: the 4 MiB bound, file name,
 /// media type, comment and the declared digest's form. `prefix` goes before the field

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use akte_core::records::{NewRendition, NewVersion, ObjectKind, TenantRecords};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use tonic::{Request, Streaming};
 
 use crate::auth::Operation;
@@ -183,6 +184,11 @@ impl Api {
                         break;
                     }
                 }
+            }
+            // Collect what is done, so that its bytes leave the upload budget at once (a
+            // finished task holds its share until its future is polled).
+            while let Some(Some(r)) = pending.next().now_or_never() {
+                results.push(r);
             }
             while pending.len() >= IN_FLIGHT {
                 if let Some(r) = pending.next().await {

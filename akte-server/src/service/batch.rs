@@ -185,8 +185,8 @@ impl Api {
                     }
                 }
             }
-            // Collect what is done, so that its bytes leave the upload budget at once (a
-            // finished task holds its share until its future is polled).
+            // Collect what is done (the answer needs it; the upload budget was given back
+            // by the worker itself).
             while let Some(Some(r)) = pending.next().now_or_never() {
                 results.push(r);
             }
@@ -283,8 +283,10 @@ impl Api {
             // The bytes arrived with the message; while they wait to be stored they count
             // against the upload budget, which bounds what all streams hold in flight.
             let held = first.as_ref().map_or(0, |v| v.size());
-            let memory = self.state.upload_memory.reserve(held, idle).await?;
+            let memory = self.state.upload_memory.reserve_owned(held, idle).await?;
             let handle = tokio::task::spawn_blocking(move || {
+                // Given back when the bytes are stored and recorded (or refused).
+                let _memory = memory;
                 get_kind(&t, parent.id, parent.kind, &parent_name)?;
                 let rid = request_id(&doc.request_id);
                 let d = match first {
@@ -293,11 +295,7 @@ impl Api {
                 };
                 Ok(name_of(d.id))
             });
-            return Ok(Box::pin(async move {
-                let r = settle(index, handle).await;
-                drop(memory);
-                r
-            }));
+            return Ok(Box::pin(settle(index, handle)));
         };
         let comment = std::mem::take(&mut doc.version_comment);
         if inline_version(&mut doc, "document.")?.is_some() {
@@ -328,9 +326,14 @@ impl Api {
         };
         if spec.size < SMALL_UPLOAD {
             // Held until the bytes are stored.
-            let memory = self.state.upload_memory.reserve(spec.size, idle).await?;
+            let memory = self
+                .state
+                .upload_memory
+                .reserve_owned(spec.size, idle)
+                .await?;
             let bytes = receive_small(chunks, spec.size, idle).await?;
             let handle = tokio::task::spawn_blocking(move || {
+                let _memory = memory;
                 t.tenant()
                     .content()
                     .put_bytes(&bytes, Some(spec.sha256), Some(spec.size))?;
@@ -338,11 +341,7 @@ impl Api {
                     t.create_document_with_version(&actor, new, version, request_id(&rid))?;
                 Ok(name_of(d.id))
             });
-            return Ok(Box::pin(async move {
-                let r = settle(index, handle).await;
-                drop(memory);
-                r
-            }));
+            return Ok(Box::pin(settle(index, handle)));
         }
         {
             let _memory = self

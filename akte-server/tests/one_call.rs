@@ -389,3 +389,52 @@ async fn a_broken_stream_keeps_what_was_recorded_and_says_where_it_broke() -> R<
     assert_eq!(e.code, Code::PermissionDenied as i32);
     Ok(())
 }
+
+/// A stream of more inline bytes than the server's upload budget holds goes through: each
+/// document's share of the budget ends when its worker has stored it, not when the stream
+/// next looks at it (a stream waiting for budget that its own finished documents held ran
+/// into OVERLOADED before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_larger_than_the_upload_budget_goes_through() -> R<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = support::config(dir.path());
+    // The smallest budget (one streamed upload's worth, 6 MiB) and a short wait for it.
+    cfg.upload_memory_bytes = 0;
+    cfg.upload_idle_timeout = std::time::Duration::from_secs(3);
+    let server = akte_server::server::start(cfg).await?;
+    let boot = server.bootstrap_token.clone().ok_or("bootstrap token")?;
+    let admin = std::fs::read_to_string(boot)?.trim().to_owned();
+    let env = Env { dir, server, admin };
+    let mut f = fixture(&env, "bauamt").await;
+    // 64 documents of 768 KiB: 48 MiB through a 6 MiB budget, 32 at a time in flight.
+    let docs: Vec<Vec<u8>> = (0..64).map(|i| bytes_of(768 << 10, 100 + i)).collect();
+    let msgs: Vec<_> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| {
+            create_documents_messages(
+                with_first_version(
+                    request(&f.file.name, &format!("Scan {i}")),
+                    Bytes::from(d.clone()),
+                    "scan.pdf",
+                    "application/pdf",
+                ),
+                None,
+                Bytes::new(),
+                0,
+            )
+        })
+        .collect();
+    let r = f
+        .clerk
+        .documents
+        .create_documents(tokio_stream::iter(msgs))
+        .await?
+        .into_inner();
+    assert_eq!((r.created, r.failed), (64, 0), "{:?}", r.results.first());
+    let Some(pb::create_documents_result::Result::Name(last)) = &r.results[63].result else {
+        panic!("{:?}", r.results[63]);
+    };
+    assert_first_version(&mut f.clerk, &f.tenant, last, &docs[63]).await?;
+    Ok(())
+}

@@ -13,13 +13,19 @@
 //! directory entries) survives (`akte_core::embedded::powerloss`,
 //! `akte_tests::powerloss`). `AKTE_POWER_LOSS_ITERATIONS` overrides the number of
 //! crash points (default 100); the ignored `power_loss_long` runs 1,000.
+//!
+//! The `*_one_call_document` tests do the same through the records model: every entry is a
+//! document created with its first version in one call (issue 20's write path), and the
+//! store is reopened with the records model's projection.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use akte_core::records::Records;
 use akte_core::store::{Store, StoreOptions};
 use akte_core::verify::{verify_store, VerifyOptions};
 use akte_core::Digest;
@@ -52,7 +58,20 @@ fn read_acks(path: &Path) -> BTreeMap<u64, Acked> {
     out
 }
 
-fn run(iterations: usize) {
+/// The data directory as the child wrote it: in the records mode with the records model's
+/// projection, so that the live index and one rebuilt by verification agree.
+fn open_store(data: &Path, records: bool) -> Result<Arc<Store>, String> {
+    let backend = akte_core::embedded::open(data).map_err(|e| e.to_string())?;
+    if records {
+        let r = Records::open(backend, StoreOptions::default()).map_err(|e| e.to_string())?;
+        return Ok(r.store().clone());
+    }
+    Store::open(backend, StoreOptions::default())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+fn run(iterations: usize, records: bool) {
     let seed = Rng::seed_from_env();
     println!("crash test seed {seed} (set AKTE_TEST_SEED to replay)");
     let mut rng = Rng::new(seed);
@@ -72,7 +91,11 @@ fn run(iterations: usize) {
     let mut kills_with_new_acks = 0usize;
     for i in 0..iterations {
         let threads = [1, 2, 4, 8][rng.range(0, 4) as usize];
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if records {
+            cmd.env("AKTE_CRASH_RECORDS", "1");
+        }
+        let mut child = cmd
             .arg(&data)
             .arg(&acks)
             .arg(threads.to_string())
@@ -102,11 +125,8 @@ fn run(iterations: usize) {
         if acked.len() > before {
             kills_with_new_acks += 1;
         }
-        let store = Store::open(
-            akte_core::embedded::open(&data).unwrap(),
-            StoreOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("iteration {i} (seed {seed}): reopen failed: {e}"));
+        let store = open_store(&data, records)
+            .unwrap_or_else(|e| panic!("iteration {i} (seed {seed}): reopen failed: {e}"));
         let tenant = store.tenant("t").unwrap();
         let size = tenant.size().unwrap();
         for (seq, a) in &acked {
@@ -142,17 +162,13 @@ fn run(iterations: usize) {
 
 /// Checks that the store in `data` opens, holds every acknowledged entry unchanged and
 /// verifies clean; returns how many entries were acknowledged.
-fn check_acknowledged(data: &Path, acks: &Path, what: &str) -> usize {
+fn check_acknowledged(data: &Path, acks: &Path, what: &str, records: bool) -> usize {
     let acked = read_acks(acks);
     if !data.join("FORMAT").exists() {
         assert!(acked.is_empty(), "{what}: the data directory is gone");
         return 0;
     }
-    let store = Store::open(
-        akte_core::embedded::open(data).unwrap_or_else(|e| panic!("{what}: open: {e}")),
-        StoreOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let store = open_store(data, records).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let Ok(tenant) = store.tenant("t") else {
         assert!(acked.is_empty(), "{what}: the tenant is gone");
         return 0;
@@ -182,7 +198,7 @@ fn check_acknowledged(data: &Path, acks: &Path, what: &str) -> usize {
     acked.len()
 }
 
-fn power_loss(iterations: usize) {
+fn power_loss(iterations: usize, records: bool) {
     let seed = Rng::seed_from_env();
     println!("power-loss test seed {seed} (set AKTE_TEST_SEED to replay)");
     let mut rng = Rng::new(seed);
@@ -203,7 +219,11 @@ fn power_loss(iterations: usize) {
     for i in 0..iterations {
         let threads = [1, 2, 4][rng.range(0, 3) as usize];
         let at = rng.range(1, 300);
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        if records {
+            cmd.env("AKTE_CRASH_RECORDS", "1");
+        }
+        let mut child = cmd
             .arg(&data)
             .arg(&acks)
             .arg(threads.to_string())
@@ -234,6 +254,7 @@ fn power_loss(iterations: usize) {
             &data,
             &acks,
             &format!("iteration {i}, power lost at flush {at} (seed {seed})"),
+            records,
         );
         // Recovery itself flushed and changed files: that is the durable state now.
         akte_tests::powerloss::baseline(&shadow, &data);
@@ -254,13 +275,22 @@ fn power_loss_keeps_every_acknowledged_entry() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    power_loss(n);
+    power_loss(n, false);
+}
+
+#[test]
+fn power_loss_keeps_every_acknowledged_one_call_document() {
+    let n = std::env::var("AKTE_POWER_LOSS_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    power_loss(n, true);
 }
 
 #[test]
 #[ignore = "long: 1,000 power losses; run with --ignored"]
 fn power_loss_long() {
-    power_loss(1000);
+    power_loss(1000, false);
 }
 
 #[test]
@@ -269,11 +299,20 @@ fn crash_recovery_keeps_every_acknowledged_entry() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
-    run(n);
+    run(n, false);
+}
+
+#[test]
+fn crash_recovery_keeps_every_acknowledged_one_call_document() {
+    let n = std::env::var("AKTE_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    run(n, true);
 }
 
 #[test]
 #[ignore = "long: 500 kills; run with --ignored"]
 fn crash_long() {
-    run(500);
+    run(500, false);
 }

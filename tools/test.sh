@@ -26,12 +26,12 @@ cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 echo "== records-level tests on the in-memory backend"
 AKTE_TEST_BACKEND=memory cargo test --workspace --locked \
   --test records --test retention --test disposal --test destruction --test access \
-  --test custom_fields "$@" 2>&1 | tee -a "$log" || status=$?
+  --test custom_fields --test one_call "$@" 2>&1 | tee -a "$log" || status=$?
 echo "== records-level and gRPC end-to-end tests on PostgreSQL"
 AKTE_TEST_BACKEND=postgres cargo test --workspace --locked \
   --test records --test retention --test disposal --test destruction --test access \
   --test grpc --test pagination --test feed --test operations --test transfers \
-  --test roles --test custom_fields --test fulltext "$@" 2>&1 | tee -a "$log" || status=$?
+  --test roles --test custom_fields --test fulltext --test one_call "$@" 2>&1 | tee -a "$log" || status=$?
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 2; i <= NF; i++) {
       if ($i == "passed;") p += $(i - 1)

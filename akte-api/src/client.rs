@@ -221,6 +221,53 @@ pub fn add_version_messages(
     out
 }
 
+/// A CreateDocument request's first version inline: `data` as its one rendition, with
+/// the digest for the server to check.
+pub fn with_first_version(
+    mut request: pb::CreateDocumentRequest,
+    data: Bytes,
+    file_name: &str,
+    media_type: &str,
+) -> pb::CreateDocumentRequest {
+    request.content_sha256 = sha256(&data);
+    request.content = data;
+    request.content_file_name = file_name.into();
+    request.content_media_type = media_type.into();
+    request
+}
+
+/// The messages of one document in a CreateDocuments stream: with `upload`, the document
+/// followed by `data` in chunks of `chunk` bytes (at most 1 MiB); without, the document
+/// alone (its bytes inline, if any).
+pub fn create_documents_messages(
+    document: pb::CreateDocumentRequest,
+    upload: Option<pb::RenditionUpload>,
+    data: Bytes,
+    chunk: usize,
+) -> Vec<pb::CreateDocumentsRequest> {
+    let chunk = chunk.clamp(1, MAX_CHUNK);
+    let streamed = upload.is_some();
+    let mut out = vec![pb::CreateDocumentsRequest {
+        message: Some(pb::create_documents_request::Message::Document(
+            pb::CreateDocumentsItem {
+                document: Some(document),
+                upload,
+            },
+        )),
+    }];
+    let mut off = 0;
+    while streamed && off < data.len() {
+        let end = (off + chunk).min(data.len());
+        out.push(pb::CreateDocumentsRequest {
+            message: Some(pb::create_documents_request::Message::Chunk(
+                data.slice(off..end),
+            )),
+        });
+        off = end;
+    }
+    out
+}
+
 /// The messages of an UploadRendition call.
 pub fn upload_rendition_messages(
     header: pb::UploadRenditionHeader,

@@ -578,7 +578,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, ServerError> {
         .add_service(limited!(FilePlanServiceServer))
         .add_service(limited!(FileServiceServer))
         .add_service(limited!(CaseServiceServer))
-        .add_service(limited!(DocumentServiceServer))
+        // CreateDocument takes a first version of up to 4 MiB inline, with its metadata.
+        .add_service(
+            DocumentServiceServer::new(api.clone())
+                .max_decoding_message_size(max.max(
+                    akte_api::limits::MAX_INLINE_CONTENT
+                        + akte_api::limits::CREATE_DOCUMENT_METADATA,
+                ))
+                .max_encoding_message_size(max),
+        )
         .add_service(limited!(HistoryServiceServer))
         .add_service(limited!(JournalServiceServer))
         .add_service(limited!(VerificationServiceServer))

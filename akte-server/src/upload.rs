@@ -19,6 +19,8 @@ use crate::error::ApiError;
 
 /// Largest chunk a client may send (the contract's limit).
 pub use akte_api::limits::MAX_CHUNK;
+/// Largest first version CreateDocument takes inline (the contract's limit).
+pub use akte_api::limits::MAX_INLINE_CONTENT;
 /// Uploads declared shorter than this are received into memory before anything is stored
 /// (they go to the content store's pack files anyway); longer ones stream.
 pub const SMALL_UPLOAD: u64 = akte_core::embedded::pack::MAX_PACKED_LEN;
@@ -35,7 +37,7 @@ pub const STREAMED_UPLOAD_MEMORY: u64 = (CHANNEL_CHUNKS as u64 + 2) * MAX_CHUNK 
 /// holds the waiting clients back meanwhile.
 #[derive(Debug)]
 pub struct UploadMemory {
-    kib: tokio::sync::Semaphore,
+    kib: std::sync::Arc<tokio::sync::Semaphore>,
     total_kib: u32,
 }
 
@@ -44,7 +46,7 @@ impl UploadMemory {
     pub fn new(bytes: u64) -> UploadMemory {
         let total_kib = (bytes.max(STREAMED_UPLOAD_MEMORY) >> 10).min(u32::MAX as u64) as u32;
         UploadMemory {
-            kib: tokio::sync::Semaphore::new(total_kib as usize),
+            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
             total_kib,
         }
     }
@@ -56,12 +58,31 @@ impl UploadMemory {
         bytes: u64,
         wait: Duration,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-        let kib = (bytes.div_ceil(1024)).clamp(1, self.total_kib as u64) as u32;
+        let kib = self.kib_of(bytes);
         match tokio::time::timeout(wait, self.kib.acquire_many(kib)).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(ApiError::Internal("the upload budget was closed".into())),
             Err(_) => Err(ApiError::UploadsBusy((self.total_kib >> 10) as u64)),
         }
+    }
+
+    /// As [`UploadMemory::reserve`], for a reservation that moves to the worker storing
+    /// the bytes and ends with it (CreateDocuments' documents in flight).
+    pub async fn reserve_owned(
+        &self,
+        bytes: u64,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let kib = self.kib_of(bytes);
+        match tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(ApiError::Internal("the upload budget was closed".into())),
+            Err(_) => Err(ApiError::UploadsBusy((self.total_kib >> 10) as u64)),
+        }
+    }
+
+    fn kib_of(&self, bytes: u64) -> u32 {
+        (bytes.div_ceil(1024)).clamp(1, self.total_kib as u64) as u32
     }
 }
 

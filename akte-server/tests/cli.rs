@@ -826,3 +826,58 @@ async fn access_and_custom_field_commands() {
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("--type"), "{}", stderr(&out));
 }
+
+/// `akte document create --file` makes the document with its first version in one call
+/// (issue 20): inline up to 4 MiB, as a CreateDocuments stream above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_create_with_a_file_is_one_entry() {
+    let env = Env::new().await;
+    let mut f = fixture(&env, "bauamt").await;
+    let cli = Remote::new(&env, "bauamt");
+    for (name, data) in [
+        ("brief.txt", b"Sehr geehrte Damen und Herren\n".to_vec()),
+        ("plan.pdf", support::bytes_of((4 << 20) + 100, 9)),
+    ] {
+        let path = cli.cwd.path().join(name);
+        std::fs::write(&path, &data).expect("write");
+        let out = cli.run(&[
+            "--json",
+            "document",
+            "create",
+            "--parent",
+            &f.file.name,
+            "--subject",
+            name,
+            "--comment",
+            "Eingang",
+            "--file",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let v = json(&out);
+        assert_eq!(v["versionCount"], 1, "{v}");
+        let doc = v["name"].as_str().expect("name").to_owned();
+        let version = f
+            .clerk
+            .documents
+            .get_version(pb::GetVersionRequest {
+                name: format!("{doc}/versions/1"),
+            })
+            .await
+            .expect("version")
+            .into_inner();
+        assert_eq!(version.comment, "Eingang");
+        assert_eq!(version.renditions[0].file_name, name);
+        assert_eq!(
+            version.renditions[0].sha256,
+            akte_server::client::sha256(&data)
+        );
+        assert_eq!(
+            version.created.as_ref().map(|c| c.journal_seq),
+            v["created"]["journalSeq"]
+                .as_str()
+                .and_then(|s| s.parse().ok()),
+            "the version is in the document's own entry"
+        );
+    }
+}

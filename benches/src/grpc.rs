@@ -15,7 +15,8 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use akte_server::client::{
-    add_version_messages, sha256, unpack, wait_operation, ClientTls, Clients,
+    add_version_messages, create_documents_messages, sha256, unpack, wait_operation,
+    with_first_version, ClientTls, Clients,
 };
 use akte_server::config::ServerConfig;
 use akte_server::pb::akte::v1 as pb;
@@ -58,15 +59,15 @@ pub(crate) fn corpus(dir: &Path, quick: bool) -> Result<Vec<(String, Vec<u8>)>> 
     Ok(files)
 }
 
-struct Server {
-    running: Running,
-    _dir: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) running: Running,
+    pub(crate) _dir: tempfile::TempDir,
     url: String,
     token: String,
     file: String,
 }
 
-async fn server(tenant: &str) -> Result<Server> {
+pub(crate) async fn server(tenant: &str) -> Result<Server> {
     let dir = tempfile::tempdir_in(bench_dir())?;
     let mut cfg = ServerConfig::new(dir.path());
     cfg.listen = "127.0.0.1:0".parse()?;
@@ -151,17 +152,161 @@ pub(crate) async fn prepare(
     Ok((token, file))
 }
 
-/// Files each document (create + streamed version) with `clients` concurrent clients.
-/// Returns the seconds it took and the cores busy meanwhile (client and server together).
-async fn ingest(s: &Server, docs: &[(String, Vec<u8>)], clients: usize) -> Result<(f64, f64)> {
+/// How the benchmark's clients file a document with its first version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ingest {
+    /// CreateDocument, then AddVersion: two calls and two journal entries (before issue 20).
+    TwoCalls,
+    /// CreateDocument with the bytes inline (CreateDocuments for more than 4 MiB): one call,
+    /// one entry.
+    OneCall,
+    /// One CreateDocuments stream per client for all its documents: one entry each.
+    Stream,
+}
+
+impl Ingest {
+    /// All three, in the order the `ingest` part measures them.
+    pub(crate) const ALL: [Ingest; 3] = [Ingest::TwoCalls, Ingest::OneCall, Ingest::Stream];
+
+    /// `AKTE_BENCH_INGEST`: `one-call` (the default), `two-calls` or `stream`; the path the
+    /// grpc, small and postgres parts take.
+    pub(crate) fn from_env() -> Result<Ingest> {
+        match std::env::var("AKTE_BENCH_INGEST").as_deref() {
+            Err(_) | Ok("one-call") => Ok(Ingest::OneCall),
+            Ok("two-calls") => Ok(Ingest::TwoCalls),
+            Ok("stream") => Ok(Ingest::Stream),
+            Ok(other) => {
+                bail!("AKTE_BENCH_INGEST={other:?}: use one-call, two-calls or stream")
+            }
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Ingest::TwoCalls => "two calls",
+            Ingest::OneCall => "one call",
+            Ingest::Stream => "one stream per client",
+        }
+    }
+
+    /// Unary round trips a document costs at least (a stream's documents share theirs).
+    pub(crate) fn calls_per_document(self) -> f64 {
+        match self {
+            Ingest::TwoCalls => 2.0,
+            Ingest::OneCall | Ingest::Stream => 1.0,
+        }
+    }
+}
+
+/// Files each document (with its first version) with `clients` concurrent clients, the way
+/// `mode` says. Returns the seconds it took and the cores busy meanwhile (client and
+/// server together).
+pub(crate) async fn ingest(
+    s: &Server,
+    docs: &[(String, Vec<u8>)],
+    clients: usize,
+    mode: Ingest,
+) -> Result<(f64, f64)> {
     ingest_through(
         std::slice::from_ref(&s.url),
         &s.token,
         &s.file,
         docs,
         clients,
+        mode,
     )
     .await
+}
+
+fn new_document(file: &str, name: &str) -> pb::CreateDocumentRequest {
+    pb::CreateDocumentRequest {
+        parent: file.to_owned(),
+        document: Some(pb::Document {
+            subject: name.to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The messages of one document in a CreateDocuments stream: inline up to 1 MiB, else
+/// declared and chunked.
+fn stream_messages(file: &str, name: &str, data: Bytes) -> Vec<pb::CreateDocumentsRequest> {
+    const MEDIA: &str = "application/octet-stream";
+    if data.len() <= akte_server::upload::MAX_CHUNK {
+        let req = with_first_version(new_document(file, name), data, name, MEDIA);
+        return create_documents_messages(req, None, Bytes::new(), 0);
+    }
+    let upload = pb::RenditionUpload {
+        file_name: name.to_owned(),
+        media_type: MEDIA.into(),
+        sha256: sha256(&data),
+        size: data.len() as u64,
+    };
+    create_documents_messages(new_document(file, name), Some(upload), data, 1 << 20)
+}
+
+/// Checks a CreateDocuments answer: every document recorded.
+fn all_created(r: &pb::CreateDocumentsResponse) -> Result<()> {
+    if r.failed > 0 {
+        let first = r.results.iter().find_map(|x| match &x.result {
+            Some(pb::create_documents_result::Result::Error(e)) => Some(e.message.clone()),
+            _ => None,
+        });
+        bail!("{} documents refused, first: {first:?}", r.failed);
+    }
+    Ok(())
+}
+
+/// Files one document with its first version the way `mode` says (not `Stream`).
+async fn file_one(
+    c: &mut Clients,
+    file: &str,
+    name: String,
+    data: Bytes,
+    mode: Ingest,
+) -> Result<()> {
+    if mode == Ingest::OneCall {
+        if data.len() <= akte_server::upload::MAX_INLINE_CONTENT {
+            let req = with_first_version(
+                new_document(file, &name),
+                data,
+                &name,
+                "application/octet-stream",
+            );
+            c.documents.create_document(req).await?;
+        } else {
+            let msgs = stream_messages(file, &name, data);
+            let r = c
+                .documents
+                .create_documents(tokio_stream::iter(msgs))
+                .await?
+                .into_inner();
+            all_created(&r)?;
+        }
+        return Ok(());
+    }
+    let doc = c
+        .documents
+        .create_document(new_document(file, &name))
+        .await?
+        .into_inner();
+    let header = pb::AddVersionHeader {
+        parent: doc.name,
+        comment: String::new(),
+        upload: Some(pb::RenditionUpload {
+            file_name: name,
+            media_type: "application/octet-stream".into(),
+            sha256: sha256(&data),
+            size: data.len() as u64,
+        }),
+        staged_renditions: vec![],
+        request_id: String::new(),
+        ..Default::default()
+    };
+    let msgs = add_version_messages(header, data, 1 << 20);
+    c.documents.add_version(tokio_stream::iter(msgs)).await?;
+    Ok(())
 }
 
 /// As [`ingest`], client `k` talking to `urls[k % urls.len()]` (instances of one
@@ -172,6 +317,7 @@ pub(crate) async fn ingest_through(
     file: &str,
     docs: &[(String, Vec<u8>)],
     clients: usize,
+    mode: Ingest,
 ) -> Result<(f64, f64)> {
     let cpu = crate::process_cpu_seconds();
     let start = Instant::now();
@@ -190,34 +336,20 @@ pub(crate) async fn ingest_through(
         );
         tasks.push(tokio::spawn(async move {
             let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
-            for (name, data) in mine {
-                let doc = c
+            if mode == Ingest::Stream {
+                let f = file.clone();
+                let msgs = mine
+                    .into_iter()
+                    .flat_map(move |(name, data)| stream_messages(&f, &name, data));
+                let r = c
                     .documents
-                    .create_document(pb::CreateDocumentRequest {
-                        parent: file.clone(),
-                        document: Some(pb::Document {
-                            subject: name.clone(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
+                    .create_documents(tokio_stream::iter(msgs))
                     .await?
                     .into_inner();
-                let header = pb::AddVersionHeader {
-                    parent: doc.name,
-                    comment: String::new(),
-                    upload: Some(pb::RenditionUpload {
-                        file_name: name,
-                        media_type: "application/octet-stream".into(),
-                        sha256: sha256(&data),
-                        size: data.len() as u64,
-                    }),
-                    staged_renditions: vec![],
-                    request_id: String::new(),
-                    ..Default::default()
-                };
-                let msgs = add_version_messages(header, data, 1 << 20);
-                c.documents.add_version(tokio_stream::iter(msgs)).await?;
+                return all_created(&r);
+            }
+            for (name, data) in mine {
+                file_one(&mut c, &file, name, data, mode).await?;
             }
             anyhow::Ok(())
         }));
@@ -242,6 +374,7 @@ pub(crate) fn bench_grpc(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
 }
 
 async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let mode = Ingest::from_env()?;
     let work = tempfile::tempdir_in(bench_dir())?;
     let docs = corpus(work.path(), quick)?;
     let total: u64 = docs.iter().map(|(_, b)| b.len() as u64).sum();
@@ -272,7 +405,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     };
     for clients in counts {
         let s = server(&format!("c{clients}")).await?;
-        let (secs, busy) = ingest(&s, &docs, clients).await?;
+        let (secs, busy) = ingest(&s, &docs, clients, mode).await?;
         let mut verify_row = None;
         if clients == 16 {
             // A full verification of this records-model store, run by the server.
@@ -310,7 +443,8 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         s.running.shutdown().await?;
         rows.push(Row {
             figure: format!(
-                "gRPC ingest, {} docs, {clients} clients ({:.0} docs/s, {busy:.1} cores busy)",
+                "gRPC ingest ({}), {} docs, {clients} clients ({:.0} docs/s, {busy:.1} cores busy)",
+                mode.name(),
                 docs.len(),
                 docs.len() as f64 / secs
             ),
@@ -331,6 +465,7 @@ pub(crate) fn bench_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
 }
 
 async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let mode = Ingest::from_env()?;
     let work = tempfile::tempdir_in(bench_dir())?;
     let n = if quick { 1000 } else { 5000 };
     let small: Vec<(String, Vec<u8>)> = (0..n)
@@ -343,7 +478,7 @@ async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         .collect();
     let raw = raw_fsync_rate(work.path(), 2000)?;
     let s = server("small").await?;
-    let (secs, busy) = ingest(&s, &small, 16).await?;
+    let (secs, busy) = ingest(&s, &small, 16, mode).await?;
     let tenant = s.running.records().tenant("small")?;
     let stats = tenant.tenant().journal().stats();
     let per_flush = stats.entries.load(std::sync::atomic::Ordering::Relaxed) as f64
@@ -355,21 +490,23 @@ async fn run_small(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     s.running.shutdown().await?;
     rows.push(Row {
         figure: format!(
-            "gRPC small 5 KB docs, 16 clients ({n} docs, {busy:.1} cores busy, {per_flush:.1} entries/flush)"
+            "gRPC small 5 KB docs ({}), 16 clients ({n} docs, {busy:.1} cores busy, {per_flush:.1} entries/flush)",
+            mode.name()
         ),
         value: n as f64 / secs,
         unit: "/s",
         baseline: "write+fdatasync of 5 KB, 1 writer".into(),
         baseline_value: raw,
     });
-    // What the RPC machinery alone allows: a document's two calls cost at least two
-    // round trips through tonic, HTTP/2 and a worker thread.
+    // What the RPC machinery alone allows: a document costs at least one round trip
+    // through tonic, HTTP/2 and a worker thread per call (two calls on the old path).
+    let calls = mode.calls_per_document();
     rows.push(Row {
-        figure: "gRPC small 5 KB docs (2 calls each), 16 clients".into(),
+        figure: format!("gRPC small 5 KB docs ({}), 16 clients", mode.name()),
         value: n as f64 / secs,
         unit: "/s",
-        baseline: "half the rate of GetDocument calls, 16 clients".into(),
-        baseline_value: reads / 2.0,
+        baseline: format!("the rate of GetDocument calls / {calls}, 16 clients"),
+        baseline_value: reads / calls,
     });
     Ok(())
 }
@@ -468,19 +605,14 @@ pub(crate) fn bench_handover(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         None,
     )?;
     for (name, bytes) in &docs {
-        let d = ta.create_document(
+        let put = ta.put_content(&bytes[..])?;
+        ta.create_document_with_version(
             "bench",
             NewDocument {
                 parent: file.id,
                 subject: name.clone(),
                 ..NewDocument::default()
             },
-            None,
-        )?;
-        let put = ta.put_content(&bytes[..])?;
-        ta.add_version(
-            "bench",
-            d.id,
             NewVersion {
                 comment: String::new(),
                 renditions: vec![NewRendition {
@@ -535,7 +667,7 @@ pub(crate) fn bench_handover(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     drop(b);
     let ingest = runtime()?.block_on(async {
         let s = server("m16").await?;
-        let r = ingest(&s, &docs, 16).await?;
+        let r = ingest(&s, &docs, 16, Ingest::from_env()?).await?;
         s.running.shutdown().await?;
         anyhow::Ok(r)
     })?;

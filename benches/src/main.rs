@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|postgres|fulltext|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|postgres|fulltext|ingest|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 mod fulltext;
 mod grpc;
 mod memory;
+mod peers;
 mod postgres;
 
 use anyhow::{bail, Context, Result};
@@ -811,7 +812,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 11] = [
+    let parts: [(&str, Part); 12] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -823,6 +824,7 @@ fn main() -> Result<()> {
         ("memory", memory::bench_memory),
         ("postgres", postgres::bench_postgres),
         ("fulltext", fulltext::bench_fulltext),
+        ("ingest", peers::bench_ingest),
     ];
     let chosen: Vec<&(&str, Part)> = match what {
         "all" => parts.iter().collect(),
@@ -830,7 +832,7 @@ fn main() -> Result<()> {
             Some(p) => vec![p],
             None => bail!(
                 "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
-                 small, handover, memory, postgres, fulltext or all"
+                 small, handover, memory, postgres, ingest, fulltext or all"
             ),
         },
     };

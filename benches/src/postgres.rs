@@ -115,6 +115,7 @@ pub(crate) fn bench_postgres(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
 }
 
 async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
+    let mode = crate::grpc::Ingest::from_env()?;
     let pg = akte_tests::pg::PgServer::start_with(true);
     let work = tempfile::tempdir_in(bench_dir())?;
     let n = if quick { 1000 } else { 4000 };
@@ -162,7 +163,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
         let admin = std::fs::read_to_string(boot)?.trim().to_owned();
         let (token, file) = prepare(&url, &admin, "embedded").await?;
         let (secs, busy) =
-            ingest_through(std::slice::from_ref(&url), &token, &file, &small, 16).await?;
+            ingest_through(std::slice::from_ref(&url), &token, &file, &small, 16, mode).await?;
         rows.push(Row {
             figure: format!("embedded backend: small 5 KB docs, 16 clients ({busy:.1} cores busy)"),
             value: n as f64 / secs,
@@ -170,7 +171,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             baseline: "PostgreSQL alone, 16 connections".into(),
             baseline_value: bare,
         });
-        let (secs, _) = ingest_through(&[url], &token, &file, &corpus, 16).await?;
+        let (secs, _) = ingest_through(&[url], &token, &file, &corpus, 16, mode).await?;
         r.shutdown().await?;
         embedded_corpus = corpus_bytes as f64 / secs / 1e6;
         rows.push(Row {
@@ -188,7 +189,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     for count in [1usize, 3] {
         let db = pg.fresh_database();
         let (running, _dirs, urls, token, file) = instances(&db, count, "klein").await?;
-        let (secs, busy) = ingest_through(&urls, &token, &file, &small, 16).await?;
+        let (secs, busy) = ingest_through(&urls, &token, &file, &small, 16, mode).await?;
         rows.push(Row {
             figure: format!(
                 "PostgreSQL backend, {count} akted: small 5 KB docs, 16 clients ({busy:.1} cores busy)"
@@ -208,7 +209,7 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
             made
         };
-        let (secs, busy) = ingest_through(&urls, &token2, &file2, &corpus, 16).await?;
+        let (secs, busy) = ingest_through(&urls, &token2, &file2, &corpus, 16, mode).await?;
         rows.push(Row {
             figure: format!(
                 "PostgreSQL backend, {count} akted: corpus ingest, {} docs, 16 clients ({:.0} docs/s, {busy:.1} cores busy)",

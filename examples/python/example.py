@@ -79,6 +79,24 @@ def main():
     print(akte.name, akte.reference, doc.name)  # tenants/…/files/<uuid> 632.1-0001/2026 …
     # [/docs]
     check(akte.reference.startswith("632.1-"), akte.reference)
+    # [docs:one-call]
+    scan = b"%PDF-1.7 Bauantrag, eingescannt"
+    letter = client.documents.CreateDocument(documents_pb2.CreateDocumentRequest(
+        parent=akte.name, document=documents_pb2.Document(subject="Eingangsbrief"),
+        content=scan, content_file_name="brief.pdf", content_media_type="application/pdf",
+        content_sha256=hashlib.sha256(scan).digest()))  # document and version 1: one entry
+
+    def letters():  # many documents over one stream, each recorded once complete
+        for i, text in enumerate([b"Stellungnahme", b"Nachforderung"]):
+            yield documents_pb2.CreateDocumentsRequest(document=documents_pb2.CreateDocumentsItem(
+                document=documents_pb2.CreateDocumentRequest(
+                    parent=akte.name, document=documents_pb2.Document(subject="Brief %d" % i),
+                    content=text, content_file_name="brief%d.txt" % i,
+                    content_media_type="text/plain")))
+    made = client.documents.CreateDocuments(letters())
+    print(letter.version_count, made.created, [r.name for r in made.results])  # 1 2 [...]
+    # [/docs]
+    check(letter.version_count == 1 and made.created == 2 and made.failed == 0, made)
     again = client.plan.CreatePlanUnit(file_plan_pb2.CreatePlanUnitRequest(
         parent=parent, plan_unit=file_plan_pb2.PlanUnit(code="632.1", title="Baugenehmigungen"),
         request_id="plan-632.1"))

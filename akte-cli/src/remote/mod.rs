@@ -430,6 +430,15 @@ pub enum DocumentCommand {
         subject: String,
         #[command(flatten)]
         fields: metadata::DocumentFields,
+        /// A file to store as the first version, in the same call (one journal entry).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The first version's media type [default: guessed from the file name].
+        #[arg(long, requires = "file")]
+        media_type: Option<String>,
+        /// Comment on the first version.
+        #[arg(long, default_value = "", requires = "file")]
+        comment: String,
     },
     /// Change a document's metadata: the fields given, exactly (an empty value clears one).
     Update {
@@ -1390,6 +1399,9 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
             parent,
             subject,
             fields,
+            file,
+            media_type,
+            comment,
         } => {
             let mut document = pb::Document {
                 subject: subject.clone(),
@@ -1401,15 +1413,17 @@ async fn document(ctx: &Ctx<'_>, c: &mut Clients, command: &DocumentCommand) -> 
                 access::field_values(c, &access::tenant_of(&parent)?, &fields.custom)
                     .await?
                     .0;
-            let d = c
-                .documents
-                .create_document(pb::CreateDocumentRequest {
-                    parent,
-                    document: Some(document),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
+            let request = pb::CreateDocumentRequest {
+                parent,
+                document: Some(document),
+                ..Default::default()
+            };
+            let d = match file {
+                None => c.documents.create_document(request).await?.into_inner(),
+                Some(path) => {
+                    create_with_file(c, request, path, media_type.as_deref(), comment).await?
+                }
+            };
             ctx.show(&d, || show(&d))?;
         }
         DocumentCommand::Update {
@@ -1746,19 +1760,10 @@ async fn file_chunks<M: Send + 'static>(
     ))
 }
 
-/// Uploads a file as a new version: one pass to hash it, then AddVersion, or for large files
-/// an upload session that resumes where the server's bytes end after a broken connection.
-async fn upload(
-    c: &mut Clients,
-    document: &str,
-    path: &Path,
-    media_type: Option<&str>,
-    name: Option<&str>,
-    comment: &str,
-    request_id: Option<&str>,
-) -> Result<pb::Version> {
+/// SHA-256 and size of a file, in one pass on a blocking thread.
+async fn hash_file(path: &Path) -> Result<(Vec<u8>, u64)> {
     let p = path.to_path_buf();
-    let (sha, size) = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64)> {
+    tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64)> {
         let mut f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
         let mut h = sha2::Sha256::new();
         let mut size = 0u64;
@@ -1774,7 +1779,87 @@ async fn upload(
         }
         Ok((h.finalize().to_vec(), size))
     })
-    .await??;
+    .await?
+}
+
+/// Creates a document with a file as its first version in one call, so the journal
+/// records both in one entry: inline in CreateDocument up to 4 MiB, else as the one
+/// document of a CreateDocuments stream (the bytes in 1 MiB chunks).
+async fn create_with_file(
+    c: &mut Clients,
+    mut request: pb::CreateDocumentRequest,
+    path: &Path,
+    media_type: Option<&str>,
+    comment: &str,
+) -> Result<pb::Document> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
+    let media_type = media_type
+        .unwrap_or_else(|| guess_media_type(path))
+        .to_owned();
+    request.version_comment = comment.to_owned();
+    let (sha, size) = hash_file(path).await?;
+    if size <= akte_api::limits::MAX_INLINE_CONTENT as u64 {
+        let bytes = tokio::fs::read(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        if bytes.len() as u64 != size {
+            bail!("{} changed while it was read", path.display());
+        }
+        request.content = Bytes::from(bytes);
+        request.content_sha256 = sha.into();
+        request.content_file_name = file_name;
+        request.content_media_type = media_type;
+        return Ok(c.documents.create_document(request).await?.into_inner());
+    }
+    let tenant_of = request.parent.clone();
+    let first = pb::CreateDocumentsRequest {
+        message: Some(pb::create_documents_request::Message::Document(
+            pb::CreateDocumentsItem {
+                document: Some(request),
+                upload: Some(pb::RenditionUpload {
+                    file_name,
+                    media_type,
+                    sha256: sha.into(),
+                    size,
+                }),
+            },
+        )),
+    };
+    let chunks = file_chunks(path, 0, |b| pb::CreateDocumentsRequest {
+        message: Some(pb::create_documents_request::Message::Chunk(b)),
+    })
+    .await?;
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter([first]), chunks);
+    let r = c.documents.create_documents(stream).await?.into_inner();
+    match r.results.first().and_then(|x| x.result.clone()) {
+        Some(pb::create_documents_result::Result::Name(name)) => Ok(c
+            .documents
+            .get_document(pb::GetDocumentRequest { name })
+            .await?
+            .into_inner()),
+        Some(pb::create_documents_result::Result::Error(e)) => Err(anyhow!(
+            "creating the document in {tenant_of} was refused: {}",
+            e.message
+        )),
+        None => bail!("the server answered without a result"),
+    }
+}
+
+/// Uploads a file as a new version: one pass to hash it, then AddVersion, or for large files
+/// an upload session that resumes where the server's bytes end after a broken connection.
+async fn upload(
+    c: &mut Clients,
+    document: &str,
+    path: &Path,
+    media_type: Option<&str>,
+    name: Option<&str>,
+    comment: &str,
+    request_id: Option<&str>,
+) -> Result<pb::Version> {
+    let (sha, size) = hash_file(path).await?;
     let file_name = match name {
         Some(n) => n.to_owned(),
         None => path

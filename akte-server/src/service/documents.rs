@@ -22,14 +22,16 @@ use crate::pb::akte::v1 as pb;
 use crate::pb::akte::v1::document_service_server::DocumentService;
 use crate::range::Range;
 use crate::upload::{
-    receive_content, receive_small, ChunkSource, SMALL_UPLOAD, STREAMED_UPLOAD_MEMORY,
+    receive_content, receive_small, ChunkSource, MAX_INLINE_CONTENT, SMALL_UPLOAD,
+    STREAMED_UPLOAD_MEMORY,
 };
 
 use super::kept::{get_as, Kept};
 use super::{blocking, get_kind, named, Api};
 
 const DOC: &[ObjectKind] = &[ObjectKind::Document];
-const CONTAINERS: &[ObjectKind] = &[ObjectKind::File, ObjectKind::Case, ObjectKind::Document];
+pub(super) const CONTAINERS: &[ObjectKind] =
+    &[ObjectKind::File, ObjectKind::Case, ObjectKind::Document];
 /// Size of download chunks.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
@@ -173,6 +175,140 @@ fn download_error(e: std::io::Error) -> ApiError {
     }
 }
 
+/// The document a create request describes (without its version).
+pub(super) fn new_document(
+    r: &pb::CreateDocumentRequest,
+    parent: Uuid,
+) -> Result<NewDocument, ApiError> {
+    let d = r.document.clone().unwrap_or_default();
+    Ok(NewDocument {
+        id: parse_id("document_id", &r.document_id)?,
+        parent,
+        subject: d.subject,
+        letter_date: parse_date("document.letter_date", d.letter_date.as_ref())?,
+        received_on: parse_date("document.received_on", d.received_on.as_ref())?,
+        sent_on: parse_date("document.sent_on", d.sent_on.as_ref())?,
+        sender: d.sender,
+        recipients: d.recipients,
+        clerk: d.clerk,
+        external_reference: d.external_reference,
+        confidentiality: convert::parse_confidentiality(
+            "document.confidentiality",
+            d.confidentiality,
+        )?
+        .unwrap_or(Confidentiality::Open),
+        document_type: d.document_type,
+        custom_fields: convert::parse_field_values("document.custom_fields", &d.custom_fields)?,
+    })
+}
+
+/// A first version whose one rendition's bytes came inline in a CreateDocumentRequest.
+#[derive(Debug)]
+pub(super) struct InlineVersion {
+    file_name: String,
+    media_type: String,
+    comment: String,
+    bytes: Bytes,
+    sha256: Option<akte_core::Digest>,
+}
+
+impl InlineVersion {
+    /// Bytes it holds in memory.
+    pub(super) fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
+/// Takes the inline first version out of a create request, if it asks for one
+/// (`content_file_name` set), checking what needs no store: the 4 MiB bound, file name,
+/// media type, comment and the declared digest's form. `prefix` goes before the field
+/// names in errors (`document.` inside a CreateDocuments stream).
+pub(super) fn inline_version(
+    r: &mut pb::CreateDocumentRequest,
+    prefix: &str,
+) -> Result<Option<InlineVersion>, ApiError> {
+    let field = |f: &str| format!("{prefix}{f}");
+    if r.content_file_name.is_empty() {
+        let stray = [
+            ("content", !r.content.is_empty()),
+            ("content_media_type", !r.content_media_type.is_empty()),
+            ("version_comment", !r.version_comment.is_empty()),
+            ("content_sha256", !r.content_sha256.is_empty()),
+        ];
+        if let Some((f, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(ApiError::field(
+                field(f),
+                "belongs to a first version, which needs content_file_name",
+            ));
+        }
+        return Ok(None);
+    }
+    if r.content.len() > MAX_INLINE_CONTENT {
+        return Err(ApiError::field(
+            field("content"),
+            format!(
+                "{} bytes; at most {MAX_INLINE_CONTENT} bytes (4 MiB) inline: send larger \
+                 content with CreateDocuments (chunked upload) or AddVersion",
+                r.content.len()
+            ),
+        ));
+    }
+    let named = |f: &'static str| {
+        move |e: RecordsError| match e {
+            RecordsError::Invalid { reason, .. } => ApiError::field(format!("{prefix}{f}"), reason),
+            other => other.into(),
+        }
+    };
+    validate::file_name(&r.content_file_name).map_err(named("content_file_name"))?;
+    validate::media_type(&r.content_media_type).map_err(named("content_media_type"))?;
+    validate::text("version_comment", &r.version_comment, validate::MAX_TEXT)
+        .map_err(named("version_comment"))?;
+    let sha256 = if r.content_sha256.is_empty() {
+        None
+    } else {
+        Some(convert::parse_digest(
+            &field("content_sha256"),
+            &r.content_sha256,
+        )?)
+    };
+    Ok(Some(InlineVersion {
+        file_name: std::mem::take(&mut r.content_file_name),
+        media_type: std::mem::take(&mut r.content_media_type),
+        comment: std::mem::take(&mut r.version_comment),
+        bytes: std::mem::take(&mut r.content),
+        sha256,
+    }))
+}
+
+/// Stores an inline first version's bytes and records the document with it as one entry
+/// (blocking). The parent's writability is checked before any byte is stored; bytes
+/// stored for a request refused afterwards belong to no record (and, like staged
+/// renditions never named, to no one).
+pub(super) fn create_with_inline(
+    t: &TenantRecords,
+    actor: &str,
+    new: NewDocument,
+    v: InlineVersion,
+    rid: Option<&str>,
+) -> Result<Document, ApiError> {
+    t.check_writable(new.parent)?;
+    let put = t
+        .tenant()
+        .content()
+        .put_bytes(&v.bytes, v.sha256, Some(v.bytes.len() as u64))?;
+    let version = NewVersion {
+        comment: v.comment,
+        renditions: vec![NewRendition {
+            file_name: v.file_name,
+            media_type: v.media_type,
+            sha256: put.digest,
+            size: put.size,
+        }],
+    };
+    let (d, _) = t.create_document_with_version(actor, new, version, rid)?;
+    Ok(d)
+}
+
 #[tonic::async_trait]
 impl DocumentService for Api {
     async fn create_document(
@@ -180,39 +316,32 @@ impl DocumentService for Api {
         req: Request<pb::CreateDocumentRequest>,
     ) -> Result<Response<pb::Document>, Status> {
         let caller = self.caller(&req)?;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
         let parent = names::object_of("parent", &r.parent, CONTAINERS)?;
         let t = self.tenant(&caller, &parent.tenant, &r.parent, Operation::FileDocuments)?;
-        let d = r.document.unwrap_or_default();
-        let new = NewDocument {
-            id: parse_id("document_id", &r.document_id)?,
-            parent: parent.id,
-            subject: d.subject,
-            letter_date: parse_date("document.letter_date", d.letter_date.as_ref())?,
-            received_on: parse_date("document.received_on", d.received_on.as_ref())?,
-            sent_on: parse_date("document.sent_on", d.sent_on.as_ref())?,
-            sender: d.sender,
-            recipients: d.recipients,
-            clerk: d.clerk,
-            external_reference: d.external_reference,
-            confidentiality: convert::parse_confidentiality(
-                "document.confidentiality",
-                d.confidentiality,
-            )?
-            .unwrap_or(Confidentiality::Open),
-            document_type: d.document_type,
-            custom_fields: convert::parse_field_values("document.custom_fields", &d.custom_fields)?,
-        };
+        let first = inline_version(&mut r, "")?;
+        let new = new_document(&r, parent.id)?;
         let actor = caller.actor().to_owned();
         let tenant = parent.tenant.clone();
         let parent_name = r.parent.clone();
         let msg = blocking(move || {
             get_kind(&t, parent.id, parent.kind, &parent_name)?;
-            let d = t.create_document(&actor, new, request_id(&r.request_id))?;
+            let rid = request_id(&r.request_id);
+            let d = match first {
+                None => t.create_document(&actor, new, rid)?,
+                Some(v) => create_with_inline(&t, &actor, new, v, rid)?,
+            };
             Ok(Document::message(&t, &tenant, &d))
         })
         .await?;
         Ok(Response::new(msg))
+    }
+
+    async fn create_documents(
+        &self,
+        req: Request<Streaming<pb::CreateDocumentsRequest>>,
+    ) -> Result<Response<pb::CreateDocumentsResponse>, Status> {
+        Ok(Response::new(self.create_document_stream(req).await?))
     }
 
     async fn get_document(

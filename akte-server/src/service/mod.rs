@@ -3,6 +3,7 @@
 //! call on the blocking thread pool.
 
 mod access;
+mod batch;
 mod cases;
 mod disposal;
 mod documents;

@@ -79,6 +79,38 @@ fn to_i64(v: u64) -> i64 {
 const LOCK_ROW: &str = "SELECT persisted, generation, importing_until_ms FROM akte_upload_sessions
                         WHERE tenant = $1 AND id = $2 FOR UPDATE";
 
+/// A session row as [`lock_row`] read it.
+struct Locked {
+    persisted: i64,
+    generation: i64,
+    importing_until_ms: Option<i64>,
+}
+
+impl Locked {
+    /// Whether an import holds the session at `now_ms`.
+    fn importing_at(&self, now_ms: i64) -> bool {
+        self.importing_until_ms.is_some_and(|until| until > now_ms)
+    }
+}
+
+/// Locks the session row in `tx` until it ends; `None` if there is no such session.
+async fn lock_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    op: &'static str,
+) -> Result<Option<Locked>, PgError> {
+    let row = tx
+        .query_opt(LOCK_ROW, &[&tenant, &id])
+        .await
+        .map_err(|e| PgError::of(op, &e))?;
+    Ok(row.map(|r| Locked {
+        persisted: r.get(0),
+        generation: r.get(1),
+        importing_until_ms: r.get(2),
+    }))
+}
+
 impl PgUploads {
     pub(crate) fn new(db: Arc<Db>) -> PgUploads {
         PgUploads { db }
@@ -161,18 +193,13 @@ impl PgUploads {
             .run("start an upload write", move |mut c| async move {
                 let op = "start an upload write";
                 let tx = c.transaction().await.map_err(|e| PgError::of(op, &e))?;
-                let Some(row) = tx
-                    .query_opt(LOCK_ROW, &[&tenant, &id])
-                    .await
-                    .map_err(|e| PgError::of(op, &e))?
-                else {
+                let Some(row) = lock_row(&tx, &tenant, &id, op).await? else {
                     return Ok(Err(Refusal::Missing));
                 };
-                let (persisted, generation, importing): (i64, i64, Option<i64>) =
-                    (row.get(0), row.get(1), row.get(2));
-                if importing.is_some_and(|until| until > now_ms) {
+                if row.importing_at(now_ms) {
                     return Ok(Err(Refusal::Importing));
                 }
+                let (persisted, generation) = (row.persisted, row.generation);
                 if to_u64(persisted) != offset {
                     return Ok(Err(Refusal::Offset(to_u64(persisted))));
                 }
@@ -202,14 +229,10 @@ impl PgUploads {
         self.db.run("store an upload chunk", move |mut c| async move {
             let op = "store an upload chunk";
             let tx = c.transaction().await.map_err(|e| PgError::of(op, &e))?;
-            let Some(row) = tx
-                .query_opt(LOCK_ROW, &[&tenant, &id])
-                .await
-                .map_err(|e| PgError::of(op, &e))?
-            else {
+            let Some(row) = lock_row(&tx, &tenant, &id, op).await? else {
                 return Ok(Err(Refusal::Missing));
             };
-            let (persisted, held_by): (i64, i64) = (row.get(0), row.get(1));
+            let (persisted, held_by) = (row.persisted, row.generation);
             if held_by != generation {
                 return Ok(Err(Refusal::TakenOver(to_u64(persisted))));
             }
@@ -249,17 +272,13 @@ impl PgUploads {
             .run("start an upload import", move |mut c| async move {
                 let op = "start an upload import";
                 let tx = c.transaction().await.map_err(|e| PgError::of(op, &e))?;
-                let Some(row) = tx
-                    .query_opt(LOCK_ROW, &[&tenant, &id])
-                    .await
-                    .map_err(|e| PgError::of(op, &e))?
-                else {
+                let Some(row) = lock_row(&tx, &tenant, &id, op).await? else {
                     return Ok(Err(Refusal::Missing));
                 };
-                let (persisted, importing): (i64, Option<i64>) = (row.get(0), row.get(2));
-                if importing.is_some_and(|until| until > now_ms) {
+                if row.importing_at(now_ms) {
                     return Ok(Err(Refusal::Importing));
                 }
+                let persisted = row.persisted;
                 if to_u64(persisted) != size {
                     return Ok(Err(Refusal::Incomplete(to_u64(persisted))));
                 }
@@ -314,15 +333,10 @@ impl PgUploads {
             .run("delete an upload session", move |mut c| async move {
                 let op = "delete an upload session";
                 let tx = c.transaction().await.map_err(|e| PgError::of(op, &e))?;
-                let Some(row) = tx
-                    .query_opt(LOCK_ROW, &[&tenant, &id])
-                    .await
-                    .map_err(|e| PgError::of(op, &e))?
-                else {
+                let Some(row) = lock_row(&tx, &tenant, &id, op).await? else {
                     return Ok(Err(Refusal::Missing));
                 };
-                let importing: Option<i64> = row.get(2);
-                if importing.is_some_and(|until| until > now_ms) {
+                if row.importing_at(now_ms) {
                     return Ok(Err(Refusal::Importing));
                 }
                 tx.execute(

@@ -17,6 +17,20 @@ use tokio::runtime::{Handle, Runtime};
 /// Calls into the database runtime so far (for benchmarks and tests).
 pub static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Calls into the database runtime so far by what they did ("read the index", ...) and
+/// whether the calling thread held a tenant's append session (those calls serialise the
+/// tenant's writes), for benchmarks that explain where a write's round trips go.
+static ROUND_TRIPS_BY_OP: std::sync::Mutex<std::collections::BTreeMap<(&'static str, bool), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// [`ROUND_TRIPS`] by operation and whether the caller held an append session, so far.
+pub fn round_trips_by_op() -> std::collections::BTreeMap<(&'static str, bool), u64> {
+    ROUND_TRIPS_BY_OP
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
 /// A database failure, with what was being done and what kind of failure it is.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("PostgreSQL {op}: {message}")]
@@ -289,6 +303,11 @@ impl Db {
         T: Send + 'static,
     {
         ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *ROUND_TRIPS_BY_OP
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((op, crate::journal::in_a_session()))
+            .or_default() += 1;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.op_timeout;
         self.handle.spawn(async move {

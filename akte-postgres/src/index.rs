@@ -126,6 +126,7 @@ impl IndexBackend for PgIndex {
             snapshot_end: 0,
             page: VecDeque::new(),
             stored_done: false,
+            tried_small: false,
             failed: false,
         })
     }
@@ -391,6 +392,8 @@ struct RangeRead {
     snapshot_end: u64,
     page: VecDeque<(Vec<u8>, Vec<u8>)>,
     stored_done: bool,
+    /// Whether the one-statement read of a small range was tried.
+    tried_small: bool,
     failed: bool,
 }
 
@@ -418,6 +421,64 @@ fn bound_value(b: &Bound<Vec<u8>>) -> Option<Vec<u8>> {
 }
 
 impl RangeRead {
+    /// Reads the range in one statement (one snapshot, one round trip) if it holds less
+    /// than a page: the stored tree length and the keys together. Most range reads are
+    /// small (an object's versions, the field definitions a write checks), and a snapshot
+    /// transaction costs three round trips more. Returns whether that was the whole
+    /// range; if not, nothing is kept and the paged snapshot read starts afresh.
+    fn read_small(&mut self) -> Result<bool, PgError> {
+        let bounds = (self.from.clone(), self.end.clone());
+        if let Some((at, rows)) = self.shared.cache.get_range(&self.shared, &bounds) {
+            self.snapshot_end = at;
+            self.page.extend(rows);
+            self.stored_done = true;
+            return Ok(true);
+        }
+        let sql = format!(
+            "SELECT (SELECT tree_len FROM akte_heads WHERE tenant = $1), k.key, k.value
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL ({}) AS k ON true ORDER BY k.key",
+            bound_sql(&self.from, &self.end)
+        );
+        let (tenant, from, end) = (
+            self.shared.tenant.clone(),
+            bound_value(&self.from),
+            bound_value(&self.end),
+        );
+        let rows = self
+            .shared
+            .db
+            .run("read an index range", move |c| async move {
+                let op = "read an index range";
+                let st = c
+                    .prepare_cached(&sql)
+                    .await
+                    .map_err(|e| PgError::of(op, &e))?;
+                c.query(&st, &[&tenant, &from, &end, &PAGE])
+                    .await
+                    .map_err(|e| PgError::of(op, &e))
+            })?;
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut tree_len = 0;
+        for r in rows {
+            tree_len = r.get::<_, Option<i64>>(0).unwrap_or(0) as u64;
+            let key: Option<Vec<u8>> = r.get(1);
+            let value: Option<Vec<u8>> = r.get(2);
+            if let (Some(k), Some(v)) = (key, value) {
+                keys.push((k, v));
+            }
+        }
+        if keys.len() as i64 >= PAGE {
+            return Ok(false);
+        }
+        self.shared
+            .cache
+            .put_range(&self.shared, bounds, tree_len, keys.clone());
+        self.snapshot_end = tree_len;
+        self.page.extend(keys);
+        self.stored_done = true;
+        Ok(true)
+    }
+
     fn start_snapshot(&mut self) -> Result<(), PgError> {
         let db = &self.shared.db;
         let conn = db.connection("read an index range")?;
@@ -514,6 +575,13 @@ impl Iterator for RangeRead {
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
+        }
+        if !self.tried_small && !self.stored_done {
+            self.tried_small = true;
+            if let Err(e) = self.read_small() {
+                self.failed = true;
+                return Some(Err(backend_error(e)));
+            }
         }
         if self.conn.is_none() && !self.stored_done {
             if let Err(e) = self.start_snapshot() {

@@ -17,6 +17,7 @@
 //! behind the committed journal. A failed commit fences the journal: the engine opens
 //! the tenant again, from what the database holds.
 
+use std::ops::{Bound, RangeBounds as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use akte_core::journal::{
 use akte_core::merkle::leaf_hash;
 use akte_core::Digest;
 use deadpool_postgres::Object;
+use tokio_postgres::Statement;
 
 use crate::db::{Db, PgError};
 use crate::overlay::{Changes, Overlay};
@@ -109,7 +111,19 @@ struct CacheInner {
     /// The journal end the cached values are the state of.
     at: u64,
     values: std::collections::HashMap<Vec<u8>, Option<akte_core::backend::Value>>,
+    /// Small ranges read whole (less than a page), by their bounds: the stored keys and
+    /// values in them. A commit drops every range that holds a key it changed.
+    ranges: std::collections::HashMap<RangeBounds, StoredRange>,
 }
+
+/// The bounds of a range read.
+pub(crate) type RangeBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// The stored keys and values of a range, in key order.
+pub(crate) type StoredRange = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Ranges kept at most (then the range cache starts afresh).
+const RANGES_MAX: usize = 256;
 
 /// Values kept at most (then the cache starts afresh).
 const CACHE_MAX: usize = 50_000;
@@ -126,6 +140,7 @@ impl ReadCache {
         let mut c = lock(&self.inner);
         if c.at != at {
             c.values.clear();
+            c.ranges.clear();
             c.at = at;
         }
     }
@@ -135,7 +150,15 @@ impl ReadCache {
         let mut c = lock(&self.inner);
         if c.at != from {
             c.values.clear();
+            c.ranges.clear();
         } else {
+            c.ranges.retain(|bounds, _| {
+                !changes
+                    .upsert_keys
+                    .iter()
+                    .chain(&changes.delete_keys)
+                    .any(|k| bounds.contains(k))
+            });
             // Everything committed is kept, not only what was read before: the next write
             // usually reads what the last one wrote (a version of the document just
             // created), and would otherwise fetch it from the database under the lock.
@@ -158,7 +181,45 @@ impl ReadCache {
     pub(crate) fn clear(&self) {
         let mut c = lock(&self.inner);
         c.values.clear();
+        c.ranges.clear();
         c.at = u64::MAX;
+    }
+
+    /// A cached small range (its stored part) and the journal end it is the state of, for
+    /// a reader inside `shared`'s append session.
+    pub(crate) fn get_range(
+        &self,
+        shared: &Shared,
+        bounds: &RangeBounds,
+    ) -> Option<(u64, StoredRange)> {
+        if !holds_session(shared) {
+            return None;
+        }
+        let c = lock(&self.inner);
+        c.ranges.get(bounds).map(|rows| (c.at, rows.clone()))
+    }
+
+    /// Remembers a small range read whole inside `shared`'s append session, from a
+    /// snapshot whose index stood at `end`: kept only if that is the state the cache
+    /// holds.
+    pub(crate) fn put_range(
+        &self,
+        shared: &Shared,
+        bounds: RangeBounds,
+        end: u64,
+        rows: StoredRange,
+    ) {
+        if !holds_session(shared) {
+            return;
+        }
+        let mut c = lock(&self.inner);
+        if c.at != end {
+            return;
+        }
+        if c.ranges.len() >= RANGES_MAX {
+            c.ranges.clear();
+        }
+        c.ranges.insert(bounds, rows);
     }
 
     /// A cached value, for a reader inside `shared`'s append session.
@@ -189,6 +250,11 @@ impl ReadCache {
         }
         c.values.insert(key.to_vec(), value);
     }
+}
+
+/// Whether this thread holds any tenant's append session.
+pub(crate) fn in_a_session() -> bool {
+    IN_SESSION.with(|c| c.get()) != 0
 }
 
 /// Whether this thread holds `shared`'s append session (and so its head row lock).
@@ -479,20 +545,29 @@ impl Drop for PgSession<'_> {
 }
 
 /// Opens the append transaction: locks the head row, returns the journal's end.
+///
+/// One round trip: the statement is prepared once per connection, and the `BEGIN` batch
+/// and the locking read are sent together (the driver pipelines requests polled
+/// together, in the order they are first polled). Should `BEGIN` fail, the read's
+/// result is not used.
 async fn lock_head(c: &Object, tenant: &str) -> Result<Head, PgError> {
     let op = "lock the journal's end";
-    c.batch_execute(
-        "BEGIN; SET LOCAL lock_timeout = '30s'; \
-         SET LOCAL idle_in_transaction_session_timeout = '60s'",
-    )
-    .await
-    .map_err(|e| PgError::of(op, &e))?;
-    let row = c
-        .query_opt(
+    let read = c
+        .prepare_cached(
             "SELECT next_seq, last_leaf, last_micros FROM akte_heads WHERE tenant = $1 FOR UPDATE",
-            &[&tenant],
         )
         .await
+        .map_err(|e| PgError::of(op, &e))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
+    let (begun, row) = futures_util::join!(
+        c.batch_execute(
+            "BEGIN; SET LOCAL lock_timeout = '30s'; \
+             SET LOCAL idle_in_transaction_session_timeout = '60s'",
+        ),
+        c.query_opt(&read, &params)
+    );
+    begun.map_err(|e| PgError::of(op, &e))?;
+    let row = row
         .map_err(|e| PgError::of(op, &e))?
         .ok_or_else(|| PgError::new(op, FaultKind::NotFound, "the tenant has no journal"))?;
     let leaf: Vec<u8> = row.get(1);
@@ -509,61 +584,120 @@ async fn lock_head(c: &Object, tenant: &str) -> Result<Head, PgError> {
     })
 }
 
-/// Stores index changes (in the caller's transaction).
-pub(crate) async fn write_changes(c: &Object, tenant: &str, ch: &Changes) -> Result<(), PgError> {
-    let op = "store index changes";
-    let err = |e: tokio_postgres::Error| PgError::of(op, &e);
+/// The statements a commit sends, prepared once per connection (the driver caches them),
+/// so that a commit's writes and its `COMMIT` go out together without a round trip to
+/// prepare any of them.
+struct CommitStatements {
+    entries: Statement,
+    attachments: Statement,
+    advance: Statement,
+    upsert: Statement,
+    delete: Statement,
+    nodes: Statement,
+    tree_len: Statement,
+}
+
+impl CommitStatements {
+    async fn prepare(c: &Object) -> Result<CommitStatements, tokio_postgres::Error> {
+        let (entries, attachments, advance, upsert, delete, nodes, tree_len) = futures_util::try_join!(
+            c.prepare_cached(
+                "INSERT INTO akte_entries (tenant, seq, entry, leaf)
+                 SELECT $1::text, s, e, l FROM unnest($2::int8[], $3::bytea[], $4::bytea[])
+                 AS t(s, e, l)",
+            ),
+            c.prepare_cached(
+                "INSERT INTO akte_attachments (tenant, seq, pos, digest, len, bytes)
+                 SELECT $1::text, s, p, d, l, b
+                 FROM unnest($2::int8[], $3::int4[], $4::bytea[], $5::int4[], $6::bytea[])
+                 AS t(s, p, d, l, b)",
+            ),
+            // Moves the end only from where this instance read it; if it is elsewhere the
+            // division fails, which aborts the transaction, so that the COMMIT sent
+            // with it cannot commit entries without their end.
+            c.prepare_cached(
+                "WITH moved AS (
+                     UPDATE akte_heads SET next_seq = $2, last_leaf = $3, last_micros = $4
+                     WHERE tenant = $1 AND next_seq = $5 RETURNING 1)
+                 SELECT 1 / count(*)::int4 FROM moved",
+            ),
+            c.prepare_cached(
+                "INSERT INTO akte_index (tenant, key, value)
+                 SELECT $1::text, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v)
+                 ON CONFLICT (tenant, key) DO UPDATE SET value = EXCLUDED.value",
+            ),
+            c.prepare_cached("DELETE FROM akte_index WHERE tenant = $1 AND key = ANY($2::bytea[])"),
+            c.prepare_cached(
+                "INSERT INTO akte_nodes (tenant, pos, hash)
+                 SELECT $1::text, p, h FROM unnest($2::int8[], $3::bytea[]) AS t(p, h)
+                 ON CONFLICT (tenant, pos) DO UPDATE SET hash = EXCLUDED.hash",
+            ),
+            c.prepare_cached("UPDATE akte_heads SET tree_len = $2 WHERE tenant = $1"),
+        )?;
+        Ok(CommitStatements {
+            entries,
+            attachments,
+            advance,
+            upsert,
+            delete,
+            nodes,
+            tree_len,
+        })
+    }
+}
+
+/// Sends index changes (in the caller's transaction). Every statement is sent when the
+/// returned future is first polled: nothing in it waits before its request is out.
+async fn send_changes(
+    c: &Object,
+    st: &CommitStatements,
+    tenant: &str,
+    ch: &Changes,
+) -> Result<(), tokio_postgres::Error> {
     let upsert = async {
         if ch.upsert_keys.is_empty() {
             return Ok(0);
         }
-        let st = c
-            .prepare_cached(
-                "INSERT INTO akte_index (tenant, key, value)
-                 SELECT $1::text, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v)
-                 ON CONFLICT (tenant, key) DO UPDATE SET value = EXCLUDED.value",
-            )
-            .await?;
-        c.execute(&st, &[&tenant, &ch.upsert_keys, &ch.upsert_values])
+        c.execute(&st.upsert, &[&tenant, &ch.upsert_keys, &ch.upsert_values])
             .await
     };
     let delete = async {
         if ch.delete_keys.is_empty() {
             return Ok(0);
         }
-        let st = c
-            .prepare_cached("DELETE FROM akte_index WHERE tenant = $1 AND key = ANY($2::bytea[])")
-            .await?;
-        c.execute(&st, &[&tenant, &ch.delete_keys]).await
+        c.execute(&st.delete, &[&tenant, &ch.delete_keys]).await
     };
     let nodes = async {
         if ch.node_pos.is_empty() {
             return Ok(0);
         }
-        let st = c
-            .prepare_cached(
-                "INSERT INTO akte_nodes (tenant, pos, hash)
-                 SELECT $1::text, p, h FROM unnest($2::int8[], $3::bytea[]) AS t(p, h)
-                 ON CONFLICT (tenant, pos) DO UPDATE SET hash = EXCLUDED.hash",
-            )
-            .await?;
-        c.execute(&st, &[&tenant, &ch.node_pos, &ch.node_hash])
+        c.execute(&st.nodes, &[&tenant, &ch.node_pos, &ch.node_hash])
             .await
     };
     let tree = async {
         let Some(len) = ch.tree_len else {
             return Ok(0);
         };
-        let st = c
-            .prepare_cached("UPDATE akte_heads SET tree_len = $2 WHERE tenant = $1")
-            .await?;
-        c.execute(&st, &[&tenant, &len]).await
+        c.execute(&st.tree_len, &[&tenant, &len]).await
     };
-    futures_util::try_join!(upsert, delete, nodes, tree).map_err(err)?;
-    Ok(())
+    let (a, b, n, t) = futures_util::join!(upsert, delete, nodes, tree);
+    a.and(b).and(n).and(t).map(|_| ())
 }
 
-/// Writes a group of entries with their index changes and commits.
+/// Stores index changes (in the caller's transaction).
+pub(crate) async fn write_changes(c: &Object, tenant: &str, ch: &Changes) -> Result<(), PgError> {
+    let op = "store index changes";
+    let st = CommitStatements::prepare(c)
+        .await
+        .map_err(|e| PgError::of(op, &e))?;
+    send_changes(c, &st, tenant, ch)
+        .await
+        .map_err(|e| PgError::of(op, &e))
+}
+
+/// Writes a group of entries with their index changes and commits, in one round trip:
+/// the statements and the `COMMIT` are sent together, in order. If any statement fails
+/// the server aborts the transaction and answers the `COMMIT` with a rollback, so the
+/// group counts as committed only if every statement succeeded and the `COMMIT` too.
 async fn commit_group(
     c: &Object,
     tenant: &str,
@@ -574,6 +708,7 @@ async fn commit_group(
 ) -> Result<(), PgError> {
     let op = "commit entries";
     let err = |e: tokio_postgres::Error| PgError::of(op, &e);
+    let st = CommitStatements::prepare(c).await.map_err(err)?;
     let seqs: Vec<i64> = group.iter().map(|p| p.seq as i64).collect();
     let entries: Vec<&[u8]> = group.iter().map(|p| &p.entry[..]).collect();
     let leaves: Vec<&[u8]> = group.iter().map(|p| &p.leaf.0[..]).collect();
@@ -591,72 +726,47 @@ async fn commit_group(
             a_bytes.push(a.bytes.as_deref());
         }
     }
-    let insert_entries = async {
-        let st = c
-            .prepare_cached(
-                "INSERT INTO akte_entries (tenant, seq, entry, leaf)
-                 SELECT $1::text, s, e, l FROM unnest($2::int8[], $3::bytea[], $4::bytea[])
-                 AS t(s, e, l)",
-            )
-            .await
-            .map_err(err)?;
-        c.execute(&st, &[&tenant, &seqs, &entries, &leaves])
-            .await
-            .map_err(err)
-    };
+    let entry_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&tenant, &seqs, &entries, &leaves];
+    let insert_entries = c.execute(&st.entries, &entry_params);
     let insert_attachments = async {
         if a_seq.is_empty() {
             return Ok(0);
         }
-        let st = c
-            .prepare_cached(
-                "INSERT INTO akte_attachments (tenant, seq, pos, digest, len, bytes)
-                 SELECT $1::text, s, p, d, l, b
-                 FROM unnest($2::int8[], $3::int4[], $4::bytea[], $5::int4[], $6::bytea[])
-                 AS t(s, p, d, l, b)",
-            )
-            .await
-            .map_err(err)?;
-        c.execute(&st, &[&tenant, &a_seq, &a_pos, &a_digest, &a_len, &a_bytes])
-            .await
-            .map_err(err)
-    };
-    let last_leaf: &[u8] = &head.last_leaf.0[..];
-    let advance = async {
-        let st = c
-            .prepare_cached(
-                "UPDATE akte_heads SET next_seq = $2, last_leaf = $3, last_micros = $4
-                 WHERE tenant = $1 AND next_seq = $5",
-            )
-            .await
-            .map_err(err)?;
         c.execute(
-            &st,
-            &[
-                &tenant,
-                &(head.next_seq as i64),
-                &last_leaf,
-                &head.last_micros,
-                &(base as i64),
-            ],
+            &st.attachments,
+            &[&tenant, &a_seq, &a_pos, &a_digest, &a_len, &a_bytes],
         )
         .await
-        .map_err(err)
     };
-    let (_, _, moved, ()) = futures_util::try_join!(
+    let last_leaf: &[u8] = &head.last_leaf.0[..];
+    let (next, base_i) = (head.next_seq as i64, base as i64);
+    let advance_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&tenant, &next, &last_leaf, &head.last_micros, &base_i];
+    let advance = c.execute(&st.advance, &advance_params);
+    let index = send_changes(c, &st, tenant, changes);
+    // Polled in this order, so sent in this order: the COMMIT last.
+    let (entries_done, attachments_done, advanced, index_done, committed) = futures_util::join!(
         insert_entries,
         insert_attachments,
         advance,
-        write_changes(c, tenant, changes)
-    )?;
-    if moved != 1 {
-        return Err(PgError::new(
-            op,
-            FaultKind::Conflict,
-            "the journal's end moved under this instance's lock",
-        ));
+        index,
+        c.batch_execute("COMMIT")
+    );
+    if let Err(e) = &advanced {
+        if e.code() == Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO) {
+            return Err(PgError::new(
+                op,
+                FaultKind::Conflict,
+                "the journal's end moved under this instance's lock",
+            ));
+        }
     }
-    c.batch_execute("COMMIT").await.map_err(err)?;
+    entries_done.map_err(err)?;
+    attachments_done.map_err(err)?;
+    advanced.map_err(err)?;
+    index_done.map_err(err)?;
+    committed.map_err(err)?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use akte_core::backend::{
 };
 
 use db::Db;
-pub use db::{PgError, PgOptions, ROUND_TRIPS};
+pub use db::{round_trips_by_op, PgError, PgOptions, ROUND_TRIPS};
 pub use schema::SCHEMA_VERSION;
 
 /// The installation's blobs live under this tenant id, which no tenant can have.

@@ -189,10 +189,28 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     for count in [1usize, 3] {
         let db = pg.fresh_database();
         let (running, _dirs, urls, token, file) = instances(&db, count, "klein").await?;
+        let calls_before = akte_postgres::ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed);
+        let by_op_before = akte_postgres::round_trips_by_op();
         let (secs, busy) = ingest_through(&urls, &token, &file, &small, 16, mode).await?;
+        let calls =
+            akte_postgres::ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
+        let per_op: Vec<String> = akte_postgres::round_trips_by_op()
+            .into_iter()
+            .map(|(op, k)| (op, k - by_op_before.get(&op).copied().unwrap_or(0)))
+            .filter(|(_, k)| *k > 0)
+            .map(|((op, held), k)| {
+                let held = if held { " (in the append session)" } else { "" };
+                format!("{op}{held}: {:.2}", k as f64 / n as f64)
+            })
+            .collect();
+        eprintln!(
+            "{count} akted, small documents: database calls per document by operation: {}",
+            per_op.join(", ")
+        );
         rows.push(Row {
             figure: format!(
-                "PostgreSQL backend, {count} akted: small 5 KB docs, 16 clients ({busy:.1} cores busy)"
+                "PostgreSQL backend, {count} akted: small 5 KB docs, 16 clients ({busy:.1} cores busy, {:.1} database calls per doc)",
+                calls as f64 / n as f64
             ),
             value: n as f64 / secs,
             unit: "/s",

@@ -2,7 +2,7 @@
 //! at random moments; after every kill the store must open, verify clean and hold every
 //! entry the child had acknowledged. The kills land anywhere: in a group flush of the
 //! journal or of a pack file (both small, so they also hit segment and pack changes), in
-//! the index overlay's flush to sled, between the node and location files' writes.
+//! the index overlay's flush to redb, between the node and location files' writes.
 //!
 //! `AKTE_CRASH_ITERATIONS` overrides the number of kills (default 50); the ignored
 //! `crash_long` test runs 500. `AKTE_TEST_SEED` replays a run.

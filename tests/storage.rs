@@ -219,7 +219,7 @@ fn the_index_files_are_rebuilt_cut_back_or_reported() {
         )
         .unwrap()
     };
-    // More entries than one overlay flush holds, so sled and the files both have some.
+    // More entries than one overlay flush holds, so redb and the files both have some.
     let (live, root, proof) = {
         let store = open();
         let tenant = store.create_tenant("t").unwrap();

@@ -14,7 +14,7 @@
 //!   [`entry`], [`merkle`], [`keys`], [`note`] and the evidence format and verifier
 //!   ([`evidence`]) are the crate akte-verify's, re-exported here: an archive runs that
 //!   crate offline, without this one;
-//! - [`index`]: the sled index of derived state, rebuildable from the journals;
+//! - [`index`]: the index of derived state (redb in a data directory), rebuildable from the journals;
 //! - [`store`]: a data directory of tenants tying these together;
 //! - [`verify`]: verification of a whole store, or incrementally;
 //! - [`witness`]: witnesses that cosign checkpoints, on the log's side (registered keys,

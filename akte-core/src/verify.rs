@@ -5,7 +5,7 @@
 //! tenant's key, and root against the root recomputed from the entries), the SHA-256 of
 //! every referenced content object, and the live index against an index rebuilt from the
 //! journal. It streams: memory does not grow with the number of entries or objects (the
-//! rebuilt index lives in a temporary sled database on disk).
+//! rebuilt index lives in a temporary redb database on disk).
 //!
 //! Content objects, the expensive part, are checked on all cores: worker threads read,
 //! decompress and hash one object each, streaming it through a fixed buffer, fed through a

@@ -2,7 +2,7 @@
 //! thread.
 //!
 //! Each tenant's index lives in `<root>/<tenant>/fulltext` (akted's root is the data
-//! directory's `index/`, beside the tenant's sled index, or `fulltext_dir`). The thread
+//! directory's `index/`, beside the tenant's redb index, or `fulltext_dir`). The thread
 //! visits the tenants in turn, indexes up to [`indexer::BATCH`] new entries of each and
 //! rests [`POLL`] when none had any. Indexes are opened when first needed (a search, the
 //! thread), so tenants created while running are picked up.

@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|grpc|small|handover|memory|postgres|fulltext|ingest|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|index-scale|grpc|small|handover|memory|postgres|fulltext|ingest|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod fulltext;
 mod grpc;
+mod index_scale;
 mod memory;
 mod peers;
 mod postgres;
@@ -805,6 +806,12 @@ fn main() -> Result<()> {
         let dir = args.get(1).context("data directory for the daemon child")?;
         return memory::child_main(Path::new(dir));
     }
+    if args.first().map(String::as_str) == Some(index_scale::CHILD_ARG) {
+        let dir = args
+            .get(1)
+            .context("data directory for the rebuild child")?;
+        return index_scale::child_main(Path::new(dir));
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let what = args
         .iter()
@@ -812,12 +819,13 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 12] = [
+    let parts: [(&str, Part); 13] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
         ("verify", bench_verify),
         ("rebuild", bench_rebuild),
+        ("index-scale", index_scale::bench_index_scale),
         ("grpc", grpc::bench_grpc),
         ("small", grpc::bench_small),
         ("handover", grpc::bench_handover),
@@ -831,7 +839,7 @@ fn main() -> Result<()> {
         one => match parts.iter().find(|(name, _)| *name == one) {
             Some(p) => vec![p],
             None => bail!(
-                "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, grpc, \
+                "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, index-scale, grpc, \
                  small, handover, memory, postgres, ingest, fulltext or all"
             ),
         },

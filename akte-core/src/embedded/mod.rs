@@ -13,10 +13,10 @@
 //!     keys/checkpoint.key       Ed25519 signing key (mode 0600)
 //!     keys/checkpoint.pub       verifier key
 //!     keys/witnesses            registered witnesses' keys (crate::witness)
-//!   index/<id>/                 the tenant's derived index (sled_index), rebuildable
+//!   index/<id>/                 the tenant's derived index (redb_index), rebuildable
 //! ```
 //!
-//! Everything that knows about paths, files and sled is in this module; the engine sees
+//! Everything that knows about paths, files, redb and sled is in this module; the engine sees
 //! it through the traits of [`crate::backend`]. Every durable file operation goes through
 //! [`fsutil`]. [`read_only`] opens a data directory for verification without writing or
 //! locking anything, beside a running akted or on a copy.
@@ -29,8 +29,8 @@ mod overlay;
 pub mod pack;
 pub mod powerloss;
 pub mod read_only;
+pub mod redb_index;
 pub mod segment;
-pub mod sled_index;
 mod tree_files;
 
 use std::fs::{self, File, OpenOptions};
@@ -44,17 +44,17 @@ use crate::embedded::content::{ContentOptions, ContentStore};
 use crate::embedded::fsutil::IoContext;
 use crate::embedded::journal::{Journal, JournalOptions};
 use crate::embedded::meta::FileMeta;
-use crate::embedded::sled_index::{Flusher, SledIndex, SledIndexes};
+use crate::embedded::redb_index::{Flusher, RedbIndex, RedbIndexes};
 
 pub use read_only::{check_data_dir, open_read_only, ReadOnlyBackend};
 
-/// An index on local disk for a while (sled in a temporary directory, removed when it is
+/// An index on local disk for a while (redb in a temporary directory, removed when it is
 /// dropped), with a flush thread of its own: the reference index verification rebuilds,
 /// for backends that keep no data directory, so that its memory does not grow with the
-/// store (sled's cache is bounded).
+/// store (redb's cache is bounded).
 pub fn scratch_index() -> Result<Arc<dyn IndexBackend>, BackendError> {
     let idx =
-        SledIndex::scratch(sled_index::Flusher::start()).map_err(|e| BackendError::Tenant {
+        RedbIndex::scratch(redb_index::Flusher::start()).map_err(|e| BackendError::Tenant {
             tenant: String::new(),
             reason: format!("a scratch index: {e}"),
             kind: e.kind(),
@@ -84,7 +84,7 @@ pub struct EmbeddedBackend {
     dir: PathBuf,
     options: EmbeddedOptions,
     flusher: Arc<Flusher>,
-    indexes: SledIndexes,
+    indexes: RedbIndexes,
     install: Arc<FileMeta>,
     create_lock: Mutex<()>,
     /// Tenants served for reading only because their index could not be opened (a full
@@ -100,7 +100,7 @@ pub struct EmbeddedBackend {
 #[derive(Clone)]
 struct DegradedParts {
     journal: Arc<Journal>,
-    index: Arc<SledIndex>,
+    index: Arc<RedbIndex>,
     content: Arc<ContentStore>,
 }
 
@@ -187,7 +187,7 @@ impl EmbeddedBackend {
             dir: dir.to_path_buf(),
             options,
             flusher: Flusher::start(),
-            indexes: SledIndexes::default(),
+            indexes: RedbIndexes::default(),
             install: Arc::new(FileMeta::new(dir)),
             create_lock: Mutex::new(()),
             degraded: Mutex::new(std::collections::HashMap::new()),
@@ -219,7 +219,7 @@ impl EmbeddedBackend {
     }
 
     fn open_parts(&self, id: &str, dir: &Path) -> Result<TenantParts, BackendError> {
-        let index: Arc<SledIndex> = match self.indexes.get(id, &self.index_dir(id), &self.flusher) {
+        let index: Arc<RedbIndex> = match self.indexes.get(id, &self.index_dir(id), &self.flusher) {
             Ok(index) => index,
             Err(e) if matches!(e.kind(), FaultKind::StorageFull | FaultKind::Unavailable) => {
                 return self.open_degraded(id, dir, &e);
@@ -250,8 +250,8 @@ impl EmbeddedBackend {
         self.degraded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The tenant's index cannot be opened for want of space or a working device (sled
-    /// writes when it opens). Rather than leave the tenant unavailable, it is served for
+    /// The tenant's index cannot be opened for want of space or a working device (redb and
+    /// sled write when they open). Rather than leave the tenant unavailable, it is served for
     /// reading ([`DegradedParts`]) and refuses writes with the same fault; it reports
     /// itself fenced, so the engine opens it again once a second and takes the real
     /// index as soon as it opens. Nothing in the data directory is written meanwhile.
@@ -276,7 +276,7 @@ impl EmbeddedBackend {
                     Journal::open_read_only(&dir.join("journal"), self.options.journal.clone())
                         .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
                 journal.refuse_as_fenced(reason.clone(), kind);
-                let index = Arc::new(SledIndex::scratch(self.flusher.clone()).map_err(|e| {
+                let index = Arc::new(RedbIndex::scratch(self.flusher.clone()).map_err(|e| {
                     Self::tenant_error(id, format!("a temporary index: {e}"), e.kind())
                 })?);
                 let packs = index
@@ -397,7 +397,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn scratch_index(&self) -> Result<Arc<dyn IndexBackend>, BackendError> {
-        let idx = SledIndex::scratch(self.flusher.clone()).map_err(|e| BackendError::Tenant {
+        let idx = RedbIndex::scratch(self.flusher.clone()).map_err(|e| BackendError::Tenant {
             tenant: String::new(),
             reason: format!("a scratch index: {e}"),
             kind: e.kind(),

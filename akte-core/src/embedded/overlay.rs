@@ -1,19 +1,20 @@
-//! Write-behind for the sled index: entries are applied to memory, sled gets them in bulk.
-//! (Only the embedded backend needs it: it exists because of sled's per-batch cost.)
+//! Write-behind for the embedded index: entries are applied to memory, the index database
+//! ([`super::redb_index`]) gets them in bulk.
 //!
-//! sled's atomic batch has a fixed cost of about 80 µs (its log reservation and
-//! concurrency control) on top of some 6 µs per key, and the index used to apply every
-//! journal entry as a batch of its own: most of a small document's time went there. Here
-//! each entry's changes ([`IndexBatch`]) are merged into an in-memory [`Overlay`] under the
-//! tenant's write lock, which costs microseconds, and the overlay goes to sled as one
-//! atomic batch (with the journal position it brings the index to) every
-//! [`FLUSH_ENTRIES`] entries, when the store flushes, and at shutdown. Every read of the
-//! index looks at the overlay first, so readers see each entry as soon as it is applied,
-//! exactly as before.
+//! A write transaction of the database has a fixed cost (with sled, the store before redb,
+//! about 80 µs for its log reservation and concurrency control; with redb, a commit and
+//! now and then an `fsync`) on top of its cost per key, and the index used to apply every
+//! journal entry as a transaction of its own: most of a small document's time went there.
+//! Here each entry's changes ([`IndexBatch`]) are merged into an in-memory [`Overlay`]
+//! under the tenant's write lock, which costs microseconds, and the overlay goes to the
+//! database as one atomic write transaction (with the journal position it brings the index
+//! to) every [`FLUSH_ENTRIES`] entries, when the store flushes, and at shutdown. Every read
+//! of the index looks at the overlay first, so readers see each entry as soon as it is
+//! applied.
 //!
-//! Crash safety is unchanged in kind: sled holds the index as of some journal position,
-//! with every key of the entries before it and none after; opening replays the journal
-//! from there. The replay is longer by at most the entries still in the overlay.
+//! Crash safety: the database holds the index as of some journal position, with every
+//! key of the entries before it and none after; opening replays the journal from there.
+//! The replay is longer by at most the entries still in the overlay.
 //!
 //! The overlay is bounded: a writer that finds [`MAX_PENDING_ENTRIES`] entries waiting
 //! flushes before it goes on.
@@ -22,12 +23,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use sled::IVec;
-
 use crate::backend::{IndexBatch, Value};
 use crate::index::IndexError;
 
-/// Entries after which the writer that applied the last one flushes the overlay to sled.
+/// Entries after which the overlay is written to the database (by the background thread).
 pub const FLUSH_ENTRIES: u64 = 512;
 /// Entries after which writers wait for a flush (bounds the overlay's memory).
 pub const MAX_PENDING_ENTRIES: u64 = 8 * FLUSH_ENTRIES;
@@ -40,15 +39,17 @@ struct Pending {
     map: BTreeMap<Vec<u8>, Slot>,
     /// Generation of the last merge; every merge takes the next one.
     generation: u64,
+    /// Changes up to this generation are in the database, not all durably.
+    written: u64,
     /// Entries merged since the last flush began.
     entries: u64,
 }
 
-/// Changes applied to a tenant's index and not yet written to sled.
+/// Changes applied to a tenant's index and not yet written to the database.
 #[derive(Default)]
 pub(crate) struct Overlay {
     pending: RwLock<Pending>,
-    /// Held while a flush writes to sled, so that flushes do not overlap.
+    /// Held while a flush writes to the database, so that flushes do not overlap.
     flushing: Mutex<()>,
 }
 
@@ -56,7 +57,7 @@ pub(crate) struct Overlay {
 pub(crate) enum Lookup {
     /// The overlay holds the key's latest value (`None`: removed).
     Found(Option<Value>),
-    /// The overlay does not know the key: sled has its value.
+    /// The overlay does not know the key: the database has its value.
     Absent,
 }
 
@@ -99,6 +100,9 @@ impl Overlay {
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
     ) -> Vec<(Vec<u8>, Option<Value>)> {
+        if empty_range(&start, &end) {
+            return Vec::new();
+        }
         self.read()
             .map
             .range((start, end))
@@ -106,34 +110,60 @@ impl Overlay {
             .collect()
     }
 
-    /// Writes everything waiting to `tree` in one atomic batch, then forgets what did not
-    /// change meanwhile. Concurrent merges go on during the write. The snapshot is taken
-    /// between two merges, so sled gets the index exactly as of one journal position.
-    pub(crate) fn flush(&self, tree: &sled::Tree) -> sled::Result<()> {
+    /// Hands the changes not yet written to `write`, which must store them in one atomic
+    /// transaction, durable if `durable`. Concurrent merges go on during the write. The
+    /// snapshot is taken between two merges, so the database gets the index exactly as of
+    /// one journal position. `write` is called even when nothing new waits (so that it can
+    /// make earlier transactions durable); the changes are then empty.
+    ///
+    /// The overlay forgets changes only once a durable transaction holds them: a database
+    /// that loses its non-durable transactions (reopened after a failed commit) gets them
+    /// again after [`Overlay::rewind`].
+    pub(crate) fn flush<E>(
+        &self,
+        durable: bool,
+        write: impl FnOnce(&[(Vec<u8>, Option<Value>)]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot: Vec<(Vec<u8>, Slot)> = {
+        let (waiting, upto, changes) = {
             let mut p = self.write();
-            p.entries = 0;
-            p.map.iter().map(|(k, s)| (k.clone(), s.clone())).collect()
+            let waiting = std::mem::take(&mut p.entries);
+            let written = p.written;
+            let changes: Vec<(Vec<u8>, Option<Value>)> = p
+                .map
+                .iter()
+                .filter(|(_, (g, _))| *g > written)
+                .map(|(k, (_, v))| (k.clone(), v.clone()))
+                .collect();
+            (waiting, p.generation, changes)
         };
-        if snapshot.is_empty() {
-            return Ok(());
+        if let Err(e) = write(&changes) {
+            // Nothing was forgotten; the entries count again towards the next flush, so
+            // that writers meet the failure themselves once too many wait.
+            let mut p = self.write();
+            p.entries += waiting;
+            return Err(e);
         }
-        let mut batch = sled::Batch::default();
-        for (k, (_, v)) in &snapshot {
-            match v {
-                Some(v) => batch.insert(&k[..], IVec::from(&v[..])),
-                None => batch.remove(&k[..]),
-            }
-        }
-        tree.apply_batch(batch)?;
+        drop(changes);
         let mut p = self.write();
-        for (k, (g, _)) in snapshot {
-            if p.map.get(&k).map(|(g2, _)| *g2) == Some(g) {
-                p.map.remove(&k);
-            }
+        p.written = p.written.max(upto);
+        if durable {
+            // Changes merged meanwhile have later generations and stay.
+            p.map.retain(|_, (g, _)| *g > upto);
         }
         Ok(())
+    }
+
+    /// Makes the next flush write every change the overlay holds again (the database was
+    /// reopened and lost what it had not made durable).
+    pub(crate) fn rewind(&self) {
+        self.write().written = 0;
+    }
+
+    /// Keys held (written or not), for tests and bounds.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.read().map.len()
     }
 
     /// Forgets everything waiting (the tree is being cleared).
@@ -142,6 +172,7 @@ impl Overlay {
         let mut p = self.write();
         p.map.clear();
         p.entries = 0;
+        p.written = p.generation;
     }
 
     /// Whether a flush is running right now.
@@ -150,34 +181,46 @@ impl Overlay {
     }
 }
 
-/// Merges a snapshot of overlay entries with a sled iterator over the same range: the
-/// overlay's value wins, its removals hide sled's keys.
+/// Whether no key lies between `start` and `end`, because the start is after the end or
+/// both exclude the same key: ranges over such bounds panic in `BTreeMap` and in redb.
+pub(crate) fn empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s >= e
+        }
+        _ => false,
+    }
+}
+
+/// Merges a snapshot of overlay entries with an iterator of the database over the same
+/// range: the overlay's value wins, its removals hide the database's keys.
 pub(crate) struct Merged<I: Iterator> {
     overlay: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<Value>)>>,
-    sled: std::iter::Peekable<I>,
+    stored: std::iter::Peekable<I>,
 }
 
 impl<I> Merged<I>
 where
-    I: Iterator<Item = sled::Result<(IVec, IVec)>>,
+    I: Iterator<Item = Result<(Value, Value), IndexError>>,
 {
-    pub(crate) fn new(overlay: Vec<(Vec<u8>, Option<Value>)>, sled: I) -> Merged<I> {
+    pub(crate) fn new(overlay: Vec<(Vec<u8>, Option<Value>)>, stored: I) -> Merged<I> {
         Merged {
             overlay: overlay.into_iter().peekable(),
-            sled: sled.peekable(),
+            stored: stored.peekable(),
         }
     }
 }
 
 impl<I> Iterator for Merged<I>
 where
-    I: Iterator<Item = sled::Result<(IVec, IVec)>>,
+    I: Iterator<Item = Result<(Value, Value), IndexError>>,
 {
     type Item = Result<(Value, Value), IndexError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let order = match (self.overlay.peek(), self.sled.peek()) {
+            let order = match (self.overlay.peek(), self.stored.peek()) {
                 (None, None) => return None,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
@@ -185,15 +228,10 @@ where
                 (Some((ok, _)), Some(Ok((sk, _)))) => ok.as_slice().cmp(sk.as_ref()),
             };
             match order {
-                std::cmp::Ordering::Greater => {
-                    return self.sled.next().map(|kv| {
-                        kv.map(|(k, v)| (Value::from(&k[..]), Value::from(&v[..])))
-                            .map_err(IndexError::from_sled)
-                    })
-                }
+                std::cmp::Ordering::Greater => return self.stored.next(),
                 std::cmp::Ordering::Equal => {
-                    // The overlay's value replaces sled's.
-                    self.sled.next();
+                    // The overlay's value replaces the stored one.
+                    self.stored.next();
                 }
                 std::cmp::Ordering::Less => {}
             }
@@ -208,12 +246,28 @@ where
 mod tests {
     use super::*;
 
+    type Stored = BTreeMap<Vec<u8>, Vec<u8>>;
+
+    fn write_to(stored: &mut Stored, changes: &[(Vec<u8>, Option<Value>)]) {
+        for (k, v) in changes {
+            match v {
+                Some(v) => stored.insert(k.clone(), v.to_vec()),
+                None => stored.remove(k),
+            };
+        }
+    }
+
+    fn iter(stored: &Stored) -> impl Iterator<Item = Result<(Value, Value), IndexError>> + '_ {
+        stored
+            .iter()
+            .map(|(k, v)| Ok((Value::from(&k[..]), Value::from(&v[..]))))
+    }
+
     #[test]
     fn merged_iteration_prefers_the_overlay_and_hides_removals() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let mut stored = Stored::new();
         for k in ["a", "b", "c", "e"] {
-            tree.insert(k, k.as_bytes()).unwrap();
+            stored.insert(k.as_bytes().to_vec(), k.as_bytes().to_vec());
         }
         let overlay = Overlay::default();
         let mut b = IndexBatch::default();
@@ -225,7 +279,7 @@ mod tests {
         overlay.merge(b);
         let got: Vec<(String, String)> = Merged::new(
             overlay.range(Bound::Unbounded, Bound::Unbounded),
-            tree.iter(),
+            iter(&stored),
         )
         .map(|kv| {
             let (k, v) = kv.unwrap();
@@ -244,35 +298,90 @@ mod tests {
         );
         assert!(matches!(overlay.get(b"c"), Lookup::Found(None)));
         assert!(matches!(overlay.get(b"a"), Lookup::Absent));
-        // After a flush sled holds the same, the overlay nothing.
-        overlay.flush(&tree).unwrap();
+        // After a flush the store holds the same, the overlay nothing.
+        overlay
+            .flush(true, |c| {
+                write_to(&mut stored, c);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
         assert!(matches!(overlay.get(b"b"), Lookup::Absent));
-        assert_eq!(tree.get("b").unwrap().unwrap(), IVec::from(&b"B"[..]));
-        assert_eq!(tree.get("c").unwrap(), None);
-        assert_eq!(tree.get("d").unwrap().unwrap(), IVec::from(&b"D"[..]));
+        assert_eq!(stored.get(&b"b"[..]).unwrap(), b"B");
+        assert_eq!(stored.get(&b"c"[..]), None);
+        assert_eq!(stored.get(&b"d"[..]).unwrap(), b"D");
     }
 
     #[test]
     fn a_merge_during_a_flush_is_kept_for_the_next_one() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
+        let mut stored = Stored::new();
         let overlay = Overlay::default();
         let mut b = IndexBatch::default();
         b.insert("k", &b"1"[..]);
         overlay.merge(b);
-        // Simulate the interleaving: snapshot taken, then a newer merge, then the removal.
-        let snapshot_gen = overlay.read().generation;
-        let mut b = IndexBatch::default();
-        b.insert("k", &b"2"[..]);
-        overlay.merge(b);
-        {
-            let mut p = overlay.write();
-            if p.map.get(&b"k"[..]).map(|(g, _)| *g) == Some(snapshot_gen) {
-                p.map.remove(&b"k"[..]);
-            }
-        }
+        overlay
+            .flush(true, |c| {
+                // A writer merges while the flush writes.
+                let mut b = IndexBatch::default();
+                b.insert("k", &b"2"[..]);
+                overlay.merge(b);
+                write_to(&mut stored, c);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(stored.get(&b"k"[..]).unwrap(), b"1");
         assert!(matches!(overlay.get(b"k"), Lookup::Found(Some(v)) if &v[..] == b"2"));
-        overlay.flush(&tree).unwrap();
-        assert_eq!(tree.get("k").unwrap().unwrap(), IVec::from(&b"2"[..]));
+        overlay
+            .flush(true, |c| {
+                write_to(&mut stored, c);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(stored.get(&b"k"[..]).unwrap(), b"2");
+        assert_eq!(overlay.held(), 0);
+    }
+
+    /// Changes written without durability stay in the overlay (not written again) until a
+    /// durable flush; after a rewind they are written again.
+    #[test]
+    fn changes_stay_until_durable_and_a_rewind_writes_them_again() {
+        let overlay = Overlay::default();
+        let mut lost = Stored::new();
+        for i in 0..3u8 {
+            let mut b = IndexBatch::default();
+            b.insert([i], [i]);
+            overlay.merge(b);
+            overlay
+                .flush(false, |c| {
+                    assert_eq!(c.len(), 1, "only what is new");
+                    write_to(&mut lost, c);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        assert_eq!(overlay.held(), 3);
+        // The database lost its non-durable transactions and was reopened.
+        overlay.rewind();
+        let mut stored = Stored::new();
+        overlay
+            .flush(true, |c| {
+                write_to(&mut stored, c);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert_eq!(stored, lost);
+        assert_eq!(overlay.held(), 0);
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_everything_and_its_count() {
+        let overlay = Overlay::default();
+        for i in 0..3u8 {
+            let mut b = IndexBatch::default();
+            b.insert([i], [i]);
+            overlay.merge(b);
+        }
+        assert_eq!(overlay.flush(true, |_| Err("disk full")), Err("disk full"));
+        assert_eq!(overlay.entries(), 3);
+        assert!(matches!(overlay.get(&[1]), Lookup::Found(Some(v)) if v[..] == [1]));
     }
 }

@@ -14,8 +14,8 @@
 //!   ([`Backend::read_only`]), verification rebuilds its own from the journal;
 //! - blobs are read, never written ([`FileMeta::read_only`]).
 //!
-//! The data directory's own index (`index/<tenant>/`, a sled database that akted holds
-//! exclusively) is not read at all.
+//! The data directory's own index (`index/<tenant>/`, redb and sled databases that akted
+//! holds exclusively) is not read at all.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use crate::embedded::content::ContentStore;
 use crate::embedded::fsutil::IoContext;
 use crate::embedded::journal::Journal;
 use crate::embedded::meta::FileMeta;
-use crate::embedded::sled_index::{Flusher, SledIndex};
+use crate::embedded::redb_index::{Flusher, RedbIndex};
 use crate::embedded::{read_format, EmbeddedOptions, STORE_FORMAT, STORE_FORMAT_1};
 
 /// Checks that `dir` is a data directory this build reads, creating and changing nothing:
@@ -103,8 +103,8 @@ impl ReadOnlyBackend {
         }
     }
 
-    fn scratch(&self, id: &str) -> Result<SledIndex, BackendError> {
-        SledIndex::scratch(self.flusher.clone()).map_err(|e| BackendError::Tenant {
+    fn scratch(&self, id: &str) -> Result<RedbIndex, BackendError> {
+        RedbIndex::scratch(self.flusher.clone()).map_err(|e| BackendError::Tenant {
             tenant: id.to_owned(),
             reason: format!("a scratch index: {e}"),
             kind: e.kind(),

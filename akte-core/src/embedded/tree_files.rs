@@ -1,9 +1,9 @@
 //! A tenant's perfect Merkle nodes and record locations, in two flat files.
 //!
 //! Both are derived from the journal alone and have a fixed shape, so an array on disk
-//! serves them better than sled: a proof reads ~20 nodes and an entry read one location,
+//! serves them better than a key-value database: a proof reads ~20 nodes and an entry read one location,
 //! each a `pread` from the page cache, and appending an entry costs two `pwrite`s instead
-//! of three or more sled keys.
+//! of three or more keys.
 //!
 //! * `nodes`: every perfect node of the tree, 32 bytes each, in the order they
 //!   complete (post-order): leaf 0; leaf 1, node (1, 0); leaf 2; leaf 3, (1, 1), (2, 0); ...
@@ -11,8 +11,8 @@
 //! * `locations`: the record location of entry `seq` (segment u64, offset u64,
 //!   big-endian) at byte `16 · seq`.
 //!
-//! The files are written as entries are applied and flushed before the sled index records a
-//! journal position covering them ([`TreeFiles::sync`]), so wherever sled's position is, the
+//! The files are written as entries are applied and flushed before the index database durably records
+//! a journal position covering them ([`TreeFiles::sync`]), so wherever its position is, the
 //! files hold at least that much; opening cuts anything beyond it and replays the journal.
 
 use std::fs::{File, OpenOptions};
@@ -244,7 +244,7 @@ impl TreeFiles {
             .at("truncate", &self.nodes_path)
     }
 
-    /// Flushes both files, before sled may record a position that relies on them.
+    /// Flushes both files, before the index database may durably record a position that relies on them.
     pub(crate) fn sync(&self) -> Result<(), IoFailure> {
         fsutil::sync_data(&self.locations, &self.locations_path)?;
         fsutil::sync_data(&self.nodes, &self.nodes_path)

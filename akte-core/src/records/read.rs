@@ -1,5 +1,5 @@
 //! Reads of the records model: get, list with pagination, history, versions and queries.
-//! Reads go straight to sled (lock-free) and never wait for writers.
+//! Reads go straight to the index (its own read transactions) and never wait for writers.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -3,7 +3,8 @@
 //!
 //! Usage: crash-writer DATA_DIR ACK_FILE THREADS SEED
 //! With `AKTE_CRASH_RECORDS=1` it writes through the records model instead: each entry is
-//! a document created with its first version in one call (issue 20's write path).
+//! a document created with its first version in one call (issue 20's write path), its
+//! bytes queued for the entry's flush as the gRPC one-call path stores them.
 //! Each acknowledged entry is written as one line `seq leaf-hex content-hex` with a single
 //! `write` to a file opened with O_APPEND: the line reaches the kernel before the next
 //! append starts, so it survives SIGKILL of this process.
@@ -47,7 +48,13 @@ impl Writer {
                 ))
             }
             Writer::Records(t, file) => {
-                let put = t.put_content(&content[..]).map_err(|e| e.to_string())?;
+                // As the one-call gRPC path stores them: queued for the entry's flush, so
+                // an acknowledged document proves the journal's leader flushed its bytes.
+                let put = t
+                    .tenant()
+                    .content()
+                    .put_bytes_for_entry(&content, None, None)
+                    .map_err(|e| e.to_string())?;
                 let (doc, _) = t
                     .create_document_with_version(
                         "crash-writer",

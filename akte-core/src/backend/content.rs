@@ -85,6 +85,21 @@ pub trait ContentBackend: Send + Sync {
         self.put(&mut reader, expected_digest, expected_size)
     }
 
+    /// Stores bytes an entry of this tenant's journal is about to refer to. Durable no
+    /// later than the next journal entry appended after it returns: a backend that can
+    /// make its journal's flush carry the content's flush first (the embedded one) may
+    /// return before the bytes are durable, so that the writer waits for one flush, not
+    /// two. Reads and [`ContentBackend::stat`] see the object at once. Callers that answer
+    /// "stored" without appending an entry use [`ContentBackend::put_bytes`].
+    fn put_bytes_for_entry(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        self.put_bytes(data, expected_digest, expected_size)
+    }
+
     /// Opens the object for reading; see [`ContentRead`].
     fn get(&self, digest: &Digest) -> Result<Box<dyn ContentRead>, ContentError>;
 

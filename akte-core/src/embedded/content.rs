@@ -534,7 +534,7 @@ impl ContentStore {
             let digest = Digest(hasher.finalize().into());
             check_expectations(expected_digest, expected_size, digest, received)?;
             if received < self.pack_below {
-                return self.put_packed(digest, probe, None);
+                return self.put_packed(digest, probe, None, Durability::OnReturn);
             }
             let compressed = self.compress_block(probe)?;
             let (codec, payload) = if compressed.len() < probe.len() {
@@ -571,7 +571,7 @@ impl ContentStore {
                 if n == 0 {
                     let digest = Digest(hasher.finalize().into());
                     check_expectations(expected_digest, expected_size, digest, received)?;
-                    return self.put_packed(digest, &held, Some(codec));
+                    return self.put_packed(digest, &held, Some(codec), Durability::OnReturn);
                 }
                 received += n as u64;
                 check_not_longer(expected_size, received)?;
@@ -632,6 +632,43 @@ impl ContentStore {
         expected_digest: Option<Digest>,
         expected_size: Option<u64>,
     ) -> Result<PutOutcome, ContentError> {
+        self.put_small(data, expected_digest, expected_size, Durability::OnReturn)
+    }
+
+    /// As [`Self::put_bytes`], but an object below the packing limit is only queued in the
+    /// packs: it becomes durable with the next flush of the tenant's journal, whose leader
+    /// flushes the queued pack records before it writes any entry (a journal opened with
+    /// [`crate::embedded::journal::Journal::flushing_content_first`]), or with the next
+    /// flush of the packs. For bytes the caller's next journal entry refers to: its writer
+    /// then waits for one group commit instead of two. Reads of a queued object wait for
+    /// its flush.
+    pub fn put_bytes_for_entry(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        self.put_small(
+            data,
+            expected_digest,
+            expected_size,
+            Durability::WithNextEntry,
+        )
+    }
+
+    /// Makes every pack record queued by [`Self::put_bytes_for_entry`] durable. The
+    /// journal's leader calls it before writing entries that may refer to them.
+    pub fn flush_queued(&self) -> Result<(), ContentError> {
+        self.packs.flush_queued()
+    }
+
+    fn put_small(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+        durability: Durability,
+    ) -> Result<PutOutcome, ContentError> {
         self.refuse_write("store content in")?;
         let size = data.len() as u64;
         if size >= self.pack_below {
@@ -644,7 +681,7 @@ impl ContentStore {
             Some(_) => Some(Codec::Raw),
             None => None,
         };
-        self.put_packed(digest, data, probed)
+        self.put_packed(digest, data, probed, durability)
     }
 
     /// Stores a small object as a pack record, unless it is stored already (packed, or in
@@ -655,6 +692,7 @@ impl ContentStore {
         digest: Digest,
         data: &[u8],
         probed: Option<Codec>,
+        durability: Durability,
     ) -> Result<PutOutcome, ContentError> {
         let size = data.len() as u64;
         if self.contains_file(&digest)? {
@@ -678,7 +716,10 @@ impl ContentStore {
         } else {
             (Codec::Raw, data)
         };
-        let (obj, newly_stored) = self.packs.put(digest, codec, size, payload)?;
+        let (obj, newly_stored) = match durability {
+            Durability::OnReturn => self.packs.put(digest, codec, size, payload)?,
+            Durability::WithNextEntry => self.packs.put_queued(digest, codec, size, payload)?,
+        };
         tracing::debug!(digest = %digest, size, pack = obj.pack, offset = obj.offset,
             codec = %obj.codec, newly_stored, "stored packed content object");
         Ok(PutOutcome {
@@ -971,7 +1012,16 @@ impl ContentStore {
 
     /// Header facts of the object for `digest`, without reading its payload: for a packed
     /// object from the location index, for an object file from its header.
+    /// A record still queued ([`Self::put_bytes_for_entry`]) is reported as it will be,
+    /// without waiting for its flush: the entry that refers to it is written after it.
     pub fn stat(&self, digest: &Digest) -> Result<ObjectInfo, ContentError> {
+        if let Some(obj) = self.packs.queued(digest) {
+            return Ok(ObjectInfo {
+                size: obj.size,
+                stored_size: obj.record_len(),
+                codec: obj.codec,
+            });
+        }
         if let Some(obj) = self.packs.locate(digest)?.first() {
             return Ok(ObjectInfo {
                 size: obj.size,
@@ -1167,6 +1217,16 @@ fn new_stream_encoder(
     // zstd's own checksum costs 4 bytes and lets plain `zstd -t` spot damage without akte.
     enc.include_checksum(true)?;
     Ok(enc)
+}
+
+/// When a small object's pack record must be durable.
+#[derive(Clone, Copy)]
+enum Durability {
+    /// Before the put returns.
+    OnReturn,
+    /// Before the tenant's next journal entry is written (see
+    /// [`ContentStore::put_bytes_for_entry`]).
+    WithNextEntry,
 }
 
 /// Where the payload of a streamed upload goes.
@@ -1484,6 +1544,15 @@ impl ContentBackend for ContentStore {
         expected_size: Option<u64>,
     ) -> Result<PutOutcome, ContentError> {
         ContentStore::put_bytes(self, data, expected_digest, expected_size)
+    }
+
+    fn put_bytes_for_entry(
+        &self,
+        data: &[u8],
+        expected_digest: Option<Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<PutOutcome, ContentError> {
+        ContentStore::put_bytes_for_entry(self, data, expected_digest, expected_size)
     }
 
     fn get(&self, digest: &Digest) -> Result<Box<dyn ContentRead>, ContentError> {

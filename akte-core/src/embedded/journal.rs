@@ -15,12 +15,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::backend::content::Destruction;
 use crate::backend::journal::DamageCount;
 use crate::backend::{AppendSession, FaultKind, JournalBackend, JournalScanItem};
 use crate::digest::Digest;
+use crate::embedded::content::ContentStore;
 use crate::embedded::fsutil::{self, IoContext, IoFailure};
 use crate::embedded::segment::{
     self, Attachment, RawRecord, SegmentError, SegmentReader, SEGMENT_HEADER_LEN,
@@ -93,6 +94,9 @@ pub struct Journal {
     /// Opened read-only ([`Journal::open_read_only`]): appends and redaction are refused,
     /// and the durable length follows what another process appends.
     read_only: bool,
+    /// The tenant's content store, whose queued pack records the leader flushes before it
+    /// writes entries ([`Journal::flushing_content_first`]).
+    content_first: Option<Arc<ContentStore>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -390,6 +394,7 @@ impl Journal {
             recovery,
             writer: Mutex::new(()),
             read_only: false,
+            content_first: None,
         })
     }
 
@@ -477,6 +482,7 @@ impl Journal {
             recovery,
             writer: Mutex::new(()),
             read_only: true,
+            content_first: None,
         })
     }
 
@@ -556,6 +562,16 @@ impl Journal {
     /// Leaf hash of the last enqueued entry (zero for an empty journal).
     pub fn last_leaf(&self) -> Digest {
         lock(&self.state).last_leaf
+    }
+
+    /// Makes every flush write the content queued in `content`
+    /// ([`ContentStore::put_bytes_for_entry`]) durable before the entries: an entry is
+    /// never on disk before the bytes it refers to, and a writer that stored its bytes
+    /// that way waits for this one group commit only. A failed content flush fails the
+    /// journal's flush too (and fences it), since the entries may refer to what was lost.
+    pub fn flushing_content_first(mut self, content: Arc<ContentStore>) -> Journal {
+        self.content_first = Some(content);
+        self
     }
 
     /// Assigns sequence number, time and chain link to `draft`, frames it with its
@@ -681,7 +697,9 @@ impl Journal {
             };
             st.flushing = true;
             drop(st);
-            let result = self.write_chunks(&chunks, last);
+            let result = self
+                .flush_content()
+                .and_then(|()| self.write_chunks(&chunks, last));
             st = lock(&self.state);
             st.flushing = false;
             match result {
@@ -723,6 +741,19 @@ impl Journal {
     /// Why the journal refuses writes, if it does.
     pub fn fenced_reason(&self) -> Option<String> {
         lock(&self.state).fenced.as_ref().map(|(r, _)| r.clone())
+    }
+
+    /// The content the entries about to be written may refer to, made durable first.
+    /// Every such object was queued before its entry, and the entries were taken from the
+    /// queue before this runs, so flushing what is queued now covers them all.
+    fn flush_content(&self) -> Result<(), JournalError> {
+        match &self.content_first {
+            Some(content) => content.flush_queued().map_err(|e| JournalError::Backend {
+                reason: format!("content the entries refer to could not be made durable: {e}"),
+                kind: e.kind(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn write_chunks(&self, chunks: &[PendingChunk], _last: u64) -> Result<u64, JournalError> {
@@ -1264,6 +1295,35 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_flush_writes_the_content_queued_for_its_entries_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = Arc::new(ContentStore::open(&dir.path().join("content")).unwrap());
+        let jdir = dir.path().join("journal");
+        fs::create_dir(&jdir).unwrap();
+        let j = Journal::open(&jdir, JournalOptions::default())
+            .unwrap()
+            .flushing_content_first(content.clone());
+        let packed = || -> u64 {
+            fs::read_dir(dir.path().join("content/packs"))
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let before = packed();
+        let put = content
+            .put_bytes_for_entry(&b"a letter ".repeat(500), None, None)
+            .unwrap();
+        let ticket = j.enqueue(draft(0), Vec::new()).unwrap();
+        // Queued with the entry, written by the entry's flush.
+        assert_eq!(packed(), before);
+        j.wait_durable(ticket.entry.seq).unwrap();
+        assert_eq!(packed(), before + put.stored_size);
+        // A journal without content to flush first writes its entries as before.
+        j.append(draft(1), Vec::new()).unwrap();
+        assert_eq!(packed(), before + put.stored_size);
     }
 
     #[test]

@@ -234,10 +234,13 @@ impl EmbeddedBackend {
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
         let content = ContentStore::open_indexed(&dir.join("content"), self.options.content, packs)
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+        let content = Arc::new(content);
+        // The journal's leader flushes content queued for its entries first (issue 20).
+        let journal = journal.flushing_content_first(content.clone());
         Ok(TenantParts {
             journal: Arc::new(journal),
             index,
-            content: Arc::new(content),
+            content,
             meta: Arc::new(FileMeta::new(dir)),
         })
     }

@@ -30,9 +30,12 @@
 //! # Guarantees
 //!
 //! * **Durable before acknowledged.** [`PackStore::put`] returns once the record is flushed
-//!   and indexed.
+//!   and indexed. [`PackStore::put_queued`] returns once it is queued, for bytes a journal
+//!   entry is about to refer to: the journal's leader flushes the queued records
+//!   ([`PackStore::flush_queued`]) before it writes any entry, so the entry is never durable
+//!   before its content, and its writer waits for one group commit instead of two.
 //! * **Nothing half-written is visible.** A record is found only through the index, which
-//!   learns of it after the flush.
+//!   learns of it after the flush; reading a queued record flushes it first.
 //! * **Removal leaves no trace of the bytes.** Destruction overwrites a record's payload
 //!   with zeros and marks the record removed, in place: records never move and a pack never
 //!   changes length. Repeating a removal is harmless, so an interrupted destruction can be
@@ -438,6 +441,20 @@ pub(crate) struct PackStore {
     /// Opened read-only: nothing is written, and the location index (a scratch tree) is
     /// brought up to the packs on a miss, since a live store's packs grow meanwhile.
     read_only: bool,
+}
+
+/// What [`PackStore::enqueue`] found or did.
+enum Queued<'a> {
+    /// A sound copy is durable and indexed already.
+    Stored(PackedObject),
+    /// The record is queued (by this call, or by an earlier one if `newly_stored` is
+    /// false) and durable once `ticket` is.
+    Pending {
+        st: MutexGuard<'a, State>,
+        obj: PackedObject,
+        ticket: u64,
+        newly_stored: bool,
+    },
 }
 
 impl std::fmt::Debug for PackStore {
@@ -1074,6 +1091,7 @@ impl PackStore {
 
     /// Every indexed copy of `digest`, oldest first.
     pub(crate) fn locate(&self, digest: &Digest) -> Result<Vec<PackedObject>, ContentError> {
+        self.settle(digest)?;
         let found = self.locate_indexed(digest)?;
         if found.is_empty() && self.read_only {
             self.catch_up()?;
@@ -1100,11 +1118,23 @@ impl PackStore {
         Ok(out)
     }
 
+    /// A record of `digest` that is queued but not yet durable ([`PackStore::put_queued`])
+    /// is flushed first, so that readers find only durable records, and find them. Looked
+    /// for before the index: a flush indexes a record before it leaves the queue.
+    fn settle(&self, digest: &Digest) -> Result<(), ContentError> {
+        let st = lock(&self.state);
+        match st.in_flight.get(digest) {
+            Some(&(_, ticket)) => self.wait_durable(st, ticket),
+            None => Ok(()),
+        }
+    }
+
     /// Whether any copy of `digest` is indexed.
     pub(crate) fn contains(&self, digest: &Digest) -> Result<bool, ContentError> {
         if self.read_only {
             return Ok(!self.locate(digest)?.is_empty());
         }
+        self.settle(digest)?;
         Ok(self
             .index
             .scan_prefix(object_prefix(digest))
@@ -1171,6 +1201,67 @@ impl PackStore {
         size: u64,
         payload: &[u8],
     ) -> Result<(PackedObject, bool), ContentError> {
+        match self.enqueue(digest, codec, size, payload)? {
+            Queued::Stored(obj) => Ok((obj, false)),
+            Queued::Pending {
+                st,
+                obj,
+                ticket,
+                newly_stored,
+            } => {
+                self.wait_durable(st, ticket)?;
+                Ok((obj, newly_stored))
+            }
+        }
+    }
+
+    /// As [`PackStore::put`], but returns once the record is queued: it becomes durable
+    /// with the next flush of the packs, which [`PackStore::flush_queued`] forces. Until
+    /// then [`PackStore::queued`] knows it and reads of it wait for that flush. For a
+    /// record a journal entry is about to refer to: the journal's leader flushes the packs
+    /// before it writes the entry, so the entry's writer waits for one group commit, not
+    /// two.
+    pub(crate) fn put_queued(
+        &self,
+        digest: Digest,
+        codec: Codec,
+        size: u64,
+        payload: &[u8],
+    ) -> Result<(PackedObject, bool), ContentError> {
+        match self.enqueue(digest, codec, size, payload)? {
+            Queued::Stored(obj) => Ok((obj, false)),
+            Queued::Pending {
+                obj, newly_stored, ..
+            } => Ok((obj, newly_stored)),
+        }
+    }
+
+    /// Makes every record queued so far durable and indexed: leads a flush, or waits for
+    /// the one under way and the next. Fails if a flush of queued records failed (the
+    /// packs are fenced then), so nothing that refers to them may be written.
+    pub(crate) fn flush_queued(&self) -> Result<(), ContentError> {
+        let st = lock(&self.state);
+        if st.next_ticket <= st.durable {
+            return Ok(());
+        }
+        let last = st.next_ticket - 1;
+        self.wait_durable(st, last)
+    }
+
+    /// The location a record queued but not yet durable will have, if `digest` is one.
+    pub(crate) fn queued(&self, digest: &Digest) -> Option<PackedObject> {
+        lock(&self.state).in_flight.get(digest).map(|&(obj, _)| obj)
+    }
+
+    /// Queues the record of one object unless it is stored already or queued (a duplicate
+    /// then waits for that ticket, as the first put does).
+    fn enqueue(
+        &self,
+        digest: Digest,
+        codec: Codec,
+        size: u64,
+        payload: &[u8],
+    ) -> Result<Queued<'_>, ContentError> {
         self.refuse_write("pack")?;
         if size >= MAX_PACKED_LEN || payload.len() as u64 >= MAX_PACKED_LEN {
             return Err(io_error(
@@ -1186,9 +1277,9 @@ impl PackStore {
         // damaged header is passed over: the new one is stored beside it, and reads take
         // the first sound copy.
         let mut seen_damaged = false;
-        for obj in self.locate(&digest)? {
+        for obj in self.locate_indexed(&digest)? {
             match self.open_record(&digest, &obj) {
-                Ok(_) => return Ok((obj, false)),
+                Ok(_) => return Ok(Queued::Stored(obj)),
                 Err(ContentError::Corrupt { .. } | ContentError::NotFound { .. }) => {
                     seen_damaged = true
                 }
@@ -1200,13 +1291,17 @@ impl PackStore {
             return Err(self.fenced(st.fenced.as_ref()));
         }
         if let Some(&(obj, ticket)) = st.in_flight.get(&digest) {
-            self.wait_durable(st, ticket)?;
-            return Ok((obj, false));
+            return Ok(Queued::Pending {
+                st,
+                obj,
+                ticket,
+                newly_stored: false,
+            });
         }
         // Checked again under the lock: a concurrent put may have finished meanwhile.
         if !seen_damaged {
-            if let Some(obj) = self.locate(&digest)?.first() {
-                return Ok((*obj, false));
+            if let Some(obj) = self.locate_indexed(&digest)?.first() {
+                return Ok(Queued::Stored(*obj));
             }
         }
         let header = RecordHeader {
@@ -1252,8 +1347,12 @@ impl PackStore {
         st.next_ticket += 1;
         st.queued.push((digest, obj, ticket));
         st.in_flight.insert(digest, (obj, ticket));
-        self.wait_durable(st, ticket)?;
-        Ok((obj, true))
+        Ok(Queued::Pending {
+            st,
+            obj,
+            ticket,
+            newly_stored: true,
+        })
     }
 
     fn fenced(&self, why: Option<&(String, FaultKind)>) -> ContentError {
@@ -1888,6 +1987,41 @@ mod tests {
         for (d, (_, data)) in &stored {
             assert_eq!(&read_all(&store, d).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn queued_puts_are_written_by_the_next_flush_and_reads_wait_for_it() {
+        let f = Fixture::new(DEFAULT_PACK_MAX_BYTES);
+        let store = f.open();
+        let len = |f: &Fixture| fs::metadata(f.pack(0)).map(|m| m.len()).unwrap_or(0);
+        let before = len(&f);
+        let a = text(5000, 1);
+        let put = store.put_bytes_for_entry(&a, None, None).unwrap();
+        assert!(put.newly_stored);
+        // Queued, not written: known to stat (for the entry that will refer to it).
+        assert_eq!(len(&f), before);
+        assert_eq!(store.stat(&put.digest).unwrap().size, 5000);
+        let again = store.put_bytes_for_entry(&a, None, None).unwrap();
+        assert!(!again.newly_stored);
+        store.flush_queued().unwrap();
+        assert_eq!(len(&f), before + put.stored_size);
+        // Nothing queued: a flush writes nothing.
+        store.flush_queued().unwrap();
+        assert_eq!(len(&f), before + put.stored_size);
+        // A read of a queued object flushes it first.
+        let b = text(4000, 2);
+        let put_b = store.put_bytes_for_entry(&b, None, None).unwrap();
+        assert_eq!(read_all(&store, &put_b.digest).unwrap(), b);
+        assert_eq!(len(&f), before + put.stored_size + put_b.stored_size);
+        let c = text(3000, 3);
+        let put_c = store.put_bytes_for_entry(&c, None, None).unwrap();
+        assert!(store.contains(&put_c.digest).unwrap());
+        drop(store);
+        let store = f.open();
+        for (d, data) in [(put.digest, a), (put_b.digest, b), (put_c.digest, c)] {
+            assert_eq!(read_all(&store, &d).unwrap(), data);
+        }
+        assert!(store.check_packs().unwrap().problems.is_empty());
     }
 
     #[test]

@@ -334,9 +334,11 @@ impl Api {
             let bytes = receive_small(chunks, spec.size, idle).await?;
             let handle = tokio::task::spawn_blocking(move || {
                 let _memory = memory;
-                t.tenant()
-                    .content()
-                    .put_bytes(&bytes, Some(spec.sha256), Some(spec.size))?;
+                t.tenant().content().put_bytes_for_entry(
+                    &bytes,
+                    Some(spec.sha256),
+                    Some(spec.size),
+                )?;
                 let (d, _) =
                     t.create_document_with_version(&actor, new, version, request_id(&rid))?;
                 Ok(name_of(d.id))

@@ -292,10 +292,10 @@ pub(super) fn create_with_inline(
     rid: Option<&str>,
 ) -> Result<Document, ApiError> {
     t.check_writable(new.parent)?;
-    let put = t
-        .tenant()
-        .content()
-        .put_bytes(&v.bytes, v.sha256, Some(v.bytes.len() as u64))?;
+    let put =
+        t.tenant()
+            .content()
+            .put_bytes_for_entry(&v.bytes, v.sha256, Some(v.bytes.len() as u64))?;
     let version = NewVersion {
         comment: v.comment,
         renditions: vec![NewRendition {
@@ -450,9 +450,11 @@ impl DocumentService for Api {
             let spec = u.clone();
             let version = blocking(move || {
                 check_version_target(&t, o.id, &name, &staged)?;
-                t.tenant()
-                    .content()
-                    .put_bytes(&bytes, Some(spec.sha256), Some(spec.size))?;
+                t.tenant().content().put_bytes_for_entry(
+                    &bytes,
+                    Some(spec.sha256),
+                    Some(spec.size),
+                )?;
                 let new = NewVersion {
                     comment,
                     renditions: std::iter::once(spec).chain(staged).collect(),

@@ -957,7 +957,19 @@ impl Tenant {
                 self.resync(&mut w, session.next_seq(), session.last_leaf())?;
             }
             let (draft, attachments, value) = match build(&self.index, session.next_seq())? {
-                Write::Skip(value) => return Ok((value, None)),
+                Write::Skip(value) => {
+                    // A repeated request answers as the first did, and that answer may name
+                    // an entry still queued: it is given only once everything queued so far
+                    // is durable, or a crash could lose a write this answer acknowledged.
+                    let end = session.next_seq();
+                    drop(session);
+                    drop(w);
+                    drop(writing);
+                    if let Some(last) = end.checked_sub(1) {
+                        self.journal.wait_durable(last).map_err(StoreError::from)?;
+                    }
+                    return Ok((value, None));
+                }
                 Write::Append {
                     draft,
                     attachments,

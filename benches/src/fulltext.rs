@@ -17,10 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use sha2::{Digest as _, Sha256};
 
-use akte_core::records::{
-    DisposalDecision, NewDocument, NewFile, NewPlanUnit, NewRendition, NewVersion, Records,
-    Retention,
-};
+use akte_core::records::{NewDocument, NewRendition, NewVersion, Records};
 use akte_core::store::StoreOptions;
 use akte_fulltext::extract;
 use akte_fulltext::index::{IndexedDoc, Ranking, TextIndex};
@@ -398,28 +395,7 @@ fn writes_beside_indexer(rows: &mut Vec<Row>, quick: bool, pool: &[String]) -> R
             StoreOptions::default(),
         )?;
         let t = records.create_tenant("amt")?;
-        let unit = t.create_plan_unit(
-            "bench",
-            NewPlanUnit {
-                id: None,
-                parent: None,
-                code: "1".into(),
-                title: "Allgemeines".into(),
-                description: String::new(),
-                retention: Retention::Years(10),
-                disposal: DisposalDecision::Destroy,
-            },
-            None,
-        )?;
-        let file = t.create_file(
-            "bench",
-            NewFile {
-                plan_unit: unit.id,
-                subject: "Sammelakte".into(),
-                ..NewFile::default()
-            },
-            None,
-        )?;
+        let file = crate::sample_file(&t)?;
         let fulltext = if with_indexer {
             Some(akte_fulltext::Fulltext::start(
                 records.clone(),

@@ -17,10 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use akte_core::records::{
-    DisposalDecision, NewDocument, NewFile, NewPlanUnit, NewRendition, NewVersion, Records,
-    Retention,
-};
+use akte_core::records::{NewDocument, NewRendition, NewVersion, Records};
 use akte_core::store::StoreOptions;
 
 use crate::{bench_dir, Row};
@@ -112,28 +109,7 @@ fn one_size(rows: &mut Vec<Row>, entries: u64) -> Result<()> {
     let data = dir.path().join("data");
     let records = Records::open(akte_core::embedded::open(&data)?, StoreOptions::default())?;
     let t = records.create_tenant(TENANT)?;
-    let unit = t.create_plan_unit(
-        "bench",
-        NewPlanUnit {
-            id: None,
-            parent: None,
-            code: "1".into(),
-            title: "Allgemeines".into(),
-            description: String::new(),
-            retention: Retention::Years(10),
-            disposal: DisposalDecision::Destroy,
-        },
-        None,
-    )?;
-    let file = t.create_file(
-        "bench",
-        NewFile {
-            plan_unit: unit.id,
-            subject: "Sammelakte".into(),
-            ..NewFile::default()
-        },
-        None,
-    )?;
+    let file = crate::sample_file(&t)?;
     // Two entries per document.
     let docs = entries.saturating_sub(t.tenant().size()?) / 2;
     let window = (docs / 20).max(1);

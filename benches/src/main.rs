@@ -794,6 +794,35 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     Ok(())
 }
 
+/// A plan unit and a file in it, where a library-level bench files its documents.
+pub(crate) fn sample_file(
+    t: &akte_core::records::TenantRecords,
+) -> Result<akte_core::records::File> {
+    use akte_core::records::{DisposalDecision, NewFile, NewPlanUnit, Retention};
+    let unit = t.create_plan_unit(
+        "bench",
+        NewPlanUnit {
+            id: None,
+            parent: None,
+            code: "1".into(),
+            title: "Allgemeines".into(),
+            description: String::new(),
+            retention: Retention::Years(10),
+            disposal: DisposalDecision::Destroy,
+        },
+        None,
+    )?;
+    Ok(t.create_file(
+        "bench",
+        NewFile {
+            plan_unit: unit.id,
+            subject: "Sammelakte".into(),
+            ..NewFile::default()
+        },
+        None,
+    )?)
+}
+
 pub(crate) fn bench_dir() -> std::path::PathBuf {
     std::env::var_os("AKTE_BENCH_DIR")
         .map(Into::into)

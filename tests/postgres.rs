@@ -549,3 +549,49 @@ fn upload_sessions_keep_exact_offsets_across_writers() {
     let mut out = Vec::new();
     assert!(a.reader("t", "s3", 5).read_to_end(&mut out).is_err());
 }
+
+/// Index work that takes the tenant's head row (a flush at shutdown, cutting the tree,
+/// clearing) while an entry is queued but not yet committed (its writer is between queueing
+/// and waiting for the commit): the queued group is committed first. It used to wait for
+/// the head row's lock, held by the group's own open transaction, while the group's leader
+/// waited for the session the index work held, until the operation timed out.
+#[test]
+fn index_work_while_an_entry_is_queued_commits_it_first() {
+    use akte_core::backend::{Backend, TenantSeed};
+    use akte_core::entry::EntryDraft;
+    let pg = shared();
+    let url = pg.fresh_database();
+    let options = PgOptions {
+        op_timeout: std::time::Duration::from_secs(5),
+        ..PgOptions::default()
+    };
+    let backend = PgBackend::connect(&url, options).unwrap();
+    let parts = backend
+        .create_tenant("amt", &TenantSeed { meta: Vec::new() })
+        .unwrap();
+    let draft = |n: u32| EntryDraft {
+        actor: "clerk".into(),
+        kind: "test.entry".into(),
+        object: format!("object-{n}"),
+        payloads: Vec::new(),
+    };
+    let mut queued = Vec::new();
+    for (n, work) in ["cut the tree", "clear the index"].into_iter().enumerate() {
+        let ticket = {
+            let mut session = parts.journal.begin().unwrap();
+            session.enqueue(draft(n as u32), Vec::new()).unwrap()
+        };
+        match work {
+            "cut the tree" => parts.index.truncate_tree(0),
+            _ => parts.index.clear(),
+        }
+        .unwrap_or_else(|e| panic!("{work} with an entry queued: {e}"));
+        parts.journal.wait_durable(ticket.entry.seq).unwrap();
+        queued.push(ticket);
+    }
+    assert_eq!(parts.journal.durable_len().unwrap(), 2);
+    for ticket in &queued {
+        let record = parts.journal.read_at(ticket.location).unwrap();
+        assert_eq!(record.leaf, ticket.leaf);
+    }
+}

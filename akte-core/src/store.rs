@@ -1054,19 +1054,18 @@ impl Tenant {
         self.index.make_room()?;
         let mut last = None;
         for (entry, attachments) in entries {
-            let mut w = self.lock_writer();
-            if let Some(reason) = self.index_fence() {
-                return Err(StoreError::Fenced {
-                    tenant: self.id.clone(),
-                    reason,
-                });
+            match self.queue_sealed(entry, attachments) {
+                Ok(seq) => last = Some(seq),
+                Err(e) => {
+                    // The entries queued before are sound: they are committed (not left
+                    // queued, which on a database holds the journal's end locked), and the
+                    // caller resumes after them.
+                    if let Some(last) = last {
+                        self.journal.wait_durable(last)?;
+                    }
+                    return Err(e);
+                }
             }
-            let session = self.journal.begin()?;
-            if session.next_seq() != w.frontier.size() || session.last_leaf() != w.last_leaf {
-                self.resync(&mut w, session.next_seq(), session.last_leaf())?;
-            }
-            let ticket = self.queue(&mut w, session, Next::Sealed(entry), attachments)?;
-            last = Some(ticket.entry.seq);
         }
         let Some(last) = last else {
             return Ok(0);
@@ -1074,6 +1073,24 @@ impl Tenant {
         self.journal.wait_durable(last)?;
         self.index.request_flush();
         Ok(last + 1)
+    }
+
+    /// Queues one entry sealed elsewhere (see [`Tenant::append_sealed`]); returns its
+    /// sequence number.
+    fn queue_sealed(&self, entry: Entry, attachments: Vec<Attachment>) -> Result<u64, StoreError> {
+        let mut w = self.lock_writer();
+        if let Some(reason) = self.index_fence() {
+            return Err(StoreError::Fenced {
+                tenant: self.id.clone(),
+                reason,
+            });
+        }
+        let session = self.journal.begin()?;
+        if session.next_seq() != w.frontier.size() || session.last_leaf() != w.last_leaf {
+            self.resync(&mut w, session.next_seq(), session.last_leaf())?;
+        }
+        let ticket = self.queue(&mut w, session, Next::Sealed(entry), attachments)?;
+        Ok(ticket.entry.seq)
     }
 
     /// Reloads the frontier after another writer appended (or a failed commit was

@@ -262,6 +262,18 @@ fn holds_session(shared: &Shared) -> bool {
     IN_SESSION.with(|c| c.get()) == shared as *const Shared as usize
 }
 
+impl Drop for Shared {
+    /// A transaction still open (entries queued by writers that went away, never
+    /// acknowledged) holds the head row's lock: its connection is closed, so that the
+    /// server rolls it back, instead of going back to the pool with the lock held.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = st.txn.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(db: Arc<Db>, tenant: &str, durable: u64) -> Arc<Shared> {
         Arc::new(Shared {
@@ -293,9 +305,15 @@ impl Shared {
         lock(&self.state).durable
     }
 
-    /// Holds the append session (no entries queued or committed meanwhile).
+    /// Holds the append session with nothing queued: no entries are queued or committed
+    /// meanwhile. A group still queued (its writers are between queueing and waiting for
+    /// it) is committed first: its open transaction holds the head row's lock, which the
+    /// caller is about to take in a transaction of its own, while the group's leader would
+    /// wait for the session this caller holds.
     pub(crate) fn exclusive(&self) -> MutexGuard<'_, ()> {
-        lock(&self.session)
+        let session = lock(&self.session);
+        self.commit_queued(&session);
+        session
     }
 
     pub(crate) fn place(&self) -> String {
@@ -790,7 +808,16 @@ impl PgJournal {
         while s.queued.load(Ordering::Acquire) > 0 && start.elapsed() < GATHER {
             std::thread::yield_now();
         }
-        let _session = lock(&s.session);
+        let session = lock(&s.session);
+        s.commit_queued(&session);
+    }
+}
+
+impl Shared {
+    /// Commits the queued group, if any, as its leader (the caller holds the session);
+    /// returns once it is committed or failed.
+    fn commit_queued(&self, _session: &MutexGuard<'_, ()>) {
+        let s = self;
         let mut st = lock(&s.state);
         if st.committing || st.pending.is_empty() || st.fenced.is_some() {
             return;

@@ -319,6 +319,35 @@ pub(crate) async fn ingest_through(
     clients: usize,
     mode: Ingest,
 ) -> Result<(f64, f64)> {
+    let targets: Vec<Target> = urls
+        .iter()
+        .map(|url| Target {
+            url: url.clone(),
+            token: token.to_owned(),
+            file: file.to_owned(),
+        })
+        .collect();
+    ingest_to(&targets, docs, clients, mode).await
+}
+
+/// Where a client files its documents: an instance, a token and a file (of some tenant).
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) file: String,
+}
+
+/// As [`ingest_through`], client `k` filing into `targets[k % targets.len()]`.
+pub(crate) async fn ingest_to(
+    targets: &[Target],
+    docs: &[(String, Vec<u8>)],
+    clients: usize,
+    mode: Ingest,
+) -> Result<(f64, f64)> {
+    if targets.is_empty() {
+        bail!("no instance to file into");
+    }
     let cpu = crate::process_cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -329,11 +358,7 @@ pub(crate) async fn ingest_through(
             .step_by(clients)
             .map(|(n, b)| (n.clone(), Bytes::copy_from_slice(b)))
             .collect();
-        let (url, token, file) = (
-            urls[k % urls.len()].clone(),
-            token.to_owned(),
-            file.to_owned(),
-        );
+        let Target { url, token, file } = targets[k % targets.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut c = Clients::connect(&url, Some(&token), &ClientTls::default()).await?;
             if mode == Ingest::Stream {

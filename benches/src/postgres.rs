@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use akte_server::config::ServerConfig;
 use akte_server::server::{start, Running};
 
-use crate::grpc::{corpus, ingest_through, prepare, runtime};
+use crate::grpc::{corpus, ingest_through, ingest_to, prepare, runtime, Target};
 use crate::{bench_dir, Row};
 
 /// pgbench: `clients` connections, each transaction one insert of a 5 KB row.
@@ -110,6 +110,23 @@ async fn instances(
     Ok((running, dirs, urls, token, file))
 }
 
+/// Tenants the small documents are spread over in the runs shaped like a Kommunal-Cloud
+/// (several municipalities writing at once, two clients each).
+const SPREAD_TENANTS: usize = 8;
+
+/// Creates [`SPREAD_TENANTS`] tenants named `{prefix}-{t}`, tenant `t` on instance
+/// `urls[t % urls.len()]` (a load balancer that keeps a tenant on one instance while it
+/// is up), and returns where client `k` files: `targets[k % SPREAD_TENANTS]`.
+async fn spread_targets(urls: &[String], admin: &str, prefix: &str) -> Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    for t in 0..SPREAD_TENANTS {
+        let url = urls[t % urls.len()].clone();
+        let (token, file) = prepare(&url, admin, &format!("{prefix}-{t}")).await?;
+        targets.push(Target { url, token, file });
+    }
+    Ok(targets)
+}
+
 pub(crate) fn bench_postgres(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
     runtime()?.block_on(run(rows, quick))
 }
@@ -171,6 +188,17 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             baseline: "PostgreSQL alone, 16 connections".into(),
             baseline_value: bare,
         });
+        let targets = spread_targets(std::slice::from_ref(&url), &admin, "gemeinde").await?;
+        let (secs, busy) = ingest_to(&targets, &small, 16, mode).await?;
+        rows.push(Row {
+            figure: format!(
+                "embedded backend: small 5 KB docs, 16 clients over {SPREAD_TENANTS} tenants ({busy:.1} cores busy)"
+            ),
+            value: n as f64 / secs,
+            unit: "/s",
+            baseline: "PostgreSQL alone, 16 connections".into(),
+            baseline_value: bare,
+        });
         let (secs, _) = ingest_through(&[url], &token, &file, &corpus, 16, mode).await?;
         r.shutdown().await?;
         embedded_corpus = corpus_bytes as f64 / secs / 1e6;
@@ -217,12 +245,25 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             baseline: "PostgreSQL alone, 16 connections".into(),
             baseline_value: bare,
         });
-        let (token2, file2) = {
+        let admin = {
             let boot = running
                 .iter()
                 .find_map(|r| r.bootstrap_token.clone())
                 .context("no bootstrap token")?;
-            let admin = std::fs::read_to_string(boot)?.trim().to_owned();
+            std::fs::read_to_string(boot)?.trim().to_owned()
+        };
+        let targets = spread_targets(&urls, &admin, "gemeinde").await?;
+        let (secs, busy) = ingest_to(&targets, &small, 16, mode).await?;
+        rows.push(Row {
+            figure: format!(
+                "PostgreSQL backend, {count} akted: small 5 KB docs, 16 clients over {SPREAD_TENANTS} tenants, each tenant on one instance ({busy:.1} cores busy)"
+            ),
+            value: n as f64 / secs,
+            unit: "/s",
+            baseline: "PostgreSQL alone, 16 connections".into(),
+            baseline_value: bare,
+        });
+        let (token2, file2) = {
             let made = prepare(&urls[0], &admin, "korpus").await?;
             tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
             made

@@ -263,6 +263,27 @@ async fn run(rows: &mut Vec<Row>, quick: bool) -> Result<()> {
             baseline: "PostgreSQL alone, 16 connections".into(),
             baseline_value: bare,
         });
+        if count > 1 {
+            // The same tenants with every client on an instance of its own choosing (a
+            // load balancer without affinity): a tenant's head row travels between them.
+            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+            let anywhere: Vec<Target> = (0..16)
+                .map(|k| Target {
+                    url: urls[k % urls.len()].clone(),
+                    ..targets[k % targets.len()].clone()
+                })
+                .collect();
+            let (secs, busy) = ingest_to(&anywhere, &small, 16, mode).await?;
+            rows.push(Row {
+                figure: format!(
+                    "PostgreSQL backend, {count} akted: small 5 KB docs, 16 clients over {SPREAD_TENANTS} tenants, clients on any instance ({busy:.1} cores busy)"
+                ),
+                value: n as f64 / secs,
+                unit: "/s",
+                baseline: "PostgreSQL alone, 16 connections".into(),
+                baseline_value: bare,
+            });
+        }
         let (token2, file2) = {
             let made = prepare(&urls[0], &admin, "korpus").await?;
             tokio::time::sleep(std::time::Duration::from_millis(2500)).await;

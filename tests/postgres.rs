@@ -595,3 +595,170 @@ fn index_work_while_an_entry_is_queued_commits_it_first() {
         assert_eq!(record.leaf, ticket.leaf);
     }
 }
+
+/// Two instances on one database, with a tenant and a document (in a file) made on the
+/// first; the second opens the tenant after that.
+fn two_instances(
+    url: &str,
+) -> (
+    [akte_core::records::Records; 2],
+    akte_core::records::TenantRecords,
+    akte_core::records::TenantRecords,
+    uuid::Uuid,
+) {
+    use akte_core::records::*;
+    let a = Records::open(connect(url), StoreOptions::default()).unwrap();
+    let ta = a.create_tenant("amt").unwrap();
+    let unit = ta
+        .create_plan_unit(
+            "registrar:r",
+            NewPlanUnit {
+                code: "1".into(),
+                title: "Bauanträge".into(),
+                ..NewPlanUnit::default()
+            },
+            None,
+        )
+        .unwrap();
+    let file = ta
+        .create_file(
+            "registrar:r",
+            NewFile {
+                plan_unit: unit.id,
+                subject: "Bauantrag Lindenstraße 4".into(),
+                ..NewFile::default()
+            },
+            None,
+        )
+        .unwrap();
+    let doc = ta
+        .create_document(
+            "clerk:c",
+            NewDocument {
+                parent: file.id,
+                subject: "v0".into(),
+                ..NewDocument::default()
+            },
+            None,
+        )
+        .unwrap();
+    let b = Records::open(connect(url), StoreOptions::default()).unwrap();
+    let tb = b.tenant("amt").unwrap();
+    ([a, b], ta, tb, doc.id)
+}
+
+/// Sets the document's subject on `t`, retrying after another instance's change; the
+/// revision the acknowledged change made.
+fn set_subject(t: &akte_core::records::TenantRecords, doc: uuid::Uuid, subject: &str) -> u64 {
+    use akte_core::records::RecordsError;
+    loop {
+        let current = t.get(doc).unwrap().revision();
+        let patch = [("subject".to_owned(), serde_json::json!(subject))]
+            .into_iter()
+            .collect();
+        match t.update("clerk:c", doc, current, patch, None) {
+            Ok(changed) => return changed.revision(),
+            Err(RecordsError::StaleRevision { .. }) => continue,
+            Err(e) => panic!("update: {e}"),
+        }
+    }
+}
+
+/// Issue 15: a read scope (one request) checks this instance's cache of committed index
+/// values once, at its first read, against the journal's end in the database. A change
+/// acknowledged on one instance is seen by the next request on the other, and reads
+/// after the first in a scope cost no database call.
+#[test]
+fn a_read_scope_sees_what_another_instance_acknowledged_before_it() {
+    use akte_core::backend::ReadScope;
+    use akte_postgres::thread_round_trips;
+    let pg = shared();
+    let url = pg.fresh_database();
+    let (_instances, ta, tb, doc) = two_instances(&url);
+    let calls = |f: &dyn Fn()| {
+        let before = thread_round_trips();
+        f();
+        thread_round_trips() - before
+    };
+    ReadScope::run(|| {
+        assert_eq!(tb.get(doc).unwrap().subject(), "v0");
+        let again = calls(&|| assert_eq!(tb.get(doc).unwrap().subject(), "v0"));
+        assert_eq!(again, 0, "a second read in the scope comes from the cache");
+    });
+    for i in 1..=10 {
+        // Changed on one instance, read on the other right after, both ways round.
+        let (writer, reader) = if i % 2 == 1 { (&ta, &tb) } else { (&tb, &ta) };
+        let rev = set_subject(writer, doc, &format!("v{i}"));
+        ReadScope::run(|| {
+            let first = calls(&|| {
+                let seen = reader.get(doc).unwrap();
+                assert_eq!(seen.subject(), format!("v{i}"));
+                assert_eq!(seen.revision(), rev);
+            });
+            assert!(first > 0, "the scope's first read asks the database");
+            let again = calls(&|| assert_eq!(reader.get(doc).unwrap().subject(), format!("v{i}")));
+            assert_eq!(again, 0);
+        });
+        // Outside a scope every read asks the database.
+        let unscoped = calls(&|| assert_eq!(reader.get(doc).unwrap().subject(), format!("v{i}")));
+        assert!(unscoped > 0);
+    }
+}
+
+/// Readers in scopes on one instance while both instances change the same document: no
+/// scope ever sees a revision older than one acknowledged before it opened, nor goes back
+/// within itself. The second instance's own commits race with its readers filling the
+/// cache from the database (a value read before a commit must not be kept after it).
+#[test]
+fn scoped_reads_never_fall_behind_acknowledged_writes() {
+    use akte_core::backend::ReadScope;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let pg = shared();
+    let url = pg.fresh_database();
+    let (_instances, ta, tb, doc) = two_instances(&url);
+    let acked = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let scopes = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = [(&ta, "a"), (&tb, "b")]
+            .into_iter()
+            .map(|(t, name)| {
+                let acked = &acked;
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let rev = set_subject(t, doc, &format!("{name}{i}"));
+                        acked.fetch_max(rev, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    let floor = acked.load(Ordering::SeqCst);
+                    ReadScope::run(|| {
+                        let first = tb.get(doc).unwrap().revision();
+                        assert!(
+                            first >= floor,
+                            "saw revision {first} after {floor} was acknowledged"
+                        );
+                        let second = tb.get(doc).unwrap().revision();
+                        assert!(second >= first, "went back from {first} to {second}");
+                    });
+                    scopes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let last = acked.load(Ordering::SeqCst);
+    assert_eq!(ReadScope::run(|| tb.get(doc).unwrap().revision()), last);
+    assert_eq!(ReadScope::run(|| ta.get(doc).unwrap().revision()), last);
+    eprintln!(
+        "{} scopes read while 80 changes were acknowledged",
+        scopes.load(Ordering::Relaxed)
+    );
+}

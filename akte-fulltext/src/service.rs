@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use akte_core::backend::ReadScope;
 use akte_core::records::{Records, TenantRecords};
 use uuid::Uuid;
 
@@ -86,7 +87,10 @@ impl Inner {
                 continue;
             };
             let from = t.position.load(Ordering::Acquire);
-            match indexer::step(&records, &t.index, from) {
+            // One batch's reads in one read scope: they read the records as of the
+            // journal's end `step` reads first, or newer.
+            let stepped = ReadScope::run(|| indexer::step(&records, &t.index, from));
+            match stepped {
                 Ok(to) => {
                     if let Ok(mut f) = t.failures.lock() {
                         if *f > 0 {

@@ -23,6 +23,17 @@ pub static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 static ROUND_TRIPS_BY_OP: std::sync::Mutex<std::collections::BTreeMap<(&'static str, bool), u64>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
+thread_local! {
+    /// Calls into the database runtime this thread made so far.
+    static THREAD_ROUND_TRIPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Calls into the database runtime this thread made so far: what one request costs, for
+/// tests that count it while other work goes on.
+pub fn thread_round_trips() -> u64 {
+    THREAD_ROUND_TRIPS.with(std::cell::Cell::get)
+}
+
 /// [`ROUND_TRIPS`] by operation and whether the caller held an append session, so far.
 pub fn round_trips_by_op() -> std::collections::BTreeMap<(&'static str, bool), u64> {
     ROUND_TRIPS_BY_OP
@@ -303,6 +314,7 @@ impl Db {
         T: Send + 'static,
     {
         ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        THREAD_ROUND_TRIPS.with(|c| c.set(c.get() + 1));
         *ROUND_TRIPS_BY_OP
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -22,8 +22,9 @@ use akte_core::journal::Location;
 use akte_core::Digest;
 use deadpool_postgres::Object;
 
+use crate::cache::{Seen, StoredRange};
 use crate::db::PgError;
-use crate::journal::{write_changes, Shared};
+use crate::journal::{holds_session, write_changes, Shared};
 
 /// Keys read per query in a range read.
 const PAGE: i64 = 512;
@@ -83,31 +84,67 @@ impl PgIndex {
 
 impl IndexBackend for PgIndex {
     fn get(&self, key: &[u8]) -> Result<Option<Value>, IndexError> {
-        if let Some((_, v)) = self.overlay().kv.get(key) {
-            return Ok(v.clone());
+        // A change of this instance not stored yet: queued in the transaction that holds
+        // the head row, so nobody else has changed the key since, or being stored, so
+        // that another instance may have changed it after the commit: then the database
+        // decides, below, by whether its index holds the entry.
+        let pending = {
+            let o = self.overlay();
+            o.kv.get(key)
+                .map(|(seq, v)| (*seq, v.clone(), o.storing(*seq)))
+        };
+        let pending = match pending {
+            Some((_, v, false)) => return Ok(v),
+            Some((seq, v, true)) => Some((seq, v)),
+            None => None,
+        };
+        let cache = &self.shared.cache;
+        if pending.is_none() && cache.trusted(holds_session(&self.shared)) {
+            if let Some(v) = cache.get(key) {
+                return Ok(v);
+            }
         }
-        if let Some(v) = self.shared.cache.get(&self.shared, key) {
-            return Ok(v);
-        }
+        let ticket = cache.ticket();
         let (tenant, owned) = (self.shared.tenant.clone(), key.to_vec());
-        let value = self
+        let (value, seen) = self
             .shared
             .db
             .run("read the index", move |c| async move {
                 let op = "read the index";
+                // The head row in the same statement: the value is known to be the
+                // index's state at that end (see `crate::cache`).
                 let st = c
-                    .prepare_cached("SELECT value FROM akte_index WHERE tenant = $1 AND key = $2")
+                    .prepare_cached(
+                        "SELECT h.next_seq, h.tree_len, i.value FROM akte_heads AS h
+                         LEFT JOIN akte_index AS i ON i.tenant = h.tenant AND i.key = $2
+                         WHERE h.tenant = $1",
+                    )
                     .await
                     .map_err(|e| PgError::of(op, &e))?;
                 let row = c
                     .query_opt(&st, &[&tenant, &owned])
                     .await
                     .map_err(|e| PgError::of(op, &e))?;
-                Ok(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
+                Ok(match row {
+                    // No head row: a tenant without a journal has no index either.
+                    None => (None, None),
+                    Some(r) => (
+                        r.get::<_, Option<Vec<u8>>>(2).map(Value::from),
+                        Some(Seen {
+                            next_seq: r.get::<_, i64>(0) as u64,
+                            tree_len: r.get::<_, i64>(1) as u64,
+                        }),
+                    ),
+                })
             })
             .map_err(backend_error)?;
-        self.shared.cache.put(&self.shared, key, value.clone());
-        Ok(value)
+        if let Some(seen) = seen {
+            cache.fill(key, value.clone(), ticket, seen);
+        }
+        match pending {
+            Some((seq, v)) if seen.is_none_or(|s| s.tree_len <= seq) => Ok(v),
+            _ => Ok(value),
+        }
     }
 
     fn range(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> KvIter<'_> {
@@ -298,7 +335,8 @@ impl IndexBackend for PgIndex {
         self.shared.cache.clear();
         *self.overlay_mut() = Default::default();
         let tenant = self.shared.tenant.clone();
-        self.shared
+        let cleared = self
+            .shared
             .db
             .run("clear the index", move |mut c| async move {
                 let op = "clear the index";
@@ -315,7 +353,11 @@ impl IndexBackend for PgIndex {
                 }
                 tx.commit().await.map_err(|e| PgError::of(op, &e))
             })
-            .map_err(backend_error)
+            .map_err(backend_error);
+        // Again: a read that started before the index was emptied may have offered what
+        // it read after the first clear.
+        self.shared.cache.clear();
+        cleared
     }
 
     /// Stores the changes of entries already committed in the journal (a replay's); the
@@ -323,13 +365,15 @@ impl IndexBackend for PgIndex {
     fn flush(&self) -> Result<(), IndexError> {
         let _session = self.shared.exclusive();
         let durable = self.shared.durable_here();
-        let changes = self.overlay().changes(0, durable);
+        let changes = self.overlay_mut().store(0, durable);
         if changes.is_empty() {
+            self.overlay_mut().settle(0, durable);
             return Ok(());
         }
         self.shared.cache.clear();
         let tenant = self.shared.tenant.clone();
-        self.shared
+        let stored = self
+            .shared
             .db
             .run("store index changes", move |c| async move {
                 let op = "store index changes";
@@ -354,7 +398,11 @@ impl IndexBackend for PgIndex {
                 }
                 r
             })
-            .map_err(backend_error)?;
+            .map_err(backend_error);
+        // Again: a read that started before the changes were stored may have offered
+        // what it read after the first clear.
+        self.shared.cache.clear();
+        stored?;
         self.overlay_mut().settle(0, durable);
         Ok(())
     }
@@ -428,15 +476,20 @@ impl RangeRead {
     /// range; if not, nothing is kept and the paged snapshot read starts afresh.
     fn read_small(&mut self) -> Result<bool, PgError> {
         let bounds = (self.from.clone(), self.end.clone());
-        if let Some((at, rows)) = self.shared.cache.get_range(&self.shared, &bounds) {
-            self.snapshot_end = at;
-            self.page.extend(rows);
-            self.stored_done = true;
-            return Ok(true);
+        let cache = &self.shared.cache;
+        if cache.trusted(holds_session(&self.shared)) {
+            if let Some((at, rows)) = cache.get_range(&bounds) {
+                self.snapshot_end = at;
+                self.page.extend(rows);
+                self.stored_done = true;
+                return Ok(true);
+            }
         }
+        let ticket = cache.ticket();
         let sql = format!(
-            "SELECT (SELECT tree_len FROM akte_heads WHERE tenant = $1), k.key, k.value
-             FROM (SELECT 1) AS one LEFT JOIN LATERAL ({}) AS k ON true ORDER BY k.key",
+            "SELECT h.next_seq, h.tree_len, k.key, k.value
+             FROM (SELECT 1) AS one LEFT JOIN akte_heads AS h ON h.tenant = $1
+             LEFT JOIN LATERAL ({}) AS k ON true ORDER BY k.key",
             bound_sql(&self.from, &self.end)
         );
         let (tenant, from, end) = (
@@ -457,12 +510,19 @@ impl RangeRead {
                     .await
                     .map_err(|e| PgError::of(op, &e))
             })?;
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut tree_len = 0;
+        let mut keys: StoredRange = Vec::with_capacity(rows.len());
+        let mut seen = None;
         for r in rows {
-            tree_len = r.get::<_, Option<i64>>(0).unwrap_or(0) as u64;
-            let key: Option<Vec<u8>> = r.get(1);
-            let value: Option<Vec<u8>> = r.get(2);
+            let next_seq: Option<i64> = r.get(0);
+            let tree_len: Option<i64> = r.get(1);
+            if let (Some(n), Some(t)) = (next_seq, tree_len) {
+                seen = Some(Seen {
+                    next_seq: n as u64,
+                    tree_len: t as u64,
+                });
+            }
+            let key: Option<Vec<u8>> = r.get(2);
+            let value: Option<Vec<u8>> = r.get(3);
             if let (Some(k), Some(v)) = (key, value) {
                 keys.push((k, v));
             }
@@ -470,10 +530,11 @@ impl RangeRead {
         if keys.len() as i64 >= PAGE {
             return Ok(false);
         }
-        self.shared
-            .cache
-            .put_range(&self.shared, bounds, tree_len, keys.clone());
-        self.snapshot_end = tree_len;
+        // Overlay changes of entries before the stored tree length are in what was read.
+        self.snapshot_end = seen.map_or(0, |s| s.tree_len);
+        if let Some(seen) = seen {
+            cache.fill_range(bounds, &keys, ticket, seen);
+        }
         self.page.extend(keys);
         self.stored_done = true;
         Ok(true)

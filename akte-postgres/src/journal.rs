@@ -17,7 +17,6 @@
 //! behind the committed journal. A failed commit fences the journal: the engine opens
 //! the tenant again, from what the database holds.
 
-use std::ops::{Bound, RangeBounds as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -35,6 +34,7 @@ use akte_core::Digest;
 use deadpool_postgres::Object;
 use tokio_postgres::Statement;
 
+use crate::cache::ReadCache;
 use crate::db::{Db, PgError};
 use crate::overlay::{Changes, Overlay};
 
@@ -84,7 +84,7 @@ pub(crate) struct Shared {
     /// Writers waiting for the session (the leader lets them queue first).
     queued: AtomicUsize,
     pub(crate) overlay: RwLock<Overlay>,
-    /// Index values read while holding the head row's lock (see [`ReadCache`]).
+    /// Committed index values (see [`ReadCache`]).
     pub(crate) cache: ReadCache,
     stats: JournalStats,
 }
@@ -94,171 +94,13 @@ thread_local! {
     static IN_SESSION: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Committed index values this instance read while it held the tenant's head row lock.
-///
-/// While an instance holds the lock nobody else commits, so what it read stays the
-/// committed state until its own commits, which update the cache. When it takes the lock
-/// again, the cache is kept only if the journal's end is where this instance left it
-/// (nobody else appended meanwhile). Only readers inside the append session use it: the
-/// checks and the projection of each write, which read the same few objects again and
-/// again.
-pub(crate) struct ReadCache {
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    /// The journal end the cached values are the state of.
-    at: u64,
-    values: std::collections::HashMap<Vec<u8>, Option<akte_core::backend::Value>>,
-    /// Small ranges read whole (less than a page), by their bounds: the stored keys and
-    /// values in them. A commit drops every range that holds a key it changed.
-    ranges: std::collections::HashMap<RangeBounds, StoredRange>,
-}
-
-/// The bounds of a range read.
-pub(crate) type RangeBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
-
-/// The stored keys and values of a range, in key order.
-pub(crate) type StoredRange = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Ranges kept at most (then the range cache starts afresh).
-const RANGES_MAX: usize = 256;
-
-/// Values kept at most (then the cache starts afresh).
-const CACHE_MAX: usize = 50_000;
-
-impl ReadCache {
-    fn new() -> ReadCache {
-        ReadCache {
-            inner: Mutex::new(CacheInner::default()),
-        }
-    }
-
-    /// Keeps the cache if the journal's end is still `at`, else empties it.
-    fn revalidate(&self, at: u64) {
-        let mut c = lock(&self.inner);
-        if c.at != at {
-            c.values.clear();
-            c.ranges.clear();
-            c.at = at;
-        }
-    }
-
-    /// This instance committed `changes`, moving the journal from `from` to `to`.
-    fn committed(&self, from: u64, to: u64, changes: &Changes) {
-        let mut c = lock(&self.inner);
-        if c.at != from {
-            c.values.clear();
-            c.ranges.clear();
-        } else {
-            c.ranges.retain(|bounds, _| {
-                !changes
-                    .upsert_keys
-                    .iter()
-                    .chain(&changes.delete_keys)
-                    .any(|k| bounds.contains(k))
-            });
-            // Everything committed is kept, not only what was read before: the next write
-            // usually reads what the last one wrote (a version of the document just
-            // created), and would otherwise fetch it from the database under the lock.
-            if c.values.len() + changes.upsert_keys.len() + changes.delete_keys.len() > CACHE_MAX {
-                c.values.clear();
-            }
-            for (k, v) in changes.upsert_keys.iter().zip(&changes.upsert_values) {
-                c.values
-                    .insert(k.clone(), Some(akte_core::backend::Value::from(&v[..])));
-            }
-            for k in &changes.delete_keys {
-                c.values.insert(k.clone(), None);
-            }
-        }
-        c.at = to;
-    }
-
-    /// Forgets everything (a failed commit: the state is unknown; or the index was
-    /// changed outside a commit).
-    pub(crate) fn clear(&self) {
-        let mut c = lock(&self.inner);
-        c.values.clear();
-        c.ranges.clear();
-        c.at = u64::MAX;
-    }
-
-    /// A cached small range (its stored part) and the journal end it is the state of, for
-    /// a reader inside `shared`'s append session.
-    pub(crate) fn get_range(
-        &self,
-        shared: &Shared,
-        bounds: &RangeBounds,
-    ) -> Option<(u64, StoredRange)> {
-        if !holds_session(shared) {
-            return None;
-        }
-        let c = lock(&self.inner);
-        c.ranges.get(bounds).map(|rows| (c.at, rows.clone()))
-    }
-
-    /// Remembers a small range read whole inside `shared`'s append session, from a
-    /// snapshot whose index stood at `end`: kept only if that is the state the cache
-    /// holds.
-    pub(crate) fn put_range(
-        &self,
-        shared: &Shared,
-        bounds: RangeBounds,
-        end: u64,
-        rows: StoredRange,
-    ) {
-        if !holds_session(shared) {
-            return;
-        }
-        let mut c = lock(&self.inner);
-        if c.at != end {
-            return;
-        }
-        if c.ranges.len() >= RANGES_MAX {
-            c.ranges.clear();
-        }
-        c.ranges.insert(bounds, rows);
-    }
-
-    /// A cached value, for a reader inside `shared`'s append session.
-    pub(crate) fn get(
-        &self,
-        shared: &Shared,
-        key: &[u8],
-    ) -> Option<Option<akte_core::backend::Value>> {
-        if !holds_session(shared) {
-            return None;
-        }
-        lock(&self.inner).values.get(key).cloned()
-    }
-
-    /// Remembers a committed value read inside `shared`'s append session.
-    pub(crate) fn put(
-        &self,
-        shared: &Shared,
-        key: &[u8],
-        value: Option<akte_core::backend::Value>,
-    ) {
-        if !holds_session(shared) {
-            return;
-        }
-        let mut c = lock(&self.inner);
-        if c.values.len() >= CACHE_MAX {
-            c.values.clear();
-        }
-        c.values.insert(key.to_vec(), value);
-    }
-}
-
 /// Whether this thread holds any tenant's append session.
 pub(crate) fn in_a_session() -> bool {
     IN_SESSION.with(|c| c.get()) != 0
 }
 
 /// Whether this thread holds `shared`'s append session (and so its head row lock).
-fn holds_session(shared: &Shared) -> bool {
+pub(crate) fn holds_session(shared: &Shared) -> bool {
     IN_SESSION.with(|c| c.get()) == shared as *const Shared as usize
 }
 
@@ -837,9 +679,9 @@ impl Shared {
         drop(st);
         let changes = s
             .overlay
-            .read()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
-            .changes(base, head.next_seq);
+            .store(base, head.next_seq);
         let tenant = s.tenant.clone();
         let n = group.len() as u64;
         let changes = Arc::new(changes);

@@ -9,6 +9,7 @@
 //!
 //! The schema is created and upgraded at start ([`schema`]); docs/FORMAT.md describes it.
 
+mod cache;
 pub mod content;
 mod db;
 pub mod index;
@@ -27,7 +28,7 @@ use akte_core::backend::{
 };
 
 use db::Db;
-pub use db::{round_trips_by_op, PgError, PgOptions, ROUND_TRIPS};
+pub use db::{round_trips_by_op, thread_round_trips, PgError, PgOptions, ROUND_TRIPS};
 pub use schema::SCHEMA_VERSION;
 
 /// The installation's blobs live under this tenant id, which no tenant can have.

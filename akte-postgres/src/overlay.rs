@@ -42,6 +42,10 @@ pub(crate) struct Overlay {
     pub nodes: BTreeMap<u64, (u64, Digest)>,
     /// Tree length after the last applied entry, while that entry is unstored.
     pub applied: Option<u64>,
+    /// Entries whose changes are being stored: once their transaction commits, other
+    /// instances may change the same keys before this one settles them, so until then a
+    /// reader cannot take their changes as the newest without asking the database.
+    storing: Option<(u64, u64)>,
 }
 
 impl Overlay {
@@ -93,8 +97,25 @@ impl Overlay {
         c
     }
 
+    /// The changes of entries `from..to`, which are about to be stored.
+    pub(crate) fn store(&mut self, from: u64, to: u64) -> Changes {
+        self.storing = Some(match self.storing {
+            Some((a, b)) => (a.min(from), b.max(to)),
+            None => (from, to),
+        });
+        self.changes(from, to)
+    }
+
+    /// Whether the changes of entry `seq` are being stored (see [`Overlay::store`]).
+    pub(crate) fn storing(&self, seq: u64) -> bool {
+        self.storing.is_some_and(|(a, b)| (a..b).contains(&seq))
+    }
+
     /// Forgets the changes of entries `from..to` once stored (or thrown away).
     pub(crate) fn settle(&mut self, from: u64, to: u64) {
+        if self.storing.is_some_and(|(a, b)| from <= a && b <= to) {
+            self.storing = None;
+        }
         let within = |seq: &u64| (from..to).contains(seq);
         self.kv.retain(|_, (seq, _)| !within(seq));
         self.nodes.retain(|_, (seq, _)| !within(seq));
@@ -106,7 +127,10 @@ impl Overlay {
     /// Whether nothing is pending.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.kv.is_empty() && self.nodes.is_empty() && self.applied.is_none()
+        self.kv.is_empty()
+            && self.nodes.is_empty()
+            && self.applied.is_none()
+            && self.storing.is_none()
     }
 
     /// Number of pending key changes (to bound memory during replays).
@@ -148,5 +172,23 @@ mod tests {
         assert_eq!(c5.tree_len, Some(6));
         o.settle(5, 7);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn changes_being_stored_are_marked_until_settled() {
+        let mut o = Overlay::default();
+        o.apply(5, vec![(b"a".to_vec(), v(b"1"))], std::iter::empty());
+        o.apply(6, vec![(b"b".to_vec(), v(b"2"))], std::iter::empty());
+        assert!(!o.storing(5));
+        let c = o.store(5, 6);
+        assert_eq!(c.upsert_keys, vec![b"a".to_vec()]);
+        assert!(o.storing(5));
+        assert!(!o.storing(6), "entry 6 is only queued");
+        o.settle(5, 6);
+        assert!(!o.storing(5) && !o.storing(6));
+        o.store(6, 7);
+        o.settle(6, u64::MAX);
+        assert!(o.is_empty());
+        assert!(!o.storing(6));
     }
 }

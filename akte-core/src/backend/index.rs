@@ -74,6 +74,10 @@ pub struct TreeUpdate<'a> {
 /// applied changes in memory and make them durable later ([`IndexBackend::flush`]), as long
 /// as what it stores durably is always the index as of one journal position: the engine
 /// replays the journal from there when it opens the tenant.
+///
+/// Reads ([`IndexBackend::get`], [`IndexBackend::range`]) see every entry this process
+/// applied and, on a backend shared by several processes, every entry any of them committed
+/// before the read; inside a [`ReadScope`](super::ReadScope), before the scope was opened.
 pub trait IndexBackend: Send + Sync {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Value>, IndexError>;

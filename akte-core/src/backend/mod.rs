@@ -27,12 +27,17 @@
 //!    leaf hash of the entry before it.
 //! 3. The index reflects a prefix of the journal, and says which one (its position).
 //! 4. Nothing of one tenant is visible through another tenant's parts.
+//!
+//! A [`ReadScope`] marks the index reads of one request: a backend that caches committed
+//! index values (PostgreSQL) checks its cache once per scope instead of once per read;
+//! the others ignore it.
 
 pub mod content;
 pub mod index;
 pub mod journal;
 pub mod memory;
 pub mod meta;
+pub mod scope;
 
 use std::io;
 use std::sync::Arc;
@@ -41,6 +46,7 @@ pub use content::{ContentBackend, ContentRead};
 pub use index::{IndexBackend, IndexBatch, KvIter, TreeUpdate, Value};
 pub use journal::{AppendSession, JournalBackend, JournalScanItem};
 pub use meta::{MetaError, MetaStore};
+pub use scope::ReadScope;
 
 /// What kind of failure an error is, so that callers (and the gRPC layer) can answer
 /// precisely without knowing the backend.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use akte_core::backend::ReadScope;
 use akte_core::records::{NewRendition, NewVersion, ObjectKind, TenantRecords};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -284,16 +285,20 @@ impl Api {
             // against the upload budget, which bounds what all streams hold in flight.
             let held = first.as_ref().map_or(0, |v| v.size());
             let memory = self.state.upload_memory.reserve_owned(held, idle).await?;
+            // Each document's blocking call runs in a read scope, as `super::blocking`
+            // runs a unary call.
             let handle = tokio::task::spawn_blocking(move || {
-                // Given back when the bytes are stored and recorded (or refused).
-                let _memory = memory;
-                get_kind(&t, parent.id, parent.kind, &parent_name)?;
-                let rid = request_id(&doc.request_id);
-                let d = match first {
-                    None => t.create_document(&actor, new, rid)?,
-                    Some(v) => create_with_inline(&t, &actor, new, v, rid)?,
-                };
-                Ok(name_of(d.id))
+                ReadScope::run(|| {
+                    // Given back when the bytes are stored and recorded (or refused).
+                    let _memory = memory;
+                    get_kind(&t, parent.id, parent.kind, &parent_name)?;
+                    let rid = request_id(&doc.request_id);
+                    let d = match first {
+                        None => t.create_document(&actor, new, rid)?,
+                        Some(v) => create_with_inline(&t, &actor, new, v, rid)?,
+                    };
+                    Ok(name_of(d.id))
+                })
             });
             return Ok(Box::pin(settle(index, handle)));
         };
@@ -333,15 +338,17 @@ impl Api {
                 .await?;
             let bytes = receive_small(chunks, spec.size, idle).await?;
             let handle = tokio::task::spawn_blocking(move || {
-                let _memory = memory;
-                t.tenant().content().put_bytes_for_entry(
-                    &bytes,
-                    Some(spec.sha256),
-                    Some(spec.size),
-                )?;
-                let (d, _) =
-                    t.create_document_with_version(&actor, new, version, request_id(&rid))?;
-                Ok(name_of(d.id))
+                ReadScope::run(|| {
+                    let _memory = memory;
+                    t.tenant().content().put_bytes_for_entry(
+                        &bytes,
+                        Some(spec.sha256),
+                        Some(spec.size),
+                    )?;
+                    let (d, _) =
+                        t.create_document_with_version(&actor, new, version, request_id(&rid))?;
+                    Ok(name_of(d.id))
+                })
             });
             return Ok(Box::pin(settle(index, handle)));
         }
@@ -354,8 +361,11 @@ impl Api {
             receive_content(chunks, t.clone(), spec.sha256, spec.size, idle).await?;
         }
         let handle = tokio::task::spawn_blocking(move || {
-            let (d, _) = t.create_document_with_version(&actor, new, version, request_id(&rid))?;
-            Ok(name_of(d.id))
+            ReadScope::run(|| {
+                let (d, _) =
+                    t.create_document_with_version(&actor, new, version, request_id(&rid))?;
+                Ok(name_of(d.id))
+            })
         });
         Ok(Box::pin(settle(index, handle)))
     }

@@ -25,6 +25,7 @@ pub use disposal::{remove_temporary_zips, MAX_RECEIVED_MESSAGE};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use akte_core::backend::ReadScope;
 use akte_core::records::{Object, ObjectKind, PageRequest, Records, RecordsError, TenantRecords};
 use akte_core::store::StoreError;
 use uuid::Uuid;
@@ -206,7 +207,11 @@ impl Api {
             .iter()
             .filter_map(|u| Uuid::parse_str(u).ok())
             .collect();
-        Ok(records.bind(&p.name, &p.roles, &units, op)?)
+        // Its reads (the caller's units and clearance) share one read scope (see
+        // `blocking`).
+        Ok(ReadScope::run(|| {
+            records.bind(&p.name, &p.roles, &units, op)
+        })?)
     }
 
     /// Writes the refusal of a call by the role table to the tenant's access log (issue
@@ -290,13 +295,16 @@ pub(crate) fn page_after<'a, T, K: Ord + Clone>(
     (page, next)
 }
 
-/// Runs a blocking core call on the blocking pool.
+/// Runs a blocking core call on the blocking pool, in a read scope of its own: on a
+/// shared database the call's index reads check once that this instance's cache holds
+/// at least what was committed when the call started, instead of asking the database
+/// every time (`akte_core::backend::ReadScope`).
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    tokio::task::spawn_blocking(move || ReadScope::run(f))
         .await
         .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))?
 }

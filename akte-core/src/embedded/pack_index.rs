@@ -175,6 +175,7 @@ impl PackIndex {
     }
 
     /// The database file.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.inner.path
     }

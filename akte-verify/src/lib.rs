@@ -4,7 +4,7 @@
 //! cosignatures, the key formats, and the consistency of two checkpoints. Also the format
 //! types both sides share: digests and journal entries.
 //!
-//! It must not depend on akte-core, sled or the records model, and it writes no files:
+//! It must not depend on akte-core, redb or the records model, and it writes no files:
 //! akte-core depends on it (and re-exports these modules under their old paths), and the
 //! agency's side (signing checkpoints, writing key files and evidence) stays there.
 //!

@@ -761,7 +761,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     for k in 0..reps {
         std::hint::black_box(tenant.inclusion_proof((k * 7919) % size, size)?);
     }
-    let sled_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    let index_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     let start = Instant::now();
     for k in 0..reps {
         std::hint::black_box(merkle::inclusion_proof(&tree, (k * 7919) % size, size)?);
@@ -769,7 +769,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     let mem_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     rows.push(Row {
         figure: format!("inclusion proof from the index, n={size}"),
-        value: sled_us,
+        value: index_us,
         unit: "µs",
         baseline: "same proof from an in-memory tree".into(),
         baseline_value: mem_us,
@@ -778,7 +778,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     for k in 0..reps {
         std::hint::black_box(tenant.consistency_proof(old(k), size)?);
     }
-    let sled_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    let index_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     let start = Instant::now();
     for k in 0..reps {
         std::hint::black_box(merkle::consistency_proof(&tree, old(k), size)?);
@@ -786,7 +786,7 @@ fn index_proofs(rows: &mut Vec<Row>, tenant: &Tenant, size: u64) -> Result<()> {
     let mem_us = start.elapsed().as_secs_f64() * 1e6 / reps as f64;
     rows.push(Row {
         figure: format!("consistency proof from the index, n={size}"),
-        value: sled_us,
+        value: index_us,
         unit: "µs",
         baseline: "same proof from an in-memory tree".into(),
         baseline_value: mem_us,

@@ -16,7 +16,7 @@
 //!   witness lists, destruction records).
 //!
 //! A [`Backend`] makes and opens tenants out of these parts. Two backends live in this
-//! crate: [`crate::embedded`] (segment files, pack files, redb and sled in a data directory, the
+//! crate: [`crate::embedded`] (segment files, pack files and redb in a data directory, the
 //! default) and [`memory`] (everything in memory, for fast tests). The conformance suite
 //! in the workspace's `tests/` runs the same cases against every backend.
 //!

@@ -65,6 +65,7 @@ use crate::embedded::fsutil::{
     create_dir_all_durable, fsync_dir, open_new_with_mode, IoContext, IoFailure,
 };
 use crate::embedded::pack::{self, PackCheck, PackRecovery, PackStore, PackedObject};
+use crate::embedded::pack_index::PackIndex;
 
 /// First eight bytes of every object file.
 ///
@@ -244,30 +245,25 @@ impl ContentStore {
     /// Opens (creating if needed) the store at `root`, with a throw-away location index for
     /// its pack files: every pack is read at open. [`Self::open_indexed`] keeps the index.
     pub fn open_with(root: &Path, options: ContentOptions) -> Result<Self, ContentError> {
-        let index = sled::Config::new()
-            .temporary(true)
-            .cache_capacity(4 << 20)
-            .open()
-            .and_then(|db| db.open_tree("packs"))
-            .map_err(|e| {
-                io_error(
-                    "open a temporary pack index for",
-                    root,
-                    io::Error::other(e.to_string()),
-                )
-            })?;
+        let index = PackIndex::temporary().map_err(|e| {
+            io_error(
+                "open a temporary pack index for",
+                root,
+                io::Error::other(e.to_string()),
+            )
+        })?;
         Self::open_indexed(root, options, index)
     }
 
     /// Opens (creating if needed) the store at `root`, keeping the location of packed
-    /// objects in `index` (a tree of the store's sled index).
+    /// objects in `index` (the tenant's pack location index, [`crate::embedded::pack_index`]).
     ///
     /// Creates `objects/`, `tmp/` and `packs/` durably, removes whatever a crash left in
     /// `tmp/`, and indexes pack records a crash kept from the index (see [`crate::embedded::pack`]).
-    pub fn open_indexed(
+    pub(crate) fn open_indexed(
         root: &Path,
         options: ContentOptions,
-        index: sled::Tree,
+        index: PackIndex,
     ) -> Result<Self, ContentError> {
         if !(1..=MAX_ZSTD_LEVEL).contains(&options.zstd_level) {
             return Err(ContentError::InvalidLevel {
@@ -327,11 +323,11 @@ impl ContentStore {
     /// Opens the store at `root` without writing anything (verification of a live store
     /// or of a copy): no directory is created, `tmp/` is left as it is, pack files are
     /// neither created nor cut, and the location of packed objects is read from the packs
-    /// into `index`, an empty scratch tree. Puts and removals are refused.
-    pub fn open_read_only(
+    /// into `index`, an empty scratch index. Puts and removals are refused.
+    pub(crate) fn open_read_only(
         root: &Path,
         options: ContentOptions,
-        index: sled::Tree,
+        index: PackIndex,
     ) -> Result<Self, ContentError> {
         if !fs::metadata(root).at("stat", root)?.is_dir() {
             return Err(io_error(

@@ -13,10 +13,11 @@
 //!     keys/checkpoint.key       Ed25519 signing key (mode 0600)
 //!     keys/checkpoint.pub       verifier key
 //!     keys/witnesses            registered witnesses' keys (crate::witness)
-//!   index/<id>/                 the tenant's derived index (redb_index), rebuildable
+//!   index/<id>/                 the tenant's derived index (redb_index; the pack locations in
+//!                               packs.redb, pack_index), rebuildable
 //! ```
 //!
-//! Everything that knows about paths, files, redb and sled is in this module; the engine sees
+//! Everything that knows about paths, files and redb is in this module; the engine sees
 //! it through the traits of [`crate::backend`]. Every durable file operation goes through
 //! [`fsutil`]. [`read_only`] opens a data directory for verification without writing or
 //! locking anything, beside a running akted or on a copy.
@@ -27,6 +28,7 @@ pub mod journal;
 pub mod meta;
 mod overlay;
 pub mod pack;
+mod pack_index;
 pub mod powerloss;
 pub mod read_only;
 pub mod redb_index;
@@ -229,9 +231,7 @@ impl EmbeddedBackend {
         self.lock_degraded().remove(id);
         let journal = Journal::open(&dir.join("journal"), self.options.journal.clone())
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
-        let packs = index
-            .packs_tree()
-            .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+        let packs = index.packs();
         let content = ContentStore::open_indexed(&dir.join("content"), self.options.content, packs)
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
         let content = Arc::new(content);
@@ -253,8 +253,8 @@ impl EmbeddedBackend {
         self.degraded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The tenant's index cannot be opened for want of space or a working device (redb and
-    /// sled write when they open). Rather than leave the tenant unavailable, it is served for
+    /// The tenant's index cannot be opened for want of space or a working device (redb
+    /// writes when it opens). Rather than leave the tenant unavailable, it is served for
     /// reading ([`DegradedParts`]) and refuses writes with the same fault; it reports
     /// itself fenced, so the engine opens it again once a second and takes the real
     /// index as soon as it opens. Nothing in the data directory is written meanwhile.
@@ -282,9 +282,7 @@ impl EmbeddedBackend {
                 let index = Arc::new(RedbIndex::scratch(self.flusher.clone()).map_err(|e| {
                     Self::tenant_error(id, format!("a temporary index: {e}"), e.kind())
                 })?);
-                let packs = index
-                    .packs_tree()
-                    .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+                let packs = index.packs();
                 let content =
                     ContentStore::open_read_only(&dir.join("content"), self.options.content, packs)
                         .map_err(|e| Self::tenant_error(id, &e, e.kind()))?

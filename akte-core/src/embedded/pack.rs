@@ -20,9 +20,10 @@
 //!
 //! # Where an object is
 //!
-//! The digest → (pack, offset) map lives in a sled tree of its own: derived state, like the
-//! rest of the index. It is updated by the flush that made the records durable, together
-//! with a marker saying how far the packs are indexed. Opening the pack store reads the
+//! The digest → (pack, offset) map lives in a redb database of its own
+//! ([`crate::embedded::pack_index`]): derived state, like the rest of the index. It is
+//! updated by the flush that made the records durable, in one transaction together with a
+//! marker saying how far the packs are indexed. Opening the pack store reads the
 //! records beyond the marker again (checking each payload against its digest), so records
 //! that were flushed but whose index update was lost in a crash are found again, and a torn
 //! tail (a write interrupted by a crash, never acknowledged) is cut back.
@@ -54,6 +55,7 @@ use crate::backend::content::{Codec, ContentError};
 use crate::backend::FaultKind;
 use crate::digest::Digest;
 use crate::embedded::fsutil::{self, IoContext, IoFailure};
+use crate::embedded::pack_index::{Commit, PackBatch, PackIndex};
 
 /// First eight bytes of every pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"AKTE-PAK";
@@ -83,7 +85,7 @@ const KEY_THROUGH: &[u8] = b"t";
 const REINDEX_CHUNK: usize = 16_384;
 
 /// Takes the objects indexed so far (a batch) and the place they reach.
-type StoreIndexed<'a> = dyn FnMut(&mut sled::Batch, (u64, u64)) -> Result<(), ContentError> + 'a;
+type StoreIndexed<'a> = dyn FnMut(&mut PackBatch, (u64, u64)) -> Result<(), ContentError> + 'a;
 const PREFIX_OBJECT: u8 = b'o';
 
 /// Whether a record's payload is there or was removed by destruction.
@@ -437,14 +439,14 @@ struct Active {
 /// The pack files of one content store. See the module documentation.
 pub(crate) struct PackStore {
     dir: PathBuf,
-    index: sled::Tree,
+    index: PackIndex,
     max_bytes: u64,
     state: Mutex<State>,
     durable: Condvar,
     /// The pack being appended to; `None` when opened read-only.
     active: Mutex<Option<Active>>,
     recovery: PackRecovery,
-    /// Opened read-only: nothing is written, and the location index (a scratch tree) is
+    /// Opened read-only: nothing is written, and the location index (a scratch one) is
     /// brought up to the packs on a miss, since a live store's packs grow meanwhile.
     read_only: bool,
 }
@@ -483,12 +485,14 @@ fn io_error(op: &'static str, path: &Path, source: io::Error) -> ContentError {
     ))
 }
 
-fn index_error(dir: &Path, e: sled::Error) -> ContentError {
-    io_error(
-        "update the pack index for",
-        dir,
-        io::Error::other(e.to_string()),
-    )
+/// A failure of the location index, as an I/O failure of the packs (an I/O error keeps its
+/// kind: a full disk stays a full disk).
+fn index_error(dir: &Path, e: redb::Error) -> ContentError {
+    let source = match e {
+        redb::Error::Io(io) => io,
+        other => io::Error::other(other.to_string()),
+    };
+    io_error("update the pack index for", dir, source)
 }
 
 /// Pack files in `dir`, by number; other files are reported as strays by `check_packs`.
@@ -732,7 +736,7 @@ impl PackStore {
     /// `index` as the location index, and brings the index up to the packs.
     pub(crate) fn open(
         dir: &Path,
-        index: sled::Tree,
+        index: PackIndex,
         max_bytes: u64,
     ) -> Result<PackStore, ContentError> {
         fsutil::create_dir_all_durable(dir)?;
@@ -788,20 +792,35 @@ impl PackStore {
                 None
             }
             None => {
-                if !index.is_empty() {
+                if !index.is_empty().map_err(|e| index_error(dir, e))? {
                     index.clear().map_err(|e| index_error(dir, e))?;
                 }
                 None
             }
         };
 
-        let mut batch = sled::Batch::default();
-        let marker = Self::index_packs(&packs, through, LastTail::Cut, &mut batch, &mut recovery)?
-            .or(through);
-        if let Some((pack, offset)) = marker {
+        // Stored in parts with the place reached, as a reindex does: a first open after an
+        // upgrade reads every pack, and a part is all it holds in memory; one cut short
+        // resumes from the last part stored.
+        let mut batch = PackBatch::default();
+        let mut store_part = |batch: &mut PackBatch, (pack, offset): (u64, u64)| {
+            if batch.is_empty() && through == Some((pack, offset)) {
+                return Ok(());
+            }
             batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
-        }
-        index.apply_batch(batch).map_err(|e| index_error(dir, e))?;
+            index
+                .apply(std::mem::take(batch), Commit::Durable)
+                .map_err(|e| index_error(dir, e))
+        };
+        // Each pack read ends with a part stored, so the marker is where the last one ends.
+        Self::index_packs_each(
+            &packs,
+            through,
+            LastTail::Cut,
+            &mut batch,
+            &mut recovery,
+            &mut store_part,
+        )?;
 
         // Append to the last pack if it is sound and has room, else start a new one.
         let (active, tail_len) = match packs.last() {
@@ -851,7 +870,7 @@ impl PackStore {
     /// a store without packs (format 1).
     pub(crate) fn open_read_only(
         dir: &Path,
-        index: sled::Tree,
+        index: PackIndex,
         max_bytes: u64,
     ) -> Result<PackStore, ContentError> {
         let mut packs = match fs::metadata(dir) {
@@ -870,9 +889,20 @@ impl PackStore {
                 packs.pop();
             }
         }
-        let mut batch = sled::Batch::default();
-        let marker = Self::index_packs(&packs, None, LastTail::Keep, &mut batch, &mut recovery)?;
-        index.apply_batch(batch).map_err(|e| index_error(dir, e))?;
+        let mut batch = PackBatch::default();
+        let mut store_part = |batch: &mut PackBatch, _: (u64, u64)| {
+            index
+                .apply(std::mem::take(batch), Commit::Lazy)
+                .map_err(|e| index_error(dir, e))
+        };
+        let marker = Self::index_packs_each(
+            &packs,
+            None,
+            LastTail::Keep,
+            &mut batch,
+            &mut recovery,
+            &mut store_part,
+        )?;
         let end = marker.unwrap_or((0, PACK_HEADER_LEN));
         Ok(PackStore {
             dir: dir.to_path_buf(),
@@ -907,18 +937,21 @@ impl PackStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_error("stat", &self.dir, e)),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = PackBatch::default();
         let mut recovery = PackRecovery::default();
-        let marker = Self::index_packs(
+        let mut store_part = |batch: &mut PackBatch, _: (u64, u64)| {
+            self.index
+                .apply(std::mem::take(batch), Commit::Lazy)
+                .map_err(|e| index_error(&self.dir, e))
+        };
+        let marker = Self::index_packs_each(
             &packs,
             Some(through),
             LastTail::Keep,
             &mut batch,
             &mut recovery,
+            &mut store_part,
         )?;
-        self.index
-            .apply_batch(batch)
-            .map_err(|e| index_error(&self.dir, e))?;
         if let Some(end) = marker {
             st.durable_end = end;
         }
@@ -933,30 +966,17 @@ impl PackStore {
     }
 
     /// Reads the records of `packs` that lie beyond the marker `through` (all of them when
-    /// there is none) into `batch`, checking each payload, and returns where the last pack
-    /// read ends. A torn tail of the last pack is cut only if `cut_torn_tail`; a pack shorter
+    /// there is none) into `batch`, checking each payload, and hands the batch to
+    /// `after_pack` after each pack and every [`REINDEX_CHUNK`] objects, with the place
+    /// indexed through (the index is stored in parts). Returns where the last pack read
+    /// ends. A torn tail of the last pack is treated as `last_tail` says; a pack shorter
     /// than the marker, or with a damaged header, is skipped (reported by the caller or in
     /// `recovery`).
-    fn index_packs(
-        packs: &[(u64, PathBuf)],
-        through: Option<(u64, u64)>,
-        last_tail: LastTail,
-        batch: &mut sled::Batch,
-        recovery: &mut PackRecovery,
-    ) -> Result<Option<(u64, u64)>, ContentError> {
-        Self::index_packs_each(packs, through, last_tail, batch, recovery, &mut |_, _| {
-            Ok(())
-        })
-    }
-
-    /// As [`Self::index_packs`], handing the batch to `after_pack` after each pack and
-    /// every [`REINDEX_CHUNK`] objects, with the place indexed through (a reindex stores
-    /// it in parts).
     fn index_packs_each(
         packs: &[(u64, PathBuf)],
         through: Option<(u64, u64)>,
         last_tail: LastTail,
-        batch: &mut sled::Batch,
+        batch: &mut PackBatch,
         recovery: &mut PackRecovery,
         after_pack: &mut StoreIndexed<'_>,
     ) -> Result<Option<(u64, u64)>, ContentError> {
@@ -1000,7 +1020,7 @@ impl PackStore {
         Ok(marker)
     }
 
-    fn read_through(index: &sled::Tree, dir: &Path) -> Result<Option<(u64, u64)>, ContentError> {
+    fn read_through(index: &PackIndex, dir: &Path) -> Result<Option<(u64, u64)>, ContentError> {
         let v = index.get(KEY_THROUGH).map_err(|e| index_error(dir, e))?;
         Ok(v.and_then(|v| Some((u64_at(&v, 0)?, u64_at(&v, 8)?))))
     }
@@ -1017,7 +1037,7 @@ impl PackStore {
         start: u64,
         tail: LastTail,
         last: bool,
-        batch: &mut sled::Batch,
+        batch: &mut PackBatch,
         recovery: &mut PackRecovery,
         after_chunk: &mut StoreIndexed<'_>,
     ) -> Result<u64, ContentError> {
@@ -1149,7 +1169,7 @@ impl PackStore {
 
     fn locate_indexed(&self, digest: &Digest) -> Result<Vec<PackedObject>, ContentError> {
         let mut out = Vec::new();
-        for kv in self.index.scan_prefix(object_prefix(digest)) {
+        for kv in self.index.scan_prefix(&object_prefix(digest)) {
             let (k, v) = kv.map_err(|e| index_error(&self.dir, e))?;
             match decode_object(&k, &v) {
                 Some((_, obj)) => out.push(obj),
@@ -1184,7 +1204,7 @@ impl PackStore {
         self.settle(digest)?;
         Ok(self
             .index
-            .scan_prefix(object_prefix(digest))
+            .scan_prefix(&object_prefix(digest))
             .next()
             .transpose()
             .map_err(|e| index_error(&self.dir, e))?
@@ -1502,7 +1522,7 @@ impl PackStore {
         queued: &[(Digest, PackedObject, u64)],
         last: Option<&Chunk>,
     ) -> Result<(), ContentError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = PackBatch::default();
         for (digest, obj, _) in queued {
             batch.insert(
                 &object_key(digest, obj.pack, obj.offset)[..],
@@ -1513,8 +1533,10 @@ impl PackStore {
             let end = c.start + c.bytes.len() as u64;
             batch.insert(KEY_THROUGH, &through_value(c.pack, end)[..]);
         }
+        // Lazy: durable with the tenant index's next durable commit (see `pack_index`);
+        // what a crash loses of it, the next open reads again from the packs.
         self.index
-            .apply_batch(batch)
+            .apply(batch, Commit::Lazy)
             .map_err(|e| index_error(&self.dir, e))
     }
 
@@ -1552,7 +1574,7 @@ impl PackStore {
 
     fn zero_copies(&self, digest: &Digest, copies: &[PackedObject]) -> Result<(), ContentError> {
         let zeros = vec![0u8; 64 * 1024];
-        let mut batch = sled::Batch::default();
+        let mut batch = PackBatch::default();
         for obj in copies {
             let path = self.path_of(obj.pack);
             let file = match OpenOptions::new().write(true).open(&path) {
@@ -1587,8 +1609,10 @@ impl PackStore {
             fsutil::sync_data(&file, &path)?;
             batch.remove(&object_key(digest, obj.pack, obj.offset)[..]);
         }
+        // Durable: a location that came back after a crash would count a destroyed object
+        // as present (its record says removed, so reading it still fails).
         self.index
-            .apply_batch(batch)
+            .apply(batch, Commit::Durable)
             .map_err(|e| index_error(&self.dir, e))
     }
 
@@ -1596,7 +1620,7 @@ impl PackStore {
     pub(crate) fn digests(&self) -> impl Iterator<Item = Result<Digest, ContentError>> + '_ {
         let mut last: Option<Digest> = None;
         self.index
-            .scan_prefix([PREFIX_OBJECT])
+            .scan_prefix(&[PREFIX_OBJECT])
             .filter_map(move |kv| {
                 let (k, v) = match kv {
                     Ok(kv) => kv,
@@ -1619,6 +1643,12 @@ impl PackStore {
 
     /// Drops the location index and reads every pack again (`rebuild-index`).
     pub(crate) fn reindex(&self) -> Result<u64, ContentError> {
+        self.reindex_parts(usize::MAX)
+    }
+
+    /// As [`Self::reindex`], but fails once `parts` parts are stored: a reindex cut short,
+    /// for the tests of what the next open makes of it.
+    fn reindex_parts(&self, parts: usize) -> Result<u64, ContentError> {
         self.refuse_write("reindex")?;
         // Waiting for the flush slot keeps writers out while the index is rebuilt.
         let mut st = lock(&self.state);
@@ -1630,19 +1660,28 @@ impl PackStore {
         let result = (|| {
             self.index.clear().map_err(|e| index_error(&self.dir, e))?;
             let packs = list_packs(&self.dir)?;
-            let mut batch = sled::Batch::default();
+            let mut batch = PackBatch::default();
             let mut recovery = PackRecovery::default();
-            // Stored pack by pack, each batch with the place it reaches (so a reindex cut
-            // short resumes from there at the next open) and flushed: one batch of every
-            // object held the whole index in memory twice over (3 GB at 10^6 entries).
+            // Stored in parts, each with the place it reaches (so a reindex cut short
+            // resumes from there at the next open) and durable: one batch of every object
+            // held the whole index in memory twice over (3 GB at 10^6 entries).
             let index = &self.index;
             let dir = &self.dir;
-            let mut store_pack = |batch: &mut sled::Batch, (pack, offset): (u64, u64)| {
+            let mut stored = 0usize;
+            let mut store_pack = |batch: &mut PackBatch, (pack, offset): (u64, u64)| {
+                if stored == parts {
+                    return Err(io_error(
+                        "reindex",
+                        dir,
+                        io::Error::new(io::ErrorKind::Interrupted, "reindex cut short"),
+                    ));
+                }
                 batch.insert(KEY_THROUGH, &through_value(pack, offset)[..]);
                 index
-                    .apply_batch(std::mem::take(batch))
-                    .and_then(|()| index.flush().map(|_| ()))
-                    .map_err(|e| index_error(dir, e))
+                    .apply(std::mem::take(batch), Commit::Durable)
+                    .map_err(|e| index_error(dir, e))?;
+                stored += 1;
+                Ok(())
             };
             // Never cut anything here: the active pack may hold records being written.
             Self::index_packs_each(
@@ -1817,20 +1856,17 @@ mod tests {
         out
     }
 
-    /// A content store whose pack index survives reopening (a sled database in `dir`).
+    /// A content store whose pack index survives reopening (a redb database in `dir`).
     struct Fixture {
         dir: tempfile::TempDir,
-        db: sled::Db,
+        db: PackIndex,
         options: ContentOptions,
     }
 
     impl Fixture {
         fn new(pack_max_bytes: u64) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
-            let db = sled::Config::new()
-                .path(dir.path().join("index"))
-                .open()
-                .unwrap();
+            let db = PackIndex::open(&dir.path().join("packs.redb")).unwrap();
             Fixture {
                 dir,
                 db,
@@ -1845,13 +1881,13 @@ mod tests {
             ContentStore::open_indexed(
                 &self.dir.path().join("content"),
                 self.options,
-                self.db.open_tree("packs").unwrap(),
+                self.db.clone(),
             )
             .unwrap()
         }
 
-        fn tree(&self) -> sled::Tree {
-            self.db.open_tree("packs").unwrap()
+        fn tree(&self) -> PackIndex {
+            self.db.clone()
         }
 
         fn pack(&self, n: u64) -> PathBuf {
@@ -2101,8 +2137,8 @@ mod tests {
             p.offset
         };
         for (out, _) in &all[6..] {
-            for kv in tree.scan_prefix(object_prefix(&out.digest)) {
-                tree.remove(kv.unwrap().0).unwrap();
+            for kv in tree.scan_prefix(&object_prefix(&out.digest)) {
+                tree.remove(&kv.unwrap().0).unwrap();
             }
         }
         tree.insert(KEY_THROUGH, &through_value(0, keep_through)[..])
@@ -2171,8 +2207,8 @@ mod tests {
         // The index forgets b and c, and b's payload is damaged.
         let tree = f.tree();
         for d in [&b.digest, &c.digest] {
-            for kv in tree.scan_prefix(object_prefix(d)) {
-                tree.remove(kv.unwrap().0).unwrap();
+            for kv in tree.scan_prefix(&object_prefix(d)) {
+                tree.remove(&kv.unwrap().0).unwrap();
             }
         }
         tree.insert(KEY_THROUGH, &through_value(0, b_place.offset)[..])
@@ -2403,6 +2439,132 @@ mod tests {
         }
     }
 
+    /// A pack store in `dir`/packs over `index`.
+    fn pack_store(dir: &Path, index: &PackIndex, max_bytes: u64) -> PackStore {
+        PackStore::open(&dir.join("packs"), index.clone(), max_bytes).unwrap()
+    }
+
+    /// Puts `data` as a raw record and returns its digest.
+    fn put_raw(store: &PackStore, data: &[u8]) -> Digest {
+        let digest = Digest::of(data);
+        store
+            .put(digest, Codec::Raw, data.len() as u64, data)
+            .unwrap();
+        digest
+    }
+
+    /// A crash after records reached their pack (flushed, acknowledged) but before the
+    /// location index's commit was durable: the index file is what its last durable commit
+    /// left. The next open reads the records beyond that commit's marker again and finds
+    /// every object.
+    #[test]
+    fn a_crash_before_the_index_commit_is_durable_loses_no_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("packs.redb");
+        let crash_image = dir.path().join("packs.redb.at-crash");
+        let index = PackIndex::open(&path).unwrap();
+        let store = pack_store(dir.path(), &index, DEFAULT_PACK_MAX_BYTES);
+        let early: Vec<(Digest, Vec<u8>)> = (0..3)
+            .map(|i| {
+                let data = random_bytes(2000, i);
+                (put_raw(&store, &data), data)
+            })
+            .collect();
+        index.sync().unwrap();
+        // What the disk holds of the index now, and keeps through the crash: the later
+        // flushes commit lazily, never durably before the crash.
+        fs::copy(&path, &crash_image).unwrap();
+        let late: Vec<(Digest, Vec<u8>)> = (10..14)
+            .map(|i| {
+                let data = random_bytes(2000, i);
+                (put_raw(&store, &data), data)
+            })
+            .collect();
+        assert_eq!(store.locate(&late[0].0).unwrap().len(), 1);
+        drop(store);
+        drop(index);
+        fs::rename(&crash_image, &path).unwrap();
+        let index = PackIndex::open(&path).unwrap();
+        assert!(
+            index
+                .scan_prefix(&object_prefix(&late[0].0))
+                .next()
+                .is_none(),
+            "the crash image does not hold the late locations"
+        );
+        let store = pack_store(dir.path(), &index, DEFAULT_PACK_MAX_BYTES);
+        assert_eq!(store.recovery().reindexed, late.len() as u64);
+        for (d, data) in early.iter().chain(&late) {
+            let copies = store.locate(d).unwrap();
+            assert_eq!(copies.len(), 1, "{d}");
+            let (mut file, header) = store.open_record(d, &copies[0]).unwrap();
+            let mut read = vec![0u8; header.payload_len as usize];
+            file.read_exact(&mut read).unwrap();
+            assert_eq!(&read, data);
+        }
+        // Stored again, they are duplicates, not second copies.
+        assert!(
+            !store
+                .put(late[0].0, Codec::Raw, 2000, &late[0].1)
+                .unwrap()
+                .1
+        );
+    }
+
+    /// A reindex cut short (here after two of its parts, one per pack) leaves the packs it
+    /// stored and the marker after them; the next open reads only the packs beyond it.
+    #[test]
+    fn a_reindex_cut_short_resumes_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = PackIndex::open(&dir.path().join("packs.redb")).unwrap();
+        let store = pack_store(dir.path(), &index, 8192);
+        let all: Vec<(Digest, Vec<u8>)> = (0..20)
+            .map(|i| {
+                let data = random_bytes(1500, i);
+                (put_raw(&store, &data), data)
+            })
+            .collect();
+        let packs = list_packs(store.dir()).unwrap();
+        assert!(packs.len() >= 4, "{} packs", packs.len());
+        let err = store.reindex_parts(2).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+        // Parts are stored after each pack: packs 0 and 1 are indexed, the marker at the
+        // end of pack 1, nothing of the later packs.
+        let len1 = fs::metadata(&packs[1].1).unwrap().len();
+        assert_eq!(
+            PackStore::read_through(&index, store.dir()).unwrap(),
+            Some((1, len1))
+        );
+        let in_first_two = all
+            .iter()
+            .filter(|(d, _)| store.locate_indexed(d).unwrap().iter().any(|o| o.pack <= 1))
+            .count();
+        assert!(in_first_two > 0);
+        assert_eq!(
+            all.iter()
+                .filter(|(d, _)| !store.locate_indexed(d).unwrap().is_empty())
+                .count(),
+            in_first_two
+        );
+        drop(store);
+        let store = pack_store(dir.path(), &index, 8192);
+        assert_eq!(
+            store.recovery().reindexed,
+            (all.len() - in_first_two) as u64,
+            "only the packs beyond the marker are read again"
+        );
+        for (d, data) in &all {
+            let copies = store.locate(d).unwrap();
+            assert_eq!(copies.len(), 1);
+            let (mut file, _) = store.open_record(d, &copies[0]).unwrap();
+            let mut read = vec![0u8; data.len()];
+            file.read_exact(&mut read).unwrap();
+            assert_eq!(&read, data);
+        }
+        // A full reindex afterwards holds the same.
+        assert_eq!(store.reindex().unwrap(), all.len() as u64);
+    }
+
     #[test]
     fn a_file_stored_before_packing_deduplicates_small_puts() {
         let dir = tempfile::tempdir().unwrap();
@@ -2444,13 +2606,8 @@ mod tests {
         }
     }
 
-    fn scratch_tree() -> sled::Tree {
-        sled::Config::new()
-            .temporary(true)
-            .open()
-            .unwrap()
-            .open_tree("packs")
-            .unwrap()
+    fn scratch_tree() -> PackIndex {
+        PackIndex::temporary().unwrap()
     }
 
     fn pack_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -14,7 +14,7 @@
 //!   ([`Backend::read_only`]), verification rebuilds its own from the journal;
 //! - blobs are read, never written ([`FileMeta::read_only`]).
 //!
-//! The data directory's own index (`index/<tenant>/`, redb and sled databases that akted
+//! The data directory's own index (`index/<tenant>/`, redb databases that akted
 //! holds exclusively) is not read at all.
 
 use std::fs;
@@ -146,9 +146,7 @@ impl Backend for ReadOnlyBackend {
         let journal = Journal::open_read_only(&dir.join("journal"), self.options.journal.clone())
             .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
         let index = Arc::new(self.scratch(id)?);
-        let packs = index
-            .packs_tree()
-            .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;
+        let packs = index.packs();
         let content =
             ContentStore::open_read_only(&dir.join("content"), self.options.content, packs)
                 .map_err(|e| Self::tenant_error(id, &e, e.kind()))?;

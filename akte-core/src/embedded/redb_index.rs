@@ -927,24 +927,30 @@ mod tests {
             let records = open(&data);
             assert!(!sled.exists(), "the sled directory is removed");
             assert!(index.join(DB_FILE).exists() && index.join(PACKS_FILE).exists());
-            let t = records.tenant("amt").unwrap();
-            for id in &ids {
-                t.document(*id).unwrap();
-            }
-            let content = t.tenant().content();
-            for (d, body) in digests.iter().zip(&bodies) {
-                let mut read = Vec::new();
-                std::io::Read::read_to_end(&mut content.get(d).unwrap(), &mut read).unwrap();
-                assert_eq!(&read, body);
-            }
-            drop(t);
-            let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
-            assert!(
-                report.is_clean(),
-                "{:?}",
-                report.problems().collect::<Vec<_>>()
-            );
+            all_back(&records, &ids, &digests, &bodies);
         }
+    }
+
+    /// Every document of tenant "amt" opens, every content object reads back as `bodies`,
+    /// and the store verifies clean.
+    fn all_back(records: &Records, ids: &[uuid::Uuid], digests: &[Digest], bodies: &[Vec<u8>]) {
+        let t = records.tenant("amt").unwrap();
+        for id in ids {
+            t.document(*id).unwrap();
+        }
+        let content = t.tenant().content();
+        for (d, body) in digests.iter().zip(bodies) {
+            let mut read = Vec::new();
+            std::io::Read::read_to_end(&mut content.get(d).unwrap(), &mut read).unwrap();
+            assert_eq!(&read, body);
+        }
+        drop(t);
+        let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
+        assert!(
+            report.is_clean(),
+            "{:?}",
+            report.problems().collect::<Vec<_>>()
+        );
     }
 
     /// A pack location index that cannot be opened (its pages overwritten) is set aside
@@ -982,23 +988,7 @@ mod tests {
             .filter(|n| n.starts_with("amt.damaged-"))
             .collect();
         assert_eq!(aside.len(), 1, "set aside once: {aside:?}");
-        let t = records.tenant("amt").unwrap();
-        for id in &ids {
-            t.document(*id).unwrap();
-        }
-        let content = t.tenant().content();
-        for (d, body) in digests.iter().zip(&bodies) {
-            let mut read = Vec::new();
-            std::io::Read::read_to_end(&mut content.get(d).unwrap(), &mut read).unwrap();
-            assert_eq!(&read, body);
-        }
-        drop(t);
-        let report = verify_store(records.store(), VerifyOptions::default()).unwrap();
-        assert!(
-            report.is_clean(),
-            "{:?}",
-            report.problems().collect::<Vec<_>>()
-        );
+        all_back(&records, &ids, &digests, &bodies);
     }
 
     /// Everything applied is in the database after a close (the last commit is durable):

@@ -900,18 +900,10 @@ mod tests {
         for keys_in_sled in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let data = dir.path().join("data");
-            let records = open(&data);
-            let ids = fill(&records, "amt", 20);
-            let t = records.tenant("amt").unwrap();
             let bodies: Vec<Vec<u8>> = (0..20)
                 .map(|i| format!("Inhalt des Schreibens {i} ({keys_in_sled})").into_bytes())
                 .collect();
-            let digests: Vec<Digest> = bodies
-                .iter()
-                .map(|b| t.put_content(&b[..]).unwrap().digest)
-                .collect();
-            drop(t);
-            drop(records);
+            let (ids, digests) = stored(&data, 20, &bodies);
             let index = data.join("index").join("amt");
             // What an older akte left: a sled database (nothing of it is read, so its
             // files' contents do not matter) and no redb file for what it held.
@@ -929,6 +921,19 @@ mod tests {
             assert!(index.join(DB_FILE).exists() && index.join(PACKS_FILE).exists());
             all_back(&records, &ids, &digests, &bodies);
         }
+    }
+
+    /// A store in `data` with `docs` documents in tenant "amt" and `bodies` stored as its
+    /// content, closed again; returns the documents' ids and the bodies' digests.
+    fn stored(data: &Path, docs: usize, bodies: &[Vec<u8>]) -> (Vec<uuid::Uuid>, Vec<Digest>) {
+        let records = open(data);
+        let ids = fill(&records, "amt", docs);
+        let t = records.tenant("amt").unwrap();
+        let digests = bodies
+            .iter()
+            .map(|b| t.put_content(&b[..]).unwrap().digest)
+            .collect();
+        (ids, digests)
     }
 
     /// Every document of tenant "amt" opens, every content object reads back as `bodies`,
@@ -960,18 +965,10 @@ mod tests {
     fn a_damaged_pack_index_is_set_aside_and_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let records = open(&data);
-        let ids = fill(&records, "amt", 5);
-        let t = records.tenant("amt").unwrap();
         let bodies: Vec<Vec<u8>> = (0..10)
             .map(|i| format!("Bescheid Nr. {i}").into_bytes())
             .collect();
-        let digests: Vec<Digest> = bodies
-            .iter()
-            .map(|b| t.put_content(&b[..]).unwrap().digest)
-            .collect();
-        drop(t);
-        drop(records);
+        let (ids, digests) = stored(&data, 5, &bodies);
         let index = data.join("index").join("amt");
         let packs = index.join(PACKS_FILE);
         let len = std::fs::metadata(&packs).unwrap().len() as usize;

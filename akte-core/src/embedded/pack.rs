@@ -674,6 +674,60 @@ fn find_next_record(path: &Path, from: u64) -> Result<Option<u64>, ContentError>
     Ok(None)
 }
 
+/// Decodes the one zstd frame of a record's payload into `hasher`, refusing more than
+/// `limit` bytes and anything after the frame; returns the bytes it produced. The
+/// decompression context is kept per thread and reset for each record: making one costs
+/// more than decoding a small record, and a reindex checks every record of every pack.
+fn decode_zstd_into(payload: &[u8], limit: u64, hasher: &mut Sha256) -> Result<u64, String> {
+    use zstd::zstd_safe::{get_error_name, DCtx, InBuffer, OutBuffer, ResetDirective};
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<DCtx<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let undecodable =
+        |code: usize| format!("zstd payload does not decode: {}", get_error_name(code));
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dctx = match slot.as_mut() {
+            Some(dctx) => dctx,
+            None => slot
+                .insert(DCtx::try_create().ok_or("zstd: no memory for a decompression context")?),
+        };
+        dctx.reset(ResetDirective::SessionOnly)
+            .map_err(undecodable)?;
+        let mut input = InBuffer::around(payload);
+        let mut buf = [0u8; 16 * 1024];
+        let mut produced = 0u64;
+        loop {
+            let mut out = OutBuffer::around(&mut buf[..]);
+            let left = dctx
+                .decompress_stream(&mut out, &mut input)
+                .map_err(undecodable)?;
+            let n = out.pos();
+            produced += n as u64;
+            if produced > limit {
+                return Err(format!(
+                    "payload decodes to more than the {limit} bytes the header records"
+                ));
+            }
+            hasher.update(&buf[..n]);
+            if left == 0 {
+                break; // the frame is decoded and flushed
+            }
+            if n == 0 && input.pos() == payload.len() {
+                return Err("zstd payload does not decode: the frame is cut short".into());
+            }
+        }
+        if input.pos() != payload.len() {
+            return Err(format!(
+                "unexpected bytes after the zstd frame ({} bytes)",
+                payload.len() - input.pos()
+            ));
+        }
+        Ok(produced)
+    })
+}
+
 /// Decodes a payload and checks it against its header: length and digest.
 pub fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), String> {
     let mut hasher = Sha256::new();
@@ -682,38 +736,7 @@ pub fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), String
             hasher.update(payload);
             payload.len() as u64
         }
-        Codec::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(payload)
-                .map_err(|e| format!("zstd payload does not decode: {e}"))?
-                .single_frame();
-            let mut buf = [0u8; 16 * 1024];
-            let mut produced = 0u64;
-            loop {
-                match decoder.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        produced += n as u64;
-                        if produced > header.size {
-                            return Err(format!(
-                                "payload decodes to more than the {} bytes the header records",
-                                header.size
-                            ));
-                        }
-                        hasher.update(&buf[..n]);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(format!("zstd payload does not decode: {e}")),
-                }
-            }
-            let rest = decoder.finish();
-            if !rest.is_empty() {
-                return Err(format!(
-                    "unexpected bytes after the zstd frame ({} bytes)",
-                    rest.len()
-                ));
-            }
-            produced
-        }
+        Codec::Zstd => decode_zstd_into(payload, header.size, &mut hasher)?,
     };
     if produced != header.size {
         return Err(format!(
@@ -1830,6 +1853,39 @@ mod tests {
     use super::*;
     use crate::embedded::content::{ContentOptions, ContentStore};
     use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn zstd_payloads_are_checked_whole_with_one_context_per_thread() {
+        let text = b"Sehr geehrte Damen und Herren, ".repeat(2000);
+        let frame = zstd::stream::encode_all(&text[..], 3).unwrap();
+        let header = |payload: &[u8]| RecordHeader {
+            state: RecordState::Present,
+            codec: Codec::Zstd,
+            digest: Digest::of(&text),
+            size: text.len() as u64,
+            payload_len: payload.len() as u32,
+        };
+        assert_eq!(check_payload(&header(&frame), &frame), Ok(()));
+        let refused = |payload: &[u8], h: RecordHeader| check_payload(&h, payload).unwrap_err();
+        let cut = &frame[..frame.len() - 3];
+        assert!(refused(cut, header(cut)).contains("does not decode"));
+        let mut trailing = frame.clone();
+        trailing.extend_from_slice(b"xyz");
+        assert!(refused(&trailing, header(&trailing)).contains("after the zstd frame (3 bytes)"));
+        let small = RecordHeader {
+            size: 100,
+            ..header(&frame)
+        };
+        assert!(refused(&frame, small).contains("more than the 100 bytes"));
+        let other = RecordHeader {
+            digest: Digest::of(b"other"),
+            ..header(&frame)
+        };
+        assert!(refused(&frame, other).contains("hashes to"));
+        assert!(refused(b"not zstd", header(b"not zstd")).contains("does not decode"));
+        // The context kept for the thread is clean again after each failure.
+        assert_eq!(check_payload(&header(&frame), &frame), Ok(()));
+    }
 
     /// Deterministic incompressible bytes.
     fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

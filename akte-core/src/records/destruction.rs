@@ -257,7 +257,7 @@ impl TenantRecords {
                 });
             }
         }
-        let run = Uuid::new_v4();
+        let run = super::schema::new_id();
         let mut destroyed = Vec::new();
         for id in files {
             destroyed.push(self.destroy_file(

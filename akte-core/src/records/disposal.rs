@@ -331,7 +331,7 @@ impl TenantRecords {
             }
             objects.push(mapper(index).file(&f)?);
         }
-        let process = Uuid::new_v4();
+        let process = super::schema::new_id();
         let out = xdomea::write_0501_zip(
             out,
             &header(process, &parties.agency, &parties.archive),
@@ -634,7 +634,7 @@ impl TenantRecords {
             }
         }
         let process = DisposalProcess {
-            id: Uuid::new_v4(),
+            id: super::schema::new_id(),
             two_stage: true,
             files: files.to_vec(),
             stage: ProcessStage::Offered,

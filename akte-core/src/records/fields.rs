@@ -1022,7 +1022,7 @@ impl TenantRecords {
                     format!("a tenant defines at most {MAX_DEFINITIONS} custom fields"),
                 ));
             }
-            let id = Uuid::new_v4();
+            let id = super::schema::new_id();
             let mut record = Self::new_event(Some(id))?;
             record.set = [
                 ("name", Value::from(new.name.clone())),

@@ -414,7 +414,7 @@ impl TenantRecords {
             files: mapped,
         };
         let header = MessageHeader {
-            process_id: Uuid::new_v4(),
+            process_id: super::schema::new_id(),
             created: Utc::now().fixed_offset(),
             sender,
             receiver: receiver.clone(),

@@ -652,7 +652,7 @@ impl TenantRecords {
                 check_container(index, p)?;
             }
             let id = match item.id {
-                None => Uuid::new_v4(),
+                None => super::schema::new_id(),
                 Some(id) if id.is_nil() => return Err(invalid("id", "the nil UUID is not an id")),
                 Some(id) => {
                     if index.contains_key(schema::object(id))?
@@ -991,7 +991,7 @@ fn versions_of(d: &ImportDocument) -> (Vec<VersionData>, Vec<Payload>) {
             .renditions
             .iter()
             .map(|r| Rendition {
-                id: Uuid::new_v4(),
+                id: super::schema::new_id(),
                 file_name: r.file_name.clone(),
                 media_type: r.media_type.clone(),
                 size: r.size,

@@ -245,7 +245,7 @@ impl TenantRecords {
                     ));
                 }
             }
-            let id = Uuid::new_v4();
+            let id = super::schema::new_id();
             let mut record = Self::new_event(Some(id))?;
             record.set = fields(vec![
                 ("name", Value::from(name)),

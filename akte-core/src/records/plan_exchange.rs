@@ -93,7 +93,7 @@ impl TenantRecords {
     ) -> Result<(Vec<u8>, String), RecordsError> {
         let units = self.plan_entries(None, 0)?;
         let header = MessageHeader {
-            process_id: Uuid::new_v4(),
+            process_id: super::schema::new_id(),
             created: Utc::now().fixed_offset(),
             sender,
             receiver,

@@ -401,7 +401,7 @@ impl TenantRecords {
     ) -> Result<Hold, RecordsError> {
         validate::line("reason", reason, MAX_TEXT)?;
         validate::optional_line("reference", reference, MAX_NAME)?;
-        let hold_id = Uuid::new_v4();
+        let hold_id = super::schema::new_id();
         self.write_plan(actor, |index| {
             let obj = get_object(index, object)?;
             let file = top_file(index, &obj)?;

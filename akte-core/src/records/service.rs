@@ -393,7 +393,7 @@ impl TenantRecords {
 
     fn fresh_id(index: &TenantIndex, id: Option<Uuid>) -> Result<Uuid, RecordsError> {
         match id {
-            None => Ok(Uuid::new_v4()),
+            None => Ok(schema::new_id()),
             Some(id) if id.is_nil() => Err(RecordsError::Invalid {
                 field: "id".into(),
                 reason: "the nil UUID is not an id".into(),
@@ -1136,7 +1136,7 @@ fn version_data(number: u32, new: &NewVersion) -> (VersionData, Vec<Payload>) {
         .renditions
         .iter()
         .map(|r| Rendition {
-            id: Uuid::new_v4(),
+            id: super::schema::new_id(),
             file_name: r.file_name.clone(),
             media_type: r.media_type.clone(),
             size: r.size,

@@ -1,6 +1,6 @@
 //! akte's benchmark binary: every figure beside a baseline measured in the same run.
 //!
-//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|index-scale|grpc|small|handover|memory|postgres|fulltext|ingest|all]
+//! `cargo run --release -p akte-bench -- [store|journal|proofs|verify|rebuild|index-scale|grpc|grpc-scale|small|handover|memory|postgres|fulltext|ingest|all]
 //! [--quick]`; without a part it runs them all (about 6 minutes on 2 cores).
 //!
 //! Prints one table: figure, value, baseline, baseline value, ratio. The machines are shared
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod fulltext;
 mod grpc;
+mod grpc_scale;
 mod index_scale;
 mod memory;
 mod peers;
@@ -848,7 +849,7 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("all");
     type Part = fn(&mut Vec<Row>, bool) -> Result<()>;
-    let parts: [(&str, Part); 13] = [
+    let parts: [(&str, Part); 14] = [
         ("store", bench_store),
         ("journal", bench_journal),
         ("proofs", bench_proofs),
@@ -856,6 +857,7 @@ fn main() -> Result<()> {
         ("rebuild", bench_rebuild),
         ("index-scale", index_scale::bench_index_scale),
         ("grpc", grpc::bench_grpc),
+        ("grpc-scale", grpc_scale::bench_grpc_scale),
         ("small", grpc::bench_small),
         ("handover", grpc::bench_handover),
         ("memory", memory::bench_memory),
@@ -868,7 +870,7 @@ fn main() -> Result<()> {
         one => match parts.iter().find(|(name, _)| *name == one) {
             Some(p) => vec![p],
             None => bail!(
-                "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, index-scale, grpc, \
+                "unknown benchmark {one:?}: use store, journal, proofs, verify, rebuild, index-scale, grpc, grpc-scale, \
                  small, handover, memory, postgres, ingest, fulltext or all"
             ),
         },

@@ -74,14 +74,14 @@ pub(crate) fn child_main(data_dir: &Path) -> Result<()> {
 }
 
 /// The daemon child; closing its stdin stops it, and dropping this waits for that.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    url: String,
-    admin_token: String,
+    pub(crate) url: String,
+    pub(crate) admin_token: String,
 }
 
 impl Daemon {
-    fn start(data_dir: &Path) -> Result<Daemon> {
+    pub(crate) fn start(data_dir: &Path) -> Result<Daemon> {
         let exe = std::env::current_exe().context("locating the benchmark binary")?;
         let mut child = Command::new(exe)
             .arg(CHILD_ARG)
@@ -114,7 +114,7 @@ impl Daemon {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -135,7 +135,7 @@ impl Drop for Daemon {
 }
 
 /// A `kB` field of `/proc/<pid>/status`, in bytes.
-fn status_field(pid: u32, field: &str) -> Result<u64> {
+pub(crate) fn status_field(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     for line in status.lines() {
         if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {

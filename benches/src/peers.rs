@@ -20,7 +20,7 @@ use crate::{bench_dir, Row};
 
 /// Bytes under `path` (files only, as allocated blocks are not what the peers report
 /// either).
-fn tree_size(path: &Path) -> u64 {
+pub(crate) fn tree_size(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {

@@ -241,10 +241,25 @@ impl TextIndex {
 
     /// Replaces the document `d.id` (or adds it).
     pub fn put(&self, d: &IndexedDoc) -> Result<(), FulltextError> {
-        let f = self.fields;
         let w = self.writer()?;
+        w.delete_term(Term::from_field_text(
+            self.fields.id,
+            &d.id.hyphenated().to_string(),
+        ));
+        self.add(&w, d)
+    }
+
+    /// Adds the document `d.id`, which the index must not hold yet (no delete of an
+    /// older copy: the caller knows there is none, e.g. from the document's creation
+    /// entry lying after the index's position).
+    pub fn add_new(&self, d: &IndexedDoc) -> Result<(), FulltextError> {
+        let w = self.writer()?;
+        self.add(&w, d)
+    }
+
+    fn add(&self, w: &IndexWriter, d: &IndexedDoc) -> Result<(), FulltextError> {
+        let f = self.fields;
         let id = d.id.hyphenated().to_string();
-        w.delete_term(Term::from_field_text(f.id, &id));
         let (hi, lo) = d.id.as_u64_pair();
         let mut doc = doc!(
             f.id => id,

@@ -33,6 +33,14 @@ const MAX_DEPTH: usize = 64;
 struct Touched {
     documents: BTreeSet<Uuid>,
     subtrees: BTreeSet<Uuid>,
+    /// Documents whose first entry in the range is their `document.create`: the index
+    /// committed before the range cannot hold them, so indexing them needs no delete of
+    /// an older copy. (A delete is kept by the index writer until the commit and then
+    /// looked up in every segment: one per new document was most of the deletes, and
+    /// their cost grows with the number of segments.)
+    new: BTreeSet<Uuid>,
+    /// Objects an entry of the range was about, to tell their first entry.
+    seen: BTreeSet<Uuid>,
 }
 
 /// Indexes the entries from `from` on (at most [`BATCH`], only durable ones) and commits;
@@ -50,6 +58,9 @@ pub fn step(records: &TenantRecords, index: &TextIndex, from: u64) -> Result<u64
             continue;
         };
         let k = rec.entry.kind.as_str();
+        if touched.seen.insert(object) && k == kind::DOCUMENT_CREATE {
+            touched.new.insert(object);
+        }
         if k.starts_with("document.") || k == kind::VERSION_ADD {
             touched.documents.insert(object);
         } else if k == kind::FILE_REFILE || k == kind::CASE_REFILE || k == kind::DISPOSAL_DESTROY {
@@ -60,7 +71,11 @@ pub fn step(records: &TenantRecords, index: &TextIndex, from: u64) -> Result<u64
         touched.documents.extend(index.below(*s)?);
     }
     for d in touched.documents {
-        reindex(records, index, d)?;
+        if touched.new.contains(&d) {
+            index_new(records, index, d)?;
+        } else {
+            reindex(records, index, d)?;
+        }
     }
     index.commit(to)?;
     Ok(to)
@@ -68,6 +83,20 @@ pub fn step(records: &TenantRecords, index: &TextIndex, from: u64) -> Result<u64
 
 /// Indexes `id` as the records have it now, or removes it.
 pub fn reindex(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(), FulltextError> {
+    index_document(records, index, id, true)
+}
+
+/// As [`reindex`], for a document the index does not hold (see [`Touched::new`]).
+fn index_new(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(), FulltextError> {
+    index_document(records, index, id, false)
+}
+
+fn index_document(
+    records: &TenantRecords,
+    index: &TextIndex,
+    id: Uuid,
+    replace: bool,
+) -> Result<(), FulltextError> {
     let doc = match records.get(id) {
         Ok(Object::Document(d)) => d,
         Ok(_) => return Ok(()),
@@ -80,14 +109,19 @@ pub fn reindex(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(
     if let Some(n) = &note {
         tracing::debug!(tenant = records.tenant().id(), document = %id, note = %n, "full-text extraction");
     }
-    index.put(&IndexedDoc {
+    let indexed = IndexedDoc {
         id,
         above: above(records, doc.parent)?,
         title: doc.subject.clone(),
         body,
         created: doc.created.at.timestamp_micros(),
         note,
-    })
+    };
+    if replace {
+        index.put(&indexed)
+    } else {
+        index.add_new(&indexed)
+    }
 }
 
 /// The text of the newest version's primary rendition, with extraction's note. Content
@@ -148,4 +182,103 @@ fn above(records: &TenantRecords, parent: Uuid) -> Result<Vec<Uuid>, FulltextErr
         };
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use akte_core::records::{
+        DisposalDecision, NewDocument, NewFile, NewPlanUnit, Records, Retention,
+    };
+    use akte_core::store::StoreOptions;
+    use serde_json::{json, Map};
+
+    fn new_document(t: &TenantRecords, file: Uuid, subject: &str) -> Uuid {
+        let doc = NewDocument {
+            parent: file,
+            subject: subject.into(),
+            ..NewDocument::default()
+        };
+        t.create_document("clerk", doc, None).unwrap().id
+    }
+
+    fn rename(t: &TenantRecords, id: Uuid, subject: &str) {
+        let Object::Document(d) = t.get(id).unwrap() else {
+            panic!("not a document")
+        };
+        let mut patch = Map::new();
+        patch.insert("subject".to_owned(), json!(subject));
+        t.update("clerk", id, d.revision, patch, None).unwrap();
+    }
+
+    /// New documents are added without a delete, changed ones replaced: in neither case
+    /// does the index hold a document twice or an old subject.
+    #[test]
+    fn new_documents_are_added_once_and_changed_ones_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(
+            akte_core::embedded::open(&dir.path().join("data")).unwrap(),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        let t = records.create_tenant("amt").unwrap();
+        let unit = t
+            .create_plan_unit(
+                "clerk",
+                NewPlanUnit {
+                    id: None,
+                    parent: None,
+                    code: "1".into(),
+                    title: "Allgemeines".into(),
+                    description: String::new(),
+                    retention: Retention::Years(10),
+                    disposal: DisposalDecision::Destroy,
+                },
+                None,
+            )
+            .unwrap();
+        let file = t
+            .create_file(
+                "clerk",
+                NewFile {
+                    plan_unit: unit.id,
+                    subject: "Sammelakte".into(),
+                    ..NewFile::default()
+                },
+                None,
+            )
+            .unwrap()
+            .id;
+        let index = TextIndex::open(&dir.path().join("ft")).unwrap();
+
+        // One range: a new document, and a new one changed in the same range.
+        let a = new_document(&t, file, "Bauantrag Lindenweg");
+        let b = new_document(&t, file, "Gewerbeanmeldung Bäckerei");
+        rename(&t, b, "Gewerbeabmeldung Bäckerei");
+        let pos = step(&t, &index, 0).unwrap();
+        // The next: a document the index holds changed, and a new one.
+        rename(&t, a, "Bauvoranfrage Lindenweg");
+        let c = new_document(&t, file, "Widerspruch Gebührenbescheid");
+        let pos = step(&t, &index, pos).unwrap();
+        assert_eq!(pos, t.tenant().size().unwrap());
+
+        let mut held = index.all_ids().unwrap();
+        held.sort();
+        let mut want = vec![a, b, c];
+        want.sort();
+        assert_eq!(held, want, "each document once");
+        let found = |text: &str| -> Vec<Uuid> {
+            index
+                .search(text, Default::default())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
+        };
+        assert_eq!(found("Bauvoranfrage"), vec![a]);
+        assert!(found("Bauantrag").is_empty(), "the old subject is gone");
+        assert_eq!(found("Gewerbeabmeldung"), vec![b]);
+        assert!(found("Gewerbeanmeldung").is_empty());
+        assert_eq!(found("Widerspruch"), vec![c]);
+    }
 }

@@ -7,7 +7,9 @@
 //! `akte_server::server::start`, the entry point `akted`'s `main` calls, on a multi-threaded
 //! tokio runtime built as `akted` builds it (only `akted`'s log subscriber is left out). So
 //! the one benchmark command needs no separately built `akted`, and the memory read from
-//! `/proc/<pid>/status` is the daemon's alone, not the client's.
+//! `/proc/<pid>/status` is the daemon's alone, not the client's. `AKTE_BENCH_DAEMON_WRAP`
+//! runs the child under a profiler (e.g. `heaptrack -o /tmp/akted`; the memory figures are
+//! then the profiler's process's).
 //!
 //! Peak RSS is `VmHWM`, reset before each phase by writing `5` to `/proc/<pid>/clear_refs`;
 //! where that is refused, `VmRSS` is sampled every 10 ms instead. The baseline is the
@@ -83,7 +85,18 @@ pub(crate) struct Daemon {
 impl Daemon {
     pub(crate) fn start(data_dir: &Path) -> Result<Daemon> {
         let exe = std::env::current_exe().context("locating the benchmark binary")?;
-        let mut child = Command::new(exe)
+        // A profiler to run the daemon under (e.g. `heaptrack -o /tmp/akted`), if asked.
+        let wrap = std::env::var("AKTE_BENCH_DAEMON_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .arg(CHILD_ARG)
             .arg(data_dir)
             .stdin(Stdio::piped())

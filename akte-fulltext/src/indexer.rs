@@ -71,11 +71,7 @@ pub fn step(records: &TenantRecords, index: &TextIndex, from: u64) -> Result<u64
         touched.documents.extend(index.below(*s)?);
     }
     for d in touched.documents {
-        if touched.new.contains(&d) {
-            index_new(records, index, d)?;
-        } else {
-            reindex(records, index, d)?;
-        }
+        index_document(records, index, d, !touched.new.contains(&d))?;
     }
     index.commit(to)?;
     Ok(to)
@@ -86,11 +82,8 @@ pub fn reindex(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(
     index_document(records, index, id, true)
 }
 
-/// As [`reindex`], for a document the index does not hold (see [`Touched::new`]).
-fn index_new(records: &TenantRecords, index: &TextIndex, id: Uuid) -> Result<(), FulltextError> {
-    index_document(records, index, id, false)
-}
-
+/// As [`reindex`]; without `replace` the index must not hold the document yet (see
+/// [`Touched::new`]), and no delete of an older copy is queued.
 fn index_document(
     records: &TenantRecords,
     index: &TextIndex,
